@@ -1,0 +1,154 @@
+/**
+ * rsync: the data side of the lifecycle.
+ *
+ * migrate  copy the original into the staging filesystem (rsync -aHAX)
+ * swap     after the new filesystem is mounted in place: copy again what changed while the
+ *          original was being moved aside (never overwriting a newer file), then verify
+ * cleanup  wait until the original has stayed unchanged for a grace period, catch up late
+ *          writes (warned about), verify again, and only then remove the original
+ */
+import { rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { CommandError, TransientError, definePlugin, quoteName, retry, run, type Job } from '../../src/core/index.js';
+import { describeHolders, holdersUnder } from '../../src/util/proc.js';
+import { treeFingerprint } from '../../src/util/tree.js';
+import { verifyTree } from './verify.js';
+
+const NAME = 'rsync';
+
+const options = z
+  .object({
+    command: z.string().min(1).default('rsync'),
+    /** rsync flags for every copy: archive, hard links, ACLs, xattrs, numeric owners. */
+    flags: z.array(z.string().regex(/^-/, 'an rsync option')).default(['-aHAX', '--numeric-ids']),
+    /** The original must stay unchanged this long before it is removed. */
+    graceSeconds: z.number().min(0).default(30),
+    /** Give up (keep the original, report an error) when it keeps changing this long. */
+    maxGraceSeconds: z.number().min(0).default(600),
+    /** Compare file contents too when verifying (reads everything twice). */
+    verifyContent: z.boolean().default(false),
+    /** Catch-up rounds in the swap before verification must pass. */
+    catchUpRounds: z.number().int().min(1).max(50).default(5),
+    /** Tries for a copy that fails in a way that may pass (rsync exit 24, vanished files). */
+    copyAttempts: z.number().int().min(1).max(20).default(4),
+  })
+  .strict();
+
+type Options = z.infer<typeof options>;
+
+/** rsync exit codes: 23 partial transfer (an error), 24 vanished source files (a race, retried). */
+const VANISHED = 24;
+
+export default definePlugin<Options>({
+  name: NAME,
+  description: 'copies the data in, catches up, verifies, and removes the original only once verified',
+  options,
+  apply(hooks, { options: opts }) {
+    /** Copies src/ into dst/. Returns the number of entries transferred. */
+    const copy = async (job: Job, src: string, dst: string, extra: readonly string[] = []): Promise<number> => {
+      const args = [...opts.flags, '--itemize-changes', ...extra, '--', `${src}/`, `${dst}/`];
+      return retry(
+        async () => {
+          try {
+            const { stdout } = await run(opts.command, args, { signal: job.signal });
+            return stdout.split('\n').filter((l) => /^[<>ch.*]/.test(l) && !l.startsWith('.d')).length;
+          } catch (error) {
+            if (error instanceof CommandError && error.exitCode === VANISHED) throw new TransientError(error.message);
+            throw error;
+          }
+        },
+        {
+          attempts: opts.copyAttempts,
+          firstDelayMs: 500,
+          transient: (e) => e instanceof TransientError,
+          onRetry: (e, n) => job.log.info(`copy: files vanished during the copy, copying again (try ${n + 1})`),
+          signal: job.signal,
+        },
+      );
+    };
+
+    const verify = async (job: Job, original: string): Promise<string[]> => {
+      const result = await verifyTree(original, job.path, { content: opts.verifyContent });
+      job.log.debug(`verified ${result.entries} entries, ${result.bytes} bytes`);
+      return result.differences;
+    };
+
+    hooks.prepare.tapPromise(NAME, async () => {
+      await run(opts.command, ['--version']);
+    });
+
+    hooks.migrate.tapPromise(NAME, async (job) => {
+      const staging = job.record.staging;
+      if (!staging && !job.dryRun) throw new Error('no staging filesystem to copy into');
+      await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging ?? '(staging)')}`, () => copy(job, job.path, staging!));
+    });
+
+    hooks.swap.tapPromise({ name: NAME, stage: 10 }, async (job) => {
+      const aside = job.record.aside;
+      if (job.dryRun || aside === undefined) {
+        await job.step('catch-up', 'copy what changed during the swap, then verify', async () => undefined);
+        return;
+      }
+      for (let round = 1; ; round++) {
+        // --update: a file already changed in the new filesystem is never overwritten by an older one.
+        const n = await job.step('catch-up', `catch up changes from ${quoteName(aside)} (round ${round})`, () => copy(job, aside, job.path, ['--update']));
+        const differences = await verify(job, aside);
+        if (differences.length === 0) {
+          job.log.info(`verified: every entry of the original is in ${job.record.filesystem ?? 'the new filesystem'}${n ? ` (${n} caught up)` : ''}`, { step: 'swap/verify' });
+          return;
+        }
+        if (round >= opts.catchUpRounds) {
+          throw new Error(`verification failed after ${round} rounds (${differences.slice(0, 3).join('; ')}); the original is kept at ${quoteName(aside)}`);
+        }
+        job.log.info(`not yet equal (${differences[0]}); catching up again`, { step: 'swap/verify' });
+        await sleep(Math.min(5000, 250 * 2 ** round));
+      }
+    });
+
+    hooks.cleanup.tapPromise(NAME, async (job) => {
+      const aside = job.record.aside;
+      if (job.dryRun || aside === undefined) {
+        await job.step('remove-original', `after ${opts.graceSeconds} s without changes, verify again and remove the original`, async () => undefined);
+        return;
+      }
+      const { lstat } = await import('node:fs/promises');
+      try {
+        await lstat(aside);
+      } catch {
+        return; // already removed by an earlier, interrupted run
+      }
+      const deadline = Date.now() + opts.maxGraceSeconds * 1000;
+      let caughtUp = 0;
+      for (;;) {
+        // Quiet for the whole grace period, and nobody local holds anything in it.
+        let before = await treeFingerprint(aside);
+        const quietSince = Date.now();
+        while (Date.now() - quietSince < opts.graceSeconds * 1000) {
+          if (job.signal.aborted) throw new Error('stopped during the grace period; the original is kept');
+          await sleep(Math.min(1000, opts.graceSeconds * 1000));
+          const now = await treeFingerprint(aside);
+          if (now !== before) break;
+          before = now;
+        }
+        const holders = await holdersUnder(aside);
+        const quiet = (await treeFingerprint(aside)) === before && holders.length === 0;
+        const n = (await job.step('catch-up', `catch up late writes from ${quoteName(aside)}`, () => copy(job, aside, job.path, ['--update']))) ?? 0;
+        caughtUp += n;
+        if (n > 0) job.log.warn(`${n} late change(s) to the original were caught up after the swap (old NFS handles or open files)`, { step: 'cleanup/catch-up' });
+        if (quiet && n === 0) {
+          const differences = await verify(job, aside);
+          if (differences.length === 0) break;
+          throw new Error(`verification failed (${differences.slice(0, 3).join('; ')}); the original is kept at ${quoteName(aside)}`);
+        }
+        if (holders.length > 0) job.log.info(`waiting: ${describeHolders(holders)} still hold files in the original`, { step: 'cleanup/wait' });
+        if (Date.now() > deadline) {
+          throw new Error(`the original at ${quoteName(aside)} kept changing for ${opts.maxGraceSeconds} s; it is kept, not removed`);
+        }
+      }
+      await job.step('remove-original', `remove the verified original ${quoteName(aside)}${caughtUp ? ` (${caughtUp} late change(s) caught up)` : ''}`, () =>
+        rm(aside, { recursive: true, force: false, maxRetries: 3 }),
+      );
+    });
+  },
+});

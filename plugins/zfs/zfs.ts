@@ -1,0 +1,133 @@
+/** The zfs commands this plugin needs, in the subset zfs-fuse and OpenZFS share. */
+import { CommandError, RefusedError, TransientError, retry, run, type Logger } from '../../src/core/index.js';
+
+/** User properties that mark a dataset's part in a conversion. */
+export const PROP_STATE = 'org.zfs-dynamic-creator:state';
+export const PROP_ASIDE = 'org.zfs-dynamic-creator:aside';
+
+export type DatasetState = 'staging' | 'swapping' | 'swapped' | 'live';
+
+export interface DatasetInfo {
+  readonly name: string;
+  readonly mountpoint: string;
+  readonly mounted: boolean;
+  /** Our state property, when set. */
+  readonly state: DatasetState | undefined;
+  readonly aside: string | undefined;
+}
+
+/** Characters ZFS allows in a dataset name component. */
+const VALID = /^[A-Za-z0-9_.: -]+$/;
+/** ZFS_MAX_DATASET_NAME_LEN is 256 with the terminating NUL. */
+export const MAX_DATASET_NAME = 255;
+
+/** Why `name` cannot be a dataset under `rootfs`, or undefined when it can. */
+export function datasetNameProblem(rootfs: string, name: string): string | undefined {
+  if (!VALID.test(name)) {
+    const bad = [...name].find((c) => !/[A-Za-z0-9_.: -]/.test(c)) ?? '?';
+    return `it holds ${JSON.stringify(bad)}, and a ZFS dataset name allows only letters, digits, space and - _ . :`;
+  }
+  const full = `${rootfs}/${name}`;
+  if (Buffer.byteLength(full) > MAX_DATASET_NAME) {
+    return `the dataset name ${rootfs}/… would be ${Buffer.byteLength(full)} bytes long, and ZFS allows ${MAX_DATASET_NAME}`;
+  }
+  return undefined;
+}
+
+function isBusy(error: unknown): boolean {
+  return error instanceof CommandError && /busy/i.test(error.stderr);
+}
+
+export class Zfs {
+  constructor(
+    private readonly command: string,
+    private readonly log: Logger,
+    private readonly busyAttempts: number,
+    private readonly busyFirstDelayMs: number,
+  ) {}
+
+  async exec(args: readonly string[]): Promise<string> {
+    return (await run(this.command, args)).stdout;
+  }
+
+  /** Runs a command that zfs may answer "dataset is busy" to, retrying with backoff. */
+  async execRetryingBusy(args: readonly string[], signal?: AbortSignal): Promise<string> {
+    try {
+      return await retry(() => this.exec(args), {
+        attempts: this.busyAttempts,
+        firstDelayMs: this.busyFirstDelayMs,
+        transient: isBusy,
+        signal,
+        onRetry: (_e, attempt, delay) => this.log.debug(`zfs ${args[0]} ${args.at(-1)}: busy, try ${attempt + 1} in ${delay} ms`),
+      });
+    } catch (error) {
+      if (isBusy(error)) throw new TransientError(`zfs ${args[0]} ${args.at(-1)}: still busy after ${this.busyAttempts} tries`);
+      throw error;
+    }
+  }
+
+  private static parse(line: string): DatasetInfo {
+    const [name = '', mountpoint = '', mounted = '', state = '-', aside = '-'] = line.split('\t');
+    const known = ['staging', 'swapping', 'swapped', 'live'];
+    return {
+      name,
+      mountpoint,
+      mounted: mounted === 'yes',
+      state: known.includes(state) ? (state as DatasetState) : undefined,
+      aside: aside === '-' || aside === '' ? undefined : aside,
+    };
+  }
+
+  private static readonly COLUMNS = `name,mountpoint,mounted,${PROP_STATE},${PROP_ASIDE}`;
+
+  /** One dataset, or undefined when it does not exist. */
+  async get(name: string): Promise<DatasetInfo | undefined> {
+    try {
+      const out = await this.exec(['list', '-H', '-t', 'filesystem', '-o', Zfs.COLUMNS, name]);
+      return Zfs.parse(out.split('\n')[0] ?? '');
+    } catch (error) {
+      if (error instanceof CommandError && /does not exist/.test(error.stderr)) return undefined;
+      throw error;
+    }
+  }
+
+  /** rootfs and its direct children, in one call. */
+  async children(rootfs: string): Promise<{ root: DatasetInfo; children: DatasetInfo[] }> {
+    let out: string;
+    try {
+      out = await this.exec(['list', '-H', '-r', '-d', '1', '-t', 'filesystem', '-o', Zfs.COLUMNS, rootfs]);
+    } catch (error) {
+      if (error instanceof CommandError && /does not exist/.test(error.stderr)) {
+        throw new RefusedError(`ZFS filesystem ${rootfs} does not exist`);
+      }
+      throw error;
+    }
+    const all = out.split('\n').filter((l) => l.length > 0).map(Zfs.parse);
+    const root = all.find((d) => d.name === rootfs);
+    if (!root) throw new RefusedError(`ZFS filesystem ${rootfs} does not exist`);
+    return { root, children: all.filter((d) => d.name !== rootfs) };
+  }
+
+  async create(name: string, properties: Readonly<Record<string, string>>): Promise<void> {
+    const args = ['create'];
+    for (const [key, value] of Object.entries(properties)) args.push('-o', `${key}=${value}`);
+    args.push(name);
+    await this.exec(args);
+  }
+
+  async set(name: string, property: string, value: string): Promise<void> {
+    await this.execRetryingBusy(['set', `${property}=${value}`, name]);
+  }
+
+  async inherit(name: string, property: string): Promise<void> {
+    await this.execRetryingBusy(['inherit', property, name]);
+  }
+
+  async mount(name: string): Promise<void> {
+    await this.execRetryingBusy(['mount', name]);
+  }
+
+  async destroy(name: string): Promise<void> {
+    await this.execRetryingBusy(['destroy', name]);
+  }
+}

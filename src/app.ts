@@ -1,0 +1,91 @@
+/**
+ * The application: a config (from a file or from the original command line)
+ * turned into one engine per root, each with its plugins loaded and applied.
+ */
+import { realpathSync } from 'node:fs';
+import { dirname, basename, resolve } from 'node:path';
+import {
+  ConfigError,
+  RootEngine,
+  loadConfig,
+  loadPlugins,
+  stderrSink,
+  validateConfig,
+  type Config,
+  type LogSink,
+  type PluginSpec,
+} from './core/index.js';
+
+/** The plugins a root gets when the config lists none. */
+export const DEFAULT_PLUGINS: readonly PluginSpec[] = ['name-filter', 'quiet-wait', 'zfs', 'rsync', 'syslog'];
+
+export interface GlobalOptions {
+  readonly config?: string;
+  readonly dryRun?: boolean;
+  readonly verbose?: boolean;
+  readonly quiet?: boolean;
+}
+
+export class App {
+  private constructor(
+    readonly config: Config,
+    readonly engines: readonly RootEngine[],
+  ) {}
+
+  static async open(options: GlobalOptions, given?: Config): Promise<App> {
+    const config = given ?? (await loadConfig(options.config, DEFAULT_PLUGINS));
+    if (!config) {
+      throw new ConfigError('no configuration found: give --config PATH or create /etc/zfs-dynamic-creator/config.yaml');
+    }
+    const sinks: LogSink[] = [stderrSink({ quiet: options.quiet ?? false, verbose: options.verbose ?? false })];
+    const engines: RootEngine[] = [];
+    for (const [index, root] of config.roots.entries()) {
+      const engine = new RootEngine({
+        rootfs: root.rootfs,
+        rootdir: root.rootdir,
+        stateDir: config.stateDir,
+        dryRun: options.dryRun ?? false,
+        sinks,
+        lockStaleMs: config.lockStaleSeconds * 1000,
+      });
+      engine.plugins = await loadPlugins(root.plugins, {
+        hooks: engine.hooks,
+        root: { rootfs: root.rootfs, rootdir: root.rootdir },
+        log: engine.log,
+        dryRun: options.dryRun ?? false,
+        stateDir: config.stateDir,
+        baseDir: config.baseDir,
+        where: `config ${config.source}: roots[${index}].plugins`,
+      });
+      engines.push(engine);
+    }
+    return new App(config, engines);
+  }
+
+  /** The engine whose rootdir is `dir`'s parent, and the name of `dir` in it. */
+  locate(dir: string): { engine: RootEngine; name: string } {
+    const absolute = resolve(dir).replace(/\/+$/, '');
+    const parent = dirname(absolute);
+    const name = basename(absolute);
+    const canonical = (p: string): string => {
+      try {
+        return realpathSync(p);
+      } catch {
+        return p;
+      }
+    };
+    const engine = this.engines.find((e) => e.context.rootdir === parent) ?? this.engines.find((e) => canonical(e.context.rootdir) === canonical(parent));
+    if (!engine) {
+      const roots = this.engines.map((e) => e.context.rootdir).join(', ');
+      throw new ConfigError(`${JSON.stringify(absolute)} is not a direct child of a configured root (${roots})`);
+    }
+    return { engine, name };
+  }
+
+  /** Flushes and closes what plugins opened (syslog). */
+  async close(): Promise<void> {
+    for (const engine of this.engines) await engine.hooks.close.promise().catch(() => undefined);
+  }
+}
+
+export { validateConfig };

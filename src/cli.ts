@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+/**
+ * zfs-dynamic-creator's command line.
+ *
+ *   zfs-dynamic-creator [options] <rootfs> <rootdir> <filename> <event>   incron, as the original
+ *   zfs-dynamic-creator [options] <rootfs> <rootdir>                      maintenance, as the original
+ *   zfs-dynamic-creator handle <dir>                                      convert one directory
+ *   zfs-dynamic-creator recover                                           finish or undo interrupted jobs
+ *   zfs-dynamic-creator reconcile [--json]                                sweep every root
+ *   zfs-dynamic-creator watch                                             the daemon
+ *   zfs-dynamic-creator status [--json]                                   what is in flight
+ *   zfs-dynamic-creator list-plugins [--json]                             what each root runs
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { App, type GlobalOptions } from './app.js';
+import { ConfigError, loadConfig, oneLine, oneLineText, type Outcome } from './core/index.js';
+import { isDirectoryCreation, legacyConfig } from './legacy.js';
+import { DEFAULT_PLUGINS } from './app.js';
+import { listPlugins } from './commands/list-plugins.js';
+import { recover } from './commands/recover.js';
+import { status } from './commands/status.js';
+import { reconcile } from './commands/reconcile.js';
+import { watch } from './commands/watch.js';
+
+/** Exit codes. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, deferred: 75 } as const;
+
+export function exitCodeFor(outcome: Outcome): number {
+  switch (outcome.kind) {
+    case 'failed':
+      return EXIT.failed;
+    case 'deferred':
+      return EXIT.deferred;
+    default:
+      return EXIT.ok;
+  }
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('a number of seconds');
+  return n;
+}
+
+function addGlobal(command: Command): Command {
+  return command
+    .option('--config <path>', 'configuration file (default: the usual search, then /etc/zfs-dynamic-creator/)')
+    .option('--dry-run', 'say what would be done, change nothing')
+    .option('-v, --verbose', 'log debug messages too')
+    .option('-q, --quiet', 'log only errors to stderr');
+}
+
+function globals(command: Command): GlobalOptions {
+  const o = command.optsWithGlobals<{ config?: string; dryRun?: boolean; verbose?: boolean; quiet?: boolean }>();
+  return { config: o.config, dryRun: o.dryRun ?? false, verbose: o.verbose ?? false, quiet: o.quiet ?? false };
+}
+
+/** Runs `body` with an app, closing it whatever happens; returns the exit code. */
+async function withApp(options: GlobalOptions, body: (app: App) => Promise<number>, given?: Parameters<typeof App.open>[1]): Promise<number> {
+  const app = await App.open(options, given);
+  try {
+    return await body(app);
+  } finally {
+    await app.close();
+  }
+}
+
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command();
+  program
+    .name('zfs-dynamic-creator')
+    .description('Turn each directory that appears under a watched root into its own ZFS filesystem, without losing a byte.')
+    .enablePositionalOptions()
+    .passThroughOptions()
+    .showHelpAfterError(false)
+    .argument('[rootfs]', 'the ZFS filesystem of the root (original invocation)')
+    .argument('[rootdir]', 'the directory it is mounted at')
+    .argument('[filename]', 'the new directory (incron $#)')
+    .argument('[event]', 'the incron event ($%); only IN_CREATE,IN_ISDIR acts')
+    .addOption(new Option('--delay <seconds>', 'wait this long before starting').argParser(seconds))
+    .option('--add-export', 'add the new filesystem to /etc/exports and run exportfs -r')
+    .option('--add-remove-all-exports', 'make the exports match the filesystems under rootfs')
+    .option('--only-dirs-matching <regex>', 'convert only names matching this (Python) regular expression');
+  addGlobal(program);
+
+  program.action(async (rootfs: string | undefined, rootdir: string | undefined, filename: string | undefined, event: string | undefined, _o: unknown, command: Command) => {
+    if (rootfs === undefined || rootdir === undefined) throw new ConfigError('usage: zfs-dynamic-creator [options] <rootfs> <rootdir> [<filename> <event>]');
+    const options = globals(command);
+    const flags = command.opts<{ delay?: number; addExport?: boolean; addRemoveAllExports?: boolean; onlyDirsMatching?: string }>();
+    if (filename !== undefined && event === undefined) throw new ConfigError('usage: give both <filename> and <event>, or neither');
+    if (event !== undefined && !isDirectoryCreation(event)) {
+      setExit(EXIT.ok); // not a directory being created: ignored quietly
+      return;
+    }
+    const file = await loadConfig(options.config, DEFAULT_PLUGINS);
+    const config = legacyConfig(rootfs, rootdir, flags, file);
+    setExit(
+      await withApp(
+        options,
+        async (app) => {
+          const engine = app.engines[0]!;
+          if (filename === undefined) {
+            await engine.sync();
+            return EXIT.ok;
+          }
+          const outcome = await engine.handle(filename);
+          return report(outcome);
+        },
+        config,
+      ),
+    );
+  });
+
+  addGlobal(program.command('handle').description('convert one directory, a direct child of a configured root').argument('<dir>')).action(async (dir: string, _o: unknown, command: Command) => {
+    setExit(
+      await withApp(globals(command), async (app) => {
+        const { engine, name } = app.locate(dir);
+        return report(await engine.handle(name));
+      }),
+    );
+  });
+
+  addGlobal(program.command('recover').description('finish or undo every interrupted job')).option('--json', 'print the summary as JSON').action(async (o: { json?: boolean }, command: Command) => {
+    setExit(await withApp(globals(command), (app) => recover(app, { json: o.json ?? false })));
+  });
+
+  addGlobal(program.command('reconcile').description('sweep every root: convert what was missed, finish interrupted jobs, sync exports'))
+    .option('--json', 'print the summary as JSON')
+    .action(async (o: { json?: boolean }, command: Command) => {
+      setExit(await withApp(globals(command), (app) => reconcile(app, { json: o.json ?? false })));
+    });
+
+  addGlobal(program.command('watch').description('watch every root and convert new directories (the daemon)')).action(async (_o: unknown, command: Command) => {
+    setExit(await watch(globals(command)));
+  });
+
+  addGlobal(program.command('status').description('show interrupted and running jobs')).option('--json', 'print as JSON').action(async (o: { json?: boolean }, command: Command) => {
+    setExit(await withApp(globals(command), (app) => status(app, { json: o.json ?? false })));
+  });
+
+  addGlobal(program.command('list-plugins').description('show, for each root, every plugin, where it came from, and the hooks it taps'))
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }, command: Command) => {
+      setExit(await withApp(globals(command), (app) => listPlugins(app, { json: o.json ?? false })));
+    });
+
+  return program;
+}
+
+function report(outcome: Outcome): number {
+  const code = exitCodeFor(outcome);
+  if (code !== EXIT.ok) process.stderr.write(`zfs-dynamic-creator: ${oneLineText(outcome.message)}\n`);
+  return code;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = buildProgram((c) => {
+    code = c;
+  });
+  program.exitOverride();
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (error) {
+    const commanderCode = (error as { code?: string; exitCode?: number }).code;
+    if (commanderCode === 'commander.helpDisplayed' || commanderCode === 'commander.version') return EXIT.ok;
+    if (commanderCode?.startsWith('commander.')) return (error as { exitCode?: number }).exitCode === 0 ? EXIT.ok : EXIT.usage;
+    process.stderr.write(`zfs-dynamic-creator: ${oneLineText(oneLine(error))}\n`);
+    return error instanceof ConfigError ? EXIT.usage : EXIT.failed;
+  }
+  return code;
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === (await import('node:url')).pathToFileURL((await import('node:fs')).realpathSync(process.argv[1])).href;
+if (invokedDirectly) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,37 @@
+/** status: what is in flight or interrupted, and how many directories wait to be converted. */
+import type { App } from '../app.js';
+import { RootEngine } from '../core/index.js';
+import { isLocked } from '../core/lock.js';
+
+export async function status(app: App, options: { json: boolean }): Promise<number> {
+  const roots = [];
+  for (const engine of app.engines) {
+    const records = await engine.journal.list(engine.context.rootdir);
+    const survey = await engine.survey();
+    const jobs = [];
+    for (const r of records) {
+      const running = await isLocked(app.config.stateDir, r.id, app.config.lockStaleSeconds * 1000);
+      jobs.push({ name: r.name, phase: r.phase, status: running ? 'running' : r.status, committed: r.committed, filesystem: r.filesystem, aside: r.aside, error: r.error, updatedAt: r.updatedAt });
+    }
+    roots.push({
+      rootfs: engine.context.rootfs,
+      rootdir: engine.context.rootdir,
+      filesystems: survey.filesystems.size,
+      waiting: RootEngine.candidates(survey),
+      leftovers: [...survey.leftovers],
+      jobs,
+    });
+  }
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify({ config: app.config.source, stateDir: app.config.stateDir, roots }, null, 2)}\n`);
+    return 0;
+  }
+  const lines: string[] = [];
+  for (const root of roots) {
+    lines.push(`${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting, ${root.jobs.length} job(s) in the journal`);
+    for (const name of root.waiting) lines.push(`  waiting      ${JSON.stringify(name)}`);
+    for (const j of root.jobs) lines.push(`  ${j.status.padEnd(12)} ${JSON.stringify(j.name)} phase ${j.phase}${j.committed ? ', committed' : ''}${j.error ? `: ${j.error}` : ''}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}

@@ -1,0 +1,33 @@
+/** Errors with a one-line message meant for the administrator. */
+
+/** Bad input or environment: refused before anything was changed. */
+export class RefusedError extends Error {
+  override readonly name = 'RefusedError';
+}
+
+/** A failure that may pass if tried again (a busy dataset, a vanished file). */
+export class TransientError extends Error {
+  override readonly name = 'TransientError';
+}
+
+/** The configuration is wrong; the message names the file and the key. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** The job is being handled by another process. */
+export class BusyError extends Error {
+  override readonly name = 'BusyError';
+}
+
+/** The first line of an error's message, for one-line reports. */
+export function oneLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  const line = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? 'unknown error';
+  return line.length > 400 ? `${line.slice(0, 400)}…` : line;
+}
+
+/** Shows a name safely in one line: control characters and newlines escaped. */
+export function quoteName(name: string): string {
+  return JSON.stringify(name);
+}

@@ -1,0 +1,69 @@
+/**
+ * Every external command goes through here: execa with an argument array,
+ * never a shell. A missing binary becomes a one-line error that says so.
+ */
+import { execa, type Options } from 'execa';
+import { RefusedError } from './errors.js';
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
+  constructor(
+    readonly command: string,
+    readonly args: readonly string[],
+    readonly exitCode: number,
+    readonly stderr: string,
+    readonly stdout: string,
+  ) {
+    const detail = stderr.trim().split('\n').filter(Boolean).slice(-1)[0] ?? `exit code ${exitCode}`;
+    super(`${command} failed (exit ${exitCode}): ${detail}`);
+  }
+}
+
+export interface RunOptions {
+  /** Exit codes that are not failures. */
+  okExitCodes?: readonly number[];
+  input?: string;
+  env?: Record<string, string>;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export async function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const ok = options.okExitCodes ?? [0];
+  const execaOptions: Options = {
+    reject: false,
+    stripFinalNewline: false,
+    input: options.input,
+    env: options.env,
+    cancelSignal: options.signal,
+    timeout: options.timeoutMs,
+    stdin: options.input === undefined ? 'ignore' : undefined,
+    encoding: 'utf8',
+  };
+  const result = await execa(command, [...args], execaOptions);
+  const code = (result as { code?: string }).code;
+  if (code === 'ENOENT') {
+    throw new RefusedError(`${command} not found: install it or put it on PATH`);
+  }
+  const stdout = String(result.stdout ?? '');
+  const stderr = String(result.stderr ?? '');
+  const exitCode = result.exitCode ?? -1;
+  if (!ok.includes(exitCode)) {
+    if (result.isCanceled) throw new Error(`${command} was cancelled`);
+    if (result.timedOut) throw new Error(`${command} timed out`);
+    throw new CommandError(command, args, exitCode, stderr, stdout);
+  }
+  return { stdout, stderr, exitCode };
+}
+
+/** Whether a command can be found on PATH (for up-front checks). */
+export async function haveCommand(command: string): Promise<boolean> {
+  const result = await execa(command, ['--version'], { reject: false, stdin: 'ignore' });
+  return (result as { code?: string }).code !== 'ENOENT';
+}

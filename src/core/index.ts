@@ -1,0 +1,13 @@
+export * from './types.js';
+export { createHooks, HOOK_ORDER, PHASE_ORDER, type Hooks, type HookName } from './hooks.js';
+export { CONTRACT, type HookContract } from './contract.js';
+export { RefusedError, TransientError, ConfigError, BusyError, oneLine, quoteName } from './errors.js';
+export { run, haveCommand, CommandError, type RunOptions, type RunResult } from './exec.js';
+export { retry, type RetryOptions } from './retry.js';
+export { writeFileAtomic, backupFile, fsyncDir, isErrno } from './fsutil.js';
+export { RootEngine, assertSameDirectory } from './engine.js';
+export { loadPlugins, builtinNames, type LoadedPlugin, type PluginSource } from './loader.js';
+export { loadConfig, validateConfig, type Config, type RootConfig } from './config.js';
+export { Journal, jobId } from './journal.js';
+export { createLogger, stderrSink, oneLineText, formatRecord, type LogSink } from './logger.js';
+export { definePlugin } from './plugin.js';

@@ -1,0 +1,120 @@
+/** One job: a directory going through the lifecycle, journalled step by step. */
+import type { Journal } from './journal.js';
+import type {
+  Job,
+  JobFields,
+  JobRecord,
+  Logger,
+  PhaseName,
+  RootContext,
+} from './types.js';
+
+export class JobImpl implements Job {
+  readonly id: string;
+  readonly name: string;
+  readonly path: string;
+  readonly log: Logger;
+  phase: PhaseName | 'recover' = 'filter';
+  /** Whether anything has been written to the journal for this job. */
+  private journalled = false;
+
+  constructor(
+    readonly root: RootContext,
+    private readonly state: JobRecord,
+    private readonly journal: Journal,
+    readonly signal: AbortSignal,
+  ) {
+    this.id = state.id;
+    this.name = state.name;
+    this.path = `${root.rootdir}/${state.name}`;
+    this.log = root.log.child({ dir: state.name, ...(state.filesystem ? { filesystem: state.filesystem } : {}) });
+    this.journalled = state.steps.length > 0 || state.phase !== 'new';
+  }
+
+  get dryRun(): boolean {
+    return this.root.dryRun;
+  }
+
+  get record(): Readonly<JobRecord> {
+    return this.state;
+  }
+
+  /** Enter a phase: journalled before any of its taps run. */
+  async enter(phase: PhaseName | 'recover'): Promise<void> {
+    this.phase = phase;
+    if (phase !== 'recover') this.state.phase = phase;
+    await this.save();
+  }
+
+  async step<T>(name: string, description: string, action: () => Promise<T>): Promise<T | undefined> {
+    const fields = { step: `${this.phase}/${name}` };
+    if (this.dryRun) {
+      this.log.info(`would ${description}`, fields);
+      return undefined;
+    }
+    const entry = { step: name, phase: this.phase, state: 'started' as 'started' | 'done', at: new Date().toISOString() };
+    this.state.steps.push(entry);
+    await this.save();
+    this.log.info(description, fields);
+    const result = await action();
+    entry.state = 'done';
+    await this.save();
+    return result;
+  }
+
+  /** Keep fields in memory only (the journal is written when the first phase that changes anything begins). */
+  note(fields: JobFields): void {
+    Object.assign(this.state, fields);
+  }
+
+  async set(fields: JobFields): Promise<void> {
+    Object.assign(this.state, fields);
+    await this.save();
+  }
+
+  async commit(): Promise<void> {
+    this.state.committed = true;
+    await this.save();
+    this.log.info('the new filesystem is live at the original path', { step: `${this.phase}/commit` });
+  }
+
+  async markStatus(status: JobRecord['status'], error?: string): Promise<void> {
+    this.state.status = status;
+    if (error !== undefined) this.state.error = error;
+    await this.save();
+  }
+
+  /** The job ended and left nothing to finish or undo. */
+  async forget(): Promise<void> {
+    if (this.dryRun) return;
+    await this.journal.remove(this.id);
+  }
+
+  private async save(): Promise<void> {
+    if (this.dryRun) return;
+    this.journalled = true;
+    await this.journal.write(this.state);
+  }
+
+  get hasJournal(): boolean {
+    return this.journalled;
+  }
+}
+
+export function newRecord(root: RootContext, id: string, name: string): JobRecord {
+  const now = new Date().toISOString();
+  return {
+    version: 1,
+    id,
+    rootfs: root.rootfs,
+    rootdir: root.rootdir,
+    name,
+    phase: 'new',
+    status: 'running',
+    pid: process.pid,
+    startedAt: now,
+    updatedAt: now,
+    committed: false,
+    steps: [],
+  };
+}

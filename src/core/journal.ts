@@ -1,0 +1,79 @@
+/**
+ * The journal: one small JSON file per job in flight under <stateDir>/jobs,
+ * rewritten atomically and fsynced before every step that changes anything.
+ * A job that ends well removes its file; whatever is left is work for recovery.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fsyncDir, isErrno, writeFileAtomic } from './fsutil.js';
+import type { JobRecord } from './types.js';
+
+export function jobId(rootdir: string, name: string): string {
+  return createHash('sha256').update(rootdir).update('\0').update(name).digest('hex').slice(0, 20);
+}
+
+export class Journal {
+  readonly dir: string;
+
+  constructor(readonly stateDir: string) {
+    this.dir = join(stateDir, 'jobs');
+  }
+
+  private file(id: string): string {
+    return join(this.dir, `${id}.json`);
+  }
+
+  async write(record: JobRecord): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    record.updatedAt = new Date().toISOString();
+    await writeFileAtomic(this.file(record.id), `${JSON.stringify(record, null, 1)}\n`, 0o600);
+  }
+
+  async read(id: string): Promise<JobRecord | undefined> {
+    try {
+      return parseRecord(await readFile(this.file(id), 'utf8'));
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return undefined;
+      throw error;
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    try {
+      await unlink(this.file(id));
+      await fsyncDir(this.dir);
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT')) throw error;
+    }
+  }
+
+  /** Every record in the journal (optionally of one root). Unreadable files are skipped. */
+  async list(rootdir?: string): Promise<JobRecord[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw error;
+    }
+    const records: JobRecord[] = [];
+    for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
+      try {
+        const record = parseRecord(await readFile(join(this.dir, name), 'utf8'));
+        if (rootdir === undefined || record.rootdir === rootdir) records.push(record);
+      } catch {
+        // a torn file cannot exist (writes are atomic); anything else unreadable is not ours
+      }
+    }
+    return records;
+  }
+}
+
+function parseRecord(text: string): JobRecord {
+  const value = JSON.parse(text) as JobRecord;
+  if (value.version !== 1 || typeof value.id !== 'string' || typeof value.name !== 'string') {
+    throw new Error('not a journal record');
+  }
+  return value;
+}

@@ -1,0 +1,190 @@
+/**
+ * Plugin loading. A spec is "name" or ["name", { options }]. A bare name that
+ * is a builtin resolves to plugins/<name>; a name starting with "." or "/" is a
+ * path (relative to the config file); anything else is a package.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ConfigError, oneLine } from './errors.js';
+import { CONTRACT } from './contract.js';
+import { HOOK_ORDER, type HookName, type Hooks } from './hooks.js';
+import type { Logger, PluginDefinition, PluginSpec, RootInfo } from './types.js';
+
+export type PluginSource = 'builtin' | 'path' | 'package';
+
+export interface LoadedPlugin {
+  readonly name: string;
+  readonly version: string;
+  readonly source: PluginSource;
+  /** Where it was loaded from. */
+  readonly location: string;
+  /** The hooks it taps, in lifecycle order. */
+  readonly taps: HookName[];
+  readonly options: unknown;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** plugins/ next to src/ (in the source tree and in dist/ alike). */
+export const BUILTIN_DIR = resolve(here, '..', '..', 'plugins');
+
+function builtinEntry(name: string): string | undefined {
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) return undefined;
+  for (const file of ['index.js', 'index.ts']) {
+    const candidate = join(BUILTIN_DIR, name, file);
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+export function builtinNames(): string[] {
+  try {
+    return readdirSync(BUILTIN_DIR).filter((n) => builtinEntry(n) !== undefined).sort();
+  } catch {
+    return [];
+  }
+}
+
+const require_ = createRequire(import.meta.url);
+
+let projectVersion: string | undefined;
+function ownVersion(): string {
+  if (projectVersion === undefined) {
+    for (const candidate of [join(here, '..', '..', 'package.json'), join(here, '..', '..', '..', 'package.json')]) {
+      if (existsSync(candidate)) {
+        projectVersion = String((JSON.parse(readFileSync(candidate, 'utf8')) as { version?: string }).version ?? '0.0.0');
+        break;
+      }
+    }
+  }
+  return projectVersion ?? '0.0.0';
+}
+
+interface Resolved {
+  readonly file: string;
+  readonly source: PluginSource;
+  readonly packageVersion?: string;
+}
+
+function resolveSpec(name: string, baseDir: string): Resolved {
+  const builtin = builtinEntry(name);
+  if (builtin) return { file: builtin, source: 'builtin' };
+  if (name.startsWith('.') || isAbsolute(name)) {
+    const file = resolve(baseDir, name);
+    if (!existsSync(file)) throw new Error(`plugin file ${file} does not exist`);
+    return { file, source: 'path' };
+  }
+  const requireFrom = createRequire(join(baseDir, 'noop.js'));
+  let file: string;
+  try {
+    file = requireFrom.resolve(name);
+  } catch {
+    try {
+      file = require_.resolve(name);
+    } catch {
+      throw new Error(`plugin "${name}" is neither a builtin (${builtinNames().join(', ')}), a path, nor an installed package`);
+    }
+  }
+  return { file, source: 'package', packageVersion: packageVersionOf(name, file) };
+}
+
+function packageVersionOf(name: string, entry: string): string | undefined {
+  let dir = dirname(entry);
+  for (let i = 0; i < 8; i++) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      const data = JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string; version?: string };
+      if (data.name === name) return data.version;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return undefined;
+}
+
+function isDefinition(value: unknown): value is PluginDefinition<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { apply?: unknown }).apply === 'function' && typeof (value as { name?: unknown }).name === 'string';
+}
+
+export interface LoadContext {
+  readonly hooks: Hooks;
+  readonly root: RootInfo;
+  readonly log: Logger;
+  readonly dryRun: boolean;
+  readonly stateDir: string;
+  /** Relative plugin paths resolve from here (the config file's directory). */
+  readonly baseDir: string;
+  /** For error messages: "config /etc/x.yaml: roots[0].plugins". */
+  readonly where: string;
+}
+
+/** Loads, validates and applies every plugin of a root, recording which hooks each taps. */
+export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext): Promise<LoadedPlugin[]> {
+  const loaded: LoadedPlugin[] = [];
+  for (const [index, spec] of specs.entries()) {
+    const name = typeof spec === 'string' ? spec : spec[0];
+    const rawOptions = typeof spec === 'string' ? {} : spec[1];
+    const at = `${ctx.where}[${index}]`;
+    let resolved: Resolved;
+    let definition: unknown;
+    try {
+      resolved = resolveSpec(name, ctx.baseDir);
+      const mod = (await import(pathToFileURL(resolved.file).href)) as { default?: unknown };
+      definition = mod.default ?? mod;
+    } catch (error) {
+      throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);
+    }
+    if (!isDefinition(definition)) {
+      throw new ConfigError(`${at}: plugin "${name}" does not default-export { name, apply(hooks, context) }`);
+    }
+    let options: unknown = rawOptions;
+    if (definition.options) {
+      try {
+        options = definition.options.parse(rawOptions);
+      } catch (error) {
+        throw new ConfigError(`${at}[1]: ${describeOptionsError(error)}`);
+      }
+    }
+    // A plugin's taps are the ones it adds while it is applied.
+    const before = new Map(HOOK_ORDER.map((h) => [h, ctx.hooks[h].taps.length]));
+    try {
+      await definition.apply(ctx.hooks, {
+        options: options as Record<string, unknown>,
+        root: ctx.root,
+        log: ctx.log.child({}),
+        dryRun: ctx.dryRun,
+        stateDir: ctx.stateDir,
+      });
+    } catch (error) {
+      throw new ConfigError(`${at}: plugin "${name}" failed to start: ${oneLine(error)}`);
+    }
+    const taps = HOOK_ORDER.filter((h) => ctx.hooks[h].taps.length > (before.get(h) ?? 0));
+    loaded.push({
+      name: definition.name,
+      version: definition.version ?? resolved.packageVersion ?? (resolved.source === 'builtin' ? ownVersion() : 'unknown'),
+      source: resolved.source,
+      location: resolved.file,
+      taps,
+      options,
+    });
+  }
+  for (const hookName of HOOK_ORDER) {
+    if (CONTRACT[hookName].required && !loaded.some((p) => p.taps.includes(hookName))) {
+      throw new ConfigError(`${ctx.where}: no plugin taps the required "${hookName}" phase (${CONTRACT[hookName].description})`);
+    }
+  }
+  return loaded;
+}
+
+/** zod and friends throw long messages; keep the first issue, with its key. */
+function describeOptionsError(error: unknown): string {
+  const issues = (error as { issues?: { path: (string | number)[]; message: string }[] }).issues;
+  if (Array.isArray(issues) && issues.length > 0) {
+    const first = issues[0]!;
+    const key = first.path.length > 0 ? first.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '') : '(options)';
+    return `${key}: ${first.message}`;
+  }
+  return oneLine(error);
+}

@@ -1,0 +1,197 @@
+/**
+ * The types a plugin author needs. Nothing here knows about any particular
+ * filesystem, copy tool or export mechanism: those are plugins.
+ */
+import type { Hooks } from './hooks.js';
+
+export type LogLevel = 'debug' | 'info' | 'notice' | 'warning' | 'error';
+
+/** One log event. Plugins that ship logs elsewhere (syslog) tap `hooks.log`. */
+export interface LogRecord {
+  readonly level: LogLevel;
+  readonly message: string;
+  readonly time: Date;
+  /** The watched root directory, when the event belongs to one. */
+  readonly rootdir?: string;
+  /** The directory name (a direct child of rootdir) the event is about. */
+  readonly dir?: string;
+  /** The new filesystem's name, once known. */
+  readonly filesystem?: string;
+  /** The lifecycle phase or step, when the event belongs to one. */
+  readonly step?: string;
+}
+
+export type LogFields = Partial<Pick<LogRecord, 'rootdir' | 'dir' | 'filesystem' | 'step'>>;
+
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  notice(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every record. */
+  child(fields: LogFields): Logger;
+}
+
+/** What a plugin knows about the root it serves. */
+export interface RootInfo {
+  /** The filesystem under which new filesystems are made (for ZFS: the parent dataset). */
+  readonly rootfs: string;
+  /** The directory that is watched: where rootfs is mounted. Absolute, no trailing slash. */
+  readonly rootdir: string;
+}
+
+/** A root while a command runs: what plugins get in root-level hooks. */
+export interface RootContext extends RootInfo {
+  readonly log: Logger;
+  readonly dryRun: boolean;
+  /** Where durable state (journal, locks) lives. */
+  readonly stateDir: string;
+}
+
+/** Identity of the original directory, recorded when the job starts, checked before every move. */
+export interface Identity {
+  readonly dev: number;
+  readonly ino: number;
+}
+
+export type PhaseName = 'filter' | 'wait' | 'provision' | 'migrate' | 'swap' | 'cleanup' | 'publish';
+
+/** What the journal holds about a job. Written durably before every step that changes anything. */
+export interface JobRecord {
+  readonly version: 1;
+  readonly id: string;
+  readonly rootfs: string;
+  readonly rootdir: string;
+  readonly name: string;
+  /** The phase the job is in (or last entered). */
+  phase: PhaseName | 'new';
+  status: 'running' | 'incomplete' | 'rolling-back';
+  pid: number;
+  startedAt: string;
+  updatedAt: string;
+  identity?: Identity;
+  /** Name of the new filesystem (for ZFS: the dataset). */
+  filesystem?: string;
+  /** Where the new filesystem is reachable before the swap. */
+  staging?: string;
+  /** Where the original directory was moved during the swap. */
+  aside?: string;
+  /**
+   * True once the new filesystem is live at the original path. Before that, a
+   * failure rolls back (the original never moved, or is moved back); after it,
+   * a failure is completed by recovery, never rolled back.
+   */
+  committed: boolean;
+  /** Steps started and finished, in order. */
+  steps: StepRecord[];
+  error?: string;
+}
+
+export interface StepRecord {
+  readonly step: string;
+  readonly phase: PhaseName | 'recover';
+  state: 'started' | 'done';
+  readonly at: string;
+}
+
+/** Fields a plugin may record on a job so that later phases and recovery can find things. */
+export type JobFields = Partial<Pick<JobRecord, 'identity' | 'filesystem' | 'staging' | 'aside'>>;
+
+/** One directory going through the lifecycle. */
+export interface Job {
+  readonly id: string;
+  readonly root: RootContext;
+  /** The directory's name: a direct child of rootdir. Data, never an option. */
+  readonly name: string;
+  /** rootdir/name */
+  readonly path: string;
+  readonly log: Logger;
+  readonly dryRun: boolean;
+  /** Aborted when the process is asked to stop (SIGTERM): long waits should give up and defer. */
+  readonly signal: AbortSignal;
+  /** A snapshot of the journal record. */
+  readonly record: Readonly<JobRecord>;
+  /** The phase being run. */
+  readonly phase: PhaseName | 'recover';
+  /**
+   * Run one step that changes something. The step is journalled durably before
+   * it starts and after it ends, logged, and in dry-run only described.
+   * Returns undefined in dry-run.
+   */
+  step<T>(name: string, description: string, action: () => Promise<T>): Promise<T | undefined>;
+  /** Record fields in the journal (durably) for later phases and for recovery. */
+  set(fields: JobFields): Promise<void>;
+  /** Mark the point of no return: the new filesystem is live at the original path. */
+  commit(): Promise<void>;
+}
+
+/** Returned by a filter tap to leave a directory alone (exit 0). */
+export interface Skip {
+  readonly skip: string;
+}
+
+/** Returned by a wait tap to try again later (the directory stays as it is). */
+export interface Defer {
+  readonly defer: string;
+}
+
+/** Returned by an `assess` tap during recovery: what is on disk for an interrupted job. */
+export interface Assessment {
+  /** Whether the new filesystem is live at the original path. */
+  readonly committed: boolean;
+  /** Nothing of the job is left on disk (nothing to finish or undo). */
+  readonly nothingLeft?: boolean;
+  readonly fields?: JobFields;
+}
+
+export type OutcomeKind = 'converted' | 'skipped' | 'deferred' | 'failed' | 'busy' | 'recovered' | 'rolled-back';
+
+export interface Outcome {
+  readonly kind: OutcomeKind;
+  /** One line, for people. */
+  readonly message: string;
+  readonly error?: Error;
+  /** Milliseconds the job took. */
+  readonly durationMs: number;
+}
+
+/** What a sweep of one root learns, in a constant number of external calls. */
+export interface Survey {
+  /** Names of plain directories directly under rootdir (not mountpoints, not hidden helpers). */
+  readonly directories: Set<string>;
+  /** Names that are already their own filesystem under rootfs, with their mountpoints. */
+  readonly filesystems: Map<string, { mountpoint: string; mounted: boolean }>;
+  /** Names with work left over by an interrupted job (found on disk, journal or not). */
+  readonly leftovers: Set<string>;
+  /** Names the plugins say must not be touched (for example: helper directories). */
+  readonly ignored: Set<string>;
+}
+
+/** What a plugin gets when it is applied. */
+export interface PluginContext<O = Record<string, unknown>> {
+  readonly options: O;
+  readonly root: RootInfo;
+  readonly log: Logger;
+  readonly dryRun: boolean;
+  readonly stateDir: string;
+}
+
+/**
+ * A plugin: a small object whose `apply` taps hooks by name.
+ * A module given in the config default-exports one of these.
+ */
+export interface PluginDefinition<O = Record<string, unknown>> {
+  readonly name: string;
+  readonly version?: string;
+  readonly description?: string;
+  /**
+   * Validates and completes the options given in the config. Anything with a
+   * `parse(input): O` method fits, a zod schema included. Throwing names the key.
+   */
+  readonly options?: { parse(input: unknown): O };
+  apply(hooks: Hooks, context: PluginContext<O>): void | Promise<void>;
+}
+
+/** In the config: "name" or ["name", { options }] (the semantic-release convention). */
+export type PluginSpec = string | readonly [string, Record<string, unknown>];
