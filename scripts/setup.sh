@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs and starts what zfs-dynamic-creator and its tests need on a Debian or
+# Ubuntu machine, as root. Idempotent: run it as often as you like.
+#   ZFS: the kernel's OpenZFS when the module is there, else zfs-fuse.
+#   rsync, exportfs (nfs-kernel-server), incron, rsyslog, logger, npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup: run as root (it installs packages and starts zfs-fuse)" >&2
+  exit 1
+fi
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+kernel_zfs() { [ -d /sys/module/zfs ] || modprobe zfs 2>/dev/null; }
+
+packages=(rsync nfs-kernel-server incron rsyslog acl attr util-linux psmisc)
+if ! kernel_zfs; then packages+=(zfs-fuse); elif ! command -v zfs >/dev/null; then packages+=(zfsutils-linux); fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ZFS: zfs-fuse runs as a daemon the zfs/zpool commands talk to.
+if ! kernel_zfs; then
+  if ! pgrep -x zfs-fuse >/dev/null; then
+    say "starting zfs-fuse"
+    mkdir -p /var/run/zfs /var/lock/zfs
+    zfs-fuse
+  fi
+  for _ in $(seq 1 50); do
+    zpool list >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  zpool list >/dev/null 2>&1 || { say "zfs-fuse did not answer"; exit 1; }
+fi
+
+# syslog: a real receiver on /dev/log.
+if ! pgrep -x rsyslogd >/dev/null; then
+  say "starting rsyslogd"
+  rsyslogd 2>/dev/null || rsyslogd -iNONE 2>/dev/null || true
+  for _ in $(seq 1 25); do [ -S /dev/log ] && break; sleep 0.2; done
+fi
+
+# NFS exports: exportfs reads /etc/exports and /etc/exports.d even without nfsd.
+[ -e /etc/exports ] || : > /etc/exports
+mkdir -p /etc/exports.d /var/lib/nfs
+
+# npm packages, as locked.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+say "ready"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian/Ubuntu machine, as root: installs and
+# starts what is needed, builds, type-checks, lints, and runs every test
+# (unit tests and integration tests against real ZFS, rsync, exportfs, incron, syslog).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+npm run --silent build
+npm run --silent typecheck
+npm run --silent lint
+report=$(mktemp /tmp/zdc-vitest.XXXXXX.json)
+set +e
+npx vitest run --reporter=default --reporter=json --outputFile="$report" "$@"
+status=$?
+set -e
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const skipped = r.numPendingTests + r.numTodoTests;
+  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));
+' "$report" || true
+rm -f "$report"
+exit $status

@@ -1,0 +1,125 @@
+/**
+ * Real ZFS for tests: a throwaway pool on a file (zfs-fuse here, the kernel's
+ * OpenZFS where there is one). No ZFS means a failed test, never a skipped one.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execa, type ResultPromise } from 'execa';
+
+export const PROJECT = resolve(import.meta.dirname, '..', '..');
+export const CLI = join(PROJECT, 'dist', 'src', 'cli.js');
+
+export async function zfs(...args: string[]): Promise<string> {
+  return (await execa('zfs', args)).stdout;
+}
+
+/** Fails with a clear message when ZFS is not usable. */
+export async function assertZfsAvailable(): Promise<void> {
+  const r = await execa('zpool', ['list'], { reject: false });
+  if ((r as { code?: string }).code === 'ENOENT' || r.exitCode !== 0) {
+    throw new Error(`ZFS is not available (zpool list: ${r.stderr || 'not found'}); run scripts/setup.sh as root (it installs and starts zfs-fuse)`);
+  }
+}
+
+export interface TestPool {
+  readonly pool: string;
+  /** Where the pool's root dataset is mounted: a root to convert directories in. */
+  readonly mount: string;
+  /** A fresh directory for state (journal, locks) and config files. */
+  readonly work: string;
+  readonly stateDir: string;
+  destroy(): Promise<void>;
+}
+
+export async function createPool(label: string, sizeMb = 256): Promise<TestPool> {
+  await assertZfsAvailable();
+  const id = `${label}${randomBytes(3).toString('hex')}`.replace(/[^a-z0-9]/g, '');
+  const pool = `zdct${id}`.slice(0, 24);
+  const image = `/var/tmp/${pool}.img`;
+  const mount = `/mnt/${pool}`;
+  await execa('truncate', ['-s', `${sizeMb}M`, image]);
+  await execa('zpool', ['create', '-f', '-m', mount, pool, image]);
+  const work = await mkdtemp(join(tmpdir(), `zdc-${label}-`));
+  return {
+    pool,
+    mount,
+    work,
+    stateDir: join(work, 'state'),
+    async destroy() {
+      for (let i = 0; i < 20; i++) {
+        const r = await execa('zpool', ['destroy', '-f', pool], { reject: false });
+        if (r.exitCode === 0 || /no such pool/.test(r.stderr)) break;
+        await sleep(250);
+      }
+      await rm(image, { force: true });
+      await rm(mount, { recursive: true, force: true }).catch(() => undefined);
+      await rm(work, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function cliEnv(stateDir: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { ...(process.env as Record<string, string>), ZFS_DYNAMIC_CREATOR_STATE_DIR: stateDir, ...extra };
+}
+
+/** Runs the built CLI (what the bin and incron run). */
+export async function cli(args: readonly string[], options: { stateDir: string; env?: Record<string, string>; cwd?: string; timeoutMs?: number }): Promise<CliResult> {
+  const r = await execa(process.execPath, [CLI, ...args], {
+    reject: false,
+    env: cliEnv(options.stateDir, options.env),
+    cwd: options.cwd ?? '/',
+    timeout: options.timeoutMs ?? 170_000,
+    stdin: 'ignore',
+  });
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** Starts the CLI without waiting for it. */
+export function cliSpawn(args: readonly string[], options: { stateDir: string; env?: Record<string, string> }): ResultPromise {
+  return execa(process.execPath, [CLI, ...args], { reject: false, env: cliEnv(options.stateDir, options.env), cwd: '/', stdin: 'ignore' });
+}
+
+/** Plugin lists that keep tests fast: short quiet and grace periods, no syslog. */
+export function fastPlugins(extra: { quiet?: Record<string, unknown>; rsync?: Record<string, unknown>; zfs?: Record<string, unknown>; more?: unknown[] } = {}): unknown[] {
+  return [
+    'name-filter',
+    ['quiet-wait', { quietSeconds: 0.3, maxWaitSeconds: 30, ...extra.quiet }],
+    ['zfs', { ...extra.zfs }],
+    ['rsync', { graceSeconds: 0.3, maxGraceSeconds: 30, ...extra.rsync }],
+    ...(extra.more ?? []),
+  ];
+}
+
+/** Writes a JSON config for one root and returns its path. */
+export async function writeConfig(p: TestPool, plugins: unknown[], more: Record<string, unknown> = {}): Promise<string> {
+  const file = join(p.work, 'config.json');
+  await writeFile(file, JSON.stringify({ stateDir: p.stateDir, lockStaleSeconds: 3, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins }], ...more }, null, 1));
+  return file;
+}
+
+export interface DatasetRow {
+  name: string;
+  mountpoint: string;
+  mounted: string;
+  state: string;
+}
+
+export async function datasets(pool: string): Promise<DatasetRow[]> {
+  const out = await zfs('list', '-H', '-r', '-t', 'filesystem', '-o', 'name,mountpoint,mounted,org.zfs-dynamic-creator:state', pool);
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [name = '', mountpoint = '', mounted = '', state = ''] = l.split('\t');
+      return { name, mountpoint, mounted, state };
+    });
+}
