@@ -1,0 +1,81 @@
+/** The command line as an administrator meets it: list-plugins, dry-run, status, errors. */
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
+import { describeTree, makeTree } from '../helpers/tree.js';
+
+let p: TestPool;
+let config: string;
+
+beforeAll(async () => {
+  p = await createPool('cli');
+  config = await writeConfig(p, [...fastPlugins(), [join(import.meta.dirname, '..', 'fixtures', 'plugins', 'site-note.mjs'), { to: 'ops' }]]);
+});
+afterAll(async () => {
+  await p?.destroy();
+});
+
+describe('list-plugins', () => {
+  it('shows every plugin of every root with its source, version and hooks in lifecycle order', async () => {
+    const r = await cli(['--config', config, 'list-plugins', '--json'], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(0);
+    const out = JSON.parse(r.stdout) as { config: string; roots: { rootdir: string; plugins: { name: string; source: string; version: string; hooks: string[] }[] }[] };
+    expect(out.config).toBe(config);
+    expect(out.roots[0]!.rootdir).toBe(p.mount);
+    const byName = Object.fromEntries(out.roots[0]!.plugins.map((x) => [x.name, x]));
+    expect(byName['quiet-wait']).toMatchObject({ source: 'builtin', hooks: ['wait'] });
+    expect(byName['rsync']!.hooks).toEqual(['prepare', 'migrate', 'swap', 'cleanup']);
+    expect(byName['site-note']).toMatchObject({ source: 'path', version: '1.2.3', hooks: ['publish', 'outcome'] });
+    const text = await cli(['list-plugins', '--config', config], { stateDir: p.stateDir });
+    expect(text.stdout).toMatch(/zfs\s+builtin\s+\S+\s+prepare, survey, filter, provision, swap, cleanup, rollback, assess/);
+  });
+});
+
+describe('--dry-run', () => {
+  it('says what would be done and changes nothing', async () => {
+    const dir = join(p.mount, 'dry');
+    await makeTree(dir, 4);
+    const before = await describeTree(dir);
+    const r = await cli(['--dry-run', '--config', config, 'handle', dir], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toMatch(/would create .*\/dry at the staging mountpoint/);
+    expect(r.stderr).toMatch(/would copy/);
+    expect(r.stderr).toMatch(/would move the original aside/);
+    expect(r.stderr).toContain('dry run: nothing was changed');
+    expect(await describeTree(dir)).toEqual(before);
+    expect((await datasets(p.pool)).length).toBe(1);
+    expect((await readdir(p.mount)).filter((n) => n.startsWith('.'))).toEqual([]);
+  });
+});
+
+describe('status and errors', () => {
+  it('lists directories waiting to be converted', async () => {
+    const r = await cli(['status', '--json', '--config', config], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(0);
+    const out = JSON.parse(r.stdout) as { roots: { waiting: string[]; jobs: unknown[] }[] };
+    expect(out.roots[0]!.waiting).toEqual(['dry']);
+    expect(out.roots[0]!.jobs).toEqual([]);
+  });
+
+  it('converts and tells the site plugin the outcome', async () => {
+    const r = await cli(['handle', join(p.mount, 'dry'), '--config', config], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toContain('would tell ops: converted');
+  });
+
+  it('gives a one-line error naming the file and key for a bad config', async () => {
+    const bad = join(p.work, 'bad.json');
+    await writeFile(bad, JSON.stringify({ roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [['rsync', { graceSeconds: -1 }], 'zfs'] }] }));
+    const r = await cli(['--config', bad, 'handle', join(p.mount, 'x')], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(`config ${bad}: roots[0].plugins[0][1]: graceSeconds:`);
+  });
+
+  it('refuses a directory outside every root', async () => {
+    const r = await cli(['--config', config, 'handle', '/tmp/elsewhere/x'], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('is not a direct child of a configured root');
+  });
+});
