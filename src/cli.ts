@@ -36,6 +36,23 @@ export function exitCodeFor(outcome: Outcome): number {
   }
 }
 
+/**
+ * SIGTERM or SIGINT asks a running job to stop safely: waits give up (the
+ * directory stays as it is), a copy before the commit is cancelled and rolled
+ * back, a job past the commit is left for recovery. A second signal exits at once.
+ */
+function stopSignal(): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (controller.signal.aborted) process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    process.stderr.write(`zfs-dynamic-creator: ${signal}: stopping safely\n`);
+    controller.abort();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return controller.signal;
+}
+
 function seconds(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('a number of seconds');
@@ -103,7 +120,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
             await engine.sync();
             return EXIT.ok;
           }
-          const outcome = await engine.handle(filename);
+          const outcome = await engine.handle(filename, { signal: stopSignal() });
           return report(outcome);
         },
         config,
@@ -115,7 +132,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     setExit(
       await withApp(globals(command), async (app) => {
         const { engine, name } = app.locate(dir);
-        return report(await engine.handle(name));
+        return report(await engine.handle(name, { signal: stopSignal() }));
       }),
     );
   });
