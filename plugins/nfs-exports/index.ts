@@ -1,0 +1,210 @@
+/**
+ * nfs-exports: each new filesystem is exported over NFS.
+ *
+ * mode 'drop-in'       (default) our own file /etc/exports.d/zfs-dynamic-creator.exports;
+ *                      /etc/exports is never written.
+ * mode 'exports-file'  /etc/exports itself (the original --add-export): our lines live in a
+ *                      block `# BEGIN zfs-dynamic-creator <rootdir>` … `# END …`; every other
+ *                      line (comments, continuations, other exports) is kept byte for byte.
+ * mode 'sharenfs'      `zfs set sharenfs=<sharenfs> <dataset>`; no file is written.
+ *
+ * Clients come from the `clients` option or, without it, from the rootdir's own
+ * line in the exports file (or an exports.d file), with any `fsid=` dropped.
+ * Paths are written in exportfs's `\ooo` form: a name can never add a client or
+ * an option. Every write is atomic, the previous file is kept as a backup, and
+ * when `exportfs -r` rejects the result the previous file is put back.
+ *
+ * publish  export the job's path
+ * sync     export every filesystem of the root; with removeStale, drop our lines for
+ *          paths that are no longer filesystems
+ * prepare  exportfs is there, and the root has clients to give
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { z } from 'zod';
+import {
+  RefusedError,
+  backupFile,
+  definePlugin,
+  isErrno,
+  oneLine,
+  quoteName,
+  run,
+  writeFileAtomic,
+  type Logger,
+  type RootContext,
+  type Survey,
+} from '../../src/core/index.js';
+import { acquireLock } from '../../src/core/lock.js';
+import { clientsOf, inheritableClients, normalizePath, parseClients, parseExports, planExports } from './exports.js';
+
+const NAME = 'nfs-exports';
+
+const absolutePath = z.string().regex(/^\/[^\0\n]*$/, 'an absolute path on one line');
+
+const options = z
+  .object({
+    mode: z.enum(['exports-file', 'drop-in', 'sharenfs']).default('drop-in'),
+    /** The system's exports file: written in 'exports-file' mode, read for clients in every mode. */
+    exportsFile: absolutePath.default('/etc/exports'),
+    /** Our own file, in 'drop-in' mode. exportfs reads /etc/exports.d/*.exports. */
+    dropInFile: absolutePath.regex(/\.exports$/, 'a file name ending in .exports (exportfs reads only those)').default('/etc/exports.d/zfs-dynamic-creator.exports'),
+    /** Clients for every new export, e.g. "10.0.0.0/8(rw,no_subtree_check) host1(ro)". Default: the rootdir's own. */
+    clients: z
+      .string()
+      .transform((text, ctx) => {
+        const parsed = parseClients(text);
+        if ('problem' in parsed) {
+          ctx.addIssue({ code: 'custom', message: parsed.problem });
+          return z.NEVER;
+        }
+        return parsed.clients;
+      })
+      .optional(),
+    /** The value of the sharenfs property, in 'sharenfs' mode. */
+    sharenfs: z.string().regex(/^[^\0\n]+$/, 'one line').default('on'),
+    /** The sync hook also removes our exports of paths that are no longer filesystems. */
+    removeStale: z.boolean().default(false),
+    exportfsCommand: z.string().min(1).default('exportfs'),
+    zfsCommand: z.string().min(1).default('zfs'),
+    /** The previous version of a file we write is kept next to it with this suffix. */
+    backupSuffix: z.string().regex(/^[^/\0\n]+$/, 'a file name suffix without "/"').default('.zfs-dynamic-creator.bak'),
+  })
+  .strict();
+
+type Options = z.infer<typeof options>;
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return undefined;
+    throw error;
+  }
+}
+
+export default definePlugin<Options>({
+  name: NAME,
+  description: 'exports each new filesystem over NFS (exports.d file, /etc/exports, or sharenfs)',
+  options,
+  apply(hooks, { options: opts, stateDir }) {
+    const target = opts.mode === 'exports-file' ? opts.exportsFile : opts.dropInFile;
+    const exportsDir = dirname(opts.dropInFile);
+
+    /** Every exports file exportfs reads, except the one we write. */
+    async function otherFiles(): Promise<string[]> {
+      const names = await readdir(exportsDir).catch(() => [] as string[]);
+      const files = [opts.exportsFile, ...names.filter((n) => n.endsWith('.exports')).sort().map((n) => join(exportsDir, n))];
+      const texts: string[] = [];
+      for (const file of files) {
+        if (file === target) continue;
+        const text = await readText(file);
+        if (text !== undefined) texts.push(text);
+      }
+      return texts;
+    }
+
+    /** The clients a new export of `rootdir` gets; throws a one-line error when there are none. */
+    function clientsFor(rootdir: string, texts: readonly string[]): string[] {
+      if (opts.clients) return opts.clients;
+      for (const text of texts) {
+        const found = clientsOf(parseExports(text), rootdir);
+        if (found && found.length > 0) return inheritableClients(found);
+      }
+      throw new RefusedError(
+        `nfs-exports: ${quoteName(rootdir)} has no line in ${opts.exportsFile} or ${exportsDir}/*.exports to take NFS clients from, and the 'clients' option is not set`,
+      );
+    }
+
+    /** Serializes writers of the target file across processes. */
+    async function locked<T>(body: () => Promise<T>): Promise<T> {
+      const id = `nfs-exports-${createHash('sha256').update(target).digest('hex').slice(0, 16)}`;
+      const lock = await acquireLock(stateDir, id, { staleMs: 30_000, waitMs: 60_000 });
+      try {
+        return await body();
+      } finally {
+        await lock.release();
+      }
+    }
+
+    /** Writes `after` over `before` atomically, with a backup; puts `before` back when exportfs rejects it. */
+    async function install(before: string | undefined, after: string, log: Logger): Promise<void> {
+      if (before !== undefined) await backupFile(target, `${target}${opts.backupSuffix}`);
+      else await mkdir(dirname(target), { recursive: true, mode: 0o755 });
+      await writeFileAtomic(target, after);
+      try {
+        await run(opts.exportfsCommand, ['-r']);
+      } catch (error) {
+        if (before === undefined) await unlink(target).catch(() => undefined);
+        else await writeFileAtomic(target, before);
+        await run(opts.exportfsCommand, ['-r']).catch((again: unknown) => log.warn(`exportfs -r still fails after restoring ${target}: ${oneLine(again)}`));
+        throw new Error(`exportfs -r rejected the new ${target} (${oneLine(error)}); the previous version was restored`);
+      }
+    }
+
+    /** Adds exports of `add` (and with keepOnly, removes ours of other paths). Returns what changed. */
+    async function update(root: RootContext, log: Logger, add: readonly string[], keepOnly?: ReadonlySet<string>): Promise<{ added: string[]; removed: string[] }> {
+      const before = await readText(target);
+      const others = await otherFiles();
+      const all = before === undefined ? others : [before, ...others];
+      const plan = planExports({ target: before ?? '', others, rootdir: root.rootdir, add, keepOnly, clients: () => clientsFor(root.rootdir, all) });
+      if (plan.text !== (before ?? '') && !root.dryRun) await install(before, plan.text, log);
+      return { added: plan.added, removed: plan.removed };
+    }
+
+    /** Filesystems of the root that are live at a path under it. */
+    function livePaths(root: RootContext, survey: Survey): Map<string, string> {
+      const paths = new Map<string, string>();
+      for (const [name, fs] of survey.filesystems) {
+        if (!fs.mounted || survey.leftovers.has(name)) continue;
+        if (!fs.mountpoint.startsWith(`${root.rootdir}/`)) continue;
+        paths.set(`${root.rootfs}/${name}`, normalizePath(fs.mountpoint));
+      }
+      return paths;
+    }
+
+    hooks.prepare.tapPromise(NAME, async (root) => {
+      if (opts.mode === 'sharenfs') {
+        await run(opts.zfsCommand, ['get', '-H', '-o', 'value', 'sharenfs', root.rootfs]);
+        return;
+      }
+      // `exportfs -h` prints usage; what matters is that it runs (a missing one says "exportfs not found").
+      await run(opts.exportfsCommand, ['-h'], { okExitCodes: [0, 1, 2] });
+      const before = await readText(target);
+      clientsFor(root.rootdir, before === undefined ? await otherFiles() : [before, ...(await otherFiles())]);
+    });
+
+    hooks.publish.tapPromise(NAME, async (job) => {
+      if (opts.mode === 'sharenfs') {
+        const dataset = job.record.filesystem ?? `${job.root.rootfs}/${job.name}`;
+        await job.step('sharenfs', `set sharenfs=${opts.sharenfs} on ${dataset}`, () => run(opts.zfsCommand, ['set', `sharenfs=${opts.sharenfs}`, dataset]));
+        return;
+      }
+      await job.step('nfs-export', `export ${quoteName(job.path)} in ${target}`, async () => {
+        const { added } = await locked(() => update(job.root, job.log, [job.path]));
+        job.log.info(added.length > 0 ? `exported over NFS in ${target}` : 'already exported over NFS', { step: 'publish/nfs-export' });
+      });
+    });
+
+    hooks.sync.tapPromise(NAME, async (root, survey) => {
+      const live = livePaths(root, survey);
+      if (opts.mode === 'sharenfs') {
+        const out = (await run(opts.zfsCommand, ['list', '-H', '-r', '-t', 'filesystem', '-o', 'name,sharenfs', root.rootfs])).stdout;
+        const current = new Map(out.split('\n').filter(Boolean).map((l) => l.split('\t') as [string, string]));
+        for (const dataset of live.keys()) {
+          if (current.get(dataset) === opts.sharenfs) continue;
+          if (root.dryRun) root.log.info(`would set sharenfs=${opts.sharenfs} on ${dataset}`, { step: 'sync/sharenfs' });
+          else await run(opts.zfsCommand, ['set', `sharenfs=${opts.sharenfs}`, dataset]);
+        }
+        return;
+      }
+      const paths = [...live.values()].sort();
+      const body = () => update(root, root.log, paths, opts.removeStale ? new Set(paths) : undefined);
+      const { added, removed } = root.dryRun ? await body() : await locked(body);
+      const would = root.dryRun ? 'would ' : '';
+      for (const p of added) root.log.notice(`${would}export ${quoteName(p)} in ${target}`, { step: 'sync/nfs-export' });
+      for (const p of removed) root.log.notice(`${would}remove the stale export of ${quoteName(p)} from ${target}`, { step: 'sync/nfs-export' });
+    });
+  },
+});
