@@ -3,9 +3,15 @@
  * converts every plain directory that was missed, makes published state (exports)
  * match, and prints a summary. Safe beside incron and the daemon: every job
  * takes its directory's lock, and a busy directory is left to its holder.
+ *
+ * The state of a root is learnt in a constant number of external calls (the
+ * survey: one directory listing, one `zfs list -d 1`), whatever the number of
+ * filesystems and directories; only directories that are converted cost calls
+ * of their own. On SIGTERM or SIGINT no new job starts, waits give up, copies
+ * before the commit roll back, and jobs past it are left for recovery.
  */
 import type { App } from '../app.js';
-import { RootEngine, type Outcome, type OutcomeKind } from '../core/index.js';
+import { RootEngine, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
 import { recoverRoot } from './recover.js';
 
 export interface SweepSummary {
@@ -28,22 +34,28 @@ export async function eachLimited<T>(items: readonly T[], limit: number, worker:
   await Promise.all(lanes);
 }
 
+/** Outcomes after which the survey no longer describes the root. */
+const CHANGES: ReadonlySet<OutcomeKind> = new Set(['converted', 'recovered', 'rolled-back', 'failed']);
+
 export async function sweepRoot(engine: RootEngine, concurrency: number, signal?: AbortSignal): Promise<SweepSummary> {
   const jobs: SweepSummary['jobs'] = [];
   const counts: Partial<Record<OutcomeKind, number>> = {};
+  let changed = false;
   const note = (name: string, outcome: Outcome): void => {
     jobs.push({ name, outcome: outcome.kind, message: outcome.message });
     counts[outcome.kind] = (counts[outcome.kind] ?? 0) + 1;
+    if (CHANGES.has(outcome.kind)) changed = true;
   };
   const base = { rootdir: engine.context.rootdir, rootfs: engine.context.rootfs };
   try {
-    for (const r of await recoverRoot(engine, signal)) note(r.name, r.outcome);
-    const survey = await engine.survey();
+    let survey: Survey = await engine.survey();
+    for (const r of await recoverRoot(engine, signal, survey)) note(r.name, r.outcome);
+    if (changed) survey = await engine.survey();
     await eachLimited(RootEngine.candidates(survey), concurrency, async (name) => {
       if (signal?.aborted) return;
       note(name, await engine.handle(name, { signal }));
     });
-    await engine.sync();
+    if (!signal?.aborted) await engine.sync(changed ? undefined : survey);
   } catch (error) {
     return { ...base, jobs, counts, error: (error as Error).message };
   }
@@ -51,8 +63,24 @@ export async function sweepRoot(engine: RootEngine, concurrency: number, signal?
 }
 
 export async function reconcile(app: App, options: { json: boolean }): Promise<number> {
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stop.signal.aborted) return;
+    app.engines[0]?.log.notice(`${signal}: stopping; no new job starts, running jobs roll back or are left for recovery`);
+    stop.abort();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   const summaries: SweepSummary[] = [];
-  for (const engine of app.engines) summaries.push(await sweepRoot(engine, app.config.watch.concurrency));
+  try {
+    for (const engine of app.engines) {
+      if (stop.signal.aborted) break;
+      summaries.push(await sweepRoot(engine, app.config.watch.concurrency, stop.signal));
+    }
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
   if (options.json) {
     process.stdout.write(`${JSON.stringify(summaries, null, 2)}\n`);
   } else {
@@ -61,6 +89,7 @@ export async function reconcile(app: App, options: { json: boolean }): Promise<n
       process.stdout.write(`${s.rootdir} (${s.rootfs}): ${counts}${s.error ? `; error: ${s.error}` : ''}\n`);
       for (const j of s.jobs) if (j.outcome !== 'skipped') process.stdout.write(`  ${j.outcome.padEnd(11)} ${JSON.stringify(j.name)}: ${j.message}\n`);
     }
+    if (stop.signal.aborted) process.stdout.write('stopped before the end; the next reconcile goes on\n');
   }
   return summaries.some((s) => s.error !== undefined || (s.counts.failed ?? 0) > 0) ? 1 : 0;
 }

@@ -1,76 +1,102 @@
 /**
- * watch: the daemon. Watches every root (inotify), queues each new directory,
- * runs jobs with the configured concurrency, sweeps at start and periodically
- * (so nothing made while it was down, or missed, stays a plain directory),
+ * watch: the daemon. Watches every root (inotify, through chokidar, depth 0),
+ * queues each new directory, runs jobs with the configured concurrency, sweeps
+ * at start and periodically (so nothing made while it was down, or missed,
+ * stays a plain directory; deferred and failed jobs are tried again there),
  * reloads the config on SIGHUP, and on SIGTERM stops cleanly: waits are
  * abandoned (the directory is left as it is), copies before the commit roll
- * back, and jobs past it are left for recovery at the next start.
+ * back, and jobs past it are left for recovery at the next start. Exits 0.
  */
 import { basename, dirname } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { App, type GlobalOptions } from '../app.js';
-import { RootEngine, oneLine } from '../core/index.js';
+import { RootEngine, oneLine, type Logger } from '../core/index.js';
 import { recoverRoot } from './recover.js';
+
+interface Item {
+  readonly rootdir: string;
+  readonly name: string;
+  readonly key: string;
+}
 
 export async function watch(options: GlobalOptions): Promise<number> {
   let app = await App.open(options);
   const stop = new AbortController();
+  /** Queued, not yet started; in order. */
+  const pending: Item[] = [];
   const queued = new Set<string>();
   const running = new Map<string, Promise<void>>();
-  const pending: { engine: RootEngine; name: string; key: string }[] = [];
   let watchers: FSWatcher[] = [];
   let sweeping: Promise<void> | undefined;
-  const log = app.engines[0]!.log;
+  /** Set when a sweep failed: the next one starts from a freshly opened config (plugins re-prepared). */
+  let reopen = false;
+  const log = (): Logger => app.engines[0]!.log;
+  const engineFor = (rootdir: string): RootEngine | undefined => app.engines.find((e) => e.context.rootdir === rootdir);
 
   const pump = (): void => {
     while (!stop.signal.aborted && running.size < app.config.watch.concurrency && pending.length > 0) {
-      const { engine, name, key } = pending.shift()!;
-      queued.delete(key);
+      const item = pending.shift()!;
+      queued.delete(item.key);
+      // The engine of the config in force now (a reload may have replaced it), if the root is still configured.
+      const engine = engineFor(item.rootdir);
+      if (!engine) continue;
       const task = engine
-        .handle(name, { signal: stop.signal })
-        .then(() => undefined)
-        .catch((error: unknown) => engine.log.error(`job failed unexpectedly: ${oneLine(error)}`, { dir: name }))
+        .handle(item.name, { signal: stop.signal })
+        .then((outcome) => {
+          if (outcome.kind === 'deferred' && !stop.signal.aborted) {
+            engine.log.info(`will be tried again at the next sweep (in at most ${app.config.watch.sweepIntervalSeconds} s)`, { dir: item.name });
+          }
+        })
+        .catch((error: unknown) => engine.log.error(`job failed unexpectedly: ${oneLine(error)}`, { dir: item.name }))
         .finally(() => {
-          running.delete(key);
+          running.delete(item.key);
           pump();
         });
-      running.set(key, task);
+      running.set(item.key, task);
     }
   };
 
-  const enqueue = (engine: RootEngine, name: string): void => {
-    const key = `${engine.context.rootdir}\0${name}`;
+  const enqueue = (rootdir: string, name: string): void => {
+    const key = `${rootdir}\0${name}`;
     if (queued.has(key) || running.has(key) || stop.signal.aborted) return;
     queued.add(key);
-    pending.push({ engine, name, key });
+    pending.push({ rootdir, name, key });
     pump();
   };
 
   const startWatching = async (): Promise<void> => {
-    await Promise.all(watchers.map((w) => w.close()));
-    watchers = app.engines.map((engine) => {
-      const w = chokidar.watch(engine.context.rootdir, { depth: 0, ignoreInitial: true, followSymlinks: false });
+    const old = watchers;
+    watchers = [];
+    await Promise.all(old.map((w) => w.close()));
+    const fresh = app.engines.map((engine) => {
+      const rootdir = engine.context.rootdir;
+      const w = chokidar.watch(rootdir, { depth: 0, ignoreInitial: true, followSymlinks: false, persistent: true });
       w.on('addDir', (path: string) => {
-        if (dirname(path) === engine.context.rootdir) enqueue(engine, basename(path));
+        if (dirname(path) === rootdir) enqueue(rootdir, basename(path));
       });
-      w.on('error', (error: unknown) => engine.log.error(`watching failed: ${oneLine(error)}`));
+      w.on('error', (error: unknown) => engine.log.error(`watching failed: ${oneLine(error)}; the periodic sweep still runs`));
       return w;
     });
-    await Promise.all(watchers.map((w) => new Promise<void>((resolve) => w.once('ready', () => resolve()))));
+    watchers = fresh;
+    await Promise.all(fresh.map((w) => new Promise<void>((resolve) => w.once('ready', () => resolve()))));
   };
 
   /** Recovers leftovers and queues every plain directory of every root; syncs exports. */
   const sweep = (): Promise<void> => {
     sweeping ??= (async () => {
+      if (reopen && !stop.signal.aborted) await reload('a sweep failed');
       for (const engine of app.engines) {
+        if (stop.signal.aborted) break;
         try {
-          await recoverRoot(engine, stop.signal);
-          // New jobs run through the queue, with its concurrency.
           const survey = await engine.survey();
-          for (const name of RootEngine.candidates(survey)) enqueue(engine, name);
-          await engine.sync(survey);
+          const recovered = await recoverRoot(engine, stop.signal, survey);
+          const fresh = recovered.some((r) => r.outcome.kind !== 'busy') ? await engine.survey() : survey;
+          // New jobs run through the queue, with its concurrency.
+          for (const name of RootEngine.candidates(fresh)) enqueue(engine.context.rootdir, name);
+          if (!stop.signal.aborted) await engine.sync(fresh);
         } catch (error) {
-          engine.log.error(`sweep failed: ${oneLine(error)}`);
+          reopen = true;
+          engine.log.error(`sweep failed: ${oneLine(error)}; trying again in ${app.config.watch.sweepIntervalSeconds} s`);
         }
       }
     })().finally(() => {
@@ -79,48 +105,77 @@ export async function watch(options: GlobalOptions): Promise<number> {
     return sweeping;
   };
 
-  await startWatching();
-  log.notice(`watching ${app.engines.map((e) => e.context.rootdir).join(', ')}`);
-  await sweep();
-  let timer = setInterval(() => void sweep(), app.config.watch.sweepIntervalSeconds * 1000);
-
-  const reload = async (): Promise<void> => {
-    try {
-      const next = await App.open(options);
-      const old = app;
-      app = next;
-      await startWatching();
-      clearInterval(timer);
-      timer = setInterval(() => void sweep(), app.config.watch.sweepIntervalSeconds * 1000);
-      log.notice('configuration reloaded');
-      await Promise.all(running.values());
-      await old.close();
-      void sweep();
-    } catch (error) {
-      log.error(`configuration not reloaded, keeping the old one: ${oneLine(error)}`);
-    }
+  let timer: NodeJS.Timeout | undefined;
+  const startTimer = (): void => {
+    if (timer) clearInterval(timer);
+    timer = setInterval(() => void sweep(), app.config.watch.sweepIntervalSeconds * 1000);
   };
 
-  return new Promise<number>((resolve) => {
-    const onHup = (): void => void reload();
+  let reloading: Promise<void> = Promise.resolve();
+  /** Opens the config again; jobs already running finish with the old one. */
+  async function reload(why: string): Promise<void> {
+    const next = reloading.then(async () => {
+      if (stop.signal.aborted) return;
+      let fresh: App;
+      try {
+        fresh = await App.open(options);
+      } catch (error) {
+        log().error(`configuration not reloaded (${why}), keeping the old one: ${oneLine(error)}`);
+        return;
+      }
+      const old = app;
+      app = fresh;
+      reopen = false;
+      try {
+        await startWatching();
+      } catch (error) {
+        log().error(`watching after the reload failed: ${oneLine(error)}; the periodic sweep still runs`);
+      }
+      startTimer();
+      log().notice(`configuration reloaded (${why}): watching ${app.engines.map((e) => e.context.rootdir).join(', ')}`);
+      // Old engines stay open for the jobs that still run on them.
+      void Promise.all(running.values()).then(() => old.close());
+    });
+    reloading = next.catch(() => undefined);
+    return next;
+  }
+
+  await startWatching();
+  log().notice(`watching ${app.engines.map((e) => e.context.rootdir).join(', ')} (concurrency ${app.config.watch.concurrency}, sweep every ${app.config.watch.sweepIntervalSeconds} s)`);
+  startTimer();
+
+  const done = new Promise<number>((resolve) => {
+    const onHup = (): void => {
+      if (stop.signal.aborted) return;
+      void reload('SIGHUP').then(() => sweep());
+    };
     const onStop = (signal: string): void => {
       if (stop.signal.aborted) return;
-      log.notice(`${signal}: stopping; waiting for ${running.size} running job(s) to finish or park`);
+      log().notice(`${signal}: stopping; ${running.size} running job(s) finish, roll back or are left for recovery`);
       stop.abort();
-      clearInterval(timer);
+      if (timer) clearInterval(timer);
       pending.length = 0;
+      queued.clear();
       void (async () => {
-        await Promise.all(watchers.map((w) => w.close()));
+        await Promise.all(watchers.map((w) => w.close().catch(() => undefined)));
+        await reloading;
         await sweeping?.catch(() => undefined);
         await Promise.all(running.values());
-        log.notice('stopped');
+        log().notice('stopped');
         await app.close();
         process.off('SIGHUP', onHup);
+        process.off('SIGTERM', onTerm);
+        process.off('SIGINT', onInt);
         resolve(0);
       })();
     };
+    const onTerm = (): void => onStop('SIGTERM');
+    const onInt = (): void => onStop('SIGINT');
     process.on('SIGHUP', onHup);
-    process.once('SIGTERM', () => onStop('SIGTERM'));
-    process.once('SIGINT', () => onStop('SIGINT'));
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
   });
+  // Signals are handled from here on; the first sweep catches what appeared while we were down.
+  await sweep();
+  return done;
 }
