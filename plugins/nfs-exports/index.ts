@@ -164,6 +164,17 @@ export default definePlugin<Options>({
       return paths;
     }
 
+    /** Sets sharenfs; a share that fails once the property is set is a warning (zfs-fuse shares by calling exportfs). */
+    async function setSharenfs(dataset: string, log: Logger): Promise<void> {
+      try {
+        await run(opts.zfsCommand, ['set', `sharenfs=${opts.sharenfs}`, dataset]);
+      } catch (error) {
+        const now = (await run(opts.zfsCommand, ['get', '-H', '-o', 'value', 'sharenfs', dataset])).stdout.trim();
+        if (now !== opts.sharenfs) throw error;
+        log.warn(`sharenfs=${opts.sharenfs} is set on ${dataset}, but sharing it failed: ${oneLine(error)}`, { step: 'publish/sharenfs' });
+      }
+    }
+
     hooks.prepare.tapPromise(NAME, async (root) => {
       if (opts.mode === 'sharenfs') {
         await run(opts.zfsCommand, ['get', '-H', '-o', 'value', 'sharenfs', root.rootfs]);
@@ -178,7 +189,7 @@ export default definePlugin<Options>({
     hooks.publish.tapPromise(NAME, async (job) => {
       if (opts.mode === 'sharenfs') {
         const dataset = job.record.filesystem ?? `${job.root.rootfs}/${job.name}`;
-        await job.step('sharenfs', `set sharenfs=${opts.sharenfs} on ${dataset}`, () => run(opts.zfsCommand, ['set', `sharenfs=${opts.sharenfs}`, dataset]));
+        await job.step('sharenfs', `set sharenfs=${opts.sharenfs} on ${dataset}`, () => setSharenfs(dataset, job.log));
         return;
       }
       await job.step('nfs-export', `export ${quoteName(job.path)} in ${target}`, async () => {
@@ -195,7 +206,7 @@ export default definePlugin<Options>({
         for (const dataset of live.keys()) {
           if (current.get(dataset) === opts.sharenfs) continue;
           if (root.dryRun) root.log.info(`would set sharenfs=${opts.sharenfs} on ${dataset}`, { step: 'sync/sharenfs' });
-          else await run(opts.zfsCommand, ['set', `sharenfs=${opts.sharenfs}`, dataset]);
+          else await setSharenfs(dataset, root.log);
         }
         return;
       }

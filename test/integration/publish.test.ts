@@ -1,0 +1,208 @@
+/**
+ * Publishing with the real exportfs: drop-in file, /etc/exports block (the
+ * original --add-export), sharenfs, maintenance mode, and a file exportfs rejects.
+ * /etc/exports, our drop-in file and /var/lib/nfs/etab are put back afterwards.
+ */
+import { mkdir, readFile, rm, writeFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, createPool, datasets, fastPlugins, writeConfig, zfs, type TestPool } from '../helpers/zfs.js';
+import { describeTree, makeTree } from '../helpers/tree.js';
+import { escapePath, parseExportfsVerbose } from '../../plugins/nfs-exports/exports.js';
+
+const EXPORTS = '/etc/exports';
+const DROP_IN = '/etc/exports.d/zfs-dynamic-creator.exports';
+const ETAB = '/var/lib/nfs/etab';
+const SAVED = [EXPORTS, DROP_IN, ETAB, `${EXPORTS}.zfs-dynamic-creator.bak`, `${DROP_IN}.zfs-dynamic-creator.bak`];
+
+let p: TestPool;
+const saved = new Map<string, Buffer | undefined>();
+let unrelated: string;
+let baseExports: string;
+
+async function readOrUndefined(file: string): Promise<Buffer | undefined> {
+  return readFile(file).catch(() => undefined);
+}
+
+/** The paths `exportfs -v` lists, sorted, each once. */
+async function exported(): Promise<string[]> {
+  const out = (await execa('exportfs', ['-v'])).stdout;
+  return [...new Set(parseExportfsVerbose(`${out}\n`).map((e) => e.path))].sort();
+}
+
+async function handle(config: string, dir: string) {
+  return cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
+}
+
+beforeAll(async () => {
+  for (const file of SAVED) saved.set(file, await readOrUndefined(file));
+  p = await createPool('publish');
+  unrelated = join(p.work, 'unrelated export');
+  await mkdir(unrelated);
+  // The rootdir's own line (clients to inherit, with an fsid that must not be copied),
+  // a continuation line, comments, and an export of something else.
+  baseExports = [
+    '# /etc/exports for the publish test',
+    `${p.mount} 127.0.0.0/8(rw,no_subtree_check,fsid=77) \\`,
+    '    127.0.0.2(ro,no_subtree_check)',
+    '',
+    `${escapePath(unrelated)} 127.0.0.3(ro,no_subtree_check)   # someone else's`,
+    '',
+  ].join('\n');
+  await writeFile(EXPORTS, baseExports);
+  await rm(DROP_IN, { force: true });
+  await execa('exportfs', ['-r']);
+});
+
+afterAll(async () => {
+  await p?.destroy();
+  for (const [file, content] of saved) {
+    if (content === undefined) await rm(file, { force: true });
+    else await writeFile(file, content);
+  }
+  await execa('exportfs', ['-r'], { reject: false });
+  const etab = saved.get(ETAB);
+  if (etab !== undefined) await writeFile(ETAB, etab);
+});
+
+describe('drop-in mode (the default)', () => {
+  let config: string;
+  beforeAll(async () => {
+    config = await writeConfig(p, fastPlugins({ more: ['nfs-exports'] }));
+  });
+
+  it('exports a new filesystem with a space in its name, inheriting the root clients, /etc/exports untouched', async () => {
+    const dir = join(p.mount, 'with space');
+    await makeTree(dir, 5);
+    const before = await describeTree(dir);
+    const r = await handle(config, dir);
+    expect(r.stderr).toContain('converted into');
+    expect(r.exitCode).toBe(0);
+    expect(await describeTree(dir)).toEqual(before);
+    expect(await readFile(EXPORTS, 'utf8')).toBe(baseExports);
+    const dropIn = await readFile(DROP_IN, 'utf8');
+    expect(dropIn).toContain(`${p.mount}/with\\040space 127.0.0.0/8(rw,no_subtree_check) 127.0.0.2(ro,no_subtree_check)\n`);
+    expect(dropIn).not.toContain('fsid');
+    expect(await exported()).toEqual([p.mount, dir, unrelated].sort());
+  });
+
+  it('publishing again (sync) adds no second line', async () => {
+    const before = await readFile(DROP_IN, 'utf8');
+    const r = await cli(['--config', config, p.pool, p.mount], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(0);
+    expect(await readFile(DROP_IN, 'utf8')).toBe(before);
+    expect(before.split('\n').filter((l) => l.startsWith(`${p.mount}/with\\040space `))).toHaveLength(1);
+  });
+
+  it('refuses, before changing anything, when the root has no line and no clients are configured', async () => {
+    const empty = join(p.work, 'empty-exports');
+    await writeFile(empty, '# nothing here\n');
+    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { exportsFile: empty, dropInFile: join(p.work, 'x.exports') }]] }));
+    const dir = join(p.mount, 'noclients');
+    await makeTree(dir, 2);
+    const r = await handle(cfg, dir);
+    expect(r.exitCode).toBe(1);
+    const last = r.stderr.trim().split('\n').at(-1)!;
+    expect(last).toMatch(/has no line in .*empty-exports.* to take NFS clients from, and the 'clients' option is not set/);
+    expect((await stat(dir)).isDirectory()).toBe(true);
+    expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/noclients`);
+    await rm(dir, { recursive: true });
+  });
+
+  it('says "exportfs not found" when exportfs is missing, and converts nothing', async () => {
+    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { exportfsCommand: '/nonexistent/exportfs' }]] }));
+    const dir = join(p.mount, 'noexportfs');
+    await makeTree(dir, 2);
+    const r = await handle(cfg, dir);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('exportfs not found');
+    expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/noexportfs`);
+    await rm(dir, { recursive: true });
+  });
+
+  it('puts the previous file back when exportfs -r rejects the new one, and recover finishes later', async () => {
+    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { clients: '127.0.0.1(rw,no_subtree_check,bogus_option)' }]] }));
+    const previous = await readFile(DROP_IN, 'utf8');
+    const exportsBefore = await exported();
+    const dir = join(p.mount, 'rejected');
+    await makeTree(dir, 3);
+    const data = await describeTree(dir);
+    const r = await handle(cfg, dir);
+    expect(r.exitCode).toBe(1);
+    const last = r.stderr.trim().split('\n').at(-1)!;
+    expect(last).toMatch(/publish failed: exportfs -r rejected the new .*bogus_option.*the previous version was restored/);
+    expect(await readFile(DROP_IN, 'utf8')).toBe(previous);
+    expect(await readFile(`${DROP_IN}.zfs-dynamic-creator.bak`, 'utf8')).toBe(previous);
+    expect(await exported()).toEqual(exportsBefore);
+    // The data is safe: the filesystem is live with everything in it.
+    expect(await describeTree(dir)).toEqual(data);
+    // Fixed config: recovery finishes the publish.
+    const fixed = await writeConfig(p, fastPlugins({ more: ['nfs-exports'] }));
+    const rec = await cli(['--config', fixed, 'recover'], { stateDir: p.stateDir });
+    expect(rec.exitCode).toBe(0);
+    expect(await exported()).toEqual([...exportsBefore, dir].sort());
+  });
+});
+
+describe('the original --add-export flags (exports-file mode)', () => {
+  let config: string;
+  beforeAll(async () => {
+    config = await writeConfig(p, fastPlugins());
+  });
+
+  it('--add-export writes a block in /etc/exports, keeping every other line', async () => {
+    const name = '140613_D00123_0001_AC123DEFXX';
+    const dir = join(p.mount, name);
+    await makeTree(dir, 3);
+    const r = await cli(['--config', config, '--delay=0', '--add-export', p.pool, p.mount, name, 'IN_CREATE,IN_ISDIR'], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(0);
+    const text = await readFile(EXPORTS, 'utf8');
+    expect(text.startsWith(baseExports)).toBe(true);
+    expect(text.slice(baseExports.length)).toBe(
+      [
+        `# BEGIN zfs-dynamic-creator ${p.mount}`,
+        '# Managed by zfs-dynamic-creator (nfs-exports plugin): lines in this block are rewritten.',
+        `${dir} 127.0.0.0/8(rw,no_subtree_check) 127.0.0.2(ro,no_subtree_check)`,
+        `# END zfs-dynamic-creator ${p.mount}`,
+        '',
+      ].join('\n'),
+    );
+    expect(await readFile(`${EXPORTS}.zfs-dynamic-creator.bak`, 'utf8')).toBe(baseExports);
+    expect(await exported()).toContain(dir);
+  });
+
+  it('--add-remove-all-exports in maintenance mode removes a stale line and adds a missing one', async () => {
+    // A filesystem made by hand (missing from the exports), and a stale line of ours.
+    await zfs('create', `${p.pool}/made by hand`);
+    const stale = `${p.mount}/gone`;
+    const text = await readFile(EXPORTS, 'utf8');
+    await writeFile(EXPORTS, text.replace(`# END zfs-dynamic-creator ${p.mount}`, `${stale} 127.0.0.1(ro)\n# END zfs-dynamic-creator ${p.mount}`));
+    const r = await cli(['--config', config, '--add-remove-all-exports', p.pool, p.mount], { stateDir: p.stateDir });
+    expect(r.stderr).toContain('remove the stale export');
+    expect(r.exitCode).toBe(0);
+    const after = await readFile(EXPORTS, 'utf8');
+    expect(after).not.toContain(stale);
+    expect(after).toContain(`${p.mount}/made\\040by\\040hand `);
+    expect(after.startsWith(baseExports)).toBe(true);
+    // Every filesystem of the root is exported once, in the drop-in file or in /etc/exports.
+    const live = (await datasets(p.pool)).filter((d) => d.name !== p.pool && d.mounted === 'yes').map((d) => d.mountpoint);
+    expect(await exported()).toEqual([p.mount, unrelated, ...live].sort());
+    // Run again: nothing changes.
+    await cli(['--config', config, '--add-remove-all-exports', p.pool, p.mount], { stateDir: p.stateDir });
+    expect(await readFile(EXPORTS, 'utf8')).toBe(after);
+  });
+});
+
+describe('sharenfs mode', () => {
+  it('sets the sharenfs property on the new dataset', async () => {
+    const config = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { mode: 'sharenfs', sharenfs: 'rw=@127.0.0.1' }]] }));
+    const before = await readFile(EXPORTS, 'utf8');
+    const dir = join(p.mount, 'shared');
+    await makeTree(dir, 2);
+    const r = await handle(config, dir);
+    expect(r.exitCode).toBe(0);
+    expect((await zfs('get', '-H', '-o', 'value', 'sharenfs', `${p.pool}/shared`)).trim()).toBe('rw=@127.0.0.1');
+    expect(await readFile(EXPORTS, 'utf8')).toBe(before);
+  });
+});
