@@ -25,6 +25,7 @@ export const CONTRACT: Readonly<Record<HookName, HookContract>> = {
   swap: { required: true, dryRun: true, returns: 'nothing; call job.commit() once the new filesystem is live at the original path', description: 'move the original aside, mount the new filesystem in its place, catch up, verify' },
   cleanup: { required: false, dryRun: true, returns: 'nothing', description: 'after a grace period and a last verification, remove the original' },
   publish: { required: false, dryRun: true, returns: 'nothing', description: 'make the new filesystem known (exports, notifications)' },
+  step: { required: false, dryRun: false, returns: 'nothing; throw to fail the step (the journal already says it started)', description: 'hear each step of a phase before it runs and after it is done' },
   rollback: { required: false, dryRun: true, returns: 'nothing; must be idempotent and judge from what is on disk', description: 'undo an uncommitted job' },
   assess: { required: false, dryRun: true, returns: '{ committed, nothingLeft?, fields? } for an interrupted job', description: 'recovery: say what an interrupted job left' },
   outcome: { required: false, dryRun: true, returns: 'nothing', description: 'hear how a job ended' },

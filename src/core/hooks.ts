@@ -43,6 +43,12 @@ export function createHooks() {
     cleanup: new AsyncSeriesHook<[Job]>(['job']),
     /** Make the new filesystem known (exports, notifications). */
     publish: new AsyncSeriesHook<[Job]>(['job']),
+    /**
+     * Around every step a phase runs through job.step(): called with the step's full name
+     * ("swap/move-aside") once it is journalled as started ('before') and once it is journalled
+     * as done ('after'). Not called in dry-run. For observers and fault-injection drills.
+     */
+    step: new AsyncSeriesHook<[Job, string, 'before' | 'after']>(['job', 'step', 'when']),
 
     // ---- failure path and recovery --------------------------------------------
     /** Undo what was done before the commit, idempotently, from what is on disk. */
@@ -69,7 +75,7 @@ export type HookName = keyof Hooks;
 
 /** The hook names in the order they run, for listings. */
 export const HOOK_ORDER: readonly HookName[] = [
-  'prepare', 'survey', 'filter', 'wait', 'provision', 'migrate', 'swap', 'cleanup', 'publish',
+  'prepare', 'survey', 'filter', 'wait', 'provision', 'migrate', 'swap', 'cleanup', 'publish', 'step',
   'rollback', 'assess', 'outcome', 'sync', 'log', 'close',
 ];
 

@@ -1,4 +1,5 @@
 /** One job: a directory going through the lifecycle, journalled step by step. */
+import type { Hooks } from './hooks.js';
 import type { Journal } from './journal.js';
 import type {
   Job,
@@ -23,6 +24,8 @@ export class JobImpl implements Job {
     private readonly state: JobRecord,
     private readonly journal: Journal,
     readonly signal: AbortSignal,
+    /** The root's hooks, for the `step` hook (absent in tests that build a job alone). */
+    private readonly hooks?: Pick<Hooks, 'step'>,
   ) {
     this.id = state.id;
     this.name = state.name;
@@ -55,10 +58,12 @@ export class JobImpl implements Job {
     const entry = { step: name, phase: this.phase, state: 'started' as 'started' | 'done', at: new Date().toISOString() };
     this.state.steps.push(entry);
     await this.save();
+    await this.hooks?.step.promise(this, fields.step, 'before');
     this.log.info(description, fields);
     const result = await action();
     entry.state = 'done';
     await this.save();
+    await this.hooks?.step.promise(this, fields.step, 'after');
     return result;
   }
 
