@@ -75,7 +75,7 @@ export class RootEngine {
     const started = Date.now();
     const signal = options.signal ?? new AbortController().signal;
     const id = jobId(this.context.rootdir, name);
-    const job = new JobImpl(this.context, newRecord(this.context, id, name), this.journal, signal);
+    const job = new JobImpl(this.context, newRecord(this.context, id, name), this.journal, signal, this.hooks);
     let lock: Lock | undefined;
     const finish = async (kind: OutcomeKind, message: string, error?: Error): Promise<Outcome> => {
       const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
@@ -88,7 +88,8 @@ export class RootEngine {
       checkName(name);
       await this.prepare();
       if (!this.context.dryRun) {
-        lock = await acquireLock(this.context.stateDir, id, { staleMs: this.options.lockStaleMs, waitMs: options.lockWaitMs ?? 0 });
+        const waitMs = this.lockWaitFor(await this.journal.read(id).catch(() => undefined), options.lockWaitMs);
+        lock = await acquireLock(this.context.stateDir, id, { staleMs: this.options.lockStaleMs, waitMs });
       }
       // An interrupted job for this name is finished (or undone) first.
       const leftover = await this.journal.read(id);
@@ -160,7 +161,8 @@ export class RootEngine {
     const started = Date.now();
     try {
       await this.prepare();
-      lock = await acquireLock(this.context.stateDir, record.id, { staleMs: this.options.lockStaleMs, waitMs: options.lockWaitMs ?? 0 });
+      const waitMs = this.lockWaitFor(record, options.lockWaitMs);
+      lock = await acquireLock(this.context.stateDir, record.id, { staleMs: this.options.lockStaleMs, waitMs });
       const fresh = (await this.journal.read(record.id)) ?? record;
       return await this.recoverLocked(fresh, options.signal ?? new AbortController().signal);
     } catch (error) {
@@ -169,6 +171,17 @@ export class RootEngine {
     } finally {
       await lock?.release();
     }
+  }
+
+  /**
+   * How long to wait for a job's lock. When the journal says the job belongs to a process that
+   * no longer exists (killed, crashed, rebooted), its lock is abandoned and goes stale within
+   * lockStaleSeconds: waiting that long beats answering "busy" for a job nobody is running.
+   */
+  private lockWaitFor(record: JobRecord | undefined, asked: number | undefined): number {
+    const wait = asked ?? 0;
+    if (record === undefined || record.pid === process.pid || processAlive(record.pid)) return wait;
+    return Math.max(wait, this.options.lockStaleMs + 2000);
   }
 
   /** A record for an interrupted job found on disk but not in the journal. */
@@ -180,7 +193,7 @@ export class RootEngine {
 
   private async recoverLocked(record: JobRecord, signal: AbortSignal): Promise<Outcome> {
     const started = Date.now();
-    const job = new JobImpl(this.context, { ...record, pid: process.pid }, this.journal, signal);
+    const job = new JobImpl(this.context, { ...record, pid: process.pid }, this.journal, signal, this.hooks);
     const done = (kind: OutcomeKind, message: string, error?: Error): Outcome => {
       job.log[kind === 'failed' ? 'error' : 'notice'](message, { step: 'recover' });
       return { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
@@ -261,6 +274,17 @@ export async function assertSameDirectory(path: string, identity: Identity): Pro
   const now = await directoryIdentity(path);
   if (now.dev !== identity.dev || now.ino !== identity.ino) {
     throw new RefusedError(`${quoteName(path)} was replaced by another directory; left alone`);
+  }
+}
+
+/** Whether a process with this id exists (on this machine). */
+function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return !isErrno(error, 'ESRCH');
   }
 }
 
