@@ -58,10 +58,13 @@ export class Zfs {
         firstDelayMs: this.busyFirstDelayMs,
         transient: isBusy,
         signal,
-        onRetry: (_e, attempt, delay) => this.log.debug(`zfs ${args[0]} ${args.at(-1)}: busy, try ${attempt + 1} in ${delay} ms`),
+        onRetry: (_e, attempt, delay) =>
+          this.log.info(`zfs ${args[0]} ${args.at(-1)}: dataset is busy (a process may hold files in it); trying again in ${delay} ms (try ${attempt + 1} of ${this.busyAttempts})`),
       });
     } catch (error) {
-      if (isBusy(error)) throw new TransientError(`zfs ${args[0]} ${args.at(-1)}: still busy after ${this.busyAttempts} tries`);
+      if (isBusy(error)) {
+        throw new TransientError(`zfs ${args[0]} ${args.at(-1)}: dataset is still busy after ${this.busyAttempts} tries (a process holds files in it: see fuser -vm)`);
+      }
       throw error;
     }
   }
