@@ -1,0 +1,133 @@
+/**
+ * Never lose a byte, part 1: the process dies (SIGKILL) at every step boundary and in the
+ * middle of the copy; `recover` then leaves every file at its original path, with its
+ * content, and nothing of the job behind; `handle` converts what was rolled back.
+ */
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
+import { describeTree, makeTree, type Entry } from '../helpers/tree.js';
+import { cliSpawn } from '../helpers/zfs.js';
+import { leftovers, processesMatching, run, stagingPath, writeNamedConfig } from './safety-helpers.js';
+
+let p: TestPool;
+let plain: string;
+
+beforeAll(async () => {
+  p = await createPool('crash', 512);
+  plain = await writeNamedConfig(p, 'plain.json', fastPlugins());
+});
+afterAll(async () => {
+  await p?.destroy();
+});
+
+/** Every point the tests kill the process at: [killAt, when]. */
+const POINTS: [string, 'before' | 'after'][] = [
+  ['provision', 'before'],
+  ['provision', 'after'],
+  ['provision/create', 'after'],
+  ['migrate/copy', 'before'],
+  ['migrate/copy', 'after'],
+  ['swap/mark', 'before'],
+  ['swap/mark', 'after'],
+  ['swap/move-aside', 'before'],
+  ['swap/move-aside', 'after'],
+  ['swap/mount-in-place', 'before'],
+  ['swap/mount-in-place', 'after'],
+  ['swap', 'after'],
+  ['cleanup/remove-original', 'before'],
+  ['cleanup/remove-original', 'after'],
+  ['cleanup', 'after'],
+  ['publish', 'before'],
+];
+
+const dirName = (killAt: string, when: string): string => `k_${killAt.replace('/', '.')}_${when}`;
+
+describe('SIGKILL at every step, then recover', () => {
+  const before = new Map<string, Map<string, Entry>>();
+
+  it('dies where it is told to', async () => {
+    for (const [index, [killAt, when]] of POINTS.entries()) {
+      const name = dirName(killAt, when);
+      const dir = join(p.mount, name);
+      await makeTree(dir, 12, 3000 + index);
+      before.set(name, await describeTree(dir, { mtimes: true }));
+      const config = await writeNamedConfig(p, `kill-${index}.json`, fastPlugins({ more: [['fault-injection', { killAt, when }]] }));
+      const r = await run(['--config', config, 'handle', dir], p.stateDir);
+      expect({ name, signal: r.signal, stderr: r.stderr }).toMatchObject({ name, signal: 'SIGKILL' });
+      expect(r.stderr).toContain(`fault injection: sending SIGKILL`);
+    }
+  });
+
+  it('dies in the middle of the copy (the node process and its rsync killed together)', async () => {
+    const name = 'k_mid-copy';
+    const dir = join(p.mount, name);
+    await makeTree(dir, 1500, 40_000);
+    before.set(name, await describeTree(dir, { mtimes: true }));
+    const child = cliSpawn(['--config', plain, 'handle', dir], { stateDir: p.stateDir });
+    const staging = stagingPath(p, name);
+    let rsyncs: number[] = [];
+    for (let i = 0; i < 400 && rsyncs.length === 0; i++) {
+      rsyncs = await processesMatching('rsync', `${staging}/`);
+      if (rsyncs.length === 0) await sleep(25);
+    }
+    expect(rsyncs.length).toBeGreaterThan(0);
+    await sleep(300); // some of it copied, not all
+    child.kill('SIGKILL');
+    for (const pid of await processesMatching('rsync', `${staging}/`)) process.kill(pid, 'SIGKILL');
+    const r = await child;
+    expect(r.signal).toBe('SIGKILL');
+    // Really in the middle: the staging dataset holds some but not all of the files.
+    const copied = (await readdir(join(staging, 'd0')).catch(() => [] as string[])).length;
+    expect(copied).toBeLessThan(375);
+  });
+
+  it('dies in the middle of the copy by fault injection (rsync left running, as after a real crash)', async () => {
+    const name = 'k_during-copy';
+    const dir = join(p.mount, name);
+    await makeTree(dir, 800, 40_000);
+    before.set(name, await describeTree(dir, { mtimes: true }));
+    const config = await writeNamedConfig(p, 'during.json', fastPlugins({ more: [['fault-injection', { killAt: 'migrate/copy', when: 'during', duringMs: 200 }]] }));
+    const r = await run(['--config', config, 'handle', dir], p.stateDir);
+    expect(r.signal).toBe('SIGKILL');
+  });
+
+  it('recover leaves every file at its original path and nothing of the jobs behind', async () => {
+    const r = await run(['--config', plain, 'recover'], p.stateDir);
+    expect(r.stdout + r.stderr).not.toMatch(/^busy|failed/m);
+    expect(r.exitCode).toBe(0);
+    for (const [name, tree] of before) {
+      expect({ name, tree: await describeTree(join(p.mount, name), { mtimes: true }) }).toEqual({ name, tree });
+    }
+    expect(await leftovers(p)).toEqual([]);
+    // What was converted is live at its path; what was rolled back is a plain directory again.
+    const rows = await datasets(p.pool);
+    for (const name of before.keys()) {
+      const row = rows.find((d) => d.name === `${p.pool}/${name}`);
+      if (row) expect(row).toMatchObject({ mountpoint: join(p.mount, name), mounted: 'yes', state: 'live' });
+      else expect((await lstat(join(p.mount, name))).dev).toBe((await lstat(p.mount)).dev);
+    }
+    // The kills after the point of no return were finished, the ones before it undone.
+    const live = new Set(rows.map((d) => d.name.slice(p.pool.length + 1)));
+    expect(live.has(dirName('swap/mount-in-place', 'after'))).toBe(true);
+    expect(live.has(dirName('publish', 'before'))).toBe(true);
+    expect(live.has(dirName('swap/move-aside', 'after'))).toBe(false);
+    expect(live.has('k_mid-copy')).toBe(false);
+  });
+
+  it('handle then converts the ones that were rolled back', async () => {
+    for (const [name, tree] of before) {
+      const r = await run(['--config', plain, 'handle', join(p.mount, name)], p.stateDir);
+      expect({ name, exitCode: r.exitCode, stderr: r.stderr }).toMatchObject({ name, exitCode: 0 });
+      expect(r.stderr).toMatch(/converted into|already a filesystem/);
+      expect({ name, tree: await describeTree(join(p.mount, name), { mtimes: true }) }).toEqual({ name, tree });
+    }
+    const rows = await datasets(p.pool);
+    for (const name of before.keys()) {
+      expect(rows).toContainEqual({ name: `${p.pool}/${name}`, mountpoint: join(p.mount, name), mounted: 'yes', state: 'live' });
+    }
+    expect(await leftovers(p)).toEqual([]);
+  });
+});
