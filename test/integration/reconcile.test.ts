@@ -1,0 +1,130 @@
+/** reconcile on a real pool: a burst nobody saw is converted; the sweep's zfs calls do not grow with the root. */
+import { chmod, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, cliSpawn, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
+
+let p: TestPool;
+let config: string;
+/** A directory whose `zfs` logs every call, then runs the real one. */
+let wrapperDir: string;
+let callLog: string;
+
+beforeAll(async () => {
+  p = await createPool('reconcile', 512);
+  config = await writeConfig(p, fastPlugins(), { watch: { concurrency: 3, sweepIntervalSeconds: 300 } });
+  wrapperDir = join(p.work, 'bin');
+  callLog = join(p.work, 'zfs-calls.log');
+  const real = (await execa('sh', ['-c', 'command -v zfs'])).stdout.trim();
+  await mkdir(wrapperDir, { recursive: true });
+  await writeFile(join(wrapperDir, 'zfs'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${callLog}'\nexec '${real}' "$@"\n`);
+  await chmod(join(wrapperDir, 'zfs'), 0o755);
+});
+afterAll(async () => {
+  await p?.destroy();
+});
+
+/** Runs reconcile with the counting zfs first on PATH; returns the result and the zfs calls it made. */
+async function countedReconcile(cfg = config): Promise<{ exitCode: number; stdout: string; stderr: string; calls: string[] }> {
+  await writeFile(callLog, '');
+  const r = await cli(['--config', cfg, 'reconcile', '--json'], { stateDir: p.stateDir, env: { PATH: `${wrapperDir}:${process.env.PATH ?? ''}` } });
+  const calls = (await readFile(callLog, 'utf8')).split('\n').filter(Boolean);
+  return { ...r, calls };
+}
+
+async function makeDatasets(prefix: string, count: number): Promise<void> {
+  const names = Array.from({ length: count }, (_, i) => `${p.pool}/${prefix}${i}`);
+  for (let i = 0; i < names.length; i += 16) {
+    await Promise.all(names.slice(i, i + 16).map((n) => execa('zfs', ['create', n])));
+  }
+}
+
+async function liveNames(): Promise<Map<string, string>> {
+  const rows = await datasets(p.pool);
+  return new Map(rows.filter((r) => r.name !== p.pool).map((r) => [r.name.slice(p.pool.length + 1), r.state]));
+}
+
+describe('reconcile', () => {
+  it('learns the state of a root in the same number of zfs calls with 10 or 60 datasets and 5 or 50 skipped directories', async () => {
+    // Directories the name filter leaves alone are looked at every sweep: they must cost no zfs call.
+    const plugins = fastPlugins();
+    plugins[0] = ['name-filter', { exclude: '^keep-' }];
+    const cfg = await writeConfig(p, plugins, { watch: { concurrency: 3, sweepIntervalSeconds: 300 } });
+    const counts: number[] = [];
+    await makeDatasets('first', 10);
+    for (let i = 0; i < 5; i++) await mkdir(join(p.mount, `keep-${i}`));
+    expect((await liveNames()).size).toBe(10);
+    const small = await countedReconcile(cfg);
+    expect(small.exitCode, small.stderr).toBe(0);
+    counts.push(small.calls.length);
+
+    await makeDatasets('more', 50);
+    for (let i = 5; i < 50; i++) await mkdir(join(p.mount, `keep-${i}`));
+    expect((await liveNames()).size).toBe(60);
+    const large = await countedReconcile(cfg);
+    expect(large.exitCode, large.stderr).toBe(0);
+    counts.push(large.calls.length);
+
+    const summary = JSON.parse(large.stdout) as { counts: Record<string, number> }[];
+    expect(summary[0]!.counts.skipped).toBe(50);
+    expect(summary[0]!.counts.converted ?? 0).toBe(0);
+    expect(counts[1]).toBe(counts[0]);
+    // Every call is a listing of the root and its direct children: nothing per dataset or per directory.
+    for (const call of large.calls) expect(call).toMatch(new RegExp(`^list -H -r -d 1 .* ${p.pool}$`));
+    expect(large.calls.length).toBeLessThanOrEqual(3);
+    console.log(`no-op sweep: ${counts[0]} zfs calls with 10 datasets, ${counts[1]} with 60`);
+    for (let i = 0; i < 50; i++) await rmdir(join(p.mount, `keep-${i}`));
+    await writeConfig(p, fastPlugins(), { watch: { concurrency: 3, sweepIntervalSeconds: 300 } });
+  });
+
+  it('converts a burst of directories nobody was told about, each with its files', async () => {
+    const names = Array.from({ length: 30 }, (_, i) => `burst ${String(i).padStart(2, '0')}`);
+    await Promise.all(
+      names.map(async (n) => {
+        await mkdir(join(p.mount, n));
+        await writeFile(join(p.mount, n, 'data.txt'), `contents of ${n}\n`);
+      }),
+    );
+    const started = Date.now();
+    const r = await countedReconcile();
+    const seconds = (Date.now() - started) / 1000;
+    expect(r.exitCode, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout) as { counts: Record<string, number> }[];
+    expect(summary[0]!.counts.converted).toBe(30);
+    expect(summary[0]!.counts.failed ?? 0).toBe(0);
+    const live = await liveNames();
+    for (const n of names) {
+      expect(live.get(n)).toBe('live');
+      expect(await readFile(join(p.mount, n, 'data.txt'), 'utf8')).toBe(`contents of ${n}\n`);
+    }
+    expect((await readdir(p.mount)).filter((n) => n.startsWith('.zfs-dynamic-creator-'))).toEqual([]);
+    expect(await readdir(join(p.stateDir, 'jobs')).catch(() => [])).toEqual([]);
+    // Each conversion costs a fixed number of zfs calls, whatever the size of the root.
+    const perJob = r.calls.filter((c) => c.startsWith('create ')).length;
+    expect(perJob).toBe(30);
+    console.log(`reconcile converted 30 directories in ${seconds.toFixed(1)} s with ${r.calls.length} zfs calls`);
+  });
+
+  it('leaves a directory another process is converting to it (busy), and exits 0', async () => {
+    const dir = join(p.mount, 'held');
+    await mkdir(dir);
+    await writeFile(join(dir, 'f'), 'held\n');
+    // A slow `handle` holds the directory's lock while it waits for quiet.
+    const slow = await writeConfig(p, fastPlugins({ quiet: { quietSeconds: 4 } }));
+    const handler = cliSpawn(['--config', slow, 'handle', dir], { stateDir: p.stateDir });
+    let stderr = '';
+    handler.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+    for (let i = 0; i < 100 && !stderr.includes('[held]'); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(stderr).toContain('[held]');
+    await writeConfig(p, fastPlugins(), { watch: { concurrency: 3, sweepIntervalSeconds: 300 } });
+    const r = await cli(['--config', config, 'reconcile', '--json'], { stateDir: p.stateDir });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout) as { jobs: { name: string; outcome: string }[] }[];
+    expect(summary[0]!.jobs).toContainEqual(expect.objectContaining({ name: 'held', outcome: 'busy' }));
+    const done = await handler;
+    expect(done.exitCode).toBe(0);
+    expect((await liveNames()).get('held')).toBe('live');
+    expect(await readFile(join(dir, 'f'), 'utf8')).toBe('held\n');
+  });
+});
