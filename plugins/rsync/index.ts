@@ -91,6 +91,7 @@ export default definePlugin<Options>({
         return;
       }
       for (let round = 1; ; round++) {
+        const print = await treeFingerprint(aside);
         // --update: a file already changed in the new filesystem is never overwritten by an older one.
         const n = await job.step('catch-up', `catch up changes from ${quoteName(aside)} (round ${round})`, () => copy(job, aside, job.path, ['--update']));
         const differences = await verify(job, aside);
@@ -99,6 +100,15 @@ export default definePlugin<Options>({
           return;
         }
         if (round >= opts.catchUpRounds) {
+          // Still being written (a process kept a file open across the move): the cleanup waits
+          // for it to stop, catches up and verifies before anything is removed.
+          const holders = await holdersUnder(aside);
+          const changing = (await treeFingerprint(aside)) !== print;
+          if (holders.length > 0 || changing) {
+            const who = holders.length > 0 ? `held by ${describeHolders(holders)}` : 'still changing';
+            job.log.info(`the original is ${who}; the cleanup will wait for it, catch up and verify before removing anything`, { step: 'swap/verify' });
+            return;
+          }
           throw new Error(`verification failed after ${round} rounds (${differences.slice(0, 3).join('; ')}); the original is kept at ${quoteName(aside)}`);
         }
         job.log.info(`not yet equal (${differences[0]}); catching up again`, { step: 'swap/verify' });
