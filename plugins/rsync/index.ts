@@ -40,6 +40,23 @@ type Options = z.infer<typeof options>;
 /** rsync exit codes: 23 partial transfer (an error), 24 vanished source files (a race, retried). */
 const VANISHED = 24;
 
+const NO_SPACE = /No space left on device|Disk quota exceeded|quota exceeded/i;
+
+/**
+ * rsync's last line only says "some files were not transferred (see previous errors)": the
+ * message names the first real error instead, and says plainly when it is a full pool or quota.
+ */
+export function explainCopyError(error: CommandError): Error {
+  const lines = error.stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const errors = lines.filter((l) => l.startsWith('rsync: ') || l.startsWith('rsync error: '));
+  const telling =
+    lines.find((l) => NO_SPACE.test(l)) ?? lines.find((l) => l.startsWith('rsync: ') && !/Broken pipe|connection unexpectedly closed/.test(l));
+  if (telling === undefined) return error;
+  const cause = NO_SPACE.test(telling) ? (/quota/i.test(telling) ? 'the new filesystem is over its quota: ' : 'no space left: ') : '';
+  const more = errors.filter((l) => l.startsWith('rsync: ')).length - 1;
+  return new Error(`copy failed: ${cause}${telling}${more > 0 ? ` (and ${more} more error(s))` : ''} (rsync exit ${error.exitCode})`);
+}
+
 export default definePlugin<Options>({
   name: NAME,
   description: 'copies the data in, catches up, verifies, and removes the original only once verified',
@@ -55,6 +72,7 @@ export default definePlugin<Options>({
             return stdout.split('\n').filter((l) => /^[<>ch.*]/.test(l) && !l.startsWith('.d')).length;
           } catch (error) {
             if (error instanceof CommandError && error.exitCode === VANISHED) throw new TransientError(error.message);
+            if (error instanceof CommandError) throw explainCopyError(error);
             throw error;
           }
         },
