@@ -146,6 +146,17 @@ export default definePlugin<Options>({
       } catch {
         return; // already removed by an earlier, interrupted run
       }
+      const remove = (note = ''): Promise<void | undefined> =>
+        job.step('remove-original', `remove the verified original ${quoteName(aside)}${note}`, () => rm(aside, { recursive: true, force: false, maxRetries: 3 }));
+      // An earlier run verified it and began removing it, then died: what is left may be a
+      // verified copy with holes. Late writes to what is left are still caught up, but without
+      // directory times (the removal changed them) and without waiting for a quiet tree again.
+      if (job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original')) {
+        const n = (await job.step('catch-up', `catch up late writes from ${quoteName(aside)} before finishing its removal`, () => copy(job, aside, job.path, ['--update', '--omit-dir-times']))) ?? 0;
+        if (n > 0) job.log.warn(`${n} late change(s) to the original were caught up after the swap`, { step: 'cleanup/catch-up' });
+        await remove(' (finishing an interrupted removal)');
+        return;
+      }
       const deadline = Date.now() + opts.maxGraceSeconds * 1000;
       let caughtUp = 0;
       for (;;) {
@@ -174,9 +185,7 @@ export default definePlugin<Options>({
           throw new Error(`the original at ${quoteName(aside)} kept changing for ${opts.maxGraceSeconds} s; it is kept, not removed`);
         }
       }
-      await job.step('remove-original', `remove the verified original ${quoteName(aside)}${caughtUp ? ` (${caughtUp} late change(s) caught up)` : ''}`, () =>
-        rm(aside, { recursive: true, force: false, maxRetries: 3 }),
-      );
+      await remove(caughtUp ? ` (${caughtUp} late change(s) caught up)` : '');
     });
   },
 });
