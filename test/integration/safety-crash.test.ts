@@ -47,6 +47,7 @@ const dirName = (killAt: string, when: string): string => `k_${killAt.replace('/
 
 describe('SIGKILL at every step, then recover', () => {
   const before = new Map<string, Map<string, Entry>>();
+  const dirTimes = new Map<string, number>();
 
   it('dies where it is told to', async () => {
     for (const [index, [killAt, when]] of POINTS.entries()) {
@@ -94,6 +95,21 @@ describe('SIGKILL at every step, then recover', () => {
     expect(r.signal).toBe('SIGKILL');
   });
 
+  it('dies in the middle of removing the original (after the verification)', async () => {
+    const name = 'k_during-remove';
+    const dir = join(p.mount, name);
+    await makeTree(dir, 2000, 1000);
+    before.set(name, await describeTree(dir, { mtimes: true }));
+    for (const sub of ['', 'd0', 'd1', 'd2', 'd3']) dirTimes.set(join(name, sub), (await lstat(join(dir, sub))).mtimeMs);
+    const config = await writeNamedConfig(p, 'during-rm.json', fastPlugins({ more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'during', duringMs: 150 }]] }));
+    const r = await run(['--config', config, 'handle', dir], p.stateDir);
+    expect(r.signal).toBe('SIGKILL');
+    // Really in the middle: part of the original is gone, part is left.
+    const left = (await Promise.all(['d0', 'd1', 'd2', 'd3'].map((d) => readdir(join(stagingPath(p, name, 'orig'), d)).catch(() => [] as string[])))).flat().length;
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThan(2000);
+  });
+
   it('recover leaves every file at its original path and nothing of the jobs behind', async () => {
     const r = await run(['--config', plain, 'recover'], p.stateDir);
     expect(r.stdout + r.stderr).not.toMatch(/^busy|failed/m);
@@ -115,6 +131,8 @@ describe('SIGKILL at every step, then recover', () => {
     expect(live.has(dirName('publish', 'before'))).toBe(true);
     expect(live.has(dirName('swap/move-aside', 'after'))).toBe(false);
     expect(live.has('k_mid-copy')).toBe(false);
+    // Finishing an interrupted removal did not copy the half-removed original's directory times.
+    for (const [rel, mtime] of dirTimes) expect({ rel, mtime: (await lstat(join(p.mount, rel))).mtimeMs }).toEqual({ rel, mtime });
   });
 
   it('handle then converts the ones that were rolled back', async () => {
