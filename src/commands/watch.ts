@@ -7,11 +7,19 @@
  * abandoned (the directory is left as it is), copies before the commit roll
  * back, and jobs past it are left for recovery at the next start. Exits 0.
  */
+import { lstat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { App, type GlobalOptions } from '../app.js';
 import { RootEngine, oneLine, type Logger } from '../core/index.js';
-import { recoverRoot } from './recover.js';
+import { recoverRoot, surveyRoot } from './recover.js';
+
+/**
+ * Names zfs-dynamic-creator makes in a root itself while it converts (staging
+ * mountpoints, originals moved aside). They come and go during every job; a
+ * watcher that queued them would only find them gone or skip them.
+ */
+const OWN_HELPER_PREFIX = '.zfs-dynamic-creator-';
 
 interface Item {
   readonly rootdir: string;
@@ -40,9 +48,13 @@ export async function watch(options: GlobalOptions): Promise<number> {
       // The engine of the config in force now (a reload may have replaced it), if the root is still configured.
       const engine = engineFor(item.rootdir);
       if (!engine) continue;
-      const task = engine
-        .handle(item.name, { signal: stop.signal })
-        .then((outcome) => {
+      const task = stillThere(`${item.rootdir}/${item.name}`)
+        .then(async (there) => {
+          if (!there) {
+            engine.log.debug('gone before its turn; nothing to do', { dir: item.name });
+            return;
+          }
+          const outcome = await engine.handle(item.name, { signal: stop.signal });
           if (outcome.kind === 'deferred' && !stop.signal.aborted) {
             engine.log.info(`will be tried again at the next sweep (in at most ${app.config.watch.sweepIntervalSeconds} s)`, { dir: item.name });
           }
@@ -72,7 +84,8 @@ export async function watch(options: GlobalOptions): Promise<number> {
       const rootdir = engine.context.rootdir;
       const w = chokidar.watch(rootdir, { depth: 0, ignoreInitial: true, followSymlinks: false, persistent: true });
       w.on('addDir', (path: string) => {
-        if (dirname(path) === rootdir) enqueue(rootdir, basename(path));
+        const name = basename(path);
+        if (dirname(path) === rootdir && !name.startsWith(OWN_HELPER_PREFIX)) enqueue(rootdir, name);
       });
       w.on('error', (error: unknown) => engine.log.error(`watching failed: ${oneLine(error)}; the periodic sweep still runs`));
       return w;
@@ -88,9 +101,9 @@ export async function watch(options: GlobalOptions): Promise<number> {
       for (const engine of app.engines) {
         if (stop.signal.aborted) break;
         try {
-          const survey = await engine.survey();
+          const survey = await surveyRoot(engine);
           const recovered = await recoverRoot(engine, stop.signal, survey);
-          const fresh = recovered.some((r) => r.outcome.kind !== 'busy') ? await engine.survey() : survey;
+          const fresh = recovered.some((r) => r.outcome.kind !== 'busy') ? await surveyRoot(engine) : survey;
           // New jobs run through the queue, with its concurrency.
           for (const name of RootEngine.candidates(fresh)) enqueue(engine.context.rootdir, name);
           if (!stop.signal.aborted) await engine.sync(fresh);
@@ -178,4 +191,12 @@ export async function watch(options: GlobalOptions): Promise<number> {
   // Signals are handled from here on; the first sweep catches what appeared while we were down.
   await sweep();
   return done;
+}
+
+async function stillThere(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isDirectory();
+  } catch {
+    return false;
+  }
 }
