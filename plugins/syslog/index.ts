@@ -74,25 +74,8 @@ export default definePlugin<Options>({
       return child;
     };
 
-    // The dataset of each running job, for records that do not carry it: a job's
-    // logger is made before the dataset is known. Learnt at every step, forgotten
-    // when the job ends (its outcome line is logged before the outcome hook runs).
-    const datasets = new Map<string, string>();
-    const key = (rootdir: string, dir: string): string => `${rootdir}\0${dir}`;
-    hooks.step.tap(NAME, (job) => {
-      if (job.record.filesystem !== undefined) datasets.set(key(job.root.rootdir, job.name), job.record.filesystem);
-    });
-    hooks.outcome.tap(NAME, (job) => {
-      datasets.delete(key(job.root.rootdir, job.name));
-    });
-
-    hooks.log.tap(NAME, (input) => {
-      if (RANK[input.level] < RANK[opts.level]) return;
-      let record = input;
-      if (record.filesystem === undefined && record.rootdir !== undefined && record.dir !== undefined) {
-        const filesystem = datasets.get(key(record.rootdir, record.dir));
-        if (filesystem !== undefined) record = { ...record, filesystem };
-      }
+    hooks.log.tap(NAME, (record) => {
+      if (RANK[record.level] < RANK[opts.level]) return;
       const proc = start();
       if (!proc?.stdin?.writable) return;
       const pri = FACILITIES[opts.facility] * 8 + SEVERITIES[opts.severities[record.level]];

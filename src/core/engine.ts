@@ -47,6 +47,8 @@ export class RootEngine {
   readonly journal: Journal;
   plugins: LoadedPlugin[] = [];
   private prepared: Promise<void> | undefined;
+  /** Names seen in a survey that are not UTF-8 (warned about once). */
+  private readonly unreadableNames = new Set<string>();
 
   constructor(private readonly options: EngineOptions) {
     const log = createLogger([...options.sinks, (record) => this.hooks.log.call(record)], { rootdir: options.rootdir });
@@ -90,11 +92,12 @@ export class RootEngine {
       if (!this.context.dryRun) {
         const waitMs = this.lockWaitFor(await this.journal.read(id).catch(() => undefined), options.lockWaitMs);
         lock = await acquireLock(this.context.stateDir, id, { staleMs: this.options.lockStaleMs, waitMs });
+        job.guard = lockGuard(lock);
       }
       // An interrupted job for this name is finished (or undone) first.
       const leftover = await this.journal.read(id);
       if (leftover) {
-        const recovered = await this.recoverLocked(leftover, signal);
+        const recovered = await this.recoverLocked(leftover, signal, lock);
         if (recovered.kind === 'failed' || leftover.committed) return await finish(recovered.kind, recovered.message, recovered.error);
       }
       const identity = await directoryIdentity(job.path);
@@ -164,7 +167,7 @@ export class RootEngine {
       const waitMs = this.lockWaitFor(record, options.lockWaitMs);
       lock = await acquireLock(this.context.stateDir, record.id, { staleMs: this.options.lockStaleMs, waitMs });
       const fresh = (await this.journal.read(record.id)) ?? record;
-      return await this.recoverLocked(fresh, options.signal ?? new AbortController().signal);
+      return await this.recoverLocked(fresh, options.signal ?? new AbortController().signal, lock);
     } catch (error) {
       const kind: OutcomeKind = error instanceof BusyError ? 'busy' : 'failed';
       return { kind, message: oneLine(error), durationMs: Date.now() - started, error: asError(error) };
@@ -191,9 +194,10 @@ export class RootEngine {
     return record;
   }
 
-  private async recoverLocked(record: JobRecord, signal: AbortSignal): Promise<Outcome> {
+  private async recoverLocked(record: JobRecord, signal: AbortSignal, lock: Lock | undefined): Promise<Outcome> {
     const started = Date.now();
     const job = new JobImpl(this.context, { ...record, pid: process.pid }, this.journal, signal, this.hooks);
+    job.guard = lockGuard(lock);
     const done = (kind: OutcomeKind, message: string, error?: Error): Outcome => {
       job.log[kind === 'failed' ? 'error' : 'notice'](message, { step: 'recover' });
       return { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
@@ -231,8 +235,16 @@ export class RootEngine {
   async survey(): Promise<Survey> {
     await this.prepare();
     const directories = new Set<string>();
-    for (const entry of await readdir(this.context.rootdir, { withFileTypes: true })) {
-      if (entry.isDirectory()) directories.add(entry.name);
+    for (const entry of await readdir(this.context.rootdir, { withFileTypes: true, encoding: 'buffer' })) {
+      if (!entry.isDirectory()) continue;
+      const name = entry.name.toString('utf8');
+      if (Buffer.from(name, 'utf8').equals(entry.name)) {
+        directories.add(name);
+      } else if (!this.unreadableNames.has(name)) {
+        // A name that is not UTF-8 cannot be named to zfs (nor be a dataset name): leave it, say so once.
+        this.unreadableNames.add(name);
+        this.log.warn(`${quoteName(name)} is not valid UTF-8 and cannot become a ZFS dataset; left as it is`, { step: 'survey' });
+      }
     }
     const leftovers = new Set((await this.journal.list(this.context.rootdir)).map((r) => r.name));
     const base: Survey = { directories, filesystems: new Map(), leftovers, ignored: new Set() };
@@ -261,7 +273,10 @@ async function directoryIdentity(path: string): Promise<Identity> {
   try {
     stats = await lstat(path);
   } catch (error) {
-    if (isErrno(error, 'ENOENT')) throw new RefusedError(`${quoteName(path)} vanished before its turn; nothing to do`);
+    if (isErrno(error, 'ENOENT')) {
+      if (path.includes('\uFFFD')) throw new RefusedError(`${quoteName(path)} is not valid UTF-8 and cannot become a ZFS dataset; left as it is`);
+      throw new RefusedError(`${quoteName(path)} vanished before its turn; nothing to do`);
+    }
     throw error;
   }
   if (stats.isSymbolicLink()) throw new RefusedError(`${quoteName(path)} is a symbolic link, not a directory; left alone`);
@@ -275,6 +290,13 @@ export async function assertSameDirectory(path: string, identity: Identity): Pro
   if (now.dev !== identity.dev || now.ino !== identity.ino) {
     throw new RefusedError(`${quoteName(path)} was replaced by another directory; left alone`);
   }
+}
+
+/** Stops a job whose lock was lost before it takes another step. */
+function lockGuard(lock: Lock | undefined): () => void {
+  return () => {
+    if (lock?.compromised) throw new Error(`lost the lock on this directory (${oneLine(lock.compromised)}); stopping before the next step`);
+  };
 }
 
 /** Whether a process with this id exists (on this machine). */

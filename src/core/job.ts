@@ -14,8 +14,12 @@ export class JobImpl implements Job {
   readonly id: string;
   readonly name: string;
   readonly path: string;
-  readonly log: Logger;
   phase: PhaseName | 'recover' = 'filter';
+  /**
+   * Called before every phase and step: throws when this process may no longer
+   * act for the job (for example: its lock was lost and another process may have it).
+   */
+  guard: () => void = () => undefined;
   /** Whether anything has been written to the journal for this job. */
   private journalled = false;
 
@@ -30,8 +34,12 @@ export class JobImpl implements Job {
     this.id = state.id;
     this.name = state.name;
     this.path = `${root.rootdir}/${state.name}`;
-    this.log = root.log.child({ dir: state.name, ...(state.filesystem ? { filesystem: state.filesystem } : {}) });
     this.journalled = state.steps.length > 0 || state.phase !== 'new';
+  }
+
+  /** Names the directory, and the new filesystem once a plugin has recorded it. */
+  get log(): Logger {
+    return this.root.log.child({ dir: this.state.name, ...(this.state.filesystem !== undefined ? { filesystem: this.state.filesystem } : {}) });
   }
 
   get dryRun(): boolean {
@@ -44,6 +52,7 @@ export class JobImpl implements Job {
 
   /** Enter a phase: journalled before any of its taps run. */
   async enter(phase: PhaseName | 'recover'): Promise<void> {
+    this.guard();
     this.phase = phase;
     if (phase !== 'recover') this.state.phase = phase;
     await this.save();
@@ -55,6 +64,7 @@ export class JobImpl implements Job {
       this.log.info(`would ${description}`, fields);
       return undefined;
     }
+    this.guard();
     const entry = { step: name, phase: this.phase, state: 'started' as 'started' | 'done', at: new Date().toISOString() };
     this.state.steps.push(entry);
     await this.save();
