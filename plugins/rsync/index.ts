@@ -7,7 +7,7 @@
  * cleanup  wait until the original has stayed unchanged for a grace period, catch up late
  *          writes (warned about), verify again, and only then remove the original
  */
-import { rm } from 'node:fs/promises';
+import { lstat, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { CommandError, TransientError, definePlugin, quoteName, retry, run, type Job } from '../../src/core/index.js';
@@ -140,7 +140,6 @@ export default definePlugin<Options>({
         await job.step('remove-original', `after ${opts.graceSeconds} s without changes, verify again and remove the original`, async () => undefined);
         return;
       }
-      const { lstat } = await import('node:fs/promises');
       try {
         await lstat(aside);
       } catch {
@@ -154,6 +153,11 @@ export default definePlugin<Options>({
       if (job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original')) {
         const n = (await job.step('catch-up', `catch up late writes from ${quoteName(aside)} before finishing its removal`, () => copy(job, aside, job.path, ['--update', '--omit-dir-times']))) ?? 0;
         if (n > 0) job.log.warn(`${n} late change(s) to the original were caught up after the swap`, { step: 'cleanup/catch-up' });
+        // What is left must still be in the dataset (directory times aside, which verify does not compare).
+        const differences = await verify(job, aside);
+        if (differences.length > 0) {
+          throw new Error(`verification of what is left failed (${differences.slice(0, 3).join('; ')}); the rest of the original is kept at ${quoteName(aside)}`);
+        }
         await remove(' (finishing an interrupted removal)');
         return;
       }
