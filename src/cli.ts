@@ -128,7 +128,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     );
   });
 
-  addGlobal(program.command('handle').description('convert one directory, a direct child of a configured root').argument('<dir>')).action(async (dir: string, _o: unknown, command: Command) => {
+  addGlobal(program.command('handle').description('convert one directory, a direct child of a configured root').argument('<dir>'))
+    .option('--event <mask>', "the incron event ($%): anything but IN_CREATE,IN_ISDIR is ignored quietly")
+    .action(async (dir: string, o: { event?: string }, command: Command) => {
+    if (o.event !== undefined && !isDirectoryCreation(o.event)) return;
     setExit(
       await withApp(globals(command), async (app) => {
         const { engine, name } = app.locate(dir);

@@ -10,13 +10,14 @@
  * assess     recovery: read what is on disk
  * survey     rootfs and its children in one `zfs list`
  */
-import { createHash } from 'node:crypto';
 import { lstat, realpath, rename, rmdir } from 'node:fs/promises';
 import { z } from 'zod';
 import {
   RefusedError,
   assertSameDirectory,
   definePlugin,
+  helperPath,
+  isHelperName,
   isErrno,
   quoteName,
   type Job,
@@ -25,8 +26,6 @@ import {
 import { PROP_ASIDE, PROP_STATE, Zfs, datasetNameProblem, type DatasetInfo } from './zfs.js';
 
 const NAME = 'zfs';
-/** Names of the helper directories this plugin makes in a root; they are never converted. */
-export const HELPER_PREFIX = '.zfs-dynamic-creator-';
 
 const propertyValue = z.string().refine((v) => !/[\n\0]/.test(v), 'must be one line');
 const options = z
@@ -43,10 +42,6 @@ const options = z
 
 type Options = z.infer<typeof options>;
 
-export function helperPath(rootdir: string, name: string, kind: 'staging' | 'orig'): string {
-  const tag = createHash('sha256').update(name).digest('hex').slice(0, 16);
-  return `${rootdir}/${HELPER_PREFIX}${tag}.${kind}`;
-}
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -75,7 +70,8 @@ export default definePlugin<Options>({
     const datasetOf = (job: Job): string => job.record.filesystem ?? `${job.root.rootfs}/${job.name}`;
 
     hooks.prepare.tapPromise(NAME, async (root: RootContext) => {
-      const { root: info } = await zfs.children(root.rootfs);
+      const info = await zfs.get(root.rootfs);
+      if (!info) throw new RefusedError(`ZFS filesystem ${root.rootfs} does not exist`);
       if (!info.mounted) throw new RefusedError(`ZFS filesystem ${root.rootfs} is not mounted`);
       const [a, b] = await Promise.all([realpath(root.rootdir).catch(() => root.rootdir), realpath(info.mountpoint).catch(() => info.mountpoint)]);
       if (a !== b) {
@@ -96,12 +92,11 @@ export default definePlugin<Options>({
           if (!at.includes('/') && at !== name) survey.ignored.add(at);
         }
       }
-      for (const dir of survey.directories) if (dir.startsWith(HELPER_PREFIX)) survey.ignored.add(dir);
       return survey;
     });
 
     hooks.filter.tapPromise(NAME, async (job) => {
-      if (job.name.startsWith(HELPER_PREFIX)) return { skip: 'a helper directory of zfs-dynamic-creator itself' };
+      if (isHelperName(job.name)) return { skip: 'a helper directory of zfs-dynamic-creator itself' };
       const problem = datasetNameProblem(job.root.rootfs, job.name);
       if (problem) throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${problem}; left as it is`);
       const [dir, parent] = await Promise.all([lstat(job.path), lstat(job.root.rootdir)]);

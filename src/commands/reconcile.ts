@@ -12,9 +12,8 @@
  */
 import type { App } from '../app.js';
 import { RootEngine, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
-import { recoverRoot, surveyRoot } from './recover.js';
+import { recoverRoot } from './recover.js';
 
-export { surveyRoot };
 
 export interface SweepSummary {
   readonly rootdir: string;
@@ -50,14 +49,14 @@ export async function sweepRoot(engine: RootEngine, concurrency: number, signal?
   };
   const base = { rootdir: engine.context.rootdir, rootfs: engine.context.rootfs };
   try {
-    let survey: Survey = await surveyRoot(engine);
+    let survey: Survey = await engine.survey();
     for (const r of await recoverRoot(engine, signal, survey)) note(r.name, r.outcome);
-    if (changed) survey = await surveyRoot(engine);
+    if (changed) survey = await engine.survey();
     await eachLimited(RootEngine.candidates(survey), concurrency, async (name) => {
       if (signal?.aborted) return;
       note(name, await engine.handle(name, { signal }));
     });
-    if (!signal?.aborted) await engine.sync(changed ? await surveyRoot(engine) : survey);
+    if (!signal?.aborted) await engine.sync(changed ? await engine.survey() : survey);
   } catch (error) {
     return { ...base, jobs, counts, error: (error as Error).message };
   }

@@ -9,22 +9,6 @@ export interface RecoveryResult {
 }
 
 /**
- * engine.survey(), tried again when an entry of the root vanished while it was
- * listed (readdir on FUSE stats every entry; helper directories of running jobs
- * come and go, in this process or another).
- */
-export async function surveyRoot(engine: RootEngine): Promise<Survey> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await engine.survey();
-    } catch (error) {
-      if (attempt >= 5 || (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
-    }
-  }
-}
-
-/**
  * Interrupted jobs of one root: the journal's, and leftovers found on disk without one.
  * Give the root's `survey` when you have a fresh one (it saves a listing of the filesystems).
  * A job whose lock is held (running in this or another process) comes back 'busy' and is left alone.
@@ -33,7 +17,7 @@ export async function recoverRoot(engine: RootEngine, signal?: AbortSignal, surv
   const results: RecoveryResult[] = [];
   const records = await engine.journal.list(engine.context.rootdir);
   const known = new Set(records.map((r) => r.name));
-  const { leftovers } = survey ?? (await surveyRoot(engine));
+  const { leftovers } = survey ?? (await engine.survey());
   for (const name of leftovers) if (!known.has(name)) records.push(engine.orphanRecord(name));
   for (const record of records) {
     if (signal?.aborted) break;

@@ -2,13 +2,12 @@
 import type { App } from '../app.js';
 import { RootEngine } from '../core/index.js';
 import { isLocked } from '../core/lock.js';
-import { surveyRoot } from './recover.js';
 
 export async function status(app: App, options: { json: boolean }): Promise<number> {
   const roots = [];
   for (const engine of app.engines) {
     const records = await engine.journal.list(engine.context.rootdir);
-    const survey = await surveyRoot(engine);
+    const survey = await engine.survey();
     const jobs = [];
     for (const r of records) {
       const running = await isLocked(app.config.stateDir, r.id, app.config.lockStaleSeconds * 1000);

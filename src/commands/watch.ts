@@ -11,15 +11,14 @@ import { lstat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { App, type GlobalOptions } from '../app.js';
-import { RootEngine, oneLine, type Logger } from '../core/index.js';
-import { recoverRoot, surveyRoot } from './recover.js';
+import { RootEngine, isHelperName, oneLine, type Logger } from '../core/index.js';
+import { recoverRoot } from './recover.js';
 
 /**
  * Names zfs-dynamic-creator makes in a root itself while it converts (staging
  * mountpoints, originals moved aside). They come and go during every job; a
  * watcher that queued them would only find them gone or skip them.
  */
-const OWN_HELPER_PREFIX = '.zfs-dynamic-creator-';
 
 interface Item {
   readonly rootdir: string;
@@ -85,7 +84,7 @@ export async function watch(options: GlobalOptions): Promise<number> {
       const w = chokidar.watch(rootdir, { depth: 0, ignoreInitial: true, followSymlinks: false, persistent: true });
       w.on('addDir', (path: string) => {
         const name = basename(path);
-        if (dirname(path) === rootdir && !name.startsWith(OWN_HELPER_PREFIX)) enqueue(rootdir, name);
+        if (dirname(path) === rootdir && !isHelperName(name)) enqueue(rootdir, name);
       });
       w.on('error', (error: unknown) => engine.log.error(`watching failed: ${oneLine(error)}; the periodic sweep still runs`));
       return w;
@@ -101,9 +100,9 @@ export async function watch(options: GlobalOptions): Promise<number> {
       for (const engine of app.engines) {
         if (stop.signal.aborted) break;
         try {
-          const survey = await surveyRoot(engine);
+          const survey = await engine.survey();
           const recovered = await recoverRoot(engine, stop.signal, survey);
-          const fresh = recovered.some((r) => r.outcome.kind !== 'busy') ? await surveyRoot(engine) : survey;
+          const fresh = recovered.some((r) => r.outcome.kind !== 'busy') ? await engine.survey() : survey;
           // New jobs run through the queue, with its concurrency.
           for (const name of RootEngine.candidates(fresh)) enqueue(engine.context.rootdir, name);
           if (!stop.signal.aborted) await engine.sync(fresh);

@@ -22,6 +22,7 @@ import type {
 } from './types.js';
 import type { LoadedPlugin } from './loader.js';
 import { createLogger, type LogSink } from './logger.js';
+import { isHelperName } from './helpers.js';
 
 export interface EngineOptions {
   readonly rootfs: string;
@@ -66,9 +67,12 @@ export class RootEngine {
     return this.context.log;
   }
 
-  /** Runs the prepare hook once (environment checks). */
+  /** Runs the prepare hook (environment checks) once it has passed; a failure is tried again next time. */
   prepare(): Promise<void> {
-    this.prepared ??= this.hooks.prepare.promise(this.context);
+    this.prepared ??= this.hooks.prepare.promise(this.context).catch((error: unknown) => {
+      this.prepared = undefined;
+      throw error;
+    });
     return this.prepared;
   }
 
@@ -235,10 +239,19 @@ export class RootEngine {
   async survey(): Promise<Survey> {
     await this.prepare();
     const directories = new Set<string>();
-    for (const entry of await readdir(this.context.rootdir, { withFileTypes: true, encoding: 'buffer' })) {
-      if (!entry.isDirectory()) continue;
-      const name = entry.name.toString('utf8');
-      if (Buffer.from(name, 'utf8').equals(entry.name)) {
+    const ignored = new Set<string>();
+    // Names only, then one lstat each: an entry that vanishes meanwhile (a job's helper
+    // directory, a directory removed by its owner) is passed over, not an error.
+    for (const raw of await readdir(this.context.rootdir, { encoding: 'buffer' })) {
+      const name = raw.toString('utf8');
+      const stats = await lstat(Buffer.concat([Buffer.from(`${this.context.rootdir}/`), raw])).catch((error: unknown) => {
+        if (isErrno(error, 'ENOENT')) return undefined;
+        throw error;
+      });
+      if (!stats?.isDirectory()) continue;
+      if (isHelperName(name)) {
+        ignored.add(name);
+      } else if (Buffer.from(name, 'utf8').equals(raw)) {
         directories.add(name);
       } else if (!this.unreadableNames.has(name)) {
         // A name that is not UTF-8 cannot be named to zfs (nor be a dataset name): leave it, say so once.
@@ -247,7 +260,7 @@ export class RootEngine {
       }
     }
     const leftovers = new Set((await this.journal.list(this.context.rootdir)).map((r) => r.name));
-    const base: Survey = { directories, filesystems: new Map(), leftovers, ignored: new Set() };
+    const base: Survey = { directories, filesystems: new Map(), leftovers, ignored };
     return this.hooks.survey.promise(base, this.context);
   }
 

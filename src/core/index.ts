@@ -11,3 +11,4 @@ export { loadConfig, validateConfig, type Config, type RootConfig } from './conf
 export { Journal, jobId } from './journal.js';
 export { createLogger, stderrSink, oneLineText, formatRecord, type LogSink } from './logger.js';
 export { definePlugin } from './plugin.js';
+export { HELPER_PREFIX, helperPath, isHelperName } from './helpers.js';

@@ -73,6 +73,12 @@ describe('status and errors', () => {
     expect(r.stderr).toContain(`config ${bad}: roots[0].plugins[0][1]: graceSeconds:`);
   });
 
+  it('handle --event ignores anything but the creation of a directory, quietly', async () => {
+    await writeFile(join(p.mount, 'a-file'), 'x');
+    const r = await cli(['--config', config, 'handle', '--event=IN_CREATE', join(p.mount, 'a-file')], { stateDir: p.stateDir });
+    expect(r).toMatchObject({ exitCode: 0, stderr: '' });
+  });
+
   it('refuses a directory outside every root', async () => {
     const r = await cli(['--config', config, 'handle', '/tmp/elsewhere/x'], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(2);
