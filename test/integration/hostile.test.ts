@@ -13,17 +13,14 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliSpawn, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
 import { describeTree, makeTree } from '../helpers/tree.js';
-import { escapePath, parseExportfsVerbose } from '../../plugins/nfs-exports/exports.js';
+import { escapePath } from '../../plugins/nfs-exports/exports.js';
+import { DROP_IN, EXPORTS, exported, saveExportState } from '../helpers/exports.js';
 
-const EXPORTS = '/etc/exports';
-const DROP_IN = '/etc/exports.d/zfs-dynamic-creator.exports';
-const ETAB = '/var/lib/nfs/etab';
-const SAVED = [EXPORTS, DROP_IN, ETAB, `${DROP_IN}.zfs-dynamic-creator.bak`];
 const PWNED = '/tmp/pwned';
 
 let p: TestPool;
 let config: string;
-const saved = new Map<string, Buffer | undefined>();
+let restoreExports: () => Promise<void> = async () => undefined;
 let exportsBefore: Buffer;
 let etcBefore: string;
 
@@ -35,11 +32,6 @@ async function etcFingerprint(): Promise<string> {
   return hash.digest('hex');
 }
 
-async function exported(): Promise<string[]> {
-  const out = (await execa('exportfs', ['-v'])).stdout;
-  return [...new Set(parseExportfsVerbose(`${out}\n`).map((e) => e.path))].sort();
-}
-
 async function datasetNames(): Promise<string[]> {
   return (await datasets(p.pool)).map((d) => d.name);
 }
@@ -49,7 +41,7 @@ async function helpersLeft(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  for (const file of SAVED) saved.set(file, await readFile(file).catch(() => undefined));
+  restoreExports = await saveExportState();
   await rm(PWNED, { force: true });
   await rm(DROP_IN, { force: true });
   await execa('exportfs', ['-r']);
@@ -61,13 +53,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await p?.destroy();
-  for (const [file, content] of saved) {
-    if (content === undefined) await rm(file, { force: true });
-    else await writeFile(file, content);
-  }
-  await execa('exportfs', ['-r'], { reject: false });
-  const etab = saved.get(ETAB);
-  if (etab !== undefined) await writeFile(ETAB, etab);
+  await restoreExports();
 });
 
 /** What must hold after every case. */

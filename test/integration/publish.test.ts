@@ -9,34 +9,21 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, datasets, fastPlugins, writeConfig, zfs, type TestPool } from '../helpers/zfs.js';
 import { describeTree, makeTree } from '../helpers/tree.js';
-import { escapePath, parseExportfsVerbose } from '../../plugins/nfs-exports/exports.js';
+import { escapePath } from '../../plugins/nfs-exports/exports.js';
+import { DROP_IN, EXPORTS, exported, saveExportState } from '../helpers/exports.js';
 
-const EXPORTS = '/etc/exports';
-const DROP_IN = '/etc/exports.d/zfs-dynamic-creator.exports';
-const ETAB = '/var/lib/nfs/etab';
-const SAVED = [EXPORTS, DROP_IN, ETAB, `${EXPORTS}.zfs-dynamic-creator.bak`, `${DROP_IN}.zfs-dynamic-creator.bak`];
 
 let p: TestPool;
-const saved = new Map<string, Buffer | undefined>();
+let restoreExports: () => Promise<void> = async () => undefined;
 let unrelated: string;
 let baseExports: string;
-
-async function readOrUndefined(file: string): Promise<Buffer | undefined> {
-  return readFile(file).catch(() => undefined);
-}
-
-/** The paths `exportfs -v` lists, sorted, each once. */
-async function exported(): Promise<string[]> {
-  const out = (await execa('exportfs', ['-v'])).stdout;
-  return [...new Set(parseExportfsVerbose(`${out}\n`).map((e) => e.path))].sort();
-}
 
 async function handle(config: string, dir: string) {
   return cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
 }
 
 beforeAll(async () => {
-  for (const file of SAVED) saved.set(file, await readOrUndefined(file));
+  restoreExports = await saveExportState();
   p = await createPool('publish');
   unrelated = join(p.work, 'unrelated export');
   await mkdir(unrelated);
@@ -57,13 +44,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await p?.destroy();
-  for (const [file, content] of saved) {
-    if (content === undefined) await rm(file, { force: true });
-    else await writeFile(file, content);
-  }
-  await execa('exportfs', ['-r'], { reject: false });
-  const etab = saved.get(ETAB);
-  if (etab !== undefined) await writeFile(ETAB, etab);
+  await restoreExports();
 });
 
 describe('drop-in mode (the default)', () => {
