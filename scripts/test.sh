@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian/Ubuntu machine, as root: installs and
-# starts what is needed, builds, type-checks, lints, and runs every test
-# (unit tests and integration tests against real ZFS, rsync, exportfs, incron, syslog).
+# starts what is needed, builds, type-checks, lints, runs the core tests under
+# Node 22 and 24, and runs every test under the machine's Node (unit tests and
+# integration tests against real ZFS, rsync, exportfs, incron, syslog).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npm run --silent build
 npm run --silent typecheck
 npm run --silent lint
+# Node 22 and 24 as well as the machine's own (20): the unit tests and the core integration tests.
+bash scripts/node-matrix.sh
 report=$(mktemp /tmp/zdc-vitest.XXXXXX.json)
 set +e
 npx vitest run --reporter=default --reporter=json --outputFile="$report" "$@"
