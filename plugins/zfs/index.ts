@@ -67,6 +67,12 @@ export default definePlugin<Options>({
   options,
   apply(hooks, { options: opts, log }) {
     const zfs = new Zfs(opts.command, log, opts.busyAttempts, opts.busyFirstDelayMs);
+    // OpenZFS on Linux may mount over a non-empty directory (overlay=on), which would hide
+    // whatever was created at the original path in the instant the dataset is mounted there.
+    // With overlay=off the mount fails instead, and the job keeps both. zfs-fuse never overlays.
+    let noOverlay: Promise<Record<string, string>> | undefined;
+    const overlayOff = (rootfs: string): Promise<Record<string, string>> =>
+      (noOverlay ??= zfs.knowsProperty(rootfs, 'overlay').then((known): Record<string, string> => (known ? { overlay: 'off' } : {})));
     const datasetOf = (job: Job): string => job.record.filesystem ?? `${job.root.rootfs}/${job.name}`;
 
     hooks.prepare.tapPromise(NAME, async (root: RootContext) => {
@@ -124,7 +130,7 @@ export default definePlugin<Options>({
           throw new RefusedError(`${quoteName(staging)} is in the way of the staging mountpoint`);
         }
         await job.step('create', `create ${filesystem} at the staging mountpoint ${quoteName(staging)}`, () =>
-          zfs.create(filesystem, { ...opts.properties, mountpoint: staging, [PROP_STATE]: 'staging' }),
+          overlayOff(job.root.rootfs).then((overlay) => zfs.create(filesystem, { ...opts.properties, ...overlay, mountpoint: staging, [PROP_STATE]: 'staging' })),
         );
       }
       if (job.dryRun) return;

@@ -111,6 +111,17 @@ export class Zfs {
     return { root, children: all.filter((d) => d.name !== rootfs) };
   }
 
+  /** Whether this zfs knows a property (OpenZFS has `overlay`, zfs-fuse does not). */
+  async knowsProperty(dataset: string, property: string): Promise<boolean> {
+    try {
+      await this.exec(['get', '-H', '-o', 'value', property, dataset]);
+      return true;
+    } catch (error) {
+      if (error instanceof CommandError && /bad property|invalid property/i.test(error.stderr)) return false;
+      throw error;
+    }
+  }
+
   async create(name: string, properties: Readonly<Record<string, string>>): Promise<void> {
     const args = ['create'];
     for (const [key, value] of Object.entries(properties)) args.push('-o', `${key}=${value}`);
