@@ -61,9 +61,3 @@ export async function run(command: string, args: readonly string[], options: Run
   }
   return { stdout, stderr, exitCode };
 }
-
-/** Whether a command can be found on PATH (for up-front checks). */
-export async function haveCommand(command: string): Promise<boolean> {
-  const result = await execa(command, ['--version'], { reject: false, stdin: 'ignore' });
-  return (result as { code?: string }).code !== 'ENOENT';
-}
