@@ -14,12 +14,6 @@ import { App, type GlobalOptions } from '../app.js';
 import { RootEngine, isHelperName, oneLine, type Logger } from '../core/index.js';
 import { recoverRoot } from './recover.js';
 
-/**
- * Names zfs-dynamic-creator makes in a root itself while it converts (staging
- * mountpoints, originals moved aside). They come and go during every job; a
- * watcher that queued them would only find them gone or skip them.
- */
-
 interface Item {
   readonly rootdir: string;
   readonly name: string;
@@ -35,8 +29,6 @@ export async function watch(options: GlobalOptions): Promise<number> {
   const running = new Map<string, Promise<void>>();
   let watchers: FSWatcher[] = [];
   let sweeping: Promise<void> | undefined;
-  /** Set when a sweep failed: the next one starts from a freshly opened config (plugins re-prepared). */
-  let reopen = false;
   const log = (): Logger => app.engines[0]!.log;
   const engineFor = (rootdir: string): RootEngine | undefined => app.engines.find((e) => e.context.rootdir === rootdir);
 
@@ -96,7 +88,6 @@ export async function watch(options: GlobalOptions): Promise<number> {
   /** Recovers leftovers and queues every plain directory of every root; syncs exports. */
   const sweep = (): Promise<void> => {
     sweeping ??= (async () => {
-      if (reopen && !stop.signal.aborted) await reload('a sweep failed');
       for (const engine of app.engines) {
         if (stop.signal.aborted) break;
         try {
@@ -107,7 +98,6 @@ export async function watch(options: GlobalOptions): Promise<number> {
           for (const name of RootEngine.candidates(fresh)) enqueue(engine.context.rootdir, name);
           if (!stop.signal.aborted) await engine.sync(fresh);
         } catch (error) {
-          reopen = true;
           engine.log.error(`sweep failed: ${oneLine(error)}; trying again in ${app.config.watch.sweepIntervalSeconds} s`);
         }
       }
@@ -137,7 +127,6 @@ export async function watch(options: GlobalOptions): Promise<number> {
       }
       const old = app;
       app = fresh;
-      reopen = false;
       try {
         await startWatching();
       } catch (error) {
