@@ -10,8 +10,8 @@
 import { lstat, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { CommandError, TransientError, definePlugin, quoteName, retry, run, type Job } from '../../src/core/index.js';
-import { describeHolders, holdersUnder } from '../../src/util/proc.js';
+import { CommandError, RefusedError, TransientError, definePlugin, quoteName, retry, run, type Job } from '../../src/core/index.js';
+import { describeHolders, holdersUnder, mountsBelow } from '../../src/util/proc.js';
 import { treeFingerprint } from '../../src/util/tree.js';
 import { verifyTree } from './verify.js';
 
@@ -96,6 +96,19 @@ export default definePlugin<Options>({
       await run(opts.command, ['--version']);
     });
 
+    // Another filesystem mounted inside the directory would be copied into the dataset and,
+    // worse, emptied with the original: such a directory is refused until it is unmounted.
+    const refuseMountsBelow = async (path: string): Promise<void> => {
+      const mounts = await mountsBelow(path);
+      if (mounts.length > 0) {
+        throw new RefusedError(`${quoteName(mounts[0]!)} is a filesystem mounted inside ${quoteName(path)}; unmount it first`);
+      }
+    };
+    hooks.filter.tapPromise(NAME, async (job) => {
+      await refuseMountsBelow(job.path);
+      return undefined;
+    });
+
     hooks.migrate.tapPromise(NAME, async (job) => {
       const staging = job.record.staging;
       if (!staging && !job.dryRun) throw new Error('no staging filesystem to copy into');
@@ -146,7 +159,10 @@ export default definePlugin<Options>({
         return; // already removed by an earlier, interrupted run
       }
       const remove = (note = ''): Promise<void | undefined> =>
-        job.step('remove-original', `remove the verified original ${quoteName(aside)}${note}`, () => rm(aside, { recursive: true, force: false, maxRetries: 3 }));
+        job.step('remove-original', `remove the verified original ${quoteName(aside)}${note}`, async () => {
+          await refuseMountsBelow(aside);
+          await rm(aside, { recursive: true, force: false, maxRetries: 3 });
+        });
       // An earlier run verified it and began removing it, then died: what is left may be a
       // verified copy with holes. Late writes to what is left are still caught up, but without
       // directory times (the removal changed them) and without waiting for a quiet tree again.

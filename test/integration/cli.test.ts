@@ -25,7 +25,7 @@ describe('list-plugins', () => {
     expect(out.roots[0]!.rootdir).toBe(p.mount);
     const byName = Object.fromEntries(out.roots[0]!.plugins.map((x) => [x.name, x]));
     expect(byName['quiet-wait']).toMatchObject({ source: 'builtin', hooks: ['wait'] });
-    expect(byName['rsync']!.hooks).toEqual(['prepare', 'migrate', 'swap', 'cleanup']);
+    expect(byName['rsync']!.hooks).toEqual(['prepare', 'filter', 'migrate', 'swap', 'cleanup']);
     expect(byName['site-note']).toMatchObject({ source: 'path', version: '1.2.3', hooks: ['publish', 'outcome'] });
     const text = await cli(['list-plugins', '--config', config], { stateDir: p.stateDir });
     expect(text.stdout).toMatch(/zfs\s+builtin\s+\S+\s+prepare, survey, filter, provision, swap, cleanup, rollback, assess/);

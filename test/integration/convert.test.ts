@@ -85,6 +85,24 @@ describe('handle <dir>', () => {
     expect((await lstat('/etc')).isDirectory()).toBe(true);
   });
 
+  it('refuses a directory with another filesystem mounted inside it, and touches nothing', async () => {
+    const dir = join(p.mount, 'has-a-mount');
+    await makeTree(dir, 3);
+    await mkdir(join(dir, 'scratch'));
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', join(dir, 'scratch')]);
+    try {
+      await writeFile(join(dir, 'scratch', 'on-tmpfs'), 'not ours to delete');
+      const before = await describeTree(dir);
+      const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr.trim().split('\n').at(-1)).toContain('is a filesystem mounted inside');
+      expect(await describeTree(dir)).toEqual(before);
+      expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/has-a-mount`);
+    } finally {
+      await execa('umount', [join(dir, 'scratch')]);
+    }
+  });
+
   it('refuses a rootdir that is not the mountpoint of rootfs', async () => {
     const other = join(p.mount, 'run 1');
     const bad = await writeConfig({ ...p, mount: other }, fastPlugins());
