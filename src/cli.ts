@@ -13,7 +13,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { App, type GlobalOptions } from './app.js';
-import { ConfigError, loadConfig, oneLine, oneLineText, type Outcome } from './core/index.js';
+import { ConfigError, loadConfig, oneLine, oneLineText, ownVersion, type Outcome } from './core/index.js';
 import { isDirectoryCreation, legacyConfig } from './legacy.js';
 import { DEFAULT_PLUGINS } from './app.js';
 import { listPlugins } from './commands/list-plugins.js';
@@ -86,6 +86,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command();
   program
     .name('zfs-dynamic-creator')
+    .version(ownVersion(), '-V, --version')
     .description('Turn each directory that appears under a watched root into its own ZFS filesystem, without losing a byte.')
     .enablePositionalOptions()
     .passThroughOptions()

@@ -6,7 +6,7 @@ export { run, CommandError, type RunOptions, type RunResult } from './exec.js';
 export { retry, type RetryOptions } from './retry.js';
 export { writeFileAtomic, backupFile, fsyncDir, isErrno } from './fsutil.js';
 export { RootEngine, assertSameDirectory } from './engine.js';
-export { loadPlugins, builtinNames, type LoadedPlugin, type PluginSource } from './loader.js';
+export { loadPlugins, builtinNames, ownVersion, type LoadedPlugin, type PluginSource } from './loader.js';
 export { loadConfig, validateConfig, type Config, type RootConfig } from './config.js';
 export { Journal, jobId } from './journal.js';
 export { createLogger, stderrSink, oneLineText, type LogSink } from './logger.js';

@@ -49,7 +49,8 @@ export function builtinNames(): string[] {
 const require_ = createRequire(import.meta.url);
 
 let projectVersion: string | undefined;
-function ownVersion(): string {
+/** This program's version (from its package.json). */
+export function ownVersion(): string {
   if (projectVersion === undefined) {
     for (const candidate of [join(here, '..', '..', 'package.json'), join(here, '..', '..', '..', 'package.json')]) {
       if (existsSync(candidate)) {

@@ -79,6 +79,11 @@ describe('status and errors', () => {
     expect(r).toMatchObject({ exitCode: 0, stderr: '' });
   });
 
+  it('prints its version', async () => {
+    const r = await cli(['--version'], { stateDir: p.stateDir });
+    expect(r).toMatchObject({ exitCode: 0, stdout: expect.stringMatching(/^\d+\.\d+\.\d+$/) });
+  });
+
   it('refuses a directory outside every root', async () => {
     const r = await cli(['--config', config, 'handle', '/tmp/elsewhere/x'], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(2);
