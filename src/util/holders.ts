@@ -1,0 +1,270 @@
+/**
+ * Holders by identity: processes (in any mount namespace, through any bind mount) and NFSv4
+ * clients of the kernel NFS server that hold an inode of a tree, matched by (device, inode)
+ * rather than by path.
+ *
+ * - /proc/PID/cwd, /proc/PID/root and /proc/PID/fd/N are stat-ed (following the magic link, which
+ *   reaches the object itself whatever namespace the process lives in) and looked up in an index.
+ * - /proc/PID/maps gives device (major:minor, hex) and inode of every file mapping.
+ * - /proc/fs/nfsd/clients/ID/states lists the NFSv4 server's open, lock, delegation and layout
+ *   state, each with `superblock: "MAJ:MIN:INO"` (fs/nfsd/nfs4state.c, nfs4_show_superblock:
+ *   `seq_printf(s, "superblock: \"%02x:%02x:%ld\"", MAJOR(sb->s_dev), MINOR(sb->s_dev), i_ino)`;
+ *   newer kernels print the inode with %llu, the same digits).
+ */
+import { readdir, readFile, readlink, stat } from 'node:fs/promises';
+import { Limiter } from './limit.js';
+
+// ---------------------------------------------------------------------------------------------
+// Devices
+
+/** Major and minor of a device number as stat reports it (glibc's gnu_dev_major/minor). */
+export function devMajorMinor(dev: number): { major: number; minor: number } {
+  const d = BigInt(dev);
+  const major = Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn));
+  const minor = Number((d & 0xffn) | ((d >> 12n) & ~0xffn & 0xffffffffn));
+  return { major, minor };
+}
+
+/** The stat device number of a major and minor (glibc's gnu_dev_makedev). */
+export function makeDev(major: number, minor: number): number {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  return Number(((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The index
+
+/**
+ * A set of inode numbers on one device: a sorted typed array (4 bytes an inode while all fit in
+ * 32 bits, 8 bytes otherwise), so a million inodes take 4 to 8 MB.
+ */
+export class InodeIndex {
+  private data: Uint32Array | Float64Array = new Uint32Array(1024);
+  private count = 0;
+  private sorted = true;
+
+  constructor(readonly dev: number) {}
+
+  add(ino: number): void {
+    if (this.data instanceof Uint32Array && ino > 0xffffffff) this.data = Float64Array.from(this.data);
+    if (this.count === this.data.length) {
+      const bigger = this.data instanceof Uint32Array ? new Uint32Array(this.data.length * 2) : new Float64Array(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
+    }
+    if (this.count > 0 && ino <= this.data[this.count - 1]!) this.sorted = false;
+    this.data[this.count++] = ino;
+  }
+
+  private finish(): void {
+    if (this.sorted) return;
+    const view = this.data.subarray(0, this.count);
+    view.sort();
+    let n = 0;
+    for (let i = 0; i < view.length; i++) if (n === 0 || view[i] !== view[n - 1]) view[n++] = view[i]!;
+    this.count = n;
+    this.sorted = true;
+  }
+
+  has(dev: number, ino: number): boolean {
+    if (dev !== this.dev) return false;
+    this.finish();
+    let lo = 0;
+    let hi = this.count - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = this.data[mid]!;
+      if (v === ino) return true;
+      if (v < ino) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return false;
+  }
+
+  /** Distinct inodes held. */
+  get size(): number {
+    this.finish();
+    return this.count;
+  }
+
+  /** Bytes of the backing array (the index's memory). */
+  get byteLength(): number {
+    return this.data.byteLength;
+  }
+
+  /** Drops spare capacity. */
+  compact(): void {
+    this.finish();
+    this.data = this.data.slice(0, Math.max(this.count, 1));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsers
+
+export interface MappedFile {
+  dev: number;
+  ino: number;
+  path: string;
+}
+
+/** File mappings of a /proc/PID/maps text (anonymous mappings, inode 0, left out). */
+export function parseMaps(text: string): MappedFile[] {
+  const out: MappedFile[] = [];
+  const re = /^\S+\s+\S+\s+\S+\s+([0-9a-fA-F]+):([0-9a-fA-F]+)\s+(\d+)(?:[ \t]+(.*))?$/gm;
+  for (const m of text.matchAll(re)) {
+    const ino = Number(m[3]);
+    if (ino === 0) continue;
+    out.push({ dev: makeDev(parseInt(m[1]!, 16), parseInt(m[2]!, 16)), ino, path: m[4] ?? '' });
+  }
+  return out;
+}
+
+export interface NfsdState {
+  /** open, lock, deleg, layout */
+  type: string;
+  dev: number;
+  ino: number;
+  /** As the server printed it (for messages). */
+  filename: string;
+}
+
+/** The state lines of /proc/fs/nfsd/clients/ID/states. */
+export function parseNfsdStates(text: string): NfsdState[] {
+  const out: NfsdState[] = [];
+  for (const line of text.split('\n')) {
+    const sb = /superblock: "([0-9a-fA-F]+):([0-9a-fA-F]+):(\d+)"/.exec(line);
+    if (!sb) continue;
+    const type = /type: (\w+)/.exec(line)?.[1] ?? 'unknown';
+    const filename = /filename: "(.*?)"(?:, \w+:| })/.exec(line)?.[1] ?? '';
+    out.push({ type, dev: makeDev(parseInt(sb[1]!, 16), parseInt(sb[2]!, 16)), ino: Number(sb[3]), filename });
+  }
+  return out;
+}
+
+/** The `address:` of /proc/fs/nfsd/clients/ID/info. */
+export function parseNfsdClientAddress(text: string): string | undefined {
+  return /^address:\s*"?([^"\n]*)"?/m.exec(text)?.[1];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Holders
+
+export interface Holder {
+  /** 0 for the kernel NFS server. */
+  pid: number;
+  command: string;
+  how: 'cwd' | 'root' | 'fd' | 'map' | 'nfsd';
+  /** The held object is a directory (a working directory, an open directory). */
+  isDirectory: boolean;
+  /** As the holder sees it (its own mount namespace), for messages. */
+  path: string;
+}
+
+export interface HoldersOptions {
+  /** Default /proc (tests use a fake tree). */
+  procRoot?: string;
+  /** Default /proc/fs/nfsd. */
+  nfsdRoot?: string;
+  /** Stop after this many holders (default: all). */
+  limit?: number;
+  /** stat calls in flight (default 32). */
+  concurrency?: number;
+}
+
+type Indexes = InodeIndex | readonly InodeIndex[];
+
+function matcher(index: Indexes): (dev: number, ino: number) => boolean {
+  const list = Array.isArray(index) ? (index as readonly InodeIndex[]) : [index as InodeIndex];
+  return (dev, ino) => list.some((i) => i.has(dev, ino));
+}
+
+/**
+ * Every process (but this one) whose working directory, root, open files or mappings, and every
+ * NFSv4 client whose open state, is an inode in `index`. Processes and files we cannot read are
+ * passed over (they are gone, or beyond what root can see).
+ */
+export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<Holder[]> {
+  const procRoot = opts?.procRoot ?? '/proc';
+  const nfsdRoot = opts?.nfsdRoot ?? `${procRoot}/fs/nfsd`;
+  const limit = opts?.limit ?? Infinity;
+  const held = matcher(index);
+  const limiter = new Limiter(Math.max(1, opts?.concurrency ?? 32));
+  const found: Holder[] = [];
+
+  let pids: string[] = [];
+  try {
+    pids = (await readdir(procRoot)).filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid);
+  } catch {
+    // no /proc: nothing to see
+  }
+
+  const statHeld = (path: string): Promise<{ dir: boolean } | undefined> =>
+    limiter.run(async () => {
+      try {
+        const st = await stat(path);
+        return held(st.dev, st.ino) ? { dir: st.isDirectory() } : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+
+  const scan = async (pidText: string): Promise<Holder[]> => {
+    const base = `${procRoot}/${pidText}`;
+    const hits: Omit<Holder, 'pid' | 'command'>[] = [];
+    for (const how of ['cwd', 'root'] as const) {
+      const h = await statHeld(`${base}/${how}`);
+      if (h) hits.push({ how, isDirectory: h.dir, path: await readlink(`${base}/${how}`).catch(() => '?') });
+    }
+    const fds = await readdir(`${base}/fd`).catch(() => [] as string[]);
+    await Promise.all(
+      fds.map(async (fd) => {
+        const h = await statHeld(`${base}/fd/${fd}`);
+        if (h) hits.push({ how: 'fd', isDirectory: h.dir, path: await readlink(`${base}/fd/${fd}`).catch(() => `fd ${fd}`) });
+      }),
+    );
+    const maps = await readFile(`${base}/maps`, 'utf8').catch(() => '');
+    const seen = new Set<string>();
+    for (const m of parseMaps(maps)) {
+      const key = `${m.dev}:${m.ino}`;
+      if (seen.has(key) || !held(m.dev, m.ino)) continue;
+      seen.add(key);
+      hits.push({ how: 'map', isDirectory: false, path: m.path });
+    }
+    if (hits.length === 0) return [];
+    const pid = Number(pidText);
+    const command = (await readFile(`${base}/comm`, 'utf8').catch(() => '?')).trim();
+    return hits.map((h) => ({ pid, command, ...h }));
+  };
+
+  const perPid = new Limiter(8);
+  await Promise.all(
+    pids.map((p) =>
+      perPid.run(async () => {
+        if (found.length >= limit) return;
+        found.push(...(await scan(p)));
+      }),
+    ),
+  );
+
+  const clients = await readdir(`${nfsdRoot}/clients`).catch(() => [] as string[]);
+  for (const client of clients) {
+    const states = await readFile(`${nfsdRoot}/clients/${client}/states`, 'utf8').catch(() => '');
+    const mine = parseNfsdStates(states).filter((s) => held(s.dev, s.ino));
+    if (mine.length === 0) continue;
+    const address = parseNfsdClientAddress(await readFile(`${nfsdRoot}/clients/${client}/info`, 'utf8').catch(() => '')) ?? `client ${client}`;
+    for (const s of mine) found.push({ pid: 0, command: `nfsd (NFSv4 client ${address}, ${s.type})`, how: 'nfsd', isDirectory: false, path: s.filename });
+  }
+  return found.slice(0, limit);
+}
+
+/** One line: `cmd[pid] (cwd /x), nfsd (NFSv4 client 10.0.0.2, open) (nfsd f)`, one item per holder process. */
+export function describeHolders(holders: readonly Holder[]): string {
+  const byKey = new Map<string, Holder>();
+  for (const h of holders) {
+    const key = h.pid === 0 ? `nfsd:${h.command}` : String(h.pid);
+    if (!byKey.has(key)) byKey.set(key, h);
+  }
+  return [...byKey.values()].map((h) => (h.pid === 0 ? `${h.command} (${h.path})` : `${h.command}[${h.pid}] (${h.how} ${h.path})`)).join(', ');
+}
