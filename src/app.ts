@@ -6,6 +6,7 @@ import { realpathSync } from 'node:fs';
 import { dirname, basename, resolve } from 'node:path';
 import {
   ConfigError,
+  Journal,
   RootEngine,
   loadConfig,
   loadPlugins,
@@ -42,15 +43,18 @@ export class App {
     for (const [index, root] of config.roots.entries()) {
       const engine = new RootEngine({
         rootfs: root.rootfs,
-        rootdir: root.rootdir,
+        // Canonical: a rootdir given through a symlink is the same root, and paths derived from
+        // it (and compared with what is mounted) are the real ones.
+        rootdir: canonicalDir(root.rootdir),
         stateDir: config.stateDir,
         dryRun: options.dryRun ?? false,
         sinks,
-        lockStaleMs: config.lockStaleSeconds * 1000,
+        plugins: root.plugins,
+        baseDir: config.baseDir,
       });
       engine.plugins = await loadPlugins(root.plugins, {
         hooks: engine.hooks,
-        root: { rootfs: root.rootfs, rootdir: root.rootdir },
+        root: { rootfs: root.rootfs, rootdir: engine.context.rootdir },
         log: engine.log,
         dryRun: options.dryRun ?? false,
         stateDir: config.stateDir,
@@ -60,6 +64,22 @@ export class App {
       engines.push(engine);
     }
     return new App(config, engines);
+  }
+
+  /**
+   * For `recover` without a config: the roots, plugins and state directory that interrupted
+   * jobs recorded in the journal of `stateDir`. Undefined when the journal holds no job.
+   */
+  static async fromJournal(stateDir: string): Promise<Config | undefined> {
+    const records = (await new Journal(stateDir).list()).filter((r) => Array.isArray(r.plugins));
+    if (records.length === 0) return undefined;
+    const roots = new Map<string, { rootfs: string; rootdir: string; plugins: PluginSpec[] }>();
+    let baseDir: string | undefined;
+    for (const r of records) {
+      if (!roots.has(r.rootdir)) roots.set(r.rootdir, { rootfs: r.rootfs, rootdir: r.rootdir, plugins: r.plugins ?? [] });
+      baseDir ??= r.baseDir;
+    }
+    return validateConfig({ stateDir, roots: [...roots.values()] }, `the journal in ${stateDir}`, DEFAULT_PLUGINS, baseDir ?? '/');
   }
 
   /** The engine whose rootdir is `dir`'s parent, and the name of `dir` in it. */
@@ -74,7 +94,7 @@ export class App {
         return p;
       }
     };
-    const engine = this.engines.find((e) => e.context.rootdir === parent) ?? this.engines.find((e) => canonical(e.context.rootdir) === canonical(parent));
+    const engine = this.engines.find((e) => e.context.rootdir === parent) ?? this.engines.find((e) => e.context.rootdir === canonical(parent));
     if (!engine) {
       const roots = this.engines.map((e) => e.context.rootdir).join(', ');
       throw new ConfigError(`${JSON.stringify(absolute)} is not a direct child of a configured root (${roots})`);
@@ -85,6 +105,15 @@ export class App {
   /** Flushes and closes what plugins opened (syslog). */
   async close(): Promise<void> {
     for (const engine of this.engines) await engine.hooks.close.promise().catch(() => undefined);
+  }
+}
+
+/** The real path of a directory (the path itself when it cannot be resolved: prepare then says why). */
+function canonicalDir(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
   }
 }
 

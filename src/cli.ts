@@ -13,7 +13,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { App, type GlobalOptions } from './app.js';
-import { ConfigError, loadConfig, oneLine, oneLineText, ownVersion, type Outcome } from './core/index.js';
+import { ConfigError, DEFAULT_STATE_DIR, loadConfig, oneLine, oneLineText, ownVersion, type Config, type Outcome } from './core/index.js';
 import { isDirectoryCreation, legacyConfig } from './legacy.js';
 import { DEFAULT_PLUGINS } from './app.js';
 import { listPlugins } from './commands/list-plugins.js';
@@ -118,10 +118,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
         async (app) => {
           const engine = app.engines[0]!;
           if (filename === undefined) {
+            // Like every run for a root: first finish (or undo) its interrupted jobs.
+            const recovered = await engine.recoverRoot();
             await engine.sync();
-            return EXIT.ok;
+            return recovered.some((r) => r.outcome.kind === 'failed') ? EXIT.failed : EXIT.ok;
           }
-          const outcome = await engine.handle(filename, { signal: stopSignal() });
+          const outcome = await engine.handle(filename, { signal: stopSignal(), recoverRoot: true });
           return report(outcome);
         },
         config,
@@ -136,14 +138,27 @@ export function buildProgram(setExit: (code: number) => void): Command {
     setExit(
       await withApp(globals(command), async (app) => {
         const { engine, name } = app.locate(dir);
-        return report(await engine.handle(name, { signal: stopSignal() }));
+        return report(await engine.handle(name, { signal: stopSignal(), recoverRoot: true }));
       }),
     );
   });
 
-  addGlobal(program.command('recover').description('finish or undo every interrupted job')).option('--json', 'print the summary as JSON').action(async (o: { json?: boolean }, command: Command) => {
-    setExit(await withApp(globals(command), (app) => recover(app, { json: o.json ?? false })));
-  });
+  addGlobal(program.command('recover').description('finish or undo every interrupted job (without a config: the jobs the journal recorded, with their own roots and plugins)'))
+    .option('--json', 'print the summary as JSON')
+    .action(async (o: { json?: boolean }, command: Command) => {
+      const options = globals(command);
+      let given: Config | undefined;
+      if (options.config === undefined && !(await loadConfig(undefined, DEFAULT_PLUGINS))) {
+        // No config (a site run only by the original incron line): the journal says what to finish.
+        given = await App.fromJournal(process.env.ZFS_DYNAMIC_CREATOR_STATE_DIR ?? DEFAULT_STATE_DIR);
+        if (given === undefined) {
+          process.stdout.write(o.json ? '[]\n' : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
+          setExit(EXIT.ok);
+          return;
+        }
+      }
+      setExit(await withApp(options, (app) => recover(app, { json: o.json ?? false }), given));
+    });
 
   addGlobal(program.command('reconcile').description('sweep every root: convert what was missed, finish interrupted jobs, sync exports'))
     .option('--json', 'print the summary as JSON')

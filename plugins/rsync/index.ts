@@ -1,26 +1,69 @@
 /**
  * rsync: the data side of the lifecycle.
  *
- * migrate  copy the original into the staging filesystem (rsync -aHAX)
- * swap     after the new filesystem is mounted in place: copy again what changed while the
- *          original was being moved aside (never overwriting a newer file), then verify
- * cleanup  wait until the original has stayed unchanged for a grace period, catch up late
- *          writes (warned about), verify again, and only then remove the original
+ * migrate  copy the original into the staging filesystem with rsync -aHAX, the source pinned by
+ *          descriptor (/proc/<pid>/fd/<n>: the identity-checked directory, whatever its path
+ *          becomes); then seal the copy: anything in it that the original does not hold (a file
+ *          deleted meanwhile, or content read through a symlink swapped in during the copy) is
+ *          removed, and what is left is recorded as the baseline manifest
+ * swap     (STAGE.catchUp, after the commit) catch up: copy, by descriptor, entries whose original
+ *          changed since the baseline while the dataset did not (threeway.ts); conflicts are kept
+ * cleanup  (STAGE.retire) wait until the original has stayed unchanged for the grace period with
+ *          nobody holding anything in it (by inode, any mount namespace), catch up again; a pass
+ *          that copies nothing and finds no conflict is the verification; only then remove the
+ *          original, by descriptor, never following a symlink nor leaving its filesystem
+ *
+ * The original is in the root-only holding directory from the swap on: its owner can reach it
+ * only through descriptors opened before (which count as holders), never by path.
  */
-import { lstat, rm } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createHash } from 'node:crypto';
+import { open as openFile, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { z } from 'zod';
-import { CommandError, RefusedError, TransientError, definePlugin, quoteName, retry, run, type Job } from '../../src/core/index.js';
-import { describeHolders, holdersUnder, mountsBelow } from '../../src/util/proc.js';
-import { treeFingerprint } from '../../src/util/tree.js';
-import { verifyTree } from './verify.js';
+import {
+  CommandError,
+  RefusedError,
+  STAGE,
+  TransientError,
+  definePlugin,
+  jobPaths,
+  legacyHelperPath,
+  quoteName,
+  retry,
+  run,
+  type Identity,
+  type Job,
+} from '../../src/core/index.js';
+import { mountsBelow } from '../../src/util/proc.js';
+import { describeHolders, holdersOf } from '../../src/util/holders.js';
+import {
+  TreeChangedError,
+  UnsupportedEntryError,
+  at,
+  copyEntry,
+  displayPath,
+  ensureDir,
+  openChild,
+  openDir,
+  removeTree,
+  statAt,
+  treeDigest,
+  walk,
+  walkPair,
+  type DirRef,
+  type EntryInfo,
+} from '../../src/util/safefs.js';
+import { appendManifest, manifestPath, readManifest, removeManifest, writeManifest, type Manifest } from './manifest.js';
+import { decide, difference, type Meta } from './threeway.js';
 
 const NAME = 'rsync';
 
 const options = z
   .object({
     command: z.string().min(1).default('rsync'),
-    /** rsync flags for every copy: archive, hard links, ACLs, xattrs, numeric owners. */
+    /** rsync flags for the copy: archive, hard links, ACLs, xattrs, numeric owners. */
     flags: z.array(z.string().regex(/^-/, 'an rsync option')).default(['-aHAX', '--numeric-ids']),
     /** The original must stay unchanged this long before it is removed. */
     graceSeconds: z.number().min(0).default(30),
@@ -28,7 +71,7 @@ const options = z
     maxGraceSeconds: z.number().min(0).default(600),
     /** Compare file contents too when verifying (reads everything twice). */
     verifyContent: z.boolean().default(false),
-    /** Catch-up rounds in the swap before verification must pass. */
+    /** Catch-up passes in the swap before the cleanup takes over. */
     catchUpRounds: z.number().int().min(1).max(50).default(5),
     /** Tries for a copy that fails in a way that may pass (rsync exit 24, vanished files). */
     copyAttempts: z.number().int().min(1).max(20).default(4),
@@ -57,19 +100,102 @@ export function explainCopyError(error: CommandError): Error {
   return new Error(`copy failed: ${cause}${telling}${more > 0 ? ` (and ${more} more error(s))` : ''} (rsync exit ${error.exitCode})`);
 }
 
+function metaOf(e: EntryInfo): Meta {
+  return { type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, mtimeMs: e.mtimeMs, rdev: e.rdev, ...(e.target !== undefined ? { target: e.target } : {}) };
+}
+
+function parentOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}
+
+function nameOf(rel: string): string {
+  return rel.slice(rel.lastIndexOf('/') + 1);
+}
+
+/** Open directories of one tree by relative path, each opened once, all closed together. */
+class Dirs {
+  private readonly open = new Map<string, Promise<DirRef>>();
+  constructor(
+    private readonly root: DirRef,
+    private readonly create?: (rel: string) => EntryInfo | undefined,
+  ) {}
+  get(rel: string): Promise<DirRef> {
+    if (rel === '') return Promise.resolve(this.root);
+    let ref = this.open.get(rel);
+    if (!ref) {
+      ref = ensureDir(this.root, rel, this.create);
+      this.open.set(rel, ref);
+      ref.catch(() => this.open.delete(rel));
+    }
+    return ref;
+  }
+  async close(): Promise<void> {
+    for (const ref of this.open.values()) await (await ref.catch(() => undefined))?.close();
+    this.open.clear();
+  }
+}
+
+interface PassResult {
+  /** Entries copied from the original. */
+  copied: number;
+  bytes: number;
+  /** Entries both sides changed differently (or unsupported late changes): the original must be kept. */
+  conflicts: string[];
+  /** The original changed while the pass ran: not a verification. */
+  changing: boolean;
+  entries: number;
+}
+
+async function sha256Of(dir: DirRef, name: string): Promise<string> {
+  const handle = await openFile(at(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of handle.createReadStream({ autoClose: false })) hash.update(chunk as Buffer);
+  } finally {
+    await handle.close();
+  }
+  return hash.digest('hex');
+}
+
 export default definePlugin<Options>({
   name: NAME,
-  description: 'copies the data in, catches up, verifies, and removes the original only once verified',
+  description: 'copies the data in, catches up only the original\'s own changes, verifies, and removes the original only once verified',
   options,
-  apply(hooks, { options: opts }) {
-    /** Copies src/ into dst/. Returns the number of entries transferred. */
-    const copy = async (job: Job, src: string, dst: string, extra: readonly string[] = []): Promise<number> => {
-      const args = [...opts.flags, '--itemize-changes', ...extra, '--', `${src}/`, `${dst}/`];
-      return retry(
+  apply(hooks, { options: opts, stateDir }) {
+    const manifestOf = (job: Job): string => manifestPath(stateDir, job.id);
+
+    /** The moved-aside original, if it is still there: new layout, or that of older versions. */
+    const asidePaths = (job: Job): string[] => [jobPaths(job.root.rootdir, job.name).aside, legacyHelperPath(job.root.rootdir, job.name, 'orig')];
+    const openAside = async (job: Job): Promise<{ ref: DirRef; path: string } | undefined> => {
+      for (const path of asidePaths(job)) {
+        try {
+          return { ref: await openDir(path, job.record.identity), path };
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw error;
+        }
+      }
+      return undefined;
+    };
+    /** The live dataset at the original path: a mount, never a symlink. */
+    const openLive = async (job: Job): Promise<DirRef> => {
+      const [live, root] = await Promise.all([openDir(job.path), openDir(job.root.rootdir)]);
+      await root.close();
+      if (live.dev === root.dev) {
+        await live.close();
+        throw new Error(`${quoteName(job.path)} is not a mounted filesystem; not copying into it`);
+      }
+      return live;
+    };
+
+    /** Copies src/ into dst/ with rsync, the source pinned by descriptor. */
+    const bulkCopy = async (job: Job, src: DirRef, dst: string): Promise<void> => {
+      const args = [...opts.flags, '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
+      await retry(
         async () => {
           try {
-            const { stdout } = await run(opts.command, args, { signal: job.signal });
-            return stdout.split('\n').filter((l) => /^[<>ch.*]/.test(l) && !l.startsWith('.d')).length;
+            await run(opts.command, args, { signal: job.signal });
           } catch (error) {
             if (error instanceof CommandError && error.exitCode === VANISHED) throw new TransientError(error.message);
             if (error instanceof CommandError) throw explainCopyError(error);
@@ -80,17 +206,131 @@ export default definePlugin<Options>({
           attempts: opts.copyAttempts,
           firstDelayMs: 500,
           transient: (e) => e instanceof TransientError,
-          onRetry: (e, n) => job.log.info(`copy: files vanished during the copy, copying again (try ${n + 1})`),
+          onRetry: (_e, n) => job.log.info(`copy: files vanished during the copy, copying again (try ${n + 1})`),
           signal: job.signal,
         },
       );
     };
 
-    const verify = async (job: Job, original: string): Promise<string[]> => {
-      const result = await verifyTree(original, job.path, { content: opts.verifyContent });
-      job.log.debug(`verified ${result.entries} entries, ${result.bytes} bytes`);
-      return result.differences;
+    /**
+     * One pass over the original and the live dataset: copy what the three-way rule says to copy,
+     * adopt what is already equal, collect conflicts. A pass that copies nothing, finds no
+     * conflict and sees no change under way is a full verification.
+     */
+    const pass = async (job: Job, original: DirRef, live: DirRef, manifest: Manifest | undefined): Promise<PassResult> => {
+      const copies: { rel: string; o: EntryInfo }[] = [];
+      const conflicts: string[] = [];
+      const adopted: [string, Meta][] = [];
+      const sameFiles: string[] = [];
+      let changing = false;
+      let entries = 0;
+      try {
+        ({ entries } = await walkPair(
+          original,
+          live,
+          (rel, o, d) => {
+            if (o === undefined) return;
+            const where = displayPath(rel) || '/';
+            if (o.crossDevice) {
+              conflicts.push(`${where}: another filesystem is mounted there in the original`);
+              return;
+            }
+            const b = manifest?.get(rel);
+            let decision = decide(metaOf(o), b, d && metaOf(d));
+            if (decision === 'copy' && manifest === undefined) decision = 'conflict';
+            if (decision === 'adopt') adopted.push([rel, metaOf(o)]);
+            else if (decision === 'copy') copies.push({ rel, o });
+            else if (decision === 'conflict') {
+              conflicts.push(
+                manifest === undefined
+                  ? `${where}: differs (${d ? difference(metaOf(o), metaOf(d)) : 'missing from the dataset'}) and there is no record of what was copied to tell whose change it is`
+                  : `${where}: changed in the original${b ? ` (${difference(b, metaOf(o))})` : ' (new)'} and in the dataset${d ? ` (${difference(b ?? metaOf(o), metaOf(d))})` : ' (deleted)'}`,
+              );
+            }
+            if (opts.verifyContent && o.type === 'file' && d && decision === 'adopt') sameFiles.push(rel);
+            else if (opts.verifyContent && o.type === 'file' && d && decision === 'keep' && b && d.size === b.size && Math.floor(d.mtimeMs) === Math.floor(b.mtimeMs)) sameFiles.push(rel);
+          },
+          { signal: job.signal },
+        ));
+      } catch (error) {
+        if (error instanceof TreeChangedError) return { copied: 0, bytes: 0, conflicts, changing: true, entries };
+        throw error;
+      }
+      let copied = 0;
+      let bytes = 0;
+      const changes: [string, Meta][] = [...adopted];
+      if (copies.length > 0 || sameFiles.length > 0) {
+        // Directories the original holds and the dataset lacks are made with the original's metadata.
+        const known = new Map(copies.map((c) => [c.rel, c.o]));
+        const src = new Dirs(original);
+        const dst = new Dirs(live, (rel) => known.get(rel));
+        try {
+          for (const { rel, o } of copies.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))) {
+            try {
+              const [from, to] = await Promise.all([src.get(parentOf(rel)), dst.get(parentOf(rel))]);
+              if (rel === '') {
+                // The root's own metadata, through the open directory.
+                await live.handle.chown(o.uid, o.gid);
+                await live.handle.chmod(o.mode & 0o7777);
+              } else {
+                bytes += (await copyEntry(from, nameOf(rel), to, nameOf(rel), o)).bytes;
+              }
+              copied++;
+              // The new baseline is what the dataset now holds (a file still being written may
+              // have grown during the copy), so that a later change is seen as the original's own.
+              changes.push([rel, rel === '' ? metaOf(o) : metaOf(await statAt(to, nameOf(rel)))]);
+              if (o.type === 'dir' && rel !== '') {
+                // A whole directory new in the original: everything below it is new too.
+                const child = await openChild(from, nameOf(rel), o);
+                try {
+                  const below: EntryInfo[] = [];
+                  await walk(child, (e) => {
+                    if (e.rel !== '') below.push(e);
+                  });
+                  for (const e of below) known.set(`${rel}/${e.rel}`, e);
+                  for (const e of below.sort((a, b) => (a.rel < b.rel ? -1 : 1))) {
+                    const full = `${rel}/${e.rel}`;
+                    if (e.crossDevice) {
+                      conflicts.push(`${displayPath(full)}: another filesystem is mounted there in the original`);
+                      continue;
+                    }
+                    const [f, t] = await Promise.all([src.get(parentOf(full)), dst.get(parentOf(full))]);
+                    bytes += (await copyEntry(f, nameOf(full), t, nameOf(full), e)).bytes;
+                    copied++;
+                    changes.push([full, metaOf(await statAt(t, nameOf(full)))]);
+                  }
+                } finally {
+                  await child.close();
+                }
+              }
+            } catch (error) {
+              if (error instanceof TreeChangedError) changing = true;
+              else if (error instanceof UnsupportedEntryError) conflicts.push(`${displayPath(rel)}: a late ${o.type} cannot be caught up; copy it by hand`);
+              else throw error;
+            }
+          }
+          for (const rel of sameFiles) {
+            const [from, to] = await Promise.all([src.get(parentOf(rel)), dst.get(parentOf(rel))]);
+            const [a, b] = await Promise.all([sha256Of(from, nameOf(rel)), sha256Of(to, nameOf(rel))]);
+            if (a !== b) conflicts.push(`${displayPath(rel)}: content differs although size and time are equal`);
+          }
+        } finally {
+          await Promise.all([src.close(), dst.close()]);
+        }
+      }
+      if (manifest !== undefined && changes.length > 0) {
+        for (const [rel, meta] of changes) manifest.set(rel, meta);
+        await appendManifest(manifestOf(job), changes);
+      }
+      return { copied, bytes, conflicts, changing, entries };
     };
+
+    /** Conflicts are final: both versions are kept, and the message says how to settle them. */
+    const conflictError = (job: Job, aside: string, conflicts: readonly string[]): Error =>
+      new Error(
+        `${conflicts.length} entr${conflicts.length === 1 ? 'y was' : 'ies were'} changed both in the original and in the dataset (${conflicts.slice(0, 3).join('; ')}${conflicts.length > 3 ? '; …' : ''}); ` +
+          `neither was overwritten, and the original is kept at ${quoteName(aside)}: for each, keep the version you want in ${quoteName(job.path)} and delete it from the kept original, then run 'zfs-dynamic-creator recover'`,
+      );
 
     hooks.prepare.tapPromise(NAME, async () => {
       await run(opts.command, ['--version']);
@@ -110,102 +350,189 @@ export default definePlugin<Options>({
     });
 
     hooks.migrate.tapPromise(NAME, async (job) => {
-      const staging = job.record.staging;
-      if (!staging && !job.dryRun) throw new Error('no staging filesystem to copy into');
-      await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging ?? '(staging)')}`, () => copy(job, job.path, staging!));
-    });
-
-    hooks.swap.tapPromise({ name: NAME, stage: 10 }, async (job) => {
-      const aside = job.record.aside;
-      if (job.dryRun || aside === undefined) {
-        await job.step('catch-up', 'copy what changed during the swap, then verify', async () => undefined);
+      const { staging } = jobPaths(job.root.rootdir, job.name);
+      if (job.dryRun) {
+        await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging)}`, async () => undefined);
         return;
       }
-      for (let round = 1; ; round++) {
-        const print = await treeFingerprint(aside);
-        // --update: a file already changed in the new filesystem is never overwritten by an older one.
-        const n = await job.step('catch-up', `catch up changes from ${quoteName(aside)} (round ${round})`, () => copy(job, aside, job.path, ['--update']));
-        const differences = await verify(job, aside);
-        if (differences.length === 0) {
-          job.log.info(`verified: every entry of the original is in ${job.record.filesystem ?? 'the new filesystem'}${n ? ` (${n} caught up)` : ''}`, { step: 'swap/verify' });
-          return;
-        }
-        if (round >= opts.catchUpRounds) {
-          // Still being written (a process kept a file open across the move): the cleanup waits
-          // for it to stop, catches up and verifies before anything is removed.
-          const holders = await holdersUnder(aside);
-          const changing = (await treeFingerprint(aside)) !== print;
-          if (holders.length > 0 || changing) {
-            const who = holders.length > 0 ? `held by ${describeHolders(holders)}` : 'still changing';
-            job.log.info(`the original is ${who}; the cleanup will wait for it, catch up and verify before removing anything`, { step: 'swap/verify' });
-            return;
+      const identity: Identity | undefined = job.record.identity;
+      if (!identity) throw new Error('the original directory was never identified');
+      const original = await openDir(job.path, identity);
+      try {
+        await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging)}`, () => bulkCopy(job, original, staging));
+        await job.step('seal', `check the copy against the original and record it as the baseline`, async () => {
+          const copy = await openDir(staging);
+          try {
+            const manifest: Manifest = new Map();
+            const extra: { rel: string; info: EntryInfo }[] = [];
+            for (let attempt = 1; ; attempt++) {
+              manifest.clear();
+              extra.length = 0;
+              try {
+                await walkPair(
+                  original,
+                  copy,
+                  (rel, o, s) => {
+                    if (s === undefined) return;
+                    // In the copy but not (as such) in the original: deleted meanwhile, or read
+                    // through a symlink swapped in during the copy. Never let it become visible.
+                    if (o === undefined || o.type !== s.type || o.uid !== s.uid || o.gid !== s.gid || o.crossDevice) {
+                      if (rel === '') throw new Error('the copy\'s top directory does not match the original');
+                      extra.push({ rel, info: s });
+                      return;
+                    }
+                    manifest.set(rel, metaOf(s));
+                  },
+                  { signal: job.signal },
+                );
+                break;
+              } catch (error) {
+                if (!(error instanceof TreeChangedError) || attempt >= 5) throw error;
+              }
+            }
+            // Removed from the staging copy (root-only until the commit), by descriptor.
+            for (const { rel, info } of extra.sort((a, b) => (a.rel < b.rel ? 1 : -1))) {
+              const parent = rel.includes('/') ? await ensureDir(copy, parentOf(rel)) : copy;
+              try {
+                if (info.type === 'dir') await removeTree(parent, nameOf(rel), { dev: info.dev, ino: info.ino });
+                else await unlink(at(parent, nameOf(rel)));
+              } finally {
+                if (parent !== copy) await parent.close();
+              }
+              for (const key of [...manifest.keys()]) if (key.startsWith(`${rel}/`)) manifest.delete(key);
+            }
+            if (extra.length > 0) job.log.info(`${extra.length} entr${extra.length === 1 ? 'y' : 'ies'} of the copy not in the original (deleted meanwhile) left out`, { step: 'migrate/seal' });
+            await writeManifest(manifestOf(job), manifest);
+          } finally {
+            await copy.close();
           }
-          throw new Error(`verification failed after ${round} rounds (${differences.slice(0, 3).join('; ')}); the original is kept at ${quoteName(aside)}`);
-        }
-        job.log.info(`not yet equal (${differences[0]}); catching up again`, { step: 'swap/verify' });
-        await sleep(Math.min(5000, 250 * 2 ** round));
+        });
+      } finally {
+        await original.close();
       }
     });
 
-    hooks.cleanup.tapPromise(NAME, async (job) => {
-      const aside = job.record.aside;
-      if (job.dryRun || aside === undefined) {
+    hooks.swap.tapPromise({ name: NAME, stage: STAGE.catchUp }, async (job) => {
+      if (job.dryRun) {
+        await job.step('catch-up', 'copy what the original changed during the swap, then verify', async () => undefined);
+        return;
+      }
+      const found = await openAside(job);
+      if (!found) return; // already removed by an earlier, interrupted run
+      const live = await openLive(job);
+      try {
+        const manifest = await readManifest(manifestOf(job));
+        for (let round = 1; ; round++) {
+          const r = await job.step('catch-up', `catch up what the original changed (round ${round})`, () => pass(job, found.ref, live, manifest));
+          if (r === undefined) return;
+          if (r.copied === 0 && r.conflicts.length === 0 && !r.changing) {
+            job.log.info(`verified: all ${r.entries} entries of the original are in ${job.record.filesystem ?? 'the new filesystem'} (or were changed there since)`, { step: 'swap/verify' });
+            return;
+          }
+          if (r.copied > 0) job.log.info(`${r.copied} entr${r.copied === 1 ? 'y' : 'ies'} (${r.bytes} bytes) caught up`, { step: 'swap/catch-up' });
+          if (round >= opts.catchUpRounds || r.conflicts.length > 0) {
+            job.log.info('the cleanup waits for the original to stay unchanged, catches up and verifies before removing anything', { step: 'swap/verify' });
+            return;
+          }
+          await sleep(Math.min(5000, 250 * 2 ** round));
+        }
+      } finally {
+        await Promise.all([found.ref.close(), live.close()]);
+      }
+    });
+
+    hooks.cleanup.tapPromise({ name: NAME, stage: STAGE.retire }, async (job) => {
+      if (job.dryRun) {
         await job.step('remove-original', `after ${opts.graceSeconds} s without changes, verify again and remove the original`, async () => undefined);
         return;
       }
-      try {
-        await lstat(aside);
-      } catch {
-        return; // already removed by an earlier, interrupted run
-      }
-      const remove = (note = ''): Promise<void | undefined> =>
-        job.step('remove-original', `remove the verified original ${quoteName(aside)}${note}`, async () => {
-          await refuseMountsBelow(aside);
-          await rm(aside, { recursive: true, force: false, maxRetries: 3 });
-        });
-      // An earlier run verified it and began removing it, then died: what is left may be a
-      // verified copy with holes. Late writes to what is left are still caught up, but without
-      // directory times (the removal changed them) and without waiting for a quiet tree again.
-      if (job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original')) {
-        const n = (await job.step('catch-up', `catch up late writes from ${quoteName(aside)} before finishing its removal`, () => copy(job, aside, job.path, ['--update', '--omit-dir-times']))) ?? 0;
-        if (n > 0) job.log.warn(`${n} late change(s) to the original were caught up after the swap`, { step: 'cleanup/catch-up' });
-        // What is left must still be in the dataset (directory times aside, which verify does not compare).
-        const differences = await verify(job, aside);
-        if (differences.length > 0) {
-          throw new Error(`verification of what is left failed (${differences.slice(0, 3).join('; ')}); the rest of the original is kept at ${quoteName(aside)}`);
-        }
-        await remove(' (finishing an interrupted removal)');
+      const found = await openAside(job);
+      if (!found) {
+        await removeManifest(manifestOf(job));
         return;
       }
-      const deadline = Date.now() + opts.maxGraceSeconds * 1000;
-      let caughtUp = 0;
-      for (;;) {
-        // Quiet for the whole grace period, and nobody local holds anything in it.
-        let before = await treeFingerprint(aside);
-        const quietSince = Date.now();
-        while (Date.now() - quietSince < opts.graceSeconds * 1000) {
-          if (job.signal.aborted) throw new Error('stopped during the grace period; the original is kept');
-          await sleep(Math.min(1000, opts.graceSeconds * 1000));
-          const now = await treeFingerprint(aside);
-          if (now !== before) break;
-          before = now;
+      const { ref: original, path: aside } = found;
+      const live = await openLive(job);
+      try {
+        const manifest = await readManifest(manifestOf(job));
+        // An earlier run verified the original and began removing it, then died: what is left
+        // needs no grace period again, only a pass proving it is all represented.
+        const resuming = job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original');
+        const deadline = Date.now() + opts.maxGraceSeconds * 1000;
+        let caughtUp = 0;
+        for (;;) {
+          let quiet = true;
+          if (!resuming) {
+            const wait = await waitQuiet(job, original, opts.graceSeconds * 1000, deadline);
+            quiet = wait.quiet;
+          }
+          const r = (await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest)))!;
+          caughtUp += r.copied;
+          if (r.copied > 0) job.log.warn(`${r.copied} late change(s) to the original were caught up after the swap (old NFS handles or open files)`, { step: 'cleanup/catch-up' });
+          if (quiet && r.copied === 0 && !r.changing) {
+            if (r.conflicts.length > 0) throw conflictError(job, aside, r.conflicts);
+            break;
+          }
+          if (Date.now() > deadline) {
+            throw new Error(`the original at ${quoteName(aside)} kept changing for ${opts.maxGraceSeconds} s; it is kept, not removed`);
+          }
         }
-        const holders = await holdersUnder(aside);
-        const quiet = (await treeFingerprint(aside)) === before && holders.length === 0;
-        const n = (await job.step('catch-up', `catch up late writes from ${quoteName(aside)}`, () => copy(job, aside, job.path, ['--update']))) ?? 0;
-        caughtUp += n;
-        if (n > 0) job.log.warn(`${n} late change(s) to the original were caught up after the swap (old NFS handles or open files)`, { step: 'cleanup/catch-up' });
-        if (quiet && n === 0) {
-          const differences = await verify(job, aside);
-          if (differences.length === 0) break;
-          throw new Error(`verification failed (${differences.slice(0, 3).join('; ')}); the original is kept at ${quoteName(aside)}`);
-        }
-        if (holders.length > 0) job.log.info(`waiting: ${describeHolders(holders)} still hold files in the original`, { step: 'cleanup/wait' });
-        if (Date.now() > deadline) {
-          throw new Error(`the original at ${quoteName(aside)} kept changing for ${opts.maxGraceSeconds} s; it is kept, not removed`);
-        }
+        await job.step('remove-original', `remove the verified original ${quoteName(aside)}${caughtUp ? ` (${caughtUp} late change(s) caught up)` : ''}`, async () => {
+          const holding = await openDir(dirname(aside));
+          try {
+            await removeTree(holding, basename(aside), original.identity, { signal: job.signal });
+          } finally {
+            await holding.close();
+          }
+        });
+        await removeManifest(manifestOf(job));
+      } finally {
+        await Promise.all([original.close(), live.close()]);
       }
-      await remove(caughtUp ? ` (${caughtUp} late change(s) caught up)` : '');
     });
+
+    hooks.rollback.tapPromise(NAME, async (job) => {
+      await removeManifest(manifestOf(job));
+    });
+
+    /**
+     * Waits until the original has stayed unchanged for `graceMs` and nothing holds anything in it
+     * (any process, any mount namespace, the NFS server's open state). Returns quiet: false at
+     * the deadline.
+     */
+    async function waitQuiet(job: Job, original: DirRef, graceMs: number, deadline: number): Promise<{ quiet: boolean }> {
+      let reported = '';
+      const digest = (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> =>
+        treeDigest(original, { signal: job.signal }).catch((e: unknown) => (e instanceof TreeChangedError ? undefined : Promise.reject(e)));
+      /** Says (once per change of cast) who keeps the original busy. */
+      const report = async (index: Awaited<ReturnType<typeof treeDigest>>['index'] | undefined): Promise<number> => {
+        const holders = index ? await holdersOf(index) : [];
+        const who = holders.length > 0 ? `${describeHolders(holders)} still hold files in the original` : 'the original is still changing (NFS clients or processes elsewhere)';
+        if (who !== reported) job.log.info(`waiting: ${who}`, { step: 'cleanup/wait' });
+        reported = who;
+        return holders.length;
+      };
+      let last = await digest();
+      let since = Date.now();
+      let interval = 1000;
+      for (;;) {
+        if (job.signal.aborted) throw new Error('stopped during the grace period; the original is kept');
+        if (last !== undefined && Date.now() - since >= graceMs) {
+          // Unchanged for the whole grace period: and nobody holding anything in it?
+          if ((await report(last.index)) === 0) return { quiet: true };
+        }
+        if (Date.now() > deadline) return { quiet: false };
+        await sleep(Math.max(10, Math.min(interval, graceMs - (Date.now() - since), deadline - Date.now())));
+        const t = Date.now();
+        const now = await digest();
+        // A walk of a large tree is not repeated more often than every other walk's time.
+        interval = Math.max(1000, 2 * (Date.now() - t));
+        if (now === undefined || last === undefined || now.digest !== last.digest) {
+          since = Date.now();
+          await report(now?.index);
+        }
+        last = now;
+      }
+    }
   },
 });

@@ -1,31 +1,46 @@
 /**
  * zfs: the filesystem side of the lifecycle.
  *
- * provision  zfs create <rootfs>/<name> at a hidden staging mountpoint in the same root
- * swap       move the original aside (one rename), then `zfs inherit mountpoint`: the dataset
- *            appears at the original path. No `zfs rename`, which zfs-fuse cannot do on a
+ * provision  zfs create <rootfs>/<name> mounted at a staging directory inside the root-only
+ *            holding directory (<rootdir>/.zfs-dynamic-creator), without the properties that
+ *            can make a write fail (quota, refquota, reservation, refreservation)
+ * swap       (STAGE.commit) check the copy fits the configured quota; move the original into
+ *            the holding directory (one rename, identity-checked); record the commit point
+ *            (journal, then state=swapped on the dataset) BEFORE `zfs inherit mountpoint` puts
+ *            the dataset at the original path. No `zfs rename`, which zfs-fuse cannot do on a
  *            mounted dataset.
- * cleanup    remove the empty staging mountpoint, mark the dataset live
- * rollback   before the commit: move the original back, destroy the dataset we made
- * assess     recovery: read what is on disk
+ * cleanup    (STAGE.finish) once the original is gone: remove the empty staging directory, set
+ *            the deferred limits, mark the dataset live
+ * rollback   only before the commit point: move the original back (identity-checked), and
+ *            destroy the dataset only when it provably holds nothing but a copy
+ * assess     recovery: the dataset's own record of the commit (its state property)
  * survey     rootfs and its children in one `zfs list`
+ *
+ * Every dataset name and helper path is derived from the root and the directory's name; a journal
+ * record that says otherwise is refused, never followed.
  */
-import { lstat, realpath, rename, rmdir } from 'node:fs/promises';
+import { lstat, readdir, realpath, rename, rmdir, stat } from 'node:fs/promises';
 import { z } from 'zod';
 import {
   RefusedError,
+  STAGE,
   assertSameDirectory,
   definePlugin,
-  helperPath,
   isHelperName,
   isErrno,
+  jobPaths,
+  legacyHelperPath,
   quoteName,
+  type Identity,
   type Job,
   type RootContext,
 } from '../../src/core/index.js';
-import { PROP_ASIDE, PROP_STATE, Zfs, datasetNameProblem, type DatasetInfo } from './zfs.js';
+import { PROP_ASIDE, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, type DatasetInfo } from './zfs.js';
 
 const NAME = 'zfs';
+
+/** Properties that can make a write into the dataset fail: set only once the original is gone. */
+const LIMITS: ReadonlySet<string> = new Set(['quota', 'refquota', 'reservation', 'refreservation']);
 
 const propertyValue = z.string().refine((v) => !/[\n\0]/.test(v), 'must be one line');
 const options = z
@@ -41,7 +56,6 @@ const options = z
   .strict();
 
 type Options = z.infer<typeof options>;
-
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -61,6 +75,36 @@ async function removeEmptyDir(path: string): Promise<void> {
   }
 }
 
+/** Whether `path` is an empty directory (or absent): nothing a mount there could hide. */
+async function emptyOrAbsent(path: string): Promise<boolean> {
+  try {
+    const s = await lstat(path);
+    if (!s.isDirectory()) return false;
+    return (await readdir(path)).length === 0;
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return true;
+    throw error;
+  }
+}
+
+function sameIdentity(a: Identity | undefined, b: Identity | undefined): boolean {
+  return a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino;
+}
+
+async function identityOf(path: string): Promise<Identity | undefined> {
+  try {
+    const s = await lstat(path);
+    return s.isDirectory() ? { dev: s.dev, ino: s.ino } : undefined;
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return undefined;
+    throw error;
+  }
+}
+
+function isCommitted(ds: DatasetInfo | undefined): boolean {
+  return ds?.state === 'swapped' || ds?.state === 'live';
+}
+
 export default definePlugin<Options>({
   name: NAME,
   description: 'creates the dataset, swaps it in by mountpoint, undoes or finishes interrupted jobs',
@@ -73,14 +117,33 @@ export default definePlugin<Options>({
     let noOverlay: Promise<Record<string, string>> | undefined;
     const overlayOff = (rootfs: string): Promise<Record<string, string>> =>
       (noOverlay ??= zfs.knowsProperty(rootfs, 'overlay').then((known): Record<string, string> => (known ? { overlay: 'off' } : {})));
-    const datasetOf = (job: Job): string => job.record.filesystem ?? `${job.root.rootfs}/${job.name}`;
+    const createProperties = Object.fromEntries(Object.entries(opts.properties).filter(([k]) => !LIMITS.has(k)));
+    const limits = Object.entries(opts.properties).filter(([k]) => LIMITS.has(k));
+
+    /** The dataset's name, derived; a record that names another dataset is not followed. */
+    const datasetOf = (job: Job): string => {
+      const derived = `${job.root.rootfs}/${job.name}`;
+      if (job.record.filesystem !== undefined && job.record.filesystem !== derived) {
+        throw new RefusedError(`the job's record names the dataset ${quoteName(job.record.filesystem)}, not ${quoteName(derived)}; left alone`);
+      }
+      return derived;
+    };
+    /** Where the original is kept: the holding directory, or (jobs of older versions) the root. */
+    const asideOf = async (job: Job): Promise<string | undefined> => {
+      for (const path of [jobPaths(job.root.rootdir, job.name).aside, legacyHelperPath(job.root.rootdir, job.name, 'orig')]) {
+        if (await exists(path)) return path;
+      }
+      return undefined;
+    };
+    const stagingDirs = (job: Job): string[] => [jobPaths(job.root.rootdir, job.name).staging, legacyHelperPath(job.root.rootdir, job.name, 'staging')];
 
     hooks.prepare.tapPromise(NAME, async (root: RootContext) => {
       const info = await zfs.get(root.rootfs);
       if (!info) throw new RefusedError(`ZFS filesystem ${root.rootfs} does not exist`);
       if (!info.mounted) throw new RefusedError(`ZFS filesystem ${root.rootfs} is not mounted`);
-      const [a, b] = await Promise.all([realpath(root.rootdir).catch(() => root.rootdir), realpath(info.mountpoint).catch(() => info.mountpoint)]);
-      if (a !== b) {
+      const [a, b] = await Promise.all([stat(root.rootdir).catch(() => undefined), stat(info.mountpoint).catch(() => undefined)]);
+      const [ra, rb] = await Promise.all([realpath(root.rootdir).catch(() => root.rootdir), realpath(info.mountpoint).catch(() => info.mountpoint)]);
+      if (!a || !b || a.dev !== b.dev || a.ino !== b.ino || ra !== rb) {
         throw new RefusedError(`${root.rootdir} is not the mountpoint of ${root.rootfs} (it is mounted at ${info.mountpoint})`);
       }
     });
@@ -119,18 +182,21 @@ export default definePlugin<Options>({
 
     hooks.provision.tapPromise(NAME, async (job) => {
       const filesystem = datasetOf(job);
-      const staging = helperPath(job.root.rootdir, job.name, 'staging');
+      const { staging } = jobPaths(job.root.rootdir, job.name);
       await job.set({ filesystem, staging });
       const existing = await zfs.get(filesystem);
       if (existing && existing.state !== 'staging') {
         throw new RefusedError(`${filesystem} already exists and was not made by this job`);
       }
       if (!existing) {
-        if (await exists(staging)) {
-          throw new RefusedError(`${quoteName(staging)} is in the way of the staging mountpoint`);
-        }
+        // Inside the root-only holding directory: only an earlier run of this job can have left it.
+        if (await exists(staging)) await removeEmptyDir(staging);
+        const identity = job.record.identity;
+        const origin: Record<string, string> = identity ? { [PROP_ORIGIN]: `${identity.dev}:${identity.ino}` } : {};
         await job.step('create', `create ${filesystem} at the staging mountpoint ${quoteName(staging)}`, () =>
-          overlayOff(job.root.rootfs).then((overlay) => zfs.create(filesystem, { ...opts.properties, ...overlay, mountpoint: staging, [PROP_STATE]: 'staging' })),
+          overlayOff(job.root.rootfs).then((overlay) =>
+            zfs.create(filesystem, { ...createProperties, ...overlay, mountpoint: staging, [PROP_STATE]: 'staging', ...origin }),
+          ),
         );
       }
       if (job.dryRun) return;
@@ -138,38 +204,37 @@ export default definePlugin<Options>({
       if (!made?.mounted) await job.step('mount', `mount ${filesystem}`, () => zfs.mount(filesystem));
     });
 
-    hooks.swap.tapPromise(NAME, async (job) => {
-      const filesystem = datasetOf(job);
-      const aside = job.record.aside ?? helperPath(job.root.rootdir, job.name, 'orig');
-      const ds = job.dryRun ? undefined : await zfs.get(filesystem);
-      if (!job.dryRun && !ds) throw new Error(`${filesystem} has disappeared`);
-      const live = ds !== undefined && ds.mounted && ds.mountpoint === job.path;
-      if (!live) {
-        if (ds?.state === 'staging') {
-          await job.step('mark', `mark ${filesystem} as swapping`, async () => {
-            await zfs.set(filesystem, PROP_ASIDE, aside);
-            await zfs.set(filesystem, PROP_STATE, 'swapping');
-          });
+    /** Before the commit: a copy that would not fit the configured quota is refused (and rolled back). */
+    const checkHeadroom = async (filesystem: string): Promise<void> => {
+      const quota = limits.filter(([k]) => k === 'quota' || k === 'refquota').map(([k, v]) => [k, parseSize(v)] as const);
+      if (!quota.some(([, bytes]) => bytes !== undefined)) return;
+      const used = await zfs.usedBytes(filesystem);
+      for (const [key, bytes] of quota) {
+        if (bytes !== undefined && used > bytes) {
+          throw new RefusedError(`the new filesystem would be over its ${key}: the copy uses ${used} bytes, ${key} is ${opts.properties[key]} (${bytes} bytes)`);
         }
-        await job.set({ aside });
-        if (job.dryRun || !(await exists(aside))) {
-          await job.step('move-aside', `move the original aside to ${quoteName(aside)}`, async () => {
-            const identity = job.record.identity;
-            if (!identity) throw new Error('the original directory was never identified');
-            await assertSameDirectory(job.path, identity);
-            await rename(job.path, aside);
-            const moved = await lstat(aside);
-            if (moved.ino !== identity.ino || moved.dev !== identity.dev || !moved.isDirectory()) {
-              await rename(aside, job.path);
-              throw new RefusedError(`${quoteName(job.path)} changed under us while being moved; put back`);
-            }
-          });
-        }
-        if (!job.dryRun && (await exists(job.path))) {
-          throw new Error(`${quoteName(job.path)} was recreated while the original was aside; both are kept`);
-        }
-        await job.step('mount-in-place', `mount ${filesystem} at ${quoteName(job.path)}`, async () => {
-          await zfs.inherit(filesystem, 'mountpoint');
+      }
+    };
+
+    /** After the commit: the dataset mounted at the original path, or a message that says exactly what to do. */
+    const putInPlace = async (job: Job, filesystem: string, aside: string | undefined): Promise<void> => {
+      const ds = await zfs.get(filesystem);
+      if (!ds) throw new Error(`${filesystem} has disappeared`);
+      if (ds.mounted && ds.mountpoint === job.path) return;
+      const staging = jobPaths(job.root.rootdir, job.name).staging;
+      if (ds.mounted && ds.mountpoint !== staging && ds.mountpoint !== job.path) {
+        throw new Error(`${filesystem} is mounted at ${quoteName(ds.mountpoint)}, not at ${quoteName(job.path)}; it was left as it is`);
+      }
+      // Something made at the path (before or in the instant of the mount) is never hidden under it.
+      const inTheWay = (): Error =>
+        new Error(
+          `${quoteName(job.path)} was made again and is not empty; keeping both: ${filesystem} (the converted data) stays unmounted` +
+            `${aside ? ` and the original at ${quoteName(aside)}` : ''}; move ${quoteName(job.path)} out of the way (mv -- ${quoteName(job.path)} ${quoteName(`${job.path}.moved`)}), then run 'zfs-dynamic-creator recover'`,
+        );
+      if (!(await emptyOrAbsent(job.path))) throw inTheWay();
+      await job.step('mount-in-place', `mount ${filesystem} at ${quoteName(job.path)}`, async () => {
+        try {
+          if (ds.mountpoint !== job.path) await zfs.inherit(filesystem, 'mountpoint');
           let now = await zfs.get(filesystem);
           if (now && !now.mounted) {
             await zfs.mount(filesystem);
@@ -178,21 +243,79 @@ export default definePlugin<Options>({
           if (!now?.mounted || now.mountpoint !== job.path) {
             throw new Error(`${filesystem} did not mount at ${quoteName(job.path)}`);
           }
-        });
+        } catch (error) {
+          if (!(await emptyOrAbsent(job.path))) throw inTheWay();
+          throw error;
+        }
+      });
+    };
+
+    hooks.swap.tapPromise({ name: NAME, stage: STAGE.commit }, async (job) => {
+      const filesystem = datasetOf(job);
+      const { aside } = jobPaths(job.root.rootdir, job.name);
+      if (job.dryRun) {
+        await job.step('move-aside', `move the original into the holding directory (${quoteName(aside)})`, async () => undefined);
+        await job.step('mount-in-place', `mount ${filesystem} at ${quoteName(job.path)}`, async () => undefined);
+        return;
       }
-      if (job.dryRun) return;
-      if (ds?.state !== 'swapped' && ds?.state !== 'live') {
-        await job.step('mark', `mark ${filesystem} as swapped`, () => zfs.set(filesystem, PROP_STATE, 'swapped'));
+      const ds = await zfs.get(filesystem);
+      if (!ds) throw new Error(`${filesystem} has disappeared`);
+      if (!job.record.committed && !isCommitted(ds)) {
+        await checkHeadroom(filesystem);
+        if (ds.state === 'staging') {
+          await job.step('mark', `mark ${filesystem} as swapping`, async () => {
+            await zfs.set(filesystem, PROP_ASIDE, aside);
+            await zfs.set(filesystem, PROP_STATE, 'swapping');
+          });
+        }
+        await job.set({ aside });
+        const identity = job.record.identity ?? ds.origin;
+        if (!identity) throw new Error('the original directory was never identified');
+        if (!(await exists(aside))) {
+          await job.step('move-aside', `move the original into the holding directory (${quoteName(aside)})`, async () => {
+            await assertSameDirectory(job.path, identity);
+            await rename(job.path, aside);
+            if (!sameIdentity(await identityOf(aside), identity)) {
+              await rename(aside, job.path);
+              throw new RefusedError(`${quoteName(job.path)} changed under us while being moved; put back`);
+            }
+          });
+        } else if (!sameIdentity(await identityOf(aside), identity)) {
+          throw new Error(`${quoteName(aside)} is not the recorded original; left alone`);
+        }
+        if (await exists(job.path)) {
+          throw new Error(`${quoteName(job.path)} was made again while the original was being moved aside; keeping both (the original at ${quoteName(aside)}): move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover'`);
+        }
+        // The commit point, recorded before the dataset is made visible: from here on users may
+        // write into it, so it is only ever finished, never rolled back.
+        await job.commit();
+        await job.step('mark', `mark ${filesystem} as committed (swapped)`, () => zfs.set(filesystem, PROP_STATE, 'swapped'));
+      } else if (!job.record.committed) {
+        await job.commit();
       }
-      await job.commit();
+      await putInPlace(job, filesystem, await asideOf(job));
     });
 
-    hooks.cleanup.tapPromise({ name: NAME, stage: 10 }, async (job) => {
+    hooks.cleanup.tapPromise({ name: NAME, stage: STAGE.finish }, async (job) => {
       const filesystem = datasetOf(job);
-      const staging = job.record.staging ?? helperPath(job.root.rootdir, job.name, 'staging');
-      await job.step('remove-staging-dir', `remove the empty staging mountpoint ${quoteName(staging)}`, () => removeEmptyDir(staging));
-      if (!job.dryRun && job.record.aside !== undefined && (await exists(job.record.aside))) {
-        throw new Error(`the original is still at ${quoteName(job.record.aside)}; not marking ${filesystem} live`);
+      for (const staging of stagingDirs(job)) {
+        if (job.dryRun || (await exists(staging))) {
+          await job.step('remove-staging-dir', `remove the empty staging mountpoint ${quoteName(staging)}`, () => removeEmptyDir(staging));
+        }
+        if (job.dryRun) break;
+      }
+      const aside = job.dryRun ? undefined : await asideOf(job);
+      if (aside !== undefined) throw new Error(`the original is still at ${quoteName(aside)}; not marking ${filesystem} live`);
+      for (const [key, value] of limits) {
+        await job.step('limit', `set ${key}=${value} on ${filesystem}`, async () => {
+          try {
+            await zfs.set(filesystem, key, value);
+          } catch (error) {
+            // The data is in place and the original gone: a limit that cannot be set (the users
+            // already wrote more) is reported, not a reason to leave the job unfinished.
+            job.log.error(`could not set ${key}=${value} on ${filesystem}: ${(error as Error).message.split('\n')[0]}; set it by hand once there is room: zfs set ${key}=${value} ${filesystem}`);
+          }
+        });
       }
       await job.step('mark', `mark ${filesystem} live`, async () => {
         await zfs.set(filesystem, PROP_STATE, 'live');
@@ -203,34 +326,46 @@ export default definePlugin<Options>({
     hooks.rollback.tapPromise(NAME, async (job) => {
       const filesystem = datasetOf(job);
       const ds = await zfs.get(filesystem);
-      const aside = job.record.aside ?? ds?.aside ?? helperPath(job.root.rootdir, job.name, 'orig');
-      if (ds && ds.mounted && ds.mountpoint === job.path) {
-        throw new Error(`${filesystem} is already live at ${quoteName(job.path)}; it must be finished, not undone`);
+      if (job.record.committed || isCommitted(ds) || (ds?.mounted && ds.mountpoint === job.path)) {
+        throw new Error(`${filesystem} passed its commit point; it is finished by 'zfs-dynamic-creator recover', never undone`);
       }
-      if (await exists(aside)) {
+      const identity = job.record.identity ?? ds?.origin;
+      const aside = await asideOf(job);
+      if (aside !== undefined) {
         if (await exists(job.path)) {
-          throw new Error(`both the original (aside at ${quoteName(aside)}) and a new ${quoteName(job.path)} exist; keeping both`);
+          throw new Error(
+            `both the original (kept at ${quoteName(aside)}) and a new ${quoteName(job.path)} exist; keeping both: move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover' (it moves the original back)`,
+          );
+        }
+        if (!sameIdentity(await identityOf(aside), identity)) {
+          throw new Error(`${quoteName(aside)} is not the recorded original directory; left alone`);
         }
         await job.step('move-back', `move the original back from ${quoteName(aside)}`, () => rename(aside, job.path));
       }
-      if (ds && ds.state !== undefined && ds.state !== 'live') {
+      if (ds && (ds.state === 'staging' || ds.state === 'swapping')) {
+        // Destroyed only when it provably holds nothing but a copy: never mounted at the
+        // original path (its state says so) and the original back at its path, the same directory.
+        if (!sameIdentity(await identityOf(job.path), identity)) {
+          throw new Error(`the original directory is not at ${quoteName(job.path)} with its recorded identity; ${filesystem} (a copy) is kept`);
+        }
         await job.step('destroy', `destroy ${filesystem}, which held only a copy`, () => zfs.destroy(filesystem));
       }
-      const staging = job.record.staging ?? helperPath(job.root.rootdir, job.name, 'staging');
-      await job.step('remove-staging-dir', `remove the staging mountpoint ${quoteName(staging)}`, () => removeEmptyDir(staging));
+      for (const staging of stagingDirs(job)) {
+        if (await exists(staging)) await job.step('remove-staging-dir', `remove the staging mountpoint ${quoteName(staging)}`, () => removeEmptyDir(staging));
+      }
     });
 
     hooks.assess.tapPromise(NAME, async (job) => {
       const filesystem = datasetOf(job);
-      const ds: DatasetInfo | undefined = await zfs.get(filesystem);
-      const aside = job.record.aside ?? ds?.aside ?? helperPath(job.root.rootdir, job.name, 'orig');
-      const staging = job.record.staging ?? helperPath(job.root.rootdir, job.name, 'staging');
-      const [asideThere, stagingThere] = await Promise.all([exists(aside), exists(staging)]);
+      const ds = await zfs.get(filesystem);
+      const aside = await asideOf(job);
+      const staging = jobPaths(job.root.rootdir, job.name).staging;
+      let stagingThere = false;
+      for (const dir of stagingDirs(job)) stagingThere ||= await exists(dir);
       const ours = ds !== undefined && ds.state !== undefined;
-      const committed = ours && ds.mounted && ds.mountpoint === job.path;
-      const fields = { filesystem, staging, ...(asideThere ? { aside } : {}) };
-      if (!ours && !asideThere && !stagingThere) return { committed: false, nothingLeft: true, fields };
-      return { committed, fields };
+      const fields = { filesystem, staging, ...(aside !== undefined ? { aside } : {}), ...(job.record.identity === undefined && ds?.origin ? { identity: ds.origin } : {}) };
+      if (!ours && aside === undefined && !stagingThere) return { committed: false, nothingLeft: true, fields };
+      return { committed: isCommitted(ds), fields };
     });
   },
 });

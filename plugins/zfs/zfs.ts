@@ -4,6 +4,8 @@ import { CommandError, RefusedError, TransientError, retry, run, type Logger } f
 /** User properties that mark a dataset's part in a conversion. */
 export const PROP_STATE = 'org.zfs-dynamic-creator:state';
 export const PROP_ASIDE = 'org.zfs-dynamic-creator:aside';
+/** The original directory's identity (dev:ino), recorded when the dataset is made. */
+export const PROP_ORIGIN = 'org.zfs-dynamic-creator:origin';
 
 export type DatasetState = 'staging' | 'swapping' | 'swapped' | 'live';
 
@@ -14,6 +16,17 @@ export interface DatasetInfo {
   /** Our state property, when set. */
   readonly state: DatasetState | undefined;
   readonly aside: string | undefined;
+  readonly origin: { dev: number; ino: number } | undefined;
+}
+
+const UNITS = 'KMGTPEZ';
+
+/** A ZFS size ("2T", "1.5G", "512M", "1048576") in bytes; undefined for "none" and the like. */
+export function parseSize(value: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGTPEZ]?)(?:i?B)?$/i.exec(value.trim());
+  if (!m) return undefined;
+  const power = m[2] ? UNITS.indexOf(m[2].toUpperCase()) + 1 : 0;
+  return Math.floor(Number(m[1]) * 1024 ** power);
 }
 
 /** Characters ZFS allows in a dataset name component. */
@@ -70,18 +83,28 @@ export class Zfs {
   }
 
   private static parse(line: string): DatasetInfo {
-    const [name = '', mountpoint = '', mounted = '', state = '-', aside = '-'] = line.split('\t');
+    const [name = '', mountpoint = '', mounted = '', state = '-', aside = '-', origin = '-'] = line.split('\t');
     const known = ['staging', 'swapping', 'swapped', 'live'];
+    const id = /^(\d+):(\d+)$/.exec(origin);
     return {
       name,
       mountpoint,
       mounted: mounted === 'yes',
       state: known.includes(state) ? (state as DatasetState) : undefined,
       aside: aside === '-' || aside === '' ? undefined : aside,
+      origin: id ? { dev: Number(id[1]), ino: Number(id[2]) } : undefined,
     };
   }
 
-  private static readonly COLUMNS = `name,mountpoint,mounted,${PROP_STATE},${PROP_ASIDE}`;
+  private static readonly COLUMNS = `name,mountpoint,mounted,${PROP_STATE},${PROP_ASIDE},${PROP_ORIGIN}`;
+
+  /** Bytes the dataset uses (`zfs get -Hp`, which zfs-fuse and OpenZFS both have). */
+  async usedBytes(name: string): Promise<number> {
+    const out = await this.exec(['get', '-H', '-p', '-o', 'value', 'used', name]);
+    const n = Number(out.trim());
+    if (!Number.isFinite(n)) throw new Error(`zfs get used ${name}: unexpected answer ${JSON.stringify(out.trim())}`);
+    return n;
+  }
 
   /** One dataset, or undefined when it does not exist. */
   async get(name: string): Promise<DatasetInfo | undefined> {

@@ -10,7 +10,7 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
     const survey = await engine.survey();
     const jobs = [];
     for (const r of records) {
-      const running = await isLocked(app.config.stateDir, r.id, app.config.lockStaleSeconds * 1000);
+      const running = await isLocked(app.config.stateDir, r.id);
       jobs.push({ name: r.name, phase: r.phase, status: running ? 'running' : r.status, committed: r.committed, filesystem: r.filesystem, aside: r.aside, error: r.error, updatedAt: r.updatedAt });
     }
     roots.push({

@@ -12,6 +12,7 @@ import { ConfigError } from './errors.js';
 import type { PluginSpec } from './types.js';
 
 export const MODULE_NAME = 'zfs-dynamic-creator';
+export const DEFAULT_STATE_DIR = '/var/lib/zfs-dynamic-creator';
 export const ETC_DIR = '/etc/zfs-dynamic-creator';
 export const ETC_FILES = ['config.yaml', 'config.yml', 'config.json', 'config.js', 'config.mjs', 'config.cjs'];
 
@@ -42,7 +43,8 @@ const watchSchema = z
 
 export const configSchema = z
   .object({
-    stateDir: absolutePath.default('/var/lib/zfs-dynamic-creator'),
+    stateDir: absolutePath.default(DEFAULT_STATE_DIR),
+    /** Accepted for older configs; ignored: locks are kernel locks that end with their process. */
     lockStaleSeconds: z.number().min(2).max(3600).default(10),
     plugins: z.array(pluginSpec).optional(),
     watch: watchSchema.default({ concurrency: 2, sweepIntervalSeconds: 300 }),

@@ -33,3 +33,22 @@ export const CONTRACT: Readonly<Record<HookName, HookContract>> = {
   close: { required: false, dryRun: true, returns: 'nothing', description: 'flush and close before the process exits' },
   log: { required: false, dryRun: true, returns: 'nothing (synchronous)', description: 'receive every log record' },
 };
+
+/**
+ * Where plugins depend on one another within a phase, the order is stated here, by name (tapable
+ * `stage`: lower runs first), never by a bare number in a plugin.
+ *
+ * swap     STAGE.commit   the filesystem plugin moves the original aside, records the commit point
+ *                         and puts the new filesystem at the original path;
+ *          STAGE.catchUp  then the copy plugin brings over what changed meanwhile and verifies.
+ * cleanup  STAGE.retire   the copy plugin waits out the grace period, catches up, verifies and
+ *                         only then removes the original;
+ *          STAGE.finish   then the filesystem plugin finishes the new filesystem (limits such as
+ *                         quota, which could make a catch-up fail, and its state).
+ */
+export const STAGE = {
+  commit: 0,
+  catchUp: 10,
+  retire: 0,
+  finish: 10,
+} as const;

@@ -2,6 +2,11 @@
  * Runs jobs through the lifecycle for one root: filter, wait, provision,
  * migrate, swap, cleanup, publish; on failure, rollback before the commit and
  * recovery after it. Knows no plugin by name.
+ *
+ * The commit point is recorded (journal, then the filesystem's own record through the swap's
+ * taps) BEFORE the new filesystem is made visible at the original path. Recovery decides from
+ * those records alone: a job that passed its commit is only ever finished, never rolled back,
+ * whatever is mounted where when recovery runs.
  */
 import { lstat, readdir } from 'node:fs/promises';
 import { createHooks, PHASE_ORDER, type Hooks } from './hooks.js';
@@ -17,12 +22,13 @@ import type {
   Outcome,
   OutcomeKind,
   PhaseName,
+  PluginSpec,
   RootContext,
   Survey,
 } from './types.js';
 import type { LoadedPlugin } from './loader.js';
 import { createLogger, type LogSink } from './logger.js';
-import { isHelperName } from './helpers.js';
+import { ensureHoldingDir, isHelperName, jobPaths, legacyHelperPath } from './helpers.js';
 
 export interface EngineOptions {
   readonly rootfs: string;
@@ -31,13 +37,32 @@ export interface EngineOptions {
   readonly dryRun: boolean;
   /** Where log records go besides hooks.log (stderr, usually). */
   readonly sinks: readonly LogSink[];
-  readonly lockStaleMs: number;
+  /** The root's plugins as configured: recorded in each job's journal for config-less recovery. */
+  readonly plugins?: readonly PluginSpec[];
+  /** Where relative plugin paths resolve from. */
+  readonly baseDir?: string;
 }
 
 export interface HandleOptions {
   readonly signal?: AbortSignal;
   /** How long to wait for another process's lock on the same directory (default: not at all). */
   readonly lockWaitMs?: number;
+  /**
+   * First finish or undo every interrupted job of this root (what a single `handle`, an incron
+   * run or a legacy run does, so that a job killed in one run is finished by the next).
+   */
+  readonly recoverRoot?: boolean;
+}
+
+export interface RecoveryResult {
+  readonly rootdir: string;
+  readonly name: string;
+  readonly outcome: Outcome;
+}
+
+/** The job lost its lock: it must not write anything more, the journal included. */
+export class LockLostError extends Error {
+  override readonly name = 'LockLostError';
 }
 
 const AFTER_COMMIT: readonly PhaseName[] = ['swap', 'cleanup', 'publish'];
@@ -69,7 +94,10 @@ export class RootEngine {
 
   /** Runs the prepare hook (environment checks) once it has passed; a failure is tried again next time. */
   prepare(): Promise<void> {
-    this.prepared ??= this.hooks.prepare.promise(this.context).catch((error: unknown) => {
+    this.prepared ??= (async () => {
+      await ensureHoldingDir(this.context.rootdir, !this.context.dryRun);
+      await this.hooks.prepare.promise(this.context);
+    })().catch((error: unknown) => {
       this.prepared = undefined;
       throw error;
     });
@@ -81,7 +109,7 @@ export class RootEngine {
     const started = Date.now();
     const signal = options.signal ?? new AbortController().signal;
     const id = jobId(this.context.rootdir, name);
-    const job = new JobImpl(this.context, newRecord(this.context, id, name), this.journal, signal, this.hooks);
+    const job = new JobImpl(this.context, newRecord(this.context, id, name, this.options), this.journal, signal, this.hooks);
     let lock: Lock | undefined;
     const finish = async (kind: OutcomeKind, message: string, error?: Error): Promise<Outcome> => {
       const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
@@ -93,9 +121,9 @@ export class RootEngine {
     try {
       checkName(name);
       await this.prepare();
+      if (options.recoverRoot && !this.context.dryRun) await this.recoverRoot(signal);
       if (!this.context.dryRun) {
-        const waitMs = this.lockWaitFor(await this.journal.read(id).catch(() => undefined), options.lockWaitMs);
-        lock = await acquireLock(this.context.stateDir, id, { staleMs: this.options.lockStaleMs, waitMs });
+        lock = await acquireLock(this.context.stateDir, id, { waitMs: options.lockWaitMs ?? 0 });
         job.guard = lockGuard(lock);
       }
       // An interrupted job for this name is finished (or undone) first.
@@ -133,8 +161,9 @@ export class RootEngine {
       return await finish('converted', this.context.dryRun ? 'dry run: nothing was changed' : `converted into ${job.record.filesystem ?? 'a new filesystem'}`);
     } catch (error) {
       if (error instanceof BusyError) return await finish('busy', `left alone: ${error.message}`);
+      if (error instanceof LockLostError) return await finish('failed', error.message, error);
       // Refused before anything changed: nothing to undo.
-      if (job.hasJournal && !job.record.committed) await job.forget();
+      if (job.hasJournal && !job.record.committed) await job.forget().catch(() => undefined);
       return await finish('failed', oneLine(error), asError(error));
     } finally {
       await lock?.release();
@@ -142,36 +171,44 @@ export class RootEngine {
   }
 
   /** Failure path: roll back before the commit, keep everything for recovery after it. */
-  private async failed(job: JobImpl, phase: PhaseName, error: unknown): Promise<string> {
+  private async failed(job: JobImpl, phase: PhaseName | 'recover', error: unknown): Promise<string> {
     const reason = `${phase} failed: ${oneLine(error)}`;
     if (job.dryRun) return reason;
+    if (error instanceof LockLostError) return lockLostReport(job, error);
     if (job.record.committed) {
       await job.markStatus('incomplete', reason);
-      const kept = job.record.aside ? `; the original is kept at ${quoteName(job.record.aside)}` : '';
-      return `${reason}; the new filesystem is live${kept}; 'zfs-dynamic-creator recover' will finish the job`;
+      // The reason may already say where everything is and what to run; then it is not repeated.
+      if (reason.includes("'zfs-dynamic-creator recover'")) return `${reason} (the job is past its commit point: nothing is undone)`;
+      const kept = job.record.aside && !reason.includes(job.record.aside) ? `; the original is kept at ${quoteName(job.record.aside)}` : '';
+      return `${reason}; the job is past its commit point, so nothing is undone${kept}; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`;
     }
     await job.markStatus('rolling-back', reason);
     try {
       await job.enter('recover');
       await this.hooks.rollback.promise(job, asError(error));
     } catch (rollbackError) {
-      await job.markStatus('incomplete', `${reason}; rollback failed: ${oneLine(rollbackError)}`);
-      return `${reason}; rollback failed: ${oneLine(rollbackError)}; 'zfs-dynamic-creator recover' will retry`;
+      if (rollbackError instanceof LockLostError) return lockLostReport(job, rollbackError);
+      await job.markStatus('incomplete', `${reason}; rollback failed: ${oneLine(rollbackError)}`).catch(() => undefined);
+      return `${reason}; rollback failed: ${oneLine(rollbackError)}; the next run for this root, or 'zfs-dynamic-creator recover', tries again`;
     }
     await job.forget();
     return `${reason}; rolled back, the original directory is untouched`;
   }
 
   /** Finishes or undoes one interrupted job, taking its lock. */
-  async recover(record: JobRecord, options: HandleOptions = {}): Promise<Outcome> {
+  async recover(record: JobRecord, options: HandleOptions & { fromJournal?: boolean } = {}): Promise<Outcome> {
     let lock: Lock | undefined;
     const started = Date.now();
     try {
       await this.prepare();
-      const waitMs = this.lockWaitFor(record, options.lockWaitMs);
-      lock = await acquireLock(this.context.stateDir, record.id, { staleMs: this.options.lockStaleMs, waitMs });
-      const fresh = (await this.journal.read(record.id)) ?? record;
-      return await this.recoverLocked(fresh, options.signal ?? new AbortController().signal, lock);
+      lock = await acquireLock(this.context.stateDir, record.id, { waitMs: options.lockWaitMs ?? 0 });
+      // Under the lock, the journal says what is left: a record that was in the journal and is
+      // gone now was finished by another process meanwhile, and there is nothing to do.
+      const fresh = await this.journal.read(record.id);
+      if (fresh === undefined && options.fromJournal) {
+        return { kind: 'skipped', message: 'finished meanwhile by another process; nothing to do', durationMs: Date.now() - started };
+      }
+      return await this.recoverLocked(fresh ?? record, options.signal ?? new AbortController().signal, lock);
     } catch (error) {
       const kind: OutcomeKind = error instanceof BusyError ? 'busy' : 'failed';
       return { kind, message: oneLine(error), durationMs: Date.now() - started, error: asError(error) };
@@ -181,26 +218,63 @@ export class RootEngine {
   }
 
   /**
-   * How long to wait for a job's lock. When the journal says the job belongs to a process that
-   * no longer exists (killed, crashed, rebooted), its lock is abandoned and goes stale within
-   * lockStaleSeconds: waiting that long beats answering "busy" for a job nobody is running.
+   * Every interrupted job of this root: the journal's, and leftovers found on disk without one.
+   * A job whose lock is held (running in this or another process) comes back 'busy' and is left alone.
    */
-  private lockWaitFor(record: JobRecord | undefined, asked: number | undefined): number {
-    const wait = asked ?? 0;
-    if (record === undefined || record.pid === process.pid || processAlive(record.pid)) return wait;
-    return Math.max(wait, this.options.lockStaleMs + 2000);
+  async recoverRoot(signal?: AbortSignal, survey?: Survey): Promise<RecoveryResult[]> {
+    const results: RecoveryResult[] = [];
+    const records = await this.journal.list(this.context.rootdir);
+    const known = new Set(records.map((r) => r.name));
+    const { leftovers } = survey ?? (await this.survey());
+    const orphans = [...leftovers].filter((name) => !known.has(name)).map((name) => this.orphanRecord(name));
+    for (const record of [...records, ...orphans]) {
+      if (signal?.aborted) break;
+      const outcome = await this.recover(record, { ...(signal ? { signal } : {}), lockWaitMs: 0, fromJournal: known.has(record.name) });
+      results.push({ rootdir: this.context.rootdir, name: record.name, outcome });
+    }
+    return results;
   }
 
   /** A record for an interrupted job found on disk but not in the journal. */
   orphanRecord(name: string): JobRecord {
-    const record = newRecord(this.context, jobId(this.context.rootdir, name), name);
+    const record = newRecord(this.context, jobId(this.context.rootdir, name), name, this.options);
     record.status = 'incomplete';
     return record;
   }
 
+  /**
+   * Why a journal record cannot be trusted for this root, or undefined when it can: every name
+   * and path in it must be what the tool derives itself from the root and the directory's name.
+   */
+  private untrusted(record: JobRecord): string | undefined {
+    if (record.rootdir !== this.context.rootdir) return `its rootdir ${quoteName(String(record.rootdir))} is not ${quoteName(this.context.rootdir)}`;
+    if (record.rootfs !== this.context.rootfs) return `its rootfs ${quoteName(String(record.rootfs))} is not ${quoteName(this.context.rootfs)}`;
+    try {
+      checkName(record.name);
+    } catch {
+      return `its name ${quoteName(String(record.name))} is not a directory name`;
+    }
+    if (record.id !== jobId(record.rootdir, record.name)) return 'its id does not belong to its root and name';
+    const derived = jobPaths(this.context.rootdir, record.name);
+    for (const [key, kind] of [['staging', 'staging'], ['aside', 'orig']] as const) {
+      const value = record[key];
+      if (value !== undefined && value !== derived[key] && value !== legacyHelperPath(this.context.rootdir, record.name, kind)) {
+        return `its ${key} path ${quoteName(String(value))} is not the one the tool derives (${quoteName(derived[key])})`;
+      }
+    }
+    if (record.steps !== undefined && !Array.isArray(record.steps)) return 'its steps are not a list';
+    return undefined;
+  }
+
   private async recoverLocked(record: JobRecord, signal: AbortSignal, lock: Lock | undefined): Promise<Outcome> {
     const started = Date.now();
-    const job = new JobImpl(this.context, { ...record, pid: process.pid }, this.journal, signal, this.hooks);
+    const problem = this.untrusted(record);
+    if (problem !== undefined) {
+      const message = `journal record ${record.id} is not trusted (${problem}); nothing was read from it or changed; inspect ${quoteName(this.journal.file(record.id))}`;
+      this.log.error(message, { step: 'recover' });
+      return { kind: 'failed', message, durationMs: Date.now() - started, error: new RefusedError(message) };
+    }
+    const job = new JobImpl(this.context, { ...record, pid: process.pid, steps: record.steps ?? [] }, this.journal, signal, this.hooks);
     job.guard = lockGuard(lock);
     const done = (kind: OutcomeKind, message: string, error?: Error): Outcome => {
       job.log[kind === 'failed' ? 'error' : 'notice'](message, { step: 'recover' });
@@ -210,18 +284,20 @@ export class RootEngine {
       job.phase = 'recover';
       const assessment = await this.hooks.assess.promise(job);
       if (assessment?.fields) await job.set(assessment.fields);
-      const committed = assessment?.committed ?? record.committed;
-      if (assessment?.nothingLeft && !committed) {
-        await job.forget();
-        return done('rolled-back', 'recovery: nothing of the interrupted job was left; the directory is as it was');
-      }
+      // Recorded, not observed: the journal or the filesystem's own record says whether the
+      // commit point was passed. Once it was, users may have written into the new filesystem.
+      const committed = record.committed || (assessment?.committed ?? false);
       if (!committed) {
+        if (assessment?.nothingLeft) {
+          await job.forget();
+          return done('rolled-back', 'recovery: nothing of the interrupted job was left; the directory is as it was');
+        }
         await job.enter('recover');
         await this.hooks.rollback.promise(job, new Error(record.error ?? 'interrupted'));
         await job.forget();
-        return done('rolled-back', 'recovery: rolled back an interrupted job; the original directory is untouched');
+        return done('rolled-back', 'recovery: rolled back an interrupted job that had not reached its commit point; the original directory is at its path, untouched');
       }
-      if (!job.record.committed) await job.commit();
+      await job.commit();
       const from = record.phase === 'cleanup' || record.phase === 'publish' ? record.phase : 'swap';
       for (const phase of AFTER_COMMIT.slice(AFTER_COMMIT.indexOf(from))) {
         await job.enter(phase);
@@ -230,6 +306,7 @@ export class RootEngine {
       await job.forget();
       return done('recovered', `recovery: finished an interrupted job; converted into ${job.record.filesystem ?? 'a new filesystem'}`);
     } catch (error) {
+      if (error instanceof LockLostError) return done('failed', lockLostReport(job, error), error);
       await job.markStatus('incomplete', oneLine(error)).catch(() => undefined);
       return done('failed', `recovery failed: ${oneLine(error)}`, asError(error));
     }
@@ -276,8 +353,8 @@ export class RootEngine {
 
 /** A name must be one path component; everything else about it is the filter's business. */
 function checkName(name: string): void {
-  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
-    throw new RefusedError(`${quoteName(name)} is not a directory name`);
+  if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+    throw new RefusedError(`${quoteName(String(name))} is not a directory name`);
   }
 }
 
@@ -305,22 +382,24 @@ export async function assertSameDirectory(path: string, identity: Identity): Pro
   }
 }
 
-/** Stops a job whose lock was lost before it takes another step. */
-function lockGuard(lock: Lock | undefined): () => void {
-  return () => {
-    if (lock?.compromised) throw new Error(`lost the lock on this directory (${oneLine(lock.compromised)}); stopping before the next step`);
+/** Stops a job whose lock file was removed or replaced, before it writes or changes anything more. */
+function lockGuard(lock: Lock | undefined): () => Promise<void> {
+  return async () => {
+    if (!lock) return;
+    try {
+      await lock.check();
+    } catch (error) {
+      throw new LockLostError(oneLine(error));
+    }
   };
 }
 
-/** Whether a process with this id exists (on this machine). */
-function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return !isErrno(error, 'ESRCH');
-  }
+/** What a job that lost its lock says: exactly where it stopped, nothing it did not do. */
+function lockLostReport(job: JobImpl, error: Error): string {
+  const where = job.record.committed
+    ? `after its commit point (the new filesystem ${job.record.filesystem ?? ''} is in place${job.record.aside ? `, the original may still be at ${quoteName(job.record.aside)}` : ''})`
+    : 'before its commit point (the original directory was not removed)';
+  return `${error.message}; this process stopped ${where} and wrote nothing more, not even its journal; 'zfs-dynamic-creator status' shows the job`;
 }
 
 function asError(error: unknown): Error {

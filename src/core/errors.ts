@@ -24,7 +24,7 @@ export class BusyError extends Error {
 export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   const line = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? 'unknown error';
-  return line.length > 400 ? `${line.slice(0, 400)}…` : line;
+  return line.length > 1000 ? `${line.slice(0, 1000)}…` : line;
 }
 
 /** Shows a name safely in one line: control characters and newlines escaped. */

@@ -7,6 +7,7 @@ import type {
   JobRecord,
   Logger,
   PhaseName,
+  PluginSpec,
   RootContext,
 } from './types.js';
 
@@ -16,10 +17,11 @@ export class JobImpl implements Job {
   readonly path: string;
   phase: PhaseName | 'recover' = 'filter';
   /**
-   * Called before every phase and step: throws when this process may no longer
-   * act for the job (for example: its lock was lost and another process may have it).
+   * Called before every journal write, phase and step: throws when this process may no longer
+   * act for the job (its lock file was removed or replaced). After that the job writes nothing,
+   * not even the journal, and says truthfully where it stopped.
    */
-  guard: () => void = () => undefined;
+  guard: () => Promise<void> = async () => undefined;
   /** Whether anything has been written to the journal for this job. */
   private journalled = false;
 
@@ -52,7 +54,6 @@ export class JobImpl implements Job {
 
   /** Enter a phase: journalled before any of its taps run. */
   async enter(phase: PhaseName | 'recover'): Promise<void> {
-    this.guard();
     this.phase = phase;
     if (phase !== 'recover') this.state.phase = phase;
     await this.save();
@@ -64,7 +65,6 @@ export class JobImpl implements Job {
       this.log.info(`would ${description}`, fields);
       return undefined;
     }
-    this.guard();
     const entry = { step: name, phase: this.phase, state: 'started' as 'started' | 'done', at: new Date().toISOString() };
     this.state.steps.push(entry);
     await this.save();
@@ -88,9 +88,10 @@ export class JobImpl implements Job {
   }
 
   async commit(): Promise<void> {
+    if (this.state.committed) return;
     this.state.committed = true;
     await this.save();
-    this.log.info('the new filesystem is live at the original path', { step: `${this.phase}/commit` });
+    this.log.info('commit point: from here on the job is finished, never rolled back', { step: `${this.phase}/commit` });
   }
 
   async markStatus(status: JobRecord['status'], error?: string): Promise<void> {
@@ -102,11 +103,13 @@ export class JobImpl implements Job {
   /** The job ended and left nothing to finish or undo. */
   async forget(): Promise<void> {
     if (this.dryRun) return;
+    await this.guard();
     await this.journal.remove(this.id);
   }
 
   private async save(): Promise<void> {
     if (this.dryRun) return;
+    await this.guard();
     this.journalled = true;
     await this.journal.write(this.state);
   }
@@ -116,7 +119,7 @@ export class JobImpl implements Job {
   }
 }
 
-export function newRecord(root: RootContext, id: string, name: string): JobRecord {
+export function newRecord(root: RootContext, id: string, name: string, setup?: { plugins?: readonly PluginSpec[]; baseDir?: string }): JobRecord {
   const now = new Date().toISOString();
   return {
     version: 1,
@@ -131,5 +134,7 @@ export function newRecord(root: RootContext, id: string, name: string): JobRecor
     updatedAt: now,
     committed: false,
     steps: [],
+    ...(setup?.plugins ? { plugins: [...setup.plugins] } : {}),
+    ...(setup?.baseDir ? { baseDir: setup.baseDir } : {}),
   };
 }

@@ -20,7 +20,7 @@ export class Journal {
     this.dir = join(stateDir, 'jobs');
   }
 
-  private file(id: string): string {
+  file(id: string): string {
     return join(this.dir, `${id}.json`);
   }
 
@@ -61,6 +61,8 @@ export class Journal {
     for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
       try {
         const record = parseRecord(await readFile(join(this.dir, name), 'utf8'));
+        // A record must sit in the file named after its id (a copied or renamed file is not ours).
+        if (`${record.id}.json` !== name) continue;
         if (rootdir === undefined || record.rootdir === rootdir) records.push(record);
       } catch {
         // a torn file cannot exist (writes are atomic); anything else unreadable is not ours
@@ -72,7 +74,7 @@ export class Journal {
 
 function parseRecord(text: string): JobRecord {
   const value = JSON.parse(text) as JobRecord;
-  if (value.version !== 1 || typeof value.id !== 'string' || typeof value.name !== 'string') {
+  if (value.version !== 1 || typeof value.id !== 'string' || typeof value.name !== 'string' || typeof value.rootdir !== 'string' || typeof value.rootfs !== 'string') {
     throw new Error('not a journal record');
   }
   return value;

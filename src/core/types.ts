@@ -78,11 +78,16 @@ export interface JobRecord {
   /** Where the original directory was moved during the swap. */
   aside?: string;
   /**
-   * True once the new filesystem is live at the original path. Before that, a
-   * failure rolls back (the original never moved, or is moved back); after it,
-   * a failure is completed by recovery, never rolled back.
+   * Set (durably) just before the new filesystem is put at the original path. Before that, a
+   * failure rolls back (the original never moved, or is moved back); from then on users may
+   * write into the new filesystem, and the job is only ever finished, never rolled back,
+   * whatever is mounted where at recovery time.
    */
   committed: boolean;
+  /** The root's plugins as configured, so that `recover` can finish the job without a config. */
+  plugins?: PluginSpec[];
+  /** Where relative plugin paths resolve from (the config file's directory). */
+  baseDir?: string;
   /** Steps started and finished, in order. */
   steps: StepRecord[];
   error?: string;
@@ -122,7 +127,10 @@ export interface Job {
   step<T>(name: string, description: string, action: () => Promise<T>): Promise<T | undefined>;
   /** Record fields in the journal (durably) for later phases and for recovery. */
   set(fields: JobFields): Promise<void>;
-  /** Mark the point of no return: the new filesystem is live at the original path. */
+  /**
+   * Mark the point of no return, durably, just BEFORE making the new filesystem visible at the
+   * original path: from then on the job is finished, never rolled back.
+   */
   commit(): Promise<void>;
 }
 
@@ -138,7 +146,11 @@ export interface Defer {
 
 /** Returned by an `assess` tap during recovery: what is on disk for an interrupted job. */
 export interface Assessment {
-  /** Whether the new filesystem is live at the original path. */
+  /**
+   * Whether the filesystem's own record says the job passed its commit point (for ZFS: the
+   * dataset's state property). Recovery rolls back only when neither this nor the journal says
+   * so; what happens to be mounted where does not decide it.
+   */
   readonly committed: boolean;
   /** Nothing of the job is left on disk (nothing to finish or undo). */
   readonly nothingLeft?: boolean;

@@ -25,7 +25,7 @@ describe('list-plugins', () => {
     expect(out.roots[0]!.rootdir).toBe(p.mount);
     const byName = Object.fromEntries(out.roots[0]!.plugins.map((x) => [x.name, x]));
     expect(byName['quiet-wait']).toMatchObject({ source: 'builtin', hooks: ['wait'] });
-    expect(byName['rsync']!.hooks).toEqual(['prepare', 'filter', 'migrate', 'swap', 'cleanup']);
+    expect(byName['rsync']!.hooks).toEqual(['prepare', 'filter', 'migrate', 'swap', 'cleanup', 'rollback']);
     expect(byName['site-note']).toMatchObject({ source: 'path', version: '1.2.3', hooks: ['publish', 'outcome'] });
     const text = await cli(['list-plugins', '--config', config], { stateDir: p.stateDir });
     expect(text.stdout).toMatch(/zfs\s+builtin\s+\S+\s+prepare, survey, filter, provision, swap, cleanup, rollback, assess/);
@@ -41,7 +41,7 @@ describe('--dry-run', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toMatch(/would create .*\/dry at the staging mountpoint/);
     expect(r.stderr).toMatch(/would copy/);
-    expect(r.stderr).toMatch(/would move the original aside/);
+    expect(r.stderr).toMatch(/would move the original into the holding directory/);
     expect(r.stderr).toContain('dry run: nothing was changed');
     expect(await describeTree(dir)).toEqual(before);
     expect((await datasets(p.pool)).length).toBe(1);

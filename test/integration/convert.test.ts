@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
 import { describeTree, makeTree } from '../helpers/tree.js';
+import { helperEntries } from '../helpers/state.js';
 
 let p: TestPool;
 let config: string;
@@ -18,9 +19,8 @@ afterAll(async () => {
 });
 
 async function leftovers(): Promise<string[]> {
-  const names = await readdir(p.mount);
   const journal = await readdir(join(p.stateDir, 'jobs')).catch(() => [] as string[]);
-  return [...names.filter((n) => n.startsWith('.zfs-dynamic-creator-')), ...journal];
+  return [...(await helperEntries(p.mount)), ...journal];
 }
 
 describe('handle <dir>', () => {

@@ -15,6 +15,9 @@ import { cli, cliSpawn, createPool, datasets, fastPlugins, writeConfig, type Tes
 import { describeTree, makeTree } from '../helpers/tree.js';
 import { escapePath } from '../../plugins/nfs-exports/exports.js';
 import { DROP_IN, EXPORTS, exported, saveExportState } from '../helpers/exports.js';
+import { helperEntries } from '../helpers/state.js';
+import { lockPath } from '../../src/core/lock.js';
+import { jobId } from '../../src/core/journal.js';
 
 const PWNED = '/tmp/pwned';
 
@@ -37,7 +40,7 @@ async function datasetNames(): Promise<string[]> {
 }
 
 async function helpersLeft(): Promise<string[]> {
-  return (await readdir(p.mount)).filter((n) => n.startsWith('.zfs-dynamic-creator-'));
+  return helperEntries(p.mount);
 }
 
 beforeAll(async () => {
@@ -168,8 +171,8 @@ describe('a directory swapped for a symlink to /etc while the job waits', () => 
     const before = await describeTree(dir);
     const child = cliSpawn(['--config', cfg, 'handle', dir], { stateDir: p.stateDir });
     // Once the job holds its lock it is filtering or waiting; the wait lasts at least 2 s.
-    const locks = join(p.stateDir, 'locks');
-    for (let i = 0; i < 100 && (await readdir(locks).catch(() => [] as string[])).filter((n) => n.endsWith('.lock')).length === 0; i++) await sleep(50);
+    const lock = lockPath(p.stateDir, jobId(p.mount, name));
+    for (let i = 0; i < 100 && !(await lstat(lock).then(() => true, () => false)); i++) await sleep(50);
     await sleep(500);
     await rename(dir, moved);
     await symlink('/etc', dir);

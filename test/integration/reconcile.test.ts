@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliSpawn, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
+import { helperEntries } from '../helpers/state.js';
 
 let p: TestPool;
 let config: string;
@@ -98,7 +99,7 @@ describe('reconcile', () => {
       expect(live.get(n)).toBe('live');
       expect(await readFile(join(p.mount, n, 'data.txt'), 'utf8')).toBe(`contents of ${n}\n`);
     }
-    expect((await readdir(p.mount)).filter((n) => n.startsWith('.zfs-dynamic-creator-'))).toEqual([]);
+    expect(await helperEntries(p.mount)).toEqual([]);
     expect(await readdir(join(p.stateDir, 'jobs')).catch(() => [])).toEqual([]);
     // Each conversion costs a fixed number of zfs calls, whatever the size of the root.
     const perJob = r.calls.filter((c) => c.startsWith('create ')).length;

@@ -1,23 +1,12 @@
 /** Shared checks for the safety tests: what a job may leave behind, and killing the CLI. */
-import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { CLI, cliEnv, datasets, type TestPool } from '../helpers/zfs.js';
+import { CLI, cliEnv, type TestPool } from '../helpers/zfs.js';
 
-/** Everything a finished or recovered job must not leave: helper dirs, journal files, locks, unfinished datasets. */
-export async function leftovers(p: TestPool): Promise<string[]> {
-  const hidden = (await readdir(p.mount)).filter((n) => n.startsWith('.zfs-dynamic-creator-'));
-  const journal = await readdir(join(p.stateDir, 'jobs')).catch(() => [] as string[]);
-  const locks = await readdir(join(p.stateDir, 'locks')).catch(() => [] as string[]);
-  const unfinished = (await datasets(p.pool)).filter((d) => d.name !== p.pool && d.state !== 'live').map((d) => `dataset ${d.name} (${d.state})`);
-  return [...hidden, ...journal.map((j) => `jobs/${j}`), ...locks.map((l) => `locks/${l}`), ...unfinished];
-}
-
-/** The staging mountpoint the zfs plugin uses for `name` (see plugins/zfs helperPath). */
-export function stagingPath(p: TestPool, name: string, kind: 'staging' | 'orig' = 'staging'): string {
-  return join(p.mount, `.zfs-dynamic-creator-${createHash('sha256').update(name).digest('hex').slice(0, 16)}.${kind}`);
-}
+export { leftovers } from '../helpers/state.js';
+/** The staging mountpoint (or, with 'orig', the moved-aside original) of the job for `name`. */
+export { helperPath as stagingPath } from '../helpers/state.js';
 
 /** Writes a config file of its own (so that several can coexist) and returns its path. */
 export async function writeNamedConfig(p: TestPool, file: string, plugins: unknown[]): Promise<string> {

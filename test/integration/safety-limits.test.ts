@@ -29,7 +29,8 @@ describe('no space', () => {
     const r = await run(['--config', config, 'handle', dir], p.stateDir);
     expect(r.exitCode).toBe(1);
     const last = r.stderr.trim().split('\n').at(-1)!;
-    expect(last).toMatch(/migrate failed: copy failed: the new filesystem is over its quota: .*Disk quota exceeded/);
+    // The quota is set only once the original is gone; a copy that would not fit it is refused before the commit.
+    expect(last).toMatch(/swap failed: the new filesystem would be over its quota: the copy uses \d+ bytes, quota is 1M/);
     expect(last).toContain('rolled back');
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
     expect(await names()).not.toContain(`${p.pool}/over-quota`);
@@ -143,7 +144,7 @@ describe('a dataset that is busy', () => {
     const holder = holdCwd(stagingPath(p, name));
     const r = await job;
     expect(r.exitCode).toBe(1);
-    expect(String(r.stderr).trim().split('\n').at(-1)).toMatch(/rollback failed: .*busy.*'zfs-dynamic-creator recover' will retry/);
+    expect(String(r.stderr).trim().split('\n').at(-1)).toMatch(/rollback failed: .*busy.*the next run for this root, or 'zfs-dynamic-creator recover', tries again/);
     // Nothing lost meanwhile: the original never moved.
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
     holder.kill('SIGKILL');

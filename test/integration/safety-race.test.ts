@@ -1,13 +1,15 @@
 /**
- * The instant between moving the original aside and mounting the dataset in its
- * place: a writer that makes the path again there must lose nothing, and nothing
- * it wrote may end up hidden under a mount.
+ * The instant between moving the original aside and mounting the dataset in its place (after the
+ * commit point): a writer that makes the path again there must lose nothing, nothing it wrote may
+ * end up hidden under a mount, and the message must say exactly what to do, safely.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { lstat, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
 import { describeTree, makeTree } from '../helpers/tree.js';
+import { helperPath, leftovers } from '../helpers/state.js';
+import { writeNamedConfig } from './safety-helpers.js';
 
 let p: TestPool;
 
@@ -19,7 +21,7 @@ afterAll(async () => {
 });
 
 describe('the path is made again just before the mount', () => {
-  it('keeps the original and the new writes, both visible, and says so', async () => {
+  it('keeps the original, the converted data and the new writes, says what to do, and recover then finishes', async () => {
     const plugin = join(import.meta.dirname, '..', 'fixtures', 'plugins', 'recreate-at-mount.mjs');
     const config = await writeConfig(p, fastPlugins({ more: [plugin] }));
     const dir = join(p.mount, 'contested');
@@ -28,19 +30,36 @@ describe('the path is made again just before the mount', () => {
 
     const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(1);
-    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/swap failed: .*keeping both/);
+    const last = r.stderr.trim().split('\n').at(-1)!;
+    expect(last).toMatch(/swap failed: .*was made again and is not empty; keeping both: .*stays unmounted.*move .* out of the way .*then run 'zfs-dynamic-creator recover'/);
 
     // The late file is where its writer put it, not under a mount.
     expect(await readFile(join(dir, 'late-file'), 'utf8')).toBe('written in the instant before the mount');
-    const rows = await datasets(p.pool);
-    expect(rows.find((d) => d.name === `${p.pool}/contested`)?.mounted).toBe('no');
-    // The original is whole, aside, and named in the journal for the administrator.
-    const aside = (await readdir(p.mount)).filter((n) => n.endsWith('.orig'));
-    expect(aside).toHaveLength(1);
-    expect(await describeTree(join(p.mount, aside[0]!))).toEqual(before);
+    const row = (await datasets(p.pool)).find((d) => d.name === `${p.pool}/contested`);
+    expect(row).toMatchObject({ mounted: 'no', state: 'swapped' });
+    // The original is whole, kept in the holding directory, and named in the journal for the administrator.
+    const aside = helperPath(p, 'contested', 'orig');
+    expect(await describeTree(aside)).toEqual(before);
     const status = await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir });
-    const jobs = (JSON.parse(status.stdout) as { roots: { jobs: { name: string; status: string; error?: string }[] }[] }).roots[0]!.jobs;
-    expect(jobs).toMatchObject([{ name: 'contested', status: 'incomplete' }]);
+    const jobs = (JSON.parse(status.stdout) as { roots: { jobs: { name: string; status: string; committed: boolean; error?: string }[] }[] }).roots[0]!.jobs;
+    expect(jobs).toMatchObject([{ name: 'contested', status: 'incomplete', committed: true }]);
     expect(jobs[0]!.error).toMatch(/keeping both/);
+
+    // A recover before anything is done changes nothing (the job passed its commit point: never undone).
+    const early = await cli(['--config', config, 'recover'], { stateDir: p.stateDir });
+    expect(early.exitCode).toBe(1);
+    expect(await readFile(join(dir, 'late-file'), 'utf8')).toBe('written in the instant before the mount');
+    expect(await describeTree(aside)).toEqual(before);
+    expect((await datasets(p.pool)).map((d) => d.name)).toContain(`${p.pool}/contested`);
+
+    // Following the message is safe: move the path out of the way, run recover.
+    await rename(dir, `${dir}.moved`);
+    const plain = await writeNamedConfig(p, 'plain.json', fastPlugins());
+    const rec = await cli(['--config', plain, 'recover'], { stateDir: p.stateDir });
+    expect(rec.exitCode).toBe(0);
+    expect(await describeTree(dir)).toEqual(before);
+    expect((await lstat(dir)).dev).not.toBe((await lstat(p.mount)).dev);
+    expect(await readFile(join(`${dir}.moved`, 'late-file'), 'utf8')).toBe('written in the instant before the mount');
+    expect(await leftovers(p)).toEqual([]);
   });
 });

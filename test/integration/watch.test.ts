@@ -7,6 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jobId } from '../../src/core/journal.js';
 import { cliSpawn, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
+import { helperEntries } from '../helpers/state.js';
+import { lockPath } from '../../src/core/lock.js';
 
 let p: TestPool;
 const WATCH = { concurrency: 4, sweepIntervalSeconds: 300 };
@@ -82,7 +84,7 @@ async function waitLive(names: readonly string[], timeoutMs: number): Promise<vo
 }
 
 async function helpersAndJournal(): Promise<string[]> {
-  const helpers = (await readdir(p.mount)).filter((n) => n.startsWith('.zfs-dynamic-creator-'));
+  const helpers = await helperEntries(p.mount);
   const journal = await readdir(join(p.stateDir, 'jobs')).catch(() => [] as string[]);
   return [...helpers, ...journal];
 }
@@ -131,7 +133,7 @@ describe('watch', () => {
     await mkdir(dir);
     await writeFile(join(dir, 'f'), 'waiting\n');
     // The job has started once it holds the directory's lock.
-    const lock = join(p.stateDir, 'locks', `${jobId(p.mount, 'slow wait')}.lock`);
+    const lock = lockPath(p.stateDir, jobId(p.mount, 'slow wait'));
     for (let i = 0; i < 300 && !existsSync(lock); i++) await sleep(100);
     expect(existsSync(lock)).toBe(true);
     await sleep(500);

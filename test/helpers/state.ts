@@ -1,0 +1,32 @@
+/**
+ * What a finished job may leave behind, judged with the core's own names (never re-implemented
+ * here): helper entries in the root or in its holding directory, journal files, locks, manifests,
+ * datasets not marked live.
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HELPER_PREFIX, HOLDING_NAME, holdingDir, jobPaths } from '../../src/core/helpers.js';
+import { datasets, type TestPool } from './zfs.js';
+
+export { HOLDING_NAME, HELPER_PREFIX, holdingDir, jobPaths };
+
+/** Entries in the root that are helpers of older versions, and everything inside the holding directory. */
+export async function helperEntries(rootdir: string): Promise<string[]> {
+  const old = (await readdir(rootdir)).filter((n) => n.startsWith(HELPER_PREFIX));
+  const held = await readdir(holdingDir(rootdir)).catch(() => [] as string[]);
+  return [...old, ...held.map((n) => `${HOLDING_NAME}/${n}`)];
+}
+
+/** Everything a finished or recovered job must not leave: helpers, journal files, locks, manifests, unfinished datasets. */
+export async function leftovers(p: TestPool): Promise<string[]> {
+  const list = async (dir: string): Promise<string[]> => readdir(join(p.stateDir, dir)).catch(() => [] as string[]);
+  const [helpers, journal, locks, manifests] = await Promise.all([helperEntries(p.mount), list('jobs'), list('locks'), list('manifests')]);
+  const unfinished = (await datasets(p.pool)).filter((d) => d.name !== p.pool && d.state !== 'live').map((d) => `dataset ${d.name} (${d.state})`);
+  return [...helpers, ...journal.map((j) => `jobs/${j}`), ...locks.map((l) => `locks/${l}`), ...manifests.map((m) => `manifests/${m}`), ...unfinished];
+}
+
+/** The staging mountpoint or the moved-aside original of the job for `name`. */
+export function helperPath(p: TestPool, name: string, kind: 'staging' | 'orig' = 'staging'): string {
+  const paths = jobPaths(p.mount, name);
+  return kind === 'staging' ? paths.staging : paths.aside;
+}
