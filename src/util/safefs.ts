@@ -309,7 +309,7 @@ async function openDirAt(path: string | Buffer, display: string, rel: string, ex
  * Opens a directory by path (O_DIRECTORY|O_NOFOLLOW: a symlink as the last component is refused;
  * earlier components are the caller's, trusted). With `expect`, refuses another directory.
  */
-export function openDir(path: string | Buffer, expect?: Identity): Promise<DirRef> {
+export async function openDir(path: string | Buffer, expect?: Identity): Promise<DirRef> {
   const display = typeof path === 'string' ? path : path.toString('utf8');
   return openDirAt(path, display, '', expect);
 }
@@ -327,7 +327,7 @@ export async function reopen(dir: DirRef): Promise<DirRef> {
 }
 
 /** Opens the subdirectory `name` (latin1) of `dir` through its descriptor, never following a symlink. */
-export function openChild(dir: DirRef, name: string, expect?: Identity): Promise<DirRef> {
+export async function openChild(dir: DirRef, name: string, expect?: Identity): Promise<DirRef> {
   return openDirAt(at(dir, name), `${dir.path}/${displayPath(name)}`, name, expect);
 }
 
@@ -667,8 +667,11 @@ export async function walkPair(
 
 export interface RemoveOptions {
   signal?: AbortSignal;
-  /** Called (and awaited) as each directory is entered, before its contents are removed. */
-  onProgress?: (p: { removed: number; rel: string }) => void | Promise<void>;
+  /**
+   * Called (and awaited) as each directory is entered ('enter', before its contents are removed)
+   * and each time it has been listed ('listed', before anything listed is removed or entered).
+   */
+  onProgress?: (p: { removed: number; rel: string; phase: 'enter' | 'listed' }) => void | Promise<void>;
   /** Parallel unlinks and subtrees (default 32). */
   concurrency?: number;
   /** Times one directory is re-listed while its contents keep changing (default 20). */
@@ -728,11 +731,12 @@ async function emptyDir(
   onProgress: RemoveOptions['onProgress'],
   maxRounds: number,
 ): Promise<void> {
-  if (onProgress) await onProgress({ removed: state.removed, rel });
+  if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'enter' });
   for (let round = 0; ; round++) {
     if (ctx.stopped) return;
     const infos = await listDir(ctx, dir, rel, root.dev, true);
     if (infos.length === 0) return;
+    if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'listed' });
     if (round >= maxRounds) throw new TreeChangedError(rel, `${dir.path} keeps changing while being removed; gave up after ${maxRounds} rounds`);
     const crossing = infos.find((i) => i.crossDevice);
     if (crossing) throw new CrossDeviceError(crossing.rel, `${dir.path}/${displayPath(crossing.name)}`);
