@@ -17,7 +17,7 @@
  * itself included (measured: the symlink's owner and times change, its target's do not).
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
+import { constants, lstatSync, readlinkSync, type Stats } from 'node:fs';
 import {
   chmod,
   chown,
@@ -219,6 +219,8 @@ const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOL
 export class DirRef {
   private closed = false;
   private mnt: Promise<number | undefined> | undefined;
+  /** `/proc/self/fd/N/` as bytes. */
+  readonly prefix: Buffer;
 
   constructor(
     readonly handle: FileHandle,
@@ -226,7 +228,9 @@ export class DirRef {
     readonly ino: number,
     /** For messages only (UTF-8 text, as the directory was reached). */
     readonly path: string,
-  ) {}
+  ) {
+    this.prefix = Buffer.from(`/proc/self/fd/${handle.fd}/`);
+  }
 
   get fd(): number {
     return this.handle.fd;
@@ -273,7 +277,15 @@ export class DirRef {
 /** `/proc/self/fd/N/<name>` as bytes, for any fs call that does not follow the final component. */
 export function at(dir: DirRef, name: string): Buffer {
   checkName(name);
-  return Buffer.concat([Buffer.from(`/proc/self/fd/${dir.fd}/`), Buffer.from(name, 'latin1')]);
+  return atListed(dir, name);
+}
+
+/** at() for a name just read from the directory (known to be a single component). */
+function atListed(dir: DirRef, name: string): Buffer {
+  const buf = Buffer.allocUnsafe(dir.prefix.length + name.length);
+  dir.prefix.copy(buf, 0);
+  buf.write(name, dir.prefix.length, 'latin1');
+  return buf;
 }
 
 async function classify(path: string | Buffer): Promise<EntryType | undefined> {
@@ -354,6 +366,13 @@ export interface WalkOptions {
   signal?: AbortSignal;
   /** Read symlink targets into EntryInfo.target (default true). */
   readTargets?: boolean;
+  /**
+   * lstat in the main thread, one directory listing at a time, instead of through the libuv thread
+   * pool (default false). Faster when metadata is cached (measured 2 to 3 times on this kind of
+   * machine), but it blocks the event loop while a directory is read and gains nothing from
+   * parallel I/O on a cold cache.
+   */
+  syncStat?: boolean;
 }
 
 export interface WalkResult {
@@ -375,6 +394,7 @@ class WalkContext {
     readonly concurrency: number,
     readonly signal: AbortSignal | undefined,
     readonly readTargets: boolean,
+    readonly syncStat = false,
   ) {
     this.limiter = new Limiter(concurrency);
     this.slots = concurrency - 1;
@@ -394,7 +414,7 @@ class WalkContext {
 
 function contextOf(opts: WalkOptions | undefined): WalkContext {
   const concurrency = Math.max(1, Math.floor(opts?.concurrency ?? 32));
-  return new WalkContext(concurrency, opts?.signal, opts?.readTargets ?? true);
+  return new WalkContext(concurrency, opts?.signal, opts?.readTargets ?? true, opts?.syncStat ?? false);
 }
 
 /** Runs fn over items, at most the context's concurrency at once, stopping at the first error. */
@@ -430,22 +450,40 @@ async function listDir(ctx: WalkContext, dir: DirRef, rel: string, rootDev: numb
     throw error;
   }
   const infos: (EntryInfo | undefined)[] = new Array<EntryInfo | undefined>(names.length);
-  await forEachLimited(ctx, names, async (name, i) => {
-    const childRel = joinRel(rel, name);
-    try {
-      const info = await statAt(dir, name, childRel, ctx.readTargets);
-      if (info.dev !== rootDev) info.crossDevice = true;
-      infos[i] = info;
-    } catch (error) {
-      const code = errnoCode(error);
-      // EINVAL: readlink of something that stopped being a symlink.
-      if (code === 'ENOENT' || code === 'EINVAL') {
-        if (tolerateVanished) return;
-        throw new TreeChangedError(childRel, `${dir.path}/${displayPath(name)} changed while being read`);
+  const vanished = (name: string, error: unknown): void => {
+    const code = errnoCode(error);
+    // EINVAL: readlink of something that stopped being a symlink.
+    if (code !== 'ENOENT' && code !== 'EINVAL') throw error;
+    if (!tolerateVanished) throw new TreeChangedError(joinRel(rel, name), `${dir.path}/${displayPath(name)} changed while being read`);
+  };
+  const finish = (info: EntryInfo): EntryInfo => {
+    if (info.dev !== rootDev) info.crossDevice = true;
+    return info;
+  };
+  if (ctx.syncStat) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      const path = atListed(dir, name);
+      try {
+        const info = infoFrom(lstatSync(path), joinRel(rel, name), name);
+        if (ctx.readTargets && info.type === 'symlink') info.target = relFromBuffer(readlinkSync(path, { encoding: 'buffer' }));
+        infos[i] = finish(info);
+      } catch (error) {
+        vanished(name, error);
       }
-      throw error;
     }
-  });
+  } else {
+    await forEachLimited(ctx, names, async (name, i) => {
+      const path = atListed(dir, name);
+      try {
+        const info = infoFrom(await lstat(path), joinRel(rel, name), name);
+        if (ctx.readTargets && info.type === 'symlink') info.target = relFromBuffer(await readlink(path, { encoding: 'buffer' }));
+        infos[i] = finish(info);
+      } catch (error) {
+        vanished(name, error);
+      }
+    });
+  }
   return infos.filter((i): i is EntryInfo => i !== undefined);
 }
 

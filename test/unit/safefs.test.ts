@@ -104,7 +104,7 @@ describe('names', () => {
 });
 
 describe('walk', () => {
-  it('reports every entry once, raw names included, never following a symlink', async () => {
+  it.each([false, true])('reports every entry once, raw names included, never following a symlink (syncStat %s)', async (syncStat) => {
     const root = await fresh();
     const outside = await fresh();
     await writeFile(join(outside, 'secret'), 'x');
@@ -122,7 +122,7 @@ describe('walk', () => {
     const r = await walk(await dir(root), (e) => {
       expect(seen.has(e.rel)).toBe(false);
       seen.set(e.rel, e);
-    }, { concurrency: 4 });
+    }, { concurrency: 4, syncStat });
     const ref = reference(root);
     expect(new Set(seen.keys())).toEqual(new Set(ref.keys()));
     for (const [rel, type] of ref) expect(seen.get(rel)!.type).toBe(type);
@@ -158,7 +158,7 @@ describe('walk', () => {
     await expect(walk(await dir(root), () => undefined)).rejects.toBeInstanceOf(CrossDeviceError);
   });
 
-  it('throws TreeChangedError when a directory is swapped between listing and descent', async () => {
+  it.each([false, true])('throws TreeChangedError when a directory is swapped between listing and descent (syncStat %s)', async (syncStat) => {
     const root = await fresh();
     await mkdir(join(root, 'a'));
     await writeFile(join(root, 'a/f'), 'x');
@@ -167,7 +167,7 @@ describe('walk', () => {
         await rename(join(root, 'a'), join(root, 'a.away'));
         await mkdir(join(root, 'a'));
       }
-    }).catch((e: unknown) => e);
+    }, { syncStat }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TreeChangedError);
     expect(err).toBeInstanceOf(IdentityError);
   });
