@@ -17,7 +17,7 @@
  * itself included (measured: the symlink's owner and times change, its target's do not).
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { constants, lstatSync, readlinkSync, type Stats } from 'node:fs';
+import { constants, lstatSync, readlinkSync, unlinkSync, type Stats } from 'node:fs';
 import {
   chmod,
   chown,
@@ -707,13 +707,16 @@ export interface RemoveOptions {
   signal?: AbortSignal;
   /**
    * Called (and awaited) as each directory is entered ('enter', before its contents are removed)
-   * and each time it has been listed ('listed', before anything listed is removed or entered).
+   * and each time it has been listed ('listed': its subdirectories lstat-ed, nothing listed yet
+   * removed or entered).
    */
   onProgress?: (p: { removed: number; rel: string; phase: 'enter' | 'listed' }) => void | Promise<void>;
   /** Parallel unlinks and subtrees (default 32). */
   concurrency?: number;
   /** Times one directory is re-listed while its contents keep changing (default 20). */
   maxRounds?: number;
+  /** lstat and unlink in the main thread (see WalkOptions.syncStat; default false). */
+  syncStat?: boolean;
 }
 
 /**
@@ -732,7 +735,7 @@ export async function removeTree(parent: DirRef, name: string, expect: Identity,
     if (errnoCode(error) === 'ENOENT') return { removed: 0 };
     throw error;
   }
-  const ctx = new WalkContext(Math.max(1, Math.floor(opts?.concurrency ?? 32)), opts?.signal, false);
+  const ctx = new WalkContext(Math.max(1, Math.floor(opts?.concurrency ?? 32)), opts?.signal, false, opts?.syncStat ?? false);
   const state = { removed: 0 };
   const maxRounds = opts?.maxRounds ?? 20;
   try {
@@ -772,25 +775,67 @@ async function emptyDir(
   if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'enter' });
   for (let round = 0; ; round++) {
     if (ctx.stopped) return;
-    const infos = await listDir(ctx, dir, rel, root.dev, true);
-    if (infos.length === 0) return;
-    if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'listed' });
+    // The listing's types (d_type) sort directories from the rest; only directories need an lstat
+    // (for their identity and device). Anything else is unlinked by name, which never follows a
+    // symlink and cannot remove a directory; if it became a directory meanwhile, the next round sees it.
+    let listing: { name: Buffer; dir: boolean }[];
+    try {
+      listing = (await readdir(dir.self, { encoding: 'buffer', withFileTypes: true })).map((d) => ({ name: d.name, dir: d.isDirectory() }));
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return;
+      throw error;
+    }
+    if (listing.length === 0) return;
     if (round >= maxRounds) throw new TreeChangedError(rel, `${dir.path} keeps changing while being removed; gave up after ${maxRounds} rounds`);
-    const crossing = infos.find((i) => i.crossDevice);
-    if (crossing) throw new CrossDeviceError(crossing.rel, `${dir.path}/${displayPath(crossing.name)}`);
-    const others = infos.filter((i) => i.type !== 'dir');
-    await forEachLimited(ctx, others, async (info) => {
+    const subdirs: EntryInfo[] = [];
+    await forEachLimited(ctx, listing.filter((e) => e.dir), async (e) => {
+      const name = relFromBuffer(e.name);
       try {
-        await unlink(at(dir, info.name));
-        state.removed++;
+        const st = ctx.syncStat ? lstatSync(atListed(dir, name)) : await lstat(atListed(dir, name));
+        // No longer a directory: the next round unlinks it.
+        if (st.isDirectory()) subdirs.push(infoFrom(st, joinRel(rel, name), name));
       } catch (error) {
-        // Gone, or now a directory (EISDIR, or EPERM on some systems): the next round sees it.
-        const code = errnoCode(error);
-        if (code !== 'ENOENT' && code !== 'EISDIR' && code !== 'EPERM') throw error;
+        if (errnoCode(error) !== 'ENOENT') throw error;
       }
     });
+    if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'listed' });
+    const crossing = subdirs.find((i) => i.dev !== root.dev);
+    if (crossing) throw new CrossDeviceError(crossing.rel, `${dir.path}/${displayPath(crossing.name)}`);
+    const unlinkOne = (name: string, error: unknown): void => {
+      if (error === undefined) {
+        state.removed++;
+        return;
+      }
+      const code = errnoCode(error);
+      // A mount point (a file bind-mounted here): refused, nothing across it removed.
+      if (code === 'EBUSY') throw new CrossDeviceError(joinRel(rel, name), `${dir.path}/${displayPath(name)}`);
+      // Gone, or now a directory (EISDIR, or EPERM on some systems): the next round sees it.
+      if (code !== 'ENOENT' && code !== 'EISDIR' && code !== 'EPERM') throw error;
+    };
+    const others = listing.filter((e) => !e.dir).map((e) => relFromBuffer(e.name));
+    if (ctx.syncStat) {
+      for (const name of others) {
+        let failure: unknown;
+        try {
+          unlinkSync(atListed(dir, name));
+        } catch (error) {
+          failure = error;
+        }
+        unlinkOne(name, failure);
+      }
+    } else {
+      await forEachLimited(ctx, others, async (name) => {
+        let failure: unknown;
+        try {
+          await unlink(atListed(dir, name));
+        } catch (error) {
+          failure = error;
+        }
+        unlinkOne(name, failure);
+      });
+    }
     if (ctx.stopped) return;
-    const subdirs = infos.filter((i) => i.type === 'dir');
+    subdirs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     await fanOut(ctx, subdirs, async (info) => {
       let child: DirRef;
       try {
@@ -806,7 +851,7 @@ async function emptyDir(
       }
       if (ctx.stopped) return;
       try {
-        await rmdir(at(dir, info.name));
+        await rmdir(atListed(dir, info.name));
         state.removed++;
       } catch (error) {
         // Gone, refilled, or replaced by a non-directory: the next round sees it.

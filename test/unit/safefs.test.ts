@@ -388,6 +388,30 @@ describe('removeTree', () => {
     expect(readFileSync(join(other, 'precious'), 'utf8')).toBe('p');
   });
 
+  it('refuses a file bind-mounted inside the tree', async () => {
+    const parent = await fresh();
+    const other = await fresh();
+    await writeFile(join(other, 'precious'), 'p');
+    await mkdir(join(parent, 'victim'));
+    await writeFile(join(parent, 'victim/f'), '');
+    await execa('mount', ['--bind', join(other, 'precious'), join(parent, 'victim/f')]);
+    mounts.push(join(parent, 'victim/f'));
+    const id = statSync(join(parent, 'victim'));
+    await expect(removeTree(await dir(parent), 'victim', { dev: id.dev, ino: id.ino })).rejects.toBeInstanceOf(CrossDeviceError);
+    expect(readFileSync(join(other, 'precious'), 'utf8')).toBe('p');
+  });
+
+  it('removes the same with syncStat', async () => {
+    const parent = await fresh();
+    await mkdir(join(parent, 'victim/a/b'), { recursive: true });
+    for (let i = 0; i < 30; i++) await writeFile(join(parent, 'victim/a/b', `f${i}`), '');
+    await symlink('/etc', join(parent, 'victim/a/etc'));
+    const id = statSync(join(parent, 'victim'));
+    expect(await removeTree(await dir(parent), 'victim', { dev: id.dev, ino: id.ino }, { syncStat: true })).toEqual({ removed: 34 });
+    expect(existsSync(join(parent, 'victim'))).toBe(false);
+    expect(existsSync('/etc/passwd')).toBe(true);
+  });
+
   describe('the attack of issue 8 item 1, by a real unprivileged user', () => {
     /** A nobody-owned tree with subdirectory d of files f0..f9, and a root-only dir with files of the same names. */
     async function setup(dirs = 1, files = 10): Promise<{ parent: string; secret: string }> {
