@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeHolders, devMajorMinor, holdersOf, InodeIndex, makeDev, parseMaps, parseNfsdClientAddress, parseNfsdStates } from '../../src/util/holders.js';
+import { describeHolders, devMajorMinor, holdersOf, InodeIndex, makeDev, parseFdinfo, parseMaps, parseMountinfo, parseNfsdClientAddress, parseNfsdStates } from '../../src/util/holders.js';
 import { openDir, treeDigest } from '../../src/util/safefs.js';
 
 let base: string;
@@ -31,6 +31,16 @@ async function indexOf(path: string): Promise<InodeIndex> {
 }
 
 const hex = (n: number): string => n.toString(16).padStart(2, '0');
+
+/** The mount id of the mount `path` is on (from our own fdinfo). */
+function mountIdOf(path: string): number {
+  const fd = openSync(path, 'r');
+  try {
+    return parseFdinfo(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8')).mntId!;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 describe('InodeIndex', () => {
   it('holds a million inodes in under 10 MB and finds exactly them', () => {
@@ -74,6 +84,11 @@ describe('device numbers', () => {
       expect(devMajorMinor(makeDev(ma, mi))).toEqual({ major: ma, minor: mi });
     }
     expect(makeDev(8, 1)).toBe(0x801);
+    // mountinfo: mount id -> device, checked against our own fdinfo and stat of a directory.
+    const mounts = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+    expect(mounts.get(mountIdOf(base))).toBe(statSync(base).dev);
+    expect(parseFdinfo('pos:\t0\nflags:\t0100000\nmnt_id:\t24\nino:\t3\n')).toEqual({ mntId: 24, ino: 3 });
+    expect(parseFdinfo('pos:\t0\nflags:\t0100000\nmnt_id:\t24\n')).toEqual({ mntId: 24, ino: undefined });
     const exe = realpathSync(process.execPath);
     const st = statSync(exe);
     const mapped = parseMaps(readFileSync('/proc/self/maps', 'utf8')).find((m) => m.path === exe);
@@ -144,6 +159,12 @@ describe('holdersOf on a fake /proc', () => {
       for (const [name, target] of Object.entries(links)) await symlink(target, join(d, name));
     };
     await proc(111, 'writer', { cwd: join(tree, 'sub'), root: '/', 'fd/0': '/dev/null', 'fd/3': join(tree, 'file'), 'fd/4': join(outside, 'other') });
+    // 555 has fdinfo and mountinfo (the real kernel's way): the fd's link points elsewhere, but
+    // fdinfo names a held inode on the tree's mount, and that is what counts. The link is never stat-ed.
+    await proc(555, 'fdinfo', { cwd: '/', root: '/', 'fd/7': '/nonexistent/never-stat-ed' });
+    await writeFile(join(fake, '555/mountinfo'), readFileSync('/proc/self/mountinfo'));
+    await mkdir(join(fake, '555/fdinfo'));
+    await writeFile(join(fake, '555/fdinfo/7'), `pos:\t0\nflags:\t02\nmnt_id:\t${mountIdOf(tree)}\nino:\t${st(join(tree, 'file')).ino}\n`);
     await proc(222, 'mapper', { cwd: '/', root: '/' }, `7f00-7f01 r--s 00000000 ${mm(join(tree, 'mapped'))}   /elsewhere/mapped\n7f01-7f02 r--p 00000000 ${mm(join(outside, 'other'))}   /x\n`);
     await proc(333, 'idle', { cwd: outside, root: '/', 'fd/1': join(outside, 'other') });
     await proc(444, 'chrooted', { cwd: '/', root: tree });
@@ -167,6 +188,7 @@ describe('holdersOf on a fake /proc', () => {
         [111, 'writer', 'fd', false],
         [222, 'mapper', 'map', false],
         [444, 'chrooted', 'root', true],
+        [555, 'fdinfo', 'fd', false],
       ].sort((a, b) => String(a).localeCompare(String(b))),
     );
     expect(found.find((h) => h.how === 'map')!.path).toBe('/elsewhere/mapped');
