@@ -41,13 +41,13 @@ async function one(mode: string, root: string): Promise<One> {
     } finally {
       await d.close();
     }
-  } else if (mode === 'remove') {
+  } else if (mode === 'remove' || mode === 'remove-sync') {
     const parent = join(root, '..');
     const name = root.slice(parent.length + 1);
     const st = await stat(root);
     const p = await openDir(parent);
     try {
-      entries = (await removeTree(p, name, { dev: st.dev, ino: st.ino })).removed;
+      entries = (await removeTree(p, name, { dev: st.dev, ino: st.ino }, { syncStat: mode === 'remove-sync' })).removed;
     } finally {
       await p.close();
     }
@@ -150,9 +150,9 @@ async function main(): Promise<void> {
         log(`${String(files).padStart(7)} files  ${name.padEnd(44)} ${row.medianSeconds.toFixed(3).padStart(8)} s  x${row.vsSequential.toFixed(2)}  peak RSS ${row.peakRssMiB} MiB`);
       }
       if (!args.includes('--no-remove')) {
-        const times: Record<string, number[]> = { remove: [], 'rm-rf': [] };
+        const times: Record<string, number[]> = { remove: [], 'remove-sync': [], 'rm-rf': [] };
         for (let r = 0; r < runs; r++) {
-          for (const mode of ['remove', 'rm-rf']) {
+          for (const mode of Object.keys(times)) {
             const copy = join(work, `copy${files}`);
             await execa('cp', ['-a', '--', root, copy]);
             const m = await measure(mode, copy);
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
         }
         for (const [mode, list] of Object.entries(times)) {
           rows.push({ files, variant: mode, medianSeconds: Number(median(list).toFixed(3)), runs: list.map((x) => Number(x.toFixed(3))) });
-          log(`${String(files).padStart(7)} files  ${`removal: ${mode === 'remove' ? 'removeTree' : 'rm -rf'}`.padEnd(44)} ${median(list).toFixed(3).padStart(8)} s`);
+          log(`${String(files).padStart(7)} files  ${`removal: ${mode === 'remove' ? 'removeTree' : mode === 'remove-sync' ? 'removeTree (syncStat)' : 'rm -rf'}`.padEnd(44)} ${median(list).toFixed(3).padStart(8)} s`);
         }
       }
       await rm(root, { recursive: true, force: true });
