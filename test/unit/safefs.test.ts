@@ -312,6 +312,13 @@ describe('treeDigest', () => {
     expect(first.index.has(statSync(base).dev, statSync(base).ino)).toBe(false);
     expect(first.entries).toBe(5);
 
+    // The same tree gives the same digest whatever the parallelism.
+    for (let i = 0; i < 40; i++) await writeFile(join(root, 'a', `x${i}`), String(i));
+    const again = (await treeDigest(r, { concurrency: 1 })).digest;
+    expect((await treeDigest(r, { concurrency: 32 })).digest).toBe(again);
+    expect((await treeDigest(r, { concurrency: 7, syncStat: true })).digest).toBe(again);
+    expect(again).not.toBe(first.digest);
+
     const changes: [string, () => Promise<void>][] = [
       ['mode', () => chmod(join(root, 'a/b/f'), 0o600)],
       ['owner', () => chown(join(root, 'a/b/f'), NOBODY, NOBODY)],
@@ -352,6 +359,20 @@ describe('removeTree', () => {
     expect(existsSync(join(parent, 'victim'))).toBe(false);
     expect(readFileSync(join(outside, 'keep'), 'utf8')).toBe('keep');
     expect(await removeTree(p, 'victim', { dev: id.dev, ino: id.ino })).toEqual({ removed: 0 });
+  });
+
+  it('stops on an aborted signal, leaving the rest for a later call', async () => {
+    const parent = await fresh();
+    await mkdir(join(parent, 'victim/a'), { recursive: true });
+    await writeFile(join(parent, 'victim/a/f'), '');
+    const id = statSync(join(parent, 'victim'));
+    const ac = new AbortController();
+    const p = await dir(parent);
+    await expect(
+      removeTree(p, 'victim', { dev: id.dev, ino: id.ino }, { signal: ac.signal, onProgress: () => ac.abort(new Error('stop')) }),
+    ).rejects.toThrow('stop');
+    expect(existsSync(join(parent, 'victim/a/f'))).toBe(true);
+    expect((await removeTree(p, 'victim', { dev: id.dev, ino: id.ino })).removed).toBe(3);
   });
 
   it('refuses another directory than the one expected, and a symlink', async () => {
