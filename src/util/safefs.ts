@@ -367,10 +367,9 @@ export interface WalkOptions {
   /** Read symlink targets into EntryInfo.target (default true). */
   readTargets?: boolean;
   /**
-   * lstat in the main thread, one directory listing at a time, instead of through the libuv thread
-   * pool (default false). Faster when metadata is cached (measured 2 to 3 times on this kind of
-   * machine), but it blocks the event loop while a directory is read and gains nothing from
-   * parallel I/O on a cold cache.
+   * lstat in the main thread instead of through the libuv thread pool (default false), giving the
+   * event loop a turn every 256 entries. Faster when metadata is cached (measured 2 to 3 times on
+   * this kind of machine, ext4 and zfs-fuse), but gains nothing from parallel I/O on a cold cache.
    */
   syncStat?: boolean;
 }
@@ -411,6 +410,9 @@ class WalkContext {
     if (info.type === 'file') this.bytes += info.size;
   }
 }
+
+/** Entries handled synchronously (syncStat) before the event loop gets a turn. */
+const SYNC_CHUNK = 256;
 
 function contextOf(opts: WalkOptions | undefined): WalkContext {
   const concurrency = Math.max(1, Math.floor(opts?.concurrency ?? 32));
@@ -462,6 +464,8 @@ async function listDir(ctx: WalkContext, dir: DirRef, rel: string, rootDev: numb
   };
   if (ctx.syncStat) {
     for (let i = 0; i < names.length; i++) {
+      // Let the event loop run between chunks of a large directory.
+      if (i > 0 && i % SYNC_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const name = names[i]!;
       const path = atListed(dir, name);
       try {
@@ -814,7 +818,8 @@ async function emptyDir(
     };
     const others = listing.filter((e) => !e.dir).map((e) => relFromBuffer(e.name));
     if (ctx.syncStat) {
-      for (const name of others) {
+      for (const [i, name] of others.entries()) {
+        if (i > 0 && i % SYNC_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
         let failure: unknown;
         try {
           unlinkSync(atListed(dir, name));
