@@ -169,7 +169,14 @@ async function main(): Promise<void> {
   } finally {
     await rm(work, { recursive: true, force: true });
     if (pool) {
-      await execa('zpool', ['destroy', '-f', pool]).catch(() => undefined);
+      // zfs-fuse often answers "busy" at first: unmount and retry.
+      for (let i = 0; i < 10; i++) {
+        await execa('zfs', ['unmount', '-f', pool]).catch(() => undefined);
+        const r = await execa('zpool', ['destroy', '-f', pool], { reject: false });
+        if (r.exitCode === 0) break;
+        if (i === 9) log(`could not destroy pool ${pool}: ${r.stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
       await rm(image!, { force: true });
     }
   }
