@@ -323,7 +323,14 @@ async function openDirAt(path: string | Buffer, display: string, rel: string, ex
  */
 export async function openDir(path: string | Buffer, expect?: Identity): Promise<DirRef> {
   const display = typeof path === 'string' ? path : path.toString('utf8');
-  return openDirAt(path, display, '', expect);
+  const dir = await openDirAt(path, display, '', expect);
+  // Everything below goes through /proc/self/fd/N: make sure it leads back to this directory.
+  const through = await lstat(`${dir.self}/.`).catch(() => undefined);
+  if (through?.dev !== dir.dev || through.ino !== dir.ino) {
+    await dir.close();
+    throw new Error(`/proc/self/fd does not lead to ${display} (is /proc mounted?); refusing to work without descriptor-relative paths`);
+  }
+  return dir;
 }
 
 /** A second, independent reference to the same directory (through its magic link, not its path). */
