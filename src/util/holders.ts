@@ -176,8 +176,12 @@ export interface HoldersOptions {
 
 type Indexes = InodeIndex | readonly InodeIndex[];
 
+function listOf(index: Indexes): readonly InodeIndex[] {
+  return Array.isArray(index) ? (index as readonly InodeIndex[]) : [index as InodeIndex];
+}
+
 function matcher(index: Indexes): (dev: number, ino: number) => boolean {
-  const list = Array.isArray(index) ? (index as readonly InodeIndex[]) : [index as InodeIndex];
+  const list = listOf(index);
   return (dev, ino) => list.some((i) => i.has(dev, ino));
 }
 
@@ -223,6 +227,11 @@ export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<
   const limiter = new Limiter(Math.max(1, opts?.concurrency ?? 32));
   const found: Holder[] = [];
   const namespaces = new Map<string, Promise<Map<number, number>>>();
+  // fdinfo and mountinfo give the superblock's device; stat gives st_dev. They agree on ZFS, ext4,
+  // xfs, tmpfs and FUSE, not on btrfs subvolumes or overlayfs: if an indexed device is on no mount
+  // of ours, match by stat instead.
+  const ourDevices = new Set(parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')).values());
+  const statOnly = listOf(index).some((i) => !ourDevices.has(i.dev));
 
   let pids: string[] = [];
   try {
@@ -252,7 +261,7 @@ export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<
     unknownMount: 'skip' | 'stat',
   ): Promise<{ dir: boolean } | undefined> =>
     limiter.run(async () => {
-      const { mntId, ino } = await fdinfo().catch(() => ({}) as { mntId?: number; ino?: number });
+      const { mntId, ino } = statOnly ? {} : await fdinfo().catch(() => ({}) as { mntId?: number; ino?: number });
       const dev = mntId === undefined ? undefined : mounts.get(mntId);
       if (dev !== undefined && ino !== undefined) return held(dev, ino) ? { dir: await isDir(link) } : undefined;
       // An fd on no mount of its namespace is a pipe, socket or anonymous inode (never ours).

@@ -199,6 +199,26 @@ describe('holdersOf on a fake /proc', () => {
   });
 });
 
+describe('holdersOf where stat and mountinfo disagree on devices', () => {
+  it('matches by stat when an indexed device is on no mount (btrfs subvolumes, overlayfs)', async () => {
+    const fake = join(base, 'proc2');
+    const tree = join(base, 'tree2');
+    await mkdir(join(fake, '777/fd'), { recursive: true });
+    await mkdir(join(fake, '777/fdinfo'), { recursive: true });
+    await mkdir(tree, { recursive: true });
+    await writeFile(join(tree, 'f'), '');
+    await symlink(join(tree, 'f'), join(fake, '777/fd/3'));
+    await writeFile(join(fake, '777/mountinfo'), readFileSync('/proc/self/mountinfo'));
+    // fdinfo names another inode than the link reaches.
+    await writeFile(join(fake, '777/fdinfo/3'), `mnt_id:\t${mountIdOf(tree)}\nino:\t${statSync(join(tree, 'f')).ino + 1}\n`);
+    const index = await indexOf(tree);
+    expect(await holdersOf(index, { procRoot: fake })).toEqual([]);
+    const unmounted = new InodeIndex(makeDev(4095, 999999));
+    const found = await holdersOf([index, unmounted], { procRoot: fake });
+    expect(found.map((h) => [h.pid, h.how])).toEqual([[777, 'fd']]);
+  });
+});
+
 describe('holdersOf on real processes', () => {
   /** Starts a holder and waits for its first line of output. */
   async function started(child: ResultPromise): Promise<void> {
