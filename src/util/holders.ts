@@ -3,15 +3,16 @@
  * clients of the kernel NFS server that hold an inode of a tree, matched by (device, inode)
  * rather than by path.
  *
- * - /proc/PID/cwd, /proc/PID/root and /proc/PID/fd/N are stat-ed (following the magic link, which
- *   reaches the object itself whatever namespace the process lives in) and looked up in an index.
+ * - /proc/PID/cwd, /proc/PID/root and /proc/PID/fd/N reach the object itself whatever mount
+ *   namespace the process lives in; its (device, inode) is read without touching its filesystem
+ *   (see holdersOf) and looked up in an index.
  * - /proc/PID/maps gives device (major:minor, hex) and inode of every file mapping.
  * - /proc/fs/nfsd/clients/ID/states lists the NFSv4 server's open, lock, delegation and layout
  *   state, each with `superblock: "MAJ:MIN:INO"` (fs/nfsd/nfs4state.c, nfs4_show_superblock:
  *   `seq_printf(s, "superblock: \"%02x:%02x:%ld\"", MAJOR(sb->s_dev), MINOR(sb->s_dev), i_ino)`;
  *   newer kernels print the inode with %llu, the same digits).
  */
-import { readdir, readFile, readlink, stat } from 'node:fs/promises';
+import { open, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { Limiter } from './limit.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -175,15 +176,48 @@ export interface HoldersOptions {
 
 type Indexes = InodeIndex | readonly InodeIndex[];
 
+function listOf(index: Indexes): readonly InodeIndex[] {
+  return Array.isArray(index) ? (index as readonly InodeIndex[]) : [index as InodeIndex];
+}
+
 function matcher(index: Indexes): (dev: number, ino: number) => boolean {
-  const list = Array.isArray(index) ? (index as readonly InodeIndex[]) : [index as InodeIndex];
+  const list = listOf(index);
   return (dev, ino) => list.some((i) => i.has(dev, ino));
 }
+
+/** mount id -> device, from a mountinfo text. */
+export function parseMountinfo(text: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    const dev = /^(\d+):(\d+)$/.exec(f[2] ?? '');
+    if (dev && f[0] !== undefined) out.set(Number(f[0]), makeDev(Number(dev[1]), Number(dev[2])));
+  }
+  return out;
+}
+
+/** `mnt_id` and `ino` of a /proc/PID/fdinfo/N text (ino: Linux 5.14 and later). */
+export function parseFdinfo(text: string): { mntId?: number; ino?: number } {
+  const mnt = /^mnt_id:\s*(\d+)/m.exec(text);
+  const ino = /^ino:\s*(\d+)/m.exec(text);
+  return { mntId: mnt ? Number(mnt[1]) : undefined, ino: ino ? Number(ino[1]) : undefined };
+}
+
+const O_PATH = 0o10000000;
 
 /**
  * Every process (but this one) whose working directory, root, open files or mappings, and every
  * NFSv4 client whose open state, is an inode in `index`. Processes and files we cannot read are
  * passed over (they are gone, or beyond what root can see).
+ *
+ * No file outside the index is ever stat-ed, so a hung network or FUSE filesystem elsewhere cannot
+ * stall the scan: an open file's mount and inode come from /proc/PID/fdinfo/N, its device from
+ * the process's own mountinfo (which lists the mounts of its mount namespace); a working
+ * directory or root is opened with O_PATH through its magic link (no filesystem call) and read the
+ * same way through our own fdinfo (on NFS the open may still revalidate the dentry). Only matches
+ * are stat-ed (to tell directories); without `ino:` in fdinfo (Linux before 5.14) or without a
+ * readable mountinfo, and for a working directory on a mount its namespace no longer lists, it
+ * falls back to stat.
  */
 export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<Holder[]> {
   const procRoot = opts?.procRoot ?? '/proc';
@@ -192,6 +226,12 @@ export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<
   const held = matcher(index);
   const limiter = new Limiter(Math.max(1, opts?.concurrency ?? 32));
   const found: Holder[] = [];
+  const namespaces = new Map<string, Promise<Map<number, number>>>();
+  // fdinfo and mountinfo give the superblock's device; stat gives st_dev. They agree on ZFS, ext4,
+  // xfs, tmpfs and FUSE, not on btrfs subvolumes or overlayfs: if an indexed device is on no mount
+  // of ours, match by stat instead.
+  const ourDevices = new Set(parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')).values());
+  const statOnly = listOf(index).some((i) => !ourDevices.has(i.dev));
 
   let pids: string[] = [];
   try {
@@ -200,28 +240,64 @@ export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<
     // no /proc: nothing to see
   }
 
-  const statHeld = (path: string): Promise<{ dir: boolean } | undefined> =>
+  /** The process's mount id -> device map, read once per mount namespace. */
+  const mountsOf = async (base: string): Promise<Map<number, number>> => {
+    const ns = await readlink(`${base}/ns/mnt`).catch(() => `pid:${base}`);
+    let m = namespaces.get(ns);
+    if (m === undefined) {
+      m = readFile(`${base}/mountinfo`, 'utf8').then(parseMountinfo, () => new Map<number, number>());
+      namespaces.set(ns, m);
+    }
+    return m;
+  };
+
+  const isDir = async (path: string): Promise<boolean> => (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+
+  /** Whether the object behind a magic link is held: mount and inode from fdinfo, else stat. */
+  const check = (
+    fdinfo: () => Promise<{ mntId?: number; ino?: number }>,
+    link: string,
+    mounts: Map<number, number>,
+    unknownMount: 'skip' | 'stat',
+  ): Promise<{ dir: boolean } | undefined> =>
     limiter.run(async () => {
+      const { mntId, ino } = statOnly ? {} : await fdinfo().catch(() => ({}) as { mntId?: number; ino?: number });
+      const dev = mntId === undefined ? undefined : mounts.get(mntId);
+      if (dev !== undefined && ino !== undefined) return held(dev, ino) ? { dir: await isDir(link) } : undefined;
+      // An fd on no mount of its namespace is a pipe, socket or anonymous inode (never ours).
+      if (mounts.size > 0 && mntId !== undefined && ino !== undefined && unknownMount === 'skip') return undefined;
       try {
-        const st = await stat(path);
+        const st = await stat(link);
         return held(st.dev, st.ino) ? { dir: st.isDirectory() } : undefined;
       } catch {
         return undefined;
       }
     });
 
+  const viaOpath = async (link: string): Promise<{ mntId?: number; ino?: number }> => {
+    const h = await open(link, O_PATH);
+    try {
+      return parseFdinfo(await readFile(`/proc/self/fdinfo/${h.fd}`, 'utf8'));
+    } finally {
+      await h.close();
+    }
+  };
+
   const scan = async (pidText: string): Promise<Holder[]> => {
     const base = `${procRoot}/${pidText}`;
+    const mounts = await mountsOf(base);
     const hits: Omit<Holder, 'pid' | 'command'>[] = [];
     for (const how of ['cwd', 'root'] as const) {
-      const h = await statHeld(`${base}/${how}`);
-      if (h) hits.push({ how, isDirectory: h.dir, path: await readlink(`${base}/${how}`).catch(() => '?') });
+      const link = `${base}/${how}`;
+      const h = await check(() => viaOpath(link), link, mounts, 'stat');
+      if (h) hits.push({ how, isDirectory: h.dir, path: await readlink(link).catch(() => '?') });
     }
     const fds = await readdir(`${base}/fd`).catch(() => [] as string[]);
     await Promise.all(
       fds.map(async (fd) => {
-        const h = await statHeld(`${base}/fd/${fd}`);
-        if (h) hits.push({ how: 'fd', isDirectory: h.dir, path: await readlink(`${base}/fd/${fd}`).catch(() => `fd ${fd}`) });
+        const link = `${base}/fd/${fd}`;
+        const h = await check(async () => parseFdinfo(await readFile(`${base}/fdinfo/${fd}`, 'utf8')), link, mounts, 'skip');
+        if (h) hits.push({ how: 'fd', isDirectory: h.dir, path: await readlink(link).catch(() => `fd ${fd}`) });
       }),
     );
     const maps = await readFile(`${base}/maps`, 'utf8').catch(() => '');

@@ -17,7 +17,7 @@
  * itself included (measured: the symlink's owner and times change, its target's do not).
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
+import { constants, lstatSync, readlinkSync, unlinkSync, type Stats } from 'node:fs';
 import {
   chmod,
   chown,
@@ -219,6 +219,8 @@ const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOL
 export class DirRef {
   private closed = false;
   private mnt: Promise<number | undefined> | undefined;
+  /** `/proc/self/fd/N/` as bytes. */
+  readonly prefix: Buffer;
 
   constructor(
     readonly handle: FileHandle,
@@ -226,7 +228,9 @@ export class DirRef {
     readonly ino: number,
     /** For messages only (UTF-8 text, as the directory was reached). */
     readonly path: string,
-  ) {}
+  ) {
+    this.prefix = Buffer.from(`/proc/self/fd/${handle.fd}/`);
+  }
 
   get fd(): number {
     return this.handle.fd;
@@ -273,7 +277,15 @@ export class DirRef {
 /** `/proc/self/fd/N/<name>` as bytes, for any fs call that does not follow the final component. */
 export function at(dir: DirRef, name: string): Buffer {
   checkName(name);
-  return Buffer.concat([Buffer.from(`/proc/self/fd/${dir.fd}/`), Buffer.from(name, 'latin1')]);
+  return atListed(dir, name);
+}
+
+/** at() for a name just read from the directory (known to be a single component). */
+function atListed(dir: DirRef, name: string): Buffer {
+  const buf = Buffer.allocUnsafe(dir.prefix.length + name.length);
+  dir.prefix.copy(buf, 0);
+  buf.write(name, dir.prefix.length, 'latin1');
+  return buf;
 }
 
 async function classify(path: string | Buffer): Promise<EntryType | undefined> {
@@ -309,9 +321,16 @@ async function openDirAt(path: string | Buffer, display: string, rel: string, ex
  * Opens a directory by path (O_DIRECTORY|O_NOFOLLOW: a symlink as the last component is refused;
  * earlier components are the caller's, trusted). With `expect`, refuses another directory.
  */
-export function openDir(path: string | Buffer, expect?: Identity): Promise<DirRef> {
+export async function openDir(path: string | Buffer, expect?: Identity): Promise<DirRef> {
   const display = typeof path === 'string' ? path : path.toString('utf8');
-  return openDirAt(path, display, '', expect);
+  const dir = await openDirAt(path, display, '', expect);
+  // Everything below goes through /proc/self/fd/N: make sure it leads back to this directory.
+  const through = await lstat(`${dir.self}/.`).catch(() => undefined);
+  if (through?.dev !== dir.dev || through.ino !== dir.ino) {
+    await dir.close();
+    throw new Error(`/proc/self/fd does not lead to ${display} (is /proc mounted?); refusing to work without descriptor-relative paths`);
+  }
+  return dir;
 }
 
 /** A second, independent reference to the same directory (through its magic link, not its path). */
@@ -327,7 +346,7 @@ export async function reopen(dir: DirRef): Promise<DirRef> {
 }
 
 /** Opens the subdirectory `name` (latin1) of `dir` through its descriptor, never following a symlink. */
-export function openChild(dir: DirRef, name: string, expect?: Identity): Promise<DirRef> {
+export async function openChild(dir: DirRef, name: string, expect?: Identity): Promise<DirRef> {
   return openDirAt(at(dir, name), `${dir.path}/${displayPath(name)}`, name, expect);
 }
 
@@ -354,6 +373,12 @@ export interface WalkOptions {
   signal?: AbortSignal;
   /** Read symlink targets into EntryInfo.target (default true). */
   readTargets?: boolean;
+  /**
+   * lstat in the main thread instead of through the libuv thread pool (default false), giving the
+   * event loop a turn every 256 entries. Faster when metadata is cached (measured 2 to 3 times on
+   * this kind of machine, ext4 and zfs-fuse), but gains nothing from parallel I/O on a cold cache.
+   */
+  syncStat?: boolean;
 }
 
 export interface WalkResult {
@@ -375,6 +400,7 @@ class WalkContext {
     readonly concurrency: number,
     readonly signal: AbortSignal | undefined,
     readonly readTargets: boolean,
+    readonly syncStat = false,
   ) {
     this.limiter = new Limiter(concurrency);
     this.slots = concurrency - 1;
@@ -392,9 +418,12 @@ class WalkContext {
   }
 }
 
+/** Entries handled synchronously (syncStat) before the event loop gets a turn. */
+const SYNC_CHUNK = 256;
+
 function contextOf(opts: WalkOptions | undefined): WalkContext {
   const concurrency = Math.max(1, Math.floor(opts?.concurrency ?? 32));
-  return new WalkContext(concurrency, opts?.signal, opts?.readTargets ?? true);
+  return new WalkContext(concurrency, opts?.signal, opts?.readTargets ?? true, opts?.syncStat ?? false);
 }
 
 /** Runs fn over items, at most the context's concurrency at once, stopping at the first error. */
@@ -430,22 +459,42 @@ async function listDir(ctx: WalkContext, dir: DirRef, rel: string, rootDev: numb
     throw error;
   }
   const infos: (EntryInfo | undefined)[] = new Array<EntryInfo | undefined>(names.length);
-  await forEachLimited(ctx, names, async (name, i) => {
-    const childRel = joinRel(rel, name);
-    try {
-      const info = await statAt(dir, name, childRel, ctx.readTargets);
-      if (info.dev !== rootDev) info.crossDevice = true;
-      infos[i] = info;
-    } catch (error) {
-      const code = errnoCode(error);
-      // EINVAL: readlink of something that stopped being a symlink.
-      if (code === 'ENOENT' || code === 'EINVAL') {
-        if (tolerateVanished) return;
-        throw new TreeChangedError(childRel, `${dir.path}/${displayPath(name)} changed while being read`);
+  const vanished = (name: string, error: unknown): void => {
+    const code = errnoCode(error);
+    // EINVAL: readlink of something that stopped being a symlink.
+    if (code !== 'ENOENT' && code !== 'EINVAL') throw error;
+    if (!tolerateVanished) throw new TreeChangedError(joinRel(rel, name), `${dir.path}/${displayPath(name)} changed while being read`);
+  };
+  const finish = (info: EntryInfo): EntryInfo => {
+    if (info.dev !== rootDev) info.crossDevice = true;
+    return info;
+  };
+  if (ctx.syncStat) {
+    for (let i = 0; i < names.length; i++) {
+      // Let the event loop run between chunks of a large directory.
+      if (i > 0 && i % SYNC_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const name = names[i]!;
+      const path = atListed(dir, name);
+      try {
+        const info = infoFrom(lstatSync(path), joinRel(rel, name), name);
+        if (ctx.readTargets && info.type === 'symlink') info.target = relFromBuffer(readlinkSync(path, { encoding: 'buffer' }));
+        infos[i] = finish(info);
+      } catch (error) {
+        vanished(name, error);
       }
-      throw error;
     }
-  });
+  } else {
+    await forEachLimited(ctx, names, async (name, i) => {
+      const path = atListed(dir, name);
+      try {
+        const info = infoFrom(await lstat(path), joinRel(rel, name), name);
+        if (ctx.readTargets && info.type === 'symlink') info.target = relFromBuffer(await readlink(path, { encoding: 'buffer' }));
+        infos[i] = finish(info);
+      } catch (error) {
+        vanished(name, error);
+      }
+    });
+  }
   return infos.filter((i): i is EntryInfo => i !== undefined);
 }
 
@@ -667,12 +716,18 @@ export async function walkPair(
 
 export interface RemoveOptions {
   signal?: AbortSignal;
-  /** Called (and awaited) as each directory is entered, before its contents are removed. */
-  onProgress?: (p: { removed: number; rel: string }) => void | Promise<void>;
+  /**
+   * Called (and awaited) as each directory is entered ('enter', before its contents are removed)
+   * and each time it has been listed ('listed': its subdirectories lstat-ed, nothing listed yet
+   * removed or entered).
+   */
+  onProgress?: (p: { removed: number; rel: string; phase: 'enter' | 'listed' }) => void | Promise<void>;
   /** Parallel unlinks and subtrees (default 32). */
   concurrency?: number;
   /** Times one directory is re-listed while its contents keep changing (default 20). */
   maxRounds?: number;
+  /** lstat and unlink in the main thread (see WalkOptions.syncStat; default false). */
+  syncStat?: boolean;
 }
 
 /**
@@ -691,7 +746,7 @@ export async function removeTree(parent: DirRef, name: string, expect: Identity,
     if (errnoCode(error) === 'ENOENT') return { removed: 0 };
     throw error;
   }
-  const ctx = new WalkContext(Math.max(1, Math.floor(opts?.concurrency ?? 32)), opts?.signal, false);
+  const ctx = new WalkContext(Math.max(1, Math.floor(opts?.concurrency ?? 32)), opts?.signal, false, opts?.syncStat ?? false);
   const state = { removed: 0 };
   const maxRounds = opts?.maxRounds ?? 20;
   try {
@@ -728,27 +783,71 @@ async function emptyDir(
   onProgress: RemoveOptions['onProgress'],
   maxRounds: number,
 ): Promise<void> {
-  if (onProgress) await onProgress({ removed: state.removed, rel });
+  if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'enter' });
   for (let round = 0; ; round++) {
     if (ctx.stopped) return;
-    const infos = await listDir(ctx, dir, rel, root.dev, true);
-    if (infos.length === 0) return;
+    // The listing's types (d_type) sort directories from the rest; only directories need an lstat
+    // (for their identity and device). Anything else is unlinked by name, which never follows a
+    // symlink and cannot remove a directory; if it became a directory meanwhile, the next round sees it.
+    let listing: { name: Buffer; dir: boolean }[];
+    try {
+      listing = (await readdir(dir.self, { encoding: 'buffer', withFileTypes: true })).map((d) => ({ name: d.name, dir: d.isDirectory() }));
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return;
+      throw error;
+    }
+    if (listing.length === 0) return;
     if (round >= maxRounds) throw new TreeChangedError(rel, `${dir.path} keeps changing while being removed; gave up after ${maxRounds} rounds`);
-    const crossing = infos.find((i) => i.crossDevice);
-    if (crossing) throw new CrossDeviceError(crossing.rel, `${dir.path}/${displayPath(crossing.name)}`);
-    const others = infos.filter((i) => i.type !== 'dir');
-    await forEachLimited(ctx, others, async (info) => {
+    const subdirs: EntryInfo[] = [];
+    await forEachLimited(ctx, listing.filter((e) => e.dir), async (e) => {
+      const name = relFromBuffer(e.name);
       try {
-        await unlink(at(dir, info.name));
-        state.removed++;
+        const st = ctx.syncStat ? lstatSync(atListed(dir, name)) : await lstat(atListed(dir, name));
+        // No longer a directory: the next round unlinks it.
+        if (st.isDirectory()) subdirs.push(infoFrom(st, joinRel(rel, name), name));
       } catch (error) {
-        // Gone, or now a directory (EISDIR, or EPERM on some systems): the next round sees it.
-        const code = errnoCode(error);
-        if (code !== 'ENOENT' && code !== 'EISDIR' && code !== 'EPERM') throw error;
+        if (errnoCode(error) !== 'ENOENT') throw error;
       }
     });
+    if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'listed' });
+    const crossing = subdirs.find((i) => i.dev !== root.dev);
+    if (crossing) throw new CrossDeviceError(crossing.rel, `${dir.path}/${displayPath(crossing.name)}`);
+    const unlinkOne = (name: string, error: unknown): void => {
+      if (error === undefined) {
+        state.removed++;
+        return;
+      }
+      const code = errnoCode(error);
+      // A mount point (a file bind-mounted here): refused, nothing across it removed.
+      if (code === 'EBUSY') throw new CrossDeviceError(joinRel(rel, name), `${dir.path}/${displayPath(name)}`);
+      // Gone, or now a directory (EISDIR, or EPERM on some systems): the next round sees it.
+      if (code !== 'ENOENT' && code !== 'EISDIR' && code !== 'EPERM') throw error;
+    };
+    const others = listing.filter((e) => !e.dir).map((e) => relFromBuffer(e.name));
+    if (ctx.syncStat) {
+      for (const [i, name] of others.entries()) {
+        if (i > 0 && i % SYNC_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        let failure: unknown;
+        try {
+          unlinkSync(atListed(dir, name));
+        } catch (error) {
+          failure = error;
+        }
+        unlinkOne(name, failure);
+      }
+    } else {
+      await forEachLimited(ctx, others, async (name) => {
+        let failure: unknown;
+        try {
+          await unlink(atListed(dir, name));
+        } catch (error) {
+          failure = error;
+        }
+        unlinkOne(name, failure);
+      });
+    }
     if (ctx.stopped) return;
-    const subdirs = infos.filter((i) => i.type === 'dir');
+    subdirs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     await fanOut(ctx, subdirs, async (info) => {
       let child: DirRef;
       try {
@@ -764,7 +863,7 @@ async function emptyDir(
       }
       if (ctx.stopped) return;
       try {
-        await rmdir(at(dir, info.name));
+        await rmdir(atListed(dir, info.name));
         state.removed++;
       } catch (error) {
         // Gone, refilled, or replaced by a non-directory: the next round sees it.

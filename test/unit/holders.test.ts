@@ -1,0 +1,304 @@
+/**
+ * Holders by identity: the parsers on fixtures (a fake /proc), and real processes holding files
+ * of a tree from another mount namespace through a bind mount (runs as root).
+ */
+import { closeSync, openSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeHolders, devMajorMinor, holdersOf, InodeIndex, makeDev, parseFdinfo, parseMaps, parseMountinfo, parseNfsdClientAddress, parseNfsdStates } from '../../src/util/holders.js';
+import { openDir, treeDigest } from '../../src/util/safefs.js';
+
+let base: string;
+
+beforeAll(async () => {
+  base = await mkdtemp(join(tmpdir(), 'holders-'));
+});
+
+afterAll(async () => {
+  await rm(base, { recursive: true, force: true });
+});
+
+async function indexOf(path: string): Promise<InodeIndex> {
+  const d = await openDir(path);
+  try {
+    return (await treeDigest(d)).index;
+  } finally {
+    await d.close();
+  }
+}
+
+const hex = (n: number): string => n.toString(16).padStart(2, '0');
+
+/** The mount id of the mount `path` is on (from our own fdinfo). */
+function mountIdOf(path: string): number {
+  const fd = openSync(path, 'r');
+  try {
+    return parseFdinfo(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8')).mntId!;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+describe('InodeIndex', () => {
+  it('holds a million inodes in under 10 MB and finds exactly them', () => {
+    const index = new InodeIndex(42);
+    const present = new Set<number>();
+    let x = 12345;
+    for (let i = 0; i < 1_000_000; i++) {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      index.add(x);
+      present.add(x);
+    }
+    index.add(7);
+    index.add(7);
+    present.add(7);
+    expect(index.size).toBe(present.size);
+    expect(index.byteLength).toBeLessThanOrEqual(10 * 1024 * 1024);
+    let checked = 0;
+    for (const v of present) {
+      if (checked++ > 50_000) break;
+      expect(index.has(42, v)).toBe(true);
+    }
+    let misses = 0;
+    for (let v = 0; v < 100_000; v++) if (!present.has(v) && index.has(42, v)) misses++;
+    expect(misses).toBe(0);
+    expect(index.has(43, 7)).toBe(false);
+  });
+
+  it('keeps inode numbers beyond 32 bits exact', () => {
+    const index = new InodeIndex(1);
+    index.add(5);
+    index.add(2 ** 40 + 3);
+    expect(index.has(1, 2 ** 40 + 3)).toBe(true);
+    expect(index.has(1, 2 ** 40 + 2)).toBe(false);
+    expect(index.has(1, 5)).toBe(true);
+  });
+});
+
+describe('device numbers', () => {
+  it('convert the Linux way (checked against this process own maps and mountinfo)', () => {
+    for (const [ma, mi] of [[8, 1], [0, 58], [259, 1048575], [4095, 255], [253, 256]] as const) {
+      expect(devMajorMinor(makeDev(ma, mi))).toEqual({ major: ma, minor: mi });
+    }
+    expect(makeDev(8, 1)).toBe(0x801);
+    // mountinfo: mount id -> device, checked against our own fdinfo and stat of a directory.
+    const mounts = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+    expect(mounts.get(mountIdOf(base))).toBe(statSync(base).dev);
+    expect(parseFdinfo('pos:\t0\nflags:\t0100000\nmnt_id:\t24\nino:\t3\n')).toEqual({ mntId: 24, ino: 3 });
+    expect(parseFdinfo('pos:\t0\nflags:\t0100000\nmnt_id:\t24\n')).toEqual({ mntId: 24, ino: undefined });
+    const exe = realpathSync(process.execPath);
+    const st = statSync(exe);
+    const mapped = parseMaps(readFileSync('/proc/self/maps', 'utf8')).find((m) => m.path === exe);
+    expect(mapped).toBeDefined();
+    expect([mapped!.dev, mapped!.ino]).toEqual([st.dev, st.ino]);
+    const root = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === '/')!;
+    const [ma, mi] = root.split(' ')[2]!.split(':').map(Number);
+    expect(devMajorMinor(statSync('/').dev)).toEqual({ major: ma, minor: mi });
+  });
+});
+
+describe('parsers', () => {
+  it('parse /proc/PID/maps lines: hex device, decimal inode, names with spaces, anonymous mappings left out', () => {
+    const text = [
+      '55d0c8a4f000-55d0c8a51000 r--p 00000000 fd:01 1234567                    /usr/bin/cat',
+      '7f1c2a000000-7f1c2a021000 rw-p 00000000 00:00 0 ',
+      '7f1c2b000000-7f1c2b001000 r--s 00001000 00:3a 42                         /data/run 7/file with spaces (deleted)',
+      '7ffd5d1e0000-7ffd5d201000 rw-p 00000000 00:00 0                          [stack]',
+      '7f1c2c000000-7f1c2c001000 r--p 00000000 103:1c 99',
+    ].join('\n');
+    expect(parseMaps(text)).toEqual([
+      { dev: makeDev(0xfd, 1), ino: 1234567, path: '/usr/bin/cat' },
+      { dev: makeDev(0, 0x3a), ino: 42, path: '/data/run 7/file with spaces (deleted)' },
+      { dev: makeDev(0x103, 0x1c), ino: 99, path: '' },
+    ]);
+  });
+
+  it('parse the NFSv4 server state lines (fs/nfsd/nfs4state.c format)', () => {
+    const text = [
+      '- 0x00000001a1b2c3d4e5f6a7b8c9d0e1f2: { type: open, access: rw, deny: --, superblock: "00:2f:13649", filename: "run 7/data.bin", owner: "open id:\\x00\\x00\\x00\\x01" }',
+      '- 0x00000002a1b2c3d4e5f6a7b8c9d0e1f2: { type: lock, superblock: "fd:10:77", filename: "x", owner: "lock id:\\x00" }',
+      '- 0x00000001a1b2c3d4e5f6a7b8c9d0e1f3: { type: deleg, access: r, superblock: "103:1c:18446744073709", filename: "y" }',
+      '- 0x00000001a1b2c3d4e5f6a7b8c9d0e1f4: { type: layout, superblock: "00:2f:5", filename: "z" }',
+      '',
+    ].join('\n');
+    expect(parseNfsdStates(text)).toEqual([
+      { type: 'open', dev: makeDev(0, 0x2f), ino: 13649, filename: 'run 7/data.bin' },
+      { type: 'lock', dev: makeDev(0xfd, 0x10), ino: 77, filename: 'x' },
+      { type: 'deleg', dev: makeDev(0x103, 0x1c), ino: 18446744073709, filename: 'y' },
+      { type: 'layout', dev: makeDev(0, 0x2f), ino: 5, filename: 'z' },
+    ]);
+    expect(parseNfsdClientAddress('clientid: 0x6f9e1c2a5d\naddress: "192.0.2.5:876"\nname: "Linux NFSv4.2 host"\n')).toBe('192.0.2.5:876');
+  });
+});
+
+describe('holdersOf on a fake /proc', () => {
+  it('finds cwd, root, fds, mappings and NFSv4 state by identity, and skips this process', async () => {
+    const fake = join(base, 'proc');
+    const tree = join(base, 'tree');
+    const outside = join(base, 'outside');
+    await mkdir(join(tree, 'sub'), { recursive: true });
+    await mkdir(outside, { recursive: true });
+    await writeFile(join(tree, 'file'), 'x');
+    await writeFile(join(tree, 'mapped'), 'x');
+    await writeFile(join(tree, 'nfs'), 'x');
+    await writeFile(join(outside, 'other'), 'x');
+    const index = await indexOf(tree);
+    const st = (p: string): { dev: number; ino: number } => statSync(p);
+    const mm = (p: string): string => {
+      const { major, minor } = devMajorMinor(st(p).dev);
+      return `${hex(major)}:${hex(minor)} ${st(p).ino}`;
+    };
+    const proc = async (pid: number | string, comm: string, links: Record<string, string>, maps = ''): Promise<void> => {
+      const d = join(fake, String(pid));
+      await mkdir(join(d, 'fd'), { recursive: true });
+      await writeFile(join(d, 'comm'), `${comm}\n`);
+      await writeFile(join(d, 'maps'), maps);
+      for (const [name, target] of Object.entries(links)) await symlink(target, join(d, name));
+    };
+    await proc(111, 'writer', { cwd: join(tree, 'sub'), root: '/', 'fd/0': '/dev/null', 'fd/3': join(tree, 'file'), 'fd/4': join(outside, 'other') });
+    // 555 has fdinfo and mountinfo (the real kernel's way): the fd's link points elsewhere, but
+    // fdinfo names a held inode on the tree's mount, and that is what counts. The link is never stat-ed.
+    await proc(555, 'fdinfo', { cwd: '/', root: '/', 'fd/7': '/nonexistent/never-stat-ed' });
+    await writeFile(join(fake, '555/mountinfo'), readFileSync('/proc/self/mountinfo'));
+    await mkdir(join(fake, '555/fdinfo'));
+    await writeFile(join(fake, '555/fdinfo/7'), `pos:\t0\nflags:\t02\nmnt_id:\t${mountIdOf(tree)}\nino:\t${st(join(tree, 'file')).ino}\n`);
+    await proc(222, 'mapper', { cwd: '/', root: '/' }, `7f00-7f01 r--s 00000000 ${mm(join(tree, 'mapped'))}   /elsewhere/mapped\n7f01-7f02 r--p 00000000 ${mm(join(outside, 'other'))}   /x\n`);
+    await proc(333, 'idle', { cwd: outside, root: '/', 'fd/1': join(outside, 'other') });
+    await proc(444, 'chrooted', { cwd: '/', root: tree });
+    await proc(process.pid, 'self', { cwd: tree, root: '/', 'fd/9': join(tree, 'file') });
+    await mkdir(join(fake, 'fs/nfsd/clients/7'), { recursive: true });
+    await mkdir(join(fake, 'fs/nfsd/clients/8'), { recursive: true });
+    const { major, minor } = devMajorMinor(st(join(tree, 'nfs')).dev);
+    await writeFile(
+      join(fake, 'fs/nfsd/clients/7/states'),
+      `- 0x00000001aabbccddeeff001122334455: { type: open, access: rw, deny: --, superblock: "${hex(major)}:${hex(minor)}:${st(join(tree, 'nfs')).ino}", filename: "tree/nfs", owner: "o" }\n`,
+    );
+    await writeFile(join(fake, 'fs/nfsd/clients/7/info'), 'clientid: 0x1\naddress: "192.0.2.5:876"\n');
+    await writeFile(join(fake, 'fs/nfsd/clients/8/states'), `- 0x1: { type: open, access: r-, deny: --, superblock: "${hex(major)}:${hex(minor)}:${st(join(outside, 'other')).ino}", filename: "o", owner: "o" }\n`);
+
+    const found = await holdersOf(index, { procRoot: fake });
+    const simple = found.map((h) => [h.pid, h.command, h.how, h.isDirectory]).sort((a, b) => String(a).localeCompare(String(b)));
+    expect(simple).toEqual(
+      [
+        [0, 'nfsd (NFSv4 client 192.0.2.5:876, open)', 'nfsd', false],
+        [111, 'writer', 'cwd', true],
+        [111, 'writer', 'fd', false],
+        [222, 'mapper', 'map', false],
+        [444, 'chrooted', 'root', true],
+        [555, 'fdinfo', 'fd', false],
+      ].sort((a, b) => String(a).localeCompare(String(b))),
+    );
+    expect(found.find((h) => h.how === 'map')!.path).toBe('/elsewhere/mapped');
+    const line = describeHolders(found);
+    expect(line).toContain('writer[111] (cwd');
+    expect(line).toContain('nfsd (NFSv4 client 192.0.2.5:876, open) (tree/nfs)');
+    expect(await holdersOf(index, { procRoot: join(base, 'no-such-proc') })).toEqual([]);
+  });
+});
+
+describe('holdersOf where stat and mountinfo disagree on devices', () => {
+  it('matches by stat when an indexed device is on no mount (btrfs subvolumes, overlayfs)', async () => {
+    const fake = join(base, 'proc2');
+    const tree = join(base, 'tree2');
+    await mkdir(join(fake, '777/fd'), { recursive: true });
+    await mkdir(join(fake, '777/fdinfo'), { recursive: true });
+    await mkdir(tree, { recursive: true });
+    await writeFile(join(tree, 'f'), '');
+    await symlink(join(tree, 'f'), join(fake, '777/fd/3'));
+    await writeFile(join(fake, '777/mountinfo'), readFileSync('/proc/self/mountinfo'));
+    // fdinfo names another inode than the link reaches.
+    await writeFile(join(fake, '777/fdinfo/3'), `mnt_id:\t${mountIdOf(tree)}\nino:\t${statSync(join(tree, 'f')).ino + 1}\n`);
+    const index = await indexOf(tree);
+    expect(await holdersOf(index, { procRoot: fake })).toEqual([]);
+    const unmounted = new InodeIndex(makeDev(4095, 999999));
+    const found = await holdersOf([index, unmounted], { procRoot: fake });
+    expect(found.map((h) => [h.pid, h.how])).toEqual([[777, 'fd']]);
+  });
+});
+
+describe('holdersOf on real processes', () => {
+  /** Starts a holder and waits for its first line of output. */
+  async function started(child: ResultPromise): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once('data', () => resolve());
+      child.catch(reject);
+    });
+  }
+
+  it('sees a writer in another mount namespace, through a bind mount, by its fd and cwd', async () => {
+    const tree = join(base, 'ns-tree');
+    const elsewhere = join(base, 'ns-elsewhere');
+    await mkdir(join(tree, 'sub'), { recursive: true });
+    await mkdir(elsewhere, { recursive: true });
+    await writeFile(join(tree, 'log'), '');
+    const index = await indexOf(tree);
+    const script = 'import sys,time\nf=open(sys.argv[1],"a")\nf.write("line\\n"); f.flush()\nprint("ready", flush=True)\nsys.stdin.read()\n';
+    const child = execa(
+      'unshare',
+      ['-m', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$1" "$2" && cd "$2/sub" && exec /usr/bin/python3 -c "$3" "$2/log"', 'sh', tree, elsewhere, script],
+      { stdin: 'pipe', reject: false },
+    );
+    try {
+      await started(child);
+      const found = (await holdersOf(index)).filter((h) => h.pid === child.pid);
+      expect(found.map((h) => h.how).sort()).toEqual(['cwd', 'fd']);
+      // The holder sees its own paths; a path comparison with ours could not have matched.
+      expect(found.find((h) => h.how === 'fd')!.path).toBe(join(elsewhere, 'log'));
+      expect(found.find((h) => h.how === 'cwd')!.isDirectory).toBe(true);
+    } finally {
+      child.stdin!.end();
+      await child;
+    }
+    expect(readFileSync(join(tree, 'log'), 'utf8')).toBe('line\n');
+  });
+
+  it('sees a mapping whose descriptor was closed, on another filesystem (tmpfs, anonymous device)', async () => {
+    const tree = join(base, 'map-tree');
+    await mkdir(tree, { recursive: true });
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', tree]);
+    try {
+      await writeFile(join(tree, 'data'), Buffer.alloc(8192, 1));
+      const index = await indexOf(tree);
+      // Python's mmap keeps a dup of the descriptor: close every descriptor on the file, keep the mapping.
+      const script = [
+        'import mmap,os,sys',
+        'f=open(sys.argv[1],"rb")',
+        'm=mmap.mmap(f.fileno(),0,access=mmap.ACCESS_READ)',
+        'f.close()',
+        'for fd in os.listdir("/proc/self/fd"):',
+        '    try:',
+        '        if os.readlink("/proc/self/fd/"+fd)==sys.argv[1]: os.close(int(fd))',
+        '    except OSError: pass',
+        'print("ready", flush=True)',
+        'sys.stdin.read()',
+        'print(m[0])',
+      ].join('\n');
+      const child = execa('/usr/bin/python3', ['-c', script, join(tree, 'data')], { cwd: '/', stdin: 'pipe', reject: false });
+      try {
+        await started(child);
+        const found = (await holdersOf(index)).filter((h) => h.pid === child.pid);
+        expect(found.map((h) => h.how)).toEqual(['map']);
+      } finally {
+        child.stdin!.end();
+        await child;
+      }
+    } finally {
+      await execa('umount', ['-l', tree]);
+    }
+  });
+
+  it('does not report this process, and reports nothing for a tree nobody holds', async () => {
+    const tree = join(base, 'self-tree');
+    await mkdir(tree, { recursive: true });
+    await writeFile(join(tree, 'f'), '');
+    const fd = openSync(join(tree, 'f'), 'r');
+    try {
+      expect(await holdersOf(await indexOf(tree))).toEqual([]);
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
