@@ -400,7 +400,10 @@ describe('the plugin writing an exports file other people edit', () => {
     const root: RootContext = { rootfs: 'p', rootdir: ROOT, log, dryRun: false, stateDir: join(dir, 'state') };
     const survey = (live: string[], other: string[] = []): Survey => ({
       directories: new Set(),
-      filesystems: new Map([...live.map((n) => [n, { mountpoint: `${ROOT}/${n}`, mounted: true }] as const), ...other.map((n) => [n, { mountpoint: `${ROOT}/${n}`, mounted: false }] as const)]),
+      filesystems: new Map<string, { mountpoint: string; mounted: boolean }>([
+        ...live.map((n): [string, { mountpoint: string; mounted: boolean }] => [n, { mountpoint: `${ROOT}/${n}`, mounted: true }]),
+        ...other.map((n): [string, { mountpoint: string; mounted: boolean }] => [n, { mountpoint: `${ROOT}/${n}`, mounted: false }]),
+      ]),
       leftovers: new Set(),
       ignored: new Set(),
     });
