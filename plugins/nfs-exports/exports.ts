@@ -234,6 +234,20 @@ export function parseExportfsVerbose(output: string): { path: string; client: st
   return out;
 }
 
+/** Physical line ranges of every block this tool marked, for any root. */
+export function markedRanges(text: string): { begin: number; end: number }[] {
+  const lines = splitLines(text);
+  const ranges: { begin: number; end: number }[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^# BEGIN zfs-dynamic-creator (\S+)$/.exec(lines[i]!.trimEnd());
+    if (!m) continue;
+    const end = lines.findIndex((l, j) => j > i && l.trimEnd() === `# END zfs-dynamic-creator ${m[1]}`);
+    ranges.push({ begin: i, end: end < 0 ? lines.length - 1 : end });
+    i = end < 0 ? lines.length : end;
+  }
+  return ranges;
+}
+
 /** Whether `path` (normalized) is a direct child of `rootdir`. */
 export function isChildOf(path: string, rootdir: string): boolean {
   const root = normalizePath(rootdir);
@@ -284,6 +298,9 @@ export function planExports(input: {
   const outside = parseExports(input.target).filter(
     (e): e is Entry & { path: string; pathToken: string } => e.path !== undefined && e.pathToken !== undefined && (!range || e.last < range.begin || e.first > range.end),
   );
+  // The original script's lines: outside every marked block (another root's block is that root's).
+  const marked = markedRanges(input.target);
+  const seedEntries = input.seedLines ? outside.filter((e) => marked.every((r) => e.last < r.begin || e.first > r.end)) : [];
   const next = new Map(owned.lines);
   const removed: string[] = [];
   const updated: string[] = [];
@@ -302,7 +319,7 @@ export function planExports(input: {
     }
     if (input.seedLines) {
       for (const d of input.seedLines.datasets) keep.add(normalizePath(d));
-      for (const e of outside) {
+      for (const e of seedEntries) {
         const path = normalizePath(e.path);
         if (!isChildOf(path, input.rootdir) || keep.has(path)) continue;
         edits.set(e.first, { last: e.last, lines: [] });
@@ -318,7 +335,7 @@ export function planExports(input: {
     const path = normalizePath(raw);
     if (next.has(path)) continue;
     if (input.seedLines) {
-      const seed = outside.find((e) => normalizePath(e.path) === path && !edits.has(e.first));
+      const seed = seedEntries.find((e) => normalizePath(e.path) === path && !edits.has(e.first));
       if (seed) {
         const wanted = input.clients();
         if (!sameTokens(seed.clients, wanted)) {

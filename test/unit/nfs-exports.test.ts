@@ -255,6 +255,14 @@ describe('planExports, seed-compatible mode (exports-file): lines under rootdir 
     expect(planExports({ target, others: [], rootdir: '/r', add: ['/r/run1'], keepOnly: new Set(), clients })).toEqual({ text: target, added: [], removed: [], updated: [] });
   });
 
+  it('leaves lines in another root\'s marked block to that root', () => {
+    const target = withBlock('/r 1.1.1.1(rw)\n', '/r/nested', new Map([['/r/nested', ['1.1.1.1(ro)']], ['/r/gone', ['2.2.2.2(ro)']]]));
+    const plan = planExports({ target, others: [], rootdir: '/r', add: ['/r/gone'], keepOnly: new Set(['/r/gone']), clients, seedLines: { datasets: new Set() } });
+    expect(plan).toEqual({ text: target, added: [], removed: [], updated: [] });
+    const mine = planExports({ target, others: [], rootdir: '/r', add: [], keepOnly: new Set(), clients, seedLines: { datasets: new Set() } });
+    expect(mine.text).toBe(target);
+  });
+
   it('never touches a line in another file, nor rootdir\'s own line, nor a child of another root', () => {
     const target = '/r 1.1.1.1(rw)\n/r2/x 1.1.1.1(rw)\n/rx 1.1.1.1(rw)\n';
     const plan = planExports({ target, others: ['/r/y 2.2.2.2(ro)\n'], rootdir: '/r', add: ['/r/y'], keepOnly: new Set(['/r/y']), clients, seedLines: { datasets: new Set() } });
