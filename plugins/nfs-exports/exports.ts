@@ -6,6 +6,10 @@
  * of a line is the path, the others are clients: `host(options)`.
  *
  * Everything here is pure: text in, text out. The plugin does the I/O.
+ *
+ * Texts are "binary strings": the file's bytes decoded as latin1, one character per
+ * byte, so that writing them back (as latin1) gives every line we did not change
+ * byte for byte, whatever its encoding. Paths come out as ordinary (UTF-8) strings.
  */
 
 /** Bytes written as themselves in a path; every other byte becomes `\ooo`. */
@@ -22,7 +26,11 @@ export function escapePath(path: string | Buffer): string {
   return out;
 }
 
-/** The bytes a token stands for, as exportfs reads it: quotes removed, `\ooo` decoded. */
+/**
+ * The bytes a token stands for, as exportfs reads it: quotes removed, `\ooo` decoded.
+ * The token is a binary string (one character per byte, as read with latin1); a
+ * character above U+00FF, which no such string holds, stands for its UTF-8 bytes.
+ */
 export function unescapeBytes(token: string): Buffer {
   const bytes: number[] = [];
   for (let i = 0; i < token.length; i++) {
@@ -34,8 +42,9 @@ export function unescapeBytes(token: string): Buffer {
       i += 3;
       continue;
     }
-    // Anything else stands for itself (a token holds no raw byte > 0xff: it came from latin1 or utf8 text).
-    for (const b of Buffer.from(c, 'utf8')) bytes.push(b);
+    const code = c.charCodeAt(0);
+    if (code <= 0xff) bytes.push(code);
+    else for (const b of Buffer.from(c, 'utf8')) bytes.push(b);
   }
   return Buffer.from(bytes);
 }
@@ -225,10 +234,54 @@ export function parseExportfsVerbose(output: string): { path: string; client: st
   return out;
 }
 
+/** Physical line ranges of every block this tool marked, for any root. */
+export function markedRanges(text: string): { begin: number; end: number }[] {
+  const lines = splitLines(text);
+  const ranges: { begin: number; end: number }[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^# BEGIN zfs-dynamic-creator (\S+)$/.exec(lines[i]!.trimEnd());
+    if (!m) continue;
+    const end = lines.findIndex((l, j) => j > i && l.trimEnd() === `# END zfs-dynamic-creator ${m[1]}`);
+    ranges.push({ begin: i, end: end < 0 ? lines.length - 1 : end });
+    i = end < 0 ? lines.length : end;
+  }
+  return ranges;
+}
+
+/** Whether `path` (normalized) is a direct child of `rootdir`. */
+export function isChildOf(path: string, rootdir: string): boolean {
+  const root = normalizePath(rootdir);
+  const prefix = root === '/' ? '/' : `${root}/`;
+  return path.startsWith(prefix) && path.length > prefix.length && !path.slice(prefix.length).includes('/');
+}
+
+/** Same client tokens in the same order. */
+function sameTokens(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((t, i) => t === b[i]);
+}
+
+export interface Plan {
+  /** The new text (the input text itself, unchanged, when nothing is to change). */
+  readonly text: string;
+  /** Paths given a new line in our block. */
+  readonly added: string[];
+  /** Paths whose line went: ours, and in seed mode the seed's stale child lines. */
+  readonly removed: string[];
+  /** Seed mode: paths whose existing line outside our block got the root's clients, in place. */
+  readonly updated: string[];
+}
+
 /**
  * The new text of the file we write: our block for `rootdir` gets `add` (each
  * with `clients()`, unless some line anywhere already exports it); with
  * `keepOnly`, lines of our block for other paths go. Lines we do not own never change.
+ *
+ * With `seedLines` (exports-file mode, the original script's rule: every line under
+ * rootdir is the tool's, marked or not), lines of the target outside our block count too:
+ * a path of `add` that has such a line gets that line updated in place to `clients()`
+ * (not a second line), and with `keepOnly`, such a line for a direct child of rootdir
+ * that is neither in `keepOnly` nor in `seedLines.datasets` is removed. Every other line
+ * (comments, continuations, other paths, rootdir's own line, deeper paths) stays byte for byte.
  */
 export function planExports(input: {
   readonly target: string;
@@ -237,28 +290,99 @@ export function planExports(input: {
   readonly add: readonly string[];
   readonly keepOnly?: ReadonlySet<string>;
   readonly clients: () => readonly string[];
-}): { text: string; added: string[]; removed: string[] } {
-  const owned = ownedBlock(input.target, input.rootdir).lines;
-  const next = new Map(owned);
+  /** Seed-compatible mode; `datasets`: paths under rootdir that have a dataset (in any state). */
+  readonly seedLines?: { readonly datasets: ReadonlySet<string> };
+}): Plan {
+  const owned = ownedBlock(input.target, input.rootdir);
+  const range = owned.range;
+  const outside = parseExports(input.target).filter(
+    (e): e is Entry & { path: string; pathToken: string } => e.path !== undefined && e.pathToken !== undefined && (!range || e.last < range.begin || e.first > range.end),
+  );
+  // The original script's lines: outside every marked block (another root's block is that root's).
+  const marked = markedRanges(input.target);
+  const seedEntries = input.seedLines ? outside.filter((e) => marked.every((r) => e.last < r.begin || e.first > r.end)) : [];
+  const next = new Map(owned.lines);
   const removed: string[] = [];
+  const updated: string[] = [];
+  /** Physical line edits outside our block: first line -> (last line, replacement lines). */
+  const edits = new Map<number, { last: number; lines: string[] }>();
+  let blockChanged = false;
+
   if (input.keepOnly) {
     const keep = new Set([...input.keepOnly].map(normalizePath));
     for (const path of [...next.keys()]) {
       if (!keep.has(path)) {
         next.delete(path);
         removed.push(path);
+        blockChanged = true;
+      }
+    }
+    if (input.seedLines) {
+      for (const d of input.seedLines.datasets) keep.add(normalizePath(d));
+      for (const e of seedEntries) {
+        const path = normalizePath(e.path);
+        if (!isChildOf(path, input.rootdir) || keep.has(path)) continue;
+        edits.set(e.first, { last: e.last, lines: [] });
+        if (!removed.includes(path)) removed.push(path);
       }
     }
   }
-  const elsewhere = exportedPaths(withBlock(input.target, input.rootdir, new Map()));
+
+  const elsewhere = new Set(outside.filter((e) => !edits.has(e.first)).map((e) => normalizePath(e.path)));
   for (const other of input.others) for (const p of exportedPaths(other)) elsewhere.add(p);
   const added: string[] = [];
   for (const raw of input.add) {
     const path = normalizePath(raw);
-    if (next.has(path) || elsewhere.has(path)) continue;
+    if (next.has(path)) continue;
+    if (input.seedLines) {
+      const seed = seedEntries.find((e) => normalizePath(e.path) === path && !edits.has(e.first));
+      if (seed) {
+        const wanted = input.clients();
+        if (!sameTokens(seed.clients, wanted)) {
+          const indent = /^[ \t]*/.exec(splitLines(input.target)[seed.first]!)![0];
+          edits.set(seed.first, { last: seed.last, lines: [`${indent}${seed.pathToken} ${wanted.join(' ')}`] });
+          updated.push(path);
+        }
+        continue;
+      }
+    }
+    if (elsewhere.has(path)) continue;
     next.set(path, [...input.clients()]);
     added.push(path);
+    blockChanged = true;
   }
-  const text = added.length === 0 && removed.length === 0 ? input.target : withBlock(input.target, input.rootdir, next);
-  return { text, added, removed };
+  if (!blockChanged && edits.size === 0) return { text: input.target, added, removed, updated };
+
+  let text = input.target;
+  if (edits.size > 0) {
+    const lines = splitLines(text);
+    const out: string[] = [];
+    for (let i = 0; i < lines.length; i++) {
+      const edit = edits.get(i);
+      if (edit) {
+        out.push(...edit.lines);
+        i = edit.last;
+      } else {
+        out.push(lines[i]!);
+      }
+    }
+    text = out.length === 0 ? '' : `${out.join('\n')}${text.endsWith('\n') ? '\n' : ''}`;
+  }
+  if (blockChanged) text = withBlock(text, input.rootdir, next);
+  return { text, added, removed, updated };
+}
+
+/**
+ * Our change `before` -> `ours` taken out again on top of `now`, a version someone else
+ * edited after we wrote `ours`; undefined when that cannot be done safely. It can when
+ * our change touched nothing but our block and the other edit left our block as we
+ * wrote it: the block goes back to what it was, everything else stays as it is in `now`.
+ */
+export function undoOnTop(before: string, ours: string, now: string, rootdir: string): string | undefined {
+  const mine = ownedBlock(ours, rootdir).lines;
+  if (withBlock(before, rootdir, mine) !== ours) return undefined;
+  const render = (m: ReadonlyMap<string, readonly string[]>): string => JSON.stringify([...m]);
+  const theirs = ownedBlock(now, rootdir);
+  if (render(theirs.lines) !== render(mine) || (mine.size > 0) !== (theirs.range !== undefined)) return undefined;
+  return withBlock(now, rootdir, ownedBlock(before, rootdir).lines);
 }

@@ -4,40 +4,49 @@
  * mode 'drop-in'       (default) our own file /etc/exports.d/zfs-dynamic-creator.exports;
  *                      /etc/exports is never written.
  * mode 'exports-file'  /etc/exports itself (the original --add-export): our lines live in a
- *                      block `# BEGIN zfs-dynamic-creator <rootdir>` … `# END …`; every other
- *                      line (comments, continuations, other exports) is kept byte for byte.
+ *                      block `# BEGIN zfs-dynamic-creator <rootdir>` … `# END …`. As the
+ *                      original script did, a line outside the block for a path under rootdir
+ *                      counts as the tool's too: publishing a path that has one updates it in
+ *                      place (the rootdir's clients), and removeStale removes one for a direct
+ *                      child of rootdir that has no dataset. Every other line (comments,
+ *                      continuations, other exports, rootdir's own) is kept byte for byte.
  * mode 'sharenfs'      `zfs set sharenfs=<sharenfs> <dataset>`; no file is written.
  *
  * Clients come from the `clients` option or, without it, from the rootdir's own
  * line in the exports file (or an exports.d file), with any `fsid=` dropped.
  * Paths are written in exportfs's `\ooo` form: a name can never add a client or
- * an option. Every write is atomic, the previous file is kept as a backup, and
- * when `exportfs -r` rejects the result the previous file is put back.
+ * an option. Every write is atomic and a compare-and-swap (cas.ts): the file is
+ * replaced only if it is still what the plan was made from; if someone edited it
+ * meanwhile, the plan is made again on top of their version. The previous file is
+ * kept as a backup. When `exportfs -r` rejects the result, the previous file is put
+ * back only if the file is still what we wrote; if it was edited meanwhile, our change
+ * is taken out on top of the edit when it touched only our block, and otherwise the
+ * file is left as it is, with a message naming the backup.
  *
  * publish  export the job's path
  * sync     export every filesystem of the root; with removeStale, drop our lines for
- *          paths that are no longer filesystems
+ *          paths that are no longer filesystems (in exports-file mode also the original
+ *          script's lines for children of rootdir without a dataset)
  * prepare  exportfs is there, and the root has clients to give
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import {
   RefusedError,
-  backupFile,
   definePlugin,
   isErrno,
   oneLine,
   quoteName,
   run,
-  writeFileAtomic,
   type Logger,
   type RootContext,
   type Survey,
 } from '../../src/core/index.js';
 import { acquireLock } from '../../src/core/lock.js';
-import { clientsOf, inheritableClients, normalizePath, parseClients, parseExports, planExports } from './exports.js';
+import { readState, replaceIf, sameState, writeAtomic, type FileState } from './cas.js';
+import { clientsOf, inheritableClients, normalizePath, parseClients, parseExports, planExports, undoOnTop, type Plan } from './exports.js';
 
 const NAME = 'nfs-exports';
 
@@ -75,9 +84,17 @@ const options = z
 
 type Options = z.infer<typeof options>;
 
+/** How many times a write is planned again on top of someone else's edit before giving up. */
+const ATTEMPTS = 5;
+
+/** A file's text as a binary string (see exports.ts): one character per byte. */
+function textOf(state: FileState): string {
+  return state.exists ? state.content.toString('latin1') : '';
+}
+
 async function readText(file: string): Promise<string | undefined> {
   try {
-    return await readFile(file, 'utf8');
+    return await readFile(file, 'latin1');
   } catch (error) {
     if (isErrno(error, 'ENOENT')) return undefined;
     throw error;
@@ -90,7 +107,10 @@ export default definePlugin<Options>({
   options,
   apply(hooks, { options: opts, stateDir }) {
     const target = opts.mode === 'exports-file' ? opts.exportsFile : opts.dropInFile;
+    const backup = `${target}${opts.backupSuffix}`;
     const exportsDir = dirname(opts.dropInFile);
+    // Configured clients as binary strings, like the text they are written into.
+    const configuredClients = opts.clients?.map((c) => Buffer.from(c, 'utf8').toString('latin1'));
 
     /** Every exports file exportfs reads, except the one we write. */
     async function otherFiles(): Promise<string[]> {
@@ -107,7 +127,7 @@ export default definePlugin<Options>({
 
     /** The clients a new export of `rootdir` gets; throws a one-line error when there are none. */
     function clientsFor(rootdir: string, texts: readonly string[]): string[] {
-      if (opts.clients) return opts.clients;
+      if (configuredClients) return configuredClients;
       for (const text of texts) {
         const found = clientsOf(parseExports(text), rootdir);
         if (found && found.length > 0) return inheritableClients(found);
@@ -128,29 +148,79 @@ export default definePlugin<Options>({
       }
     }
 
-    /** Writes `after` over `before` atomically, with a backup; puts `before` back when exportfs rejects it. */
-    async function install(before: string | undefined, after: string, log: Logger): Promise<void> {
-      if (before !== undefined) await backupFile(target, `${target}${opts.backupSuffix}`);
+    /**
+     * Writes `after` in place of `before` if the file is still `before` (compare-and-swap),
+     * keeping `before` as the backup. Returns false, writing nothing, when the file changed
+     * since it was read. When exportfs rejects the result, takes our change out again
+     * without ever overwriting an edit made after our write (see restore).
+     */
+    async function install(rootdir: string, before: FileState, after: string, log: Logger): Promise<boolean> {
+      if (before.exists) await writeAtomic(backup, before.content, before.mode);
       else await mkdir(dirname(target), { recursive: true, mode: 0o755 });
-      await writeFileAtomic(target, after);
+      const swap = await replaceIf(target, before, Buffer.from(after, 'latin1'));
+      if (!swap.ok) return false;
       try {
         await run(opts.exportfsCommand, ['-r']);
       } catch (error) {
-        if (before === undefined) await unlink(target).catch(() => undefined);
-        else await writeFileAtomic(target, before);
-        await run(opts.exportfsCommand, ['-r']).catch((again: unknown) => log.warn(`exportfs -r still fails after restoring ${target}: ${oneLine(again)}`));
-        throw new Error(`exportfs -r rejected the new ${target} (${oneLine(error)}); the previous version was restored`);
+        await restore(rootdir, before, after, swap.written, error, log);
       }
+      return true;
+    }
+
+    /**
+     * After exportfs rejected `ours` (written as `written`): the previous version goes back
+     * only over exactly what we wrote. If someone edited the file since, our change is
+     * taken out on top of their version when it touched only our block; otherwise the file
+     * is left as it is. Always throws, saying which it was.
+     */
+    async function restore(rootdir: string, before: FileState, ours: string, written: FileState, rejected: unknown, log: Logger): Promise<never> {
+      const why = `exportfs -r rejected the new ${target} (${oneLine(rejected)})`;
+      let current = written;
+      let merged = false;
+      for (let attempt = 1; ; attempt++) {
+        let goal: Buffer | undefined;
+        if (sameState(current, written)) {
+          goal = before.exists ? before.content : undefined;
+        } else {
+          const undone = undoOnTop(textOf(before), ours, textOf(current), rootdir);
+          if (undone === undefined) {
+            const saved = before.exists ? `the version before our change is in ${backup}` : 'there was no file before our change';
+            throw new Error(`${why}; ${target} was changed by someone else after our write, so it was left as it is, not restored (${saved}): check it and run exportfs -r`);
+          }
+          goal = Buffer.from(undone, 'latin1');
+          merged = true;
+        }
+        const swap = await replaceIf(target, current, goal);
+        if (swap.ok) break;
+        if (attempt >= ATTEMPTS) throw new Error(`${why}; ${target} kept changing while we tried to take our change out, so it was left as it is: check it and run exportfs -r`);
+        log.warn(`${target} was changed by someone else after our write; taking our change out on top of their version`);
+        current = swap.current;
+      }
+      await run(opts.exportfsCommand, ['-r']).catch((again: unknown) => log.warn(`exportfs -r still fails after restoring ${target}: ${oneLine(again)}`));
+      throw new Error(merged ? `${why}; our change was taken out again, keeping the edit someone else made meanwhile` : `${why}; the previous version was restored`);
     }
 
     /** Adds exports of `add` (and with keepOnly, removes ours of other paths). Returns what changed. */
-    async function update(root: RootContext, log: Logger, add: readonly string[], keepOnly?: ReadonlySet<string>): Promise<{ added: string[]; removed: string[] }> {
-      const before = await readText(target);
-      const others = await otherFiles();
-      const all = before === undefined ? others : [before, ...others];
-      const plan = planExports({ target: before ?? '', others, rootdir: root.rootdir, add, keepOnly, clients: () => clientsFor(root.rootdir, all) });
-      if (plan.text !== (before ?? '') && !root.dryRun) await install(before, plan.text, log);
-      return { added: plan.added, removed: plan.removed };
+    async function update(ctx: RootContext, log: Logger, add: readonly string[], keepOnly?: ReadonlySet<string>, datasets?: ReadonlySet<string>): Promise<Plan> {
+      for (let attempt = 1; ; attempt++) {
+        const before = await readState(target);
+        const others = await otherFiles();
+        const text = textOf(before);
+        const all = before.exists ? [text, ...others] : others;
+        const plan = planExports({
+          target: text,
+          others,
+          rootdir: ctx.rootdir,
+          add,
+          keepOnly,
+          clients: () => clientsFor(ctx.rootdir, all),
+          seedLines: opts.mode === 'exports-file' ? { datasets: datasets ?? new Set() } : undefined,
+        });
+        if (plan.text === text || ctx.dryRun) return plan;
+        if (await install(ctx.rootdir, before, plan.text, log)) return plan;
+        if (attempt >= ATTEMPTS) throw new Error(`${target} kept changing while we tried to write it (someone else is editing it); nothing was written, try again`);
+        log.info(`${target} was changed by someone else while we were writing it; planning again on top of their version`);
+      }
     }
 
     /** Filesystems of the root that are live at a path under it. */
@@ -193,8 +263,9 @@ export default definePlugin<Options>({
         return;
       }
       await job.step('nfs-export', `export ${quoteName(job.path)} in ${target}`, async () => {
-        const { added } = await locked(() => update(job.root, job.log, [job.path]));
-        job.log.info(added.length > 0 ? `exported over NFS in ${target}` : 'already exported over NFS', { step: 'publish/nfs-export' });
+        const { added, updated } = await locked(() => update(job.root, job.log, [job.path]));
+        const what = added.length > 0 ? `exported over NFS in ${target}` : updated.length > 0 ? `its existing line in ${target} now has the clients of the root` : 'already exported over NFS';
+        job.log.info(what, { step: 'publish/nfs-export' });
       });
     });
 
@@ -211,10 +282,17 @@ export default definePlugin<Options>({
         return;
       }
       const paths = [...live.values()].sort();
-      const body = () => update(root, root.log, paths, opts.removeStale ? new Set(paths) : undefined);
-      const { added, removed } = root.dryRun ? await body() : await locked(body);
+      // The original script's lines stay for a child that has a dataset in any state (mid-job, unmounted).
+      const datasets = new Set<string>();
+      for (const [name, fs] of survey.filesystems) {
+        if (!name.includes('/')) datasets.add(`${root.rootdir}/${name}`);
+        datasets.add(normalizePath(fs.mountpoint));
+      }
+      const body = () => update(root, root.log, paths, opts.removeStale ? new Set(paths) : undefined, datasets);
+      const { added, removed, updated } = root.dryRun ? await body() : await locked(body);
       const would = root.dryRun ? 'would ' : '';
       for (const p of added) root.log.notice(`${would}export ${quoteName(p)} in ${target}`, { step: 'sync/nfs-export' });
+      for (const p of updated) root.log.notice(`${would}give the existing export of ${quoteName(p)} in ${target} the clients of ${quoteName(root.rootdir)}`, { step: 'sync/nfs-export' });
       for (const p of removed) root.log.notice(`${would}remove the stale export of ${quoteName(p)} from ${target}`, { step: 'sync/nfs-export' });
     });
   },

@@ -1,9 +1,11 @@
 /**
  * Publishing with the real exportfs: drop-in file, /etc/exports block (the
- * original --add-export), sharenfs, maintenance mode, and a file exportfs rejects.
+ * original --add-export), sharenfs, maintenance mode, a file exportfs rejects,
+ * an administrator's edit made while exportfs -r runs, and the original script's
+ * unmarked lines under rootdir.
  * /etc/exports, our drop-in file and /var/lib/nfs/etab are put back afterwards.
  */
-import { mkdir, readFile, rm, writeFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -172,6 +174,92 @@ describe('the original --add-export flags (exports-file mode)', () => {
     // Run again: nothing changes.
     await cli(['--config', config, '--add-remove-all-exports', p.pool, p.mount], { stateDir: p.stateDir });
     expect(await readFile(EXPORTS, 'utf8')).toBe(after);
+  });
+});
+
+describe('exports-file mode: edits by others, and the original script\'s lines', () => {
+  /**
+   * An exportfs that, on its first `-r`, appends `line` to /etc/exports (an administrator
+   * editing it while exportfs runs), then runs the real exportfs.
+   */
+  async function editingExportfs(name: string, line: string): Promise<string> {
+    const script = join(p.work, `exportfs-${name}`);
+    const lineFile = join(p.work, `edit-${name}`);
+    await writeFile(lineFile, `${line}\n`);
+    await writeFile(
+      script,
+      [
+        '#!/bin/sh',
+        `if [ "$1" = "-r" ] && [ ! -e '${lineFile}.done' ]; then : > '${lineFile}.done'; cat '${lineFile}' >> ${EXPORTS}; fi`,
+        'exec exportfs "$@"',
+        '',
+      ].join('\n'),
+    );
+    await chmod(script, 0o755);
+    return script;
+  }
+
+  it('an edit made to /etc/exports while exportfs -r runs survives, whether exportfs rejects our change or accepts it', async () => {
+    const adminDir = join(p.work, 'admin one');
+    const adminDir2 = join(p.work, 'admin two');
+    await mkdir(adminDir);
+    await mkdir(adminDir2);
+    const adminLine = `${escapePath(adminDir)} 127.0.0.4(ro,no_subtree_check)`;
+    const adminLine2 = `${escapePath(adminDir2)} 127.0.0.5(ro,no_subtree_check)   # edited while exportfs ran`;
+    const before = await readFile(EXPORTS, 'utf8');
+    const exportsBefore = await exported();
+    // Our change is rejected (a bad option), and the administrator's line arrives in between.
+    const bad = await writeConfig(
+      p,
+      fastPlugins({ more: [['nfs-exports', { mode: 'exports-file', clients: '127.0.0.1(rw,no_subtree_check,bogus_option)', exportfsCommand: await editingExportfs('reject', adminLine) }]] }),
+    );
+    const dir = join(p.mount, 'edited meanwhile');
+    await makeTree(dir, 2);
+    const r = await handle(bad, dir);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/exportfs -r rejected the new \/etc\/exports .*bogus_option.*; our change was taken out again, keeping the edit someone else made meanwhile/);
+    expect(await readFile(EXPORTS, 'utf8')).toBe(`${before}${adminLine}\n`);
+    expect(await exported()).toEqual([...exportsBefore, adminDir].sort());
+    // Fixed config: recover publishes it; this time exportfs accepts, and another edit made during it stays too.
+    const good = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { mode: 'exports-file', exportfsCommand: await editingExportfs('accept', adminLine2) }]] }));
+    const rec = await cli(['--config', good, 'recover'], { stateDir: p.stateDir });
+    expect(rec.exitCode).toBe(0);
+    const end = `# END zfs-dynamic-creator ${p.mount}\n`;
+    const ours = `${escapePath(dir)} 127.0.0.0/8(rw,no_subtree_check) 127.0.0.2(ro,no_subtree_check)\n`;
+    expect(before).toContain(end);
+    expect(await readFile(EXPORTS, 'utf8')).toBe(`${before.replace(end, `${ours}${end}`)}${adminLine}\n${adminLine2}\n`);
+    expect(await exported()).toEqual([...exportsBefore, adminDir, adminDir2, dir].sort());
+  });
+
+  it('2-argument --add-remove-all-exports without a config: the original script\'s stale child line goes, its line for a dataset is updated in place, a new dataset is added, every other line stays byte for byte', async () => {
+    await zfs('create', `${p.pool}/seeded`);
+    await zfs('create', `${p.pool}/brand new`);
+    await mkdir(join(p.mount, 'seeded', 'sub'));
+    const current = await readFile(EXPORTS);
+    // What a site moving from the original script has: its unmarked lines for children of
+    // the root (one whose directory is gone, one for a dataset, with other clients), among
+    // lines of others: a comment with a byte that is not UTF-8, a deeper path, continued.
+    const comment = Buffer.concat([Buffer.from('# moved from the original script, caf'), Buffer.from([0xe9]), Buffer.from('\n')]);
+    const stale = Buffer.from(`${p.mount}/seed-gone 127.0.0.0/8(rw,no_subtree_check)\n`);
+    const seeded = Buffer.from(`${p.mount}/seeded   127.0.0.9(ro,no_subtree_check)\n`);
+    const rest = Buffer.from(`# after\n${p.mount}/seeded/sub 127.0.0.1(ro,no_subtree_check) \\\n    127.0.0.3(ro,no_subtree_check)\n`);
+    await writeFile(EXPORTS, Buffer.concat([current, comment, stale, seeded, rest]));
+    // The stale line makes exportfs -r fail on its missing path.
+    expect((await execa('exportfs', ['-r'], { reject: false })).exitCode).not.toBe(0);
+
+    const r = await cli(['--add-remove-all-exports', p.pool, p.mount], { stateDir: p.stateDir });
+    expect(r.stderr).toContain(`remove the stale export of "${p.mount}/seed-gone"`);
+    expect(r.exitCode).toBe(0);
+
+    const clients = '127.0.0.0/8(rw,no_subtree_check) 127.0.0.2(ro,no_subtree_check)';
+    const end = `# END zfs-dynamic-creator ${p.mount}\n`;
+    const withNew = Buffer.from(current.toString('latin1').replace(end, `${p.mount}/brand\\040new ${clients}\n${end}`), 'latin1');
+    const expected = Buffer.concat([withNew, comment, Buffer.from(`${p.mount}/seeded ${clients}\n`), rest]);
+    expect((await readFile(EXPORTS)).toString('latin1')).toBe(expected.toString('latin1'));
+    expect((await execa('exportfs', ['-r'], { reject: false })).exitCode).toBe(0);
+    const now = await exported();
+    for (const path of [`${p.mount}/brand new`, `${p.mount}/seeded`, `${p.mount}/seeded/sub`, unrelated]) expect(now).toContain(path);
+    expect(now).not.toContain(`${p.mount}/seed-gone`);
   });
 });
 
