@@ -6,7 +6,7 @@
  *   zfs-dynamic-creator [options] <rootfs> <rootdir>                      maintenance, as the original
  *   zfs-dynamic-creator handle <dir>                                      convert one directory
  *   zfs-dynamic-creator recover                                           finish or undo interrupted jobs
- *   zfs-dynamic-creator reconcile [--json]                                sweep every root
+ *   zfs-dynamic-creator reconcile [--json] [--root <rootdir>]             sweep every root (or one)
  *   zfs-dynamic-creator watch                                             the daemon
  *   zfs-dynamic-creator status [--json]                                   what is in flight
  *   zfs-dynamic-creator list-plugins [--json]                             what each root runs
@@ -61,7 +61,7 @@ function seconds(value: string): number {
 
 function addGlobal(command: Command): Command {
   return command
-    .option('--config <path>', 'configuration file (default: the usual search, then /etc/zfs-dynamic-creator/)')
+    .option('--config <path>', 'configuration file (default: /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}; never searched for in the working directory)')
     .option('--dry-run', 'say what would be done, change nothing')
     .option('-v, --verbose', 'log debug messages too')
     .option('-q, --quiet', 'log only errors to stderr');
@@ -147,8 +147,9 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   addGlobal(program.command('reconcile').description('sweep every root: convert what was missed, finish interrupted jobs, sync exports'))
     .option('--json', 'print the summary as JSON')
-    .action(async (o: { json?: boolean }, command: Command) => {
-      setExit(await withApp(globals(command), (app) => reconcile(app, { json: o.json ?? false })));
+    .option('--root <rootdir>', 'sweep only this configured root (for incron: the line passes no directory name)')
+    .action(async (o: { json?: boolean; root?: string }, command: Command) => {
+      setExit(await withApp(globals(command), (app) => reconcile(app, { json: o.json ?? false, ...(o.root !== undefined ? { root: o.root } : {}) })));
     });
 
   addGlobal(program.command('watch').description('watch every root and convert new directories (the daemon)')).action(async (_o: unknown, command: Command) => {

@@ -10,8 +10,10 @@
  * of their own. On SIGTERM or SIGINT no new job starts, waits give up, copies
  * before the commit roll back, and jobs past it are left for recovery.
  */
+import { realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { App } from '../app.js';
-import { RootEngine, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
+import { ConfigError, RootEngine, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
 import { recoverRoot } from './recover.js';
 
 
@@ -63,18 +65,40 @@ export async function sweepRoot(engine: RootEngine, concurrency: number, signal?
   return { ...base, jobs, counts };
 }
 
-export async function reconcile(app: App, options: { json: boolean }): Promise<number> {
+/**
+ * The engines to sweep: every root, or only the configured root `root` names
+ * (the same directory, trailing slashes and symbolic links aside).
+ */
+export function enginesFor(app: App, root: string | undefined): readonly RootEngine[] {
+  if (root === undefined) return app.engines;
+  const wanted = resolve(root).replace(/\/+$/, '') || '/';
+  const canonical = (p: string): string => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  const engine = app.engines.find((e) => e.context.rootdir === wanted) ?? app.engines.find((e) => canonical(e.context.rootdir) === canonical(wanted));
+  if (!engine) {
+    throw new ConfigError(`--root ${JSON.stringify(root)} is not a configured root (${app.engines.map((e) => e.context.rootdir).join(', ')})`);
+  }
+  return [engine];
+}
+
+export async function reconcile(app: App, options: { json: boolean; root?: string }): Promise<number> {
+  const engines = enginesFor(app, options.root);
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stop.signal.aborted) return;
-    app.engines[0]?.log.notice(`${signal}: stopping; no new job starts, running jobs roll back or are left for recovery`);
+    engines[0]?.log.notice(`${signal}: stopping; no new job starts, running jobs roll back or are left for recovery`);
     stop.abort();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   const summaries: SweepSummary[] = [];
   try {
-    for (const engine of app.engines) {
+    for (const engine of engines) {
       if (stop.signal.aborted) break;
       summaries.push(await sweepRoot(engine, app.config.watch.concurrency, stop.signal));
     }
