@@ -140,7 +140,7 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
       throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);
     }
     // Refused before it is imported: importing a module runs it.
-    const real = await assertTrusted(resolved.file, 'file', `${at}: plugin "${name}" ${resolved.file}`);
+    const real = await assertTrusted(resolved.file, 'file', `${at}: plugin "${name}"${resolved.file === name ? '' : ` (${resolved.file})`}`);
     try {
       const mod = (await import(pathToFileURL(real).href)) as { default?: unknown };
       definition = mod.default ?? mod;

@@ -142,7 +142,7 @@ describe('a plugin another user could change is refused', () => {
     for (const args of [['list-plugins'], ['status'], ['reconcile']]) {
       const r = await cli(['--config', file, ...args], { stateDir: p.stateDir });
       expect(r.exitCode, r.stderr).toBe(2);
-      expect(r.stderr).toContain(`zfs-dynamic-creator: config ${file}: roots[0].plugins[4]: plugin "${plugin}" ${plugin}: refused: "${plugin}" is owned by uid ${NOBODY}, not root;`);
+      expect(r.stderr).toContain(`zfs-dynamic-creator: config ${file}: roots[0].plugins[4]: plugin "${plugin}": refused: "${plugin}" is owned by uid ${NOBODY}, not root;`);
       expect(r.stderr.split('\n')).toHaveLength(1);
     }
     expect(existsSync(marker)).toBe(false);

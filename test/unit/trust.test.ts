@@ -231,7 +231,7 @@ describe('config files and plugins are refused unread when untrusted', () => {
       where: 'config t.yaml: roots[0].plugins',
     };
     await expect(loadPlugins(['name-filter', './evil.mjs', 'zfs', 'rsync'], ctx)).rejects.toThrow(
-      `config t.yaml: roots[0].plugins[1]: plugin "./evil.mjs" ${plugin}: refused: "${plugin}" is owned by uid ${NOBODY}, not root`,
+      `config t.yaml: roots[0].plugins[1]: plugin "./evil.mjs" (${plugin}): refused: "${plugin}" is owned by uid ${NOBODY}, not root`,
     );
     expect(existsSync(marker)).toBe(false);
   });
