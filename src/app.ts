@@ -16,6 +16,7 @@ import {
   type LogSink,
   type PluginSpec,
 } from './core/index.js';
+import { prepareStateDir } from './core/trust.js';
 
 /** The plugins a root gets when the config lists none. */
 export const DEFAULT_PLUGINS: readonly PluginSpec[] = ['name-filter', 'quiet-wait', 'zfs', 'rsync', 'syslog'];
@@ -38,6 +39,9 @@ export class App {
     if (!config) {
       throw new ConfigError('no configuration found: give --config PATH or create /etc/zfs-dynamic-creator/config.yaml');
     }
+    // The journal and locks decide what is moved and removed: refuse to start on a
+    // stateDir another user could write to (created 0700 when missing; not in a dry run).
+    await prepareStateDir(config.stateDir, { create: !(options.dryRun ?? false) });
     const sinks: LogSink[] = [stderrSink({ quiet: options.quiet ?? false, verbose: options.verbose ?? false })];
     const engines: RootEngine[] = [];
     for (const [index, root] of config.roots.entries()) {

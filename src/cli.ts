@@ -6,11 +6,12 @@
  *   zfs-dynamic-creator [options] <rootfs> <rootdir>                      maintenance, as the original
  *   zfs-dynamic-creator handle <dir>                                      convert one directory
  *   zfs-dynamic-creator recover                                           finish or undo interrupted jobs
- *   zfs-dynamic-creator reconcile [--json]                                sweep every root
+ *   zfs-dynamic-creator reconcile [--json] [--root <rootdir>]             sweep every root (or one)
  *   zfs-dynamic-creator watch                                             the daemon
  *   zfs-dynamic-creator status [--json]                                   what is in flight
  *   zfs-dynamic-creator list-plugins [--json]                             what each root runs
  */
+import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { App, type GlobalOptions } from './app.js';
 import { ConfigError, DEFAULT_STATE_DIR, loadConfig, oneLine, oneLineText, ownVersion, type Config, type Outcome } from './core/index.js';
@@ -61,7 +62,7 @@ function seconds(value: string): number {
 
 function addGlobal(command: Command): Command {
   return command
-    .option('--config <path>', 'configuration file (default: the usual search, then /etc/zfs-dynamic-creator/)')
+    .option('--config <path>', 'configuration file (default: /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}; never searched for in the working directory)')
     .option('--dry-run', 'say what would be done, change nothing')
     .option('-v, --verbose', 'log debug messages too')
     .option('-q, --quiet', 'log only errors to stderr');
@@ -69,11 +70,22 @@ function addGlobal(command: Command): Command {
 
 function globals(command: Command): GlobalOptions {
   const o = command.optsWithGlobals<{ config?: string; dryRun?: boolean; verbose?: boolean; quiet?: boolean }>();
-  return { config: o.config, dryRun: o.dryRun ?? false, verbose: o.verbose ?? false, quiet: o.quiet ?? false };
+  return { config: o.config !== undefined ? resolve(o.config) : undefined, dryRun: o.dryRun ?? false, verbose: o.verbose ?? false, quiet: o.quiet ?? false };
+}
+
+/**
+ * Leaves the working directory for / once the paths of the command line are
+ * resolved: nothing is read from it, and it is often a directory a user owns,
+ * which the job may move aside (every command run later would then start in a
+ * directory that is gone, or is the user's).
+ */
+function leaveWorkingDirectory(): void {
+  process.chdir('/');
 }
 
 /** Runs `body` with an app, closing it whatever happens; returns the exit code. */
 async function withApp(options: GlobalOptions, body: (app: App) => Promise<number>, given?: Parameters<typeof App.open>[1]): Promise<number> {
+  leaveWorkingDirectory();
   const app = await App.open(options, given);
   try {
     return await body(app);
@@ -135,9 +147,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--event <mask>', "the incron event ($%): anything but IN_CREATE,IN_ISDIR is ignored quietly")
     .action(async (dir: string, o: { event?: string }, command: Command) => {
     if (o.event !== undefined && !isDirectoryCreation(o.event)) return;
+    const target = resolve(dir);
     setExit(
       await withApp(globals(command), async (app) => {
-        const { engine, name } = app.locate(dir);
+        const { engine, name } = app.locate(target);
         return report(await engine.handle(name, { signal: stopSignal(), recoverRoot: true }));
       }),
     );
@@ -162,12 +175,15 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   addGlobal(program.command('reconcile').description('sweep every root: convert what was missed, finish interrupted jobs, sync exports'))
     .option('--json', 'print the summary as JSON')
-    .action(async (o: { json?: boolean }, command: Command) => {
-      setExit(await withApp(globals(command), (app) => reconcile(app, { json: o.json ?? false })));
+    .option('--root <rootdir>', 'sweep only this configured root (for incron: the line passes no directory name)')
+    .action(async (o: { json?: boolean; root?: string }, command: Command) => {
+      setExit(await withApp(globals(command), (app) => reconcile(app, { json: o.json ?? false, ...(o.root !== undefined ? { root: resolve(o.root) } : {}) })));
     });
 
   addGlobal(program.command('watch').description('watch every root and convert new directories (the daemon)')).action(async (_o: unknown, command: Command) => {
-    setExit(await watch(globals(command)));
+    const options = globals(command);
+    leaveWorkingDirectory();
+    setExit(await watch(options));
   });
 
   addGlobal(program.command('status').description('show interrupted and running jobs')).option('--json', 'print as JSON').action(async (o: { json?: boolean }, command: Command) => {

@@ -10,8 +10,12 @@
  * of their own. On SIGTERM or SIGINT no new job starts, waits give up, copies
  * before the commit roll back, and jobs past it are left for recovery.
  */
+import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { App } from '../app.js';
-import { RootEngine, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
+import { BusyError, ConfigError, RootEngine, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
+import { acquireLock, type Lock } from '../core/lock.js';
 import { recoverRoot } from './recover.js';
 
 
@@ -63,20 +67,92 @@ export async function sweepRoot(engine: RootEngine, concurrency: number, signal?
   return { ...base, jobs, counts };
 }
 
-export async function reconcile(app: App, options: { json: boolean }): Promise<number> {
+/**
+ * The engines to sweep: every root, or only the configured root `root` names
+ * (the same directory, trailing slashes and symbolic links aside).
+ */
+export function enginesFor(app: App, root: string | undefined): readonly RootEngine[] {
+  if (root === undefined) return app.engines;
+  const wanted = resolve(root).replace(/\/+$/, '') || '/';
+  const canonical = (p: string): string => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  const engine = app.engines.find((e) => e.context.rootdir === wanted) ?? app.engines.find((e) => canonical(e.context.rootdir) === canonical(wanted));
+  if (!engine) {
+    throw new ConfigError(`--root ${JSON.stringify(root)} is not a configured root (${app.engines.map((e) => e.context.rootdir).join(', ')})`);
+  }
+  return [engine];
+}
+
+/** How long a sweep waits for the one running before it: longer than any sweep should take. */
+const SWEEP_WAIT_MS = 60 * 60 * 1000;
+
+/**
+ * Sweeps of one root run one at a time (a lock per root in the stateDir), so that
+ * incron, which starts `reconcile --root` for every event, never has sweeps racing
+ * each other over the same jobs. `wait`: wait for the running sweep, then sweep.
+ * `coalesce` (for incron): when a sweep is already waiting to start, return
+ * 'queued' at once — that sweep starts after this call began, so it sees
+ * everything this one would have; else wait as `wait` does.
+ */
+export async function lockSweep(engine: RootEngine, app: App, mode: 'wait' | 'coalesce'): Promise<Lock | 'queued'> {
+  const id = `sweep-${createHash('sha256').update(engine.context.rootdir).digest('hex').slice(0, 20)}`;
+  const staleMs = app.config.lockStaleSeconds * 1000;
+  let queued: Lock | undefined;
+  try {
+    if (mode === 'coalesce') {
+      try {
+        queued = await acquireLock(engine.context.stateDir, `${id}.queued`, { staleMs });
+      } catch (error) {
+        if (error instanceof BusyError) return 'queued';
+        throw error;
+      }
+    }
+    return await acquireLock(engine.context.stateDir, `${id}.running`, { staleMs, waitMs: SWEEP_WAIT_MS });
+  } catch (error) {
+    if (error instanceof BusyError) throw new BusyError(`another sweep of ${engine.context.rootdir} has run for over ${SWEEP_WAIT_MS / 60000} minutes`);
+    throw error;
+  } finally {
+    await queued?.release();
+  }
+}
+
+export async function reconcile(app: App, options: { json: boolean; root?: string }): Promise<number> {
+  const engines = enginesFor(app, options.root);
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stop.signal.aborted) return;
-    app.engines[0]?.log.notice(`${signal}: stopping; no new job starts, running jobs roll back or are left for recovery`);
+    engines[0]?.log.notice(`${signal}: stopping; no new job starts, running jobs roll back or are left for recovery`);
     stop.abort();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   const summaries: SweepSummary[] = [];
   try {
-    for (const engine of app.engines) {
+    for (const engine of engines) {
       if (stop.signal.aborted) break;
-      summaries.push(await sweepRoot(engine, app.config.watch.concurrency, stop.signal));
+      let lock: Lock | 'queued' | undefined;
+      try {
+        // A dry run changes nothing, the stateDir included.
+        if (!engine.context.dryRun) lock = await lockSweep(engine, app, options.root !== undefined ? 'coalesce' : 'wait');
+      } catch (error) {
+        summaries.push({ rootdir: engine.context.rootdir, rootfs: engine.context.rootfs, jobs: [], counts: {}, error: (error as Error).message });
+        continue;
+      }
+      if (lock === 'queued') {
+        engine.log.debug('a sweep of this root is already queued; it will see what this one would have');
+        summaries.push({ rootdir: engine.context.rootdir, rootfs: engine.context.rootfs, jobs: [], counts: {} });
+        continue;
+      }
+      try {
+        summaries.push(await sweepRoot(engine, app.config.watch.concurrency, stop.signal));
+      } finally {
+        await lock?.release();
+      }
     }
   } finally {
     process.off('SIGTERM', onSignal);

@@ -1,14 +1,23 @@
 /**
- * Configuration: found by cosmiconfig under the module name
- * "zfs-dynamic-creator" (package.json key, .zfs-dynamic-creatorrc[.json|.yaml|.yml|.js|.mjs|.cjs],
- * zfs-dynamic-creator.config.[js|mjs|cjs|ts], .config/…), then /etc/zfs-dynamic-creator/,
- * or given with --config PATH. Validated up front: an error names the file and the key.
+ * Configuration: the file given with --config PATH, else the first of
+ * /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}. Nothing is ever
+ * searched for in the working directory or above it: the tool runs as root,
+ * often standing in a directory other users write to.
+ *
+ * The file is read with cosmiconfig's loaders (YAML, JSON, JS), but not through
+ * cosmiconfig's explorer: constructing one searches the working directory for a
+ * "meta config" (package.json, .config/config.{json,yaml,js,cjs,…}) and loads it,
+ * which would run a planted .config/config.cjs even with --config given.
+ * Before it is read, the file must be a trusted place (src/core/trust.ts).
+ * Validated up front: an error names the file and the key.
  */
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { cosmiconfig } from 'cosmiconfig';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { defaultLoaders } from 'cosmiconfig';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { assertTrusted } from './trust.js';
 import type { PluginSpec } from './types.js';
 
 export const MODULE_NAME = 'zfs-dynamic-creator';
@@ -104,34 +113,68 @@ export function validateConfig(raw: unknown, source: string, defaultPlugins: rea
   };
 }
 
+/** The extensions a config file may have, each with the cosmiconfig loader that reads it. */
+const LOADERS: Readonly<Record<string, (filepath: string, content: string) => unknown>> = {
+  '.yaml': defaultLoaders['.yaml'],
+  '.yml': defaultLoaders['.yml'],
+  '.json': defaultLoaders['.json'],
+  '.js': defaultLoaders['.js'],
+  '.mjs': defaultLoaders['.mjs'],
+  '.cjs': defaultLoaders['.cjs'],
+  '': defaultLoaders.noExt,
+};
+
+/** The first /etc/zfs-dynamic-creator/config.* that exists, if any. */
+export function etcConfigFile(): string | undefined {
+  return ETC_FILES.map((f) => join(ETC_DIR, f)).find((f) => existsSync(f));
+}
+
 /**
- * Loads the config: the file named, else the first found by the usual search
- * from the working directory, else /etc/zfs-dynamic-creator/config.*.
+ * Reads one config file that has passed the trust check: `real` is its real
+ * path (what is read), `file` the name to report. A file named package.json
+ * gives its "zfs-dynamic-creator" key.
+ */
+async function readConfigFile(file: string, real: string): Promise<unknown> {
+  const extension = extname(real);
+  const loader = LOADERS[extension];
+  if (!loader) throw new ConfigError(`config ${file}: unknown file type ${JSON.stringify(extension)}; use .yaml, .yml, .json, .js, .mjs or .cjs`);
+  let content: string;
+  try {
+    content = await readFile(real, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`config ${file}: cannot read it: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  if (content.trim() === '') throw new ConfigError(`config ${file}: the file is empty`);
+  let value: unknown;
+  try {
+    value = await loader(real, content);
+  } catch (error) {
+    throw new ConfigError(`config ${file}: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (basename(real, extension) === 'package' && typeof value === 'object' && value !== null) {
+    value = (value as Record<string, unknown>)[MODULE_NAME];
+  }
+  if (value === undefined || value === null) throw new ConfigError(`config ${file}: the file is empty`);
+  return value;
+}
+
+/**
+ * Loads the config: the file named, else /etc/zfs-dynamic-creator/config.*.
+ * The file (and every directory above it) must be owned by root and not writable
+ * by group or others (src/core/trust.ts), or it is refused unread.
  * Returns undefined when there is none (and none was named).
  */
 export async function loadConfig(path: string | undefined, defaultPlugins: readonly PluginSpec[]): Promise<Config | undefined> {
-  const explorer = cosmiconfig(MODULE_NAME);
-  let result: { config: unknown; filepath: string; isEmpty?: boolean } | null;
-  try {
-    if (path !== undefined) {
-      const file = resolve(path);
-      if (!existsSync(file)) throw new ConfigError(`config ${file}: no such file`);
-      result = await explorer.load(file);
-    } else {
-      result = await explorer.search();
-      if (result === null) {
-        const etc = ETC_FILES.map((f) => join(ETC_DIR, f)).find((f) => existsSync(f));
-        result = etc ? await explorer.load(etc) : null;
-      }
-    }
-  } catch (error) {
-    if (error instanceof ConfigError) throw error;
-    const where = path ?? 'search';
-    throw new ConfigError(`config ${where}: ${(error as Error).message.split('\n')[0]}`);
+  let file: string;
+  if (path !== undefined) {
+    file = resolve(path);
+    if (!existsSync(file)) throw new ConfigError(`config ${file}: no such file`);
+  } else {
+    const etc = etcConfigFile();
+    if (etc === undefined) return undefined;
+    file = etc;
   }
-  if (result === null) return undefined;
-  if (result.isEmpty || result.config === undefined || result.config === null) {
-    throw new ConfigError(`config ${result.filepath}: the file is empty`);
-  }
-  return validateConfig(result.config, result.filepath, defaultPlugins, dirname(result.filepath));
+  const real = await assertTrusted(file, 'file', `config ${file}`);
+  const raw = await readConfigFile(file, real);
+  return validateConfig(raw, file, defaultPlugins, dirname(file));
 }

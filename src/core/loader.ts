@@ -2,6 +2,9 @@
  * Plugin loading. A spec is "name" or ["name", { options }]. A bare name that
  * is a builtin resolves to plugins/<name>; a name starting with "." or "/" is a
  * path (relative to the config file); anything else is a package.
+ * Whatever it resolves to (builtins too) is imported only from a trusted place:
+ * the module file and every directory above it owned by root and not writable
+ * by group or others (src/core/trust.ts); else the plugin is refused unloaded.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -10,6 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConfigError, oneLine } from './errors.js';
 import { CONTRACT } from './contract.js';
 import { HOOK_ORDER, type HookName, type Hooks } from './hooks.js';
+import { assertTrusted } from './trust.js';
 import type { Logger, PluginDefinition, PluginSpec, RootInfo } from './types.js';
 
 export type PluginSource = 'builtin' | 'path' | 'package';
@@ -132,7 +136,13 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
     let definition: unknown;
     try {
       resolved = resolveSpec(name, ctx.baseDir);
-      const mod = (await import(pathToFileURL(resolved.file).href)) as { default?: unknown };
+    } catch (error) {
+      throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);
+    }
+    // Refused before it is imported: importing a module runs it.
+    const real = await assertTrusted(resolved.file, 'file', `${at}: plugin "${name}"${resolved.file === name ? '' : ` (${resolved.file})`}`);
+    try {
+      const mod = (await import(pathToFileURL(real).href)) as { default?: unknown };
       definition = mod.default ?? mod;
     } catch (error) {
       throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);

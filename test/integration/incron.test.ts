@@ -1,8 +1,10 @@
 /**
- * The real incrond with the contrib/incron.d line: it converts what it sees, drops events in a
- * burst, and `reconcile` converts the rest.
+ * The real incrond with the contrib/incron.d line (`reconcile --root <root>`: no name on the
+ * shell line): it converts what it sees, a burst included, and a directory named with shell
+ * syntax runs nothing.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -37,7 +39,8 @@ beforeAll(async () => {
   const example = await readFile(join(PROJECT, 'contrib', 'incron.d', 'zfs-dynamic-creator'), 'utf8');
   const line = example.split('\n').find((l) => l.startsWith('/'));
   if (!line) throw new Error('contrib/incron.d/zfs-dynamic-creator has no table line');
-  const ours = line.replace(/^\/tank\/runs /, `${p.mount} `).replace('/usr/bin/zfs-dynamic-creator', `${process.execPath} ${CLI} --config ${config}`);
+  if (line.includes('$')) throw new Error(`the contrib incron line passes something through the shell: ${line}`);
+  const ours = line.replaceAll('/tank/runs', p.mount).replace('/usr/bin/zfs-dynamic-creator', `${process.execPath} ${CLI} --config ${config}`);
   await writeFile(table, `${ours}\n`);
   if (!(await incrondRunning())) {
     incrond = execa('incrond', ['-n'], { reject: false, stdin: 'ignore', env: { ...process.env } });
@@ -96,5 +99,55 @@ describe('incron with the contrib/incron.d line', () => {
     }
     expect(await helperEntries(p.mount)).toEqual([]);
     console.log(`incron burst of 50: ${byIncron} live after 3 s (incron alone), reconcile: ${JSON.stringify(outcomes)}`);
+  });
+
+  it('a burst with names in shell syntax: nothing runs, those are left as they are, a normal one is converted', async () => {
+    const tag = randomBytes(4).toString('hex');
+    // A name cannot hold "/", and incron escapes spaces and backslashes in $#: the commands
+    // make "/" with awk and separate words with ${IFS}. Through the old `handle $@/$#` line,
+    // all three run as root (measured with the real incrond).
+    const markers = [`/tmp/zdc-pwned-${tag}-1`, `/tmp/zdc-pwned-${tag}-2`, `/tmp/zdc-pwned-${tag}-3`];
+    const slash = `$(awk\${IFS}'BEGIN{printf("%c",47)}')`;
+    const at = (m: string): string => `touch\${IFS}${m.replaceAll('/', slash)}`;
+    const hostile = [`x$(${at(markers[0]!)})`, `y\`${at(markers[1]!)}\``, `z;${at(markers[2]!)};`];
+    const normal = `normal ${tag}`;
+    for (const n of [...hostile, normal]) {
+      await mkdir(join(p.mount, n));
+      await writeFile(join(p.mount, n, 'data.txt'), `${n}\n`);
+    }
+    for (let i = 0; i < 120 && (await states()).get(normal) !== 'live'; i++) await sleep(250);
+    expect((await states()).get(normal), 'converted through incron alone').toBe('live');
+    expect(await readFile(join(p.mount, normal, 'data.txt'), 'utf8')).toBe(`${normal}\n`);
+    // Let every command incron started finish.
+    await sleep(3000);
+    for (const m of markers) expect(existsSync(m), `${m}: a name was run by a shell`).toBe(false);
+    const now = await states();
+    for (const n of hostile) {
+      expect(now.has(n), n).toBe(false);
+      expect(await readFile(join(p.mount, n, 'data.txt'), 'utf8')).toBe(`${n}\n`);
+    }
+    // What a sweep says of them: one clear line each, the directory left as it is.
+    type Summary = { rootdir: string; jobs: { name: string; outcome: string; message: string }[] };
+    let summary: Summary | undefined;
+    // (A sweep incron queued meanwhile answers for this one, with no jobs of its own: ask again.)
+    for (let i = 0; i < 10 && !summary?.jobs.length; i++) {
+      if (i > 0) await sleep(1000);
+      const r = await cli(['--config', config, 'reconcile', '--root', p.mount, '--json'], { stateDir: p.stateDir });
+      [summary] = JSON.parse(r.stdout) as Summary[];
+    }
+    expect(summary!.rootdir).toBe(p.mount);
+    for (const n of hostile) {
+      const job = summary!.jobs.find((j) => j.name === n);
+      expect(job?.outcome, n).toBe('failed');
+      expect(job?.message).toMatch(/cannot become a ZFS dataset: it holds "[$`;]", and a ZFS dataset name allows only letters, digits, space and - _ \. :; left as it is$/);
+    }
+    for (const m of markers) expect(existsSync(m)).toBe(false);
+    for (const n of hostile) await rm(join(p.mount, n), { recursive: true });
+  });
+
+  it('reconcile --root refuses a directory that is not a configured root', async () => {
+    const r = await cli(['--config', config, 'reconcile', '--root', '/tmp'], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toBe(`zfs-dynamic-creator: --root "/tmp" is not a configured root (${p.mount})`);
   });
 });
