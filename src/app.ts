@@ -71,19 +71,30 @@ export class App {
   }
 
   /**
-   * For `recover` without a config: the roots, plugins and state directory that interrupted
-   * jobs recorded in the journal of `stateDir`. Undefined when the journal holds no job.
+   * For `recover`: the roots of `base` (the config, when there is one) plus every root that an
+   * interrupted job recorded in the journal of `stateDir` and `base` does not list, with the
+   * plugins that job ran with (a root used only through the original command line). Undefined
+   * when there is neither.
    */
-  static async fromJournal(stateDir: string): Promise<Config | undefined> {
+  static async fromJournal(stateDir: string, base?: Config): Promise<Config | undefined> {
     const records = (await new Journal(stateDir).list()).filter((r) => Array.isArray(r.plugins));
-    if (records.length === 0) return undefined;
+    const listed = new Set(base?.roots.map((r) => r.rootdir) ?? []);
     const roots = new Map<string, { rootfs: string; rootdir: string; plugins: PluginSpec[] }>();
     let baseDir: string | undefined;
     for (const r of records) {
-      if (!roots.has(r.rootdir)) roots.set(r.rootdir, { rootfs: r.rootfs, rootdir: r.rootdir, plugins: r.plugins ?? [] });
+      if (listed.has(r.rootdir) || roots.has(r.rootdir)) continue;
+      roots.set(r.rootdir, { rootfs: r.rootfs, rootdir: r.rootdir, plugins: r.plugins ?? [] });
       baseDir ??= r.baseDir;
     }
-    return validateConfig({ stateDir, roots: [...roots.values()] }, `the journal in ${stateDir}`, DEFAULT_PLUGINS, baseDir ?? '/');
+    if (roots.size === 0) return base;
+    const all = [...(base?.roots.map((r) => ({ rootfs: r.rootfs, rootdir: r.rootdir, plugins: [...r.plugins] })) ?? []), ...roots.values()];
+    const source = base ? `${base.source} and the journal in ${stateDir}` : `the journal in ${stateDir}`;
+    return validateConfig(
+      { stateDir, roots: all, ...(base ? { lockStaleSeconds: base.lockStaleSeconds, watch: base.watch } : {}) },
+      source,
+      DEFAULT_PLUGINS,
+      base?.baseDir ?? baseDir ?? '/',
+    );
   }
 
   /** The engine whose rootdir is `dir`'s parent, and the name of `dir` in it. */

@@ -160,15 +160,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print the summary as JSON')
     .action(async (o: { json?: boolean }, command: Command) => {
       const options = globals(command);
-      let given: Config | undefined;
-      if (options.config === undefined && !(await loadConfig(undefined, DEFAULT_PLUGINS))) {
-        // No config (a site run only by the original incron line): the journal says what to finish.
-        given = await App.fromJournal(process.env.ZFS_DYNAMIC_CREATOR_STATE_DIR ?? DEFAULT_STATE_DIR);
-        if (given === undefined) {
-          process.stdout.write(o.json ? '[]\n' : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
-          setExit(EXIT.ok);
-          return;
-        }
+      // The config's roots, and every root an interrupted job recorded in the journal that the
+      // config does not list (one used only through the original command line), with its plugins.
+      const file = await loadConfig(options.config, DEFAULT_PLUGINS);
+      const given: Config | undefined = await App.fromJournal(file?.stateDir ?? process.env.ZFS_DYNAMIC_CREATOR_STATE_DIR ?? DEFAULT_STATE_DIR, file);
+      if (given === undefined) {
+        process.stdout.write(o.json ? '[]\n' : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
+        setExit(EXIT.ok);
+        return;
       }
       setExit(await withApp(options, (app) => recover(app, { json: o.json ?? false }), given));
     });

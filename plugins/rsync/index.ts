@@ -56,7 +56,7 @@ import {
   type EntryInfo,
 } from '../../src/util/safefs.js';
 import { appendManifest, manifestPath, readManifest, removeManifest, writeManifest, type Manifest } from './manifest.js';
-import { decide, difference, type Meta } from './threeway.js';
+import { decide, difference, same, type Meta } from './threeway.js';
 
 const NAME = 'rsync';
 
@@ -381,6 +381,12 @@ export default definePlugin<Options>({
                       extra.push({ rel, info: s });
                       return;
                     }
+                    // Not what the original holds now (changed after rsync read it, or read through
+                    // a swapped symlink): dropped, and copied again below by descriptor.
+                    if (s.type !== 'dir' && !same(metaOf(o), metaOf(s))) {
+                      extra.push({ rel, info: s });
+                      return;
+                    }
                     manifest.set(rel, metaOf(s));
                   },
                   { signal: job.signal },
@@ -401,8 +407,12 @@ export default definePlugin<Options>({
               }
               for (const key of [...manifest.keys()]) if (key.startsWith(`${rel}/`)) manifest.delete(key);
             }
-            if (extra.length > 0) job.log.info(`${extra.length} entr${extra.length === 1 ? 'y' : 'ies'} of the copy not in the original (deleted meanwhile) left out`, { step: 'migrate/seal' });
+            if (extra.length > 0) job.log.info(`${extra.length} entr${extra.length === 1 ? 'y' : 'ies'} of the copy not as in the original (changed or deleted meanwhile) taken out`, { step: 'migrate/seal' });
             await writeManifest(manifestOf(job), manifest);
+            // What the original holds and the copy now lacks is copied in by descriptor, still
+            // before the commit, so that the copy is complete when it becomes visible.
+            const refill = await pass(job, original, copy, manifest);
+            if (refill.copied > 0) job.log.info(`${refill.copied} entr${refill.copied === 1 ? 'y' : 'ies'} copied again by descriptor`, { step: 'migrate/seal' });
           } finally {
             await copy.close();
           }
@@ -470,7 +480,13 @@ export default definePlugin<Options>({
           caughtUp += r.copied;
           if (r.copied > 0) job.log.warn(`${r.copied} late change(s) to the original were caught up after the swap (old NFS handles or open files)`, { step: 'cleanup/catch-up' });
           if (quiet && r.copied === 0 && !r.changing) {
-            if (r.conflicts.length > 0) throw conflictError(job, aside, r.conflicts);
+            if (r.conflicts.length > 0) {
+              // Every one named in the log (and the first in the job's error, which status shows).
+              const shown = r.conflicts.slice(0, 1000);
+              for (const c of shown) job.log.warn(`conflict: ${c}`, { step: 'cleanup/conflict' });
+              if (r.conflicts.length > shown.length) job.log.warn(`… and ${r.conflicts.length - shown.length} more conflict(s)`, { step: 'cleanup/conflict' });
+              throw conflictError(job, aside, r.conflicts);
+            }
             break;
           }
           if (Date.now() > deadline) {
@@ -503,12 +519,17 @@ export default definePlugin<Options>({
     async function waitQuiet(job: Job, original: DirRef, graceMs: number, deadline: number): Promise<{ quiet: boolean }> {
       let reported = '';
       const digest = (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> =>
-        treeDigest(original, { signal: job.signal }).catch((e: unknown) => (e instanceof TreeChangedError ? undefined : Promise.reject(e)));
-      /** Says (once per change of cast) who keeps the original busy. */
-      const report = async (index: Awaited<ReturnType<typeof treeDigest>>['index'] | undefined): Promise<number> => {
+        treeDigest(original, { signal: job.signal }).catch((e: unknown) => {
+          if (!(e instanceof TreeChangedError)) return Promise.reject(e);
+          job.log.debug(`the original changed while it was being looked at: ${e.message}`, { step: 'cleanup/wait' });
+          return undefined;
+        });
+      /** Says (once per change of cast) who keeps the original busy; returns how many hold it. */
+      const report = async (index: Awaited<ReturnType<typeof treeDigest>>['index'] | undefined, changed: boolean): Promise<number> => {
         const holders = index ? await holdersOf(index) : [];
-        const who = holders.length > 0 ? `${describeHolders(holders)} still hold files in the original` : 'the original is still changing (NFS clients or processes elsewhere)';
-        if (who !== reported) job.log.info(`waiting: ${who}`, { step: 'cleanup/wait' });
+        const who =
+          holders.length > 0 ? `${describeHolders(holders)} still hold files in the original` : changed ? 'the original is still changing (NFS clients or processes elsewhere)' : '';
+        if (who !== '' && who !== reported) job.log.info(`waiting: ${who}`, { step: 'cleanup/wait' });
         reported = who;
         return holders.length;
       };
@@ -519,7 +540,7 @@ export default definePlugin<Options>({
         if (job.signal.aborted) throw new Error('stopped during the grace period; the original is kept');
         if (last !== undefined && Date.now() - since >= graceMs) {
           // Unchanged for the whole grace period: and nobody holding anything in it?
-          if ((await report(last.index)) === 0) return { quiet: true };
+          if ((await report(last.index, false)) === 0) return { quiet: true };
         }
         if (Date.now() > deadline) return { quiet: false };
         await sleep(Math.max(10, Math.min(interval, graceMs - (Date.now() - since), deadline - Date.now())));
@@ -529,7 +550,7 @@ export default definePlugin<Options>({
         interval = Math.max(1000, 2 * (Date.now() - t));
         if (now === undefined || last === undefined || now.digest !== last.digest) {
           since = Date.now();
-          await report(now?.index);
+          await report(now?.index, true);
         }
         last = now;
       }

@@ -298,8 +298,10 @@ export class RootEngine {
         return done('rolled-back', 'recovery: rolled back an interrupted job that had not reached its commit point; the original directory is at its path, untouched');
       }
       await job.commit();
-      const from = record.phase === 'cleanup' || record.phase === 'publish' ? record.phase : 'swap';
-      for (const phase of AFTER_COMMIT.slice(AFTER_COMMIT.indexOf(from))) {
+      // Every phase after the commit again, from the swap: each is idempotent, and whatever the
+      // journal's phase, the filesystem may since have been unmounted (zpool import -N, a failed
+      // mount at boot, an administrator): the swap puts it back in place first.
+      for (const phase of AFTER_COMMIT) {
         await job.enter(phase);
         await this.hooks[phase].promise(job);
       }
