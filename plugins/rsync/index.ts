@@ -166,7 +166,11 @@ export default definePlugin<Options>({
     const manifestOf = (job: Job): string => manifestPath(stateDir, job.id);
 
     /** The moved-aside original, if it is still there: new layout, or that of older versions. */
-    const asidePaths = (job: Job): string[] => [jobPaths(job.root.rootdir, job.name).aside, legacyHelperPath(job.root.rootdir, job.name, 'orig')];
+    const asidePaths = (job: Job): string[] => {
+      const legacy = legacyHelperPath(job.root.rootdir, job.name, 'orig');
+      // The root-level name of older versions only for a job whose record says it used it.
+      return [jobPaths(job.root.rootdir, job.name).aside, ...(job.record.aside === legacy ? [legacy] : [])];
+    };
     const openAside = async (job: Job): Promise<{ ref: DirRef; path: string } | undefined> => {
       for (const path of asidePaths(job)) {
         try {

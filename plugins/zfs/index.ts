@@ -128,14 +128,22 @@ export default definePlugin<Options>({
       }
       return derived;
     };
-    /** Where the original is kept: the holding directory, or (jobs of older versions) the root. */
+    /**
+     * Where the original is kept: the holding directory; the root-level helper names of older
+     * versions only for a job whose own record says it used them (anyone can make such a name in
+     * a world-writable root, and it must not stall a job).
+     */
+    const legacy = (job: Job, kind: 'orig' | 'staging'): string[] => {
+      const path = legacyHelperPath(job.root.rootdir, job.name, kind);
+      return (kind === 'orig' ? job.record.aside : job.record.staging) === path ? [path] : [];
+    };
     const asideOf = async (job: Job): Promise<string | undefined> => {
-      for (const path of [jobPaths(job.root.rootdir, job.name).aside, legacyHelperPath(job.root.rootdir, job.name, 'orig')]) {
+      for (const path of [jobPaths(job.root.rootdir, job.name).aside, ...legacy(job, 'orig')]) {
         if (await exists(path)) return path;
       }
       return undefined;
     };
-    const stagingDirs = (job: Job): string[] => [jobPaths(job.root.rootdir, job.name).staging, legacyHelperPath(job.root.rootdir, job.name, 'staging')];
+    const stagingDirs = (job: Job): string[] => [jobPaths(job.root.rootdir, job.name).staging, ...legacy(job, 'staging')];
 
     hooks.prepare.tapPromise(NAME, async (root: RootContext) => {
       const info = await zfs.get(root.rootfs);
