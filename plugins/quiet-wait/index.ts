@@ -2,15 +2,15 @@
  * quiet-wait: the wait phase. After an optional fixed delay (the original
  * --delay), the directory's whole tree is watched (inotify, through chokidar)
  * and the job goes on only once nothing under it has changed for `quietSeconds`
- * and no local process has its working directory, an open file or a mapping
- * under it. After `maxWaitSeconds` the job is deferred, never forced.
+ * and no process (in any mount namespace) has its working directory, an open file or a mapping
+ * on an inode of it (matched by device and inode, not by path). After `maxWaitSeconds` the job is deferred, never forced.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import chokidar from 'chokidar';
 import { z } from 'zod';
 import { definePlugin, type Job } from '../../src/core/index.js';
-import { describeHolders, holdersUnder } from '../../src/util/proc.js';
-import { treeFingerprint } from '../../src/util/tree.js';
+import { describeHolders, holdersOf } from '../../src/util/holders.js';
+import { TreeChangedError, openDir, treeDigest, type DirRef } from '../../src/util/safefs.js';
 
 const NAME = 'quiet-wait';
 
@@ -64,22 +64,31 @@ export default definePlugin<Options>({
       watcher?.on('error', () => {
         lastChange = Date.now();
       });
+      let closeDir = async (): Promise<void> => undefined;
       try {
         if (watcher) await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
-        let print = await treeFingerprint(job.path);
+        // The tree is read through a descriptor of the directory the job identified (never by a
+        // path its owner could redirect), and holders are matched by inode, in any mount namespace.
+        const dir: DirRef = await openDir(job.path, job.record.identity);
+        const look = async (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> =>
+          treeDigest(dir, { signal: job.signal }).catch((e: unknown) => (e instanceof TreeChangedError ? undefined : Promise.reject(e)));
+        closeDir = () => dir.close();
+        let seen = await look();
+        let print = seen?.digest;
         let reported = '';
         for (;;) {
           const quietFor = Date.now() - lastChange;
           const left = opts.quietSeconds * 1000 - quietFor;
           if (left <= 0) {
-            const now = await treeFingerprint(job.path);
-            if (now !== print) {
+            seen = await look();
+            const now = seen?.digest;
+            if (now === undefined || now !== print) {
               print = now;
               lastChange = Date.now();
               changes++;
               continue;
             }
-            const holders = opts.checkOpenFiles ? await holdersUnder(job.path) : [];
+            const holders = opts.checkOpenFiles && seen ? await holdersOf(seen.index) : [];
             if (holders.length === 0) {
               job.log.info(`quiet for ${opts.quietSeconds} s${changes ? ` after ${changes} change(s)` : ''}`, { step: 'wait' });
               return undefined;
@@ -96,6 +105,7 @@ export default definePlugin<Options>({
         }
       } finally {
         await watcher?.close();
+        await closeDir();
       }
     });
   },
