@@ -53,18 +53,19 @@ function secretContent(token: string, name: string, size: number): string {
 }
 
 /**
- * A root-only directory with files of these names. Access times are set far before the
- * modification times, so that (relatime) any read of a file moves its atime: "never read" is checkable.
+ * A root-only directory with files of these names. Access times are set before the modification
+ * times, so that (relatime) any read of a file moves its atime: "never read" is checkable.
  */
 export async function makeSecret(names: readonly string[], size = 0): Promise<Secret> {
   const dir = await mkdtemp('/root/zdc-secret-');
   await chmod(dir, 0o700);
   const token = randomBytes(12).toString('hex');
-  const old = new Date('2001-01-01T00:00:00Z');
-  const now = new Date();
+  // Times no file of the user's has: a copy by size and time never takes a secret file for the user's.
+  const atime = new Date('2001-01-01T00:00:00Z');
+  const mtime = new Date('2010-01-01T00:00:00Z');
   for (const name of names) {
     await writeFile(join(dir, name), secretContent(token, name, size), { mode: 0o600 });
-    await utimes(join(dir, name), old, now);
+    await utimes(join(dir, name), atime, mtime);
   }
   const snapshot = async (): Promise<Map<string, SecretFile>> => {
     const out = new Map<string, SecretFile>();
