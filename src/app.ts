@@ -8,6 +8,7 @@ import {
   ConfigError,
   Journal,
   RootEngine,
+  jobId,
   loadConfig,
   loadPlugins,
   stderrSink,
@@ -77,7 +78,9 @@ export class App {
    * when there is neither.
    */
   static async fromJournal(stateDir: string, base?: Config): Promise<Config | undefined> {
-    const records = (await new Journal(stateDir).list()).filter((r) => Array.isArray(r.plugins));
+    // A record whose root and name do not give its id was not written by the tool for that root:
+    // it never defines a root to work on (see untrustedRecords).
+    const records = (await new Journal(stateDir).list()).filter((r) => Array.isArray(r.plugins) && r.id === jobId(r.rootdir, r.name));
     const listed = new Set(base?.roots.map((r) => r.rootdir) ?? []);
     const roots = new Map<string, { rootfs: string; rootdir: string; plugins: PluginSpec[] }>();
     let baseDir: string | undefined;
@@ -95,6 +98,17 @@ export class App {
       DEFAULT_PLUGINS,
       base?.baseDir ?? baseDir ?? '/',
     );
+  }
+
+  /**
+   * Journal records that cannot have been written by the tool: their root and name do not give
+   * their id (a tampered rootdir or name). One line each, for `recover` to print; never used.
+   */
+  static async untrustedRecords(stateDir: string): Promise<string[]> {
+    const journal = new Journal(stateDir);
+    return (await journal.list())
+      .filter((r) => r.id !== jobId(r.rootdir, r.name))
+      .map((r) => `journal record ${r.id} is not trusted (its id does not belong to its rootdir ${JSON.stringify(r.rootdir)} and name ${JSON.stringify(r.name)}); nothing was read from it or changed; inspect ${journal.file(r.id)}`);
   }
 
   /** The engine whose rootdir is `dir`'s parent, and the name of `dir` in it. */

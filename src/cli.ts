@@ -163,13 +163,21 @@ export function buildProgram(setExit: (code: number) => void): Command {
       // The config's roots, and every root an interrupted job recorded in the journal that the
       // config does not list (one used only through the original command line), with its plugins.
       const file = await loadConfig(options.config, DEFAULT_PLUGINS);
-      const given: Config | undefined = await App.fromJournal(file?.stateDir ?? process.env.ZFS_DYNAMIC_CREATOR_STATE_DIR ?? DEFAULT_STATE_DIR, file);
+      const stateDir = file?.stateDir ?? process.env.ZFS_DYNAMIC_CREATOR_STATE_DIR ?? DEFAULT_STATE_DIR;
+      // Records whose root is not the one their id was made from are named and left alone.
+      const untrusted = file === undefined ? await App.untrustedRecords(stateDir) : [];
+      for (const line of untrusted) {
+        process.stderr.write(`zfs-dynamic-creator: ERROR: ${line}\n`);
+        if (!o.json) process.stdout.write(`${'failed'.padEnd(11)} ${line}\n`);
+      }
+      const given: Config | undefined = await App.fromJournal(stateDir, file);
       if (given === undefined) {
-        process.stdout.write(o.json ? '[]\n' : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
-        setExit(EXIT.ok);
+        if (untrusted.length === 0) process.stdout.write(o.json ? '[]\n' : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
+        setExit(untrusted.length > 0 ? EXIT.failed : EXIT.ok);
         return;
       }
-      setExit(await withApp(options, (app) => recover(app, { json: o.json ?? false }), given));
+      const code = await withApp(options, (app) => recover(app, { json: o.json ?? false }), given);
+      setExit(untrusted.length > 0 ? EXIT.failed : code);
     });
 
   addGlobal(program.command('reconcile').description('sweep every root: convert what was missed, finish interrupted jobs, sync exports'))

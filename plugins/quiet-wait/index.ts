@@ -1,16 +1,16 @@
 /**
  * quiet-wait: the wait phase. After an optional fixed delay (the original
- * --delay), the directory's whole tree is watched (inotify, through chokidar)
- * and the job goes on only once nothing under it has changed for `quietSeconds`
+ * --delay), the directories of the tree are watched (inotify, one watch per directory, not per
+ * file) and the job goes on only once nothing under it has changed for `quietSeconds`
  * and no process (in any mount namespace) has its working directory, an open file or a mapping
  * on an inode of it (matched by device and inode, not by path). After `maxWaitSeconds` the job is deferred, never forced.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import chokidar from 'chokidar';
+import { watch, type FSWatcher } from 'node:fs';
 import { z } from 'zod';
 import { definePlugin, type Job } from '../../src/core/index.js';
 import { describeHolders, holdersOf } from '../../src/util/holders.js';
-import { TreeChangedError, openDir, treeDigest, type DirRef } from '../../src/util/safefs.js';
+import { TreeChangedError, openDir, relToBuffer, treeDigest, type DirRef } from '../../src/util/safefs.js';
 
 const NAME = 'quiet-wait';
 
@@ -40,6 +40,47 @@ async function abortableSleep(ms: number, signal: AbortSignal): Promise<boolean>
   }
 }
 
+/** Most inotify watches one job keeps (the kernel's per-user default limit is 8192 on older systems). */
+const MAX_WATCHES = 4096;
+
+/** inotify watches on directories of a tree, kept in step with the directories a walk found. */
+class DirectoryWatches {
+  private readonly watches = new Map<string, FSWatcher>();
+  constructor(
+    private readonly base: string,
+    private readonly onChange: () => void,
+  ) {}
+
+  /** Watches every directory in `rels` (latin1 paths relative to base) not yet watched; drops the others. */
+  update(rels: readonly string[]): void {
+    const wanted = new Set(rels);
+    for (const [rel, w] of this.watches) {
+      if (!wanted.has(rel)) {
+        w.close();
+        this.watches.delete(rel);
+      }
+    }
+    for (const rel of rels) {
+      if (this.watches.size >= MAX_WATCHES) break;
+      if (this.watches.has(rel)) continue;
+      const path = rel === '' ? Buffer.from(this.base) : Buffer.concat([Buffer.from(`${this.base}/`), relToBuffer(rel)]);
+      try {
+        const w = watch(path, { persistent: false, encoding: 'buffer' }, () => this.onChange());
+        w.on('error', () => this.onChange());
+        this.watches.set(rel, w);
+      } catch {
+        // Gone meanwhile, or out of watches: the digest comparison covers it.
+        this.onChange();
+      }
+    }
+  }
+
+  close(): void {
+    for (const w of this.watches.values()) w.close();
+    this.watches.clear();
+  }
+}
+
 export default definePlugin<Options>({
   name: NAME,
   description: 'waits until the directory tree is quiet and nobody holds files in it',
@@ -54,25 +95,28 @@ export default definePlugin<Options>({
       }
       let lastChange = Date.now();
       let changes = 0;
-      const watcher = opts.inotify
-        ? chokidar.watch(job.path, { ignoreInitial: true, followSymlinks: false, persistent: true, alwaysStat: false })
-        : undefined;
-      watcher?.on('all', () => {
+      const touched = (): void => {
         lastChange = Date.now();
         changes++;
-      });
-      watcher?.on('error', () => {
-        lastChange = Date.now();
-      });
+      };
+      // inotify on the tree's directories only (a change to any entry is an event on its
+      // directory): O(directories) watches, however many files, and at most MAX_WATCHES; past
+      // that, and for anything a watch misses, the digest comparison below still sees changes.
+      const watches = opts.inotify ? new DirectoryWatches(job.path, touched) : undefined;
       let closeDir = async (): Promise<void> => undefined;
       try {
-        if (watcher) await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
         // The tree is read through a descriptor of the directory the job identified (never by a
         // path its owner could redirect), and holders are matched by inode, in any mount namespace.
         const dir: DirRef = await openDir(job.path, job.record.identity);
-        const look = async (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> =>
-          treeDigest(dir, { signal: job.signal }).catch((e: unknown) => (e instanceof TreeChangedError ? undefined : Promise.reject(e)));
         closeDir = () => dir.close();
+        const look = async (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> => {
+          const dirs: string[] = [];
+          const result = await treeDigest(dir, { signal: job.signal, ...(watches ? { visit: (e) => void (e.type === 'dir' && dirs.push(e.rel)) } : {}) }).catch((e: unknown) =>
+            e instanceof TreeChangedError ? undefined : Promise.reject(e),
+          );
+          if (result) watches?.update(dirs);
+          return result;
+        };
         let seen = await look();
         let print = seen?.digest;
         let reported = '';
@@ -84,8 +128,7 @@ export default definePlugin<Options>({
             const now = seen?.digest;
             if (now === undefined || now !== print) {
               print = now;
-              lastChange = Date.now();
-              changes++;
+              touched();
               continue;
             }
             const holders = opts.checkOpenFiles && seen ? await holdersOf(seen.index) : [];
@@ -104,7 +147,7 @@ export default definePlugin<Options>({
           if (!(await abortableSleep(pause, job.signal))) return { defer: 'stopped while waiting' };
         }
       } finally {
-        await watcher?.close();
+        watches?.close();
         await closeDir();
       }
     });

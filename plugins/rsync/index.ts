@@ -248,7 +248,9 @@ export default definePlugin<Options>({
               conflicts.push(
                 manifest === undefined
                   ? `${where}: differs (${d ? difference(metaOf(o), metaOf(d)) : 'missing from the dataset'}) and there is no record of what was copied to tell whose change it is`
-                  : `${where}: changed in the original${b ? ` (${difference(b, metaOf(o))})` : ' (new)'} and in the dataset${d ? ` (${difference(b ?? metaOf(o), metaOf(d))})` : ' (deleted)'}`,
+                  : d && b && same(b, metaOf(d)) && d.type !== o.type
+                    ? `${where}: became a ${o.type} in the original; the ${d.type} in the dataset is never replaced by another type`
+                    : `${where}: changed in the original${b ? ` (${difference(b, metaOf(o))})` : ' (new)'} and in the dataset${d ? ` (${difference(b ?? metaOf(o), metaOf(d))})` : ' (deleted)'}`,
               );
             }
             if (opts.verifyContent && o.type === 'file' && d && decision === 'adopt') sameFiles.push(rel);

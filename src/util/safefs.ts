@@ -624,9 +624,12 @@ export async function walk(root: DirRef, visit: (e: EntryInfo) => void | Promise
 }
 
 /** A digest that changes when anything in the tree changes, and the tree's inodes, from one walk. */
-export async function treeDigest(root: DirRef, opts?: WalkOptions): Promise<{ digest: string; index: InodeIndex; entries: number; bytes: number }> {
+export async function treeDigest(
+  root: DirRef,
+  opts?: WalkOptions & { visit?: (e: EntryInfo) => void },
+): Promise<{ digest: string; index: InodeIndex; entries: number; bytes: number }> {
   const index = new InodeIndex(root.dev);
-  const { result, digest } = await runWalk(root, () => undefined, opts, { hash: true, index });
+  const { result, digest } = await runWalk(root, opts?.visit ?? (() => undefined), opts, { hash: true, index });
   return { digest: digest!.toString('hex'), index, ...result };
 }
 
