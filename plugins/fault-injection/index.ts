@@ -17,7 +17,8 @@
  *          started but not run, after = run and journalled as done. 'during' (steps only):
  *          fire `duringMs` after the step started, if it is still running (for example: in
  *          the middle of the copy; the copy's child processes are left running, as after a
- *          real crash).
+ *          real crash). Never later: the timer is cleared the moment the step's action
+ *          returns or throws, so it cannot fire in another step.
  * action   'signal' (default): send `signal` (default SIGKILL) to this very process, which
  *          dies on the spot as in a power cut or an OOM kill. 'fail': throw an error instead,
  *          which exercises the ordinary failure path (rollback before the commit).
@@ -112,15 +113,24 @@ export default definePlugin<Options>({
       return;
     }
 
+    /** The armed 'during' timers, by job: cleared the moment their step ends, however it ends. */
+    const timers = new Map<string, NodeJS.Timeout>();
     hooks.step.tapPromise(NAME, async (job, name, when) => {
       if (name !== opts.killAt) return;
       if (opts.when === 'during') {
+        if (when === 'end') {
+          clearTimeout(timers.get(job.id));
+          timers.delete(job.id);
+          return;
+        }
         if (when !== 'before' || !applies(job) || !(await firstTime(job))) return;
         const timer = setTimeout(() => {
+          timers.delete(job.id);
           job.log.warn(`fault injection: sending ${opts.signal} to this process during ${name}`, { step: name });
           process.kill(process.pid, opts.signal as NodeJS.Signals);
         }, opts.duringMs);
         timer.unref();
+        timers.set(job.id, timer);
         return;
       }
       if (when === opts.when) await fire(job, `${when} ${name}`);

@@ -17,6 +17,7 @@ import type {
   PhaseName,
   RootContext,
   Skip,
+  StepWhen,
   Survey,
 } from './types.js';
 
@@ -45,10 +46,11 @@ export function createHooks() {
     publish: new AsyncSeriesHook<[Job]>(['job']),
     /**
      * Around every step a phase runs through job.step(): called with the step's full name
-     * ("swap/move-aside") once it is journalled as started ('before') and once it is journalled
-     * as done ('after'). Not called in dry-run. For observers and fault-injection drills.
+     * ("swap/move-aside") once it is journalled as started ('before'), as soon as its action has
+     * returned or thrown ('end'), and once it is journalled as done ('after'; not after a throw).
+     * Not called in dry-run. For observers and fault-injection drills.
      */
-    step: new AsyncSeriesHook<[Job, string, 'before' | 'after']>(['job', 'step', 'when']),
+    step: new AsyncSeriesHook<[Job, string, StepWhen]>(['job', 'step', 'when']),
 
     // ---- failure path and recovery --------------------------------------------
     /** Undo what was done before the commit, idempotently, from what is on disk. */

@@ -70,7 +70,15 @@ export class JobImpl implements Job {
     await this.save();
     await this.hooks?.step.promise(this, fields.step, 'before');
     this.log.info(description, fields);
-    const result = await action();
+    let result: T;
+    try {
+      result = await action();
+    } catch (error) {
+      // The step ended (badly): taps hear it before the failure goes on; theirs cannot mask it.
+      await this.hooks?.step.promise(this, fields.step, 'end').catch((e: unknown) => this.log.warn(`a step hook failed at the end of ${fields.step}: ${e instanceof Error ? e.message : String(e)}`, fields));
+      throw error;
+    }
+    await this.hooks?.step.promise(this, fields.step, 'end');
     entry.state = 'done';
     await this.save();
     await this.hooks?.step.promise(this, fields.step, 'after');

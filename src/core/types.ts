@@ -93,6 +93,9 @@ export interface JobRecord {
   error?: string;
 }
 
+/** When the step hook is called: journalled as started; action returned or threw; journalled as done. */
+export type StepWhen = 'before' | 'end' | 'after';
+
 export interface StepRecord {
   readonly step: string;
   readonly phase: PhaseName | 'recover';
