@@ -32,10 +32,11 @@ import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { definePlugin, isErrno, type Job, type PhaseName } from '../../src/core/index.js';
+import { JOURNALLED_PHASES, definePlugin, isErrno, type JournalledPhase, type Job } from '../../src/core/index.js';
 
 const NAME = 'fault-injection';
-const PHASES = ['provision', 'migrate', 'swap', 'cleanup', 'publish'] as const satisfies readonly PhaseName[];
+/** The phases it can strike in: those entered through the journal (the contract's). */
+const PHASES: readonly JournalledPhase[] = JOURNALLED_PHASES;
 
 const options = z
   .object({
@@ -68,7 +69,7 @@ export default definePlugin<Options>({
   options,
   apply(hooks, { options: opts, log, stateDir, dryRun }) {
     if (dryRun) return;
-    const [phase, step] = opts.killAt.split('/') as [(typeof PHASES)[number], string | undefined];
+    const [phase, step] = opts.killAt.split('/') as [JournalledPhase, string | undefined];
     log.warn(`fault injection is armed: ${opts.action === 'fail' ? 'fail' : `${opts.signal}`} ${opts.when} ${opts.killAt}`);
 
     const applies = (job: Job): boolean => opts.names === undefined || opts.names.includes(job.name);

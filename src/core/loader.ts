@@ -11,8 +11,8 @@ import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConfigError, oneLine } from './errors.js';
-import { CONTRACT } from './contract.js';
-import { HOOK_ORDER, type HookName, type Hooks } from './hooks.js';
+import { CONTRACT, HOOK_ORDER, type HookName } from './contract.js';
+import type { Hooks } from './hooks.js';
 import { assertTrusted } from './trust.js';
 import type { Logger, PluginDefinition, PluginSpec, RootInfo } from './types.js';
 

@@ -3,6 +3,9 @@
  * filesystem, copy tool or export mechanism: those are plugins.
  */
 import type { Hooks } from './hooks.js';
+import type { PhaseName } from './contract.js';
+
+export type { PhaseName };
 
 export type LogLevel = 'debug' | 'info' | 'notice' | 'warning' | 'error';
 
@@ -55,7 +58,6 @@ export interface Identity {
   readonly ino: number;
 }
 
-export type PhaseName = 'filter' | 'wait' | 'provision' | 'migrate' | 'swap' | 'cleanup' | 'publish';
 
 /** What the journal holds about a job. Written durably before every step that changes anything. */
 export interface JobRecord {
