@@ -164,7 +164,7 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
       await definition.apply(ctx.hooks, {
         options: options as Record<string, unknown>,
         root: ctx.root,
-        log: ctx.log.child({}),
+        log: ctx.log.child({ plugin: definition.name }),
         dryRun: ctx.dryRun,
         stateDir: ctx.stateDir,
       });

@@ -22,9 +22,11 @@ export interface LogRecord {
   readonly filesystem?: string;
   /** The lifecycle phase or step, when the event belongs to one. */
   readonly step?: string;
+  /** The plugin that logged it (through the logger of its context). */
+  readonly plugin?: string;
 }
 
-export type LogFields = Partial<Pick<LogRecord, 'rootdir' | 'dir' | 'filesystem' | 'step'>>;
+export type LogFields = Partial<Pick<LogRecord, 'rootdir' | 'dir' | 'filesystem' | 'step' | 'plugin'>>;
 
 export interface Logger {
   debug(message: string, fields?: LogFields): void;
@@ -189,6 +191,7 @@ export interface Survey {
 export interface PluginContext<O = Record<string, unknown>> {
   readonly options: O;
   readonly root: RootInfo;
+  /** The root's logger, named after the plugin: every record it makes carries the plugin's name. */
   readonly log: Logger;
   readonly dryRun: boolean;
   readonly stateDir: string;
