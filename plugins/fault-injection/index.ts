@@ -32,7 +32,7 @@ import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { JOURNALLED_PHASES, definePlugin, isErrno, type JournalledPhase, type Job } from '../../src/core/index.js';
+import { JOURNALLED_PHASES, definePlugin, isErrno, type JournalledPhase, type Job } from '../../src/index.js';
 
 const NAME = 'fault-injection';
 /** The phases it can strike in: those entered through the journal (the contract's). */

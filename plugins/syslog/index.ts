@@ -6,7 +6,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { z } from 'zod';
-import { definePlugin, oneLineText, type LogLevel, type LogRecord } from '../../src/core/index.js';
+import { definePlugin, oneLineText, type LogLevel, type LogRecord } from '../../src/index.js';
 
 const NAME = 'syslog';
 
