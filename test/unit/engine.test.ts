@@ -269,6 +269,16 @@ describe('recovery', () => {
     expect(calls).toEqual(['assess', 'swap', 'cleanup', 'publish', 'outcome:recovered']);
   });
 
+  it('in a dry run, an interrupted uncommitted job is not rolled back: its record and everything on disk stay', async () => {
+    const record = await leave({ committed: false });
+    const { engine: e, records } = engine({ dryRun: true });
+    const { calls } = fakePlugin(e.hooks, { assess: { committed: false } });
+    expect(await e.handle('d')).toMatchObject({ kind: 'converted', message: 'dry run: nothing was changed' });
+    expect(calls).toEqual(['assess', 'filter', 'provision', 'migrate', 'swap', 'cleanup', 'publish', 'outcome:converted']);
+    expect(records.map((r) => r.message)).toContain('would undo an uncommitted job');
+    expect(await e.journal.read(id())).toEqual(record);
+  });
+
   it('a record whose paths are not the ones the tool derives is refused and left alone', async () => {
     const record = await leave({ committed: false, aside: '/etc' });
     const { engine: e } = engine();
