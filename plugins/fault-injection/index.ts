@@ -125,9 +125,11 @@ export default definePlugin<Options>({
           return;
         }
         if (when !== 'before' || !applies(job) || !(await firstTime(job))) return;
+        // Taken now, while this tap runs, so that the line names this plugin when the timer fires.
+        const jobLog = job.log;
         const timer = setTimeout(() => {
           timers.delete(job.id);
-          job.log.warn(`fault injection: sending ${opts.signal} to this process during ${name}`, { step: name });
+          jobLog.warn(`fault injection: sending ${opts.signal} to this process during ${name}`, { step: name });
           process.kill(process.pid, opts.signal as NodeJS.Signals);
         }, opts.duringMs);
         timer.unref();

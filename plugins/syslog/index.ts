@@ -38,16 +38,16 @@ const options = z
 type Options = z.infer<typeof options>;
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, notice: 2, warning: 3, error: 4 };
 
-/** The text of one syslog line: "<dir> (<dataset>) <step> [<plugin>]: <message>". */
+/** The text of one syslog line: "<dir> (<dataset>) <step>: [<plugin>] <message>". */
 export function syslogLine(record: LogRecord): string {
   const parts: string[] = [];
   if (record.rootdir !== undefined && record.dir !== undefined) parts.push(`${record.rootdir}/${record.dir}`);
   else if (record.rootdir !== undefined) parts.push(record.rootdir);
   if (record.filesystem !== undefined) parts.push(`(${record.filesystem})`);
   if (record.step !== undefined) parts.push(record.step);
-  if (record.plugin !== undefined) parts.push(`[${record.plugin}]`);
   const head = parts.join(' ');
-  return oneLineText(head ? `${head}: ${record.message}` : record.message);
+  const message = record.plugin !== undefined ? `[${record.plugin}] ${record.message}` : record.message;
+  return oneLineText(head ? `${head}: ${message}` : message);
 }
 
 export default definePlugin<Options>({

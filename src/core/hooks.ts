@@ -134,7 +134,50 @@ function makeHook(name: HookName, contract: HookContract): AnyHook {
       },
     });
   }
+  if (contract.args[0] === 'job') {
+    // While a tap of a job hook runs, the job's logger names the tap (its plugin): job.log lines,
+    // job.step's included, can be attributed. Restored when the tap returns (hooks run in series).
+    hook.intercept({
+      register: (tap) => {
+        const fn = tap.fn as (...a: unknown[]) => unknown;
+        const enter = (job: Acting): (() => void) => {
+          const previous = job.actingPlugin;
+          job.actingPlugin = tap.name;
+          return () => {
+            job.actingPlugin = previous;
+          };
+        };
+        if (tap.type === 'promise') {
+          return { ...tap, fn: (...a: unknown[]) => { const leave = enter(a[0] as Acting); return Promise.resolve().then(() => fn(...a)).finally(leave); } };
+        }
+        if (tap.type === 'sync') {
+          return { ...tap, fn: (...a: unknown[]) => { const leave = enter(a[0] as Acting); try { return fn(...a); } finally { leave(); } } };
+        }
+        return {
+          ...tap,
+          fn: (...a: unknown[]) => {
+            const callback = a.pop() as (error?: unknown, result?: unknown) => void;
+            const leave = enter(a[0] as Acting);
+            try {
+              fn(...a, (error?: unknown, result?: unknown) => {
+                leave();
+                callback(error, result);
+              });
+            } catch (error) {
+              leave();
+              throw error;
+            }
+          },
+        };
+      },
+    });
+  }
   return hook;
+}
+
+/** A job while one of its hooks' taps runs: the tap's name, for its logger. */
+interface Acting {
+  actingPlugin?: string | undefined;
 }
 
 /** A tap broke the contract (for example: returned something of the wrong shape). */

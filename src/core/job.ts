@@ -22,6 +22,8 @@ export class JobImpl implements Job {
    * not even the journal, and says truthfully where it stopped.
    */
   guard: () => Promise<void> = async () => undefined;
+  /** The tap (plugin) running now, set by the hooks while it runs: its log lines name it. */
+  actingPlugin: string | undefined;
   /** Whether anything has been written to the journal for this job. */
   private journalled = false;
 
@@ -39,9 +41,13 @@ export class JobImpl implements Job {
     this.journalled = state.steps.length > 0 || state.phase !== 'new';
   }
 
-  /** Names the directory, and the new filesystem once a plugin has recorded it. */
+  /** Names the directory, the new filesystem once a plugin has recorded it, and the plugin whose tap is running. */
   get log(): Logger {
-    return this.root.log.child({ dir: this.state.name, ...(this.state.filesystem !== undefined ? { filesystem: this.state.filesystem } : {}) });
+    return this.root.log.child({
+      dir: this.state.name,
+      ...(this.state.filesystem !== undefined ? { filesystem: this.state.filesystem } : {}),
+      ...(this.actingPlugin !== undefined ? { plugin: this.actingPlugin } : {}),
+    });
   }
 
   get dryRun(): boolean {

@@ -161,6 +161,17 @@ describe('a job through the lifecycle', () => {
     expect(await e.journal.read(id())).toMatchObject({ committed: false, status: 'incomplete' });
   });
 
+  it("names the plugin in the lines its taps log through the job's logger, and no plugin in the core's", async () => {
+    const { engine: e, records } = engine();
+    fakePlugin(e.hooks);
+    e.hooks.publish.tapPromise('other', async (job) => job.log.info('published elsewhere'));
+    await e.handle('d');
+    const by = (message: string) => records.find((r) => r.message === message);
+    expect(by('copy')).toMatchObject({ plugin: 'fake', dir: 'd', step: 'migrate/copy' });
+    expect(by('published elsewhere')).toMatchObject({ plugin: 'other', dir: 'd' });
+    expect(by('converted into tank/root/d')).not.toHaveProperty('plugin');
+  });
+
   it('says skipped, deferred and failed (refused) without journalling anything', async () => {
     const skipped = engine();
     const s = fakePlugin(skipped.engine.hooks, { skip: 'not ours' });

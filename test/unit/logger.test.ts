@@ -27,7 +27,7 @@ describe("a plugin's logger", () => {
       const armed = records.find((r) => r.message.startsWith('fault injection is armed'));
       expect(armed).toMatchObject({ plugin: 'fault-injection', rootdir: '/tank/runs', level: 'warning' });
       expect(formatRecord(armed!)).toBe('WARNING: [fault-injection] fault injection is armed: SIGKILL before migrate');
-      expect(syslogLine(armed!)).toBe('/tank/runs [fault-injection]: fault injection is armed: SIGKILL before migrate');
+      expect(syslogLine(armed!)).toBe('/tank/runs: [fault-injection] fault injection is armed: SIGKILL before migrate');
     } finally {
       await rm(stateDir, { recursive: true, force: true });
     }
