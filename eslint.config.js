@@ -12,4 +12,22 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     },
   },
+  {
+    // The builtins are ordinary plugins: they use the public plugin API (src/index.ts) and
+    // nothing else of the program, so a site plugin can do whatever they do.
+    files: ['plugins/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/src/*', '!**/src/index.js', '**/src/*/**', '**/dist/**'],
+              message: "plugins import the program only through its public plugin API, '../../src/index.js' (the package 'zfs-dynamic-creator'); export what is missing there",
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

@@ -1,3 +1,113 @@
-/** zfs-dynamic-creator as a library: the types and helpers a plugin author needs. */
-export * from './core/index.js';
-export { App, DEFAULT_PLUGINS, type GlobalOptions } from './app.js';
+/**
+ * zfs-dynamic-creator's plugin API: everything a plugin needs, and nothing of the engine.
+ *
+ *   import { definePlugin, STAGE, run, type Job } from 'zfs-dynamic-creator';
+ *
+ * The builtin plugins (plugins/*) import only from here (eslint's no-restricted-imports enforces
+ * it), so a site plugin can do anything they do. The engine, the journal, the loader and the
+ * command line are not part of it: they are imported from their own modules by the CLI and the
+ * tests, and may change without notice. docs/architecture.md tells the lifecycle.
+ */
+
+// ---- defining a plugin: the lifecycle, its contract, the order between plugins ----------------------
+export { definePlugin } from './core/plugin.js';
+export { createHooks, ContractError, type Hooks } from './core/hooks.js';
+export {
+  CONTRACT,
+  STAGE,
+  HOOK_ORDER,
+  PHASE_ORDER,
+  JOURNALLED_PHASES,
+  AFTER_COMMIT,
+  type HookContract,
+  type HookKind,
+  type HookName,
+  type JournalledPhase,
+  type PhaseContract,
+} from './core/contract.js';
+export type {
+  Assessment,
+  Defer,
+  Identity,
+  Job,
+  JobFields,
+  JobRecord,
+  LogFields,
+  LogLevel,
+  LogRecord,
+  Logger,
+  Outcome,
+  OutcomeKind,
+  PhaseName,
+  PluginContext,
+  PluginDefinition,
+  PluginSpec,
+  RootContext,
+  RootInfo,
+  Skip,
+  StepRecord,
+  StepWhen,
+  Survey,
+} from './core/types.js';
+
+// ---- errors, names in messages, logging -------------------------------------------------------------
+/** RefusedError: leave this directory alone (exit 2); TransientError: try again later; BusyError: someone else is on it. */
+export { RefusedError, TransientError, ConfigError, BusyError, oneLine, quoteName } from './core/errors.js';
+export { createLogger, oneLineText, type LogSink } from './core/logger.js';
+
+// ---- running commands: an argument array, never a shell string --------------------------------------
+export { run, CommandError, type RunOptions, type RunResult } from './core/exec.js';
+export { retry, type RetryOptions } from './core/retry.js';
+
+// ---- helper places of a job, in the root-only holding directory --------------------------------------
+export {
+  HELPER_PREFIX,
+  HOLDING_NAME,
+  helperPath,
+  holdingDir,
+  isHelperName,
+  jobPaths,
+  legacyHelperPath,
+  type JobPaths,
+} from './core/helpers.js';
+/** Throws unless a path is still the directory with a recorded identity (checked before every move). */
+export { assertSameDirectory } from './core/engine.js';
+
+// ---- durable state: atomic files, kernel locks --------------------------------------------------------
+export { writeFileAtomic, backupFile, fsyncDir, isErrno } from './core/fsutil.js';
+export { acquireLock, isLocked, type Lock, type LockOptions } from './core/lock.js';
+
+// ---- trees read and changed through directory descriptors (never by path) ---------------------------
+export {
+  DirRef,
+  TreeChangedError,
+  IdentityError,
+  NotADirectoryError,
+  CrossDeviceError,
+  UnsupportedEntryError,
+  at,
+  copyEntry,
+  displayPath,
+  ensureDir,
+  listNames,
+  relFromBuffer,
+  relToBuffer,
+  openChild,
+  openDir,
+  removeTree,
+  setMetadata,
+  statAt,
+  treeDigest,
+  walk,
+  walkPair,
+  type CopyOptions,
+  type EntryInfo,
+  type EntryType,
+  type RemoveOptions,
+  type WalkOptions,
+  type WalkResult,
+} from './util/safefs.js';
+
+// ---- who holds a tree (any mount namespace, by device and inode), what is mounted below it ---------
+export { holdersOf, describeHolders, InodeIndex, type Holder, type HoldersOptions } from './util/holders.js';
+export { mountsBelow } from './util/proc.js';

@@ -17,7 +17,8 @@
  *          started but not run, after = run and journalled as done. 'during' (steps only):
  *          fire `duringMs` after the step started, if it is still running (for example: in
  *          the middle of the copy; the copy's child processes are left running, as after a
- *          real crash).
+ *          real crash). Never later: the timer is cleared the moment the step's action
+ *          returns or throws, so it cannot fire in another step.
  * action   'signal' (default): send `signal` (default SIGKILL) to this very process, which
  *          dies on the spot as in a power cut or an OOM kill. 'fail': throw an error instead,
  *          which exercises the ordinary failure path (rollback before the commit).
@@ -31,10 +32,11 @@ import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { definePlugin, isErrno, type Job, type PhaseName } from '../../src/core/index.js';
+import { JOURNALLED_PHASES, definePlugin, isErrno, type JournalledPhase, type Job } from '../../src/index.js';
 
 const NAME = 'fault-injection';
-const PHASES = ['provision', 'migrate', 'swap', 'cleanup', 'publish'] as const satisfies readonly PhaseName[];
+/** The phases it can strike in: those entered through the journal (the contract's). */
+const PHASES: readonly JournalledPhase[] = JOURNALLED_PHASES;
 
 const options = z
   .object({
@@ -67,7 +69,7 @@ export default definePlugin<Options>({
   options,
   apply(hooks, { options: opts, log, stateDir, dryRun }) {
     if (dryRun) return;
-    const [phase, step] = opts.killAt.split('/') as [(typeof PHASES)[number], string | undefined];
+    const [phase, step] = opts.killAt.split('/') as [JournalledPhase, string | undefined];
     log.warn(`fault injection is armed: ${opts.action === 'fail' ? 'fail' : `${opts.signal}`} ${opts.when} ${opts.killAt}`);
 
     const applies = (job: Job): boolean => opts.names === undefined || opts.names.includes(job.name);
@@ -112,15 +114,26 @@ export default definePlugin<Options>({
       return;
     }
 
+    /** The armed 'during' timers, by job: cleared the moment their step ends, however it ends. */
+    const timers = new Map<string, NodeJS.Timeout>();
     hooks.step.tapPromise(NAME, async (job, name, when) => {
       if (name !== opts.killAt) return;
       if (opts.when === 'during') {
+        if (when === 'end') {
+          clearTimeout(timers.get(job.id));
+          timers.delete(job.id);
+          return;
+        }
         if (when !== 'before' || !applies(job) || !(await firstTime(job))) return;
+        // Taken now, while this tap runs, so that the line names this plugin when the timer fires.
+        const jobLog = job.log;
         const timer = setTimeout(() => {
-          job.log.warn(`fault injection: sending ${opts.signal} to this process during ${name}`, { step: name });
+          timers.delete(job.id);
+          jobLog.warn(`fault injection: sending ${opts.signal} to this process during ${name}`, { step: name });
           process.kill(process.pid, opts.signal as NodeJS.Signals);
         }, opts.duringMs);
         timer.unref();
+        timers.set(job.id, timer);
         return;
       }
       if (when === opts.when) await fire(job, `${when} ${name}`);

@@ -5,7 +5,7 @@
  * Patterns use Python syntax as in the original --only-dirs-matching, or JavaScript.
  */
 import { z } from 'zod';
-import { definePlugin } from '../../src/core/index.js';
+import { definePlugin } from '../../src/index.js';
 import { fromPython } from './pyregex.js';
 
 const NAME = 'name-filter';

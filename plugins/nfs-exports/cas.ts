@@ -25,7 +25,7 @@
 import { closeSync, fstatSync, linkSync, openSync, readSync, renameSync, statSync, unlinkSync, type BigIntStats } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { fsyncDir, isErrno } from '../../src/core/index.js';
+import { fsyncDir, isErrno } from '../../src/index.js';
 
 /** What a file was when we looked: absent, or its bytes and identity. */
 export type FileState =

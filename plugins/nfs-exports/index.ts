@@ -35,6 +35,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import {
   RefusedError,
+  acquireLock,
   definePlugin,
   isErrno,
   oneLine,
@@ -43,8 +44,7 @@ import {
   type Logger,
   type RootContext,
   type Survey,
-} from '../../src/core/index.js';
-import { acquireLock } from '../../src/core/lock.js';
+} from '../../src/index.js';
 import { readState, replaceIf, sameState, writeAtomic, type FileState } from './cas.js';
 import { clientsOf, inheritableClients, normalizePath, parseClients, parseExports, planExports, undoOnTop, type Plan } from './exports.js';
 

@@ -8,9 +8,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { z } from 'zod';
-import { definePlugin, type Job } from '../../src/core/index.js';
-import { describeHolders, holdersOf } from '../../src/util/holders.js';
-import { TreeChangedError, openDir, relToBuffer, treeDigest, type DirRef } from '../../src/util/safefs.js';
+import {
+  TreeChangedError,
+  definePlugin,
+  describeHolders,
+  holdersOf,
+  openDir,
+  relToBuffer,
+  treeDigest,
+  type DirRef,
+  type Job,
+} from '../../src/index.js';
 
 const NAME = 'quiet-wait';
 

@@ -27,34 +27,33 @@ import {
   RefusedError,
   STAGE,
   TransientError,
-  definePlugin,
-  jobPaths,
-  legacyHelperPath,
-  quoteName,
-  retry,
-  run,
-  type Identity,
-  type Job,
-} from '../../src/core/index.js';
-import { mountsBelow } from '../../src/util/proc.js';
-import { describeHolders, holdersOf } from '../../src/util/holders.js';
-import {
   TreeChangedError,
   UnsupportedEntryError,
   at,
   copyEntry,
+  definePlugin,
+  describeHolders,
   displayPath,
   ensureDir,
+  holdersOf,
+  jobPaths,
+  legacyHelperPath,
+  mountsBelow,
   openChild,
   openDir,
+  quoteName,
   removeTree,
+  retry,
+  run,
   statAt,
   treeDigest,
   walk,
   walkPair,
   type DirRef,
   type EntryInfo,
-} from '../../src/util/safefs.js';
+  type Identity,
+  type Job,
+} from '../../src/index.js';
 import { appendManifest, manifestPath, readManifest, removeManifest, writeManifest, type Manifest } from './manifest.js';
 import { decide, difference, same, type Meta } from './threeway.js';
 

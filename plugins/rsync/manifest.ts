@@ -10,7 +10,7 @@ import { appendFile, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
-import { fsyncDir, isErrno } from '../../src/core/index.js';
+import { fsyncDir, isErrno } from '../../src/index.js';
 import type { Kind, Meta } from './threeway.js';
 
 export type Manifest = Map<string, Meta>;

@@ -6,7 +6,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { z } from 'zod';
-import { definePlugin, oneLineText, type LogLevel, type LogRecord } from '../../src/core/index.js';
+import { definePlugin, oneLineText, type LogLevel, type LogRecord } from '../../src/index.js';
 
 const NAME = 'syslog';
 
@@ -38,7 +38,7 @@ const options = z
 type Options = z.infer<typeof options>;
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, notice: 2, warning: 3, error: 4 };
 
-/** The text of one syslog line: "<dir> (<dataset>) <step>: <message>". */
+/** The text of one syslog line: "<dir> (<dataset>) <step>: [<plugin>] <message>". */
 export function syslogLine(record: LogRecord): string {
   const parts: string[] = [];
   if (record.rootdir !== undefined && record.dir !== undefined) parts.push(`${record.rootdir}/${record.dir}`);
@@ -46,7 +46,8 @@ export function syslogLine(record: LogRecord): string {
   if (record.filesystem !== undefined) parts.push(`(${record.filesystem})`);
   if (record.step !== undefined) parts.push(record.step);
   const head = parts.join(' ');
-  return oneLineText(head ? `${head}: ${record.message}` : record.message);
+  const message = record.plugin !== undefined ? `[${record.plugin}] ${record.message}` : record.message;
+  return oneLineText(head ? `${head}: ${message}` : message);
 }
 
 export default definePlugin<Options>({

@@ -34,7 +34,7 @@ import {
   type Identity,
   type Job,
   type RootContext,
-} from '../../src/core/index.js';
+} from '../../src/index.js';
 import { PROP_ASIDE, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, type DatasetInfo } from './zfs.js';
 
 const NAME = 'zfs';

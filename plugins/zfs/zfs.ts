@@ -1,5 +1,5 @@
 /** The zfs commands this plugin needs, in the subset zfs-fuse and OpenZFS share. */
-import { CommandError, RefusedError, TransientError, retry, run, type Logger } from '../../src/core/index.js';
+import { CommandError, RefusedError, TransientError, retry, run, type Logger } from '../../src/index.js';
 
 /** User properties that mark a dataset's part in a conversion. */
 export const PROP_STATE = 'org.zfs-dynamic-creator:state';

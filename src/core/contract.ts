@@ -1,38 +1,162 @@
 /**
- * The contract of each hook, in one table (after semantic-release's
- * lib/definitions/plugins.js): whether some plugin must tap it, whether it runs
- * in dry-run, and what a tap may return.
+ * The contract of each hook, in one table (after semantic-release's lib/definitions/plugins.js).
+ * The hooks are created from it (src/core/hooks.ts), in its order; every list of hook or phase
+ * names derives from it; the engine reads it to decide what runs in a dry run and checks what
+ * taps return against it; the loader refuses a config in which no plugin taps a required hook.
+ * test/unit/contract.test.ts fails when anything disagrees with it.
+ *
+ * This module imports nothing: everything else reads it.
  */
-import type { HookName } from './hooks.js';
+
+/** The tapable class a hook is made of. */
+export type HookKind =
+  /** AsyncSeriesHook: every tap runs, in order; what they return is ignored. */
+  | 'series'
+  /** AsyncSeriesBailHook: taps run in order until one returns something other than undefined. */
+  | 'bail'
+  /** AsyncSeriesWaterfallHook: each tap receives (and may return a replacement for) the first argument. */
+  | 'waterfall'
+  /** SyncHook: synchronous taps only. */
+  | 'sync';
+
+/** A job phase: a hook the engine runs once per job, in table order. */
+export interface PhaseContract {
+  /**
+   * Entered through the journal (job.enter) before its taps run: it may change something, and a
+   * failure in it is rolled back (before the commit) or left for recovery (after it). `filter`
+   * and `wait` are not: they only decide, and nothing is journalled until they have passed.
+   */
+  readonly journalled: boolean;
+  /**
+   * Run again, in order, by recovery for a job past its commit point: the phase that holds the
+   * commit point and every phase after it. Their taps are idempotent.
+   */
+  readonly afterCommit: boolean;
+  /** Job fields (JobRecord) the phase's taps record with job.set() for the phases after it and for recovery. */
+  readonly sets?: readonly ('filesystem' | 'staging' | 'aside')[];
+}
 
 export interface HookContract {
+  readonly kind: HookKind;
+  /** The names of the arguments taps receive (tapable's argument names). */
+  readonly args: readonly string[];
   /** Some loaded plugin must tap it, or the config is refused. */
   readonly required: boolean;
-  /** Runs in --dry-run (taps must then only describe what they would change, via job.step). */
+  /**
+   * Runs in --dry-run. Taps of a hook that does must change nothing: they describe what they
+   * would change via job.step (which then only logs). A hook that does not is skipped by the
+   * engine in a dry run, which logs "would <description>" instead.
+   */
   readonly dryRun: boolean;
   /** What a tap may return. */
   readonly returns: string;
   readonly description: string;
+  /** Present for the job phases. */
+  readonly phase?: PhaseContract;
+  /**
+   * For hooks whose taps return something: why a tap's return value breaks the contract, or
+   * undefined when it keeps it. Checked on every tap (the error names the tap).
+   */
+  readonly check?: (value: unknown) => string | undefined;
 }
 
-export const CONTRACT: Readonly<Record<HookName, HookContract>> = {
-  prepare: { required: false, dryRun: true, returns: 'nothing; throw to refuse the root', description: 'check the environment once per run' },
-  survey: { required: false, dryRun: true, returns: 'the survey, completed', description: 'learn directories, filesystems and leftovers of a root' },
-  filter: { required: false, dryRun: true, returns: '{ skip: reason } to leave the directory alone; throw to refuse it', description: 'decide whether a directory is converted' },
-  wait: { required: false, dryRun: false, returns: '{ defer: reason } to try later', description: 'wait until the directory is quiet' },
-  provision: { required: true, dryRun: true, returns: 'nothing', description: 'make the new, empty filesystem at a staging place' },
-  migrate: { required: true, dryRun: true, returns: 'nothing', description: 'copy the contents into the new filesystem' },
-  swap: { required: true, dryRun: true, returns: 'nothing; call job.commit() once the new filesystem is live at the original path', description: 'move the original aside, mount the new filesystem in its place, catch up, verify' },
-  cleanup: { required: false, dryRun: true, returns: 'nothing', description: 'after a grace period and a last verification, remove the original' },
-  publish: { required: false, dryRun: true, returns: 'nothing', description: 'make the new filesystem known (exports, notifications)' },
-  step: { required: false, dryRun: false, returns: 'nothing; throw to fail the step (the journal already says it started)', description: 'hear each step of a phase before it runs and after it is done' },
-  rollback: { required: false, dryRun: true, returns: 'nothing; must be idempotent and judge from what is on disk', description: 'undo an uncommitted job' },
-  assess: { required: false, dryRun: true, returns: '{ committed, nothingLeft?, fields? } for an interrupted job', description: 'recovery: say what an interrupted job left' },
-  outcome: { required: false, dryRun: true, returns: 'nothing', description: 'hear how a job ended' },
-  sync: { required: false, dryRun: true, returns: 'nothing', description: 'make root-wide published state match the survey' },
-  close: { required: false, dryRun: true, returns: 'nothing', description: 'flush and close before the process exits' },
-  log: { required: false, dryRun: true, returns: 'nothing (synchronous)', description: 'receive every log record' },
-};
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** undefined, or an object whose `key` is a non-empty string. */
+const reason = (key: string) => (value: unknown): string | undefined =>
+  value === undefined || (isObject(value) && typeof value[key] === 'string' && value[key] !== '') ? undefined : `expected undefined or { ${key}: a non-empty string }`;
+
+function checkAssessment(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  const expected = 'expected undefined or { committed: boolean, nothingLeft?: boolean, fields?: object }';
+  if (!isObject(value) || typeof value.committed !== 'boolean') return expected;
+  if (value.nothingLeft !== undefined && typeof value.nothingLeft !== 'boolean') return expected;
+  if (value.fields !== undefined && !isObject(value.fields)) return expected;
+  return undefined;
+}
+
+const table = {
+  // ---- once per root, before any job ------------------------------------------------------------
+  prepare: { kind: 'series', args: ['root'], required: false, dryRun: true, returns: 'nothing; throw to refuse the root', description: 'check the environment once per run' },
+  survey: { kind: 'waterfall', args: ['survey', 'root'], required: false, dryRun: true, returns: 'the survey, completed', description: 'learn directories, filesystems and leftovers of a root' },
+
+  // ---- one job: the phases, in the order they run ------------------------------------------------
+  filter: {
+    kind: 'bail', args: ['job'], required: false, dryRun: true,
+    returns: '{ skip: reason } to leave the directory alone; throw to refuse it', description: 'decide whether a directory is converted',
+    phase: { journalled: false, afterCommit: false }, check: reason('skip'),
+  },
+  wait: {
+    kind: 'bail', args: ['job'], required: false, dryRun: false,
+    returns: '{ defer: reason } to try later', description: 'wait until the directory is quiet',
+    phase: { journalled: false, afterCommit: false }, check: reason('defer'),
+  },
+  provision: {
+    kind: 'series', args: ['job'], required: true, dryRun: true,
+    returns: 'nothing', description: 'make the new, empty filesystem at a staging place',
+    phase: { journalled: true, afterCommit: false, sets: ['filesystem', 'staging'] },
+  },
+  migrate: {
+    kind: 'series', args: ['job'], required: true, dryRun: true,
+    returns: 'nothing', description: 'copy the contents into the new filesystem',
+    phase: { journalled: true, afterCommit: false },
+  },
+  swap: {
+    kind: 'series', args: ['job'], required: true, dryRun: true,
+    returns: 'nothing; call job.commit() just before the new filesystem is put at the original path', description: 'move the original aside, mount the new filesystem in its place, catch up, verify',
+    phase: { journalled: true, afterCommit: true, sets: ['aside'] },
+  },
+  cleanup: {
+    kind: 'series', args: ['job'], required: false, dryRun: true,
+    returns: 'nothing', description: 'after a grace period and a last verification, remove the original',
+    phase: { journalled: true, afterCommit: true },
+  },
+  publish: {
+    kind: 'series', args: ['job'], required: false, dryRun: true,
+    returns: 'nothing', description: 'make the new filesystem known (exports, notifications)',
+    phase: { journalled: true, afterCommit: true },
+  },
+  step: { kind: 'series', args: ['job', 'step', 'when'], required: false, dryRun: false, returns: 'nothing; throw to fail the step (the journal already says it started)', description: 'hear each step of a phase before it runs, when it ends and after it is done' },
+
+  // ---- failure path and recovery -----------------------------------------------------------------
+  // Not in a dry run: nothing was changed, so there is nothing to undo (and rollback taps act on
+  // what is on disk, which in a dry run may belong to a real interrupted job).
+  rollback: { kind: 'series', args: ['job', 'error'], required: false, dryRun: false, returns: 'nothing; must be idempotent and judge from what is on disk', description: 'undo an uncommitted job' },
+  assess: { kind: 'bail', args: ['job'], required: false, dryRun: true, returns: '{ committed, nothingLeft?, fields? } for an interrupted job', description: 'recovery: say what an interrupted job left', check: checkAssessment },
+
+  // ---- after a job, and after a sweep ------------------------------------------------------------
+  outcome: { kind: 'series', args: ['job', 'outcome'], required: false, dryRun: true, returns: 'nothing', description: 'hear how a job ended' },
+  sync: { kind: 'series', args: ['root', 'survey'], required: false, dryRun: true, returns: 'nothing', description: 'make root-wide published state match the survey' },
+
+  // ---- everywhere --------------------------------------------------------------------------------
+  log: { kind: 'sync', args: ['record'], required: false, dryRun: true, returns: 'nothing (synchronous)', description: 'receive every log record' },
+  close: { kind: 'series', args: [], required: false, dryRun: true, returns: 'nothing', description: 'flush and close before the process exits' },
+} as const satisfies Record<string, HookContract>;
+
+/** The table's exact type (literal kinds and argument names), for compile-time checks. */
+export type ContractTable = typeof table;
+
+export type HookName = keyof typeof table;
+
+/** A job phase: a hook with a `phase` entry in the table. */
+export type PhaseName = { [K in HookName]: (typeof table)[K] extends { readonly phase: PhaseContract } ? K : never }[HookName];
+
+/** A phase entered through the journal (which may change something). */
+export type JournalledPhase = { [K in HookName]: (typeof table)[K] extends { readonly phase: { readonly journalled: true } } ? K : never }[HookName];
+
+export const CONTRACT: Readonly<Record<HookName, HookContract>> = table;
+
+/** Every hook, in the order of the table (the lifecycle's), for listings and loading. */
+export const HOOK_ORDER: readonly HookName[] = Object.keys(table) as HookName[];
+
+/** The job phases, in the order they run. */
+export const PHASE_ORDER: readonly PhaseName[] = HOOK_ORDER.filter((h): h is PhaseName => CONTRACT[h].phase !== undefined);
+
+/** The phases entered through the journal, which may change something (fault-injection's `killAt` phases). */
+export const JOURNALLED_PHASES: readonly JournalledPhase[] = PHASE_ORDER.filter((p): p is JournalledPhase => CONTRACT[p].phase!.journalled);
+
+/** The phases recovery runs again, in order, for a job past its commit point. */
+export const AFTER_COMMIT: readonly JournalledPhase[] = JOURNALLED_PHASES.filter((p) => CONTRACT[p].phase!.afterCommit);
 
 /**
  * Where plugins depend on one another within a phase, the order is stated here, by name (tapable

@@ -9,7 +9,8 @@
  * whatever is mounted where when recovery runs.
  */
 import { lstat, readdir } from 'node:fs/promises';
-import { createHooks, PHASE_ORDER, type Hooks } from './hooks.js';
+import { createHooks, type Hooks } from './hooks.js';
+import { AFTER_COMMIT, CONTRACT, JOURNALLED_PHASES, type HookName } from './contract.js';
 import { BusyError, RefusedError, oneLine, quoteName } from './errors.js';
 import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
@@ -64,8 +65,6 @@ export interface RecoveryResult {
 export class LockLostError extends Error {
   override readonly name = 'LockLostError';
 }
-
-const AFTER_COMMIT: readonly PhaseName[] = ['swap', 'cleanup', 'publish'];
 
 export class RootEngine {
   readonly hooks: Hooks = createHooks();
@@ -140,19 +139,17 @@ export class RootEngine {
       if (skip) return await finish('skipped', `skipped: ${skip.skip}`);
 
       job.phase = 'wait';
-      if (!this.context.dryRun) {
+      if (this.runs('wait', job.log)) {
         const defer = await this.hooks.wait.promise(job);
         if (defer) return await finish('deferred', `deferred: ${defer.defer}`);
-      } else {
-        job.log.info('would wait until the directory is quiet', { step: 'wait' });
       }
       // What we convert must still be the directory we looked at.
       await assertSameDirectory(job.path, identity);
 
-      for (const phase of PHASE_ORDER.slice(2)) {
+      for (const phase of JOURNALLED_PHASES) {
         try {
           await job.enter(phase);
-          await this.hooks[phase].promise(job);
+          if (this.runs(phase, job.log)) await this.hooks[phase].promise(job);
         } catch (error) {
           return await finish('failed', await this.failed(job, phase, error), asError(error));
         }
@@ -173,7 +170,8 @@ export class RootEngine {
   /** Failure path: roll back before the commit, keep everything for recovery after it. */
   private async failed(job: JobImpl, phase: PhaseName | 'recover', error: unknown): Promise<string> {
     const reason = `${phase} failed: ${oneLine(error)}`;
-    if (job.dryRun) return reason;
+    // A dry run changed nothing: there is nothing to undo, and rollback does not run in one.
+    if (job.dryRun && !CONTRACT.rollback.dryRun) return reason;
     if (error instanceof LockLostError) return lockLostReport(job, error);
     if (job.record.committed) {
       await job.markStatus('incomplete', reason);
@@ -293,6 +291,7 @@ export class RootEngine {
           return done('rolled-back', 'recovery: nothing of the interrupted job was left; the directory is as it was');
         }
         await job.enter('recover');
+        if (!this.runs('rollback', job.log)) return done('rolled-back', 'dry run: recovery would roll back an interrupted job that had not reached its commit point');
         await this.hooks.rollback.promise(job, new Error(record.error ?? 'interrupted'));
         await job.forget();
         return done('rolled-back', 'recovery: rolled back an interrupted job that had not reached its commit point; the original directory is at its path, untouched');
@@ -303,7 +302,7 @@ export class RootEngine {
       // mount at boot, an administrator): the swap puts it back in place first.
       for (const phase of AFTER_COMMIT) {
         await job.enter(phase);
-        await this.hooks[phase].promise(job);
+        if (this.runs(phase, job.log)) await this.hooks[phase].promise(job);
       }
       await job.forget();
       return done('recovered', `recovery: finished an interrupted job; converted into ${job.record.filesystem ?? 'a new filesystem'}`);
@@ -312,6 +311,16 @@ export class RootEngine {
       await job.markStatus('incomplete', oneLine(error)).catch(() => undefined);
       return done('failed', `recovery failed: ${oneLine(error)}`, asError(error));
     }
+  }
+
+  /**
+   * Whether a hook runs now: always, except in a dry run for a hook whose contract says it does
+   * not run in one; then what it would do is logged instead.
+   */
+  private runs(hook: HookName, log: Logger): boolean {
+    if (!this.context.dryRun || CONTRACT[hook].dryRun) return true;
+    log.info(`would ${CONTRACT[hook].description}`, { step: hook });
+    return false;
   }
 
   /** Learns the state of the root: plain directories, filesystems, leftovers. */

@@ -22,6 +22,8 @@ export class JobImpl implements Job {
    * not even the journal, and says truthfully where it stopped.
    */
   guard: () => Promise<void> = async () => undefined;
+  /** The tap (plugin) running now, set by the hooks while it runs: its log lines name it. */
+  actingPlugin: string | undefined;
   /** Whether anything has been written to the journal for this job. */
   private journalled = false;
 
@@ -39,9 +41,13 @@ export class JobImpl implements Job {
     this.journalled = state.steps.length > 0 || state.phase !== 'new';
   }
 
-  /** Names the directory, and the new filesystem once a plugin has recorded it. */
+  /** Names the directory, the new filesystem once a plugin has recorded it, and the plugin whose tap is running. */
   get log(): Logger {
-    return this.root.log.child({ dir: this.state.name, ...(this.state.filesystem !== undefined ? { filesystem: this.state.filesystem } : {}) });
+    return this.root.log.child({
+      dir: this.state.name,
+      ...(this.state.filesystem !== undefined ? { filesystem: this.state.filesystem } : {}),
+      ...(this.actingPlugin !== undefined ? { plugin: this.actingPlugin } : {}),
+    });
   }
 
   get dryRun(): boolean {
@@ -70,7 +76,15 @@ export class JobImpl implements Job {
     await this.save();
     await this.hooks?.step.promise(this, fields.step, 'before');
     this.log.info(description, fields);
-    const result = await action();
+    let result: T;
+    try {
+      result = await action();
+    } catch (error) {
+      // The step ended (badly): taps hear it before the failure goes on; theirs cannot mask it.
+      await this.hooks?.step.promise(this, fields.step, 'end').catch((e: unknown) => this.log.warn(`a step hook failed at the end of ${fields.step}: ${e instanceof Error ? e.message : String(e)}`, fields));
+      throw error;
+    }
+    await this.hooks?.step.promise(this, fields.step, 'end');
     entry.state = 'done';
     await this.save();
     await this.hooks?.step.promise(this, fields.step, 'after');

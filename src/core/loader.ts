@@ -11,8 +11,8 @@ import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConfigError, oneLine } from './errors.js';
-import { CONTRACT } from './contract.js';
-import { HOOK_ORDER, type HookName, type Hooks } from './hooks.js';
+import { CONTRACT, HOOK_ORDER, type HookName } from './contract.js';
+import type { Hooks } from './hooks.js';
 import { assertTrusted } from './trust.js';
 import type { Logger, PluginDefinition, PluginSpec, RootInfo } from './types.js';
 
@@ -164,7 +164,7 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
       await definition.apply(ctx.hooks, {
         options: options as Record<string, unknown>,
         root: ctx.root,
-        log: ctx.log.child({}),
+        log: ctx.log.child({ plugin: definition.name }),
         dryRun: ctx.dryRun,
         stateDir: ctx.stateDir,
       });

@@ -17,8 +17,9 @@ export function oneLineText(text: string): string {
 }
 
 export function formatRecord(record: LogRecord): string {
+  const who = record.plugin !== undefined ? ` [${record.plugin}]` : '';
   const where = record.dir !== undefined ? ` [${record.dir}]` : '';
-  return oneLineText(`${record.level.toUpperCase()}:${where} ${record.message}`);
+  return oneLineText(`${record.level.toUpperCase()}:${who}${where} ${record.message}`);
 }
 
 export function stderrSink(options: StderrOptions): LogSink {

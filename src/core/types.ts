@@ -3,6 +3,9 @@
  * filesystem, copy tool or export mechanism: those are plugins.
  */
 import type { Hooks } from './hooks.js';
+import type { PhaseName } from './contract.js';
+
+export type { PhaseName };
 
 export type LogLevel = 'debug' | 'info' | 'notice' | 'warning' | 'error';
 
@@ -19,9 +22,11 @@ export interface LogRecord {
   readonly filesystem?: string;
   /** The lifecycle phase or step, when the event belongs to one. */
   readonly step?: string;
+  /** The plugin that logged it (through the logger of its context). */
+  readonly plugin?: string;
 }
 
-export type LogFields = Partial<Pick<LogRecord, 'rootdir' | 'dir' | 'filesystem' | 'step'>>;
+export type LogFields = Partial<Pick<LogRecord, 'rootdir' | 'dir' | 'filesystem' | 'step' | 'plugin'>>;
 
 export interface Logger {
   debug(message: string, fields?: LogFields): void;
@@ -55,7 +60,6 @@ export interface Identity {
   readonly ino: number;
 }
 
-export type PhaseName = 'filter' | 'wait' | 'provision' | 'migrate' | 'swap' | 'cleanup' | 'publish';
 
 /** What the journal holds about a job. Written durably before every step that changes anything. */
 export interface JobRecord {
@@ -92,6 +96,9 @@ export interface JobRecord {
   steps: StepRecord[];
   error?: string;
 }
+
+/** When the step hook is called: journalled as started; action returned or threw; journalled as done. */
+export type StepWhen = 'before' | 'end' | 'after';
 
 export interface StepRecord {
   readonly step: string;
@@ -184,6 +191,7 @@ export interface Survey {
 export interface PluginContext<O = Record<string, unknown>> {
   readonly options: O;
   readonly root: RootInfo;
+  /** The root's logger, named after the plugin: every record it makes carries the plugin's name. */
   readonly log: Logger;
   readonly dryRun: boolean;
   readonly stateDir: string;

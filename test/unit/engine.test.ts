@@ -1,0 +1,368 @@
+/**
+ * The engine, the job and the journal, with in-memory fake plugins: every phase failing before
+ * and after the commit point, recovery of committed and uncommitted records, dry run, every
+ * outcome kind, an untrusted record, a lock held by another process. No ZFS, no rsync: a temp
+ * directory is the root. Runs in a few seconds.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, realpath, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RootEngine } from '../../src/core/engine.js';
+import { jobPaths } from '../../src/core/helpers.js';
+import type { Hooks } from '../../src/core/hooks.js';
+import { newRecord } from '../../src/core/job.js';
+import { jobId } from '../../src/core/journal.js';
+import { lockPath } from '../../src/core/lock.js';
+import type { Assessment, JobRecord, JournalledPhase, LogRecord } from '../../src/core/index.js';
+
+let tmp: string;
+let rootdir: string;
+let stateDir: string;
+const children: ChildProcess[] = [];
+
+beforeEach(async () => {
+  tmp = await realpath(await mkdtemp(join(tmpdir(), 'zdc-engine-')));
+  rootdir = join(tmp, 'root');
+  stateDir = join(tmp, 'state');
+  await mkdir(rootdir);
+  await mkdir(stateDir, { mode: 0o700 });
+  await mkdir(join(rootdir, 'd'));
+});
+afterEach(async () => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+  await rm(tmp, { recursive: true, force: true });
+});
+
+interface Behaviour {
+  /** The phase whose tap throws ('swap-after-commit': the swap tap, once it has committed). */
+  failAt?: JournalledPhase | 'swap-after-commit';
+  skip?: string;
+  defer?: string;
+  assess?: Assessment;
+  rollbackFails?: boolean;
+}
+
+/** A fake filesystem-and-copy plugin: taps what the builtins tap and records every call. */
+function fakePlugin(hooks: Hooks, behaviour: Behaviour = {}) {
+  const calls: string[] = [];
+  const steps: string[] = [];
+  const fail = (where: string) => {
+    throw new Error(`${where} broke on purpose`);
+  };
+  hooks.filter.tap('fake', () => {
+    calls.push('filter');
+    return behaviour.skip !== undefined ? { skip: behaviour.skip } : undefined;
+  });
+  hooks.wait.tapPromise('fake', async () => {
+    calls.push('wait');
+    return behaviour.defer !== undefined ? { defer: behaviour.defer } : undefined;
+  });
+  hooks.provision.tapPromise('fake', async (job) => {
+    calls.push('provision');
+    await job.step('create', 'create the new filesystem', async () => undefined);
+    if (!job.dryRun) await job.set({ filesystem: `tank/root/${job.name}`, staging: jobPaths(job.root.rootdir, job.name).staging });
+    if (behaviour.failAt === 'provision') fail('provision');
+  });
+  hooks.migrate.tapPromise('fake', async (job) => {
+    calls.push('migrate');
+    await job.step('copy', 'copy', async () => undefined);
+    if (behaviour.failAt === 'migrate') fail('migrate');
+  });
+  hooks.swap.tapPromise('fake', async (job) => {
+    calls.push('swap');
+    if (behaviour.failAt === 'swap') fail('swap');
+    await job.commit();
+    await job.step('mount-in-place', 'mount in place', async () => undefined);
+    if (behaviour.failAt === 'swap-after-commit') fail('swap');
+  });
+  hooks.cleanup.tapPromise('fake', async () => {
+    calls.push('cleanup');
+    if (behaviour.failAt === 'cleanup') fail('cleanup');
+  });
+  hooks.publish.tapPromise('fake', async () => {
+    calls.push('publish');
+    if (behaviour.failAt === 'publish') fail('publish');
+  });
+  hooks.rollback.tapPromise('fake', async (job) => {
+    calls.push(`rollback(committed=${job.record.committed})`);
+    if (behaviour.rollbackFails) fail('rollback');
+  });
+  hooks.assess.tapPromise('fake', async () => {
+    calls.push('assess');
+    return behaviour.assess;
+  });
+  hooks.outcome.tapPromise('fake', async (_job, outcome) => {
+    calls.push(`outcome:${outcome.kind}`);
+  });
+  hooks.step.tapPromise('fake', async (_job, step, when) => {
+    steps.push(`${step}:${when}`);
+  });
+  return { calls, steps };
+}
+
+function engine(options: { dryRun?: boolean } = {}) {
+  const records: LogRecord[] = [];
+  const e = new RootEngine({ rootfs: 'tank/root', rootdir, stateDir, dryRun: options.dryRun ?? false, sinks: [(r) => records.push(r)] });
+  return { engine: e, records };
+}
+
+const id = () => jobId(rootdir, 'd');
+
+describe('a job through the lifecycle', () => {
+  it('runs every phase in order, journals every step, and forgets the job once converted', async () => {
+    const { engine: e } = engine();
+    const { calls, steps } = fakePlugin(e.hooks);
+    const outcome = await e.handle('d');
+    expect(outcome).toMatchObject({ kind: 'converted', message: 'converted into tank/root/d' });
+    expect(calls).toEqual(['filter', 'wait', 'provision', 'migrate', 'swap', 'cleanup', 'publish', 'outcome:converted']);
+    expect(steps).toEqual([
+      'provision/create:before', 'provision/create:end', 'provision/create:after',
+      'migrate/copy:before', 'migrate/copy:end', 'migrate/copy:after',
+      'swap/mount-in-place:before', 'swap/mount-in-place:end', 'swap/mount-in-place:after',
+    ]);
+    expect(await e.journal.read(id())).toBeUndefined();
+    expect(await readdir(join(stateDir, 'locks'))).toEqual([]);
+  });
+
+  for (const phase of ['provision', 'migrate', 'swap'] as const) {
+    it(`${phase} failing before the commit point: rolled back, the journal forgets the job`, async () => {
+      const { engine: e } = engine();
+      const { calls } = fakePlugin(e.hooks, { failAt: phase });
+      const outcome = await e.handle('d');
+      expect(outcome.kind).toBe('failed');
+      expect(outcome.message).toBe(`${phase} failed: ${phase} broke on purpose; rolled back, the original directory is untouched`);
+      expect(calls.slice(-2)).toEqual(['rollback(committed=false)', 'outcome:failed']);
+      expect(calls).not.toContain(phase === 'swap' ? 'cleanup' : 'swap');
+      expect(await e.journal.read(id())).toBeUndefined();
+    });
+  }
+
+  for (const phase of ['swap-after-commit', 'cleanup', 'publish'] as const) {
+    it(`${phase} failing after the commit point: nothing undone, the journal keeps the job as incomplete`, async () => {
+      const { engine: e } = engine();
+      const { calls } = fakePlugin(e.hooks, { failAt: phase });
+      const outcome = await e.handle('d');
+      expect(outcome.kind).toBe('failed');
+      expect(outcome.message).toMatch(/the job is past its commit point, so nothing is undone; the next run for this root, or 'zfs-dynamic-creator recover', finishes it$/);
+      expect(calls.some((c) => c.startsWith('rollback'))).toBe(false);
+      const record = await e.journal.read(id());
+      expect(record).toMatchObject({ committed: true, status: 'incomplete', phase: phase === 'swap-after-commit' ? 'swap' : phase, filesystem: 'tank/root/d' });
+    });
+  }
+
+  it('a rollback that fails keeps the job in the journal for recovery', async () => {
+    const { engine: e } = engine();
+    fakePlugin(e.hooks, { failAt: 'migrate', rollbackFails: true });
+    const outcome = await e.handle('d');
+    expect(outcome.message).toBe("migrate failed: migrate broke on purpose; rollback failed: rollback broke on purpose; the next run for this root, or 'zfs-dynamic-creator recover', tries again");
+    expect(await e.journal.read(id())).toMatchObject({ committed: false, status: 'incomplete' });
+  });
+
+  it("names the plugin in the lines its taps log through the job's logger, and no plugin in the core's", async () => {
+    const { engine: e, records } = engine();
+    fakePlugin(e.hooks);
+    e.hooks.publish.tapPromise('other', async (job) => job.log.info('published elsewhere'));
+    await e.handle('d');
+    const by = (message: string) => records.find((r) => r.message === message);
+    expect(by('copy')).toMatchObject({ plugin: 'fake', dir: 'd', step: 'migrate/copy' });
+    expect(by('published elsewhere')).toMatchObject({ plugin: 'other', dir: 'd' });
+    expect(by('converted into tank/root/d')).not.toHaveProperty('plugin');
+  });
+
+  it('says skipped, deferred and failed (refused) without journalling anything', async () => {
+    const skipped = engine();
+    const s = fakePlugin(skipped.engine.hooks, { skip: 'not ours' });
+    expect(await skipped.engine.handle('d')).toMatchObject({ kind: 'skipped', message: 'skipped: not ours' });
+    expect(s.calls).toEqual(['filter', 'outcome:skipped']);
+    const deferred = engine();
+    const d = fakePlugin(deferred.engine.hooks, { defer: 'busy files' });
+    expect(await deferred.engine.handle('d')).toMatchObject({ kind: 'deferred', message: 'deferred: busy files' });
+    expect(d.calls).toEqual(['filter', 'wait', 'outcome:deferred']);
+    const refused = engine();
+    const r = fakePlugin(refused.engine.hooks);
+    expect(await refused.engine.handle('no-such-dir')).toMatchObject({ kind: 'failed', message: expect.stringContaining('vanished before its turn') });
+    expect(await refused.engine.handle('a/b')).toMatchObject({ kind: 'failed', message: expect.stringContaining('is not a directory name') });
+    expect(r.calls).toEqual(['outcome:failed', 'outcome:failed']);
+    expect(await refused.engine.journal.list()).toEqual([]);
+  });
+
+  it('a tap returning the wrong shape fails the job with a message naming it', async () => {
+    const { engine: e } = engine();
+    e.hooks.filter.tap('sloppy', () => ({ skipped: true }) as never);
+    fakePlugin(e.hooks);
+    const outcome = await e.handle('d');
+    expect(outcome).toMatchObject({ kind: 'failed', message: expect.stringMatching(/^plugin "sloppy": its filter tap returned \{"skipped":true\}/) });
+  });
+});
+
+describe('dry run', () => {
+  it('runs the dry-run hooks only, writes nothing, and says what it would do', async () => {
+    const { engine: e, records } = engine({ dryRun: true });
+    const { calls, steps } = fakePlugin(e.hooks);
+    const outcome = await e.handle('d');
+    expect(outcome).toMatchObject({ kind: 'converted', message: 'dry run: nothing was changed' });
+    // wait does not run in a dry run (the contract says so); the step hook neither.
+    expect(calls).toEqual(['filter', 'provision', 'migrate', 'swap', 'cleanup', 'publish', 'outcome:converted']);
+    expect(steps).toEqual([]);
+    expect(records.map((r) => r.message)).toEqual(expect.arrayContaining(['would wait until the directory is quiet', 'would create the new filesystem', 'would copy']));
+    expect(await readdir(stateDir)).toEqual([]);
+    expect(await readdir(rootdir)).toEqual(['d']);
+  });
+
+  it('a failing phase is not rolled back in a dry run (nothing was changed)', async () => {
+    const { engine: e } = engine({ dryRun: true });
+    const { calls } = fakePlugin(e.hooks, { failAt: 'migrate' });
+    expect(await e.handle('d')).toMatchObject({ kind: 'failed', message: 'migrate failed: migrate broke on purpose' });
+    expect(calls).toEqual(['filter', 'provision', 'migrate', 'outcome:failed']);
+  });
+});
+
+describe('recovery', () => {
+  async function leave(fields: Partial<JobRecord>): Promise<JobRecord> {
+    const { engine: e } = engine();
+    const record = { ...newRecord(e.context, id(), 'd'), status: 'incomplete' as const, phase: 'migrate' as const, ...fields };
+    await e.journal.write(record);
+    return record;
+  }
+
+  it('an uncommitted record is rolled back and forgotten', async () => {
+    const record = await leave({ committed: false });
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks, { assess: { committed: false } });
+    const outcome = await e.recover(record, { fromJournal: true });
+    expect(outcome.kind).toBe('rolled-back');
+    expect(calls).toEqual(['assess', 'rollback(committed=false)']);
+    expect(await e.journal.read(id())).toBeUndefined();
+  });
+
+  it('an uncommitted record with nothing left is forgotten without a rollback', async () => {
+    const record = await leave({ committed: false });
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks, { assess: { committed: false, nothingLeft: true } });
+    expect(await e.recover(record)).toMatchObject({ kind: 'rolled-back', message: expect.stringContaining('nothing of the interrupted job was left') });
+    expect(calls).toEqual(['assess']);
+  });
+
+  it('a committed record is finished, never rolled back, even when assess says it is not committed', async () => {
+    const record = await leave({ committed: true, phase: 'cleanup', filesystem: 'tank/root/d' });
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks, { assess: { committed: false } });
+    const outcome = await e.recover(record, { fromJournal: true });
+    expect(outcome).toMatchObject({ kind: 'recovered', message: 'recovery: finished an interrupted job; converted into tank/root/d' });
+    expect(calls).toEqual(['assess', 'swap', 'cleanup', 'publish']);
+    expect(await e.journal.read(id())).toBeUndefined();
+  });
+
+  it("an uncommitted record is finished when the filesystem's own record says it committed", async () => {
+    const record = await leave({ committed: false });
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks, { assess: { committed: true, fields: { filesystem: 'tank/root/d' } } });
+    expect(await e.recover(record)).toMatchObject({ kind: 'recovered' });
+    expect(calls).toEqual(['assess', 'swap', 'cleanup', 'publish']);
+  });
+
+  it('a committed job whose finishing fails stays in the journal as incomplete', async () => {
+    const record = await leave({ committed: true, phase: 'cleanup' });
+    const { engine: e } = engine();
+    fakePlugin(e.hooks, { assess: { committed: true }, failAt: 'publish' });
+    expect(await e.recover(record)).toMatchObject({ kind: 'failed', message: 'recovery failed: publish broke on purpose' });
+    expect(await e.journal.read(id())).toMatchObject({ committed: true, status: 'incomplete', phase: 'publish' });
+  });
+
+  it('handle finishes the leftover job of its directory first, then converts nothing more when it was committed', async () => {
+    await leave({ committed: true, phase: 'swap', filesystem: 'tank/root/d' });
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks, { assess: { committed: true } });
+    expect(await e.handle('d')).toMatchObject({ kind: 'recovered' });
+    expect(calls).toEqual(['assess', 'swap', 'cleanup', 'publish', 'outcome:recovered']);
+  });
+
+  it('in a dry run, an interrupted uncommitted job is not rolled back: its record and everything on disk stay', async () => {
+    const record = await leave({ committed: false });
+    const { engine: e, records } = engine({ dryRun: true });
+    const { calls } = fakePlugin(e.hooks, { assess: { committed: false } });
+    expect(await e.handle('d')).toMatchObject({ kind: 'converted', message: 'dry run: nothing was changed' });
+    expect(calls).toEqual(['assess', 'filter', 'provision', 'migrate', 'swap', 'cleanup', 'publish', 'outcome:converted']);
+    expect(records.map((r) => r.message)).toContain('would undo an uncommitted job');
+    expect(await e.journal.read(id())).toEqual(record);
+  });
+
+  it('a record whose paths are not the ones the tool derives is refused and left alone', async () => {
+    const record = await leave({ committed: false, aside: '/etc' });
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks, { assess: { committed: false } });
+    const outcome = await e.recover(record, { fromJournal: true });
+    expect(outcome.kind).toBe('failed');
+    expect(outcome.message).toMatch(/^journal record \w+ is not trusted \(its aside path "\/etc" is not the one the tool derives/);
+    expect(calls).toEqual([]);
+    expect(await e.journal.read(id())).toMatchObject({ aside: '/etc' });
+  });
+
+  it('a record of another root is refused', async () => {
+    const record = await leave({ committed: false, rootfs: 'tank/other' });
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks);
+    const outcome = await e.recover(record);
+    expect(calls).toEqual([]);
+    expect(outcome).toMatchObject({ kind: 'failed', message: expect.stringContaining('its rootfs "tank/other" is not "tank/root"') });
+  });
+
+  it('recoverRoot finishes every interrupted job of the root', async () => {
+    await leave({ committed: true });
+    const { engine: e } = engine();
+    e.hooks.survey.tapPromise('fake', async (survey) => survey);
+    const { calls } = fakePlugin(e.hooks, { assess: { committed: true } });
+    const results = await e.recoverRoot();
+    expect(results.map((r) => [r.name, r.outcome.kind])).toEqual([['d', 'recovered']]);
+    expect(calls).toEqual(['assess', 'swap', 'cleanup', 'publish']);
+  });
+});
+
+describe('locks', () => {
+  /** Another process holding the job's kernel lock (flock on its own open file), as a running job does. */
+  async function holdLock(path: string): Promise<ChildProcess> {
+    const script = `
+      const fs = require('node:fs');
+      const { spawnSync } = require('node:child_process');
+      fs.mkdirSync(require('node:path').dirname(process.argv[1]), { recursive: true, mode: 0o700 });
+      const fd = fs.openSync(process.argv[1], fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+      const r = spawnSync('flock', ['--nonblock', '3'], { stdio: ['ignore', 'ignore', 'inherit', fd] });
+      console.log(r.status === 0 ? 'locked' : 'not locked');
+      setInterval(() => undefined, 60000);`;
+    const child = spawn(process.execPath, ['-e', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(child);
+    const [line] = await (async () => {
+      for await (const l of createInterface({ input: child.stdout! })) return [l];
+      return [''];
+    })();
+    expect(line).toBe('locked');
+    return child;
+  }
+
+  it('a job whose lock another process holds is left alone: busy, no phase runs', async () => {
+    const child = await holdLock(lockPath(stateDir, id()));
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks);
+    const outcome = await e.handle('d');
+    expect(outcome).toMatchObject({ kind: 'busy', message: 'left alone: another zfs-dynamic-creator process is handling this directory' });
+    expect(calls).toEqual(['outcome:busy']);
+    const record = await leaveRecord();
+    expect(await e.recover(record)).toMatchObject({ kind: 'busy' });
+    // The kernel drops the lock when its holder dies: the next run converts.
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+    await e.journal.remove(id());
+    expect(await e.handle('d')).toMatchObject({ kind: 'converted' });
+  });
+
+  async function leaveRecord(): Promise<JobRecord> {
+    const { engine: e } = engine();
+    const record = { ...newRecord(e.context, id(), 'd'), status: 'incomplete' as const };
+    await e.journal.write(record);
+    return record;
+  }
+});
