@@ -7,7 +7,7 @@
  *
  * `cloneTree` clones the regular files of a tree (making the directories they need, and hard
  * links as hard links) and stamps each clone with the modification time the original had
- * *before* its data was read. The caller then runs rsync -aHAX as usual: it finds every cloned
+ * *before* its data was read (to the microsecond: all that utimes() in Node can set). The caller then runs rsync -aHAX as usual: it finds every cloned
  * file with the same size and modification time and sends no data for it, and it does what it
  * always did for directories, owners, modes, xattrs, ACLs, symlinks and special files; every
  * verification stays as it was. A file that changed after it was cloned has a newer time, so
@@ -148,20 +148,30 @@ function abortError(signal: AbortSignal): Error {
 }
 
 /**
- * Seconds for utimes() that land in the same second and millisecond as `ns`: libuv truncates
- * a double to a timespec, and a double near 1.7e9 s is exact only to about 240 ns, so the
- * sub-millisecond part is kept 1 µs away from either edge. The clone's time then matches the
- * original's to the microsecond: rsync (which compares whole seconds) and the verification
- * (milliseconds) both see it as the same time.
+ * The time a clone can be given through utimes(): libuv turns the double into a timespec and
+ * keeps microseconds only, so a clone's time is the original's truncated to the microsecond.
+ * `seconds` is chosen 0.5 µs into that microsecond, which a double near 1.7e9 s (exact to about
+ * 240 ns) cannot push out of it.
  */
-function utimesSeconds(ns: bigint): number {
+function clonedTime(ns: bigint): { seconds: number; ns: bigint } {
   const sec = ns / 1_000_000_000n;
-  const frac = ns % 1_000_000_000n;
-  const ms = frac / 1_000_000n;
-  let sub = frac % 1_000_000n;
-  if (sub < 1_000n) sub = 1_000n;
-  if (sub > 999_000n) sub = 999_000n;
-  return Number(sec) + Number(ms * 1_000_000n + sub) / 1e9;
+  const us = (ns % 1_000_000_000n) / 1_000n;
+  return { seconds: Number(sec) + (Number(us) * 1000 + 500) / 1e9, ns: sec * 1_000_000_000n + us * 1_000n };
+}
+
+/** Node's mtimeMs for a time in ns, as the verification compares it (whole milliseconds). */
+function verifiedMs(ns: bigint): number {
+  return Math.floor(Number(ns / 1_000_000_000n) * 1e3 + Number(ns % 1_000_000_000n) / 1e6);
+}
+
+/**
+ * Whether a clone stamped with clonedTime(ns) has, for rsync, the same time (the same second)
+ * and, for the verification, the same millisecond as the original. Not so for a time before
+ * 1970, or within about 120 ns of a millisecond's end (a double rounds the original's mtimeMs
+ * up): such a file, about one in 8,000, is left to rsync to copy.
+ */
+function timeSurvivesClone(ns: bigint): boolean {
+  return ns >= 0n && verifiedMs(clonedTime(ns).ns) === verifiedMs(ns);
 }
 
 async function openNoFollow(path: Buffer): Promise<FileHandle | undefined> {
@@ -200,7 +210,7 @@ export async function cloneTree(src: string, dst: string, signal: AbortSignal, c
     }
     try {
       const st = await fh.stat({ bigint: true });
-      if (!st.isFile() || st.ino !== seen.ino || st.dev !== seen.dev) {
+      if (!st.isFile() || st.ino !== seen.ino || st.dev !== seen.dev || !timeSurvivesClone(st.mtimeNs)) {
         skipped++;
         return undefined;
       }
@@ -217,7 +227,7 @@ export async function cloneTree(src: string, dst: string, signal: AbortSignal, c
       // the time seen before the data was read: a later change makes the original newer
       const out = await open(to, constants.O_WRONLY | constants.O_NOFOLLOW);
       try {
-        await out.utimes(utimesSeconds(st.atimeNs), utimesSeconds(st.mtimeNs));
+        await out.utimes(clonedTime(st.atimeNs < 0n ? 0n : st.atimeNs).seconds, clonedTime(st.mtimeNs).seconds);
       } finally {
         await out.close();
       }
