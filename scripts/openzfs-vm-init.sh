@@ -22,7 +22,8 @@ if [ "$1" != stage2 ]; then
   done < /lib/modules/load.order
   insmod /lib/modules/spl.ko || fail "insmod spl failed"
   # block cloning is on by default in 2.3; say so explicitly so that a later default cannot hide it
-  insmod /lib/modules/zfs.ko zfs_bclone_enabled=1 || fail "insmod zfs failed"
+  # the ARC is capped so that pools on tmpfs and the tests fit in the guest's memory
+  insmod /lib/modules/zfs.ko zfs_bclone_enabled=1 zfs_arc_max=805306368 || fail "insmod zfs failed"
   T_ZFS=$(uptime_s)
 
   mkdir -p /zdcrun /lower /ovl /newroot
@@ -56,6 +57,11 @@ if [ "$1" != stage2 ]; then
   cp -a $R$USERLAND/sbin/* $R/usr/sbin/
   cp -a $R$USERLAND/lib/* $R/usr/lib/x86_64-linux-gnu/
   rm -f $R/etc/zfs/zpool.cache
+  # a clean NFS export state (the host's files show through the overlay otherwise)
+  mkdir -p $R/etc/exports.d $R/var/lib/nfs
+  rm -f $R/etc/exports.d/*
+  : > $R/etc/exports
+  : > $R/var/lib/nfs/etab
   ln -sf /proc/self/mounts $R/etc/mtab
   hostname openzfs-guest
   ZDC_OUT=/dev/console

@@ -76,7 +76,7 @@ host_packages() {  # host_packages PKG... : install the ones that are missing
   [ ${#missing[@]} = 0 ] && return
   apt_ready
   say "installing on the host: ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 apt_ready() {  # bookworm-backports with main and contrib in the sources, and lists for it
   [ "$APT_READY" = 1 ] && return
@@ -99,7 +99,7 @@ EOF
   fi
   if [ "$have" = 0 ] || ! apt-cache policy zfs-dkms 2>/dev/null | grep -q "$SUITE"; then
     say "apt-get update"
-    apt-get update -q >&2
+    apt-get update -qq >&2
   fi
   APT_READY=1
 }
@@ -268,7 +268,7 @@ build_all() {
 command -v qemu-system-x86_64 >/dev/null || host_packages qemu-system-x86
 if ! cache_complete; then
   exec 9>"$CACHE/.lock"
-  say "waiting for the cache lock" ; flock 9   # another build may be running
+  flock -n 9 || { say "another build holds the cache lock; waiting"; flock 9; }
   cache_complete || build_all
   flock -u 9; exec 9>&-
 fi
