@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cloneTree, probeBlockCloning } from '../../plugins/rsync/clone.js';
+import { detectZfs } from '../../plugins/zfs/implementation.js';
 import { verifyTree } from '../../plugins/rsync/verify.js';
 import { createPool, zfs, type TestPool } from '../helpers/zfs.js';
 import { makeTree } from '../helpers/tree.js';
@@ -26,6 +27,12 @@ afterAll(async () => {
 });
 
 describe('probeBlockCloning on this machine', () => {
+  it('knows which ZFS this is', async () => {
+    const z = await detectZfs();
+    expect(z.kind).toBe(openzfs ? 'openzfs' : 'zfs-fuse');
+    if (openzfs) expect(z.version).toMatch(/^2\.\d+\.\d+/);
+  });
+
   it('says no on zfs-fuse (yes on kernel OpenZFS), and leaves no probe file behind', async () => {
     const r = await probeBlockCloning({ pool: p.pool, sourceDir: p.mount, targetDir: join(p.mount, 'staging') });
     if (openzfs) expect(r.clones).toBe(true);
