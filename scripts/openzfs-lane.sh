@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# main() is read whole before it runs: updating the checkout during a run cannot derail it.
+main() {
 LANE=(
   test/openzfs/openzfs.test.ts              # xattrs and ACLs, overlay=off, zfs list -p/-j, a watch burst
   test/openzfs/clone.test.ts                # block cloning: probe, cloneTree + rsync, bclonesaved
@@ -51,3 +53,6 @@ if [ -f "$OUT/report.json" ]; then
 fi
 echo "openzfs lane: $((SECONDS - start)) s in all (boot, tests, power-off); exit $status"
 exit "$status"
+}
+main "$@"
+exit $?

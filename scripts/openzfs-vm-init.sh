@@ -43,7 +43,8 @@ if [ "$1" != stage2 ]; then
   [ -d /sys/module/nfsd ] && mount -t nfsd nfsd $R/proc/fs/nfsd
   for d in /tmp /run /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs $R$d; done
   if [ "$SCRATCH_DISK" = 1 ]; then
-    mount -t ext4 /dev/vda $R/var/tmp || fail "scratch disk mount failed"
+    for _ in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.5; done
+    mount -t ext4 /dev/vda $R/var/tmp || fail "scratch disk mount failed (block devices: $(ls /sys/block), dev: $(ls /dev | grep vd))"
     chmod 1777 $R/var/tmp
   fi
   mkdir -p $R/run/zdc $R/run/lock $R/run/zdc-init

@@ -29,7 +29,9 @@
 # Environment: ZDC_OPENZFS_CACHE (default /var/cache/zfs-dynamic-creator/openzfs-vm),
 #   ZDC_VM_MEM (MiB, default 3072), ZDC_VM_SMP (default 2), ZDC_OPENZFS_SUITE (default
 #   bookworm-backports), ZDC_OPENZFS_VERSION (zfs-dkms/zfsutils-linux version, default 2.3.2-*),
-#   ZDC_VM_KEEP=1 keeps the run directory (console log) under /var/tmp.
+#   ZDC_VM_ACCEL (QEMU accelerator, default tcg: KVM is not usable on the machines this was
+#   made on; "kvm" where it works is much faster), ZDC_VM_KEEP=1 keeps the run directory
+#   (console log) under /var/tmp.
 #
 # Safe to run again and concurrently: the build holds a lock on the cache, every artefact is
 # built aside and moved into place, and a complete cache boots in seconds with no apt at all.
@@ -44,7 +46,7 @@ SMP=${ZDC_VM_SMP:-2}
 TIMEOUT=${ZDC_VM_TIMEOUT:-3600}
 INIT_SRC=$HERE/openzfs-vm-init.sh
 # in-tree modules the guest loads (their dependencies are added); zfs.ko and spl.ko come on top
-GUEST_MODULES="virtio_pci virtio_blk virtio_console virtio_rng 9pnet_virtio 9p overlay ext4 nfsd"
+GUEST_MODULES="virtio_pci virtio_blk virtio_console virtio_rng 9pnet_virtio 9p overlay ext4 crc32c_generic nfsd"
 
 say() { printf '[openzfs-vm %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { say "error: $*"; exit 2; }
@@ -109,10 +111,13 @@ mkdir -p "$CACHE"
 KERNEL=$CACHE/kernel        # vmlinuz, KVER, modules/*.ko + load.order
 ZMOD=$CACHE/zfs-modules     # spl.ko, zfs.ko, VERSION, KVER
 USERLAND=$CACHE/userland    # sbin/, lib/, VERSION
-INITRD=$CACHE/initrd.gz     # + initrd.stamp
+INITRD=                     # $CACHE/initrd-<hash of its inputs>.gz, see initrd_path
 DEBS=$CACHE/debs
 SCRATCH=$CACHE/build
 
+# One initramfs per set of inputs (the guest's /init of this checkout included), so that two
+# checkouts sharing the cache never boot each other's /init.
+initrd_path() { echo "$CACHE/initrd-$(initrd_stamp | cut -c1-16).gz"; }
 initrd_stamp() {
   { sha256sum "$INIT_SRC" | cut -d' ' -f1; cat "$KERNEL/KVER" "$ZMOD/VERSION" "$KERNEL/modules/load.order" 2>/dev/null; } | sha256sum | cut -d' ' -f1
 }
@@ -121,7 +126,7 @@ cache_complete() {
     && [ "$(cat "$KERNEL/requested" 2>/dev/null)" = "$GUEST_MODULES" ] \
     && [ -f "$ZMOD/zfs.ko" ] && [ "$(cat "$ZMOD/KVER" 2>/dev/null)" = "$(cat "$KERNEL/KVER")" ] \
     && [ -x "$USERLAND/sbin/zfs" ] \
-    && [ -f "$INITRD" ] && [ "$(cat "$CACHE/initrd.stamp" 2>/dev/null)" = "$(initrd_stamp)" ]
+    && [ -f "$(initrd_path)" ]
 }
 
 download() {  # download PKG[=VER|/SUITE]... into $DEBS unless a .deb of that name is there
@@ -238,7 +243,8 @@ build_userland() {
 
 # ---- 4. initramfs: busybox, the modules, and the guest's /init
 build_initrd() {
-  [ -f "$INITRD" ] && [ "$(cat "$CACHE/initrd.stamp" 2>/dev/null)" = "$(initrd_stamp)" ] && return
+  local out; out=$(initrd_path)
+  [ -f "$out" ] && return
   host_packages cpio
   download busybox-static
   local r=$SCRATCH/initrd bb=$SCRATCH/bb
@@ -248,10 +254,11 @@ build_initrd() {
   cp "$KERNEL"/modules/*.ko "$KERNEL/modules/load.order" "$ZMOD/spl.ko" "$ZMOD/zfs.ko" "$r/lib/modules/"
   cp "$INIT_SRC" "$r/init"; chmod 755 "$r/init"
   (cd "$r" && find . | cpio -o -H newc --quiet | gzip -1 > "$SCRATCH/initrd.gz.new")
-  mv "$SCRATCH/initrd.gz.new" "$INITRD"
-  initrd_stamp > "$CACHE/initrd.stamp"
+  mv "$SCRATCH/initrd.gz.new" "$out"
+  # initramfs images of other inputs not used for a week go
+  find "$CACHE" -maxdepth 1 -name 'initrd-*.gz' ! -path "$out" -atime +7 -delete 2>/dev/null || true
   rm -rf "$r" "$bb"
-  say "initramfs $(du -h "$INITRD" | cut -f1)"
+  say "initramfs $(du -h "$out" | cut -f1)"
 }
 
 build_all() {
@@ -265,6 +272,9 @@ build_all() {
   say "cache ready in $((SECONDS - t0)) s: $CACHE ($(du -sh "$CACHE" | cut -f1); kernel $(cat "$KERNEL/KVER"), OpenZFS $(cat "$ZMOD/VERSION"))"
 }
 
+# Everything from here runs inside main(), which bash reads whole before running it: a checkout
+# updated while a guest runs (git pull) cannot change what this run does next.
+main() {
 command -v qemu-system-x86_64 >/dev/null || host_packages qemu-system-x86
 if ! cache_complete; then
   exec 9>"$CACHE/.lock"
@@ -273,6 +283,7 @@ if ! cache_complete; then
   flock -u 9; exec 9>&-
 fi
 [ "$BUILD_ONLY" = 1 ] && { say "cache complete: $CACHE"; exit 0; }
+INITRD=$(initrd_path)
 
 # ------------------------------------------------------------------ run
 RUN=$(mktemp -d /var/tmp/zdc-openzfs-vm.XXXXXX)
@@ -301,7 +312,9 @@ q() { printf '%q' "$1"; }
   printf 'exec'; for a in "$@"; do printf ' %s' "$(q "$a")"; done; echo
 } > "$RUN/cmd.sh"
 
-QARGS=(-accel tcg,thread=multi -cpu max -smp "$SMP" -m "$MEM" -nic none
+ACCEL=${ZDC_VM_ACCEL:-tcg}
+[ "$ACCEL" = tcg ] && ACCEL=tcg,thread=multi
+QARGS=(-accel "$ACCEL" -cpu max -smp "$SMP" -m "$MEM" -nic none
   -kernel "$KERNEL/vmlinuz" -initrd "$INITRD"
   -append "console=ttyS0 quiet loglevel=3 panic=-1"
   -display none -monitor none -no-reboot -serial "file:$RUN/console.log"
@@ -339,5 +352,8 @@ if [ "$VERBOSE" = 1 ] || [ ! -f "$RUN/rc" ]; then
   echo "---- qemu (exit $qrc) ----" >&2; cat "$RUN/qemu.log" >&2
   echo "---- guest console (tail) ----" >&2; tail -c 20000 "$RUN/console.log" | tr -d '\r' >&2
 fi
-say "exit $rc; wall $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }') s; guest $(tr '\n' ' ' < "$RUN/timings" 2>/dev/null)"
+say "exit $rc; wall $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }') s; guest $(cat "$RUN/timings" 2>/dev/null | tr '\n' ' ')"
 exit "$rc"
+}
+main "$@"
+exit $?

@@ -20,6 +20,9 @@ beforeAll(async () => {
   // and the datasets the tool makes inherit it.
   await zfs('set', 'acltype=posixacl', p.pool);
   await zfs('set', 'xattr=sa', p.pool);
+  // OpenZFS's default (zfs-fuse's is off): runs of zeros are stored as holes, so the sparse file
+  // below stays sparse although rsync -aHAX (no --sparse) writes its zeros out
+  await zfs('set', 'compression=on', p.pool);
 });
 afterAll(async () => {
   await p?.destroy();
