@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
+import { scaled } from './time.js';
 
 export const PROJECT = resolve(import.meta.dirname, '..', '..');
 export const CLI = join(PROJECT, 'dist', 'src', 'cli.js');
@@ -77,7 +78,7 @@ export async function cli(args: readonly string[], options: { stateDir: string; 
     reject: false,
     env: cliEnv(options.stateDir, options.env),
     cwd: options.cwd ?? '/',
-    timeout: options.timeoutMs ?? 170_000,
+    timeout: options.timeoutMs ?? scaled(170_000),
     stdin: 'ignore',
   });
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };

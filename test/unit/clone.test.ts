@@ -1,0 +1,158 @@
+/**
+ * cloneTree on an ordinary filesystem (here copy_file_range copies instead of sharing blocks,
+ * which changes nothing for correctness): afterwards rsync -aHAX sends no file data again, the
+ * verification passes, hard links stay hard links, and a file changed after its clone is sent.
+ */
+import { chmod, link, lstat, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { cloneTree, probeBlockCloning } from '../../plugins/rsync/clone.js';
+import { verifyTree } from '../../plugins/rsync/verify.js';
+
+let work: string;
+let src: string;
+let dst: string;
+
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), 'zdc-clone-'));
+  src = join(work, 'src');
+  dst = join(work, 'dst');
+  await mkdir(dst);
+});
+afterEach(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+async function rsync(...extra: string[]): Promise<string[]> {
+  const r = await execa('rsync', ['-aHAX', '--numeric-ids', '--itemize-changes', ...extra, '--', `${src}/`, `${dst}/`]);
+  return r.stdout.split('\n').filter(Boolean);
+}
+
+async function richTree(): Promise<void> {
+  await mkdir(join(src, 'a', 'b', 'c'), { recursive: true });
+  for (let i = 0; i < 40; i++) await writeFile(join(src, 'a', `f${i}`), Buffer.alloc(1000 + i * 517, i));
+  await writeFile(join(src, 'a', 'b', 'c', 'deep'), 'deep\n');
+  await writeFile(join(src, 'empty'), '');
+  await writeFile(join(src, 'group'), 'one file, three names\n');
+  await link(join(src, 'group'), join(src, 'a', 'group 2'));
+  await link(join(src, 'group'), join(src, 'a', 'b', 'group 3'));
+  await symlink('a/f1', join(src, 'link'));
+  await symlink('/nonexistent', join(src, 'dangling'));
+  await execa('mkfifo', [join(src, 'fifo')]);
+  // a name with a newline and a leading dash
+  await writeFile(join(src, '-n\name'), 'newline\n');
+  await writeFile(join(src, 'setuid'), 'x');
+  await chmod(join(src, 'setuid'), 0o4750);
+  // times with sub-millisecond parts right at the edges
+  await execa('touch', ['-m', '-d', '@1700000000.999999900', join(src, 'a', 'f0')]);
+  await utimes(join(src, 'a', 'f1'), 1_600_000_000, 1_600_000_000);
+}
+
+describe('cloneTree', () => {
+  it('clones the files so that rsync -aHAX sends no data again, and the copy verifies', async () => {
+    await richTree();
+    const result = await cloneTree(src, dst, new AbortController().signal);
+    // 40 f*, deep, empty, group (its two other names are links), the odd name, setuid; but a/f0,
+    // whose time is 100 ns before a millisecond's end, is left to rsync (see timeSurvivesClone)
+    expect(result).toMatchObject({ files: 44, links: 2, directories: 3, skipped: 1 });
+    const lines = await rsync();
+    expect(lines.filter((l) => l.startsWith('>f')).map((l) => l.slice(12))).toEqual(['a/f0']);
+    expect(lines.filter((l) => /^(cL|cS|cD|hf)/.test(l)).length).toBeGreaterThanOrEqual(3);
+    const v = await verifyTree(src, dst, { content: true });
+    expect(v.differences).toEqual([]);
+    const [g1, g2, g3] = await Promise.all(['group', 'a/group 2', 'a/b/group 3'].map((n) => lstat(join(dst, n))));
+    expect(g2!.ino).toBe(g1!.ino);
+    expect(g3!.ino).toBe(g1!.ino);
+    expect(g1!.nlink).toBe(3);
+    expect((await lstat(join(dst, 'setuid'))).mode & 0o7777).toBe(0o4750);
+    // a clone's time is the original's to the microsecond
+    await execa('touch', ['-m', '-d', '@1700000000.123456789', join(src, 'a', 'f2')]);
+    await rm(join(dst, 'a', 'f2'));
+    await cloneTree(src, dst, new AbortController().signal);
+    expect((await lstat(join(dst, 'a', 'f2'), { bigint: true })).mtimeNs).toBe(1_700_000_000_123_456_000n);
+  });
+
+  it('leaves what is already in the target alone, for rsync to fix', async () => {
+    await richTree();
+    await mkdir(join(dst, 'a'));
+    await writeFile(join(dst, 'a', 'f3'), 'stale partial copy');
+    await symlink('/etc/passwd', join(dst, 'a', 'f4'));
+    const result = await cloneTree(src, dst, new AbortController().signal);
+    expect(result.skipped).toBe(3); // a/f3, a/f4, and a/f0 for its time
+    expect(await readFile(join(dst, 'a', 'f3'), 'utf8')).toBe('stale partial copy');
+    const sent = (await rsync()).filter((l) => l.startsWith('>f')).map((l) => l.slice(12));
+    expect(sent.sort()).toEqual(['a/f0', 'a/f3', 'a/f4']);
+    expect((await verifyTree(src, dst, { content: true })).differences).toEqual([]);
+  });
+
+  it('a file changed after its clone has a newer time and is sent again', async () => {
+    await richTree();
+    await cloneTree(src, dst, new AbortController().signal);
+    const before = await lstat(join(src, 'a', 'f5'));
+    const same = Buffer.alloc(before.size, 0x7a);
+    await writeFile(join(src, 'a', 'f5'), same); // same size, new content, new mtime
+    await utimes(join(src, 'a', 'f5'), before.atime, new Date(before.mtimeMs + 2000));
+    const sent = (await rsync()).filter((l) => l.startsWith('>f')).map((l) => l.slice(12));
+    expect(sent.sort()).toEqual(['a/f0', 'a/f5']);
+    expect(await readFile(join(dst, 'a', 'f5'))).toEqual(same);
+  });
+
+  it('handles names that are not UTF-8 as bytes', async () => {
+    const odd = (dir: string, ...bytes: number[]): Buffer => Buffer.concat([Buffer.from(`${dir}/`), Buffer.from(bytes)]);
+    await mkdir(src);
+    await mkdir(odd(src, 0x64, 0xe9));
+    await writeFile(Buffer.concat([odd(src, 0x64, 0xe9), Buffer.from('/'), Buffer.from([0x66, 0xff, 0xfe])]), 'latin junk\n');
+    const r = await cloneTree(src, dst, new AbortController().signal);
+    expect(r).toMatchObject({ files: 1, directories: 1, skipped: 0 });
+    expect(await readFile(Buffer.concat([odd(dst, 0x64, 0xe9), Buffer.from('/'), Buffer.from([0x66, 0xff, 0xfe])]), 'utf8')).toBe('latin junk\n');
+    expect((await rsync()).filter((l) => l.startsWith('>f'))).toEqual([]);
+  });
+
+  it('does not follow a symlink planted where a directory was, nor copy another filesystem', async () => {
+    await mkdir(join(src, 'd'), { recursive: true });
+    await writeFile(join(src, 'd', 'f'), 'f');
+    await symlink('/etc', join(src, 'etc-link'));
+    const r = await cloneTree(src, dst, new AbortController().signal);
+    expect(r.files).toBe(1);
+    await expect(lstat(join(dst, 'etc-link'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('stops when its signal is aborted', async () => {
+    await richTree();
+    const ac = new AbortController();
+    ac.abort(new Error('stopped for the test'));
+    await expect(cloneTree(src, dst, ac.signal)).rejects.toThrow('stopped for the test');
+  });
+});
+
+describe('probeBlockCloning', () => {
+  it('says no, with the reason, where zpool does not know block cloning', async () => {
+    // a zpool that answers like zfs-fuse's does
+    const fake = join(work, 'zpool');
+    await writeFile(fake, "#!/bin/sh\necho \"bad property list: invalid property '-Hp'\" >&2\nexit 2\n", { mode: 0o755 });
+    await mkdir(src);
+    const r = await probeBlockCloning({ pool: 'tank', sourceDir: src, targetDir: dst, zpool: fake });
+    expect(r).toEqual({ clones: false, reason: expect.stringContaining('does not know block cloning') });
+  });
+
+  it('says no when the feature is disabled, and writes no probe file then', async () => {
+    const fake = join(work, 'zpool');
+    await writeFile(fake, '#!/bin/sh\nprintf "feature@block_cloning\\tdisabled\\nbcloneused\\t0\\nbclonesaved\\t0\\n"\n', { mode: 0o755 });
+    await mkdir(src);
+    const r = await probeBlockCloning({ pool: 'tank', sourceDir: src, targetDir: dst, zpool: fake });
+    expect(r).toMatchObject({ clones: false, feature: 'disabled', reason: expect.stringContaining('disabled') });
+  });
+
+  it('says no when a probe copy saves nothing, and cleans up its probe files', async () => {
+    const fake = join(work, 'zpool');
+    await writeFile(fake, '#!/bin/sh\n[ "$1" = sync ] && exit 0\nprintf "feature@block_cloning\\tenabled\\nbcloneused\\t0\\nbclonesaved\\t0\\n"\n', { mode: 0o755 });
+    await mkdir(src);
+    const r = await probeBlockCloning({ pool: 'tank', sourceDir: src, targetDir: dst, zpool: fake });
+    expect(r).toMatchObject({ clones: false, feature: 'enabled', savedBefore: 0, savedAfter: 0 });
+    expect(r.reason).toMatch(/did not share/);
+    const { readdir } = await import('node:fs/promises');
+    expect([...(await readdir(src)), ...(await readdir(dst))]).toEqual([]);
+  });
+});
