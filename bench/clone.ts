@@ -15,7 +15,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { cloneTree, probeBlockCloning } from '../plugins/rsync/clone.js';
-import { verifyTree } from '../plugins/rsync/verify.js';
+import { verifyTree } from '../test/helpers/verify.js';
 
 const POOL = 'zdcbench';
 const IMAGE_DIR = process.env.BENCH_IMAGE_DIR ?? '/var/tmp';

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, link, lstat, mkdir, open, readdir, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
-import { CommandError, HELPER_PREFIX, isErrno, run } from '../../src/core/index.js';
+import { CommandError, HELPER_PREFIX, isErrno, run } from '../../src/index.js';
 
 export interface BlockCloningProbe {
   /** Whether a copy between the two directories shares blocks. */

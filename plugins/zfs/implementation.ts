@@ -3,7 +3,7 @@
  * (`zfs version` prints the userland and the kernel module versions) or zfs-fuse (which has no
  * `zfs version`; its pools are version 23).
  */
-import { CommandError, run } from '../../src/core/index.js';
+import { CommandError, run } from '../../src/index.js';
 
 export interface ZfsImplementation {
   readonly kind: 'openzfs' | 'zfs-fuse' | 'unknown';

@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cloneTree, probeBlockCloning } from '../../plugins/rsync/clone.js';
 import { detectZfs } from '../../plugins/zfs/implementation.js';
-import { verifyTree } from '../../plugins/rsync/verify.js';
+import { verifyTree } from '../helpers/verify.js';
 import { createPool, zfs, type TestPool } from '../helpers/zfs.js';
 import { makeTree } from '../helpers/tree.js';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cloneTree, probeBlockCloning } from '../../plugins/rsync/clone.js';
-import { verifyTree } from '../../plugins/rsync/verify.js';
+import { verifyTree } from '../helpers/verify.js';
 import { createPool, zfs, type TestPool } from '../helpers/zfs.js';
 import { describeTree } from '../helpers/tree.js';
 
