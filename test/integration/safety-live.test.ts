@@ -2,7 +2,7 @@
  * Never destroy, revert or silently drop what users wrote (issue 9): once the new dataset is
  * live, it may hold the only copy of their data. Real pool, real processes and signals.
  */
-import { chmod, lstat, mkdir, readFile, readlink, rm, rmdir, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readFile, readlink, rm, rmdir, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -290,6 +290,36 @@ describe('legacy runs recover their root', () => {
     expect(rec.stdout).toMatch(/recovered .*legacy-c/);
     expect(await dataset('legacy-c')).toMatchObject({ state: 'live', mounted: 'yes' });
     expect(withoutKey(await describeTree(join(p.mount, 'legacy-c'), { mtimes: true }), '.')).toEqual(withoutKey(treeC, '.'));
+    expect(await leftovers(p)).toEqual([]);
+  });
+});
+
+describe('names inside a directory are bytes, not text', () => {
+  it('names that are not UTF-8 are copied, caught up after the swap and verified byte for byte', async () => {
+    const name = 'bytes';
+    const dir = join(p.mount, name);
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    const latin1 = Buffer.concat([Buffer.from(`${dir}/caf`), Buffer.from([0xe9])]);
+    await writeFile(latin1, 'first line\n');
+    await writeFile(Buffer.concat([Buffer.from(`${dir}/sub/`), Buffer.from([0xff, 0xfe])]), 'x');
+    await symlink(Buffer.from([0x63, 0x61, 0x66, 0xe9]), Buffer.concat([Buffer.from(`${dir}/link`), Buffer.from([0xe9])]));
+    // Kept open across the swap and written after it: the catch-up copies it by its raw name.
+    const held = await open(latin1, 'a');
+    onTestFinished(() => held.close().catch(() => undefined));
+    const config = await writeNamedConfig(p, 'bytes.json', fastPlugins({ quiet: { checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: 60 } }));
+    const job = cliSpawn(['--config', config, 'handle', dir], { stateDir: p.stateDir });
+    onTestFinished(() => {
+      job.kill('SIGKILL');
+    });
+    await waitLiveAtPath(name);
+    await held.write('second line, after the swap\n');
+    await held.close();
+    const r = await job;
+    expect({ exitCode: r.exitCode, last: String(r.stderr).trim().split('\n').at(-1) }).toMatchObject({ exitCode: 0 });
+    expect(await readFile(latin1, 'utf8')).toBe('first line\nsecond line, after the swap\n');
+    expect((await readFile(Buffer.concat([Buffer.from(`${dir}/sub/`), Buffer.from([0xff, 0xfe])]))).toString()).toBe('x');
+    expect(await readlink(Buffer.concat([Buffer.from(`${dir}/link`), Buffer.from([0xe9])]), { encoding: 'buffer' })).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9]));
+    expect(await dataset(name)).toMatchObject({ mounted: 'yes', state: 'live' });
     expect(await leftovers(p)).toEqual([]);
   });
 });
