@@ -19,7 +19,7 @@
  * Every dataset name and helper path is derived from the root and the directory's name; a journal
  * record that says otherwise is refused, never followed.
  */
-import { lstat, mkdir, readdir, realpath, rename, rmdir, stat } from 'node:fs/promises';
+import { lstat, readdir, realpath, rename, rmdir, stat } from 'node:fs/promises';
 import { z } from 'zod';
 import {
   RefusedError,
@@ -242,14 +242,6 @@ export default definePlugin<Options>({
       if (!(await emptyOrAbsent(job.path))) throw inTheWay();
       await job.step('mount-in-place', `mount ${filesystem} at ${quoteName(job.path)}`, async () => {
         try {
-          // The mountpoint is made first, root-owned: mount(2) follows symlinks, and in a sticky
-          // root (mode 1777) nobody but root can rename or remove a root-owned entry, so nothing
-          // can be swapped in for it before the mount lands.
-          await mkdir(job.path, { mode: 0o700 }).catch((error: unknown) => {
-            if (!isErrno(error, 'EEXIST')) throw error;
-          });
-          const at = await lstat(job.path);
-          if (!at.isDirectory()) throw inTheWay();
           if (ds.mountpoint !== job.path) await zfs.inherit(filesystem, 'mountpoint');
           let now = await zfs.get(filesystem);
           if (now && !now.mounted) {
