@@ -2,7 +2,7 @@
  * quiet-wait: the wait phase. After an optional fixed delay (the original
  * --delay), the directories of the tree are watched (inotify, one watch per directory, not per
  * file) and the job goes on only once nothing under it has changed for `quietSeconds`
- * and no process (in any mount namespace) has its working directory, an open file or a mapping
+ * (0: no quiet period at all, only the open-files check) and no process (in any mount namespace) has its working directory, an open file or a mapping
  * on an inode of it (matched by device and inode, not by path). After `maxWaitSeconds` the job is deferred, never forced.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -101,6 +101,7 @@ export default definePlugin<Options>({
         job.log.info(`waiting ${opts.delaySeconds} s before starting`, { step: 'wait/delay' });
         if (!(await abortableSleep(opts.delaySeconds * 1000, job.signal))) return { defer: 'stopped while waiting' };
       }
+      if (opts.quietSeconds === 0 && !opts.checkOpenFiles) return undefined; // nothing to wait for
       let lastChange = Date.now();
       let changes = 0;
       const touched = (): void => {
@@ -110,7 +111,7 @@ export default definePlugin<Options>({
       // inotify on the tree's directories only (a change to any entry is an event on its
       // directory): O(directories) watches, however many files, and at most MAX_WATCHES; past
       // that, and for anything a watch misses, the digest comparison below still sees changes.
-      const watches = opts.inotify ? new DirectoryWatches(job.path, touched) : undefined;
+      const watches = opts.inotify && opts.quietSeconds > 0 ? new DirectoryWatches(job.path, touched) : undefined;
       let closeDir = async (): Promise<void> => undefined;
       try {
         // The tree is read through a descriptor of the directory the job identified (never by a
@@ -132,9 +133,10 @@ export default definePlugin<Options>({
           const quietFor = Date.now() - lastChange;
           const left = opts.quietSeconds * 1000 - quietFor;
           if (left <= 0) {
-            seen = await look();
+            // quietSeconds 0 asks for no quiet period at all: only the open-files check remains.
+            if (opts.quietSeconds > 0 || seen === undefined) seen = await look();
             const now = seen?.digest;
-            if (now === undefined || now !== print) {
+            if (now === undefined || (opts.quietSeconds > 0 && now !== print)) {
               print = now;
               touched();
               continue;

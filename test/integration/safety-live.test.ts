@@ -5,7 +5,7 @@
 import { chmod, lstat, mkdir, open, readFile, readlink, rm, rmdir, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cli, cliSpawn, createPool, datasets, fastPlugins, zfs, type TestPool } from '../helpers/zfs.js';
 import { describeTree, makeTree, type Entry } from '../helpers/tree.js';
@@ -25,13 +25,21 @@ afterAll(async () => {
 
 const dataset = async (name: string) => (await datasets(p.pool)).find((d) => d.name === `${p.pool}/${name}`);
 
-/** Waits until `name`'s dataset is mounted at its path (the job passed its commit point). */
-async function waitLiveAtPath(name: string, timeoutMs = 60_000): Promise<void> {
+/**
+ * Waits until `name`'s dataset is mounted at its path (the job passed its commit point). With the
+ * job's process given, a job that ends first fails the wait at once with what it printed.
+ */
+async function waitLiveAtPath(name: string, job?: ResultPromise, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let ended: { exitCode?: number; signal?: string; stdout: unknown; stderr: unknown } | undefined;
+  void job?.then((r) => {
+    ended = r;
+  });
   for (;;) {
     const d = await dataset(name);
     if (d?.mounted === 'yes' && d.mountpoint === join(p.mount, name)) return;
-    if (Date.now() > deadline) throw new Error(`${name} never went live at its path`);
+    if (ended) throw new Error(`${name}: the job ended (exit ${ended.exitCode}, signal ${ended.signal}) before it went live:\n${String(ended.stderr)}${String(ended.stdout)}`);
+    if (Date.now() > deadline) throw new Error(`${name} never went live at its path (state: ${JSON.stringify(d)})`);
     await sleep(50);
   }
 }
@@ -128,7 +136,7 @@ describe('the catch-up carries only the original\'s own changes', () => {
     onTestFinished(() => {
       job.kill('SIGKILL');
     });
-    await waitLiveAtPath(name);
+    await waitLiveAtPath(name, job);
     // In the live dataset, while the original waits out its grace period:
     await chmod(join(dir, 'private.txt'), 0o600);
     await chmod(join(dir, 'sub'), 0o700);
@@ -172,7 +180,7 @@ describe('the catch-up carries only the original\'s own changes', () => {
     onTestFinished(() => {
       job.kill('SIGKILL');
     });
-    await waitLiveAtPath(name);
+    await waitLiveAtPath(name, job);
     await writeFile(join(dir, 'shared.txt'), 'rewritten by a user in the dataset\n');
     writer.stdin!.write('go\n');
     await writer;
@@ -210,7 +218,7 @@ describe('locks are never taken from a living process', () => {
       job.kill('SIGCONT');
       job.kill('SIGKILL');
     });
-    await waitLiveAtPath(name);
+    await waitLiveAtPath(name, job);
     job.kill('SIGSTOP');
     // Far longer than any staleness period the old locks had.
     await sleep(4000);
@@ -246,12 +254,18 @@ describe('limits', () => {
       writer.kill('SIGKILL');
     });
     await new Promise<void>((resolve) => writer.stdout!.once('data', () => resolve()));
-    const config = await writeNamedConfig(p, 'quota-writer.json', fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, zfs: { properties: { quota: '64M' } }, rsync: { graceSeconds: 2, maxGraceSeconds: 60 } }));
+    // No quiet-wait: a file appended every 20 ms is rightly never quiet (the job would be deferred);
+    // this test is about what happens from the copy on, with the writer running throughout.
+    const config = await writeNamedConfig(p, 'quota-writer.json', [
+      'name-filter',
+      ['zfs', { properties: { quota: '64M' } }],
+      ['rsync', { graceSeconds: 2, maxGraceSeconds: 60 }],
+    ]);
     const job = cliSpawn(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     onTestFinished(() => {
       job.kill('SIGKILL');
     });
-    await waitLiveAtPath(name);
+    await waitLiveAtPath(name, job);
     // While the original may still be written, the live dataset has no quota to run into.
     expect((await zfs('get', '-H', '-p', '-o', 'value', 'quota', `${p.pool}/${name}`)).trim()).toBe('0');
     await sleep(2000);
@@ -311,7 +325,7 @@ describe('names inside a directory are bytes, not text', () => {
     onTestFinished(() => {
       job.kill('SIGKILL');
     });
-    await waitLiveAtPath(name);
+    await waitLiveAtPath(name, job);
     await held.write('second line, after the swap\n');
     await held.close();
     const r = await job;
