@@ -8,7 +8,7 @@
  *
  *   ["fault-injection", { "killAt": "swap/move-aside", "when": "after" }]
  *
- * killAt   a phase ("provision", "migrate", "swap", "cleanup", "publish") or a step as
+ * killAt   a phase ("provision", "migrate", "swap", "publish", "cleanup") or a step as
  *          journalled by job.step: "<phase>/<step>", e.g. "migrate/copy", "swap/move-aside",
  *          "swap/mount-in-place", "cleanup/remove-original". `zfs-dynamic-creator status`
  *          and the log show the step names.

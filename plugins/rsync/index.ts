@@ -449,7 +449,7 @@ export default definePlugin<Options>({
             job.log.info('the cleanup waits for the original to stay unchanged, catches up and verifies before removing anything', { step: 'swap/verify' });
             return;
           }
-          await sleep(Math.min(5000, 250 * 2 ** round));
+          await job.waiting('a pause between catch-up passes', () => sleep(Math.min(5000, 250 * 2 ** round)));
         }
       } finally {
         await Promise.all([found.ref.close(), live.close()]);
@@ -478,7 +478,8 @@ export default definePlugin<Options>({
         for (;;) {
           let quiet = true;
           if (!resuming) {
-            const wait = await waitQuiet(job, original, opts.graceSeconds * 1000, deadline);
+            // Waiting, not work: the grace period holds no work slot (other jobs copy meanwhile).
+            const wait = await job.waiting('grace period', () => waitQuiet(job, original, opts.graceSeconds * 1000, deadline));
             quiet = wait.quiet;
           }
           const r = (await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest)))!;

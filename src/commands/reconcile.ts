@@ -14,9 +14,8 @@ import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { App } from '../app.js';
-import { BusyError, ConfigError, RootEngine, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
+import { BusyError, ConfigError, RootEngine, Slots, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
 import { acquireLock, type Lock } from '../core/lock.js';
-import { recoverRoot } from './recover.js';
 
 
 export interface SweepSummary {
@@ -42,7 +41,12 @@ export async function eachLimited<T>(items: readonly T[], limit: number, worker:
 /** Outcomes after which the survey no longer describes the root. */
 const CHANGES: ReadonlySet<OutcomeKind> = new Set(['converted', 'recovered', 'rolled-back', 'failed']);
 
-export async function sweepRoot(engine: RootEngine, concurrency: number, signal?: AbortSignal): Promise<SweepSummary> {
+/**
+ * One sweep of one root. Every candidate runs as a job (up to `maxJobs` at once), but only
+ * `concurrency` of them work at a time: waiting (quiet and grace periods) holds no work slot.
+ */
+export async function sweepRoot(engine: RootEngine, limits: { concurrency: number; maxJobs: number }, signal?: AbortSignal): Promise<SweepSummary> {
+  const slots = new Slots(limits.concurrency);
   const jobs: SweepSummary['jobs'] = [];
   const counts: Partial<Record<OutcomeKind, number>> = {};
   let changed = false;
@@ -54,11 +58,11 @@ export async function sweepRoot(engine: RootEngine, concurrency: number, signal?
   const base = { rootdir: engine.context.rootdir, rootfs: engine.context.rootfs };
   try {
     let survey: Survey = await engine.survey();
-    for (const r of await recoverRoot(engine, signal, survey)) note(r.name, r.outcome);
+    for (const r of await engine.recoverRoot(signal, survey, slots)) note(r.name, r.outcome);
     if (changed) survey = await engine.survey();
-    await eachLimited(RootEngine.candidates(survey), concurrency, async (name) => {
+    await eachLimited(RootEngine.candidates(survey), limits.maxJobs, async (name) => {
       if (signal?.aborted) return;
-      note(name, await engine.handle(name, { signal }));
+      note(name, await engine.handle(name, { signal, slots }));
     });
     if (!signal?.aborted) await engine.sync(changed ? await engine.survey() : survey);
   } catch (error) {
@@ -149,7 +153,7 @@ export async function reconcile(app: App, options: { json: boolean; root?: strin
         continue;
       }
       try {
-        summaries.push(await sweepRoot(engine, app.config.watch.concurrency, stop.signal));
+        summaries.push(await sweepRoot(engine, app.config.watch, stop.signal));
       } finally {
         await lock?.release();
       }

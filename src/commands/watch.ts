@@ -1,121 +1,102 @@
 /**
- * watch: the daemon. Watches every root (inotify, through chokidar, depth 0),
- * queues each new directory, runs jobs with the configured concurrency, sweeps
- * at start and periodically (so nothing made while it was down, or missed,
- * stays a plain directory; deferred and failed jobs are tried again there),
- * reloads the config on SIGHUP, and on SIGTERM stops cleanly: waits are
- * abandoned (the directory is left as it is), copies before the commit roll
- * back, and jobs past it are left for recovery at the next start. Exits 0.
+ * watch: the daemon, three units and one abort signal for the process:
+ *
+ *  - the watcher (src/daemon/watcher.ts) reports each new directory of each root;
+ *  - the queue (src/daemon/queue.ts) runs a job for each, up to `watch.maxJobs` at once;
+ *  - the sweeper (src/daemon/sweeper.ts) queues what the watcher missed, finishes interrupted
+ *    jobs and syncs exports, at start and every `watch.sweepIntervalSeconds`.
+ *
+ * Waiting is not work: only the phases that do I/O hold one of `watch.concurrency` work slots;
+ * the quiet period and the grace period hold none, so a burst of directories converts in about
+ * one quiet period, the copies, and one grace period.
+ *
+ * SIGHUP reloads the config (a bad one keeps the old); SIGTERM stops cleanly: waits are
+ * abandoned (the directory is left as it is), copies before the commit roll back, and jobs
+ * past it are left for recovery at the next start. Exits 0. While it runs, what it does is in
+ * <stateDir>/daemon.json, which `status` shows.
  */
 import { lstat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
-import chokidar, { type FSWatcher } from 'chokidar';
 import { App, type GlobalOptions } from '../app.js';
-import { RootEngine, isHelperName, oneLine, type Logger } from '../core/index.js';
-import { recoverRoot } from './recover.js';
-
-interface Item {
-  readonly rootdir: string;
-  readonly name: string;
-  readonly key: string;
-}
+import { Slots, oneLine, type Logger } from '../core/index.js';
+import { JobQueue, type QueueItem } from '../daemon/queue.js';
+import { RootWatcher } from '../daemon/watcher.js';
+import { Sweeper } from '../daemon/sweeper.js';
+import { removeDaemonStatus, writeDaemonStatus } from '../daemon/status-file.js';
 
 export async function watch(options: GlobalOptions): Promise<number> {
   let app = await App.open(options);
   const stop = new AbortController();
-  /** Queued, not yet started; in order. */
-  const pending: Item[] = [];
-  const queued = new Set<string>();
-  const running = new Map<string, Promise<void>>();
-  let watchers: FSWatcher[] = [];
-  let sweeping: Promise<void> | undefined;
+  let slots = new Slots(app.config.watch.concurrency);
   const log = (): Logger => app.engines[0]!.log;
-  const engineFor = (rootdir: string): RootEngine | undefined => app.engines.find((e) => e.context.rootdir === rootdir);
 
-  const pump = (): void => {
-    while (!stop.signal.aborted && running.size < app.config.watch.concurrency && pending.length > 0) {
-      const item = pending.shift()!;
-      queued.delete(item.key);
-      // The engine of the config in force now (a reload may have replaced it), if the root is still configured.
-      const engine = engineFor(item.rootdir);
-      if (!engine) continue;
-      const task = stillThere(`${item.rootdir}/${item.name}`)
-        .then(async (there) => {
-          if (!there) {
-            engine.log.debug('gone before its turn; nothing to do', { dir: item.name });
-            return;
-          }
-          const outcome = await engine.handle(item.name, { signal: stop.signal });
-          if (outcome.kind === 'deferred' && !stop.signal.aborted) {
-            engine.log.info(`will be tried again at the next sweep (in at most ${app.config.watch.sweepIntervalSeconds} s)`, { dir: item.name });
-          }
-        })
-        .catch((error: unknown) => engine.log.error(`job failed unexpectedly: ${oneLine(error)}`, { dir: item.name }))
-        .finally(() => {
-          running.delete(item.key);
-          pump();
-        });
-      running.set(item.key, task);
+  const runJob = async ({ rootdir, name }: QueueItem): Promise<void> => {
+    // The engine of the config in force now (a reload may have replaced it), if the root is still configured.
+    const engine = app.engines.find((e) => e.context.rootdir === rootdir);
+    if (!engine) return;
+    try {
+      if (!(await stillThere(`${rootdir}/${name}`))) {
+        engine.log.debug('gone before its turn; nothing to do', { dir: name });
+        return;
+      }
+      const outcome = await engine.handle(name, { signal: stop.signal, slots });
+      if (outcome.kind === 'deferred' && !stop.signal.aborted) {
+        engine.log.info(`will be tried again at the next sweep (in at most ${app.config.watch.sweepIntervalSeconds} s)`, { dir: name });
+      }
+    } catch (error) {
+      engine.log.error(`job failed unexpectedly: ${oneLine(error)}`, { dir: name });
     }
   };
+  const queue = new JobQueue({ maxJobs: () => app.config.watch.maxJobs, run: runJob, signal: stop.signal });
+  const watcher = new RootWatcher((rootdir, name) => queue.add(rootdir, name));
+  const sweeper = new Sweeper({
+    engines: () => app.engines,
+    enqueue: (rootdir, name) => queue.add(rootdir, name),
+    slots: () => slots,
+    signal: stop.signal,
+    intervalSeconds: () => app.config.watch.sweepIntervalSeconds,
+  });
+  const watchRoots = (): Promise<void> =>
+    watcher.watch(
+      app.engines.map((engine) => ({
+        rootdir: engine.context.rootdir,
+        onError: (error: unknown) => engine.log.error(`watching failed: ${oneLine(error)}; the periodic sweep still runs`),
+      })),
+    );
 
-  const enqueue = (rootdir: string, name: string): void => {
-    const key = `${rootdir}\0${name}`;
-    if (queued.has(key) || running.has(key) || stop.signal.aborted) return;
-    queued.add(key);
-    pending.push({ rootdir, name, key });
-    pump();
+  // What the daemon does, for `status`: on every change of the queue (at most once a second),
+  // and every 5 s while jobs are in flight (their phases and waits change without the queue).
+  const startedAt = new Date().toISOString();
+  let writing: Promise<void> = Promise.resolve();
+  let lastWrite = 0;
+  let pendingWrite: NodeJS.Timeout | undefined;
+  const publishStatus = (): void => {
+    if (pendingWrite || stop.signal.aborted) return;
+    pendingWrite = setTimeout(() => {
+      pendingWrite = undefined;
+      lastWrite = Date.now();
+      const snapshot = {
+        version: 1 as const,
+        pid: process.pid,
+        startedAt,
+        updatedAt: new Date().toISOString(),
+        slots: { busy: slots.busy, size: slots.size, queued: slots.queued },
+        maxJobs: app.config.watch.maxJobs,
+        queued: queue.queued,
+        active: app.engines.flatMap((e) => e.active().map((a) => ({ rootdir: e.context.rootdir, ...a }))),
+      };
+      writing = writing
+        .then(() => writeDaemonStatus(app.config.stateDir, snapshot))
+        .catch((error: unknown) => log().debug(`status file not written: ${oneLine(error)}`));
+    }, Math.max(0, 1000 - (Date.now() - lastWrite)));
   };
-
-  const startWatching = async (): Promise<void> => {
-    const old = watchers;
-    watchers = [];
-    await Promise.all(old.map((w) => w.close()));
-    const fresh = app.engines.map((engine) => {
-      const rootdir = engine.context.rootdir;
-      const w = chokidar.watch(rootdir, { depth: 0, ignoreInitial: true, followSymlinks: false, persistent: true });
-      w.on('addDir', (path: string) => {
-        const name = basename(path);
-        if (dirname(path) === rootdir && !isHelperName(name)) enqueue(rootdir, name);
-      });
-      w.on('error', (error: unknown) => engine.log.error(`watching failed: ${oneLine(error)}; the periodic sweep still runs`));
-      return w;
-    });
-    watchers = fresh;
-    await Promise.all(fresh.map((w) => new Promise<void>((resolve) => w.once('ready', () => resolve()))));
-  };
-
-  /** Recovers leftovers and queues every plain directory of every root; syncs exports. */
-  const sweep = (): Promise<void> => {
-    sweeping ??= (async () => {
-      for (const engine of app.engines) {
-        if (stop.signal.aborted) break;
-        try {
-          const survey = await engine.survey();
-          const recovered = await recoverRoot(engine, stop.signal, survey);
-          const fresh = recovered.some((r) => r.outcome.kind !== 'busy') ? await engine.survey() : survey;
-          // New jobs run through the queue, with its concurrency.
-          for (const name of RootEngine.candidates(fresh)) enqueue(engine.context.rootdir, name);
-          if (!stop.signal.aborted) await engine.sync(fresh);
-        } catch (error) {
-          engine.log.error(`sweep failed: ${oneLine(error)}; trying again in ${app.config.watch.sweepIntervalSeconds} s`);
-        }
-      }
-    })().finally(() => {
-      sweeping = undefined;
-    });
-    return sweeping;
-  };
-
-  let timer: NodeJS.Timeout | undefined;
-  const startTimer = (): void => {
-    if (timer) clearInterval(timer);
-    timer = setInterval(() => void sweep(), app.config.watch.sweepIntervalSeconds * 1000);
-  };
+  queue.onChange(publishStatus);
+  const heartbeat = setInterval(() => {
+    if (queue.running.length > 0) publishStatus();
+  }, 5000);
 
   let reloading: Promise<void> = Promise.resolve();
   /** Opens the config again; jobs already running finish with the old one. */
-  async function reload(why: string): Promise<void> {
+  function reload(why: string): Promise<void> {
     const next = reloading.then(async () => {
       if (stop.signal.aborted) return;
       let fresh: App;
@@ -127,41 +108,47 @@ export async function watch(options: GlobalOptions): Promise<number> {
       }
       const old = app;
       app = fresh;
+      if (app.config.watch.concurrency !== slots.size) slots = new Slots(app.config.watch.concurrency);
       try {
-        await startWatching();
+        await watchRoots();
       } catch (error) {
         log().error(`watching after the reload failed: ${oneLine(error)}; the periodic sweep still runs`);
       }
-      startTimer();
+      sweeper.start();
       log().notice(`configuration reloaded (${why}): watching ${app.engines.map((e) => e.context.rootdir).join(', ')}`);
       // Old engines stay open for the jobs that still run on them.
-      void Promise.all(running.values()).then(() => old.close());
+      void queue.drain().then(() => old.close());
     });
     reloading = next.catch(() => undefined);
     return next;
   }
 
-  await startWatching();
-  log().notice(`watching ${app.engines.map((e) => e.context.rootdir).join(', ')} (concurrency ${app.config.watch.concurrency}, sweep every ${app.config.watch.sweepIntervalSeconds} s)`);
-  startTimer();
+  await watchRoots();
+  const { concurrency, maxJobs, sweepIntervalSeconds } = app.config.watch;
+  log().notice(`watching ${app.engines.map((e) => e.context.rootdir).join(', ')} (concurrency ${concurrency}, up to ${maxJobs} jobs waiting or working, sweep every ${sweepIntervalSeconds} s)`);
+  sweeper.start();
+  publishStatus();
 
   const done = new Promise<number>((resolve) => {
     const onHup = (): void => {
       if (stop.signal.aborted) return;
-      void reload('SIGHUP').then(() => sweep());
+      void reload('SIGHUP').then(() => sweeper.sweep());
     };
     const onStop = (signal: string): void => {
       if (stop.signal.aborted) return;
-      log().notice(`${signal}: stopping; ${running.size} running job(s) finish, roll back or are left for recovery`);
+      log().notice(`${signal}: stopping; ${queue.running.length} running job(s) finish, roll back or are left for recovery`);
       stop.abort();
-      if (timer) clearInterval(timer);
-      pending.length = 0;
-      queued.clear();
+      sweeper.stop();
+      clearInterval(heartbeat);
+      if (pendingWrite) clearTimeout(pendingWrite);
+      queue.clear();
       void (async () => {
-        await Promise.all(watchers.map((w) => w.close().catch(() => undefined)));
+        await watcher.close();
         await reloading;
-        await sweeping?.catch(() => undefined);
-        await Promise.all(running.values());
+        await sweeper.idle();
+        await queue.drain();
+        await writing;
+        await removeDaemonStatus(app.config.stateDir, process.pid).catch(() => undefined);
         log().notice('stopped');
         await app.close();
         process.off('SIGHUP', onHup);
@@ -177,7 +164,7 @@ export async function watch(options: GlobalOptions): Promise<number> {
     process.on('SIGINT', onInt);
   });
   // Signals are handled from here on; the first sweep catches what appeared while we were down.
-  await sweep();
+  await sweeper.sweep();
   return done;
 }
 

@@ -45,7 +45,10 @@ const rootSchema = z
 
 const watchSchema = z
   .object({
+    /** Jobs doing I/O at once (copy, catch-up, verification, removal, zfs commands). */
     concurrency: z.number().int().min(1).max(64).default(2),
+    /** Jobs in flight at once, waiting ones included (a quiet or grace period holds no work slot). */
+    maxJobs: z.number().int().min(1).max(4096).default(64),
     sweepIntervalSeconds: z.number().min(1).default(300),
   })
   .strict();
@@ -56,7 +59,7 @@ export const configSchema = z
     /** Accepted for older configs; ignored: locks are kernel locks that end with their process. */
     lockStaleSeconds: z.number().min(2).max(3600).default(10),
     plugins: z.array(pluginSpec).optional(),
-    watch: watchSchema.default({ concurrency: 2, sweepIntervalSeconds: 300 }),
+    watch: watchSchema.default({ concurrency: 2, maxJobs: 64, sweepIntervalSeconds: 300 }),
     roots: z.array(rootSchema).min(1, 'list at least one root'),
   })
   .strict();
@@ -76,7 +79,7 @@ export interface Config {
   readonly baseDir: string;
   readonly stateDir: string;
   readonly lockStaleSeconds: number;
-  readonly watch: { readonly concurrency: number; readonly sweepIntervalSeconds: number };
+  readonly watch: { readonly concurrency: number; readonly maxJobs: number; readonly sweepIntervalSeconds: number };
   readonly roots: readonly RootConfig[];
 }
 

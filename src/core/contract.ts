@@ -106,14 +106,17 @@ const table = {
     returns: 'nothing; call job.commit() just before the new filesystem is put at the original path', description: 'move the original aside, mount the new filesystem in its place, catch up, verify',
     phase: { journalled: true, afterCommit: true, sets: ['aside'] },
   },
+  publish: {
+    kind: 'series', args: ['job'], required: false, dryRun: true,
+    returns: 'nothing', description: 'make the new filesystem known (exports, notifications) as soon as it is live',
+    phase: { journalled: true, afterCommit: true },
+  },
+  // Published at the commit, before the cleanup: the data at the path is in the new filesystem
+  // from the swap on, and clients of the root's export cannot see into it until it is exported.
+  // The cleanup's grace period is waiting, not work (job.waiting): it holds no work slot.
   cleanup: {
     kind: 'series', args: ['job'], required: false, dryRun: true,
     returns: 'nothing', description: 'after a grace period and a last verification, remove the original',
-    phase: { journalled: true, afterCommit: true },
-  },
-  publish: {
-    kind: 'series', args: ['job'], required: false, dryRun: true,
-    returns: 'nothing', description: 'make the new filesystem known (exports, notifications)',
     phase: { journalled: true, afterCommit: true },
   },
   step: { kind: 'series', args: ['job', 'step', 'when'], required: false, dryRun: false, returns: 'nothing; throw to fail the step (the journal already says it started)', description: 'hear each step of a phase before it runs, when it ends and after it is done' },

@@ -1,6 +1,6 @@
 /**
  * Runs jobs through the lifecycle for one root: filter, wait, provision,
- * migrate, swap, cleanup, publish; on failure, rollback before the commit and
+ * migrate, swap, publish, cleanup; on failure, rollback before the commit and
  * recovery after it. Knows no plugin by name.
  *
  * The commit point is recorded (journal, then the filesystem's own record through the swap's
@@ -16,6 +16,7 @@ import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
 import { Journal, jobId } from './journal.js';
 import { acquireLock, type Lock } from './lock.js';
+import { SlotHold, type Slots } from './slots.js';
 import type {
   Identity,
   JobRecord,
@@ -53,6 +54,22 @@ export interface HandleOptions {
    * run or a legacy run does, so that a job killed in one run is finished by the next).
    */
   readonly recoverRoot?: boolean;
+  /**
+   * The process's work slots: the phases that work (provision on) run holding one; filter, wait
+   * and whatever a plugin runs in job.waiting() hold none. Without it, nothing is limited.
+   */
+  readonly slots?: Slots;
+}
+
+/** A job in flight in this process, as status shows it. */
+export interface ActiveJob {
+  readonly name: string;
+  readonly phase: string;
+  /** Holding a work slot now. */
+  readonly working: boolean;
+  /** What it waits for without a slot (quiet period, grace period, a slot), if anything. */
+  readonly waiting?: string;
+  readonly since: string;
 }
 
 export interface RecoveryResult {
@@ -72,6 +89,8 @@ export class RootEngine {
   readonly journal: Journal;
   plugins: LoadedPlugin[] = [];
   private prepared: Promise<void> | undefined;
+  /** Jobs running in this process now (handle and recovery), by name. */
+  private readonly running = new Map<string, { job: JobImpl; since: string }>();
   /** Names seen in a survey that are not UTF-8 (warned about once). */
   private readonly unreadableNames = new Set<string>();
 
@@ -103,12 +122,25 @@ export class RootEngine {
     return this.prepared;
   }
 
+  /** The jobs this process is running for this root now: what they do or wait for. */
+  active(): ActiveJob[] {
+    return [...this.running.values()].map(({ job, since }) => ({
+      name: job.name,
+      phase: job.phase,
+      working: job.slot.held,
+      ...(job.waitingFor !== undefined ? { waiting: job.waitingFor } : {}),
+      since,
+    }));
+  }
+
   /** Converts one directory, a direct child of rootdir. Never throws: the outcome says what happened. */
   async handle(name: string, options: HandleOptions = {}): Promise<Outcome> {
     const started = Date.now();
     const signal = options.signal ?? new AbortController().signal;
     const id = jobId(this.context.rootdir, name);
     const job = new JobImpl(this.context, newRecord(this.context, id, name, this.options), this.journal, signal, this.hooks);
+    job.slot = new SlotHold(options.slots);
+    this.running.set(name, { job, since: new Date(started).toISOString() });
     let lock: Lock | undefined;
     const finish = async (kind: OutcomeKind, message: string, error?: Error): Promise<Outcome> => {
       const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
@@ -120,7 +152,7 @@ export class RootEngine {
     try {
       checkName(name);
       await this.prepare();
-      if (options.recoverRoot && !this.context.dryRun) await this.recoverRoot(signal);
+      if (options.recoverRoot && !this.context.dryRun) await this.recoverRoot(signal, undefined, options.slots);
       if (!this.context.dryRun) {
         lock = await acquireLock(this.context.stateDir, id, { waitMs: options.lockWaitMs ?? 0 });
         job.guard = lockGuard(lock);
@@ -128,7 +160,7 @@ export class RootEngine {
       // An interrupted job for this name is finished (or undone) first.
       const leftover = await this.journal.read(id);
       if (leftover) {
-        const recovered = await this.recoverLocked(leftover, signal, lock);
+        const recovered = await this.recoverLocked(leftover, signal, lock, options.slots);
         if (recovered.kind === 'failed' || leftover.committed) return await finish(recovered.kind, recovered.message, recovered.error);
       }
       const identity = await directoryIdentity(job.path);
@@ -142,6 +174,15 @@ export class RootEngine {
       if (this.runs('wait', job.log)) {
         const defer = await this.hooks.wait.promise(job);
         if (defer) return await finish('deferred', `deferred: ${defer.defer}`);
+      }
+      // Only now does the job work: it waits its turn for a slot (holding none while it waited).
+      try {
+        job.waitingFor = 'a work slot';
+        await job.slot.take(signal);
+      } catch {
+        return await finish('deferred', 'deferred: stopped before its turn to work; the directory is as it was');
+      } finally {
+        job.waitingFor = undefined;
       }
       // What we convert must still be the directory we looked at.
       await assertSameDirectory(job.path, identity);
@@ -163,6 +204,8 @@ export class RootEngine {
       if (job.hasJournal && !job.record.committed) await job.forget().catch(() => undefined);
       return await finish('failed', oneLine(error), asError(error));
     } finally {
+      job.slot.give();
+      this.running.delete(name);
       await lock?.release();
     }
   }
@@ -206,7 +249,7 @@ export class RootEngine {
       if (fresh === undefined && options.fromJournal) {
         return { kind: 'skipped', message: 'finished meanwhile by another process; nothing to do', durationMs: Date.now() - started };
       }
-      return await this.recoverLocked(fresh ?? record, options.signal ?? new AbortController().signal, lock);
+      return await this.recoverLocked(fresh ?? record, options.signal ?? new AbortController().signal, lock, options.slots);
     } catch (error) {
       const kind: OutcomeKind = error instanceof BusyError ? 'busy' : 'failed';
       return { kind, message: oneLine(error), durationMs: Date.now() - started, error: asError(error) };
@@ -219,7 +262,7 @@ export class RootEngine {
    * Every interrupted job of this root: the journal's, and leftovers found on disk without one.
    * A job whose lock is held (running in this or another process) comes back 'busy' and is left alone.
    */
-  async recoverRoot(signal?: AbortSignal, survey?: Survey): Promise<RecoveryResult[]> {
+  async recoverRoot(signal?: AbortSignal, survey?: Survey, slots?: Slots): Promise<RecoveryResult[]> {
     const results: RecoveryResult[] = [];
     const records = await this.journal.list(this.context.rootdir);
     const known = new Set(records.map((r) => r.name));
@@ -227,7 +270,7 @@ export class RootEngine {
     const orphans = [...leftovers].filter((name) => !known.has(name)).map((name) => this.orphanRecord(name));
     for (const record of [...records, ...orphans]) {
       if (signal?.aborted) break;
-      const outcome = await this.recover(record, { ...(signal ? { signal } : {}), lockWaitMs: 0, fromJournal: known.has(record.name) });
+      const outcome = await this.recover(record, { ...(signal ? { signal } : {}), ...(slots ? { slots } : {}), lockWaitMs: 0, fromJournal: known.has(record.name) });
       results.push({ rootdir: this.context.rootdir, name: record.name, outcome });
     }
     return results;
@@ -264,7 +307,7 @@ export class RootEngine {
     return undefined;
   }
 
-  private async recoverLocked(record: JobRecord, signal: AbortSignal, lock: Lock | undefined): Promise<Outcome> {
+  private async recoverLocked(record: JobRecord, signal: AbortSignal, lock: Lock | undefined, slots?: Slots): Promise<Outcome> {
     const started = Date.now();
     const problem = this.untrusted(record);
     if (problem !== undefined) {
@@ -274,12 +317,24 @@ export class RootEngine {
     }
     const job = new JobImpl(this.context, { ...record, pid: process.pid, steps: record.steps ?? [] }, this.journal, signal, this.hooks);
     job.guard = lockGuard(lock);
+    job.slot = new SlotHold(slots);
+    // A recovery inside handle() runs under the same name: the outer job's entry is put back after.
+    const outer = this.running.get(record.name);
+    this.running.set(record.name, { job, since: new Date(started).toISOString() });
     const done = (kind: OutcomeKind, message: string, error?: Error): Outcome => {
       job.log[kind === 'failed' ? 'error' : 'notice'](message, { step: 'recover' });
       return { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
     };
     try {
       job.phase = 'recover';
+      try {
+        job.waitingFor = 'a work slot';
+        await job.slot.take(signal);
+      } catch {
+        return done('deferred', 'stopped before its turn to work; the next run recovers it');
+      } finally {
+        job.waitingFor = undefined;
+      }
       const assessment = await this.hooks.assess.promise(job);
       if (assessment?.fields) await job.set(assessment.fields);
       // Recorded, not observed: the journal or the filesystem's own record says whether the
@@ -310,6 +365,10 @@ export class RootEngine {
       if (error instanceof LockLostError) return done('failed', lockLostReport(job, error), error);
       await job.markStatus('incomplete', oneLine(error)).catch(() => undefined);
       return done('failed', `recovery failed: ${oneLine(error)}`, asError(error));
+    } finally {
+      job.slot.give();
+      if (outer) this.running.set(record.name, outer);
+      else this.running.delete(record.name);
     }
   }
 

@@ -1,6 +1,7 @@
 /** One job: a directory going through the lifecycle, journalled step by step. */
 import type { Hooks } from './hooks.js';
 import type { Journal } from './journal.js';
+import { SlotHold } from './slots.js';
 import type {
   Job,
   JobFields,
@@ -24,6 +25,10 @@ export class JobImpl implements Job {
   guard: () => Promise<void> = async () => undefined;
   /** The tap (plugin) running now, set by the hooks while it runs: its log lines name it. */
   actingPlugin: string | undefined;
+  /** The job's hold on a work slot (the engine takes it for the phases that work). */
+  slot: SlotHold = new SlotHold(undefined);
+  /** What the job waits for now, without a work slot (see waiting()); for status. */
+  waitingFor: string | undefined;
   /** Whether anything has been written to the journal for this job. */
   private journalled = false;
 
@@ -106,6 +111,29 @@ export class JobImpl implements Job {
     this.state.committed = true;
     await this.save();
     this.log.info('commit point: from here on the job is finished, never rolled back', { step: `${this.phase}/commit` });
+  }
+
+  async waiting<T>(reason: string, wait: () => Promise<T>): Promise<T> {
+    const had = this.slot.held;
+    this.slot.give();
+    this.waitingFor = reason;
+    let result: T;
+    try {
+      result = await wait();
+    } finally {
+      this.waitingFor = undefined;
+    }
+    if (had) {
+      this.waitingFor = 'a work slot';
+      try {
+        await this.slot.take(this.signal);
+      } catch {
+        throw new Error(`stopped after the ${reason}, before its turn to work again`);
+      } finally {
+        this.waitingFor = undefined;
+      }
+    }
+    return result;
   }
 
   async markStatus(status: JobRecord['status'], error?: string): Promise<void> {

@@ -139,6 +139,12 @@ export interface Job {
    * original path: from then on the job is finished, never rolled back.
    */
   commit(): Promise<void>;
+  /**
+   * Waiting is not work: runs `wait` (a quiet or grace period, a pause between passes) without
+   * the job's work slot, so that other jobs copy meanwhile, and takes a slot again before it
+   * returns. `reason` is what status shows while it waits ("grace period").
+   */
+  waiting<T>(reason: string, wait: () => Promise<T>): Promise<T>;
 }
 
 /** Returned by a filter tap to leave a directory alone (exit 0). */

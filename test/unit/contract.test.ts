@@ -33,11 +33,11 @@ describe('the contract table', () => {
   });
 
   it('is where the phase lists come from, and they are the lifecycle', () => {
-    expect([...PHASE_ORDER]).toEqual(['filter', 'wait', 'provision', 'migrate', 'swap', 'cleanup', 'publish']);
+    expect([...PHASE_ORDER]).toEqual(['filter', 'wait', 'provision', 'migrate', 'swap', 'publish', 'cleanup']);
     expect([...PHASE_ORDER]).toEqual(HOOK_ORDER.filter((h) => CONTRACT[h].phase));
     // Only the deciding phases come before the journal, and they come first.
     expect([...JOURNALLED_PHASES]).toEqual(PHASE_ORDER.slice(PHASE_ORDER.length - JOURNALLED_PHASES.length));
-    expect([...JOURNALLED_PHASES]).toEqual(['provision', 'migrate', 'swap', 'cleanup', 'publish']);
+    expect([...JOURNALLED_PHASES]).toEqual(['provision', 'migrate', 'swap', 'publish', 'cleanup']);
     // Recovery re-runs from the phase holding the commit point to the end.
     expect([...AFTER_COMMIT]).toEqual(JOURNALLED_PHASES.slice(JOURNALLED_PHASES.indexOf('swap')));
     // The package exports these very lists, not copies.
@@ -54,7 +54,7 @@ describe('the contract table', () => {
   it("is where fault-injection's phases come from: every journalled phase, nothing else", () => {
     const parse = (killAt: string) => faultInjection.options!.parse({ killAt });
     for (const phase of JOURNALLED_PHASES) expect(() => parse(phase)).not.toThrow();
-    for (const phase of PHASE_ORDER.filter((p) => !JOURNALLED_PHASES.includes(p as never))) expect(() => parse(phase)).toThrow(/a phase \(provision, migrate, swap, cleanup, publish\)/);
+    for (const phase of PHASE_ORDER.filter((p) => !JOURNALLED_PHASES.includes(p as never))) expect(() => parse(phase)).toThrow(/a phase \(provision, migrate, swap, publish, cleanup\)/);
     expect(() => parse('rollback')).toThrow();
   });
 

@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, readdir, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RootEngine } from '../../src/core/engine.js';
 import { jobPaths } from '../../src/core/helpers.js';
@@ -16,6 +17,7 @@ import type { Hooks } from '../../src/core/hooks.js';
 import { newRecord } from '../../src/core/job.js';
 import { jobId } from '../../src/core/journal.js';
 import { lockPath } from '../../src/core/lock.js';
+import { Slots } from '../../src/core/slots.js';
 import type { Assessment, JobRecord, JournalledPhase, LogRecord } from '../../src/core/index.js';
 
 let tmp: string;
@@ -117,7 +119,7 @@ describe('a job through the lifecycle', () => {
     const { calls, steps } = fakePlugin(e.hooks);
     const outcome = await e.handle('d');
     expect(outcome).toMatchObject({ kind: 'converted', message: 'converted into tank/root/d' });
-    expect(calls).toEqual(['filter', 'wait', 'provision', 'migrate', 'swap', 'cleanup', 'publish', 'outcome:converted']);
+    expect(calls).toEqual(['filter', 'wait', 'provision', 'migrate', 'swap', 'publish', 'cleanup', 'outcome:converted']);
     expect(steps).toEqual([
       'provision/create:before', 'provision/create:end', 'provision/create:after',
       'migrate/copy:before', 'migrate/copy:end', 'migrate/copy:after',
@@ -205,7 +207,7 @@ describe('dry run', () => {
     const outcome = await e.handle('d');
     expect(outcome).toMatchObject({ kind: 'converted', message: 'dry run: nothing was changed' });
     // wait does not run in a dry run (the contract says so); the step hook neither.
-    expect(calls).toEqual(['filter', 'provision', 'migrate', 'swap', 'cleanup', 'publish', 'outcome:converted']);
+    expect(calls).toEqual(['filter', 'provision', 'migrate', 'swap', 'publish', 'cleanup', 'outcome:converted']);
     expect(steps).toEqual([]);
     expect(records.map((r) => r.message)).toEqual(expect.arrayContaining(['would wait until the directory is quiet', 'would create the new filesystem', 'would copy']));
     expect(await readdir(stateDir)).toEqual([]);
@@ -252,7 +254,7 @@ describe('recovery', () => {
     const { calls } = fakePlugin(e.hooks, { assess: { committed: false } });
     const outcome = await e.recover(record, { fromJournal: true });
     expect(outcome).toMatchObject({ kind: 'recovered', message: 'recovery: finished an interrupted job; converted into tank/root/d' });
-    expect(calls).toEqual(['assess', 'swap', 'cleanup', 'publish']);
+    expect(calls).toEqual(['assess', 'swap', 'publish', 'cleanup']);
     expect(await e.journal.read(id())).toBeUndefined();
   });
 
@@ -261,7 +263,7 @@ describe('recovery', () => {
     const { engine: e } = engine();
     const { calls } = fakePlugin(e.hooks, { assess: { committed: true, fields: { filesystem: 'tank/root/d' } } });
     expect(await e.recover(record)).toMatchObject({ kind: 'recovered' });
-    expect(calls).toEqual(['assess', 'swap', 'cleanup', 'publish']);
+    expect(calls).toEqual(['assess', 'swap', 'publish', 'cleanup']);
   });
 
   it('a committed job whose finishing fails stays in the journal as incomplete', async () => {
@@ -277,7 +279,7 @@ describe('recovery', () => {
     const { engine: e } = engine();
     const { calls } = fakePlugin(e.hooks, { assess: { committed: true } });
     expect(await e.handle('d')).toMatchObject({ kind: 'recovered' });
-    expect(calls).toEqual(['assess', 'swap', 'cleanup', 'publish', 'outcome:recovered']);
+    expect(calls).toEqual(['assess', 'swap', 'publish', 'cleanup', 'outcome:recovered']);
   });
 
   it('in a dry run, an interrupted uncommitted job is not rolled back: its record and everything on disk stay', async () => {
@@ -285,7 +287,7 @@ describe('recovery', () => {
     const { engine: e, records } = engine({ dryRun: true });
     const { calls } = fakePlugin(e.hooks, { assess: { committed: false } });
     expect(await e.handle('d')).toMatchObject({ kind: 'converted', message: 'dry run: nothing was changed' });
-    expect(calls).toEqual(['assess', 'filter', 'provision', 'migrate', 'swap', 'cleanup', 'publish', 'outcome:converted']);
+    expect(calls).toEqual(['assess', 'filter', 'provision', 'migrate', 'swap', 'publish', 'cleanup', 'outcome:converted']);
     expect(records.map((r) => r.message)).toContain('would undo an uncommitted job');
     expect(await e.journal.read(id())).toEqual(record);
   });
@@ -317,7 +319,7 @@ describe('recovery', () => {
     const { calls } = fakePlugin(e.hooks, { assess: { committed: true } });
     const results = await e.recoverRoot();
     expect(results.map((r) => [r.name, r.outcome.kind])).toEqual([['d', 'recovered']]);
-    expect(calls).toEqual(['assess', 'swap', 'cleanup', 'publish']);
+    expect(calls).toEqual(['assess', 'swap', 'publish', 'cleanup']);
   });
 });
 
@@ -365,4 +367,66 @@ describe('locks', () => {
     await e.journal.write(record);
     return record;
   }
+});
+
+describe('waiting is not work', () => {
+  it('with one work slot, a job in its grace period (job.waiting) lets another job copy; filter and wait hold no slot', async () => {
+    await mkdir(join(rootdir, 'e'));
+    const { engine: e } = engine();
+    const slots = new Slots(1);
+    const events: string[] = [];
+    let eCopied!: () => void;
+    const eHasCopied = new Promise<void>((resolve) => (eCopied = resolve));
+    e.hooks.wait.tapPromise('w', async (job) => {
+      events.push(`${job.name}:wait busy=${slots.busy}`);
+      return undefined;
+    });
+    e.hooks.provision.tapPromise('p', async (job) => {
+      await job.set({ filesystem: `tank/root/${job.name}`, staging: jobPaths(job.root.rootdir, job.name).staging });
+    });
+    e.hooks.migrate.tapPromise('m', async (job) => {
+      events.push(`${job.name}:copy busy=${slots.busy}`);
+      if (job.name === 'e') eCopied();
+    });
+    e.hooks.swap.tapPromise('s', async (job) => {
+      await job.commit();
+    });
+    e.hooks.cleanup.tapPromise('c', async (job) => {
+      if (job.name !== 'd') return;
+      // d waits for its grace period until e has copied: with its slot held, e could never copy.
+      await job.waiting('grace period', async () => {
+        events.push(`d:grace active=${JSON.stringify(e.active().find((a) => a.name === 'd'))}`);
+        await eHasCopied;
+      });
+      events.push(`d:remove busy=${slots.busy}`);
+    });
+    const d = e.handle('d', { slots });
+    await sleep(20);
+    const eJob = e.handle('e', { slots });
+    const [od, oe] = await Promise.all([d, eJob]);
+    expect([od.kind, oe.kind]).toEqual(['converted', 'converted']);
+    expect(events).toContain('e:copy busy=1');
+    expect(events.find((x) => x.startsWith('d:grace'))).toMatch(/^d:grace active=\{"name":"d","phase":"cleanup","working":false,"waiting":"grace period"/);
+    expect(events).toContain('d:remove busy=1');
+    expect(slots.busy).toBe(0);
+    expect(e.active()).toEqual([]);
+  });
+
+  it('a job stopped while it waits for a work slot is deferred, its directory untouched', async () => {
+    const { engine: e } = engine();
+    const slots = new Slots(1);
+    await slots.acquire();
+    const stop = new AbortController();
+    const calls: string[] = [];
+    e.hooks.provision.tapPromise('p', async () => {
+      calls.push('provision');
+    });
+    const outcome = e.handle('d', { slots, signal: stop.signal });
+    await sleep(20);
+    expect(e.active()).toMatchObject([{ name: 'd', working: false, waiting: 'a work slot' }]);
+    stop.abort();
+    expect(await outcome).toMatchObject({ kind: 'deferred', message: 'deferred: stopped before its turn to work; the directory is as it was' });
+    expect(calls).toEqual([]);
+    expect(await readdir(join(stateDir))).not.toContain('jobs');
+  });
 });
