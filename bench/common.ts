@@ -1,0 +1,87 @@
+/** Shared by the benchmarks: a throwaway pool, the CLI, medians, trees, peak RSS of a child. */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+
+export const CLI = resolve(import.meta.dirname, '..', 'src', 'cli.js');
+
+export type Log = (line: string) => void;
+
+export interface BenchPool {
+  readonly pool: string;
+  readonly mount: string;
+  readonly work: string;
+  readonly stateDir: string;
+  /** A config with the shipped defaults, or with the given plugins. */
+  config(plugins?: unknown[], more?: Record<string, unknown>): Promise<string>;
+  destroy(): Promise<void>;
+}
+
+export async function benchPool(label: string, sizeMiB: number): Promise<BenchPool> {
+  const pool = `zdcb${label}${randomBytes(3).toString('hex')}`.slice(0, 24);
+  const image = `/var/tmp/${pool}.img`;
+  const mount = `/mnt/${pool}`;
+  const work = await mkdtemp(join(tmpdir(), 'zdc-bench-'));
+  await execa('truncate', ['-s', `${sizeMiB}M`, image]);
+  await execa('zpool', ['create', '-f', '-m', mount, pool, image]);
+  const stateDir = join(work, 'state');
+  let n = 0;
+  return {
+    pool,
+    mount,
+    work,
+    stateDir,
+    async config(plugins, more = {}) {
+      const file = join(work, `config${n++}.json`);
+      await writeFile(file, JSON.stringify({ stateDir, roots: [{ rootfs: pool, rootdir: mount, ...(plugins ? { plugins } : {}) }], ...more }));
+      return file;
+    },
+    async destroy() {
+      for (let i = 0; i < 20; i++) {
+        const r = await execa('zpool', ['destroy', '-f', pool], { reject: false });
+        if (r.exitCode === 0 || /no such pool/.test(r.stderr)) break;
+        await new Promise((ok) => setTimeout(ok, 500));
+      }
+      await rm(image, { force: true });
+      await rm(mount, { recursive: true, force: true }).catch(() => undefined);
+      await rm(work, { recursive: true, force: true });
+    },
+  };
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** `files` files of 4 KiB in directories of 1,000, plus one file of `bigMiB` MiB. */
+export function makeTree(dir: string, files: number, bigMiB: number): void {
+  mkdirSync(dir, { recursive: true });
+  const block = Buffer.alloc(4096);
+  for (let i = 0; i < files; i++) {
+    const sub = join(dir, `d${Math.floor(i / 1000)}`);
+    if (i % 1000 === 0) mkdirSync(sub);
+    block.writeUInt32LE(i, 0);
+    writeFileSync(join(sub, `f${i}`), block);
+  }
+  if (bigMiB > 0) {
+    const chunk = randomBytes(1024 * 1024);
+    const parts = Array.from({ length: bigMiB }, () => chunk);
+    writeFileSync(join(dir, 'big.bin'), Buffer.concat(parts));
+  }
+}
+
+/** Runs a command under GNU time: wall seconds and peak RSS in MiB. */
+export async function timed(file: string, args: readonly string[], env?: Record<string, string>): Promise<{ seconds: number; maxRssMiB: number; exitCode: number; stderr: string }> {
+  const out = join(tmpdir(), `zdc-bench-time-${randomBytes(4).toString('hex')}`);
+  const started = process.hrtime.bigint();
+  const r = await execa('/usr/bin/time', ['-o', out, '-f', '%M', file, ...args], { reject: false, ...(env ? { env: { ...process.env, ...env } } : {}) });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const kib = Number((await readFile(out, 'utf8').catch(() => '0')).trim().split('\n').pop());
+  await rm(out, { force: true });
+  return { seconds, maxRssMiB: kib / 1024, exitCode: r.exitCode ?? -1, stderr: String(r.stderr) };
+}
