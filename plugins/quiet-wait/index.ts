@@ -6,15 +6,14 @@
  * on an inode of it (matched by device and inode, not by path). After `maxWaitSeconds` the job is deferred, never forced.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { watch, type FSWatcher } from 'node:fs';
 import { z } from 'zod';
 import {
+  DirectoryWatches,
   TreeChangedError,
   definePlugin,
   describeHolders,
   holdersOf,
   openDir,
-  relToBuffer,
   treeDigest,
   type DirRef,
   type Job,
@@ -45,47 +44,6 @@ async function abortableSleep(ms: number, signal: AbortSignal): Promise<boolean>
     return true;
   } catch {
     return false;
-  }
-}
-
-/** Most inotify watches one job keeps (the kernel's per-user default limit is 8192 on older systems). */
-const MAX_WATCHES = 4096;
-
-/** inotify watches on directories of a tree, kept in step with the directories a walk found. */
-class DirectoryWatches {
-  private readonly watches = new Map<string, FSWatcher>();
-  constructor(
-    private readonly base: string,
-    private readonly onChange: () => void,
-  ) {}
-
-  /** Watches every directory in `rels` (latin1 paths relative to base) not yet watched; drops the others. */
-  update(rels: readonly string[]): void {
-    const wanted = new Set(rels);
-    for (const [rel, w] of this.watches) {
-      if (!wanted.has(rel)) {
-        w.close();
-        this.watches.delete(rel);
-      }
-    }
-    for (const rel of rels) {
-      if (this.watches.size >= MAX_WATCHES) break;
-      if (this.watches.has(rel)) continue;
-      const path = rel === '' ? Buffer.from(this.base) : Buffer.concat([Buffer.from(`${this.base}/`), relToBuffer(rel)]);
-      try {
-        const w = watch(path, { persistent: false, encoding: 'buffer' }, () => this.onChange());
-        w.on('error', () => this.onChange());
-        this.watches.set(rel, w);
-      } catch {
-        // Gone meanwhile, or out of watches: the digest comparison covers it.
-        this.onChange();
-      }
-    }
-  }
-
-  close(): void {
-    for (const w of this.watches.values()) w.close();
-    this.watches.clear();
   }
 }
 

@@ -23,6 +23,7 @@ import { open as openFile, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { z } from 'zod';
 import {
+  DirectoryWatches,
   CommandError,
   RefusedError,
   STAGE,
@@ -58,6 +59,9 @@ import { appendManifest, manifestPath, readManifest, removeManifest, writeManife
 import { decide, difference, same, type Meta } from './threeway.js';
 
 const NAME = 'rsync';
+
+/** During the grace period, a quiet tree is walked again at least this often, whatever inotify says. */
+const FULL_CHECK_MS = 60_000;
 
 const options = z
   .object({
@@ -521,15 +525,26 @@ export default definePlugin<Options>({
      * Waits until the original has stayed unchanged for `graceMs` and nothing holds anything in it
      * (any process, any mount namespace, the NFS server's open state). Returns quiet: false at
      * the deadline.
+     *
+     * Changes are seen through inotify on the tree's directories, so a quiet tree is walked only
+     * at the start, whenever an event says something changed (at most every other walk's time),
+     * every FULL_CHECK_MS as a fallback, and once more at the end to confirm. A tree with more
+     * directories than watches can cover is walked every other walk's time instead.
      */
     async function waitQuiet(job: Job, original: DirRef, graceMs: number, deadline: number): Promise<{ quiet: boolean }> {
       let reported = '';
-      const digest = (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> =>
-        treeDigest(original, { signal: job.signal }).catch((e: unknown) => {
+      let events = 0;
+      const watches = new DirectoryWatches(`/proc/${process.pid}/fd/${original.fd}`, () => void events++);
+      const digest = async (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> => {
+        const dirs: string[] = [];
+        const result = await treeDigest(original, { signal: job.signal, visit: (e) => void (e.type === 'dir' && dirs.push(e.rel)) }).catch((e: unknown) => {
           if (!(e instanceof TreeChangedError)) return Promise.reject(e);
           job.log.debug(`the original changed while it was being looked at: ${e.message}`, { step: 'cleanup/wait' });
           return undefined;
         });
+        if (result) watches.update(dirs);
+        return result;
+      };
       /** Says (once per change of cast) who keeps the original busy; returns how many hold it. */
       const report = async (index: Awaited<ReturnType<typeof treeDigest>>['index'] | undefined, changed: boolean): Promise<number> => {
         const holders = index ? await holdersOf(index) : [];
@@ -539,26 +554,45 @@ export default definePlugin<Options>({
         reported = who;
         return holders.length;
       };
-      let last = await digest();
-      let since = Date.now();
-      let interval = 1000;
-      for (;;) {
-        if (job.signal.aborted) throw new Error('stopped during the grace period; the original is kept');
-        if (last !== undefined && Date.now() - since >= graceMs) {
-          // Unchanged for the whole grace period: and nobody holding anything in it?
-          if ((await report(last.index, false)) === 0) return { quiet: true };
+      try {
+        let walkMs = Date.now();
+        let last = await digest();
+        walkMs = Date.now() - walkMs;
+        let lastWalk = Date.now();
+        let since = Date.now();
+        let seenEvents = events;
+        for (;;) {
+          if (job.signal.aborted) throw new Error('stopped during the grace period; the original is kept');
+          const now = Date.now();
+          const eventful = events !== seenEvents;
+          if (eventful) since = now;
+          const graceOver = last !== undefined && now - since >= graceMs;
+          const due = now - lastWalk >= Math.max(1000, 2 * walkMs);
+          // Walk again: to confirm at the end of the grace period, after events (to watch new
+          // directories and see whether it settled), when watches cannot be trusted, or as a fallback.
+          const confirm = graceOver && (lastWalk < since + graceMs || due);
+          if (confirm || (due && (eventful || !watches.complete || last === undefined)) || now - lastWalk >= FULL_CHECK_MS) {
+            seenEvents = events;
+            const t = Date.now();
+            const fresh = await digest();
+            walkMs = Date.now() - t;
+            lastWalk = Date.now();
+            const changed = fresh === undefined || last === undefined || fresh.digest !== last.digest;
+            last = fresh;
+            if (changed) {
+              since = Date.now();
+              await report(fresh?.index, true);
+            } else if (graceOver && events === seenEvents && fresh !== undefined) {
+              // Unchanged for the whole grace period: and nobody holding anything in it?
+              if ((await report(fresh.index, false)) === 0) return { quiet: true };
+            }
+          }
+          if (Date.now() > deadline) return { quiet: false };
+          const untilGrace = graceMs - (Date.now() - since);
+          await sleep(Math.max(10, Math.min(1000, untilGrace > 0 ? untilGrace : 1000, deadline - Date.now())));
         }
-        if (Date.now() > deadline) return { quiet: false };
-        await sleep(Math.max(10, Math.min(interval, graceMs - (Date.now() - since), deadline - Date.now())));
-        const t = Date.now();
-        const now = await digest();
-        // A walk of a large tree is not repeated more often than every other walk's time.
-        interval = Math.max(1000, 2 * (Date.now() - t));
-        if (now === undefined || last === undefined || now.digest !== last.digest) {
-          since = Date.now();
-          await report(now?.index, true);
-        }
-        last = now;
+      } finally {
+        watches.close();
       }
     }
   },

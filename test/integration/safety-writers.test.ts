@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cliSpawn, createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
+import { unprivilegedCreator } from '../helpers/writers.js';
 import { describeTree, makeTree } from '../helpers/tree.js';
 import { leftovers, run, stagingPath, writeNamedConfig } from './safety-helpers.js';
 
@@ -114,22 +115,12 @@ describe('writers during the conversion', () => {
   it('a process creating files all through the conversion: every file it made is in the dataset', async () => {
     const dir = join(p.mount, 'creating');
     await makeTree(dir, 200, 20_000);
-    const script = `
-      const fs = require('fs');
-      const dir = process.argv[1];
-      const made = [];
-      let n = 0;
-      const timer = setInterval(() => {
-        const name = 'new' + n;
-        try { fs.writeFileSync(dir + '/' + name, 'content of ' + name); made.push(name); n++; } catch (e) { if (e.code !== 'ENOENT') throw e; }
-      }, 10);
-      setTimeout(() => { clearInterval(timer); process.stdout.write(JSON.stringify(made)); }, Number(process.argv[2]));
-    `;
-    const creator = execa(process.execPath, ['-e', script, dir, '6000'], { cwd: '/', reject: false });
+    // As the directory's owner, as an instrument writes (see test/helpers/writers.ts).
+    const creator = await unprivilegedCreator(dir, 10, 6000);
     await sleep(200);
     const config = await writeNamedConfig(p, 'creating.json', fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: 1 } }));
     const job = run(['--config', config, 'handle', dir], p.stateDir);
-    const made = JSON.parse(String((await creator).stdout)) as string[];
+    const made = await creator.made;
     const r = await job;
     expect(r.stderr).toContain('converted into');
     expect(r.exitCode).toBe(0);
