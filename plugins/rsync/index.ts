@@ -561,6 +561,8 @@ export default definePlugin<Options>({
         let lastWalk = Date.now();
         let since = Date.now();
         let seenEvents = events;
+        // No grace period asked for: the walk just made is the look; only holders can delay it.
+        if (graceMs === 0 && last !== undefined && events === seenEvents && (await report(last.index, false)) === 0) return { quiet: true };
         for (;;) {
           if (job.signal.aborted) throw new Error('stopped during the grace period; the original is kept');
           const now = Date.now();
