@@ -75,7 +75,35 @@ export function makeTree(dir: string, files: number, bigMiB: number): void {
   }
 }
 
-/** Runs a command under GNU time: wall seconds and peak RSS in MiB. */
+/**
+ * Runs `node args` and returns wall seconds and the Node process's own peak RSS in MiB (read by a
+ * preloaded hook at exit: GNU time's figure would be the largest of the process and its children,
+ * rsync included).
+ */
+export async function timedNode(args: readonly string[]): Promise<{ seconds: number; maxRssMiB: number; exitCode: number; stderr: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'zdc-bench-rss-'));
+  const hook = join(dir, 'rss.cjs');
+  const out = join(dir, 'rss');
+  await writeFile(hook, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));\n`);
+  const started = process.hrtime.bigint();
+  const r = await execa(process.execPath, ['--require', hook, ...args], { reject: false });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const kib = Number(await readFile(out, 'utf8').catch(() => '0'));
+  await rm(dir, { recursive: true, force: true });
+  return { seconds, maxRssMiB: kib / 1024, exitCode: r.exitCode ?? -1, stderr: String(r.stderr) };
+}
+
+/** Destroys a dataset, retrying while zfs says it is busy (a mount just released). */
+export async function destroyDataset(name: string): Promise<void> {
+  for (let i = 1; ; i++) {
+    const r = await execa('zfs', ['destroy', '-f', name], { reject: false });
+    if (r.exitCode === 0) return;
+    if (i >= 20 || !/busy/.test(String(r.stderr))) throw new Error(`zfs destroy ${name}: ${String(r.stderr).trim()}`);
+    await new Promise((ok) => setTimeout(ok, 1000));
+  }
+}
+
+/** Runs a command under GNU time: wall seconds and peak RSS in MiB (the largest of it and its children). */
 export async function timed(file: string, args: readonly string[], env?: Record<string, string>): Promise<{ seconds: number; maxRssMiB: number; exitCode: number; stderr: string }> {
   const out = join(tmpdir(), `zdc-bench-time-${randomBytes(4).toString('hex')}`);
   const started = process.hrtime.bigint();

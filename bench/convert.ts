@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { CLI, benchPool, makeTree, median, timed, type Log } from './common.js';
+import { CLI, benchPool, destroyDataset, makeTree, median, timedNode, type Log } from './common.js';
 
 export interface ConvertResult {
   readonly files: number;
@@ -38,7 +38,7 @@ export async function benchConvert(o: { files: number; bigMiB: number; runs: num
       const order = run % 2 === 0 ? ['tool', 'seed'] : ['seed', 'tool'];
       for (const which of order) {
         if (which === 'tool') {
-          const r = await timed(process.execPath, [CLI, '--config', config, '-q', 'handle', join(p.mount, t)]);
+          const r = await timedNode([CLI, '--config', config, '-q', 'handle', join(p.mount, t)]);
           if (r.exitCode !== 0) throw new Error(`the tool failed (${r.exitCode}): ${r.stderr.slice(-500)}`);
           tool.push(r.seconds);
           maxRssMiB = Math.max(maxRssMiB, r.maxRssMiB);
@@ -58,8 +58,8 @@ export async function benchConvert(o: { files: number; bigMiB: number; runs: num
         }
       }
       // Room for the next run.
-      await execa('zfs', ['destroy', `${p.pool}/${t}`]);
-      await execa('zfs', ['destroy', `${p.pool}/${s}`]);
+      await destroyDataset(`${p.pool}/${t}`);
+      await destroyDataset(`${p.pool}/${s}`);
     }
   } finally {
     await p.destroy();

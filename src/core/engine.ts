@@ -151,6 +151,18 @@ export class RootEngine {
     };
     try {
       checkName(name);
+      // The filters decide first (the incron path: every directory made in the root starts a
+      // run, and a name they leave alone is answered without environment checks, recovery or
+      // lock) — unless the journal has a job for the name, which must be recovered first. The
+      // decision stands under the lock only if the directory is still the one decided on.
+      let decided: Identity | undefined;
+      if ((await this.journal.read(id)) === undefined) {
+        decided = await directoryIdentity(job.path);
+        job.note({ identity: decided });
+        job.phase = 'filter';
+        const skip = await this.hooks.filter.promise(job);
+        if (skip) return await finish('skipped', `skipped: ${skip.skip}`);
+      }
       await this.prepare();
       if (options.recoverRoot && !this.context.dryRun) await this.recoverRoot(signal, undefined, options.slots);
       if (!this.context.dryRun) {
@@ -160,15 +172,17 @@ export class RootEngine {
       // An interrupted job for this name is finished (or undone) first.
       const leftover = await this.journal.read(id);
       if (leftover) {
+        decided = undefined;
         const recovered = await this.recoverLocked(leftover, signal, lock, options.slots);
         if (recovered.kind === 'failed' || leftover.committed) return await finish(recovered.kind, recovered.message, recovered.error);
       }
       const identity = await directoryIdentity(job.path);
       job.note({ identity });
-
-      job.phase = 'filter';
-      const skip = await this.hooks.filter.promise(job);
-      if (skip) return await finish('skipped', `skipped: ${skip.skip}`);
+      if (decided === undefined || decided.dev !== identity.dev || decided.ino !== identity.ino) {
+        job.phase = 'filter';
+        const skip = await this.hooks.filter.promise(job);
+        if (skip) return await finish('skipped', `skipped: ${skip.skip}`);
+      }
 
       job.phase = 'wait';
       if (this.runs('wait', job.log)) {

@@ -2,7 +2,10 @@
  * Every external command goes through here: execa with an argument array,
  * never a shell. A missing binary becomes a one-line error that says so.
  */
-import { execa, type Options } from 'execa';
+import type { Options } from 'execa';
+
+/** execa, loaded on first use: a run that never starts a command does not pay for it. */
+const loadExeca = async (): Promise<typeof import('execa').execa> => (await import('execa')).execa;
 import { RefusedError } from './errors.js';
 
 export interface RunResult {
@@ -46,7 +49,7 @@ export async function run(command: string, args: readonly string[], options: Run
     stdin: options.input === undefined ? 'ignore' : undefined,
     encoding: 'utf8',
   };
-  const result = await execa(command, [...args], execaOptions);
+  const result = await (await loadExeca())(command, [...args], execaOptions);
   const code = (result as { code?: string }).code;
   if (code === 'ENOENT') {
     throw new RefusedError(`${command} not found: install it or put it on PATH`);

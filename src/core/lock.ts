@@ -16,7 +16,7 @@ import { lstat, mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
+
 import { BusyError } from './errors.js';
 
 export interface Lock {
@@ -40,6 +40,7 @@ async function tryFlock(handle: FileHandle): Promise<boolean> {
   // execa passes a file descriptor number through as the child's fd 3 (Node's stdio semantics);
   // its types only list numbers for fds 0-2, hence the cast.
   const shared = handle.fd as unknown as 'inherit';
+  const { execa } = await import('execa');
   const r = await execa('flock', ['--nonblock', '--conflict-exit-code', String(LOCKED), '3'], {
     stdio: ['ignore', 'ignore', 'pipe', shared],
     reject: false,

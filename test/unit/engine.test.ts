@@ -344,13 +344,13 @@ describe('locks', () => {
     return child;
   }
 
-  it('a job whose lock another process holds is left alone: busy, no phase runs', async () => {
+  it('a job whose lock another process holds is left alone: busy, no phase runs after the filters\' decision', async () => {
     const child = await holdLock(lockPath(stateDir, id()));
     const { engine: e } = engine();
     const { calls } = fakePlugin(e.hooks);
     const outcome = await e.handle('d');
     expect(outcome).toMatchObject({ kind: 'busy', message: 'left alone: another zfs-dynamic-creator process is handling this directory' });
-    expect(calls).toEqual(['outcome:busy']);
+    expect(calls).toEqual(['filter', 'outcome:busy']);
     const record = await leaveRecord();
     expect(await e.recover(record)).toMatchObject({ kind: 'busy' });
     // The kernel drops the lock when its holder dies: the next run converts.
@@ -428,5 +428,32 @@ describe('waiting is not work', () => {
     expect(await outcome).toMatchObject({ kind: 'deferred', message: 'deferred: stopped before its turn to work; the directory is as it was' });
     expect(calls).toEqual([]);
     expect(await readdir(join(stateDir))).not.toContain('jobs');
+  });
+});
+
+describe('the filters decide first', () => {
+  it('a name they leave alone costs no environment check, no recovery and no lock', async () => {
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks, { skip: 'not ours' });
+    e.hooks.prepare.tapPromise('count', async () => {
+      calls.push('prepare');
+    });
+    const outcome = await e.handle('d', { recoverRoot: true });
+    expect(outcome).toMatchObject({ kind: 'skipped', message: 'skipped: not ours' });
+    expect(calls).toEqual(['filter', 'outcome:skipped']);
+    expect(await readdir(stateDir)).toEqual([]);
+  });
+
+  it('a name they take is decided once, then converted; with a job for it in the journal, recovery comes first and they decide after it', async () => {
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks);
+    expect((await e.handle('d')).kind).toBe('converted');
+    expect(calls.filter((c) => c === 'filter')).toHaveLength(1);
+    calls.length = 0;
+    await mkdir(join(rootdir, 'd2'));
+    const record: JobRecord = { ...newRecord(e.context, jobId(rootdir, 'd2'), 'd2'), phase: 'provision', status: 'running' };
+    await e.journal.write(record);
+    expect((await e.handle('d2')).kind).toBe('converted');
+    expect(calls.slice(0, 3)).toEqual(['assess', 'rollback(committed=false)', 'filter']);
   });
 });
