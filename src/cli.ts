@@ -145,13 +145,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   addGlobal(program.command('handle').description('convert one directory, a direct child of a configured root').argument('<dir>'))
     .option('--event <mask>', "the incron event ($%): anything but IN_CREATE,IN_ISDIR is ignored quietly")
-    .action(async (dir: string, o: { event?: string }, command: Command) => {
+    .option('--no-wait', 'return once the new filesystem is live and published; the grace period and removal of the original are left to the next run for this root (reconcile, the daemon, recover)')
+    .action(async (dir: string, o: { event?: string; wait: boolean }, command: Command) => {
     if (o.event !== undefined && !isDirectoryCreation(o.event)) return;
     const target = resolve(dir);
     setExit(
       await withApp(globals(command), async (app) => {
         const { engine, name } = app.locate(target);
-        return report(await engine.handle(name, { signal: stopSignal(), recoverRoot: true }));
+        return report(await engine.handle(name, { signal: stopSignal(), recoverRoot: true, deferCleanup: !o.wait }));
       }),
     );
   });

@@ -32,6 +32,11 @@ export interface PhaseContract {
    * commit point and every phase after it. Their taps are idempotent.
    */
   readonly afterCommit: boolean;
+  /**
+   * May be left to a later run (`handle --no-wait`): the job is committed and published by then,
+   * and recovery runs it like any phase after the commit.
+   */
+  readonly deferrable?: boolean;
   /** Job fields (JobRecord) the phase's taps record with job.set() for the phases after it and for recovery. */
   readonly sets?: readonly ('filesystem' | 'staging' | 'aside')[];
 }
@@ -117,7 +122,7 @@ const table = {
   cleanup: {
     kind: 'series', args: ['job'], required: false, dryRun: true,
     returns: 'nothing', description: 'after a grace period and a last verification, remove the original',
-    phase: { journalled: true, afterCommit: true },
+    phase: { journalled: true, afterCommit: true, deferrable: true },
   },
   step: { kind: 'series', args: ['job', 'step', 'when'], required: false, dryRun: false, returns: 'nothing; throw to fail the step (the journal already says it started)', description: 'hear each step of a phase before it runs, when it ends and after it is done' },
 

@@ -59,6 +59,12 @@ export interface HandleOptions {
    * and whatever a plugin runs in job.waiting() hold none. Without it, nothing is limited.
    */
   readonly slots?: Slots;
+  /**
+   * Return once the new filesystem is live and published, leaving the phases the contract marks
+   * deferrable (the cleanup: grace period, verification, removal of the original) to a later
+   * run for this root (a sweep, the daemon, recover). Waiting is not work: the caller need not wait.
+   */
+  readonly deferCleanup?: boolean;
 }
 
 /** A job in flight in this process, as status shows it. */
@@ -164,7 +170,7 @@ export class RootEngine {
         if (skip) return await finish('skipped', `skipped: ${skip.skip}`);
       }
       await this.prepare();
-      if (options.recoverRoot && !this.context.dryRun) await this.recoverRoot(signal, undefined, options.slots);
+      if (options.recoverRoot && !this.context.dryRun) await this.recoverRoot(signal, undefined, options.slots, { leavePendingCleanups: options.deferCleanup ?? false });
       if (!this.context.dryRun) {
         lock = await acquireLock(this.context.stateDir, id, { waitMs: options.lockWaitMs ?? 0 });
         job.guard = lockGuard(lock);
@@ -202,6 +208,11 @@ export class RootEngine {
       await assertSameDirectory(job.path, identity);
 
       for (const phase of JOURNALLED_PHASES) {
+        if (options.deferCleanup && CONTRACT[phase].phase?.deferrable && job.record.committed && !this.context.dryRun) {
+          await job.markStatus('cleanup-pending');
+          const kept = job.record.aside ? `, and removes the original kept at ${quoteName(job.record.aside)}` : '';
+          return await finish('converted', `converted into ${job.record.filesystem ?? 'a new filesystem'}, live and published; the ${phase} is left to the next run for this root (reconcile, the daemon's sweep, or 'zfs-dynamic-creator recover'), which waits out the grace period, verifies${kept}`);
+        }
         try {
           await job.enter(phase);
           if (this.runs(phase, job.log)) await this.hooks[phase].promise(job);
@@ -276,10 +287,12 @@ export class RootEngine {
    * Every interrupted job of this root: the journal's, and leftovers found on disk without one.
    * A job whose lock is held (running in this or another process) comes back 'busy' and is left alone.
    */
-  async recoverRoot(signal?: AbortSignal, survey?: Survey, slots?: Slots): Promise<RecoveryResult[]> {
+  async recoverRoot(signal?: AbortSignal, survey?: Survey, slots?: Slots, options: { leavePendingCleanups?: boolean } = {}): Promise<RecoveryResult[]> {
     const results: RecoveryResult[] = [];
-    const records = await this.journal.list(this.context.rootdir);
-    const known = new Set(records.map((r) => r.name));
+    const all = await this.journal.list(this.context.rootdir);
+    const known = new Set(all.map((r) => r.name));
+    // A run that itself leaves its cleanup to later does not wait out others' grace periods.
+    const records = all.filter((r) => !(options.leavePendingCleanups && r.status === 'cleanup-pending'));
     const { leftovers } = survey ?? (await this.survey());
     const orphans = [...leftovers].filter((name) => !known.has(name)).map((name) => this.orphanRecord(name));
     for (const record of [...records, ...orphans]) {
@@ -374,7 +387,8 @@ export class RootEngine {
         if (this.runs(phase, job.log)) await this.hooks[phase].promise(job);
       }
       await job.forget();
-      return done('recovered', `recovery: finished an interrupted job; converted into ${job.record.filesystem ?? 'a new filesystem'}`);
+      const what = record.status === 'cleanup-pending' ? 'finished the cleanup a run left to it' : 'finished an interrupted job';
+      return done('recovered', `recovery: ${what}; converted into ${job.record.filesystem ?? 'a new filesystem'}`);
     } catch (error) {
       if (error instanceof LockLostError) return done('failed', lockLostReport(job, error), error);
       await job.markStatus('incomplete', oneLine(error)).catch(() => undefined);

@@ -70,7 +70,8 @@ export interface JobRecord {
   readonly name: string;
   /** The phase the job is in (or last entered). */
   phase: PhaseName | 'new';
-  status: 'running' | 'incomplete' | 'rolling-back';
+  /** cleanup-pending: committed and published; the cleanup was left to a later run (handle --no-wait). */
+  status: 'running' | 'incomplete' | 'rolling-back' | 'cleanup-pending';
   pid: number;
   startedAt: string;
   updatedAt: string;

@@ -457,3 +457,26 @@ describe('the filters decide first', () => {
     expect(calls.slice(0, 3)).toEqual(['assess', 'rollback(committed=false)', 'filter']);
   });
 });
+
+describe('handle --no-wait (deferCleanup)', () => {
+  it('returns once committed and published, the cleanup left in the journal; the next run for the root finishes it, a --no-wait run does not', async () => {
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks);
+    const outcome = await e.handle('d', { deferCleanup: true });
+    expect(outcome.kind).toBe('converted');
+    expect(outcome.message).toMatch(/^converted into tank\/root\/d, live and published; the cleanup is left to the next run for this root/);
+    expect(calls).toEqual(['filter', 'wait', 'provision', 'migrate', 'swap', 'publish', 'outcome:converted']);
+    expect(await e.journal.read(id())).toMatchObject({ committed: true, status: 'cleanup-pending', phase: 'publish' });
+    // Another --no-wait run for the root leaves it alone.
+    await mkdir(join(rootdir, 'e'));
+    calls.length = 0;
+    await e.handle('e', { deferCleanup: true, recoverRoot: true });
+    expect(calls).not.toContain('assess');
+    // A run that waits finishes it first: swap (catch-up), publish and cleanup again.
+    await mkdir(join(rootdir, 'f'));
+    calls.length = 0;
+    expect((await e.handle('f', { recoverRoot: true })).kind).toBe('converted');
+    expect(calls.slice(0, 5)).toEqual(['filter', 'assess', 'swap', 'publish', 'cleanup']);
+    expect(await e.journal.read(id())).toBeUndefined();
+  });
+});
