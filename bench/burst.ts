@@ -16,9 +16,10 @@ export interface BurstResult {
   readonly doneSeconds: number;
 }
 
+/** Datasets live at their path: mounted, past the commit (swapped: in its grace period; or live). */
 async function liveCount(pool: string): Promise<number> {
   const r = await execa('zfs', ['list', '-H', '-o', 'name,mounted,org.zfs-dynamic-creator:state', '-r', pool]);
-  return r.stdout.split('\n').filter((l) => /\tyes\tlive$/.test(l)).length;
+  return r.stdout.split('\n').filter((l) => /\tyes\t(swapped|live)$/.test(l)).length;
 }
 
 /** Nothing of any job left: no helper entry in the holding directory, no journal record. */

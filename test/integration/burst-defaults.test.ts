@@ -35,8 +35,11 @@ async function makeBurst(prefix: string, count: number): Promise<string[]> {
   return names;
 }
 
+/** Mounted at their path past the commit: in their grace period (swapped) or finished (live). */
 async function live(): Promise<Set<string>> {
-  return new Set((await datasets(p.pool)).filter((d) => d.state === 'live' && d.mounted === 'yes').map((d) => d.name.slice(p.pool.length + 1)));
+  return new Set(
+    (await datasets(p.pool)).filter((d) => (d.state === 'live' || d.state === 'swapped') && d.mounted === 'yes' && d.mountpoint === join(p.mount, d.name.slice(p.pool.length + 1))).map((d) => d.name.slice(p.pool.length + 1)),
+  );
 }
 
 async function leftOver(): Promise<string[]> {
@@ -75,6 +78,7 @@ describe('a burst of 40 directories with the default settings', () => {
     for (const n of names) expect(await readFile(join(p.mount, n, 'sample.txt'), 'utf8')).toBe(`${n}\n`);
     while (!names.every((n) => out.includes(`[${n}] converted into`)) && Date.now() < deadline) await sleep(500);
     for (const n of names) expect(out).toContain(`[${n}] converted into`);
+    expect((await datasets(p.pool)).filter((d) => d.name !== p.pool && d.state !== 'live')).toEqual([]);
     expect(out.split('\n').filter((l) => /ERROR|WARN/.test(l))).toEqual([]);
     expect(await leftOver()).toEqual([]);
     child.kill('SIGTERM');
