@@ -374,15 +374,20 @@ export default definePlugin<Options>({
           try {
             const manifest: Manifest = new Map();
             const extra: { rel: string; info: EntryInfo }[] = [];
+            let missing = 0;
             for (let attempt = 1; ; attempt++) {
               manifest.clear();
               extra.length = 0;
+              missing = 0;
               try {
                 await walkPair(
                   original,
                   copy,
                   (rel, o, s) => {
-                    if (s === undefined) return;
+                    if (s === undefined) {
+                      if (o !== undefined) missing++;
+                      return;
+                    }
                     // In the copy but not (as such) in the original: deleted meanwhile, or read
                     // through a symlink swapped in during the copy. Never let it become visible.
                     if (o === undefined || o.type !== s.type || o.uid !== s.uid || o.gid !== s.gid || o.crossDevice) {
@@ -419,7 +424,9 @@ export default definePlugin<Options>({
             if (extra.length > 0) job.log.info(`${extra.length} entr${extra.length === 1 ? 'y' : 'ies'} of the copy not as in the original (changed or deleted meanwhile) taken out`, { step: 'migrate/seal' });
             await writeManifest(manifestOf(job), manifest);
             // What the original holds and the copy now lacks is copied in by descriptor, still
-            // before the commit, so that the copy is complete when it becomes visible.
+            // before the commit, so that the copy is complete when it becomes visible. (A copy
+            // that matched the original entry for entry needs no second walk for that.)
+            if (extra.length === 0 && missing === 0) return;
             const refill = await pass(job, original, copy, manifest);
             if (refill.copied > 0) job.log.info(`${refill.copied} entr${refill.copied === 1 ? 'y' : 'ies'} copied again by descriptor`, { step: 'migrate/seal' });
           } finally {
