@@ -3,13 +3,10 @@
  * and how many times it runs zfs. Makes its own throwaway pool (a file under /var/tmp),
  * and destroys it afterwards.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
-
-const CLI = resolve(import.meta.dirname, '..', 'src', 'cli.js');
+import { CLI, benchPool, median } from './common.js';
 
 export interface SweepResult {
   readonly datasets: number;
@@ -41,14 +38,10 @@ export async function benchSweep(options: SweepOptions = {}): Promise<SweepResul
   const skipped = options.skipped ?? 100;
   const runs = options.runs ?? 5;
   const log = options.log ?? (() => undefined);
-  const pool = `zdcbench${randomBytes(3).toString('hex')}`;
-  const image = `/var/tmp/${pool}.img`;
-  const mount = `/mnt/${pool}`;
-  const work = await mkdtemp(join(tmpdir(), 'zdc-bench-'));
+  const p = await benchPool('sweep', 1024);
+  const { pool, mount, work } = p;
   const real = (await execa('sh', ['-c', 'command -v zfs'])).stdout.trim();
   try {
-    await execa('truncate', ['-s', '1024M', image]);
-    await execa('zpool', ['create', '-f', '-m', mount, pool, image]);
     log(`pool ${pool} at ${mount}; creating ${count} datasets`);
     const started = Date.now();
     const names = Array.from({ length: count }, (_, i) => `${pool}/run${String(i).padStart(4, '0')}`);
@@ -94,16 +87,8 @@ export async function benchSweep(options: SweepOptions = {}): Promise<SweepResul
       zfsCalls = (await readFile(calls, 'utf8')).split('\n').filter(Boolean).length;
       log(`  reconcile run ${i + 1}: ${seconds.toFixed(2)} s, ${zfsCalls} zfs calls`);
     }
-    const sorted = [...times].sort((a, b) => a - b);
-    return { datasets: count, plainSkipped: skipped, createSeconds, runs: times, medianSeconds: sorted[Math.floor(sorted.length / 2)]!, zfsCalls, mounted };
+    return { datasets: count, plainSkipped: skipped, createSeconds, runs: times, medianSeconds: median(times), zfsCalls, mounted };
   } finally {
-    for (let i = 0; i < 40; i++) {
-      const r = await execa('zpool', ['destroy', '-f', pool], { reject: false });
-      if (r.exitCode === 0 || /no such pool/.test(r.stderr)) break;
-      await new Promise((done) => setTimeout(done, 500));
-    }
-    await rm(image, { force: true });
-    await rm(mount, { recursive: true, force: true }).catch(() => undefined);
-    await rm(work, { recursive: true, force: true });
+    await p.destroy();
   }
 }
