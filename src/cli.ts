@@ -10,6 +10,7 @@
  *   zfs-dynamic-creator watch                                             the daemon
  *   zfs-dynamic-creator status [--json]                                   what is in flight
  *   zfs-dynamic-creator list-plugins [--json]                             what each root runs
+ *   zfs-dynamic-creator history [--json]                                  what was converted, when, how big
  */
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -22,6 +23,7 @@ import { recover } from './commands/recover.js';
 import { status } from './commands/status.js';
 import { reconcile } from './commands/reconcile.js';
 import { watch } from './commands/watch.js';
+import { history } from './commands/history.js';
 
 /** Exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, deferred: 75 } as const;
@@ -202,6 +204,13 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }, command: Command) => {
       setExit(await withApp(globals(command), (app) => listPlugins(app, { json: o.json ?? false })));
+    });
+
+  // ---- operating it: history, doctor ----------------------------------------------------------------
+  addGlobal(program.command('history').description('list conversions (when, by which version, files, bytes, duration) from the datasets\' own properties'))
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }, command: Command) => {
+      setExit(await withApp(globals(command), (app) => history(app, { json: o.json ?? false })));
     });
 
   return program;
