@@ -11,6 +11,7 @@
  *   zfs-dynamic-creator status [--json]                                   what is in flight
  *   zfs-dynamic-creator list-plugins [--json]                             what each root runs
  *   zfs-dynamic-creator history [--json]                                  what was converted, when, how big
+ *   zfs-dynamic-creator doctor [--json]                                   check everything before it matters
  */
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -24,6 +25,7 @@ import { status } from './commands/status.js';
 import { reconcile } from './commands/reconcile.js';
 import { watch } from './commands/watch.js';
 import { history } from './commands/history.js';
+import { doctor } from './commands/doctor.js';
 
 /** Exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, deferred: 75 } as const;
@@ -211,6 +213,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }, command: Command) => {
       setExit(await withApp(globals(command), (app) => history(app, { json: o.json ?? false })));
+    });
+
+  addGlobal(program.command('doctor').description('check the config, the pool, the binaries and the state before it matters; exit 0 only when nothing failed'))
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }, command: Command) => {
+      const options = globals(command);
+      leaveWorkingDirectory();
+      setExit(await doctor(options, { json: o.json ?? false }));
     });
 
   return program;
