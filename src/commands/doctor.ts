@@ -56,6 +56,9 @@ export interface DoctorBody {
   readonly checks: Check[];
 }
 
+/** No external command may hang the doctor (a wedged zfs daemon is a finding, not a hang). */
+const LIMIT = { timeoutMs: 60_000 } as const;
+
 /** Properties the zfs plugin sets itself on every new dataset: a configured value is ignored. */
 const SET_BY_THE_TOOL = new Set(['mountpoint']);
 
@@ -97,7 +100,7 @@ export async function which(command: string): Promise<string | undefined> {
 
 async function firstLine(command: string, args: readonly string[]): Promise<string | undefined> {
   try {
-    const r = await run(command, args);
+    const r = await run(command, args, LIMIT);
     return `${r.stdout}\n${r.stderr}`.split('\n').map((l) => l.trim()).find(Boolean);
   } catch {
     return undefined;
@@ -191,7 +194,7 @@ export class Doctor {
       const real = await prepareStateDir(config.stateDir, { create: false });
       const exists = await lstat(real).then(() => true, () => false);
       this.add('stateDir', 'ok', exists ? `${quoteName(config.stateDir)}: trusted (root's alone)` : `${quoteName(config.stateDir)} does not exist yet; its parent is trusted, and the first run creates it (mode 0700)`);
-      trusted = exists;
+      trusted = true;
     } catch (error) {
       this.add('stateDir', 'fail', `config ${config.source}: ${oneLine(error)}`);
     }
@@ -261,7 +264,7 @@ export class Doctor {
     const where = `config ${this.config!.source}: roots[${root.index}]`;
     let out: string;
     try {
-      out = (await run(zfsOf(root), ['get', '-H', '-o', 'property,value', 'mountpoint,mounted', root.rootfs])).stdout;
+      out = (await run(zfsOf(root), ['get', '-H', '-o', 'property,value', 'mountpoint,mounted', root.rootfs], LIMIT)).stdout;
     } catch (error) {
       this.add(check, 'fail', `${where}.rootfs: ${commandFailure(error)}`);
       return false;
@@ -296,7 +299,7 @@ export class Doctor {
     }
     let known: string[];
     try {
-      known = (await run(zfsOf(root), ['get', '-H', '-o', 'property', 'all', root.rootfs])).stdout.split('\n').filter(Boolean);
+      known = (await run(zfsOf(root), ['get', '-H', '-o', 'property', 'all', root.rootfs], LIMIT)).stdout.split('\n').filter(Boolean);
     } catch (error) {
       this.add(check, 'fail', `cannot list the properties of ${root.rootfs}: ${commandFailure(error)}`);
       return;
@@ -336,13 +339,13 @@ export class Doctor {
       const args = ['create', '-o', 'mountpoint=none', '-o', 'canmount=off'];
       for (const [k, v] of set) args.push('-o', `${k}=${v}`);
       try {
-        await run(zfs, [...args, name]);
+        await run(zfs, [...args, name], LIMIT);
       } catch (error) {
         return commandFailure(error).replace(/^cannot create '[^']*': /, '');
       }
       // zfs-fuse may answer busy right after a create: try again a little later.
       for (let i = 0; i < 20; i++) {
-        const r = await run(zfs, ['destroy', name]).then(() => true, () => false);
+        const r = await run(zfs, ['destroy', name], LIMIT).then(() => true, () => false);
         if (r) break;
         await sleep(100 * (i + 1));
       }
@@ -451,7 +454,7 @@ export class Doctor {
       const journalled = new Set(records.map((r) => r.name));
       let out = '';
       try {
-        out = (await run(zfsOf(root), ['list', '-H', '-r', '-d', '1', '-t', 'filesystem', '-o', `name,${PROP_STATE}`, root.rootfs])).stdout;
+        out = (await run(zfsOf(root), ['list', '-H', '-r', '-d', '1', '-t', 'filesystem', '-o', `name,${PROP_STATE}`, root.rootfs], LIMIT)).stdout;
       } catch {
         continue; // the mount check said why
       }
