@@ -26,6 +26,7 @@ import { reconcile } from './commands/reconcile.js';
 import { watch } from './commands/watch.js';
 import { history } from './commands/history.js';
 import { doctor } from './commands/doctor.js';
+import { jsonText } from './commands/envelope.js';
 
 /** Exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, deferred: 75 } as const;
@@ -177,7 +178,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       }
       const given: Config | undefined = await App.fromJournal(stateDir, file);
       if (given === undefined) {
-        if (untrusted.length === 0) process.stdout.write(o.json ? '[]\n' : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
+        if (untrusted.length === 0) process.stdout.write(o.json ? jsonText('recover', { config: null, results: [] }) : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
         setExit(untrusted.length > 0 ? EXIT.failed : EXIT.ok);
         return;
       }

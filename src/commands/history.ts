@@ -7,6 +7,7 @@
 import type { App } from '../app.js';
 import { run } from '../core/index.js';
 import { PROP_HISTORY, PROP_STATE } from '../../plugins/zfs/zfs.js';
+import { jsonText } from './envelope.js';
 
 export interface Conversion {
   readonly rootdir: string;
@@ -79,7 +80,7 @@ export async function history(app: App, options: { json: boolean }): Promise<num
   const roots = await collectHistory(app);
   const failed = roots.some((r) => r.error !== undefined);
   if (options.json) {
-    process.stdout.write(`${JSON.stringify({ config: app.config.source, roots }, null, 2)}\n`);
+    process.stdout.write(jsonText('history', { config: app.config.source, roots }));
     return failed ? 1 : 0;
   }
   const lines: string[] = [];

@@ -12,6 +12,7 @@ import { RootEngine, isLocked, oneLine, type JobRecord } from '../core/index.js'
 import { etcConfigFile } from '../core/config.js';
 import { previewFilter } from '../core/preview.js';
 import { readDaemonStatus } from '../daemon/status-file.js';
+import { jsonText } from './envelope.js';
 
 /** A job in the journal, as status reports it. */
 export interface StatusJob {
@@ -120,7 +121,7 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
   const roots = await collectStatus(app);
   const daemon = await readDaemonStatus(app.config.stateDir);
   if (options.json) {
-    process.stdout.write(`${JSON.stringify({ config: app.config.source, stateDir: app.config.stateDir, daemon: daemon ?? null, roots }, null, 2)}\n`);
+    process.stdout.write(jsonText('status', { config: app.config.source, stateDir: app.config.stateDir, daemon: daemon ?? null, roots }));
     return 0;
   }
   const q = JSON.stringify;

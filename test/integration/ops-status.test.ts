@@ -4,9 +4,11 @@
  * lives is "running", the kept original is shown with its path, and a directory the filters
  * leave alone is not "waiting" but "ignored" with the filter's reason.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliSpawn, createPool, type TestPool } from '../helpers/zfs.js';
 import { makeTree } from '../helpers/tree.js';
@@ -96,5 +98,33 @@ describe('status', () => {
     const after = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as StatusJson;
     expect(after.roots[0]!.jobs).toEqual([]);
     expect(await leftovers(p)).toEqual([]);
+  });
+
+  it('runs without rsync: the root says why it cannot be surveyed, and its journal is still shown', async () => {
+    const config = await writeNamedConfig(p, 'plain.json', plugins());
+    const bin = await mkdtemp(join(tmpdir(), 'zdc-bin-'));
+    try {
+      for (const tool of ['zfs', 'zpool', 'flock']) await symlink((await execa('which', [tool])).stdout.trim(), join(bin, tool));
+      const r = await cli(['--config', config, 'status'], { stateDir: p.stateDir, env: { PATH: bin } });
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`${p.mount} (${p.pool}): cannot be surveyed: rsync not found: install it or put it on PATH; 0 job(s) in the journal`);
+    } finally {
+      await rm(bin, { recursive: true, force: true });
+    }
+  });
+
+  it('every --json output is one object in the same envelope: version and command first', async () => {
+    const config = await writeNamedConfig(p, 'plain.json', plugins());
+    for (const command of ['status', 'list-plugins', 'reconcile', 'recover', 'history', 'doctor']) {
+      const r = await cli(['--config', config, command, '--json'], { stateDir: p.stateDir });
+      expect({ command, exitCode: r.exitCode, stderr: r.stderr }).toMatchObject({ command, exitCode: 0 });
+      const out = JSON.parse(r.stdout) as Record<string, unknown>;
+      expect(Object.keys(out).slice(0, 3)).toEqual(['version', 'command', 'config']);
+      expect(out).toMatchObject({ version: 1, command, config });
+    }
+    // recover without a config and with nothing in the journal: the same envelope, no results.
+    const bare = await cli(['recover', '--json'], { stateDir: join(p.work, 'empty-state') });
+    expect(bare.exitCode, bare.stderr).toBe(0);
+    expect(JSON.parse(bare.stdout)).toEqual({ version: 1, command: 'recover', config: null, results: [] });
   });
 });
