@@ -13,7 +13,8 @@ export const PROP_ORIGIN = 'org.zfs-dynamic-creator:origin';
  *   converted  when the dataset was marked live (ISO 8601, UTC)
  *   version    the zfs-dynamic-creator version that converted it
  *   seconds    wall-clock seconds from the job's start (the directory seen) to live: quiet period,
- *              copy, swap and grace period included, and any interruption before recovery finished it
+ *              copy, swap and grace period included, and any interruption, or a cleanup left to a
+ *              later run (handle --no-wait), before it was finished
  *   files      regular files copied from the original (the copy's verified baseline, told by the
  *              copy plugin through the job's record; absent when it told nothing)
  *   bytes      their apparent size in bytes (the sum of file sizes, not the space used on disk:

@@ -448,6 +448,10 @@ export class Doctor {
       const records = await journal.list(root.rootdir);
       for (const r of records) {
         if (await isLocked(config.stateDir, r.id)) continue;
+        if (r.status === 'cleanup-pending') {
+          this.add('jobs', 'info', `${quoteName(`${root.rootdir}/${r.name}`)}: live and published; its cleanup was left to the next run for the root (handle --no-wait)${r.aside ? `, the original kept at ${quoteName(r.aside)} until then` : ''}; or run: ${recover}`);
+          continue;
+        }
         problems += 1;
         this.add('jobs', 'warn', `${quoteName(`${root.rootdir}/${r.name}`)}: interrupted in phase ${r.phase}${r.committed ? ' (past its commit point)' : ''}${r.aside ? `, the original kept at ${quoteName(r.aside)}` : ''}${r.error ? `: ${r.error}` : ''}; finish it with: ${recover}`);
       }

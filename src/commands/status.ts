@@ -21,9 +21,10 @@ export interface StatusJob {
   /**
    * running: its lock is held (a live process works on it); interrupted: no process holds its
    * lock (the one that ran it is gone) and it had not recorded a failure; incomplete: it failed
-   * and recorded why, and was left for recovery. Only `running` needs nothing from anyone.
+   * and recorded why, and was left for recovery; cleanup-pending: live and published, its cleanup
+   * (the kept original's removal) left to the next run for the root (handle --no-wait).
    */
-  readonly status: 'running' | 'interrupted' | 'incomplete';
+  readonly status: 'running' | 'interrupted' | 'incomplete' | 'cleanup-pending';
   /** What the journal itself says (running, incomplete, rolling-back). */
   readonly recorded: JobRecord['status'];
   /** The process that last wrote the record. */
@@ -82,7 +83,7 @@ export async function collectStatus(app: App): Promise<StatusRoot[]> {
     const jobs: StatusJob[] = [];
     for (const r of records) {
       const running = await isLocked(app.config.stateDir, r.id);
-      const status = running ? 'running' : r.status === 'incomplete' ? 'incomplete' : 'interrupted';
+      const status = running ? 'running' : r.status === 'incomplete' || r.status === 'cleanup-pending' ? r.status : 'interrupted';
       jobs.push({
         name: r.name,
         phase: r.phase,
@@ -148,6 +149,7 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
       const what = [`phase ${j.phase}`];
       if (j.committed) what.push('committed');
       if (j.status === 'interrupted') what.push(`its process (pid ${j.pid}) is gone`);
+      if (j.status === 'cleanup-pending') what.push('live and published, its cleanup left to the next run for the root');
       let line = `  ${j.status.padEnd(12)} ${q(j.name)} ${what.join(', ')}${j.error ? `: ${j.error}` : ''}`;
       if (j.aside !== undefined) line += `; the original is kept at ${q(j.aside)}`;
       if (j.recover !== undefined) {

@@ -100,6 +100,21 @@ describe('status', () => {
     expect(await leftovers(p)).toEqual([]);
   });
 
+  it('a job whose cleanup was left to a later run (handle --no-wait) is cleanup-pending, with where the original is kept', async () => {
+    const config = await writeNamedConfig(p, 'plain.json', plugins());
+    const name = 'run-2';
+    await makeTree(join(p.mount, name), 5, 100);
+    const r = await cli(['--config', config, 'handle', '--no-wait', join(p.mount, name)], { stateDir: p.stateDir });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const root = (JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as StatusJson).roots[0]!;
+    const aside = stagingPath(p, name, 'orig');
+    expect(root.jobs).toMatchObject([{ name, status: 'cleanup-pending', recorded: 'cleanup-pending', aside }]);
+    const text = await cli(['--config', config, 'status'], { stateDir: p.stateDir });
+    expect(text.stdout).toMatch(new RegExp(`^  cleanup-pending "run-2" phase \\w+, committed, live and published, its cleanup left to the next run for the root; the original is kept at ${JSON.stringify(aside).replace(/[.]/g, '\\.')}; finish it with: `, 'm'));
+    expect((await run(['recover', '--config', config], p.stateDir)).exitCode).toBe(0);
+    expect(await leftovers(p)).toEqual([]);
+  });
+
   it('runs without rsync: the root says why it cannot be surveyed, and its journal is still shown', async () => {
     const config = await writeNamedConfig(p, 'plain.json', plugins());
     const bin = await mkdtemp(join(tmpdir(), 'zdc-bin-'));
