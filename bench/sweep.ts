@@ -81,7 +81,7 @@ export async function benchSweep(options: SweepOptions = {}): Promise<SweepResul
       const r = await execa(process.execPath, [CLI, '--config', config, '-q', 'reconcile', '--json'], { env, reject: false, stdin: 'ignore' });
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       if (r.exitCode !== 0) throw new Error(`reconcile failed (${r.exitCode}): ${r.stderr}`);
-      const summary = JSON.parse(r.stdout) as { counts: Record<string, number> }[];
+      const summary = (JSON.parse(r.stdout) as { roots: { counts: Record<string, number> }[] }).roots;
       if (summary[0]?.counts.converted) throw new Error('the sweep converted something; it should have had nothing to do');
       times.push(seconds);
       zfsCalls = (await readFile(calls, 'utf8')).split('\n').filter(Boolean).length;

@@ -10,6 +10,8 @@
  *   zfs-dynamic-creator watch                                             the daemon
  *   zfs-dynamic-creator status [--json]                                   what is in flight
  *   zfs-dynamic-creator list-plugins [--json]                             what each root runs
+ *   zfs-dynamic-creator history [--json]                                  what was converted, when, how big
+ *   zfs-dynamic-creator doctor [--json]                                   check everything before it matters
  */
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -22,6 +24,9 @@ import { recover } from './commands/recover.js';
 import { status } from './commands/status.js';
 import { reconcile } from './commands/reconcile.js';
 import { watch } from './commands/watch.js';
+import { history } from './commands/history.js';
+import { doctor } from './commands/doctor.js';
+import { jsonText } from './commands/envelope.js';
 
 /** Exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, deferred: 75 } as const;
@@ -173,7 +178,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       }
       const given: Config | undefined = await App.fromJournal(stateDir, file);
       if (given === undefined) {
-        if (untrusted.length === 0) process.stdout.write(o.json ? '[]\n' : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
+        if (untrusted.length === 0) process.stdout.write(o.json ? jsonText('recover', { config: null, results: [] }) : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
         setExit(untrusted.length > 0 ? EXIT.failed : EXIT.ok);
         return;
       }
@@ -202,6 +207,21 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }, command: Command) => {
       setExit(await withApp(globals(command), (app) => listPlugins(app, { json: o.json ?? false })));
+    });
+
+  // ---- operating it: history, doctor ----------------------------------------------------------------
+  addGlobal(program.command('history').description('list conversions (when, by which version, files, bytes, duration) from the datasets\' own properties'))
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }, command: Command) => {
+      setExit(await withApp(globals(command), (app) => history(app, { json: o.json ?? false })));
+    });
+
+  addGlobal(program.command('doctor').description('check the config, the pool, the binaries and the state before it matters; exit 0 only when nothing failed'))
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }, command: Command) => {
+      const options = globals(command);
+      leaveWorkingDirectory();
+      setExit(await doctor(options, { json: o.json ?? false }));
     });
 
   return program;

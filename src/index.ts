@@ -54,6 +54,8 @@ export type {
 /** RefusedError: leave this directory alone (exit 2); TransientError: try again later; BusyError: someone else is on it. */
 export { RefusedError, TransientError, ConfigError, BusyError, oneLine, quoteName } from './core/errors.js';
 export { createLogger, oneLineText, type LogSink } from './core/logger.js';
+/** This program's version (its package.json's), e.g. for records a plugin leaves behind. */
+export { ownVersion } from './core/loader.js';
 
 // ---- running commands: an argument array, never a shell string --------------------------------------
 export { run, CommandError, type RunOptions, type RunResult } from './core/exec.js';

@@ -103,6 +103,18 @@ export function explainCopyError(error: CommandError): Error {
   return new Error(`copy failed: ${cause}${telling}${more > 0 ? ` (and ${more} more error(s))` : ''} (rsync exit ${error.exitCode})`);
 }
 
+/** Regular files of the original that the conversion copied (its baseline), and their apparent size. */
+function copiedOf(manifest: Manifest): { files: number; bytes: number } {
+  let files = 0;
+  let bytes = 0;
+  for (const meta of manifest.values()) {
+    if (meta.type !== 'file') continue;
+    files += 1;
+    bytes += meta.size;
+  }
+  return { files, bytes };
+}
+
 function metaOf(e: EntryInfo): Meta {
   return { type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, mtimeMs: e.mtimeMs, rdev: e.rdev, ...(e.target !== undefined ? { target: e.target } : {}) };
 }
@@ -510,6 +522,8 @@ export default definePlugin<Options>({
             throw new Error(`the original at ${quoteName(aside)} kept changing for ${opts.maxGraceSeconds} s; it is kept, not removed`);
           }
         }
+        // What the verified copy holds, for the conversion's history (the filesystem plugin records it).
+        if (manifest !== undefined) await job.set({ copied: copiedOf(manifest) });
         await job.step('remove-original', `remove the verified original ${quoteName(aside)}${caughtUp ? ` (${caughtUp} late change(s) caught up)` : ''}`, async () => {
           const holding = await openDir(dirname(aside));
           try {

@@ -30,12 +30,13 @@ import {
   isErrno,
   jobPaths,
   legacyHelperPath,
+  ownVersion,
   quoteName,
   type Identity,
   type Job,
   type RootContext,
 } from '../../src/index.js';
-import { PROP_ASIDE, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, type DatasetInfo } from './zfs.js';
+import { PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, type DatasetInfo } from './zfs.js';
 
 const NAME = 'zfs';
 
@@ -99,6 +100,18 @@ async function identityOf(path: string): Promise<Identity | undefined> {
     if (isErrno(error, 'ENOENT')) return undefined;
     throw error;
   }
+}
+
+/** The history properties of a conversion ending now (see PROP_HISTORY). */
+function historyOf(job: Job): Record<string, string> {
+  const started = Date.parse(job.record.startedAt);
+  const copied = job.record.copied;
+  return {
+    [PROP_HISTORY.converted]: new Date().toISOString(),
+    [PROP_HISTORY.version]: ownVersion(),
+    ...(Number.isFinite(started) ? { [PROP_HISTORY.seconds]: ((Date.now() - started) / 1000).toFixed(1) } : {}),
+    ...(copied !== undefined ? { [PROP_HISTORY.files]: String(copied.files), [PROP_HISTORY.bytes]: String(copied.bytes) } : {}),
+  };
 }
 
 function isCommitted(ds: DatasetInfo | undefined): boolean {
@@ -326,6 +339,8 @@ export default definePlugin<Options>({
         });
       }
       await job.step('mark', `mark ${filesystem} live`, async () => {
+        // Its history first (PROP_HISTORY says what each means), then the state that says it is done.
+        for (const [key, value] of Object.entries(historyOf(job))) await zfs.set(filesystem, key, value);
         await zfs.set(filesystem, PROP_STATE, 'live');
         await zfs.inherit(filesystem, PROP_ASIDE);
       });

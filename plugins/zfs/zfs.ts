@@ -7,6 +7,27 @@ export const PROP_ASIDE = 'org.zfs-dynamic-creator:aside';
 /** The original directory's identity (dev:ino), recorded when the dataset is made. */
 export const PROP_ORIGIN = 'org.zfs-dynamic-creator:origin';
 
+/**
+ * The conversion's history, set on the dataset when it is marked live (so it outlives the journal
+ * and reinstalls; `zfs-dynamic-creator history` lists them):
+ *   converted  when the dataset was marked live (ISO 8601, UTC)
+ *   version    the zfs-dynamic-creator version that converted it
+ *   seconds    wall-clock seconds from the job's start (the directory seen) to live: quiet period,
+ *              copy, swap and grace period included, and any interruption, or a cleanup left to a
+ *              later run (handle --no-wait), before it was finished
+ *   files      regular files copied from the original (the copy's verified baseline, told by the
+ *              copy plugin through the job's record; absent when it told nothing)
+ *   bytes      their apparent size in bytes (the sum of file sizes, not the space used on disk:
+ *              see `zfs get used,compressratio`)
+ */
+export const PROP_HISTORY = {
+  converted: 'org.zfs-dynamic-creator:converted',
+  version: 'org.zfs-dynamic-creator:version',
+  seconds: 'org.zfs-dynamic-creator:seconds',
+  files: 'org.zfs-dynamic-creator:files',
+  bytes: 'org.zfs-dynamic-creator:bytes',
+} as const;
+
 export type DatasetState = 'staging' | 'swapping' | 'swapped' | 'live';
 
 export interface DatasetInfo {

@@ -1,5 +1,6 @@
 /** list-plugins: for each root, every plugin, its source, version and the hooks it taps, in lifecycle order. */
 import type { App } from '../app.js';
+import { jsonText } from './envelope.js';
 
 export async function listPlugins(app: App, options: { json: boolean }): Promise<number> {
   const roots = app.engines.map((engine) => ({
@@ -8,7 +9,7 @@ export async function listPlugins(app: App, options: { json: boolean }): Promise
     plugins: engine.plugins.map((p) => ({ name: p.name, source: p.source, version: p.version, location: p.location, hooks: p.taps })),
   }));
   if (options.json) {
-    process.stdout.write(`${JSON.stringify({ config: app.config.source, roots }, null, 2)}\n`);
+    process.stdout.write(jsonText('list-plugins', { config: app.config.source, roots }));
     return 0;
   }
   const lines = [`config: ${app.config.source}`];

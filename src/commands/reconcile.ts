@@ -16,6 +16,7 @@ import { resolve } from 'node:path';
 import type { App } from '../app.js';
 import { BusyError, ConfigError, RootEngine, Slots, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
 import { acquireLock, type Lock } from '../core/lock.js';
+import { jsonText } from './envelope.js';
 
 
 export interface SweepSummary {
@@ -163,7 +164,7 @@ export async function reconcile(app: App, options: { json: boolean; root?: strin
     process.off('SIGINT', onSignal);
   }
   if (options.json) {
-    process.stdout.write(`${JSON.stringify(summaries, null, 2)}\n`);
+    process.stdout.write(jsonText('reconcile', { config: app.config.source, roots: summaries, stopped: stop.signal.aborted }));
   } else {
     for (const s of summaries) {
       const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(', ') || 'nothing to do';

@@ -1,6 +1,7 @@
 /** recover: finish (after the commit) or undo (before it) every interrupted job of every root. */
 import type { App } from '../app.js';
 import type { RecoveryResult, RootEngine, Survey } from '../core/index.js';
+import { jsonText } from './envelope.js';
 
 export type { RecoveryResult };
 
@@ -13,7 +14,7 @@ export async function recover(app: App, options: { json: boolean }): Promise<num
   const results: RecoveryResult[] = [];
   for (const engine of app.engines) results.push(...(await recoverRoot(engine)));
   if (options.json) {
-    process.stdout.write(`${JSON.stringify(results.map((r) => ({ rootdir: r.rootdir, name: r.name, outcome: r.outcome.kind, message: r.outcome.message })), null, 2)}\n`);
+    process.stdout.write(jsonText('recover', { config: app.config.source, results: results.map((r) => ({ rootdir: r.rootdir, name: r.name, outcome: r.outcome.kind, message: r.outcome.message })) }));
   } else if (results.length === 0) {
     process.stdout.write('nothing to recover\n');
   } else {

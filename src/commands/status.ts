@@ -1,47 +1,170 @@
-/** status: what is in flight or interrupted, and how many directories wait to be converted. */
+/**
+ * status: what is in flight or interrupted, and which directories wait to be converted.
+ *
+ * Truthful from what the kernel and the filters say, not from what a process wrote before it
+ * died: a journal record whose lock no process holds is an interrupted job (its process is gone:
+ * killed, crashed, rebooted), shown with the exact command that finishes it; a directory is
+ * "waiting" only when the filters would take it (a dry filter pass, side-effect free by the
+ * hook's contract); the others are listed as ignored, with the filter's reason.
+ */
 import type { App } from '../app.js';
-import { RootEngine } from '../core/index.js';
-import { isLocked } from '../core/lock.js';
+import { RootEngine, isLocked, oneLine, type JobRecord } from '../core/index.js';
+import { etcConfigFile } from '../core/config.js';
+import { previewFilter } from '../core/preview.js';
 import { readDaemonStatus } from '../daemon/status-file.js';
+import { jsonText } from './envelope.js';
 
-export async function status(app: App, options: { json: boolean }): Promise<number> {
-  const roots = [];
+/** A job in the journal, as status reports it. */
+export interface StatusJob {
+  readonly name: string;
+  readonly phase: JobRecord['phase'];
+  /**
+   * running: its lock is held (a live process works on it); interrupted: no process holds its
+   * lock (the one that ran it is gone) and it had not recorded a failure; incomplete: it failed
+   * and recorded why, and was left for recovery; cleanup-pending: live and published, its cleanup
+   * (the kept original's removal) left to the next run for the root (handle --no-wait).
+   */
+  readonly status: 'running' | 'interrupted' | 'incomplete' | 'cleanup-pending';
+  /** What the journal itself says (running, incomplete, rolling-back). */
+  readonly recorded: JobRecord['status'];
+  /** The process that last wrote the record. */
+  readonly pid: number;
+  readonly committed: boolean;
+  readonly filesystem: string | undefined;
+  /** Where the original directory is kept (moved aside), when it was. */
+  readonly aside: string | undefined;
+  readonly error: string | undefined;
+  readonly updatedAt: string;
+  /** The command that finishes (or undoes) it; absent while it runs. */
+  readonly recover?: string;
+}
+
+export interface StatusIgnored {
+  readonly name: string;
+  readonly reason: string;
+  /** A filter refused it (a job for it would fail), rather than skipping it. */
+  readonly refused: boolean;
+}
+
+export interface StatusRoot {
+  readonly rootfs: string;
+  readonly rootdir: string;
+  readonly filesystems: number;
+  /** Plain directories the filters would take: what the next sweep converts. */
+  readonly waiting: string[];
+  /** Plain directories the filters leave alone, with why. */
+  readonly ignored: StatusIgnored[];
+  /** Names with work left by an interrupted job (journal or dataset state). */
+  readonly leftovers: string[];
+  readonly jobs: StatusJob[];
+  /** Why the root could not be surveyed (its jobs are still listed). */
+  readonly error?: string;
+}
+
+/** A word of a command line, quoted for a POSIX shell when it needs to be. */
+export function shellWord(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The exact command that finishes every interrupted job under this configuration. */
+export function recoverCommand(app: App): string {
+  const env = process.env.ZFS_DYNAMIC_CREATOR_STATE_DIR;
+  const prefix = env !== undefined ? `ZFS_DYNAMIC_CREATOR_STATE_DIR=${shellWord(env)} ` : '';
+  const source = app.config.source;
+  const config = source.startsWith('/') && source !== etcConfigFile() ? ` --config ${shellWord(source)}` : '';
+  return `${prefix}zfs-dynamic-creator recover${config}`;
+}
+
+export async function collectStatus(app: App): Promise<StatusRoot[]> {
+  const recover = recoverCommand(app);
+  const roots: StatusRoot[] = [];
   for (const engine of app.engines) {
     const records = await engine.journal.list(engine.context.rootdir);
-    const survey = await engine.survey();
-    const jobs = [];
+    const jobs: StatusJob[] = [];
     for (const r of records) {
       const running = await isLocked(app.config.stateDir, r.id);
-      jobs.push({ name: r.name, phase: r.phase, status: running ? 'running' : r.status, committed: r.committed, filesystem: r.filesystem, aside: r.aside, error: r.error, updatedAt: r.updatedAt });
+      const status = running ? 'running' : r.status === 'incomplete' || r.status === 'cleanup-pending' ? r.status : 'interrupted';
+      jobs.push({
+        name: r.name,
+        phase: r.phase,
+        status,
+        recorded: r.status,
+        pid: r.pid,
+        committed: r.committed,
+        filesystem: r.filesystem,
+        aside: r.aside,
+        error: r.error,
+        updatedAt: r.updatedAt,
+        ...(running ? {} : { recover }),
+      });
     }
-    roots.push({
-      rootfs: engine.context.rootfs,
-      rootdir: engine.context.rootdir,
-      filesystems: survey.filesystems.size,
-      waiting: RootEngine.candidates(survey),
-      leftovers: [...survey.leftovers],
-      jobs,
-    });
+    const base = { rootfs: engine.context.rootfs, rootdir: engine.context.rootdir };
+    let survey;
+    try {
+      survey = await engine.survey();
+    } catch (error) {
+      roots.push({ ...base, filesystems: 0, waiting: [], ignored: [], leftovers: records.map((r) => r.name), jobs, error: oneLine(error) });
+      continue;
+    }
+    const waiting: string[] = [];
+    const ignored: StatusIgnored[] = [];
+    for (const name of RootEngine.candidates(survey)) {
+      const verdict = await previewFilter(engine, name);
+      if (verdict.take) waiting.push(name);
+      else ignored.push({ name, reason: verdict.reason, refused: verdict.refused === true });
+    }
+    roots.push({ ...base, filesystems: survey.filesystems.size, waiting, ignored, leftovers: [...survey.leftovers].sort(), jobs });
   }
+  return roots;
+}
+
+export async function status(app: App, options: { json: boolean }): Promise<number> {
+  const roots = await collectStatus(app);
   const daemon = await readDaemonStatus(app.config.stateDir);
   if (options.json) {
-    process.stdout.write(`${JSON.stringify({ config: app.config.source, stateDir: app.config.stateDir, daemon: daemon ?? null, roots }, null, 2)}\n`);
+    process.stdout.write(jsonText('status', { config: app.config.source, stateDir: app.config.stateDir, daemon: daemon ?? null, roots }));
     return 0;
   }
+  const q = JSON.stringify;
   const lines: string[] = [];
   if (daemon) {
     const waiting = daemon.active.filter((a) => !a.working);
     lines.push(
       `daemon (pid ${daemon.pid}, since ${daemon.startedAt}): ${daemon.active.length - waiting.length} of ${daemon.slots.size} work slot(s) busy, ${waiting.length} job(s) waiting, ${daemon.queued.length} queued (as of ${daemon.updatedAt})`,
     );
-    for (const a of daemon.active) lines.push(`  ${(a.working ? 'working' : 'waiting').padEnd(12)} ${JSON.stringify(`${a.rootdir}/${a.name}`)} phase ${a.phase}${a.waiting ? `, waiting for ${a.waiting}` : ''} (since ${a.since})`);
-    for (const q of daemon.queued) lines.push(`  ${'queued'.padEnd(12)} ${JSON.stringify(`${q.rootdir}/${q.name}`)}`);
+    for (const a of daemon.active) lines.push(`  ${(a.working ? 'working' : 'waiting').padEnd(12)} ${q(`${a.rootdir}/${a.name}`)} phase ${a.phase}${a.waiting ? `, waiting for ${a.waiting}` : ''} (since ${a.since})`);
+    for (const x of daemon.queued) lines.push(`  ${'queued'.padEnd(12)} ${q(`${x.rootdir}/${x.name}`)}`);
   }
+  let toRecover: string | undefined;
   for (const root of roots) {
-    lines.push(`${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting, ${root.jobs.length} job(s) in the journal`);
-    for (const name of root.waiting) lines.push(`  waiting      ${JSON.stringify(name)}`);
-    for (const j of root.jobs) lines.push(`  ${j.status.padEnd(12)} ${JSON.stringify(j.name)} phase ${j.phase}${j.committed ? ', committed' : ''}${j.error ? `: ${j.error}` : ''}`);
+    if (root.error !== undefined) {
+      lines.push(`${root.rootdir} (${root.rootfs}): cannot be surveyed: ${root.error}; ${root.jobs.length} job(s) in the journal`);
+    } else {
+      const ignored = root.ignored.length > 0 ? `, ${root.ignored.length} ignored by the filters` : '';
+      lines.push(`${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting${ignored}, ${root.jobs.length} job(s) in the journal`);
+    }
+    for (const name of root.waiting) lines.push(`  ${'waiting'.padEnd(12)} ${q(name)}`);
+    for (const i of root.ignored) lines.push(`  ${(i.refused ? 'refused' : 'ignored').padEnd(12)} ${q(i.name)} (${i.reason})`);
+    for (const j of root.jobs) {
+      const what = [`phase ${j.phase}`];
+      if (j.committed) what.push('committed');
+      if (j.status === 'interrupted') what.push(`its process (pid ${j.pid}) is gone`);
+      if (j.status === 'cleanup-pending') what.push('live and published, its cleanup left to the next run for the root');
+      let line = `  ${j.status.padEnd(12)} ${q(j.name)} ${what.join(', ')}${j.error ? `: ${j.error}` : ''}`;
+      if (j.aside !== undefined) line += `; the original is kept at ${q(j.aside)}`;
+      if (j.recover !== undefined) {
+        line += `; finish it with: ${j.recover}`;
+        toRecover = j.recover;
+      }
+      lines.push(line);
+    }
+    const journalled = new Set(root.jobs.map((j) => j.name));
+    for (const name of root.leftovers.filter((n) => !journalled.has(n))) {
+      toRecover = recoverCommand(app);
+      lines.push(`  ${'leftover'.padEnd(12)} ${q(name)} left by an interrupted conversion (no journal record); finish it with: ${toRecover}`);
+    }
   }
+  if (toRecover !== undefined) lines.push(`interrupted work is left; to finish (or undo) all of it, run: ${toRecover}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }

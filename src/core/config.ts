@@ -127,6 +127,27 @@ const LOADERS: Readonly<Record<string, (filepath: string, content: string) => un
   '': defaultLoaders.noExt,
 };
 
+/**
+ * A loader's error in one line that keeps where the syntax is wrong: js-yaml (cosmiconfig's YAML
+ * loader) gives `reason` and a 0-based `mark`; the JSON loader's message says "at position N"
+ * (turned into a line and column of `content`).
+ */
+export function syntaxError(error: unknown, content: string): string {
+  const e = error as { name?: string; reason?: unknown; mark?: { line?: unknown; column?: unknown }; message?: string };
+  if (e?.name === 'YAMLException' && typeof e.mark?.line === 'number' && typeof e.mark.column === 'number') {
+    return `YAML syntax error at line ${e.mark.line + 1}, column ${e.mark.column + 1}: ${typeof e.reason === 'string' ? e.reason : 'invalid YAML'}`;
+  }
+  const lines = String(e?.message ?? error).split('\n').map((l) => l.trim()).filter(Boolean);
+  const json = lines.map((l) => /^(.*?)(?: in JSON)? at position (\d+)/.exec(l)).find((m) => m !== null);
+  if (json) {
+    const before = content.slice(0, Number(json[2]));
+    const line = before.split('\n').length;
+    const column = before.length - before.lastIndexOf('\n');
+    return `JSON syntax error at line ${line}, column ${column}: ${json[1]}`;
+  }
+  return lines.find((l) => !l.endsWith(':') && !/^(>|\||\d+ \|)/.test(l)) ?? lines[0] ?? 'cannot be parsed';
+}
+
 /** The first /etc/zfs-dynamic-creator/config.* that exists, if any. */
 export function etcConfigFile(): string | undefined {
   return ETC_FILES.map((f) => join(ETC_DIR, f)).find((f) => existsSync(f));
@@ -152,7 +173,7 @@ async function readConfigFile(file: string, real: string): Promise<unknown> {
   try {
     value = await loader(real, content);
   } catch (error) {
-    throw new ConfigError(`config ${file}: ${(error as Error).message.split('\n')[0]}`);
+    throw new ConfigError(`config ${file}: ${syntaxError(error, content)}`);
   }
   if (basename(real, extension) === 'package' && typeof value === 'object' && value !== null) {
     value = (value as Record<string, unknown>)[MODULE_NAME];

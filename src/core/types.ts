@@ -93,6 +93,12 @@ export interface JobRecord {
   plugins?: PluginSpec[];
   /** Where relative plugin paths resolve from (the config file's directory). */
   baseDir?: string;
+  /**
+   * What the copy holds, as verified just before the original is removed (told by the copy
+   * plugin): regular files and the sum of their apparent sizes. The filesystem plugin records it
+   * on the new filesystem with the conversion's history.
+   */
+  copied?: { files: number; bytes: number };
   /** Steps started and finished, in order. */
   steps: StepRecord[];
   error?: string;
@@ -109,7 +115,7 @@ export interface StepRecord {
 }
 
 /** Fields a plugin may record on a job so that later phases and recovery can find things. */
-export type JobFields = Partial<Pick<JobRecord, 'identity' | 'filesystem' | 'staging' | 'aside'>>;
+export type JobFields = Partial<Pick<JobRecord, 'identity' | 'filesystem' | 'staging' | 'aside' | 'copied'>>;
 
 /** One directory going through the lifecycle. */
 export interface Job {

@@ -92,7 +92,7 @@ describe('a burst of 40 directories with the default settings', () => {
     const names = await makeBurst('sweep', 40);
     const r = await cli(['--config', config, 'reconcile', '--json'], { stateDir: p.stateDir, timeoutMs: 600_000 });
     expect({ exitCode: r.exitCode, stderr: r.stderr.slice(-2000) }).toMatchObject({ exitCode: 0 });
-    const [summary] = JSON.parse(r.stdout) as { counts: Record<string, number> }[];
+    const [summary] = (JSON.parse(r.stdout) as { roots: { counts: Record<string, number> }[] }).roots;
     expect(summary!.counts).toEqual({ converted: names.length });
     const now = await live();
     for (const n of names) expect(now.has(n)).toBe(true);

@@ -86,7 +86,7 @@ describe('incron with the contrib/incron.d line', () => {
     for (let round = 0; round < 5; round++) {
       const r = await cli(['--config', config, 'reconcile', '--json'], { stateDir: p.stateDir });
       expect(r.exitCode, r.stderr).toBe(0);
-      const [summary] = JSON.parse(r.stdout) as { counts: Record<string, number> }[];
+      const [summary] = (JSON.parse(r.stdout) as { roots: { counts: Record<string, number> }[] }).roots;
       for (const [k, v] of Object.entries(summary!.counts)) outcomes[k] = (outcomes[k] ?? 0) + v;
       if (!summary!.counts.busy) break;
       await sleep(2000);
@@ -133,7 +133,7 @@ describe('incron with the contrib/incron.d line', () => {
     for (let i = 0; i < 10 && !summary?.jobs.length; i++) {
       if (i > 0) await sleep(1000);
       const r = await cli(['--config', config, 'reconcile', '--root', p.mount, '--json'], { stateDir: p.stateDir });
-      [summary] = JSON.parse(r.stdout) as Summary[];
+      [summary] = (JSON.parse(r.stdout) as { roots: Summary[] }).roots;
     }
     expect(summary!.rootdir).toBe(p.mount);
     for (const n of hostile) {

@@ -67,7 +67,7 @@ describe('reconcile', () => {
     expect(large.exitCode, large.stderr).toBe(0);
     counts.push(large.calls.length);
 
-    const summary = JSON.parse(large.stdout) as { counts: Record<string, number> }[];
+    const summary = (JSON.parse(large.stdout) as { roots: { counts: Record<string, number> }[] }).roots;
     expect(summary[0]!.counts.skipped).toBe(50);
     expect(summary[0]!.counts.converted ?? 0).toBe(0);
     expect(counts[1]).toBe(counts[0]);
@@ -91,7 +91,7 @@ describe('reconcile', () => {
     const r = await countedReconcile();
     const seconds = (Date.now() - started) / 1000;
     expect(r.exitCode, r.stderr).toBe(0);
-    const summary = JSON.parse(r.stdout) as { counts: Record<string, number> }[];
+    const summary = (JSON.parse(r.stdout) as { roots: { counts: Record<string, number> }[] }).roots;
     expect(summary[0]!.counts.converted).toBe(30);
     expect(summary[0]!.counts.failed ?? 0).toBe(0);
     const live = await liveNames();
@@ -121,7 +121,7 @@ describe('reconcile', () => {
     await writeConfig(p, fastPlugins(), { watch: { concurrency: 3, sweepIntervalSeconds: 300 } });
     const r = await cli(['--config', config, 'reconcile', '--json'], { stateDir: p.stateDir });
     expect(r.exitCode, r.stderr).toBe(0);
-    const summary = JSON.parse(r.stdout) as { jobs: { name: string; outcome: string }[] }[];
+    const summary = (JSON.parse(r.stdout) as { roots: { jobs: { name: string; outcome: string }[] }[] }).roots;
     expect(summary[0]!.jobs).toContainEqual(expect.objectContaining({ name: 'held', outcome: 'busy' }));
     const done = await handler;
     expect(done.exitCode).toBe(0);

@@ -40,7 +40,7 @@ describe('sweeps of one root', () => {
     const third = await cli(args, { stateDir: p.stateDir });
     expect(Date.now() - started).toBeLessThan(5000);
     expect(third.exitCode, third.stderr).toBe(0);
-    expect(JSON.parse(third.stdout)).toEqual([{ rootdir: p.mount, rootfs: p.pool, jobs: [], counts: {} }]);
+    expect((JSON.parse(third.stdout) as { roots: unknown }).roots).toEqual([{ rootdir: p.mount, rootfs: p.pool, jobs: [], counts: {} }]);
     // Made after the first sweep looked and after the third gave up its turn: the second converts it.
     await mkdir(join(p.mount, 'late'));
     await writeFile(join(p.mount, 'late', 'f'), 'late\n');
@@ -50,8 +50,8 @@ describe('sweeps of one root', () => {
     const [a, b] = await Promise.all([first, second]);
     expect(a.exitCode, String(a.stderr)).toBe(0);
     expect(b.exitCode, String(b.stderr)).toBe(0);
-    const [sa] = JSON.parse(String(a.stdout)) as Summary[];
-    const [sb] = JSON.parse(String(b.stdout)) as Summary[];
+    const [sa] = (JSON.parse(String(a.stdout)) as { roots: Summary[] }).roots;
+    const [sb] = (JSON.parse(String(b.stdout)) as { roots: Summary[] }).roots;
     expect(sa!.jobs).toEqual([{ name: 'slow', outcome: 'converted', message: expect.any(String) }]);
     expect(sb!.jobs).toEqual([{ name: 'late', outcome: 'converted', message: expect.any(String) }]);
     const live = (await datasets(p.pool)).filter((d) => d.state === 'live').map((d) => d.name).sort();
