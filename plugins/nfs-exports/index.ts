@@ -223,18 +223,26 @@ export default definePlugin<Options>({
       }
     }
 
-    /** Filesystems of the root that are live at a path under it. */
+    /** Filesystems of the root that are live at a path under it: their names (as the survey gives them) and paths. */
     function livePaths(root: RootContext, survey: Survey): Map<string, string> {
       const paths = new Map<string, string>();
       for (const [name, fs] of survey.filesystems) {
         if (!fs.mounted || survey.leftovers.has(name)) continue;
         if (!fs.mountpoint.startsWith(`${root.rootdir}/`)) continue;
-        paths.set(`${root.rootfs}/${name}`, normalizePath(fs.mountpoint));
+        // A survey from a filesystem plugin that does not name its filesystems: <rootfs>/<name>,
+        // as the zfs plugin names them.
+        paths.set(fs.filesystem ?? `${root.rootfs}/${name}`, normalizePath(fs.mountpoint));
       }
       return paths;
     }
 
     /** Sets sharenfs; a share that fails once the property is set is a warning (zfs-fuse shares by calling exportfs). */
+    //
+    // The zfs calls that stay here are sharenfs mode's own business, which no other plugin does:
+    // setting and reading the sharenfs property (setSharenfs), and in the sync reading every
+    // dataset's sharenfs value in one `zfs list` (the survey has names, mountpoints and mount
+    // state, not this property). Which datasets exist, are live and where they are mounted comes
+    // from the survey and the job record, never from zfs here.
     async function setSharenfs(dataset: string, log: Logger): Promise<void> {
       try {
         await run(opts.zfsCommand, ['set', `sharenfs=${opts.sharenfs}`, dataset]);
@@ -247,6 +255,7 @@ export default definePlugin<Options>({
 
     hooks.prepare.tapPromise(NAME, async (root) => {
       if (opts.mode === 'sharenfs') {
+        // The zfs command is there and knows the sharenfs property.
         await run(opts.zfsCommand, ['get', '-H', '-o', 'value', 'sharenfs', root.rootfs]);
         return;
       }
@@ -258,7 +267,10 @@ export default definePlugin<Options>({
 
     hooks.publish.tapPromise(NAME, async (job) => {
       if (opts.mode === 'sharenfs') {
-        const dataset = job.record.filesystem ?? `${job.root.rootfs}/${job.name}`;
+        // The dataset the filesystem plugin recorded (the provision phase sets it, recovery's
+        // assessment too), never a name derived here.
+        const dataset = job.record.filesystem;
+        if (dataset === undefined) throw new Error('no filesystem was recorded for this job (the provision phase records it), so there is no dataset to set sharenfs on');
         await job.step('sharenfs', `set sharenfs=${opts.sharenfs} on ${dataset}`, () => setSharenfs(dataset, job.log));
         return;
       }
@@ -272,6 +284,8 @@ export default definePlugin<Options>({
     hooks.sync.tapPromise(NAME, async (root, survey) => {
       const live = livePaths(root, survey);
       if (opts.mode === 'sharenfs') {
+        // Root-wide, one call: the sharenfs value of every dataset (not in the survey), so that
+        // only those that lack it are set.
         const out = (await run(opts.zfsCommand, ['list', '-H', '-r', '-t', 'filesystem', '-o', 'name,sharenfs', root.rootfs])).stdout;
         const current = new Map(out.split('\n').filter(Boolean).map((l) => l.split('\t') as [string, string]));
         for (const dataset of live.keys()) {

@@ -162,6 +162,9 @@ interface PassResult {
   entries: number;
 }
 
+/** What job.step gives for a pass in a dry run (never reached: the dry run returns before any pass). */
+const NO_PASS: PassResult = { copied: 0, bytes: 0, conflicts: [], changing: false, entries: 0 };
+
 async function sha256Of(dir: DirRef, name: string): Promise<string> {
   const handle = await openFile(at(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   const hash = createHash('sha256');
@@ -461,8 +464,7 @@ export default definePlugin<Options>({
       try {
         const manifest = await readManifest(manifestOf(job));
         for (let round = 1; ; round++) {
-          const r = await job.step('catch-up', `catch up what the original changed (round ${round})`, () => pass(job, found.ref, live, manifest));
-          if (r === undefined) return;
+          const r = await job.step('catch-up', `catch up what the original changed (round ${round})`, () => pass(job, found.ref, live, manifest), { dryRun: NO_PASS });
           if (r.copied === 0 && r.conflicts.length === 0 && !r.changing) {
             job.log.info(`verified: all ${r.entries} entries of the original are in ${job.record.filesystem ?? 'the new filesystem'} (or were changed there since)`, { step: 'swap/verify' });
             return;
@@ -505,7 +507,7 @@ export default definePlugin<Options>({
             const wait = await job.waiting('grace period', () => waitQuiet(job, original, opts.graceSeconds * 1000, deadline));
             quiet = wait.quiet;
           }
-          const r = (await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest)))!;
+          const r = await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest), { dryRun: NO_PASS });
           caughtUp += r.copied;
           if (r.copied > 0) job.log.warn(`${r.copied} late change(s) to the original were caught up after the swap (old NFS handles or open files)`, { step: 'cleanup/catch-up' });
           if (quiet && r.copied === 0 && !r.changing) {

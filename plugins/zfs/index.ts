@@ -174,7 +174,7 @@ export default definePlugin<Options>({
       const prefix = `${root.rootdir}/`;
       for (const ds of children) {
         const name = ds.name.slice(root.rootfs.length + 1);
-        survey.filesystems.set(name, { mountpoint: ds.mountpoint, mounted: ds.mounted });
+        survey.filesystems.set(name, { mountpoint: ds.mountpoint, mounted: ds.mounted, filesystem: ds.name });
         if (ds.state !== undefined && ds.state !== 'live') survey.leftovers.add(name);
         // A directory that is some dataset's mountpoint is not a plain directory.
         if (ds.mounted && ds.mountpoint.startsWith(prefix)) {

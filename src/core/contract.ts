@@ -19,6 +19,16 @@ export type HookKind =
   /** SyncHook: synchronous taps only. */
   | 'sync';
 
+/**
+ * The job fields of the cross-plugin contract (JobRecord's top-level fields that plugins record
+ * with job.set()). `identity` is recorded by the engine when the job starts; every other one by
+ * the one phase whose `sets` names it (`copied`: the copy plugin in the cleanup, read by the
+ * filesystem plugin). Anything else a plugin keeps goes in its own namespace (job.data()).
+ */
+export const JOB_FIELDS = ['identity', 'filesystem', 'staging', 'aside', 'copied'] as const;
+
+export type JobField = (typeof JOB_FIELDS)[number];
+
 /** A job phase: a hook the engine runs once per job, in table order. */
 export interface PhaseContract {
   /**
@@ -37,8 +47,12 @@ export interface PhaseContract {
    * and recovery runs it like any phase after the commit.
    */
   readonly deferrable?: boolean;
-  /** Job fields (JobRecord) the phase's taps record with job.set() for the phases after it and for recovery. */
-  readonly sets?: readonly ('filesystem' | 'staging' | 'aside')[];
+  /**
+   * The job fields (JOB_FIELDS) the phase's taps record with job.set() for the phases after it
+   * and for recovery. Checked: job.set() of a field in any other phase (or in a rollback) throws
+   * a ContractError naming the plugin.
+   */
+  readonly sets?: readonly JobField[];
 }
 
 export interface HookContract {
@@ -122,7 +136,7 @@ const table = {
   cleanup: {
     kind: 'series', args: ['job'], required: false, dryRun: true,
     returns: 'nothing', description: 'after a grace period and a last verification, remove the original',
-    phase: { journalled: true, afterCommit: true, deferrable: true },
+    phase: { journalled: true, afterCommit: true, deferrable: true, sets: ['copied'] },
   },
   step: { kind: 'series', args: ['job', 'step', 'when'], required: false, dryRun: false, returns: 'nothing; throw to fail the step (the journal already says it started)', description: 'hear each step of a phase before it runs, when it ends and after it is done' },
 
@@ -165,6 +179,11 @@ export const JOURNALLED_PHASES: readonly JournalledPhase[] = PHASE_ORDER.filter(
 
 /** The phases recovery runs again, in order, for a job past its commit point. */
 export const AFTER_COMMIT: readonly JournalledPhase[] = JOURNALLED_PHASES.filter((p) => CONTRACT[p].phase!.afterCommit);
+
+/** The phases whose taps may record `field` with job.set() (none for `identity`: the engine records it). */
+export function phasesSetting(field: JobField): PhaseName[] {
+  return PHASE_ORDER.filter((p) => CONTRACT[p].phase!.sets?.includes(field) ?? false);
+}
 
 /**
  * Where plugins depend on one another within a phase, the order is stated here, by name (tapable

@@ -331,6 +331,8 @@ export class RootEngine {
       }
     }
     if (record.steps !== undefined && !Array.isArray(record.steps)) return 'its steps are not a list';
+    const data: unknown = record.data;
+    if (data !== undefined && (typeof data !== 'object' || data === null || Array.isArray(data))) return "its plugins' data is not an object";
     return undefined;
   }
 
@@ -363,7 +365,7 @@ export class RootEngine {
         job.waitingFor = undefined;
       }
       const assessment = await this.hooks.assess.promise(job);
-      if (assessment?.fields) await job.set(assessment.fields);
+      if (assessment?.fields) await job.adopt(assessment.fields);
       // Recorded, not observed: the journal or the filesystem's own record says whether the
       // commit point was passed. Once it was, users may have written into the new filesystem.
       const committed = record.committed || (assessment?.committed ?? false);

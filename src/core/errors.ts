@@ -20,6 +20,15 @@ export class BusyError extends Error {
   override readonly name = 'BusyError';
 }
 
+/**
+ * A plugin broke the lifecycle's contract (src/core/contract.ts): a tap returned something of the
+ * wrong shape, recorded a job field in a phase that does not set it, wrote another plugin's data.
+ * The message names the plugin.
+ */
+export class ContractError extends Error {
+  override readonly name = 'ContractError';
+}
+
 /** The first line of an error's message, for one-line reports. */
 export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);

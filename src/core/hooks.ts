@@ -11,6 +11,7 @@ import {
   SyncHook,
 } from 'tapable';
 import { CONTRACT, HOOK_ORDER, type ContractTable, type HookContract, type HookName } from './contract.js';
+import { ContractError } from './errors.js';
 import type {
   Assessment,
   Defer,
@@ -180,10 +181,7 @@ interface Acting {
   actingPlugin?: string | undefined;
 }
 
-/** A tap broke the contract (for example: returned something of the wrong shape). */
-export class ContractError extends Error {
-  override readonly name = 'ContractError';
-}
+export { ContractError };
 
 function describe(value: unknown): string {
   if (value === null) return 'null';

@@ -1,15 +1,19 @@
 /** One job: a directory going through the lifecycle, journalled step by step. */
+import { CONTRACT, JOB_FIELDS, phasesSetting, type JobField } from './contract.js';
+import { ContractError } from './errors.js';
 import type { Hooks } from './hooks.js';
 import type { Journal } from './journal.js';
 import { SlotHold } from './slots.js';
 import type {
   Job,
+  JobData,
   JobFields,
   JobRecord,
   Logger,
   PhaseName,
   PluginSpec,
   RootContext,
+  StepOptions,
 } from './types.js';
 
 export class JobImpl implements Job {
@@ -70,11 +74,13 @@ export class JobImpl implements Job {
     await this.save();
   }
 
-  async step<T>(name: string, description: string, action: () => Promise<T>): Promise<T | undefined> {
+  step<T>(name: string, description: string, action: () => Promise<T>): Promise<T | undefined>;
+  step<T>(name: string, description: string, action: () => Promise<T>, options: StepOptions<T>): Promise<T>;
+  async step<T>(name: string, description: string, action: () => Promise<T>, options?: StepOptions<T>): Promise<T | undefined> {
     const fields = { step: `${this.phase}/${name}` };
     if (this.dryRun) {
       this.log.info(`would ${description}`, fields);
-      return undefined;
+      return options?.dryRun;
     }
     const entry = { step: name, phase: this.phase, state: 'started' as 'started' | 'done', at: new Date().toISOString() };
     this.state.steps.push(entry);
@@ -102,8 +108,62 @@ export class JobImpl implements Job {
   }
 
   async set(fields: JobFields): Promise<void> {
+    this.checkFields(fields);
     Object.assign(this.state, fields);
     await this.save();
+  }
+
+  /** The engine's job.set(): fields an `assess` tap found on disk, recorded whatever the phase. */
+  async adopt(fields: JobFields): Promise<void> {
+    Object.assign(this.state, fields);
+    await this.save();
+  }
+
+  /** Throws a ContractError unless every field is a job field the current phase sets (contract.ts). */
+  private checkFields(fields: JobFields): void {
+    const who = this.actingPlugin !== undefined ? `plugin "${this.actingPlugin}"` : 'a plugin';
+    const where = this.phase === 'recover' ? 'a rollback' : `the ${this.phase} phase`;
+    const sets: readonly JobField[] = this.phase === 'recover' ? [] : (CONTRACT[this.phase].phase?.sets ?? []);
+    for (const key of Object.keys(fields)) {
+      if (!(JOB_FIELDS as readonly string[]).includes(key)) {
+        throw new ContractError(`${who}: job.set() in ${where} of ${JSON.stringify(key)}, which is not a job field (${JOB_FIELDS.join(', ')}); a plugin's own data goes in job.data()`);
+      }
+      if (!sets.includes(key as JobField)) {
+        const setters = phasesSetting(key as JobField);
+        const by = setters.length > 0 ? `only the ${setters.join(' and ')} phase sets it` : 'the engine records it';
+        throw new ContractError(`${who}: job.set() of the job field "${key}" in ${where}, which does not set it (${by}; src/core/contract.ts)`);
+      }
+    }
+  }
+
+  data<T>(plugin?: string): JobData<T> {
+    const owner = plugin ?? this.actingPlugin;
+    if (owner === undefined || owner === '') throw new ContractError('job.data() outside a tap needs the name of the plugin whose data it is');
+    const write = async (value: unknown): Promise<void> => {
+      if (this.actingPlugin !== undefined && this.actingPlugin !== owner) {
+        throw new ContractError(`plugin "${this.actingPlugin}": job.data(${JSON.stringify(owner)}).set() writes another plugin's data; a plugin writes only its own`);
+      }
+      const data = { ...(this.state.data ?? {}) };
+      if (value === undefined) delete data[owner];
+      else data[owner] = value;
+      if (Object.keys(data).length > 0) this.state.data = data;
+      else delete this.state.data;
+      // In filter and wait, which journal nothing, kept in memory: the first journalled phase writes it.
+      if (this.phase !== 'recover' && !CONTRACT[this.phase].phase!.journalled) return;
+      await this.save();
+    };
+    return {
+      get: () => {
+        const value = this.state.data?.[owner];
+        return value === undefined ? undefined : (structuredClone(value) as T);
+      },
+      set: async (value: T) => {
+        const json = JSON.stringify(value) as string | undefined;
+        if (json === undefined) throw new ContractError(`job.data(${JSON.stringify(owner)}).set(): the value is not JSON; use clear() to remove it`);
+        await write(JSON.parse(json));
+      },
+      clear: () => write(undefined),
+    };
   }
 
   async commit(): Promise<void> {

@@ -3,9 +3,9 @@
  * filesystem, copy tool or export mechanism: those are plugins.
  */
 import type { Hooks } from './hooks.js';
-import type { PhaseName } from './contract.js';
+import type { JobField, PhaseName } from './contract.js';
 
-export type { PhaseName };
+export type { JobField, PhaseName };
 
 export type LogLevel = 'debug' | 'info' | 'notice' | 'warning' | 'error';
 
@@ -102,6 +102,11 @@ export interface JobRecord {
   /** Steps started and finished, in order. */
   steps: StepRecord[];
   error?: string;
+  /**
+   * Each plugin's own data, by plugin name (job.data()): JSON values only a plugin itself reads.
+   * Absent in records written by versions before it, and until a plugin keeps something.
+   */
+  data?: Record<string, unknown>;
 }
 
 /** When the step hook is called: journalled as started; action returned or threw; journalled as done. */
@@ -114,8 +119,34 @@ export interface StepRecord {
   readonly at: string;
 }
 
-/** Fields a plugin may record on a job so that later phases and recovery can find things. */
-export type JobFields = Partial<Pick<JobRecord, 'identity' | 'filesystem' | 'staging' | 'aside' | 'copied'>>;
+/**
+ * The job fields of the cross-plugin contract, which later phases, other plugins and recovery
+ * read: each is recorded (job.set) only in the phase that the contract says sets it
+ * (PhaseContract.sets). A plugin's own data goes in its namespace instead (job.data()).
+ */
+export type JobFields = Partial<Pick<JobRecord, JobField>>;
+
+/** For job.step(): what it returns in a dry run, where its action does not run. */
+export interface StepOptions<T> {
+  readonly dryRun: T;
+}
+
+/**
+ * One plugin's namespace in the job record (JobRecord.data[plugin]): kept in the journal like
+ * the job fields, so that the plugin's later phases and recovery (in another process) find it.
+ */
+export interface JobData<T> {
+  /** What was last set (a copy: change it through set()), or undefined when nothing was. */
+  get(): T | undefined;
+  /**
+   * Replaces the value and writes the journal durably before returning (in a dry run: in memory
+   * only). The value must be JSON (what JSON.stringify keeps is what get() returns, now and in
+   * recovery). Only the plugin the namespace belongs to may set it.
+   */
+  set(value: T): Promise<void>;
+  /** Removes the value (durably). */
+  clear(): Promise<void>;
+}
 
 /** One directory going through the lifecycle. */
 export interface Job {
@@ -135,12 +166,31 @@ export interface Job {
   readonly phase: PhaseName | 'recover';
   /**
    * Run one step that changes something. The step is journalled durably before
-   * it starts and after it ends, logged, and in dry-run only described.
-   * Returns undefined in dry-run.
+   * it starts and after it ends, logged, and in dry-run only described: its action does not run,
+   * and the step returns `options.dryRun`, or undefined without options.
+   *
+   *   const r = await job.step('catch-up', 'catch up', () => pass(), { dryRun: NOTHING_COPIED }); // r: T
+   *   await job.step('create', 'create the dataset', () => zfs.create(name));                      // void
+   *
+   * The three-argument form returns `T | undefined` (undefined in a dry run), as it always has.
    */
   step<T>(name: string, description: string, action: () => Promise<T>): Promise<T | undefined>;
-  /** Record fields in the journal (durably) for later phases and for recovery. */
+  step<T>(name: string, description: string, action: () => Promise<T>, options: StepOptions<T>): Promise<T>;
+  /**
+   * Record job fields of the contract in the journal (durably) for later phases and for recovery.
+   * Only in the phase that sets them (CONTRACT[phase].phase.sets): otherwise, and for a name
+   * that is not a job field, it throws a ContractError naming the plugin.
+   */
   set(fields: JobFields): Promise<void>;
+  /**
+   * A plugin's own namespace in the job record, journalled like job.set(). Without a name: the
+   * namespace of the plugin whose tap is running (its tap name). With one, any plugin's may be
+   * read; only its own written.
+   *
+   *   const mine = job.data<{ rounds: number }>(NAME);
+   *   await mine.set({ rounds: (mine.get()?.rounds ?? 0) + 1 });
+   */
+  data<T>(plugin?: string): JobData<T>;
   /**
    * Mark the point of no return, durably, just BEFORE making the new filesystem visible at the
    * original path: from then on the job is finished, never rolled back.
@@ -192,8 +242,12 @@ export interface Outcome {
 export interface Survey {
   /** Names of plain directories directly under rootdir (not mountpoints, not hidden helpers). */
   readonly directories: Set<string>;
-  /** Names that are already their own filesystem under rootfs, with their mountpoints. */
-  readonly filesystems: Map<string, { mountpoint: string; mounted: boolean }>;
+  /**
+   * Names that are already their own filesystem under rootfs, with their mountpoints and, from
+   * the plugin that found them, the filesystem's own name (for ZFS: the dataset, <rootfs>/<name>),
+   * so that other plugins need not derive it.
+   */
+  readonly filesystems: Map<string, { mountpoint: string; mounted: boolean; filesystem?: string }>;
   /** Names with work left over by an interrupted job (found on disk, journal or not). */
   readonly leftovers: Set<string>;
   /** Names the plugins say must not be touched (for example: helper directories). */
