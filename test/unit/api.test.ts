@@ -8,7 +8,7 @@ describe('the plugin API', () => {
       'definePlugin', 'createHooks', 'CONTRACT', 'STAGE', 'PHASE_ORDER', 'run', 'retry', 'CommandError', 'RefusedError', 'TransientError',
       'BusyError', 'quoteName', 'oneLine', 'jobPaths', 'helperPath', 'isHelperName', 'acquireLock', 'isLocked', 'writeFileAtomic', 'fsyncDir',
       'isErrno', 'openDir', 'openChild', 'walk', 'walkPair', 'copyEntry', 'removeTree', 'treeDigest', 'holdersOf', 'describeHolders', 'mountsBelow',
-      'assertSameDirectory', 'createLogger',
+      'assertSameDirectory', 'createLogger', 'ContractError', 'JOB_FIELDS', 'phasesSetting',
     ]) {
       expect({ name, type: typeof (api as Record<string, unknown>)[name] }).not.toEqual({ name, type: 'undefined' });
     }
