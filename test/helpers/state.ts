@@ -17,11 +17,21 @@ export async function helperEntries(rootdir: string): Promise<string[]> {
   return [...old, ...held.map((n) => `${HOLDING_NAME}/${n}`)];
 }
 
-/** Everything a finished or recovered job must not leave: helpers, journal files, locks, manifests, unfinished datasets. */
-export async function leftovers(p: TestPool): Promise<string[]> {
+export interface LeftoverOptions {
+  /** Datasets the test made itself (`zfs create`, not a job), which are not leftovers of a job. */
+  readonly testDatasets?: (dataset: string) => boolean;
+}
+
+/**
+ * Everything a finished or recovered job must not leave: helpers, journal files, locks, manifests,
+ * unfinished datasets. The one leftovers check of the suite: every test that says "nothing left"
+ * asks this.
+ */
+export async function leftovers(p: TestPool, options: LeftoverOptions = {}): Promise<string[]> {
   const list = async (dir: string): Promise<string[]> => readdir(join(p.stateDir, dir)).catch(() => [] as string[]);
   const [helpers, journal, locks, manifests] = await Promise.all([helperEntries(p.mount), list('jobs'), list('locks'), list('manifests')]);
-  const unfinished = (await datasets(p.pool)).filter((d) => d.name !== p.pool && d.state !== 'live').map((d) => `dataset ${d.name} (${d.state})`);
+  const ours = (name: string): boolean => name !== p.pool && !(options.testDatasets?.(name) ?? false);
+  const unfinished = (await datasets(p.pool)).filter((d) => ours(d.name) && d.state !== 'live').map((d) => `dataset ${d.name} (${d.state})`);
   return [...helpers, ...journal.map((j) => `jobs/${j}`), ...locks.map((l) => `locks/${l}`), ...manifests.map((m) => `manifests/${m}`), ...unfinished];
 }
 

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import { scaled } from './time.js';
+import { PROP_STATE } from '../../plugins/zfs/zfs.js';
 
 export const PROJECT = resolve(import.meta.dirname, '..', '..');
 export const CLI = join(PROJECT, 'dist', 'src', 'cli.js');
@@ -101,8 +102,9 @@ export function fastPlugins(extra: { quiet?: Record<string, unknown>; rsync?: Re
 }
 
 /** Writes a JSON config for one root and returns its path. */
-export async function writeConfig(p: TestPool, plugins: unknown[], more: Record<string, unknown> = {}): Promise<string> {
-  const file = join(p.work, 'config.json');
+/** Writes a config for the pool's root (to `name` in the pool's work directory, so that several can coexist) and returns its path. */
+export async function writeConfig(p: TestPool, plugins: unknown[], more: Record<string, unknown> = {}, name = 'config.json'): Promise<string> {
+  const file = join(p.work, name);
   await writeFile(file, JSON.stringify({ stateDir: p.stateDir, lockStaleSeconds: 3, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins }], ...more }, null, 1));
   return file;
 }
@@ -115,7 +117,7 @@ export interface DatasetRow {
 }
 
 export async function datasets(pool: string): Promise<DatasetRow[]> {
-  const out = await zfs('list', '-H', '-r', '-t', 'filesystem', '-o', 'name,mountpoint,mounted,org.zfs-dynamic-creator:state', pool);
+  const out = await zfs('list', '-H', '-r', '-t', 'filesystem', '-o', `name,mountpoint,mounted,${PROP_STATE}`, pool);
   return out
     .split('\n')
     .filter(Boolean)
@@ -123,4 +125,22 @@ export async function datasets(pool: string): Promise<DatasetRow[]> {
       const [name = '', mountpoint = '', mounted = '', state = ''] = l.split('\t');
       return { name, mountpoint, mounted, state };
     });
+}
+
+/** The pool's datasets below its top one, by name relative to the pool, with their state property ('-' when unset). */
+export async function datasetStates(p: Pick<TestPool, 'pool'>): Promise<Map<string, string>> {
+  const rows = await datasets(p.pool);
+  return new Map(rows.filter((r) => r.name !== p.pool).map((r) => [r.name.slice(p.pool.length + 1), r.state]));
+}
+
+/** Waits until every one of `names` is a live dataset of the pool; throws naming those that are not, after `timeoutMs`. */
+export async function waitLive(p: Pick<TestPool, 'pool'>, names: readonly string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await datasetStates(p);
+    const missing = names.filter((n) => now.get(n) !== 'live');
+    if (missing.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`not converted after ${timeoutMs} ms: ${missing.slice(0, 10).join(', ')} (${missing.length} in all)`);
+    await sleep(500);
+  }
 }

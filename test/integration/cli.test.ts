@@ -1,7 +1,7 @@
 /** The command line as an administrator meets it: list-plugins, dry-run, status, errors. */
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cli, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
 import { describeTree, makeTree } from '../helpers/tree.js';
 
@@ -36,6 +36,8 @@ describe('--dry-run', () => {
   it('says what would be done and changes nothing', async () => {
     const dir = join(p.mount, 'dry');
     await makeTree(dir, 4);
+    // Every test of this file makes its own directories and takes them away: none sees another's.
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const before = await describeTree(dir);
     const r = await cli(['--dry-run', '--config', config, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(0);
@@ -51,15 +53,19 @@ describe('--dry-run', () => {
 
 describe('status and errors', () => {
   it('lists directories waiting to be converted', async () => {
+    const dir = join(p.mount, 'waiting');
+    await makeTree(dir, 2);
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const r = await cli(['status', '--json', '--config', config], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(0);
     const out = JSON.parse(r.stdout) as { roots: { waiting: string[]; jobs: unknown[] }[] };
-    expect(out.roots[0]!.waiting).toEqual(['dry']);
+    expect(out.roots[0]!.waiting).toEqual(['waiting']);
     expect(out.roots[0]!.jobs).toEqual([]);
   });
 
   it('converts and tells the site plugin the outcome', async () => {
-    const r = await cli(['handle', join(p.mount, 'dry'), '--config', config], { stateDir: p.stateDir });
+    await makeTree(join(p.mount, 'told'), 4);
+    const r = await cli(['handle', join(p.mount, 'told'), '--config', config], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toContain('would tell ops: converted');
   });
@@ -75,6 +81,7 @@ describe('status and errors', () => {
 
   it('handle --event ignores anything but the creation of a directory, quietly', async () => {
     await writeFile(join(p.mount, 'a-file'), 'x');
+    onTestFinished(() => rm(join(p.mount, 'a-file'), { force: true }));
     const r = await cli(['--config', config, 'handle', '--event=IN_CREATE', join(p.mount, 'a-file')], { stateDir: p.stateDir });
     expect(r).toMatchObject({ exitCode: 0, stderr: '' });
   });

@@ -1,11 +1,11 @@
 /** The main job on a real pool: a directory becomes a dataset with everything it held. */
-import { link, mkdir, readdir, symlink, writeFile, chmod, chown, lstat } from 'node:fs/promises';
+import { link, mkdir, symlink, writeFile, chmod, chown, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
 import { describeTree, makeTree } from '../helpers/tree.js';
-import { helperEntries } from '../helpers/state.js';
+import { leftovers } from '../helpers/state.js';
 
 let p: TestPool;
 let config: string;
@@ -18,9 +18,13 @@ afterAll(async () => {
   await p?.destroy();
 });
 
-async function leftovers(): Promise<string[]> {
-  const journal = await readdir(join(p.stateDir, 'jobs')).catch(() => [] as string[]);
-  return [...(await helperEntries(p.mount)), ...journal];
+/** A directory of the root converted into a dataset (by this test file's config), made for a test of its own. */
+async function converted(name: string): Promise<string> {
+  const dir = join(p.mount, name);
+  await makeTree(dir, 2);
+  const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
+  expect({ exitCode: r.exitCode, stderr: r.stderr }).toMatchObject({ exitCode: 0, stderr: expect.stringContaining('converted into') });
+  return dir;
 }
 
 describe('handle <dir>', () => {
@@ -53,11 +57,12 @@ describe('handle <dir>', () => {
     expect(a.ino).toBe(b.ino);
     if (xattrs) expect((await execa('getfattr', ['--only-values', '-n', 'user.origin', join(dir, 'd1', 'f1.dat')])).stdout).toBe('hiseq');
     if (acls) expect((await execa('getfacl', ['-c', join(dir, 'd2', 'f2.dat')])).stdout).toContain('user:4242:r--');
-    expect(await leftovers()).toEqual([]);
+    expect(await leftovers(p)).toEqual([]);
   });
 
   it('leaves a directory that is already a dataset alone', async () => {
-    const r = await cli(['--config', config, 'handle', join(p.mount, 'run 1')], { stateDir: p.stateDir });
+    const dir = await converted('already');
+    const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toContain('already a filesystem');
   });
@@ -71,7 +76,7 @@ describe('handle <dir>', () => {
     expect(r.stderr.trim().split('\n').at(-1)).toMatch(/cannot become a ZFS dataset/);
     expect(await describeTree(dir)).toEqual(before);
     expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/bad*(rw)`);
-    expect(await leftovers()).toEqual([]);
+    expect(await leftovers(p)).toEqual([]);
   });
 
   it('refuses a symlink and a plain file in the root', async () => {
@@ -104,26 +109,25 @@ describe('handle <dir>', () => {
   });
 
   it('refuses a rootdir that is not the mountpoint of rootfs', async () => {
-    const other = join(p.mount, 'run 1');
-    const bad = await writeConfig({ ...p, mount: other }, fastPlugins());
+    // The mountpoint of another dataset, given as the root of the pool's dataset.
+    const other = await converted('other root');
+    const bad = await writeConfig({ ...p, mount: other }, fastPlugins(), {}, 'wrong-root.json');
     await mkdir(join(other, 'inner'));
     const r = await cli(['--config', bad, 'handle', join(other, 'inner')], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toContain('is not the mountpoint of');
-    await writeConfig(p, fastPlugins());
   });
 
   it('fails cleanly when rsync is missing: original whole, no dataset left', async () => {
     const dir = join(p.mount, 'norsync');
     await makeTree(dir, 5);
     const before = await describeTree(dir);
-    const cfg = await writeConfig(p, fastPlugins({ rsync: { command: '/nonexistent/rsync' } }));
+    const cfg = await writeConfig(p, fastPlugins({ rsync: { command: '/nonexistent/rsync' } }), {}, 'no-rsync.json');
     const r = await cli(['--config', cfg, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toContain('/nonexistent/rsync not found');
     expect(await describeTree(dir)).toEqual(before);
     expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/norsync`);
-    await writeConfig(p, fastPlugins());
   });
 
   it('fails cleanly when the copy fails half-way: original whole, no dataset left', async () => {
@@ -131,14 +135,13 @@ describe('handle <dir>', () => {
     await makeTree(dir, 5);
     const before = await describeTree(dir);
     // An rsync flag the real rsync rejects makes the copy fail after the dataset was made.
-    const cfg = await writeConfig(p, fastPlugins({ rsync: { flags: ['-a', '--no-such-flag'] } }));
+    const cfg = await writeConfig(p, fastPlugins({ rsync: { flags: ['-a', '--no-such-flag'] } }), {}, 'copy-fails.json');
     const r = await cli(['--config', cfg, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/migrate failed: .*rolled back/);
     expect(await describeTree(dir)).toEqual(before);
     expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/copyfails`);
-    expect(await leftovers()).toEqual([]);
-    await writeConfig(p, fastPlugins());
+    expect(await leftovers(p)).toEqual([]);
   });
 });
 

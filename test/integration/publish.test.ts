@@ -24,6 +24,21 @@ async function handle(config: string, dir: string) {
   return cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
 }
 
+/** The directory the first exports-file test publishes with --add-export. */
+const ADDED = '140613_D00123_0001_AC123DEFXX';
+
+/**
+ * Our block in /etc/exports, as the first exports-file test leaves it: the later tests start from
+ * it, and make it here when they run on their own.
+ */
+async function exportsBlockWritten(): Promise<void> {
+  if ((await datasets(p.pool)).some((d) => d.name === `${p.pool}/${ADDED}`)) return;
+  const config = await writeConfig(p, fastPlugins(), {}, 'exports-file.json');
+  await makeTree(join(p.mount, ADDED), 3);
+  const r = await cli(['--config', config, '--delay=0', '--add-export', p.pool, p.mount, ADDED, 'IN_CREATE,IN_ISDIR'], { stateDir: p.stateDir });
+  expect({ exitCode: r.exitCode, stderr: r.stderr }).toMatchObject({ exitCode: 0 });
+}
+
 beforeAll(async () => {
   restoreExports = await saveExportState();
   p = await createPool('publish');
@@ -52,8 +67,16 @@ afterAll(async () => {
 describe('drop-in mode (the default)', () => {
   let config: string;
   beforeAll(async () => {
-    config = await writeConfig(p, fastPlugins({ more: ['nfs-exports'] }));
+    config = await writeConfig(p, fastPlugins({ more: ['nfs-exports'] }), {}, 'drop-in.json');
   });
+
+  /** 'with space' converted and exported, by the first test or, when a test runs on its own, here. */
+  async function withSpaceExported(): Promise<void> {
+    if ((await datasets(p.pool)).some((d) => d.name === `${p.pool}/with space`)) return;
+    const dir = join(p.mount, 'with space');
+    await makeTree(dir, 5);
+    expect(await handle(config, dir)).toMatchObject({ exitCode: 0, stderr: expect.stringContaining('converted into') });
+  }
 
   it('exports a new filesystem with a space in its name, inheriting the root clients, /etc/exports untouched', async () => {
     const dir = join(p.mount, 'with space');
@@ -71,6 +94,7 @@ describe('drop-in mode (the default)', () => {
   });
 
   it('publishing again (sync) adds no second line', async () => {
+    await withSpaceExported();
     const before = await readFile(DROP_IN, 'utf8');
     const r = await cli(['--config', config, p.pool, p.mount], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(0);
@@ -81,7 +105,7 @@ describe('drop-in mode (the default)', () => {
   it('refuses, before changing anything, when the root has no line and no clients are configured', async () => {
     const empty = join(p.work, 'empty-exports');
     await writeFile(empty, '# nothing here\n');
-    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { exportsFile: empty, dropInFile: join(p.work, 'x.exports') }]] }));
+    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { exportsFile: empty, dropInFile: join(p.work, 'x.exports') }]] }), {}, 'no-clients.json');
     const dir = join(p.mount, 'noclients');
     await makeTree(dir, 2);
     const r = await handle(cfg, dir);
@@ -94,7 +118,7 @@ describe('drop-in mode (the default)', () => {
   });
 
   it('says "exportfs not found" when exportfs is missing, and converts nothing', async () => {
-    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { exportfsCommand: '/nonexistent/exportfs' }]] }));
+    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { exportfsCommand: '/nonexistent/exportfs' }]] }), {}, 'no-exportfs.json');
     const dir = join(p.mount, 'noexportfs');
     await makeTree(dir, 2);
     const r = await handle(cfg, dir);
@@ -105,7 +129,9 @@ describe('drop-in mode (the default)', () => {
   });
 
   it('puts the previous file back when exportfs -r rejects the new one, and recover finishes later', async () => {
-    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { clients: '127.0.0.1(rw,no_subtree_check,bogus_option)' }]] }));
+    // A previous version of the drop-in file to put back.
+    await withSpaceExported();
+    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { clients: '127.0.0.1(rw,no_subtree_check,bogus_option)' }]] }), {}, 'rejected.json');
     const previous = await readFile(DROP_IN, 'utf8');
     const exportsBefore = await exported();
     const dir = join(p.mount, 'rejected');
@@ -121,7 +147,7 @@ describe('drop-in mode (the default)', () => {
     // The data is safe: the filesystem is live with everything in it.
     expect(await describeTree(dir)).toEqual(data);
     // Fixed config: recovery finishes the publish.
-    const fixed = await writeConfig(p, fastPlugins({ more: ['nfs-exports'] }));
+    const fixed = await writeConfig(p, fastPlugins({ more: ['nfs-exports'] }), {}, 'fixed.json');
     const rec = await cli(['--config', fixed, 'recover'], { stateDir: p.stateDir });
     expect(rec.exitCode).toBe(0);
     expect(await exported()).toEqual([...exportsBefore, dir].sort());
@@ -131,11 +157,11 @@ describe('drop-in mode (the default)', () => {
 describe('the original --add-export flags (exports-file mode)', () => {
   let config: string;
   beforeAll(async () => {
-    config = await writeConfig(p, fastPlugins());
+    config = await writeConfig(p, fastPlugins(), {}, 'exports-file.json');
   });
 
   it('--add-export writes a block in /etc/exports, keeping every other line', async () => {
-    const name = '140613_D00123_0001_AC123DEFXX';
+    const name = ADDED;
     const dir = join(p.mount, name);
     await makeTree(dir, 3);
     const r = await cli(['--config', config, '--delay=0', '--add-export', p.pool, p.mount, name, 'IN_CREATE,IN_ISDIR'], { stateDir: p.stateDir });
@@ -156,6 +182,7 @@ describe('the original --add-export flags (exports-file mode)', () => {
   });
 
   it('--add-remove-all-exports in maintenance mode removes a stale line and adds a missing one', async () => {
+    await exportsBlockWritten();
     // A filesystem made by hand (missing from the exports), and a stale line of ours.
     await zfs('create', `${p.pool}/made by hand`);
     const stale = `${p.mount}/gone`;
@@ -200,6 +227,7 @@ describe('exports-file mode: edits by others, and the original script\'s lines',
   }
 
   it('an edit made to /etc/exports while exportfs -r runs survives, whether exportfs rejects our change or accepts it', async () => {
+    await exportsBlockWritten();
     const adminDir = join(p.work, 'admin one');
     const adminDir2 = join(p.work, 'admin two');
     await mkdir(adminDir);
@@ -212,6 +240,8 @@ describe('exports-file mode: edits by others, and the original script\'s lines',
     const bad = await writeConfig(
       p,
       fastPlugins({ more: [['nfs-exports', { mode: 'exports-file', clients: '127.0.0.1(rw,no_subtree_check,bogus_option)', exportfsCommand: await editingExportfs('reject', adminLine) }]] }),
+      {},
+      'edit-rejected.json',
     );
     const dir = join(p.mount, 'edited meanwhile');
     await makeTree(dir, 2);
@@ -221,7 +251,7 @@ describe('exports-file mode: edits by others, and the original script\'s lines',
     expect(await readFile(EXPORTS, 'utf8')).toBe(`${before}${adminLine}\n`);
     expect(await exported()).toEqual([...exportsBefore, adminDir].sort());
     // Fixed config: recover publishes it; this time exportfs accepts, and another edit made during it stays too.
-    const good = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { mode: 'exports-file', exportfsCommand: await editingExportfs('accept', adminLine2) }]] }));
+    const good = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { mode: 'exports-file', exportfsCommand: await editingExportfs('accept', adminLine2) }]] }), {}, 'edit-accepted.json');
     const rec = await cli(['--config', good, 'recover'], { stateDir: p.stateDir });
     expect(rec.exitCode).toBe(0);
     const end = `# END zfs-dynamic-creator ${p.mount}\n`;
@@ -232,6 +262,7 @@ describe('exports-file mode: edits by others, and the original script\'s lines',
   });
 
   it('2-argument --add-remove-all-exports without a config: the original script\'s stale child line goes, its line for a dataset is updated in place, a new dataset is added, every other line stays byte for byte', async () => {
+    await exportsBlockWritten();
     await zfs('create', `${p.pool}/seeded`);
     await zfs('create', `${p.pool}/brand new`);
     await mkdir(join(p.mount, 'seeded', 'sub'));
@@ -265,7 +296,7 @@ describe('exports-file mode: edits by others, and the original script\'s lines',
 
 describe('sharenfs mode', () => {
   it('sets the sharenfs property on the new dataset', async () => {
-    const config = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { mode: 'sharenfs', sharenfs: 'rw=@127.0.0.1' }]] }));
+    const config = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { mode: 'sharenfs', sharenfs: 'rw=@127.0.0.1' }]] }), {}, 'sharenfs.json');
     const before = await readFile(EXPORTS, 'utf8');
     const dir = join(p.mount, 'shared');
     await makeTree(dir, 2);
