@@ -45,11 +45,22 @@ const POINTS: [string, 'before' | 'after'][] = [
 
 const dirName = (killAt: string, when: string): string => `k_${killAt.replace('/', '.')}_${when}`;
 
+/** Runs `make` the first time a test asks for it; every later ask gets the same result. */
+function once<T>(make: () => Promise<T>): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () => (made ??= make());
+}
+
+/**
+ * One scenario in steps: the kills, then one recover of them all, then handle. Each test asks for
+ * the steps it needs (each runs once), so that every test also runs on its own (`-t`).
+ */
 describe('SIGKILL at every step, then recover', () => {
   const before = new Map<string, Map<string, Entry>>();
   const dirTimes = new Map<string, number>();
 
-  it('dies where it is told to', async () => {
+  const killedAtPoints = once(async () => {
+    const results: { name: string; signal: string | undefined; stderr: string }[] = [];
     for (const [index, [killAt, when]] of POINTS.entries()) {
       const name = dirName(killAt, when);
       const dir = join(p.mount, name);
@@ -58,12 +69,12 @@ describe('SIGKILL at every step, then recover', () => {
       // Aimed at this job only: every run first recovers the root's earlier jobs, which must not die.
       const config = await writeNamedConfig(p, `kill-${index}.json`, fastPlugins({ more: [['fault-injection', { killAt, when, names: [name] }]] }));
       const r = await run(['--config', config, 'handle', dir], p.stateDir);
-      expect({ name, signal: r.signal, stderr: r.stderr }).toMatchObject({ name, signal: 'SIGKILL' });
-      expect(r.stderr).toContain(`fault injection: sending SIGKILL`);
+      results.push({ name, signal: r.signal, stderr: r.stderr });
     }
+    return results;
   });
 
-  it('dies in the middle of the copy (the node process and its rsync killed together)', async () => {
+  const killedMidCopy = once(async () => {
     const name = 'k_mid-copy';
     const dir = join(p.mount, name);
     await makeTree(dir, 1500, 40_000);
@@ -75,28 +86,25 @@ describe('SIGKILL at every step, then recover', () => {
       rsyncs = await processesMatching('rsync', `${staging}/`);
       if (rsyncs.length === 0) await sleep(25);
     }
-    expect(rsyncs.length).toBeGreaterThan(0);
     await sleep(50); // some of it copied, not all
     child.kill('SIGKILL');
     for (const pid of await processesMatching('rsync', `${staging}/`)) process.kill(pid, 'SIGKILL');
     const r = await child;
-    expect(r.signal).toBe('SIGKILL');
     // Really in the middle: the staging dataset holds some but not all of the files.
     const copied = (await Promise.all(['d0', 'd1', 'd2', 'd3'].map((d) => readdir(join(staging, d)).catch(() => [] as string[])))).flat().length;
-    expect(copied).toBeLessThan(1500);
+    return { rsyncs: rsyncs.length, signal: r.signal, copied };
   });
 
-  it('dies in the middle of the copy by fault injection (rsync left running, as after a real crash)', async () => {
+  const killedDuringCopy = once(async () => {
     const name = 'k_during-copy';
     const dir = join(p.mount, name);
     await makeTree(dir, 800, 40_000);
     before.set(name, await describeTree(dir, { mtimes: true }));
     const config = await writeNamedConfig(p, 'during.json', fastPlugins({ more: [['fault-injection', { killAt: 'migrate/copy', when: 'during', duringMs: 200, names: [name] }]] }));
-    const r = await run(['--config', config, 'handle', dir], p.stateDir);
-    expect(r.signal).toBe('SIGKILL');
+    return run(['--config', config, 'handle', dir], p.stateDir);
   });
 
-  it('dies in the middle of removing the original (after the verification)', async () => {
+  const killedDuringRemove = once(async () => {
     const name = 'k_during-remove';
     const dir = join(p.mount, name);
     await makeTree(dir, 2000, 1000);
@@ -106,22 +114,52 @@ describe('SIGKILL at every step, then recover', () => {
     const child = cliSpawn(['--config', plain, 'handle', dir], { stateDir: p.stateDir });
     const aside = stagingPath(p, name, 'orig');
     const count = async (): Promise<number> => (await Promise.all(['d0', 'd1', 'd2', 'd3'].map((d) => readdir(join(aside, d)).catch(() => [] as string[])))).flat().length;
-    let left = 0;
     for (let i = 0; i < 3000; i++) {
-      left = await count();
+      const left = await count();
       if (left > 0 && left < 1900) break;
       await sleep(5);
     }
     child.kill('SIGKILL');
     const r = await child;
-    expect(r.signal).toBe('SIGKILL');
-    left = await count();
+    return { signal: r.signal, left: await count() };
+  });
+
+  /** Every kill above, then one recover of them all. */
+  const recovered = once(async () => {
+    await killedAtPoints();
+    await killedMidCopy();
+    await killedDuringCopy();
+    await killedDuringRemove();
+    return run(['--config', plain, 'recover'], p.stateDir);
+  });
+
+  it('dies where it is told to', async () => {
+    for (const { name, signal, stderr } of await killedAtPoints()) {
+      expect({ name, signal, stderr }).toMatchObject({ name, signal: 'SIGKILL' });
+      expect(stderr).toContain(`fault injection: sending SIGKILL`);
+    }
+  });
+
+  it('dies in the middle of the copy (the node process and its rsync killed together)', async () => {
+    const { rsyncs, signal, copied } = await killedMidCopy();
+    expect(rsyncs).toBeGreaterThan(0);
+    expect(signal).toBe('SIGKILL');
+    expect(copied).toBeLessThan(1500);
+  });
+
+  it('dies in the middle of the copy by fault injection (rsync left running, as after a real crash)', async () => {
+    expect((await killedDuringCopy()).signal).toBe('SIGKILL');
+  });
+
+  it('dies in the middle of removing the original (after the verification)', async () => {
+    const { signal, left } = await killedDuringRemove();
+    expect(signal).toBe('SIGKILL');
     expect(left).toBeGreaterThan(0);
     expect(left).toBeLessThan(2000);
   });
 
   it('recover leaves every file at its original path and nothing of the jobs behind', async () => {
-    const r = await run(['--config', plain, 'recover'], p.stateDir);
+    const r = await recovered();
     expect(r.stdout + r.stderr).not.toMatch(/^busy|failed/m);
     expect(r.exitCode).toBe(0);
     for (const [name, tree] of before) {
@@ -146,6 +184,7 @@ describe('SIGKILL at every step, then recover', () => {
   });
 
   it('handle then converts the ones that were rolled back', async () => {
+    await recovered();
     for (const [name, tree] of before) {
       const r = await run(['--config', plain, 'handle', join(p.mount, name)], p.stateDir);
       expect({ name, exitCode: r.exitCode, stderr: r.stderr }).toMatchObject({ name, exitCode: 0 });
