@@ -6,12 +6,13 @@
  * is asserted here (figures are the benchmark's business: npm run bench), only completion
  * within a generous bound.
  */
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { cli, cliSpawn, createPool, datasets, type TestPool } from '../helpers/zfs.js';
-import { helperEntries } from '../helpers/state.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, createPool, datasets, type TestPool } from '../helpers/zfs.js';
+import { startDaemon } from '../helpers/daemon.js';
+import { leftovers } from '../helpers/state.js';
 
 let p: TestPool;
 let config: string;
@@ -42,21 +43,11 @@ async function live(): Promise<Set<string>> {
   );
 }
 
-async function leftOver(): Promise<string[]> {
-  return [...(await helperEntries(p.mount)), ...(await readdir(join(p.stateDir, 'jobs')).catch(() => [] as string[]))];
-}
-
 describe('a burst of 40 directories with the default settings', () => {
   it('watch: all converted, published while their grace periods run together; status shows the queue; nothing left', async () => {
-    const child = cliSpawn(['--config', config, 'watch'], { stateDir: p.stateDir });
-    let out = '';
-    child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-    onTestFinished(async () => {
-      child.kill('SIGTERM');
-      await child;
-    });
-    for (let i = 0; i < 300 && !out.includes('NOTICE: watching '); i++) await sleep(100);
-    expect(out).toContain('concurrency 2, up to 64 jobs waiting or working');
+    const daemon = await startDaemon(p, config);
+    const out = daemon.output;
+    expect(out()).toContain('concurrency 2, up to 64 jobs waiting or working');
     const names = await makeBurst('lab', 40);
 
     // While they wait for quiet, status sees every one of them, none holding a work slot.
@@ -76,13 +67,12 @@ describe('a burst of 40 directories with the default settings', () => {
     while ((await live()).size < names.length && Date.now() < deadline) await sleep(500);
     expect([...(await live())].sort()).toEqual(names);
     for (const n of names) expect(await readFile(join(p.mount, n, 'sample.txt'), 'utf8')).toBe(`${n}\n`);
-    while (!names.every((n) => out.includes(`[${n}] converted into`)) && Date.now() < deadline) await sleep(500);
-    for (const n of names) expect(out).toContain(`[${n}] converted into`);
+    while (!names.every((n) => out().includes(`[${n}] converted into`)) && Date.now() < deadline) await sleep(500);
+    for (const n of names) expect(out()).toContain(`[${n}] converted into`);
     expect((await datasets(p.pool)).filter((d) => d.name !== p.pool && d.state !== 'live')).toEqual([]);
-    expect(out.split('\n').filter((l) => /ERROR|WARN/.test(l))).toEqual([]);
-    expect(await leftOver()).toEqual([]);
-    child.kill('SIGTERM');
-    expect((await child).exitCode).toBe(0);
+    expect(out().split('\n').filter((l) => /ERROR|WARN/.test(l))).toEqual([]);
+    expect(await leftovers(p)).toEqual([]);
+    expect(await daemon.stop()).toBe(0);
     // The daemon's status file goes with it.
     const after = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as { daemon: unknown };
     expect(after.daemon).toBeNull();
@@ -96,6 +86,6 @@ describe('a burst of 40 directories with the default settings', () => {
     expect(summary!.counts).toEqual({ converted: names.length });
     const now = await live();
     for (const n of names) expect(now.has(n)).toBe(true);
-    expect(await leftOver()).toEqual([]);
+    expect(await leftovers(p)).toEqual([]);
   });
 });

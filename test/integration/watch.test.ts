@@ -1,13 +1,14 @@
 /** The daemon on a real pool, as a child process: bursts, restarts, SIGTERM mid-job, SIGHUP. */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobId } from '../../src/core/journal.js';
-import { cliSpawn, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
-import { helperEntries } from '../helpers/state.js';
+import { createPool, datasetStates, fastPlugins, waitLive as waitLiveIn, writeConfig, type TestPool } from '../helpers/zfs.js';
+import { startDaemon as startDaemonOf } from '../helpers/daemon.js';
+import { leftovers } from '../helpers/state.js';
 import { lockPath } from '../../src/core/lock.js';
 
 let p: TestPool;
@@ -20,74 +21,9 @@ afterAll(async () => {
   await p?.destroy();
 });
 
-interface Daemon {
-  readonly output: () => string;
-  waitFor(pattern: RegExp | string, timeoutMs?: number): Promise<void>;
-  signal(name: NodeJS.Signals): void;
-  stop(): Promise<number>;
-}
-
-let daemons: Daemon[] = [];
-afterEach(async () => {
-  // A failed test must not leave a daemon behind.
-  await Promise.all(daemons.map((d) => d.stop()));
-  daemons = [];
-});
-
-async function startDaemon(config: string): Promise<Daemon> {
-  const child = cliSpawn(['--config', config, 'watch'], { stateDir: p.stateDir });
-  let out = '';
-  child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
-  let exited: number | undefined;
-  const result = child.then((r) => (exited = r.exitCode ?? -1));
-  const daemon: Daemon = {
-    output: () => out,
-    async waitFor(pattern, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      const hit = (): boolean => (typeof pattern === 'string' ? out.includes(pattern) : pattern.test(out));
-      while (!hit()) {
-        if (exited !== undefined) throw new Error(`the daemon exited (${exited}) before ${String(pattern)}:\n${out.slice(-3000)}`);
-        if (Date.now() > deadline) throw new Error(`no ${String(pattern)} within ${timeoutMs} ms:\n${out.slice(-3000)}`);
-        await sleep(100);
-      }
-    },
-    signal(name) {
-      child.kill(name);
-    },
-    async stop() {
-      if (exited === undefined) child.kill('SIGTERM');
-      const timeout = setTimeout(() => child.kill('SIGKILL'), 60_000);
-      await result;
-      clearTimeout(timeout);
-      return exited!;
-    },
-  };
-  daemons.push(daemon);
-  await daemon.waitFor('NOTICE: watching ');
-  return daemon;
-}
-
-async function states(): Promise<Map<string, string>> {
-  const rows = await datasets(p.pool);
-  return new Map(rows.filter((r) => r.name !== p.pool).map((r) => [r.name.slice(p.pool.length + 1), r.state]));
-}
-
-async function waitLive(names: readonly string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const now = await states();
-    const missing = names.filter((n) => now.get(n) !== 'live');
-    if (missing.length === 0) return;
-    if (Date.now() > deadline) throw new Error(`not converted after ${timeoutMs} ms: ${missing.slice(0, 10).join(', ')} (${missing.length} in all)`);
-    await sleep(500);
-  }
-}
-
-async function helpersAndJournal(): Promise<string[]> {
-  const helpers = await helperEntries(p.mount);
-  const journal = await readdir(join(p.stateDir, 'jobs')).catch(() => [] as string[]);
-  return [...helpers, ...journal];
-}
+const startDaemon = (config: string) => startDaemonOf(p, config);
+const states = () => datasetStates(p);
+const waitLive = (names: readonly string[], timeoutMs: number) => waitLiveIn(p, names, timeoutMs);
 
 function sha(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -109,7 +45,7 @@ describe('watch', () => {
     // Nothing was left to the sweep: every directory came through inotify.
     expect(daemon.output().split('\n').filter((l) => /ERROR|WARN/.test(l))).toEqual([]);
     expect(await daemon.stop()).toBe(0);
-    expect(await helpersAndJournal()).toEqual([]);
+    expect(await leftovers(p)).toEqual([]);
     console.log(`watch: 100 directories converted in ${seconds.toFixed(1)} s (concurrency ${WATCH.concurrency})`);
   });
 
@@ -143,7 +79,7 @@ describe('watch', () => {
     expect(daemon.output()).toMatch(/\[slow wait\] deferred: stopped while waiting/);
     expect((await states()).has('slow wait')).toBe(false);
     expect(await readFile(join(dir, 'f'), 'utf8')).toBe('waiting\n');
-    expect(await helpersAndJournal()).toEqual([]);
+    expect(await leftovers(p)).toEqual([]);
 
     const again = await startDaemon(await writeConfig(p, fastPlugins(), { watch: WATCH }));
     await waitLive(['slow wait'], 60_000);
@@ -167,7 +103,7 @@ describe('watch', () => {
     expect(await daemon.stop()).toBe(0);
     expect(daemon.output()).toMatch(/\[slow copy\] migrate failed: .*rolled back/);
     expect((await states()).has('slow copy')).toBe(false);
-    expect(await helpersAndJournal()).toEqual([]);
+    expect(await leftovers(p)).toEqual([]);
     expect(sha(await readFile(join(dir, 'big.bin')))).toBe(want);
     expect(await readFile(join(dir, 'small.txt'), 'utf8')).toBe('small\n');
 
@@ -175,7 +111,7 @@ describe('watch', () => {
     await waitLive(['slow copy'], 120_000);
     expect(sha(await readFile(join(dir, 'big.bin')))).toBe(want);
     expect(await again.stop()).toBe(0);
-    expect(await helpersAndJournal()).toEqual([]);
+    expect(await leftovers(p)).toEqual([]);
   });
 
   it('reloads its config on SIGHUP', async () => {
@@ -194,7 +130,7 @@ describe('watch', () => {
     await mkdir(join(p.mount, 'late 2'));
     await waitLive(['late 1', 'late 2'], 60_000);
     expect(await daemon.stop()).toBe(0);
-    expect(await helpersAndJournal()).toEqual([]);
+    expect(await leftovers(p)).toEqual([]);
   });
 
   it('keeps the old config when the new one is invalid', async () => {
