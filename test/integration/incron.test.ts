@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, PROJECT, cli, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
+import { CLI, cli, createPool, datasetStates, fastPlugins, PROJECT, writeConfig, type TestPool } from '../helpers/zfs.js';
 import { helperEntries } from '../helpers/state.js';
 
 let p: TestPool;
@@ -58,10 +58,7 @@ afterAll(async () => {
   await p?.destroy();
 });
 
-async function states(): Promise<Map<string, string>> {
-  const rows = await datasets(p.pool);
-  return new Map(rows.filter((r) => r.name !== p.pool).map((r) => [r.name.slice(p.pool.length + 1), r.state]));
-}
+const states = (): Promise<Map<string, string>> => datasetStates(p);
 
 describe('incron with the contrib/incron.d line', () => {
   it('converts a directory with a space in its name, through incron alone', async () => {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliSpawn, createPool, datasets, fastPlugins, writeConfig, zfs, type TestPool } from '../helpers/zfs.js';
 import { describeTree, makeTree } from '../helpers/tree.js';
 import { scaled } from '../helpers/time.js';
+import { HELPER_PREFIX } from '../helpers/state.js';
 
 let p: TestPool;
 
@@ -93,7 +94,7 @@ describe('kernel OpenZFS', () => {
     expect((await lstat(join(dir, 'null-device'))).rdev).toBe((await lstat('/dev/null')).rdev);
     // the sparse file is still sparse
     expect((await lstat(join(dir, 'sparse'))).blocks * 512).toBeLessThan(1 << 20);
-    expect((await readdir(p.mount)).filter((n) => n.startsWith('.zfs-dynamic-creator-'))).toEqual([]);
+    expect((await readdir(p.mount)).filter((n) => n.startsWith(HELPER_PREFIX))).toEqual([]);
   });
 
   it('zfs destroy right after zfs create is never busy, and the tool rolls back at once', async () => {
