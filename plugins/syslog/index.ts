@@ -3,10 +3,17 @@
  * naming the directory, the dataset and the step. One long-lived `logger`
  * process (util-linux) takes the lines with their priorities on its standard
  * input, so a run costs one process, not one per line.
+ *
+ * Under systemd, stderr is the journal and /dev/log is journald's own socket: a record sent to
+ * both would be in the journal twice. So, by default (`journal: skip`), a record the stderr sink
+ * already wrote to the journal is not sent here; journald passes it on to the syslog daemon
+ * (rsyslog's imjournal, or ForwardToSyslog=), so syslog still sees every line once. Records that
+ * did not reach the journal (below stderr's level, -q) are sent as usual. `journal: send` sends
+ * everything regardless (for a socket that is not journald's, e.g. a remote syslog relay).
  */
 import { execa, type ResultPromise } from 'execa';
 import { z } from 'zod';
-import { definePlugin, oneLineText, type LogLevel, type LogRecord } from '../../src/index.js';
+import { definePlugin, inJournal, logToStderr, oneLineText, type LogLevel, type LogRecord } from '../../src/index.js';
 
 const NAME = 'syslog';
 
@@ -32,6 +39,8 @@ const options = z
       .strict()
       .default({ debug: 'debug', info: 'info', notice: 'notice', warning: 'warning', error: 'err' }),
     command: z.string().min(1).default('logger'),
+    /** What to do with a record that already reached the systemd journal through stderr. */
+    journal: z.enum(['skip', 'send']).default('skip'),
   })
   .strict();
 
@@ -62,10 +71,16 @@ export default definePlugin<Options>({
       child = execa(opts.command, ['--prio-prefix', '-t', opts.tag, '-u', opts.socket], {
         stdin: 'pipe',
         stdout: 'ignore',
-        stderr: 'inherit',
+        // Not inherited: logger's complaints go through our own stderr writer, which a closed
+        // stderr cannot break (an inherited closed pipe would kill logger with SIGPIPE).
+        stderr: 'pipe',
         reject: false,
       });
       child.catch(() => undefined);
+      child.stderr?.setEncoding('utf8');
+      child.stderr?.on('data', (chunk: string) => {
+        for (const line of chunk.split('\n').filter(Boolean)) logToStderr('warning', `[${NAME}] ${opts.command}: ${line}`);
+      });
       child.stdin?.on('error', () => {
         broken = true;
       });
@@ -77,6 +92,7 @@ export default definePlugin<Options>({
 
     hooks.log.tap(NAME, (record) => {
       if (RANK[record.level] < RANK[opts.level]) return;
+      if (opts.journal === 'skip' && inJournal(record)) return;
       const proc = start();
       if (!proc?.stdin?.writable) return;
       const pri = FACILITIES[opts.facility] * 8 + SEVERITIES[opts.severities[record.level]];

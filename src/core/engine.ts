@@ -84,6 +84,11 @@ export interface RecoveryResult {
   readonly outcome: Outcome;
 }
 
+/** The log level of an outcome: failures are errors, deferrals warnings, results notices. */
+function levelOf(kind: OutcomeKind): 'info' | 'notice' | 'warn' | 'error' {
+  return kind === 'failed' ? 'error' : kind === 'deferred' ? 'warn' : kind === 'converted' || kind === 'recovered' ? 'notice' : 'info';
+}
+
 /** The job lost its lock: it must not write anything more, the journal included. */
 export class LockLostError extends Error {
   override readonly name = 'LockLostError';
@@ -148,9 +153,8 @@ export class RootEngine {
     job.slot = new SlotHold(options.slots);
     this.running.set(name, { job, since: new Date(started).toISOString() });
     let lock: Lock | undefined;
-    const finish = async (kind: OutcomeKind, message: string, error?: Error): Promise<Outcome> => {
+    const finish = async (kind: OutcomeKind, message: string, error?: Error, level: 'info' | 'notice' | 'warn' | 'error' = levelOf(kind)): Promise<Outcome> => {
       const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
-      const level = kind === 'failed' ? 'error' : kind === 'deferred' ? 'warn' : kind === 'converted' || kind === 'recovered' ? 'notice' : 'info';
       job.log[level](message, { step: 'outcome' });
       await this.hooks.outcome.promise(job, outcome).catch((e: unknown) => job.log.warn(`an outcome hook failed: ${oneLine(e)}`));
       return outcome;
@@ -217,11 +221,19 @@ export class RootEngine {
           await job.enter(phase);
           if (this.runs(phase, job.log)) await this.hooks[phase].promise(job);
         } catch (error) {
-          return await finish('failed', await this.failed(job, phase, error), asError(error));
+          // Asked to stop (SIGTERM): a clean stop, not an error, when everything was put back
+          // (or, past the commit, left for the next run as designed). Deferred: tried again later.
+          const stopping = signal.aborted && !(error instanceof LockLostError);
+          const failure = await this.failed(job, phase, error, stopping);
+          if (stopping && failure.settled) return await finish('deferred', failure.message, undefined, 'notice');
+          return await finish('failed', failure.message, asError(error));
         }
       }
       await job.forget();
-      return await finish('converted', this.context.dryRun ? 'dry run: nothing was changed' : `converted into ${job.record.filesystem ?? 'a new filesystem'}`);
+      return await finish(
+        'converted',
+        this.context.dryRun ? `dry run: would convert${job.record.filesystem !== undefined ? ` into ${job.record.filesystem}` : ''}; nothing was changed` : `converted into ${job.record.filesystem ?? 'a new filesystem'}`,
+      );
     } catch (error) {
       if (error instanceof BusyError) return await finish('busy', `left alone: ${error.message}`);
       if (error instanceof LockLostError) return await finish('failed', error.message, error);
@@ -235,30 +247,35 @@ export class RootEngine {
     }
   }
 
-  /** Failure path: roll back before the commit, keep everything for recovery after it. */
-  private async failed(job: JobImpl, phase: PhaseName | 'recover', error: unknown): Promise<string> {
-    const reason = `${phase} failed: ${oneLine(error)}`;
+  /**
+   * Failure path: roll back before the commit, keep everything for recovery after it. `settled`
+   * is true when that went as designed (rolled back, or left for recovery past the commit), false
+   * when the rollback itself failed or the lock was lost. `stopping`: the job was asked to stop
+   * (SIGTERM), and the message says so instead of calling it a failure.
+   */
+  private async failed(job: JobImpl, phase: PhaseName | 'recover', error: unknown, stopping = false): Promise<{ message: string; settled: boolean }> {
+    const reason = stopping ? `stopped during ${phase}: ${oneLine(error)}` : `${phase} failed: ${oneLine(error)}`;
     // A dry run changed nothing: there is nothing to undo, and rollback does not run in one.
-    if (job.dryRun && !CONTRACT.rollback.dryRun) return reason;
-    if (error instanceof LockLostError) return lockLostReport(job, error);
+    if (job.dryRun && !CONTRACT.rollback.dryRun) return { message: reason, settled: true };
+    if (error instanceof LockLostError) return { message: lockLostReport(job, error), settled: false };
     if (job.record.committed) {
       await job.markStatus('incomplete', reason);
       // The reason may already say where everything is and what to run; then it is not repeated.
-      if (reason.includes("'zfs-dynamic-creator recover'")) return `${reason} (the job is past its commit point: nothing is undone)`;
+      if (reason.includes("'zfs-dynamic-creator recover'")) return { message: `${reason} (the job is past its commit point: nothing is undone)`, settled: true };
       const kept = job.record.aside && !reason.includes(job.record.aside) ? `; the original is kept at ${quoteName(job.record.aside)}` : '';
-      return `${reason}; the job is past its commit point, so nothing is undone${kept}; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`;
+      return { message: `${reason}; the job is past its commit point, so nothing is undone${kept}; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`, settled: true };
     }
     await job.markStatus('rolling-back', reason);
     try {
       await job.enter('recover');
       await this.hooks.rollback.promise(job, asError(error));
     } catch (rollbackError) {
-      if (rollbackError instanceof LockLostError) return lockLostReport(job, rollbackError);
+      if (rollbackError instanceof LockLostError) return { message: lockLostReport(job, rollbackError), settled: false };
       await job.markStatus('incomplete', `${reason}; rollback failed: ${oneLine(rollbackError)}`).catch(() => undefined);
-      return `${reason}; rollback failed: ${oneLine(rollbackError)}; the next run for this root, or 'zfs-dynamic-creator recover', tries again`;
+      return { message: `${reason}; rollback failed: ${oneLine(rollbackError)}; the next run for this root, or 'zfs-dynamic-creator recover', tries again`, settled: false };
     }
     await job.forget();
-    return `${reason}; rolled back, the original directory is untouched`;
+    return { message: `${reason}; rolled back, the original directory is untouched${stopping ? '; it will be tried again' : ''}`, settled: true };
   }
 
   /** Finishes or undoes one interrupted job, taking its lock. */
@@ -394,6 +411,8 @@ export class RootEngine {
     } catch (error) {
       if (error instanceof LockLostError) return done('failed', lockLostReport(job, error), error);
       await job.markStatus('incomplete', oneLine(error)).catch(() => undefined);
+      // Asked to stop (SIGTERM) meanwhile: the job stays in the journal for the next run.
+      if (signal.aborted) return done('deferred', `stopped during recovery: ${oneLine(error)}; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`);
       return done('failed', `recovery failed: ${oneLine(error)}`, asError(error));
     } finally {
       job.slot.give();

@@ -24,6 +24,9 @@ export async function writeFileAtomic(path: string, content: string, mode?: numb
   }
   const handle = await open(tmp, 'wx', keepMode);
   try {
+    // The mode asked for, whatever the umask (the systemd units set UMask=0077: /etc/exports
+    // must not turn 0600 because the tool rewrote it).
+    await handle.chmod(keepMode);
     await handle.writeFile(content);
     await handle.sync();
   } catch (error) {

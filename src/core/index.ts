@@ -10,7 +10,7 @@ export { Slots, SlotHold } from './slots.js';
 export { loadPlugins, builtinNames, ownVersion, type LoadedPlugin, type PluginSource } from './loader.js';
 export { DEFAULT_STATE_DIR, loadConfig, validateConfig, type Config, type RootConfig } from './config.js';
 export { Journal, jobId } from './journal.js';
-export { createLogger, stderrSink, oneLineText, type LogSink } from './logger.js';
+export { createLogger, stderrSink, oneLineText, stderrIsJournal, journalIsStderr, inJournal, stderrLine, localTimestamp, logToStderr, writeStderr, writeStdout, ignoreBrokenPipes, JOURNAL_PRIORITY, type LogSink } from './logger.js';
 export { definePlugin } from './plugin.js';
 export { HELPER_PREFIX, HOLDING_NAME, helperPath, holdingDir, isHelperName, jobPaths, legacyHelperPath, type JobPaths } from './helpers.js';
 export { acquireLock, isLocked, type Lock, type LockOptions } from './lock.js';

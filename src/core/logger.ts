@@ -1,13 +1,33 @@
-/** The logger: every record goes to hooks.log (syslog and friends) and, unless quiet, to stderr. */
+/**
+ * The logger: every record goes to hooks.log (syslog and friends) and, unless quiet, to stderr.
+ *
+ * Stderr has two forms. When it is the systemd journal (the JOURNAL_STREAM the service manager
+ * sets names the device and inode of fd 2), each line starts with the sd-daemon priority prefix
+ * (`<6>INFO: …`, see sd-daemon(3)) and carries no timestamp and no program name: journald adds
+ * both. Anywhere else each line starts with the local time, ISO 8601 with its UTC offset
+ * (`2026-11-27T09:01:02.123+01:00 zfs-dynamic-creator: INFO: …`).
+ *
+ * A closed stderr (a pipe whose reader went away: `| head -1`, a dropped ssh session) never
+ * interrupts anything: write errors on stderr and stdout are ignored, and the other sinks
+ * (syslog) go on receiving every record.
+ */
+import { fstatSync } from 'node:fs';
 import type { LogFields, LogLevel, LogRecord, Logger } from './types.js';
 
 export type LogSink = (record: LogRecord) => void;
 
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, notice: 2, warning: 3, error: 4 };
 
+/** The sd-daemon / syslog priority of each level. */
+export const JOURNAL_PRIORITY: Readonly<Record<LogLevel, number>> = { debug: 7, info: 6, notice: 5, warning: 4, error: 3 };
+
+export const PROGRAM = 'zfs-dynamic-creator';
+
 export interface StderrOptions {
   quiet: boolean;
   verbose: boolean;
+  /** Stderr is the journal (default: detected from JOURNAL_STREAM, see stderrIsJournal). */
+  journal?: boolean;
 }
 
 /** Escapes control characters so that one record is one line whatever a name holds. */
@@ -22,12 +42,111 @@ export function formatRecord(record: LogRecord): string {
   return oneLineText(`${record.level.toUpperCase()}:${who}${where} ${record.message}`);
 }
 
+/**
+ * Whether file descriptor `fd` (stderr by default) is the systemd journal: systemd sets
+ * JOURNAL_STREAM to "<device>:<inode>" of the stream it connects stdout and stderr to. A
+ * redirected stderr (`2>file` in ExecStart's shell, a pipe) no longer matches, so the variable
+ * alone, inherited by a child whose stderr is elsewhere, is not enough.
+ */
+export function stderrIsJournal(env: NodeJS.ProcessEnv = process.env, fd = 2): boolean {
+  const stream = env.JOURNAL_STREAM;
+  if (stream === undefined) return false;
+  const match = /^(\d+):(\d+)$/.exec(stream.trim());
+  if (!match) return false;
+  try {
+    const stats = fstatSync(fd, { bigint: true });
+    return stats.dev === BigInt(match[1]!) && stats.ino === BigInt(match[2]!);
+  } catch {
+    return false;
+  }
+}
+
+let journalCache: boolean | undefined;
+/** stderrIsJournal() for this process, worked out once. */
+export function journalIsStderr(): boolean {
+  journalCache ??= stderrIsJournal();
+  return journalCache;
+}
+
+/** The local time in ISO 8601 with milliseconds and the UTC offset: 2026-11-27T09:01:02.123+01:00. */
+export function localTimestamp(date: Date): string {
+  const pad = (n: number, width = 2): string => String(Math.trunc(Math.abs(n))).padStart(width, '0');
+  const offset = -date.getTimezoneOffset();
+  const sign = offset >= 0 ? '+' : '-';
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}` +
+    `${sign}${pad(offset / 60)}:${pad(offset % 60)}`
+  );
+}
+
+/**
+ * One stderr line for a message at `level` (text already on one line), without the newline:
+ * `<N>LEVEL: text` for the journal, `<time> zfs-dynamic-creator: LEVEL: text` elsewhere.
+ */
+export function stderrLine(level: LogLevel, text: string, options: { journal: boolean; time?: Date }): string {
+  const body = `${level.toUpperCase()}: ${text}`;
+  return options.journal ? `<${JOURNAL_PRIORITY[level]}>${body}` : `${localTimestamp(options.time ?? new Date())} ${PROGRAM}: ${body}`;
+}
+
+let guarded = false;
+/**
+ * Makes a closed stderr or stdout harmless for the rest of the process: a write error (EPIPE
+ * when the reader went away) is ignored instead of becoming an uncaught 'error' event that
+ * ends the process in the middle of a job. Idempotent.
+ */
+export function ignoreBrokenPipes(): void {
+  if (guarded) return;
+  guarded = true;
+  for (const stream of [process.stderr, process.stdout]) stream.on('error', () => undefined);
+}
+
+/** Writes to stderr; a failed write (a closed pipe) is ignored. */
+export function writeStderr(text: string): void {
+  ignoreBrokenPipes();
+  try {
+    if (!process.stderr.destroyed && process.stderr.writable) process.stderr.write(text);
+  } catch {
+    // a closed stderr must never interrupt a job
+  }
+}
+
+/** Writes to stdout; a failed write (a closed pipe) is ignored. */
+export function writeStdout(text: string): void {
+  ignoreBrokenPipes();
+  try {
+    if (!process.stdout.destroyed && process.stdout.writable) process.stdout.write(text);
+  } catch {
+    // the reader went away: nothing more to say to it
+  }
+}
+
+/** Logs one line to stderr the way the stderr sink does, for messages outside a logger (the CLI's own). */
+export function logToStderr(level: LogLevel, text: string): void {
+  writeStderr(`${stderrLine(level, oneLineText(text), { journal: journalIsStderr() })}\n`);
+}
+
+/** Records the stderr sink wrote to the journal (so that a syslog sink need not send them again). */
+const journalled = new WeakSet<LogRecord>();
+
+/**
+ * Whether this record already reached the systemd journal through stderr. Sinks run before
+ * hooks.log, so a plugin tapping hooks.log (syslog) can tell: on a systemd machine /dev/log is
+ * journald's own socket, and sending the record there too would put it in the journal twice.
+ */
+export function inJournal(record: LogRecord): boolean {
+  return journalled.has(record);
+}
+
 export function stderrSink(options: StderrOptions): LogSink {
   const min = options.verbose ? RANK.debug : RANK.info;
+  const journal = options.journal ?? journalIsStderr();
+  ignoreBrokenPipes();
   return (record) => {
     if (options.quiet && RANK[record.level] < RANK.error) return;
     if (RANK[record.level] < min) return;
-    process.stderr.write(`zfs-dynamic-creator: ${formatRecord(record)}\n`);
+    const rest = formatRecord(record).slice(record.level.length + 2);
+    writeStderr(`${stderrLine(record.level, rest, { journal, time: record.time })}\n`);
+    if (journal) journalled.add(record);
   };
 }
 

@@ -44,7 +44,8 @@ describe('--dry-run', () => {
     expect(r.stderr).toMatch(/would create .*\/dry at the staging mountpoint/);
     expect(r.stderr).toMatch(/would copy/);
     expect(r.stderr).toMatch(/would move the original into the holding directory/);
-    expect(r.stderr).toContain('dry run: nothing was changed');
+    expect(r.stderr).toContain(`dry run: would convert into ${p.pool}/dry; nothing was changed`);
+    expect(r.stderr).not.toMatch(/\bconverted into\b/);
     expect(await describeTree(dir)).toEqual(before);
     expect((await datasets(p.pool)).length).toBe(1);
     expect((await readdir(p.mount)).filter((n) => n.startsWith('.'))).toEqual([]);

@@ -7,6 +7,7 @@
  * The moved-aside original is in a root-only holding directory: its owner reaches it only through
  * a bind mount made before the move, in a user+mount namespace of their own (test/helpers/attacker.ts).
  */
+import { LINE_START } from '../helpers/log.js';
 import { chmod, lstat, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -277,20 +278,20 @@ describe('a tampered journal record', () => {
       for (const args of [['--config', plain, 'recover'], ['recover']]) {
         await writeFile(recordFile, JSON.stringify({ ...record, ...change }));
         const r = await run(args, p.stateDir);
-        const errors = r.stderr.split('\n').filter((l) => /^zfs-dynamic-creator: (ERROR: )?(?!WARNING|INFO)/.test(l) && !/fault injection is armed/.test(l));
+        const errors = r.stderr.split('\n').filter((l) => new RegExp(`^(?:${LINE_START}|zfs-dynamic-creator: )(ERROR: )?(?!WARNING|INFO)`).test(l) && !/fault injection is armed/.test(l));
         const about = { what, args: args.join(' '), exitCode: r.exitCode, stdout: r.stdout, errors };
         expect(about).toMatchObject({ exitCode: 1 });
         if (what === 'rootdir' && args.length === 1) {
           // Without a config, the roots come from the journal: a record whose rootdir is not the
           // one its id was made from defines no root; it is named, with its file, and left alone.
           expect(about.errors).toEqual([
-            expect.stringMatching(new RegExp(`^zfs-dynamic-creator: ERROR: journal record ${id} is not trusted \\(its id does not belong to its rootdir "/root" and name .*\\); nothing was read from it or changed; inspect `)),
+            expect.stringMatching(new RegExp(`^${LINE_START}ERROR: journal record ${id} is not trusted \\(its id does not belong to its rootdir "/root" and name .*\\); nothing was read from it or changed; inspect `)),
           ]);
           expect(r.stderr).toContain(recordFile);
         } else {
           // Said on one line (in the log, and in the summary), naming the record and its file.
           const lines = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.includes(id));
-          expect({ ...about, summary: lines.some((l) => /^failed /.test(l)), log: lines.some((l) => /^zfs-dynamic-creator: ERROR: /.test(l)) }).toMatchObject({ summary: true, log: true });
+          expect({ ...about, summary: lines.some((l) => /^failed /.test(l)), log: lines.some((l) => new RegExp(`^${LINE_START}ERROR: `).test(l)) }).toMatchObject({ summary: true, log: true });
           for (const line of lines) {
             expect(line).toMatch(/journal record \S+ is not trusted \(.*\); nothing was read from it or changed; inspect /);
             expect(line).toMatch(why);

@@ -2,6 +2,7 @@
  * The syslog plugin against a real receiver: a unix datagram socket this test
  * binds (as syslogd binds /dev/log), fed by the real `logger`.
  */
+import { LINE_START } from '../helpers/log.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -89,7 +90,7 @@ describe('syslog', () => {
     expect(steps.length).toBeGreaterThanOrEqual(5);
     for (const l of steps) expect(l).toContain(`: ${dir} (${dataset}) `);
     // Every line of stderr at info and above reached syslog, and no line more.
-    const stderrLines = r.stderr.split('\n').filter((l) => /^zfs-dynamic-creator: (INFO|NOTICE|WARNING|ERROR):/.test(l));
+    const stderrLines = r.stderr.split('\n').filter((l) => new RegExp(`^${LINE_START}(INFO|NOTICE|WARNING|ERROR):`).test(l));
     expect(got).toHaveLength(stderrLines.length);
   });
 

@@ -205,7 +205,7 @@ describe('dry run', () => {
     const { engine: e, records } = engine({ dryRun: true });
     const { calls, steps } = fakePlugin(e.hooks);
     const outcome = await e.handle('d');
-    expect(outcome).toMatchObject({ kind: 'converted', message: 'dry run: nothing was changed' });
+    expect(outcome).toMatchObject({ kind: 'converted', message: 'dry run: would convert; nothing was changed' });
     // wait does not run in a dry run (the contract says so); the step hook neither.
     expect(calls).toEqual(['filter', 'provision', 'migrate', 'swap', 'publish', 'cleanup', 'outcome:converted']);
     expect(steps).toEqual([]);
@@ -286,7 +286,7 @@ describe('recovery', () => {
     const record = await leave({ committed: false });
     const { engine: e, records } = engine({ dryRun: true });
     const { calls } = fakePlugin(e.hooks, { assess: { committed: false } });
-    expect(await e.handle('d')).toMatchObject({ kind: 'converted', message: 'dry run: nothing was changed' });
+    expect(await e.handle('d')).toMatchObject({ kind: 'converted', message: 'dry run: would convert; nothing was changed' });
     expect(calls).toEqual(['assess', 'filter', 'provision', 'migrate', 'swap', 'publish', 'cleanup', 'outcome:converted']);
     expect(records.map((r) => r.message)).toContain('would undo an uncommitted job');
     expect(await e.journal.read(id())).toEqual(record);
@@ -478,5 +478,83 @@ describe('handle --no-wait (deferCleanup)', () => {
     expect((await e.handle('f', { recoverRoot: true })).kind).toBe('converted');
     expect(calls.slice(0, 5)).toEqual(['filter', 'assess', 'swap', 'publish', 'cleanup']);
     expect(await e.journal.read(id())).toBeUndefined();
+  });
+});
+
+describe('a stop (SIGTERM) is a clean stop, not a failure', () => {
+  /** A copy that runs until the job's signal aborts it, as rsync does when cancelled. */
+  function stoppingCopy(hooks: Hooks, controller: AbortController, afterCommit = false) {
+    const calls: string[] = [];
+    hooks.provision.tapPromise('stop', async (job) => {
+      await job.set({ filesystem: `tank/root/${job.name}`, staging: jobPaths(job.root.rootdir, job.name).staging });
+    });
+    const stopHere = async (job: { signal: AbortSignal }): Promise<void> => {
+      controller.abort();
+      await new Promise<void>((resolve) => (job.signal.aborted ? resolve() : job.signal.addEventListener('abort', () => resolve())));
+      throw new Error('rsync was cancelled');
+    };
+    hooks.migrate.tapPromise('stop', async (job) => {
+      calls.push('migrate');
+      if (!afterCommit) await stopHere(job);
+    });
+    hooks.swap.tapPromise('stop', async (job) => {
+      calls.push('swap');
+      await job.commit();
+    });
+    hooks.cleanup.tapPromise('stop', async (job) => {
+      calls.push('cleanup');
+      if (afterCommit) await stopHere(job);
+    });
+    hooks.rollback.tapPromise('stop', async () => {
+      calls.push('rollback');
+    });
+    return calls;
+  }
+
+  it('during the copy: rolled back, deferred (tried again), logged at notice with "stopped", no error line', async () => {
+    const { engine: e, records } = engine();
+    const controller = new AbortController();
+    const calls = stoppingCopy(e.hooks, controller);
+    const outcome = await e.handle('d', { signal: controller.signal });
+    expect(outcome).toMatchObject({ kind: 'deferred', message: 'stopped during migrate: rsync was cancelled; rolled back, the original directory is untouched; it will be tried again' });
+    expect(calls).toEqual(['migrate', 'rollback']);
+    const last = records.filter((r) => r.step === 'outcome');
+    expect(last.map((r) => [r.level, r.message])).toEqual([['notice', outcome.message]]);
+    expect(records.filter((r) => r.level === 'error')).toEqual([]);
+    expect(await e.journal.read(id())).toBeUndefined();
+  });
+
+  it('past the commit point: left for the next run (journal kept), deferred at notice', async () => {
+    const { engine: e, records } = engine();
+    const controller = new AbortController();
+    const calls = stoppingCopy(e.hooks, controller, true);
+    const outcome = await e.handle('d', { signal: controller.signal });
+    expect(outcome.kind).toBe('deferred');
+    expect(outcome.message).toMatch(/^stopped during cleanup: rsync was cancelled; the job is past its commit point, so nothing is undone.*'zfs-dynamic-creator recover', finishes it$/);
+    expect(calls).toEqual(['migrate', 'swap', 'cleanup']);
+    expect(records.filter((r) => r.level === 'error')).toEqual([]);
+    expect((await e.journal.read(id()))?.committed).toBe(true);
+  });
+
+  it('a rollback that fails during a stop is still a failure, at error', async () => {
+    const { engine: e, records } = engine();
+    const controller = new AbortController();
+    stoppingCopy(e.hooks, controller);
+    e.hooks.rollback.tapPromise('broken', async () => {
+      throw new Error('rollback broke on purpose');
+    });
+    const outcome = await e.handle('d', { signal: controller.signal });
+    expect(outcome.kind).toBe('failed');
+    expect(outcome.message).toMatch(/^stopped during migrate: rsync was cancelled; rollback failed: rollback broke on purpose/);
+    expect(records.filter((r) => r.level === 'error' && r.step === 'outcome')).toHaveLength(1);
+  });
+
+  it('without a stop, the same error is a failure as before', async () => {
+    const { engine: e, records } = engine();
+    const { calls } = fakePlugin(e.hooks, { failAt: 'migrate' });
+    const outcome = await e.handle('d');
+    expect(outcome).toMatchObject({ kind: 'failed', message: 'migrate failed: migrate broke on purpose; rolled back, the original directory is untouched' });
+    expect(calls).toContain('rollback(committed=false)');
+    expect(records.filter((r) => r.step === 'outcome').map((r) => r.level)).toEqual(['error']);
   });
 });
