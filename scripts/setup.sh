@@ -2,7 +2,7 @@
 # Installs and starts what zfs-dynamic-creator and its tests need on a Debian or
 # Ubuntu machine, as root. Idempotent: run it as often as you like.
 #   ZFS: the kernel's OpenZFS when the module is there, else zfs-fuse.
-#   rsync, exportfs (nfs-kernel-server), incron, rsyslog, logger, npm packages.
+#   rsync, exportfs (nfs-kernel-server), incron, rsyslog, logger, systemd-analyze, groff, man, npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,9 @@ kernel_zfs() { [ -d /sys/module/zfs ] || modprobe zfs 2>/dev/null; }
 
 packages=(rsync nfs-kernel-server incron rsyslog acl attr util-linux psmisc)
 if ! kernel_zfs; then packages+=(zfs-fuse); elif ! command -v zfs >/dev/null; then packages+=(zfsutils-linux); fi
+# systemd-analyze (verify, security) for the tests of contrib/systemd; groff and man for the man page's.
+command -v systemd-analyze >/dev/null || packages+=(systemd)
+packages+=(groff-base man-db)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { App } from '../app.js';
-import { BusyError, ConfigError, RootEngine, Slots, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
+import { BusyError, ConfigError, RootEngine, Slots, writeStdout, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
 import { acquireLock, type Lock } from '../core/lock.js';
 import { jsonText } from './envelope.js';
 
@@ -37,6 +37,24 @@ export async function eachLimited<T>(items: readonly T[], limit: number, worker:
     }
   });
   await Promise.all(lanes);
+}
+
+/**
+ * How an outcome kind reads in a summary: in a dry run nothing was converted or rolled back,
+ * so it says what would have been ("would convert", "would roll back", "would recover").
+ */
+export function outcomeLabel(kind: OutcomeKind, dryRun: boolean): string {
+  if (!dryRun) return kind;
+  switch (kind) {
+    case 'converted':
+      return 'would convert';
+    case 'recovered':
+      return 'would recover';
+    case 'rolled-back':
+      return 'would roll back';
+    default:
+      return kind;
+  }
 }
 
 /** Outcomes after which the survey no longer describes the root. */
@@ -163,15 +181,16 @@ export async function reconcile(app: App, options: { json: boolean; root?: strin
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
   }
+  const dryRun = engines.some((e) => e.context.dryRun);
   if (options.json) {
-    process.stdout.write(jsonText('reconcile', { config: app.config.source, roots: summaries, stopped: stop.signal.aborted }));
+    writeStdout(jsonText('reconcile', { config: app.config.source, roots: summaries, stopped: stop.signal.aborted }));
   } else {
     for (const s of summaries) {
-      const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(', ') || 'nothing to do';
-      process.stdout.write(`${s.rootdir} (${s.rootfs}): ${counts}${s.error ? `; error: ${s.error}` : ''}\n`);
-      for (const j of s.jobs) if (j.outcome !== 'skipped') process.stdout.write(`  ${j.outcome.padEnd(11)} ${JSON.stringify(j.name)}: ${j.message}\n`);
+      const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${outcomeLabel(k as OutcomeKind, dryRun)}`).join(', ') || 'nothing to do';
+      writeStdout(`${s.rootdir} (${s.rootfs}): ${counts}${s.error ? `; error: ${s.error}` : ''}\n`);
+      for (const j of s.jobs) if (j.outcome !== 'skipped') writeStdout(`  ${outcomeLabel(j.outcome, dryRun).padEnd(11)} ${JSON.stringify(j.name)}: ${j.message}\n`);
     }
-    if (stop.signal.aborted) process.stdout.write('stopped before the end; the next reconcile goes on\n');
+    if (stop.signal.aborted) writeStdout('stopped before the end; the next reconcile goes on\n');
   }
   return summaries.some((s) => s.error !== undefined || (s.counts.failed ?? 0) > 0) ? 1 : 0;
 }
