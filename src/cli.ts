@@ -118,6 +118,7 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     examples: [
       ['zfs-dynamic-creator handle /tank/runs/run42', 'convert one directory of a configured root now'],
       ['zfs-dynamic-creator --dry-run -v handle /tank/runs/run42', 'say what would be done, change nothing'],
+      ['zfs-dynamic-creator handle --no-wait /tank/runs/run42', 'return once it is live and exported; the grace period and the removal of the original are left to the next run'],
       ['zfs-dynamic-creator handle --event=IN_CREATE,IN_ISDIR /tank/runs/run42', 'from incron (trusted roots only: incron runs the line through a shell)'],
     ],
     exits: [
