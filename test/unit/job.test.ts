@@ -306,7 +306,7 @@ describe('job.step', () => {
       const counted: { copied: number } = await job.step('catch-up', 'catch up', act, { dryRun: { copied: 0 } });
       seen.push(counted, await job.step('catch-up', 'catch up', act));
     });
-    expect(await e.handle('d')).toMatchObject({ kind: 'converted', message: 'dry run: nothing was changed' });
+    expect(await e.handle('d')).toMatchObject({ kind: 'converted', message: 'dry run: would convert into tank/root/d; nothing was changed' });
     expect(ran).toBe(false);
     expect(seen).toEqual([{ copied: 0 }, undefined]);
   });
