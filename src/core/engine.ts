@@ -232,7 +232,9 @@ export class RootEngine {
       await job.forget();
       return await finish(
         'converted',
-        this.context.dryRun ? `dry run: would convert${job.record.filesystem !== undefined ? ` into ${job.record.filesystem}` : ''}; nothing was changed` : `converted into ${job.record.filesystem ?? 'a new filesystem'}`,
+        this.context.dryRun
+          ? `dry run: would convert${job.record.filesystem !== undefined ? ` into ${job.record.filesystem}` : ''}; nothing was changed`
+          : `converted into ${job.record.filesystem ?? 'a new filesystem'}${summary(job.record.copied, Date.now() - started)}`,
       );
     } catch (error) {
       if (error instanceof BusyError) return await finish('busy', `left alone: ${error.message}`);
@@ -468,6 +470,14 @@ export class RootEngine {
   async sync(survey?: Survey): Promise<void> {
     await this.hooks.sync.promise(this.context, survey ?? (await this.survey()));
   }
+}
+
+/** ": 1,234 files, 5.6 MiB in 7.8 s (0.7 MiB/s)" for the end of a job, or nothing when it was not counted. */
+export function summary(copied: { files: number; bytes: number } | undefined, ms: number): string {
+  if (copied === undefined || !Number.isFinite(copied.files) || !Number.isFinite(copied.bytes)) return '';
+  const seconds = Math.max(ms, 1) / 1000;
+  const mib = copied.bytes / 2 ** 20;
+  return `: ${copied.files.toLocaleString('en-US')} file${copied.files === 1 ? '' : 's'}, ${mib.toFixed(1)} MiB in ${seconds.toFixed(1)} s (${(mib / seconds).toFixed(1)} MiB/s)`;
 }
 
 /** A name must be one path component; everything else about it is the filter's business. */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RootEngine } from '../../src/core/engine.js';
+import { RootEngine, summary } from '../../src/core/engine.js';
 import { jobPaths } from '../../src/core/helpers.js';
 import type { Hooks } from '../../src/core/hooks.js';
 import { newRecord } from '../../src/core/job.js';
@@ -556,5 +556,13 @@ describe('a stop (SIGTERM) is a clean stop, not a failure', () => {
     expect(outcome).toMatchObject({ kind: 'failed', message: 'migrate failed: migrate broke on purpose; rolled back, the original directory is untouched' });
     expect(calls).toContain('rollback(committed=false)');
     expect(records.filter((r) => r.step === 'outcome').map((r) => r.level)).toEqual(['error']);
+  });
+});
+
+describe('the summary at the end of a job', () => {
+  it('says files, MiB, seconds and rate, or nothing when the copy was not counted', () => {
+    expect(summary({ files: 20_000, bytes: 336 * 2 ** 20 }, 42_000)).toBe(': 20,000 files, 336.0 MiB in 42.0 s (8.0 MiB/s)');
+    expect(summary({ files: 1, bytes: 0 }, 0)).toBe(': 1 file, 0.0 MiB in 0.0 s (0.0 MiB/s)');
+    expect(summary(undefined, 1000)).toBe('');
   });
 });
