@@ -170,7 +170,12 @@ export class RootEngine {
         decided = await directoryIdentity(job.path);
         job.note({ identity: decided });
         job.phase = 'filter';
-        const skip = await this.hooks.filter.promise(job);
+        // Only a skip is final here: a refusal (a leftover dataset, say) is decided again after
+        // the root's recovery, as it always was.
+        const skip = await this.hooks.filter.promise(job).catch(() => {
+          decided = undefined;
+          return undefined;
+        });
         if (skip) return await finish('skipped', `skipped: ${skip.skip}`);
       }
       await this.prepare();

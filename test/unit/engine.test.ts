@@ -566,3 +566,17 @@ describe('the summary at the end of a job', () => {
     expect(summary(undefined, 1000)).toBe('');
   });
 });
+
+describe('a refusal before the recovery is not final', () => {
+  it('a filter that refuses at first (a leftover the recovery clears) is asked again after the root is recovered', async () => {
+    const { engine: e } = engine();
+    const { calls } = fakePlugin(e.hooks);
+    let refusals = 1;
+    e.hooks.filter.tapPromise('leftover', async () => {
+      if (refusals-- > 0) throw new Error('left over from an interrupted conversion');
+      return undefined;
+    });
+    expect((await e.handle('d', { recoverRoot: true })).kind).toBe('converted');
+    expect(calls.filter((c) => c === 'filter')).toHaveLength(2);
+  });
+});
