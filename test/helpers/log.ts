@@ -1,4 +1,5 @@
-/** What a stderr log line looks like (src/core/logger.ts), for tests that match them. */
+/** What a stderr log line looks like (src/core/logger.ts), and a syslog receiver, for tests that match them. */
+import { execa } from 'execa';
 
 /** The local time at the start of every stderr log line: ISO 8601, milliseconds, UTC offset. */
 export const TIME = String.raw`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d`;
@@ -17,3 +18,18 @@ while True:
     data, _ = s.recvfrom(65536)
     out.write(data.replace(b'\\n', b'\\\\n') + b'\\n')
 `;
+
+/** Starts SYSLOG_RECEIVER on `socket`, writing to `file`; resolves once it listens. */
+export async function startSyslogReceiver(socket: string, file: string): Promise<{ stop(): Promise<void> }> {
+  const receiver = execa('/usr/bin/python3', ['-c', SYSLOG_RECEIVER, socket, file], { reject: false, stdin: 'ignore' });
+  await new Promise<void>((resolve, reject) => {
+    receiver.stdout?.once('data', () => resolve());
+    void receiver.then((r) => reject(new Error(`receiver exited: ${String(r.stderr)}`)));
+  });
+  return {
+    async stop() {
+      receiver.kill();
+      await receiver.catch(() => undefined);
+    },
+  };
+}

@@ -10,17 +10,17 @@ import { closeSync, fstatSync, openSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli.js';
 import { manPage } from '../../src/man.js';
 import { CLI, PROJECT, cli, cliEnv, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
-import { LINE_START, SYSLOG_RECEIVER, TIME } from '../helpers/log.js';
+import { LINE_START, TIME, startSyslogReceiver } from '../helpers/log.js';
 import { describeTree, makeTree } from '../helpers/tree.js';
 
 let p: TestPool;
 let config: string;
-let receiver: ResultPromise;
+let receiver: { stop(): Promise<void> } | undefined;
 let socket: string;
 let received: string;
 
@@ -29,15 +29,10 @@ beforeAll(async () => {
   config = await writeConfig(p, fastPlugins());
   socket = join(p.work, 'log.sock');
   received = join(p.work, 'received.log');
-  receiver = execa('/usr/bin/python3', ['-c', SYSLOG_RECEIVER, socket, received], { reject: false, stdin: 'ignore' });
-  await new Promise<void>((resolve, reject) => {
-    receiver.stdout?.once('data', () => resolve());
-    void receiver.then((r) => reject(new Error(`receiver exited: ${String(r.stderr)}`)));
-  });
+  receiver = await startSyslogReceiver(socket, received);
 });
 afterAll(async () => {
-  receiver?.kill();
-  await receiver?.catch(() => undefined);
+  await receiver?.stop();
   await p?.destroy();
 });
 

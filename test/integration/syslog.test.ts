@@ -2,29 +2,17 @@
  * The syslog plugin against a real receiver: a unix datagram socket this test
  * binds (as syslogd binds /dev/log), fed by the real `logger`.
  */
-import { LINE_START } from '../helpers/log.js';
+import { LINE_START, startSyslogReceiver } from '../helpers/log.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
 import { makeTree } from '../helpers/tree.js';
 
-/** Receives datagrams on a unix socket, one line per datagram (newlines inside escaped). */
-const RECEIVER = `
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-out = open(sys.argv[2], 'ab', 0)
-print('ready', flush=True)
-while True:
-    data, _ = s.recvfrom(65536)
-    out.write(data.replace(b'\\n', b'\\\\n') + b'\\n')
-`;
 
 let p: TestPool;
-let receiver: ResultPromise;
+let receiver: { stop(): Promise<void> } | undefined;
 let socket: string;
 let received: string;
 
@@ -32,16 +20,11 @@ beforeAll(async () => {
   p = await createPool('syslog');
   socket = join(p.work, 'log.sock');
   received = join(p.work, 'received.log');
-  receiver = execa('python3', ['-c', RECEIVER, socket, received], { reject: false, stdin: 'ignore' });
-  await new Promise<void>((resolve, reject) => {
-    receiver.stdout?.once('data', () => resolve());
-    void receiver.then((r) => reject(new Error(`receiver exited: ${String(r.stderr)}`)));
-  });
+  receiver = await startSyslogReceiver(socket, received);
 });
 
 afterAll(async () => {
-  receiver?.kill();
-  await receiver?.catch(() => undefined);
+  await receiver?.stop();
   await p?.destroy();
 });
 
