@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
 import { describeTree, makeTree, type Entry } from '../helpers/tree.js';
+import { scaled } from '../helpers/time.js';
 import { cliSpawn } from '../helpers/zfs.js';
 import { leftovers, processesMatching, run, stagingPath, writeNamedConfig } from './safety-helpers.js';
 
@@ -114,10 +115,12 @@ describe('SIGKILL at every step, then recover', () => {
     const child = cliSpawn(['--config', plain, 'handle', dir], { stateDir: p.stateDir });
     const aside = stagingPath(p, name, 'orig');
     const count = async (): Promise<number> => (await Promise.all(['d0', 'd1', 'd2', 'd3'].map((d) => readdir(join(aside, d)).catch(() => [] as string[])))).flat().length;
-    for (let i = 0; i < 3000; i++) {
+    let exited = false;
+    void child.then(() => (exited = true), () => (exited = true));
+    // Polled until the removal is seen under way (or the job ended: the test then fails below).
+    for (const deadline = Date.now() + scaled(60_000); !exited && Date.now() < deadline; await sleep(5)) {
       const left = await count();
       if (left > 0 && left < 1900) break;
-      await sleep(5);
     }
     child.kill('SIGKILL');
     const r = await child;

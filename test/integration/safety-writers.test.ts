@@ -9,6 +9,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cliSpawn, createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
 import { unprivilegedCreator } from '../helpers/writers.js';
+import { scaled } from '../helpers/time.js';
 import { describeTree, makeTree } from '../helpers/tree.js';
 import { leftovers, run, stagingPath, writeNamedConfig } from './safety-helpers.js';
 
@@ -54,7 +55,7 @@ describe('writers during the conversion', () => {
     // Let the conversion run into its cleanup while the writer writes to the original, moved aside.
     const aside = stagingPath(p, 'appending', 'orig');
     let sawAside = false;
-    for (let i = 0; i < 300 && !sawAside; i++) {
+    for (const deadline = Date.now() + scaled(30_000); !sawAside && Date.now() < deadline; ) {
       sawAside = await lstat(aside).then(() => true, () => false);
       if (!sawAside) await sleep(20);
     }
@@ -64,7 +65,7 @@ describe('writers during the conversion', () => {
     job.stderr!.on('data', (chunk: Buffer) => {
       log += chunk.toString();
     });
-    for (let i = 0; i < 600 && !/still hold files in the original/.test(log) && job.exitCode === null; i++) await sleep(100);
+    for (const deadline = Date.now() + scaled(60_000); !/still hold files in the original/.test(log) && job.exitCode === null && Date.now() < deadline; ) await sleep(100);
     await sleep(3000);
     // The writer still holds the original: the cleanup must still be waiting.
     expect(job.exitCode).toBeNull();
@@ -116,7 +117,7 @@ describe('writers during the conversion', () => {
     const dir = join(p.mount, 'creating');
     await makeTree(dir, 200, 20_000);
     // As the directory's owner, as an instrument writes (see test/helpers/writers.ts).
-    const creator = await unprivilegedCreator(dir, 10, 6000);
+    const creator = await unprivilegedCreator(dir, 10, scaled(6000));
     await sleep(200);
     const config = await writeNamedConfig(p, 'creating.json', fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: 1 } }));
     const job = run(['--config', config, 'handle', dir], p.stateDir);

@@ -8,6 +8,7 @@
  * a bind mount made before the move, in a user+mount namespace of their own (test/helpers/attacker.ts).
  */
 import { LINE_START } from '../helpers/log.js';
+import { scaled } from '../helpers/time.js';
 import { chmod, lstat, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -47,7 +48,7 @@ function spawnHandle(config: string, dir: string, stateDir: string) {
   onTestFinished(() => {
     child.kill('SIGKILL');
   });
-  const waitFor = async (re: RegExp, ms = 60_000): Promise<void> => {
+  const waitFor = async (re: RegExp, ms = scaled(60_000)): Promise<void> => {
     for (let t = Date.now(); !re.test(out.log); await sleep(20)) {
       if (child.exitCode !== null || Date.now() - t > ms) throw new Error(`never saw ${re} in the log:\n${out.log}`);
     }
