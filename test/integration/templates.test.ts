@@ -99,6 +99,12 @@ describe('a root that overrides some of the shared plugins', () => {
     const d = await cli(['--config', await config('bad-doctor.json', { zfs: { snapshot: 'a/b' } }), 'doctor'], { stateDir: p.stateDir });
     expect(d.exitCode).toBe(1);
     expect(d.stdout).toMatch(/^FAIL +roots\[0\]\.plugins +config .*bad-doctor\.json: roots\[0\]\.plugins\.zfs: snapshot: "a\/b" is not a ZFS snapshot name/m);
+    // doctor names where a property is written: the override, or the shared list's entry
+    const misspelt = await config('doctor-override.json', { zfs: { properties: { compresion: 'on' } } }, fastPlugins({ zfs: { properties: { atime: 'of' } } }));
+    const m = await cli(['--config', misspelt, 'doctor'], { stateDir: p.stateDir });
+    expect(m.exitCode).toBe(1);
+    expect(m.stdout).toContain(`config ${misspelt}: roots[0].plugins.zfs.properties.compresion: ${p.pool}'s pool has no property "compresion" (did you mean "compression"?)`);
+    expect(m.stdout).toMatch(new RegExp(`config ${misspelt.replace(/[.]/g, '\\.')}: plugins\\[2\\]\\[1\\]\\.properties\\.atime: "of" is refused by ${second.rootfs}'s pool`));
     expect((await datasetStates(p)).has('never')).toBe(false);
   });
 
