@@ -65,6 +65,7 @@ export class App {
         stateDir: config.stateDir,
         baseDir: config.baseDir,
         where: `config ${config.source}: roots[${index}].plugins`,
+        ...(root.origins ? { origins: { file: `config ${config.source}`, of: root.origins } } : {}),
       });
       engines.push(engine);
     }

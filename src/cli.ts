@@ -43,7 +43,7 @@ import {
 } from './core/index.js';
 import { isDirectoryCreation, legacyConfig } from './legacy.js';
 import { DEFAULT_PLUGINS } from './app.js';
-import { listPlugins } from './commands/list-plugins.js';
+import { listPlugins, optionLines, pluginRows } from './commands/list-plugins.js';
 import { recover } from './commands/recover.js';
 import { status } from './commands/status.js';
 import { outcomeLabel, reconcile } from './commands/reconcile.js';
@@ -165,6 +165,7 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     examples: [
       ['zfs-dynamic-creator list-plugins', "each root's plugins, where they came from, their versions and hooks"],
       ['zfs-dynamic-creator --config ./test.yaml list-plugins --json', 'the same for another config, as JSON'],
+      ['zfs-dynamic-creator list-plugins --options', "with each plugin's effective options (a root's overrides merged in)"],
     ],
     exits: [[EXIT.ok, 'shown'], USAGE_EXIT, FAILED_EXIT],
   },
@@ -186,6 +187,7 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     examples: [
       ['zfs-dynamic-creator check-config', 'check /etc/zfs-dynamic-creator/config.* (ExecStartPre= of the units)'],
       ['zfs-dynamic-creator --config ./new.yaml check-config', 'check a new config before putting it in place'],
+      ['zfs-dynamic-creator check-config --options', "and show each root's plugins with their effective options"],
     ],
     exits: [[EXIT.ok, 'the config is valid: its plugins load and accept their options, its files and stateDir are in trusted places'], USAGE_EXIT, FAILED_EXIT],
   },
@@ -412,9 +414,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
   });
 
   addGlobal(program.command('list-plugins').description('show, for each root, every plugin, where it came from, and the hooks it taps'))
-    .option('--json', 'print as JSON')
-    .action(async (o: { json?: boolean }, command: Command) => {
-      setExit(await withApp(globals(command), (app) => listPlugins(app, { json: o.json ?? false })));
+    .option('--json', 'print as JSON (with the options)')
+    .option('--options', "show each plugin's effective options: defaults applied, the root's overrides merged in")
+    .action(async (o: { json?: boolean; options?: boolean }, command: Command) => {
+      setExit(await withApp(globals(command), (app) => listPlugins(app, { json: o.json ?? false, options: o.options ?? false })));
     });
 
   // ---- operating it: history, doctor ----------------------------------------------------------------
@@ -436,14 +439,17 @@ export function buildProgram(setExit: (code: number) => void): Command {
     program
       .command('check-config')
       .description('check the configuration and exit: syntax, keys, plugins and their options, trusted places (what the systemd units run first)'),
-  ).action(async (_o: unknown, command: Command) => {
+  )
+    .option('--options', "also show each root's plugins with their effective options (the root's overrides merged in)")
+    .action(async (o: { options?: boolean }, command: Command) => {
     // A dry run: nothing is created (not even the stateDir), only checked.
     const options: GlobalOptions = { ...globals(command), dryRun: true };
     leaveWorkingDirectory();
     const app = await App.open(options);
     try {
       const roots = app.engines.map((e) => `${e.context.rootdir} (${e.context.rootfs}): ${e.plugins.map((p) => p.name).join(', ')}`);
-      writeStdout(`config ${app.config.source}: valid; stateDir ${app.config.stateDir}; ${roots.length} root(s)\n${roots.map((r) => `  ${r}\n`).join('')}`);
+      const effective = o.options ? pluginRows(app).map((root) => optionLines(root, '    ')) : [];
+      writeStdout(`config ${app.config.source}: valid; stateDir ${app.config.stateDir}; ${roots.length} root(s)\n${roots.map((r, i) => `  ${r}\n${(effective[i] ?? []).map((l) => `${l}\n`).join('')}`).join('')}`);
     } finally {
       await app.close();
     }

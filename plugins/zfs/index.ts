@@ -10,7 +10,8 @@
  *            the dataset at the original path. No `zfs rename`, which zfs-fuse cannot do on a
  *            mounted dataset.
  * cleanup    (STAGE.finish) once the original is gone: remove the empty staging directory, set
- *            the deferred limits, mark the dataset live
+ *            the deferred limits, readonly=on (option readonly), snapshot <dataset>@<snapshot>
+ *            (option snapshot), mark the dataset live
  * rollback   only before the commit point: move the original back (identity-checked), and
  *            destroy the dataset only when it provably holds nothing but a copy
  * assess     recovery: the dataset's own record of the commit (its state property)
@@ -36,7 +37,7 @@ import {
   type Job,
   type RootContext,
 } from '../../src/index.js';
-import { PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, type DatasetInfo } from './zfs.js';
+import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, snapshotNameProblem, type DatasetInfo } from './zfs.js';
 
 const NAME = 'zfs';
 
@@ -53,8 +54,25 @@ const options = z
     /** Tries for commands zfs answers "busy" to. */
     busyAttempts: z.number().int().min(1).max(20).default(8),
     busyFirstDelayMs: z.number().int().min(1).default(250),
+    /**
+     * Snapshot <dataset>@<snapshot> once the conversion is finished: the copy verified, the
+     * original removed, the limits set (end of cleanup, before the dataset is marked live).
+     */
+    snapshot: z
+      .string()
+      .superRefine((v, ctx) => {
+        const problem = snapshotNameProblem(v);
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+    /** Set readonly=on at the very end of cleanup (finished runs): users can no longer write. */
+    readonly: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .refine((o) => !Object.hasOwn(o.properties, 'readonly'), {
+    path: ['properties', 'readonly'],
+    message: 'set at creation it would make the copy fail; use the zfs plugin\'s option readonly: true, which sets it once the conversion is finished',
+  });
 
 type Options = z.infer<typeof options>;
 
@@ -189,6 +207,10 @@ export default definePlugin<Options>({
       if (isHelperName(job.name)) return { skip: 'a helper directory of zfs-dynamic-creator itself' };
       const problem = datasetNameProblem(job.root.rootfs, job.name);
       if (problem) throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${problem}; left as it is`);
+      const snapshot = opts.snapshot !== undefined ? `${job.root.rootfs}/${job.name}@${opts.snapshot}` : undefined;
+      if (snapshot !== undefined && Buffer.byteLength(snapshot) > MAX_DATASET_NAME) {
+        throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset with the snapshot the zfs plugin's option snapshot asks for: ${quoteName(snapshot)} would be ${Buffer.byteLength(snapshot)} bytes long, and ZFS allows ${MAX_DATASET_NAME}; left as it is`);
+      }
       const [dir, parent] = await Promise.all([lstat(job.path), lstat(job.root.rootdir)]);
       const existing = await zfs.get(datasetOf(job));
       if (existing) {
@@ -336,6 +358,21 @@ export default definePlugin<Options>({
             // already wrote more) is reported, not a reason to leave the job unfinished.
             job.log.error(`could not set ${key}=${value} on ${filesystem}: ${(error as Error).message.split('\n')[0]}; set it by hand once there is room: zfs set ${key}=${value} ${filesystem}`);
           }
+        });
+      }
+      // Finished: the original is gone and the copy was verified before it was removed. readonly
+      // first, so that the snapshot holds exactly what stays; without readonly, users may be
+      // writing while it is taken (it is atomic: it holds what was written up to that instant).
+      // Both are safe to run again (recovery after a crash between them): readonly=on is set
+      // again, and a snapshot already there (only this job makes one on its new dataset) is kept.
+      if (opts.readonly) {
+        await job.step('readonly', `set readonly=on on ${filesystem} (a finished run: nobody can write to it any more)`, () => zfs.set(filesystem, 'readonly', 'on'));
+      }
+      if (opts.snapshot !== undefined) {
+        const snapshot = `${filesystem}@${opts.snapshot}`;
+        await job.step('snapshot', `snapshot ${snapshot}`, async () => {
+          if (await zfs.snapshotExists(snapshot)) job.log.info(`${snapshot} is already there (made by an earlier run of this job); kept`);
+          else await zfs.snapshot(snapshot);
         });
       }
       await job.step('mark', `mark ${filesystem} live`, async () => {

@@ -68,6 +68,20 @@ export function datasetNameProblem(rootfs: string, name: string): string | undef
   return undefined;
 }
 
+/** Characters this tool allows in a snapshot name (ZFS's, without the space older ZFS refuses). */
+const VALID_SNAPSHOT = /^[A-Za-z0-9_.:-]+$/;
+
+/** Why `name` cannot be the part after "@" of a ZFS snapshot name, or undefined when it can. */
+export function snapshotNameProblem(name: string): string | undefined {
+  if (name === '') return 'a snapshot name (the part after "@") must not be empty';
+  if (!VALID_SNAPSHOT.test(name)) {
+    const bad = [...name].find((c) => !/[A-Za-z0-9_.:-]/.test(c)) ?? '?';
+    return `${JSON.stringify(name)} is not a ZFS snapshot name: it holds ${JSON.stringify(bad)}, and a snapshot name allows only letters, digits and - _ . :`;
+  }
+  if (Buffer.byteLength(name) >= MAX_DATASET_NAME) return `${JSON.stringify(name)} is too long for a ZFS snapshot name (with the dataset's name, ZFS allows ${MAX_DATASET_NAME} bytes)`;
+  return undefined;
+}
+
 function isBusy(error: unknown): boolean {
   return error instanceof CommandError && /busy/i.test(error.stderr);
 }
@@ -171,6 +185,27 @@ export class Zfs {
     for (const [key, value] of Object.entries(properties)) args.push('-o', `${key}=${value}`);
     args.push(name);
     await this.exec(args);
+  }
+
+  /** Whether the snapshot `name` (dataset@snap) exists. */
+  async snapshotExists(name: string): Promise<boolean> {
+    try {
+      await this.exec(['list', '-H', '-t', 'snapshot', '-o', 'name', name]);
+      return true;
+    } catch (error) {
+      if (error instanceof CommandError && /does not exist/.test(error.stderr)) return false;
+      throw error;
+    }
+  }
+
+  /** Makes the snapshot `name` (dataset@snap); one made meanwhile by another run counts as made. */
+  async snapshot(name: string): Promise<void> {
+    try {
+      await this.execRetryingBusy(['snapshot', name]);
+    } catch (error) {
+      if (error instanceof CommandError && /exists/.test(error.stderr) && (await this.snapshotExists(name))) return;
+      throw error;
+    }
   }
 
   async set(name: string, property: string, value: string): Promise<void> {

@@ -30,6 +30,7 @@ import {
   type Config,
   type LoadedPlugin,
 } from '../core/index.js';
+import { optionsLocation, type PluginOrigin } from '../core/config.js';
 import { prepareStateDir } from '../core/trust.js';
 import { detectZfs } from '../../plugins/zfs/implementation.js';
 import { PROP_STATE } from '../../plugins/zfs/zfs.js';
@@ -68,6 +69,8 @@ interface Root {
   readonly rootdir: string;
   /** The root's plugins as loaded (options parsed, defaults applied), in config order. */
   readonly plugins: readonly LoadedPlugin[];
+  /** Where each is written (RootConfig.origins). */
+  readonly origins?: readonly PluginOrigin[] | undefined;
 }
 
 const optionsOf = (p: LoadedPlugin): Record<string, unknown> => (typeof p.options === 'object' && p.options !== null ? (p.options as Record<string, unknown>) : {});
@@ -78,10 +81,12 @@ const stringOption = (p: LoadedPlugin | undefined, key: string, fallback: string
   return typeof value === 'string' ? value : fallback;
 };
 
-/** The first of a root's plugins by name, with its index in roots[i].plugins. */
-function pluginOf(root: Root, name: string): { plugin: LoadedPlugin; at: string } | undefined {
+/** The first of a root's plugins by name, with where it is written and where one of its options is. */
+function pluginOf(root: Root, name: string): { plugin: LoadedPlugin; at: string; key: (path: readonly string[]) => string } | undefined {
   const i = root.plugins.findIndex((p) => p.name === name);
-  return i < 0 ? undefined : { plugin: root.plugins[i]!, at: `roots[${root.index}].plugins[${i}]` };
+  if (i < 0) return undefined;
+  const origin = root.origins?.[i] ?? { spec: `roots[${root.index}].plugins[${i}]` };
+  return { plugin: root.plugins[i]!, at: origin.spec, key: (path) => optionsLocation(origin, path) };
 }
 
 /** Where a command is: its path, or undefined when it is not found (PATH as this process has it). */
@@ -210,10 +215,11 @@ export class Doctor {
           stateDir: config.stateDir,
           baseDir: config.baseDir,
           where: `config ${config.source}: roots[${index}].plugins`,
+          ...(root.origins ? { origins: { file: `config ${config.source}`, of: root.origins } } : {}),
         });
         engine.plugins = plugins;
         this.engines.push(engine);
-        this.roots.push({ index, rootfs: root.rootfs, rootdir, plugins });
+        this.roots.push({ index, rootfs: root.rootfs, rootdir, plugins, origins: root.origins });
         this.add(`roots[${index}].plugins`, 'ok', `${rootdir}: ${plugins.map((p) => p.name).join(', ')}`);
       } catch (error) {
         this.add(`roots[${index}].plugins`, 'fail', oneLine(error));
@@ -234,7 +240,7 @@ export class Doctor {
   }
 
   private async binaries(): Promise<void> {
-    const uses = (name: string): { plugin: LoadedPlugin; at: string } | undefined => this.roots.map((r) => pluginOf(r, name)).find((p) => p !== undefined);
+    const uses = (name: string): ReturnType<typeof pluginOf> => this.roots.map((r) => pluginOf(r, name)).find((p) => p !== undefined);
     const zfsPlugin = uses('zfs');
     const zfsCommand = stringOption(zfsPlugin?.plugin, 'command', 'zfs');
     const zfs = await this.binary('zfs', zfsCommand, 'every root needs it', async () => undefined);
@@ -291,7 +297,7 @@ export class Doctor {
     const check = `roots[${root.index}].properties`;
     if (!zfsPlugin) return;
     const properties = (optionsOf(zfsPlugin.plugin).properties ?? {}) as Record<string, string>;
-    const keyOf = (k: string): string => `config ${this.config!.source}: ${zfsPlugin.at}[1].properties.${k}`;
+    const keyOf = (k: string): string => `config ${this.config!.source}: ${zfsPlugin.key(['properties', k])}`;
     const entries = Object.entries(properties);
     if (entries.length === 0) {
       this.add(check, 'ok', `no ZFS properties configured for ${root.rootfs}'s new datasets`);
@@ -371,7 +377,7 @@ export class Doctor {
       seen.add(socket);
       const stats = await lstat(socket).catch(() => undefined);
       if (stats?.isSocket()) this.add('syslog', 'ok', `${socket} is a socket (${syslog.at})`);
-      else this.add('syslog', 'warn', `config ${this.config!.source}: ${syslog.at}[1].socket: ${socket} ${stats ? 'is not a socket' : 'does not exist'}: no syslog daemon listens; log lines reach only stderr`);
+      else this.add('syslog', 'warn', `config ${this.config!.source}: ${syslog.key(['socket'])}: ${socket} ${stats ? 'is not a socket' : 'does not exist'}: no syslog daemon listens; log lines reach only stderr`);
     }
   }
 
@@ -411,7 +417,7 @@ export class Doctor {
       const configured = optionsOf(nfs.plugin).clients !== undefined;
       const mode = stringOption(nfs.plugin, 'mode', 'drop-in');
       if (!configured && mode !== 'sharenfs' && clientsFrom === undefined) {
-        this.add(check, 'fail', `config ${this.config!.source}: ${nfs.at}[1].clients: not set, and ${quoteName(root.rootdir)} has no line in ${exportsFile} or ${dir}/*.exports to take NFS clients from: every export would be refused`);
+        this.add(check, 'fail', `config ${this.config!.source}: ${nfs.key(['clients'])}: not set, and ${quoteName(root.rootdir)} has no line in ${exportsFile} or ${dir}/*.exports to take NFS clients from: every export would be refused`);
       } else if (problems === 0) {
         this.add(check, 'ok', `${read} exports file(s) parsed; new exports get ${configured ? 'the configured clients' : mode === 'sharenfs' ? 'sharenfs' : `the clients of ${quoteName(root.rootdir)}'s line in ${clientsFrom}`}`);
       }

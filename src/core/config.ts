@@ -39,7 +39,8 @@ const rootSchema = z
   .object({
     rootfs: z.string().min(1).refine((s) => !s.startsWith('-') && !s.startsWith('/') && !s.endsWith('/'), 'must be a filesystem name such as tank/runs'),
     rootdir: absolutePath,
-    plugins: z.array(pluginSpec).optional(),
+    /** A list of its own (replacing the shared one), or overrides merged into the shared list (see mergePlugins). */
+    plugins: z.unknown().transform(rootPlugins).optional(),
   })
   .strict();
 
@@ -69,7 +70,10 @@ export type RawConfig = z.input<typeof configSchema>;
 export interface RootConfig {
   readonly rootfs: string;
   readonly rootdir: string;
+  /** The root's effective plugin list: its own, or the shared one with its overrides merged in. */
   readonly plugins: readonly PluginSpec[];
+  /** Where each of `plugins` is written in the config (same order); see optionsLocation. */
+  readonly origins?: readonly PluginOrigin[];
 }
 
 export interface Config {
@@ -112,8 +116,162 @@ export function validateConfig(raw: unknown, source: string, defaultPlugins: rea
     stateDir: process.env.ZFS_DYNAMIC_CREATOR_STATE_DIR ?? value.stateDir,
     lockStaleSeconds: value.lockStaleSeconds,
     watch: value.watch,
-    roots: value.roots.map((r) => ({ rootfs: r.rootfs, rootdir: r.rootdir, plugins: r.plugins ?? shared })),
+    roots: value.roots.map((r, i) => {
+      const merged = mergePlugins(shared, r.plugins, { root: i, sharedAt: value.plugins ? 'plugins' : undefined });
+      if (typeof merged === 'string') throw new ConfigError(`config ${source}: ${merged}`);
+      return { rootfs: r.rootfs, rootdir: r.rootdir, ...merged };
+    }),
   };
+}
+
+// ---- per-root templates: the shared plugin list with a root's overrides merged in --------------------
+
+/** A root's `plugins` as a map: plugin name → options to merge into the shared list's, or false to leave it out. */
+export type PluginOverrides = Readonly<Record<string, Readonly<Record<string, unknown>> | false>>;
+
+/** Where a plugin of a root's effective list is written, for error messages. */
+export interface PluginOrigin {
+  /** Its entry in a list: "plugins[2]" (the shared list), "roots[0].plugins[2]" (the root's own, or the default list). */
+  readonly spec: string;
+  /** The root's override merged over it, when there is one: where it is written and what it sets. */
+  readonly override?: { readonly at: string; readonly options: Readonly<Record<string, unknown>> };
+}
+
+/** A plain object (YAML and JSON mappings; not an array, null, a Date or a class instance). */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * The merge rule of overrides: `over` merged into `base`, key by key. Where both values are plain
+ * objects, they are merged the same way (recursively); anything else in `over` (a string, number,
+ * boolean, null, an array) replaces the base's value as a whole. Keys only in `base` are kept.
+ * Neither argument is changed.
+ */
+export function deepMerge(base: Readonly<Record<string, unknown>>, over: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const current = out[key];
+    out[key] = isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
+  }
+  return out;
+}
+
+const specName = (spec: PluginSpec): string => (typeof spec === 'string' ? spec : spec[0]);
+
+/** The zod transform of a root's `plugins`: a list (checked as the shared one is) or a map of overrides. */
+function rootPlugins(value: unknown, ctx: z.RefinementCtx): PluginSpec[] | PluginOverrides {
+  if (Array.isArray(value)) {
+    const list = z.array(pluginSpec).safeParse(value);
+    if (list.success) return list.data;
+    for (const issue of list.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+    return z.NEVER;
+  }
+  if (!isPlainObject(value)) {
+    ctx.addIssue({ code: 'custom', message: 'must be a list of plugins (replacing the shared list) or a map of plugin name to the options to merge into its own (or false to leave it out)' });
+    return z.NEVER;
+  }
+  const out: Record<string, Readonly<Record<string, unknown>> | false> = {};
+  for (const [name, options] of Object.entries(value)) {
+    if (options === false || isPlainObject(options)) out[name] = options;
+    else ctx.addIssue({ code: 'custom', path: [name], message: 'must be the options to merge into the plugin\'s own (a mapping), or false to leave the plugin out for this root' });
+  }
+  return out;
+}
+
+/**
+ * A root's effective plugins: `own` when it is a list; else `shared` (the top-level list, or the
+ * default one) with each override of `own` merged into the options of the plugin of that name
+ * (deepMerge), or that plugin left out when the override is false. Order is the shared list's.
+ * An override for a plugin the shared list does not have (or has twice) is an error: the message
+ * (without the file) is returned.
+ */
+export function mergePlugins(
+  shared: readonly PluginSpec[],
+  own: readonly PluginSpec[] | PluginOverrides | undefined,
+  at: { readonly root: number; readonly sharedAt?: string | undefined },
+): { plugins: PluginSpec[]; origins: PluginOrigin[] } | string {
+  const rootAt = `roots[${at.root}].plugins`;
+  if (Array.isArray(own)) return { plugins: [...own], origins: own.map((_s, i) => ({ spec: `${rootAt}[${i}]` })) };
+  const listAt = at.sharedAt ?? rootAt;
+  const overrides = (own ?? {}) as PluginOverrides;
+  const names = shared.map(specName);
+  for (const name of Object.keys(overrides)) {
+    const count = names.filter((n) => n === name).length;
+    const list = at.sharedAt !== undefined ? `the plugin list (${at.sharedAt}: ${names.join(', ')})` : `the default plugin list (${names.join(', ')}; a top-level "plugins" list replaces it)`;
+    if (count === 0) {
+      const near = closest(name, names);
+      return `${rootAt}.${name}: no plugin ${JSON.stringify(name)} in ${list}${near !== undefined ? ` (did you mean ${JSON.stringify(near)}?)` : ''}; an override changes the options of a plugin in that list (to add one, give this root a list of its own)`;
+    }
+    if (count > 1) return `${rootAt}.${name}: plugin ${JSON.stringify(name)} is in ${list} ${count} times; an override cannot tell which (give this root a list of its own)`;
+  }
+  const plugins: PluginSpec[] = [];
+  const origins: PluginOrigin[] = [];
+  shared.forEach((spec, i) => {
+    const name = specName(spec);
+    const override = Object.hasOwn(overrides, name) ? overrides[name] : undefined;
+    if (override === false) return;
+    const origin: PluginOrigin = { spec: `${listAt}[${i}]` };
+    if (override === undefined) {
+      plugins.push(spec);
+      origins.push(origin);
+      return;
+    }
+    plugins.push([name, deepMerge(typeof spec === 'string' ? {} : spec[1], override)]);
+    origins.push({ ...origin, override: { at: `${rootAt}.${name}`, options: override } });
+  });
+  return { plugins, origins };
+}
+
+/**
+ * Where the option at `path` (e.g. ["properties", "quota"]) of a plugin is written: the root's
+ * override ("roots[0].plugins.zfs") when it sets that key or replaces a value above it, else the
+ * list entry's options ("plugins[2][1]").
+ */
+export function optionsOwner(origin: PluginOrigin, path: readonly PropertyKey[]): string {
+  if (origin.override && path.length > 0) {
+    let node: unknown = origin.override.options;
+    for (const part of path) {
+      if (!isPlainObject(node)) return origin.override.at;
+      if (typeof part !== 'string' || !Object.hasOwn(node, part)) return `${origin.spec}[1]`;
+      node = node[part];
+    }
+    return origin.override.at;
+  }
+  return `${origin.spec}[1]`;
+}
+
+/** The full key of the option at `path`: "roots[0].plugins.zfs.properties.quota", "plugins[2][1].properties.quota". */
+export function optionsLocation(origin: PluginOrigin, path: readonly PropertyKey[]): string {
+  return path.reduce<string>((s, p) => (typeof p === 'number' ? `${s}[${p}]` : `${s}.${String(p)}`), optionsOwner(origin, path));
+}
+
+/** The candidate nearest to `word` (edit distance at most a third of its length, at least 1), if any. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  // Edit distance with a swap of two neighbours counting as one edit (zsf → zfs).
+  const distance = (a: string, b: string): number => {
+    const d: number[][] = Array.from({ length: a.length + 1 }, (_v, i) => Array.from({ length: b.length + 1 }, (_w, j) => (i === 0 ? j : j === 0 ? i : 0)));
+    for (let i = 1; i <= a.length; i++) {
+      for (let j = 1; j <= b.length; j++) {
+        let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+        if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, d[i - 2]![j - 2]! + 1);
+        d[i]![j] = best;
+      }
+    }
+    return d[a.length]![b.length]!;
+  };
+  let best: string | undefined;
+  let bestDistance = Math.max(1, Math.floor(word.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = distance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return best;
 }
 
 /** The extensions a config file may have, each with the cosmiconfig loader that reads it. */

@@ -14,6 +14,7 @@ import { ConfigError, oneLine } from './errors.js';
 import { CONTRACT, HOOK_ORDER, type HookName } from './contract.js';
 import type { Hooks } from './hooks.js';
 import { assertTrusted } from './trust.js';
+import { optionsOwner, type PluginOrigin } from './config.js';
 import type { Logger, PluginDefinition, PluginSpec, RootInfo } from './types.js';
 
 export type PluginSource = 'builtin' | 'path' | 'package';
@@ -123,6 +124,11 @@ export interface LoadContext {
   readonly baseDir: string;
   /** For error messages: "config /etc/x.yaml: roots[0].plugins". */
   readonly where: string;
+  /**
+   * Where each spec is written (RootConfig.origins), with `file` ("config /etc/x.yaml"): error
+   * messages then name the shared list's entry, or the root's override that set the option.
+   */
+  readonly origins?: { readonly file: string; readonly of: readonly PluginOrigin[] };
 }
 
 /** Loads, validates and applies every plugin of a root, recording which hooks each taps. */
@@ -131,7 +137,8 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
   for (const [index, spec] of specs.entries()) {
     const name = typeof spec === 'string' ? spec : spec[0];
     const rawOptions = typeof spec === 'string' ? {} : spec[1];
-    const at = `${ctx.where}[${index}]`;
+    const origin = ctx.origins?.of[index];
+    const at = origin && ctx.origins ? `${ctx.origins.file}: ${origin.spec}` : `${ctx.where}[${index}]`;
     let resolved: Resolved;
     let definition: unknown;
     try {
@@ -155,7 +162,9 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
       try {
         options = definition.options.parse(rawOptions);
       } catch (error) {
-        throw new ConfigError(`${at}[1]: ${describeOptionsError(error)}`);
+        const { path, message } = describeOptionsError(error);
+        const owner = origin && ctx.origins ? `${ctx.origins.file}: ${optionsOwner(origin, path)}` : `${at}[1]`;
+        throw new ConfigError(`${owner}: ${path.length > 0 ? path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i > 0 ? '.' : ''}${p}`)).join('') : '(options)'}: ${message}`);
       }
     }
     // A plugin's taps are the ones it adds while it is applied.
@@ -189,13 +198,17 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
   return loaded;
 }
 
-/** zod and friends throw long messages; keep the first issue, with its key. */
-function describeOptionsError(error: unknown): string {
-  const issues = (error as { issues?: { path: (string | number)[]; message: string }[] }).issues;
+/**
+ * zod and friends throw long messages; keep the first issue, with its key (an unknown key is named
+ * in the path, so that it can be told whether a root's override set it).
+ */
+function describeOptionsError(error: unknown): { path: (string | number)[]; message: string } {
+  const issues = (error as { issues?: { path: (string | number)[]; message: string; code?: string; keys?: unknown }[] }).issues;
   if (Array.isArray(issues) && issues.length > 0) {
     const first = issues[0]!;
-    const key = first.path.length > 0 ? first.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '') : '(options)';
-    return `${key}: ${first.message}`;
+    const keys = first.code === 'unrecognized_keys' && Array.isArray(first.keys) ? first.keys.filter((k): k is string => typeof k === 'string') : [];
+    if (keys.length === 1) return { path: [...first.path, keys[0]!], message: 'unknown option' };
+    return { path: [...first.path], message: first.message };
   }
-  return oneLine(error);
+  return { path: [], message: oneLine(error) };
 }
