@@ -19,7 +19,12 @@ import { join } from 'node:path';
 import { acquireLock, writeFileAtomic, type JobObserver, type JobProgress, type JobRecord, type Outcome, type OutcomeKind } from '../core/index.js';
 
 export const PREFIX = 'zfs_dynamic_creator';
-export const OUTCOMES: readonly OutcomeKind[] = ['converted', 'failed', 'deferred', 'skipped', 'busy', 'recovered', 'rolled-back'];
+/**
+ * The outcomes counted. Not 'skipped': incron starts a process for every directory made in a
+ * root, and a name the filters leave alone is answered without a lock or a write (start-up time
+ * of that path matters more than a count of names nobody asked to convert).
+ */
+export const OUTCOMES: readonly OutcomeKind[] = ['converted', 'failed', 'deferred', 'busy', 'recovered', 'rolled-back'];
 /** Conversion durations (seconds): from the job's start (waits included) to its end. */
 export const DURATION_BUCKETS: readonly number[] = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
 const LOCK_ID = 'metrics';
@@ -87,6 +92,7 @@ export function parseState(text: string): MetricsState {
 
 /** Adds one job's end to the state. */
 export function recordOutcome(state: MetricsState, rootdir: string, outcome: Outcome, copied: JobRecord['copied'], at: Date = new Date()): void {
+  if (!OUTCOMES.includes(outcome.kind)) return;
   const root = (state.roots[rootdir] ??= emptyRoot());
   root.outcomes[outcome.kind] = (root.outcomes[outcome.kind] ?? 0) + 1;
   const success = outcome.kind === 'converted' || outcome.kind === 'recovered';
@@ -124,7 +130,7 @@ export function renderMetrics(state: MetricsState, alive: (pid: number) => boole
   const roots = Object.keys(state.roots).sort();
   const root = (r: string): string => `root="${labelValue(r)}"`;
 
-  family('conversions_total', 'counter', 'Jobs that ended, by root and outcome (converted, failed, deferred, skipped, busy, recovered, rolled-back).');
+  family('conversions_total', 'counter', `Jobs that ended, by root and outcome (${OUTCOMES.join(', ')}; directories the filters leave alone are not counted).`);
   for (const r of roots) for (const kind of OUTCOMES) out.push(`${PREFIX}_conversions_total{${root(r)},outcome="${kind}"} ${number(state.roots[r]!.outcomes[kind] ?? 0)}`);
   family('converted_files_total', 'counter', 'Regular files in the verified copies of converted directories.');
   for (const r of roots) out.push(`${PREFIX}_converted_files_total{${root(r)}} ${number(state.roots[r]!.files)}`);
@@ -202,7 +208,7 @@ export class MetricsTextfile {
     return {
       update: () => undefined,
       end: async (job: JobProgress, outcome: Outcome, record: Readonly<JobRecord>) => {
-        if (job.dryRun) return;
+        if (job.dryRun || !OUTCOMES.includes(outcome.kind)) return;
         await this.update((state) => recordOutcome(state, job.rootdir, outcome, record.copied));
       },
     };

@@ -32,7 +32,8 @@ describe('the textfile', () => {
     recordOutcome(state, '/tank/runs', outcome('failed'), undefined);
     recordOutcome(state, '/tank/runs', outcome('deferred'), undefined);
     recordOutcome(state, '/tank/runs', outcome('recovered', 99_000_000), { files: 2, bytes: 7 }, new Date(1_700_000_100_000));
-    recordOutcome(state, '/odd "root"\\\n', outcome('skipped'), undefined);
+    recordOutcome(state, '/odd "root"\\\n', outcome('busy'), undefined);
+    recordOutcome(state, '/tank/runs', outcome('skipped'), undefined); // not counted
     const text = renderMetrics(state, () => false);
     const families = parseExposition(text);
     for (const name of families.keys()) expect(name).toMatch(/^zfs_dynamic_creator_[a-z_]+$/);
@@ -42,7 +43,8 @@ describe('the textfile', () => {
     expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { ...root, outcome: 'converted' })).toBe(2);
     expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { ...root, outcome: 'failed' })).toBe(1);
     expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { ...root, outcome: 'busy' })).toBe(0);
-    expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { root: '/odd "root"\\\n', outcome: 'skipped' })).toBe(1);
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { root: '/odd "root"\\\n', outcome: 'busy' })).toBe(1);
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { ...root, outcome: 'skipped' })).toBeUndefined();
     // Bytes and files of every success (a recovery finishes a conversion too).
     expect(sampleValue(families, 'zfs_dynamic_creator_converted_files_total', root)).toBe(6);
     expect(sampleValue(families, 'zfs_dynamic_creator_converted_bytes_total', root)).toBe(3357);
