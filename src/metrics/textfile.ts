@@ -185,7 +185,10 @@ export class MetricsTextfile {
       const state = parseState(await readFile(file, 'utf8').catch(() => ''));
       change(state);
       await writeFileAtomic(file, `${JSON.stringify(state)}\n`, 0o600);
-      await writeFileAtomic(this.textfile, renderMetrics(state), 0o644);
+      // The counters are kept even when the textfile cannot be written: the next write shows them.
+      await writeFileAtomic(this.textfile, renderMetrics(state), 0o644).catch((error: unknown) => {
+        throw new Error(`metrics textfile ${this.textfile} (config metrics.textfile) not written: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      });
     } finally {
       await lock.release();
     }

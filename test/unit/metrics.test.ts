@@ -99,6 +99,13 @@ describe('the textfile', () => {
     expect((await stat(metricsStateFile(dir))).mode & 0o777).toBe(0o600);
   });
 
+  it('names the file and the key when the textfile cannot be written, and keeps counting', async () => {
+    const textfile = join(dir, 'missing', 'm.prom');
+    const metrics = new MetricsTextfile(textfile, dir);
+    await expect(metrics.update((s) => recordOutcome(s, '/r', outcome('failed'), undefined))).rejects.toThrow(`metrics textfile ${textfile} (config metrics.textfile) not written: ENOENT`);
+    expect(parseState(await readFile(metricsStateFile(dir), 'utf8')).roots['/r']?.outcomes).toEqual({ failed: 1 });
+  });
+
   it('loses no increment when many processes count at once', async () => {
     const textfile = join(dir, 'm.prom');
     const script = join(dir, 'count.mjs');
