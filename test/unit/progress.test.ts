@@ -186,7 +186,7 @@ describe('where there is no terminal', () => {
     const copyStart = now - T0;
     at(copyStart + FIRST_MS);
     expect(records).toHaveLength(6);
-    expect(records[5]!.message).toMatch(/^still migrate\/copy \(1:00\): 10 of 20 files, 1\.00 of 2\.00 MiB \(50%\)/);
+    expect(records[5]!.message).toMatch(/^still at migrate\/copy \(1:00\): 10 of 20 files, 1\.00 of 2\.00 MiB \(50%\)/);
     beat.end(job);
     at(copyStart + 100 * FIRST_MS);
     expect(records).toHaveLength(6);
