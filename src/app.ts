@@ -14,10 +14,12 @@ import {
   stderrSink,
   validateConfig,
   type Config,
+  type JobObserver,
   type LogSink,
   type PluginSpec,
 } from './core/index.js';
 import { prepareStateDir } from './core/trust.js';
+import { progressObservers } from './progress/index.js';
 
 /** The plugins a root gets when the config lists none. */
 export const DEFAULT_PLUGINS: readonly PluginSpec[] = ['name-filter', 'quiet-wait', 'zfs', 'rsync', 'syslog'];
@@ -44,6 +46,7 @@ export class App {
     // stateDir another user could write to (created 0700 when missing; not in a dry run).
     await prepareStateDir(config.stateDir, { create: !(options.dryRun ?? false) });
     const sinks: LogSink[] = [stderrSink({ quiet: options.quiet ?? false, verbose: options.verbose ?? false })];
+    const observers = await jobObservers(config, options);
     const engines: RootEngine[] = [];
     for (const [index, root] of config.roots.entries()) {
       const engine = new RootEngine({
@@ -54,6 +57,7 @@ export class App {
         stateDir: config.stateDir,
         dryRun: options.dryRun ?? false,
         sinks,
+        observers,
         plugins: root.plugins,
         baseDir: config.baseDir,
       });
@@ -94,7 +98,7 @@ export class App {
     const all = [...(base?.roots.map((r) => ({ rootfs: r.rootfs, rootdir: r.rootdir, plugins: [...r.plugins] })) ?? []), ...roots.values()];
     const source = base ? `${base.source} and the journal in ${stateDir}` : `the journal in ${stateDir}`;
     return validateConfig(
-      { stateDir, roots: all, ...(base ? { lockStaleSeconds: base.lockStaleSeconds, watch: base.watch } : {}) },
+      { stateDir, roots: all, ...(base ? { lockStaleSeconds: base.lockStaleSeconds, watch: base.watch, ...(base.metrics ? { metrics: base.metrics } : {}) } : {}) },
       source,
       DEFAULT_PLUGINS,
       base?.baseDir ?? baseDir ?? '/',
@@ -136,6 +140,16 @@ export class App {
   async close(): Promise<void> {
     for (const engine of this.engines) await engine.hooks.close.promise().catch(() => undefined);
   }
+}
+
+/** Who watches the jobs: the progress display of this terminal (or its absence), and the metrics file if configured. */
+async function jobObservers(config: Config, options: GlobalOptions): Promise<JobObserver[]> {
+  const observers = await progressObservers({ quiet: options.quiet ?? false });
+  if (config.metrics !== undefined) {
+    const { MetricsTextfile } = await import('./metrics/textfile.js');
+    observers.push(new MetricsTextfile(config.metrics.textfile, config.stateDir).observer());
+  }
+  return observers;
 }
 
 /** The real path of a directory (the path itself when it cannot be resolved: prepare then says why). */

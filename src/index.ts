@@ -46,6 +46,7 @@ export type {
   PluginContext,
   PluginDefinition,
   PluginSpec,
+  ProgressReport,
   RootContext,
   RootInfo,
   Skip,

@@ -15,7 +15,9 @@ import {
   holdersOf,
   openDir,
   treeDigest,
+  type Defer,
   type DirRef,
+  type EntryInfo,
   type Job,
 } from '../../src/index.js';
 
@@ -57,9 +59,14 @@ export default definePlugin<Options>({
       const deadline = started + Math.max(opts.maxWaitSeconds, opts.delaySeconds) * 1000;
       if (opts.delaySeconds > 0) {
         job.log.info(`waiting ${opts.delaySeconds} s before starting`, { step: 'wait/delay' });
-        if (!(await abortableSleep(opts.delaySeconds * 1000, job.signal))) return { defer: 'stopped while waiting' };
+        if (!(await job.waiting('the start delay', () => abortableSleep(opts.delaySeconds * 1000, job.signal)))) return { defer: 'stopped while waiting' };
       }
       if (opts.quietSeconds === 0 && !opts.checkOpenFiles) return undefined; // nothing to wait for
+      // Waiting, for status and the progress line ("waiting for a quiet period since …").
+      return job.waiting(opts.quietSeconds > 0 ? 'a quiet period' : 'its files to be closed', () => waitQuiet(job, deadline));
+    });
+
+    async function waitQuiet(job: Job, deadline: number): Promise<Defer | undefined> {
       let lastChange = Date.now();
       let changes = 0;
       const touched = (): void => {
@@ -78,10 +85,17 @@ export default definePlugin<Options>({
         closeDir = () => dir.close();
         const look = async (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> => {
           const dirs: string[] = [];
-          const result = await treeDigest(dir, { signal: job.signal, ...(watches ? { visit: (e) => void (e.type === 'dir' && dirs.push(e.rel)) } : {}) }).catch((e: unknown) =>
-            e instanceof TreeChangedError ? undefined : Promise.reject(e),
-          );
-          if (result) watches?.update(dirs);
+          let files = 0;
+          const visit = (e: EntryInfo): void => {
+            if (e.type === 'dir') dirs.push(e.rel);
+            else if (e.type === 'file') files++;
+          };
+          const result = await treeDigest(dir, { signal: job.signal, visit }).catch((e: unknown) => (e instanceof TreeChangedError ? undefined : Promise.reject(e)));
+          if (result) {
+            watches?.update(dirs);
+            // What the copy will have to do, as far as the tree now tells (for its ETA).
+            job.progress({ totalFiles: files, totalBytes: result.bytes });
+          }
           return result;
         };
         let seen = await look();
@@ -106,11 +120,13 @@ export default definePlugin<Options>({
             }
             const who = describeHolders(holders);
             if (who !== reported) job.log.info(`waiting: in use by ${who}`, { step: 'wait/open-files' });
+            job.progress({ note: `in use by ${who}` });
             reported = who;
           }
           if (Date.now() >= deadline) {
             return { defer: `not quiet after ${opts.maxWaitSeconds} s${reported ? ` (in use by ${reported})` : ''}; will be tried again` };
           }
+          if (left > 0) job.progress({ note: `quiet for ${Math.floor(quietFor / 1000)} of ${opts.quietSeconds} s${changes ? ` (${changes} change(s) seen)` : ''}` });
           const pause = Math.max(100, Math.min(left > 0 ? left : 1000, 1000, deadline - Date.now()));
           if (!(await abortableSleep(pause, job.signal))) return { defer: 'stopped while waiting' };
         }
@@ -118,6 +134,6 @@ export default definePlugin<Options>({
         watches?.close();
         await closeDir();
       }
-    });
+    }
   },
 });

@@ -115,6 +115,16 @@ function copiedOf(manifest: Manifest): { files: number; bytes: number } {
   return { files, bytes };
 }
 
+/**
+ * The length of a regular file rsync copied, from a line of `--out-format='%i %l'` (">f+++++++++
+ * 1234": sent; "hf…": a hard link to one sent), or undefined for anything else (directories,
+ * symlinks, other output).
+ */
+export function copiedItem(line: string): number | undefined {
+  const match = /^[>ch]f\S* (\d+)$/.exec(line);
+  return match ? Number(match[1]) : undefined;
+}
+
 function metaOf(e: EntryInfo): Meta {
   return { type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, mtimeMs: e.mtimeMs, rdev: e.rdev, ...(e.target !== undefined ? { target: e.target } : {}) };
 }
@@ -211,13 +221,25 @@ export default definePlugin<Options>({
       return live;
     };
 
-    /** Copies src/ into dst/ with rsync, the source pinned by descriptor. */
+    /**
+     * Copies src/ into dst/ with rsync, the source pinned by descriptor. rsync says each item as
+     * it is done (--out-format: its itemize code and length only, never a name), which counts
+     * the files and bytes copied for job.progress().
+     */
     const bulkCopy = async (job: Job, src: DirRef, dst: string): Promise<void> => {
-      const args = [...opts.flags, '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
+      const args = [...opts.flags, '--out-format=%i %l', '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
+      const counted = { files: 0, bytes: 0 };
+      const onStdoutLine = (line: string): void => {
+        const item = copiedItem(line);
+        if (item === undefined) return;
+        counted.files += 1;
+        counted.bytes += item;
+        job.progress(counted);
+      };
       await retry(
         async () => {
           try {
-            await run(opts.command, args, { signal: job.signal });
+            await run(opts.command, args, { signal: job.signal, onStdoutLine });
           } catch (error) {
             if (error instanceof CommandError && error.exitCode === VANISHED) throw new TransientError(error.message);
             if (error instanceof CommandError) throw explainCopyError(error);

@@ -22,6 +22,7 @@ import { JobQueue, type QueueItem } from '../daemon/queue.js';
 import { RootWatcher } from '../daemon/watcher.js';
 import { Sweeper } from '../daemon/sweeper.js';
 import { removeDaemonStatus, writeDaemonStatus } from '../daemon/status-file.js';
+import type { MetricsTextfile } from '../metrics/textfile.js';
 
 export async function watch(options: GlobalOptions): Promise<number> {
   let app = await App.open(options);
@@ -86,8 +87,25 @@ export async function watch(options: GlobalOptions): Promise<number> {
       };
       writing = writing
         .then(() => writeDaemonStatus(app.config.stateDir, snapshot))
-        .catch((error: unknown) => log().debug(`status file not written: ${oneLine(error)}`));
+        .catch((error: unknown) => log().debug(`status file not written: ${oneLine(error)}`))
+        .then(() => daemonGauges({ queued: snapshot.queued.length, working: snapshot.active.filter((a) => a.working).length, waiting: snapshot.active.filter((a) => !a.working).length }));
     }, Math.max(0, 1000 - (Date.now() - lastWrite)));
+  };
+  // The Prometheus textfile's gauges (config `metrics`), written when they change.
+  let metrics: { textfile: string; file: MetricsTextfile } | undefined;
+  let metricsFailed = '';
+  const daemonGauges = async (gauges: { queued: number; working: number; waiting: number } | undefined): Promise<void> => {
+    const textfile = app.config.metrics?.textfile;
+    if (textfile === undefined) return;
+    try {
+      if (metrics?.textfile !== textfile) metrics = { textfile, file: new (await import('../metrics/textfile.js')).MetricsTextfile(textfile, app.config.stateDir) };
+      await metrics.file.daemon(gauges);
+      metricsFailed = '';
+    } catch (error) {
+      // Said once per kind of failure, not at every change of the queue.
+      if (oneLine(error) !== metricsFailed) log().warn(`metrics textfile ${textfile} not written: ${oneLine(error)}`);
+      metricsFailed = oneLine(error);
+    }
   };
   queue.onChange(publishStatus);
   const heartbeat = setInterval(() => {
@@ -149,6 +167,7 @@ export async function watch(options: GlobalOptions): Promise<number> {
         await queue.drain();
         await writing;
         await removeDaemonStatus(app.config.stateDir, process.pid).catch(() => undefined);
+        await daemonGauges(undefined);
         log().notice('stopped');
         await app.close();
         process.off('SIGHUP', onHup);

@@ -54,6 +54,13 @@ const watchSchema = z
   })
   .strict();
 
+const metricsSchema = z
+  .object({
+    /** A file for node_exporter's textfile collector (…/textfile_collector/zfs_dynamic_creator.prom). */
+    textfile: absolutePath.refine((p) => p.endsWith('.prom'), 'must end in .prom (the textfile collector reads only *.prom)'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     stateDir: absolutePath.default(DEFAULT_STATE_DIR),
@@ -62,6 +69,7 @@ export const configSchema = z
     plugins: z.array(pluginSpec).optional(),
     watch: watchSchema.default({ concurrency: 2, maxJobs: 64, sweepIntervalSeconds: 300 }),
     roots: z.array(rootSchema).min(1, 'list at least one root'),
+    metrics: metricsSchema.optional(),
   })
   .strict();
 
@@ -85,6 +93,8 @@ export interface Config {
   readonly lockStaleSeconds: number;
   readonly watch: { readonly concurrency: number; readonly maxJobs: number; readonly sweepIntervalSeconds: number };
   readonly roots: readonly RootConfig[];
+  /** Prometheus textfile (src/metrics/textfile.ts), when configured. */
+  readonly metrics?: { readonly textfile: string };
 }
 
 /** Formats a zod path the way the config is written: roots[0].plugins[2][1].regex */
@@ -121,6 +131,7 @@ export function validateConfig(raw: unknown, source: string, defaultPlugins: rea
       if (typeof merged === 'string') throw new ConfigError(`config ${source}: ${merged}`);
       return { rootfs: r.rootfs, rootdir: r.rootdir, ...merged };
     }),
+    ...(value.metrics ? { metrics: value.metrics } : {}),
   };
 }
 

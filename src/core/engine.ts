@@ -30,6 +30,7 @@ import type {
 } from './types.js';
 import type { LoadedPlugin } from './loader.js';
 import { createLogger, type LogSink } from './logger.js';
+import type { JobObserver } from './progress.js';
 import { ensureHoldingDir, isHelperName, jobPaths, legacyHelperPath } from './helpers.js';
 
 export interface EngineOptions {
@@ -43,6 +44,8 @@ export interface EngineOptions {
   readonly plugins?: readonly PluginSpec[];
   /** Where relative plugin paths resolve from. */
   readonly baseDir?: string;
+  /** Told of each job's progress and end (a live line on a terminal, metrics); see progress.ts. */
+  readonly observers?: readonly JobObserver[];
 }
 
 export interface HandleOptions {
@@ -151,12 +154,14 @@ export class RootEngine {
     const id = jobId(this.context.rootdir, name);
     const job = new JobImpl(this.context, newRecord(this.context, id, name, this.options), this.journal, signal, this.hooks);
     job.slot = new SlotHold(options.slots);
+    job.observers = this.options.observers ?? [];
     this.running.set(name, { job, since: new Date(started).toISOString() });
     let lock: Lock | undefined;
     const finish = async (kind: OutcomeKind, message: string, error?: Error, level: 'info' | 'notice' | 'warn' | 'error' = levelOf(kind)): Promise<Outcome> => {
       const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
       job.log[level](message, { step: 'outcome' });
       await this.hooks.outcome.promise(job, outcome).catch((e: unknown) => job.log.warn(`an outcome hook failed: ${oneLine(e)}`));
+      await this.ended(job, outcome);
       return outcome;
     };
     try {
@@ -371,12 +376,16 @@ export class RootEngine {
     const job = new JobImpl(this.context, { ...record, pid: process.pid, steps: record.steps ?? [] }, this.journal, signal, this.hooks);
     job.guard = lockGuard(lock);
     job.slot = new SlotHold(slots);
+    job.observers = this.options.observers ?? [];
     // A recovery inside handle() runs under the same name: the outer job's entry is put back after.
     const outer = this.running.get(record.name);
     this.running.set(record.name, { job, since: new Date(started).toISOString() });
+    let ending: Promise<void> = Promise.resolve();
     const done = (kind: OutcomeKind, message: string, error?: Error): Outcome => {
       job.log[kind === 'failed' ? 'error' : 'notice'](message, { step: 'recover' });
-      return { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
+      const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
+      ending = this.ended(job, outcome);
+      return outcome;
     };
     try {
       job.phase = 'recover';
@@ -425,6 +434,18 @@ export class RootEngine {
       job.slot.give();
       if (outer) this.running.set(record.name, outer);
       else this.running.delete(record.name);
+      await ending;
+    }
+  }
+
+  /** Tells the observers that a job ended; a failing observer is logged, never fatal. */
+  private async ended(job: JobImpl, outcome: Outcome): Promise<void> {
+    for (const observer of job.observers) {
+      try {
+        await observer.end?.(job.live, outcome, job.record);
+      } catch (error) {
+        job.log.warn(`could not record the job's end (${oneLine(error)})`);
+      }
     }
   }
 

@@ -35,10 +35,16 @@ export interface RunOptions {
   env?: Record<string, string>;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /**
+   * Each line of stdout as it comes (without its newline), instead of collecting it: the result's
+   * stdout is then ''. For commands that report as they go (rsync --out-format).
+   */
+  onStdoutLine?: (line: string) => void;
 }
 
 export async function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const ok = options.okExitCodes ?? [0];
+  const onLine = options.onStdoutLine;
   const execaOptions: Options = {
     reject: false,
     stripFinalNewline: false,
@@ -48,6 +54,15 @@ export async function run(command: string, args: readonly string[], options: Run
     timeout: options.timeoutMs,
     stdin: options.input === undefined ? 'ignore' : undefined,
     encoding: 'utf8',
+    // An execa transform that passes nothing on: each line is handed over, none is kept.
+    ...(onLine !== undefined
+      ? {
+          stdout: function* (line: unknown) {
+            onLine(String(line));
+            yield* [];
+          },
+        }
+      : {}),
   };
   const result = await (await loadExeca())(command, [...args], execaOptions);
   const code = (result as { code?: string }).code;

@@ -4,6 +4,7 @@ import { ContractError } from './errors.js';
 import type { Hooks } from './hooks.js';
 import type { Journal } from './journal.js';
 import { SlotHold } from './slots.js';
+import { newProgress, type JobObserver, type JobProgress, type ProgressReport } from './progress.js';
 import type {
   Job,
   JobData,
@@ -20,7 +21,12 @@ export class JobImpl implements Job {
   readonly id: string;
   readonly name: string;
   readonly path: string;
-  phase: PhaseName | 'recover' = 'filter';
+  /** What the job is doing now, for observers (a live line, metrics): see progress.ts. */
+  readonly live: JobProgress;
+  /** Told of every change of phase, step, wait and count (set by the engine). */
+  observers: readonly JobObserver[] = [];
+  private currentPhase: PhaseName | 'recover' = 'filter';
+  private currentWait: string | undefined;
   /**
    * Called before every journal write, phase and step: throws when this process may no longer
    * act for the job (its lock file was removed or replaced). After that the job writes nothing,
@@ -31,8 +37,29 @@ export class JobImpl implements Job {
   actingPlugin: string | undefined;
   /** The job's hold on a work slot (the engine takes it for the phases that work). */
   slot: SlotHold = new SlotHold(undefined);
+  get phase(): PhaseName | 'recover' {
+    return this.currentPhase;
+  }
+
+  set phase(phase: PhaseName | 'recover') {
+    this.currentPhase = phase;
+    if (this.live.phase === phase) return;
+    this.live.phase = phase;
+    this.live.step = undefined;
+    this.notify();
+  }
+
   /** What the job waits for now, without a work slot (see waiting()); for status. */
-  waitingFor: string | undefined;
+  get waitingFor(): string | undefined {
+    return this.currentWait;
+  }
+
+  set waitingFor(reason: string | undefined) {
+    this.currentWait = reason;
+    this.live.waiting = reason === undefined ? undefined : { reason, since: Date.now() };
+    if (reason === undefined) this.live.note = undefined;
+    this.notify();
+  }
   /** Whether anything has been written to the journal for this job. */
   private journalled = false;
 
@@ -48,6 +75,33 @@ export class JobImpl implements Job {
     this.name = state.name;
     this.path = `${root.rootdir}/${state.name}`;
     this.journalled = state.steps.length > 0 || state.phase !== 'new';
+    this.live = newProgress({ rootdir: root.rootdir, name: state.name, dryRun: root.dryRun, log: root.log.child({ dir: state.name }), phase: this.currentPhase });
+  }
+
+  progress(report: ProgressReport): void {
+    const live = this.live;
+    if (report.files !== undefined) live.files = report.files;
+    if (report.bytes !== undefined) live.bytes = report.bytes;
+    if (report.totalFiles !== undefined) live.totalFiles = report.totalFiles;
+    if (report.totalBytes !== undefined) live.totalBytes = report.totalBytes;
+    if (report.note !== undefined) live.note = report.note === '' ? undefined : report.note;
+    this.notify();
+  }
+
+  /** Between steps: no step, no counts (the totals stay). */
+  private stepEnded(): void {
+    Object.assign(this.live, { step: undefined, files: undefined, bytes: undefined, note: undefined });
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const observer of this.observers) {
+      try {
+        observer.update(this.live);
+      } catch {
+        // watching must never break a job
+      }
+    }
   }
 
   /** Names the directory, the new filesystem once a plugin has recorded it, and the plugin whose tap is running. */
@@ -87,14 +141,18 @@ export class JobImpl implements Job {
     await this.save();
     await this.hooks?.step.promise(this, fields.step, 'before');
     this.log.info(description, fields);
+    Object.assign(this.live, { step: fields.step, stepSince: Date.now(), files: undefined, bytes: undefined, note: undefined });
+    this.notify();
     let result: T;
     try {
       result = await action();
     } catch (error) {
+      this.stepEnded();
       // The step ended (badly): taps hear it before the failure goes on; theirs cannot mask it.
       await this.hooks?.step.promise(this, fields.step, 'end').catch((e: unknown) => this.log.warn(`a step hook failed at the end of ${fields.step}: ${e instanceof Error ? e.message : String(e)}`, fields));
       throw error;
     }
+    this.stepEnded();
     await this.hooks?.step.promise(this, fields.step, 'end');
     entry.state = 'done';
     await this.save();

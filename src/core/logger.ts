@@ -100,10 +100,31 @@ export function ignoreBrokenPipes(): void {
   for (const stream of [process.stderr, process.stdout]) stream.on('error', () => undefined);
 }
 
+/**
+ * Something drawn below the log on a terminal (the live progress lines): every write to stderr
+ * first erases it and then draws it again, in one write, so that log lines scroll above it.
+ */
+export interface StderrOverlay {
+  /** What erases the overlay as last drawn (and forgets it was drawn). */
+  erase(): string;
+  /** What draws it now (no final newline), or ''. */
+  draw(): string;
+}
+
+let overlay: StderrOverlay | undefined;
+/** Puts an overlay under the log (or removes it, erased, with undefined). */
+export function setStderrOverlay(next: StderrOverlay | undefined): void {
+  const erase = overlay?.erase() ?? '';
+  overlay = next;
+  if (erase !== '') writeStderr(erase);
+}
+
 /** Writes to stderr; a failed write (a closed pipe) is ignored. */
 export function writeStderr(text: string): void {
   ignoreBrokenPipes();
   try {
+    if (overlay) text = `${overlay.erase()}${text}${overlay.draw()}`;
+    if (text === '') return;
     if (!process.stderr.destroyed && process.stderr.writable) process.stderr.write(text);
   } catch {
     // a closed stderr must never interrupt a job
@@ -113,8 +134,16 @@ export function writeStderr(text: string): void {
 /** Writes to stdout; a failed write (a closed pipe) is ignored. */
 export function writeStdout(text: string): void {
   ignoreBrokenPipes();
+  // On the same terminal as the overlay: out of its way first, drawn again after.
+  const aside = overlay !== undefined && process.stdout.isTTY === true;
+  if (aside) writeRaw(process.stderr, overlay!.erase());
+  writeRaw(process.stdout, text);
+  if (aside) writeStderr('');
+}
+
+function writeRaw(stream: NodeJS.WriteStream, text: string): void {
   try {
-    if (!process.stdout.destroyed && process.stdout.writable) process.stdout.write(text);
+    if (text !== '' && !stream.destroyed && stream.writable) stream.write(text);
   } catch {
     // the reader went away: nothing more to say to it
   }

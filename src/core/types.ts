@@ -4,8 +4,9 @@
  */
 import type { Hooks } from './hooks.js';
 import type { JobField, PhaseName } from './contract.js';
+import type { ProgressReport } from './progress.js';
 
-export type { JobField, PhaseName };
+export type { JobField, PhaseName, ProgressReport };
 
 export type LogLevel = 'debug' | 'info' | 'notice' | 'warning' | 'error';
 
@@ -202,6 +203,16 @@ export interface Job {
    * returns. `reason` is what status shows while it waits ("grace period").
    */
   waiting<T>(reason: string, wait: () => Promise<T>): Promise<T>;
+  /**
+   * Report how far the current step (or wait) is, for a live line on a terminal and periodic
+   * "still …" log lines elsewhere: counts so far, totals when known, a short note. Cheap: call
+   * it as often as there is news (the display throttles). Counts start afresh with each step;
+   * totals are kept (a wait that walked the tree may give them for the copy that follows).
+   *
+   *   job.progress({ totalFiles: 3000, totalBytes: 288e6 });   // the tree, as the wait saw it
+   *   job.progress({ files: 120, bytes: 9.5e6 });             // during the copy
+   */
+  progress(report: ProgressReport): void;
 }
 
 /** Returned by a filter tap to leave a directory alone (exit 0). */

@@ -1,0 +1,219 @@
+/**
+ * Metrics for node_exporter's textfile collector (config: `metrics: { textfile: PATH }`).
+ *
+ * The counters live in <stateDir>/metrics.json, not in the .prom file: the stateDir is the
+ * tool's own trusted, durable place (root-only, kept across reinstalls and restarts), while the
+ * textfile directory belongs to node_exporter and a file there may be removed or rewritten by
+ * others. Every change is a read-modify-write of metrics.json under the kernel lock "metrics"
+ * (src/core/lock.ts), after which the .prom file is written from it (temporary file in the same
+ * directory, then rename; mode 0644), so that concurrent processes (incron starts one `handle`
+ * per directory, beside the daemon and reconcile) never lose an increment, and the collector
+ * never reads half a file. A lost metrics.json starts the counters from zero, which Prometheus
+ * treats as a counter reset.
+ *
+ * The daemon's gauges (queue length, jobs working and waiting) are kept with its pid and shown
+ * as 0 once that process is gone.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { acquireLock, writeFileAtomic, type JobObserver, type JobProgress, type JobRecord, type Outcome, type OutcomeKind } from '../core/index.js';
+
+export const PREFIX = 'zfs_dynamic_creator';
+/**
+ * The outcomes counted. Not 'skipped': incron starts a process for every directory made in a
+ * root, and a name the filters leave alone is answered without a lock or a write (start-up time
+ * of that path matters more than a count of names nobody asked to convert).
+ */
+export const OUTCOMES: readonly OutcomeKind[] = ['converted', 'failed', 'deferred', 'busy', 'recovered', 'rolled-back'];
+/** Conversion durations (seconds): from the job's start (waits included) to its end. */
+export const DURATION_BUCKETS: readonly number[] = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
+const LOCK_ID = 'metrics';
+const LOCK_WAIT_MS = 30_000;
+
+export interface RootMetrics {
+  outcomes: Partial<Record<OutcomeKind, number>>;
+  files: number;
+  bytes: number;
+  /** Cumulative counts per bucket of DURATION_BUCKETS (then +Inf = count). */
+  durationBuckets: number[];
+  durationSum: number;
+  durationCount: number;
+  /** Epoch seconds of the last conversion that succeeded (converted or recovered). */
+  lastSuccess?: number;
+}
+
+export interface MetricsState {
+  version: 1;
+  roots: Record<string, RootMetrics>;
+  daemon?: { pid: number; queued: number; working: number; waiting: number };
+}
+
+export const emptyState = (): MetricsState => ({ version: 1, roots: {} });
+
+const emptyRoot = (): RootMetrics => ({ outcomes: {}, files: 0, bytes: 0, durationBuckets: DURATION_BUCKETS.map(() => 0), durationSum: 0, durationCount: 0 });
+
+const finite = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
+
+/** A state read back from JSON, anything malformed dropped (a counter restarts from zero). */
+export function parseState(text: string): MetricsState {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return emptyState();
+  }
+  const state = emptyState();
+  if (typeof raw !== 'object' || raw === null || (raw as { version?: unknown }).version !== 1) return state;
+  const roots = (raw as { roots?: unknown }).roots;
+  if (typeof roots === 'object' && roots !== null) {
+    for (const [rootdir, value] of Object.entries(roots as Record<string, unknown>)) {
+      if (typeof value !== 'object' || value === null) continue;
+      const v = value as Partial<Record<keyof RootMetrics, unknown>>;
+      const root = emptyRoot();
+      for (const kind of OUTCOMES) {
+        const n = finite((v.outcomes as Record<string, unknown> | undefined)?.[kind]);
+        if (n > 0) root.outcomes[kind] = n;
+      }
+      root.files = finite(v.files);
+      root.bytes = finite(v.bytes);
+      if (Array.isArray(v.durationBuckets) && v.durationBuckets.length === DURATION_BUCKETS.length) root.durationBuckets = v.durationBuckets.map(finite);
+      root.durationSum = finite(v.durationSum);
+      root.durationCount = finite(v.durationCount);
+      if (finite(v.lastSuccess) > 0) root.lastSuccess = finite(v.lastSuccess);
+      state.roots[rootdir] = root;
+    }
+  }
+  const daemon = (raw as { daemon?: unknown }).daemon as Record<string, unknown> | undefined;
+  if (daemon && Number.isInteger(daemon.pid) && (daemon.pid as number) > 0) {
+    state.daemon = { pid: daemon.pid as number, queued: finite(daemon.queued), working: finite(daemon.working), waiting: finite(daemon.waiting) };
+  }
+  return state;
+}
+
+/** Adds one job's end to the state. */
+export function recordOutcome(state: MetricsState, rootdir: string, outcome: Outcome, copied: JobRecord['copied'], at: Date = new Date()): void {
+  if (!OUTCOMES.includes(outcome.kind)) return;
+  const root = (state.roots[rootdir] ??= emptyRoot());
+  root.outcomes[outcome.kind] = (root.outcomes[outcome.kind] ?? 0) + 1;
+  const success = outcome.kind === 'converted' || outcome.kind === 'recovered';
+  if (!success) return;
+  root.lastSuccess = Math.floor(at.getTime() / 1000);
+  if (copied !== undefined) {
+    root.files += finite(copied.files);
+    root.bytes += finite(copied.bytes);
+  }
+  if (outcome.kind === 'converted') {
+    const seconds = finite(outcome.durationMs) / 1000;
+    DURATION_BUCKETS.forEach((le, i) => {
+      if (seconds <= le) root.durationBuckets[i]! += 1;
+    });
+    root.durationSum += seconds;
+    root.durationCount += 1;
+  }
+}
+
+/** A label value as the exposition format wants it: backslash, double quote and newline escaped. */
+export function labelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function number(n: number): string {
+  return Number.isFinite(n) ? String(n) : n > 0 ? '+Inf' : n < 0 ? '-Inf' : 'NaN';
+}
+
+/** The .prom text (Prometheus text exposition format 0.0.4). `alive`: whether the daemon's pid still runs. */
+export function renderMetrics(state: MetricsState, alive: (pid: number) => boolean = pidAlive): string {
+  const out: string[] = [];
+  const family = (name: string, type: 'counter' | 'gauge' | 'histogram', help: string): void => {
+    out.push(`# HELP ${PREFIX}_${name} ${help}`, `# TYPE ${PREFIX}_${name} ${type}`);
+  };
+  const roots = Object.keys(state.roots).sort();
+  const root = (r: string): string => `root="${labelValue(r)}"`;
+
+  family('conversions_total', 'counter', `Jobs that ended, by root and outcome (${OUTCOMES.join(', ')}; directories the filters leave alone are not counted).`);
+  for (const r of roots) for (const kind of OUTCOMES) out.push(`${PREFIX}_conversions_total{${root(r)},outcome="${kind}"} ${number(state.roots[r]!.outcomes[kind] ?? 0)}`);
+  family('converted_files_total', 'counter', 'Regular files in the verified copies of converted directories.');
+  for (const r of roots) out.push(`${PREFIX}_converted_files_total{${root(r)}} ${number(state.roots[r]!.files)}`);
+  family('converted_bytes_total', 'counter', 'Bytes (apparent sizes of regular files) in the verified copies of converted directories.');
+  for (const r of roots) out.push(`${PREFIX}_converted_bytes_total{${root(r)}} ${number(state.roots[r]!.bytes)}`);
+  family('conversion_duration_seconds', 'histogram', 'How long a conversion took, from the start of its job (waits included) to its end.');
+  for (const r of roots) {
+    const m = state.roots[r]!;
+    DURATION_BUCKETS.forEach((le, i) => out.push(`${PREFIX}_conversion_duration_seconds_bucket{${root(r)},le="${le}"} ${number(m.durationBuckets[i] ?? 0)}`));
+    out.push(`${PREFIX}_conversion_duration_seconds_bucket{${root(r)},le="+Inf"} ${number(m.durationCount)}`);
+    out.push(`${PREFIX}_conversion_duration_seconds_sum{${root(r)}} ${number(m.durationSum)}`);
+    out.push(`${PREFIX}_conversion_duration_seconds_count{${root(r)}} ${number(m.durationCount)}`);
+  }
+  family('last_success_timestamp_seconds', 'gauge', 'When a conversion last succeeded (converted or recovered), in seconds since the epoch; 0 if never.');
+  for (const r of roots) out.push(`${PREFIX}_last_success_timestamp_seconds{${root(r)}} ${number(state.roots[r]!.lastSuccess ?? 0)}`);
+  const daemon = state.daemon !== undefined && alive(state.daemon.pid) ? state.daemon : undefined;
+  family('daemon_up', 'gauge', 'Whether the daemon (watch) is running.');
+  out.push(`${PREFIX}_daemon_up ${daemon ? 1 : 0}`);
+  family('queue_length', 'gauge', "Directories in the daemon's queue, seen and not yet started.");
+  out.push(`${PREFIX}_queue_length ${number(daemon?.queued ?? 0)}`);
+  family('jobs', 'gauge', "The daemon's jobs in flight: working (holding a work slot) or waiting (quiet or grace period, a slot).");
+  out.push(`${PREFIX}_jobs{state="working"} ${number(daemon?.working ?? 0)}`);
+  out.push(`${PREFIX}_jobs{state="waiting"} ${number(daemon?.waiting ?? 0)}`);
+  return `${out.join('\n')}\n`;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export const metricsStateFile = (stateDir: string): string => join(stateDir, 'metrics.json');
+
+/** The metrics of a config: every change under the lock, then the textfile written again. */
+export class MetricsTextfile {
+  private lastGauges = '';
+
+  constructor(
+    readonly textfile: string,
+    readonly stateDir: string,
+  ) {}
+
+  /** Applies `change` to the state under the lock and writes both files. */
+  async update(change: (state: MetricsState) => void): Promise<void> {
+    const lock = await acquireLock(this.stateDir, LOCK_ID, { waitMs: LOCK_WAIT_MS, busyMessage: 'another process held the metrics lock for 30 s' });
+    try {
+      const file = metricsStateFile(this.stateDir);
+      const state = parseState(await readFile(file, 'utf8').catch(() => ''));
+      change(state);
+      await writeFileAtomic(file, `${JSON.stringify(state)}\n`, 0o600);
+      // The counters are kept even when the textfile cannot be written: the next write shows them.
+      await writeFileAtomic(this.textfile, renderMetrics(state), 0o644).catch((error: unknown) => {
+        throw new Error(`metrics textfile ${this.textfile} (config metrics.textfile) not written: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      });
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** The daemon's gauges, written only when they changed (undefined: the daemon stopped). */
+  async daemon(gauges: { queued: number; working: number; waiting: number } | undefined): Promise<void> {
+    const key = JSON.stringify(gauges ?? null);
+    if (key === this.lastGauges) return;
+    this.lastGauges = key;
+    await this.update((state) => {
+      if (gauges === undefined) {
+        if (state.daemon?.pid === process.pid) delete state.daemon;
+      } else state.daemon = { pid: process.pid, ...gauges };
+    });
+  }
+
+  /** Counts each job's end (dry runs are not counted: nothing was done). */
+  observer(): JobObserver {
+    return {
+      update: () => undefined,
+      end: async (job: JobProgress, outcome: Outcome, record: Readonly<JobRecord>) => {
+        if (job.dryRun || !OUTCOMES.includes(outcome.kind)) return;
+        await this.update((state) => recordOutcome(state, job.rootdir, outcome, record.copied));
+      },
+    };
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * The Prometheus textfile: counters by root and outcome, bytes and files, a duration histogram,
+ * the last success and the daemon's gauges, in the exposition format; kept in the stateDir so
+ * that they survive restarts; and concurrent processes (incron's one `handle` per directory)
+ * lose no increment (the flock-based lock).
+ */
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/core/config.js';
+import { DURATION_BUCKETS, MetricsTextfile, OUTCOMES, emptyState, labelValue, metricsStateFile, parseState, recordOutcome, renderMetrics } from '../../src/metrics/textfile.js';
+import { parseExposition, sampleValue } from '../helpers/prom.js';
+import { PROJECT } from '../helpers/zfs.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'zdc-metrics-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const outcome = (kind: (typeof OUTCOMES)[number], durationMs = 1000) => ({ kind, message: kind, durationMs });
+
+describe('the textfile', () => {
+  it('is valid exposition text with every family announced, by root and outcome', () => {
+    const state = emptyState();
+    recordOutcome(state, '/tank/runs', outcome('converted', 12_000), { files: 3, bytes: 3345 }, new Date(1_700_000_000_500));
+    recordOutcome(state, '/tank/runs', outcome('converted', 700), { files: 1, bytes: 5 });
+    recordOutcome(state, '/tank/runs', outcome('failed'), undefined);
+    recordOutcome(state, '/tank/runs', outcome('deferred'), undefined);
+    recordOutcome(state, '/tank/runs', outcome('recovered', 99_000_000), { files: 2, bytes: 7 }, new Date(1_700_000_100_000));
+    recordOutcome(state, '/odd "root"\\\n', outcome('busy'), undefined);
+    recordOutcome(state, '/tank/runs', outcome('skipped'), undefined); // not counted
+    const text = renderMetrics(state, () => false);
+    const families = parseExposition(text);
+    for (const name of families.keys()) expect(name).toMatch(/^zfs_dynamic_creator_[a-z_]+$/);
+    expect(families.get('zfs_dynamic_creator_conversions_total')?.type).toBe('counter');
+    expect(families.get('zfs_dynamic_creator_conversion_duration_seconds')?.type).toBe('histogram');
+    const root = { root: '/tank/runs' };
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { ...root, outcome: 'converted' })).toBe(2);
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { ...root, outcome: 'failed' })).toBe(1);
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { ...root, outcome: 'busy' })).toBe(0);
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { root: '/odd "root"\\\n', outcome: 'busy' })).toBe(1);
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { ...root, outcome: 'skipped' })).toBeUndefined();
+    // Bytes and files of every success (a recovery finishes a conversion too).
+    expect(sampleValue(families, 'zfs_dynamic_creator_converted_files_total', root)).toBe(6);
+    expect(sampleValue(families, 'zfs_dynamic_creator_converted_bytes_total', root)).toBe(3357);
+    // The histogram: cumulative buckets, +Inf = count, sum in seconds (conversions only).
+    const bucket = (le: string): number | undefined => sampleValue(families, 'zfs_dynamic_creator_conversion_duration_seconds_bucket', { ...root, le });
+    expect(bucket('1')).toBe(1);
+    expect(bucket('5')).toBe(1);
+    expect(bucket('15')).toBe(2);
+    expect(bucket(String(DURATION_BUCKETS.at(-1)))).toBe(2);
+    expect(bucket('+Inf')).toBe(2);
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversion_duration_seconds_sum', root)).toBeCloseTo(12.7);
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversion_duration_seconds_count', root)).toBe(2);
+    expect(sampleValue(families, 'zfs_dynamic_creator_last_success_timestamp_seconds', root)).toBe(1_700_000_100);
+    expect(sampleValue(families, 'zfs_dynamic_creator_daemon_up')).toBe(0);
+    expect(sampleValue(families, 'zfs_dynamic_creator_queue_length')).toBe(0);
+  });
+
+  it("shows the daemon's gauges only while its process lives", () => {
+    const state = emptyState();
+    state.daemon = { pid: 4242, queued: 3, working: 2, waiting: 5 };
+    const alive = parseExposition(renderMetrics(state, () => true));
+    expect(sampleValue(alive, 'zfs_dynamic_creator_daemon_up')).toBe(1);
+    expect(sampleValue(alive, 'zfs_dynamic_creator_queue_length')).toBe(3);
+    expect(sampleValue(alive, 'zfs_dynamic_creator_jobs', { state: 'working' })).toBe(2);
+    expect(sampleValue(alive, 'zfs_dynamic_creator_jobs', { state: 'waiting' })).toBe(5);
+    const dead = parseExposition(renderMetrics(state, () => false));
+    expect(sampleValue(dead, 'zfs_dynamic_creator_queue_length')).toBe(0);
+    expect(sampleValue(dead, 'zfs_dynamic_creator_jobs', { state: 'waiting' })).toBe(0);
+  });
+
+  it('escapes label values, and reads back its state dropping what is malformed', () => {
+    expect(labelValue('a"b\\c\nd')).toBe('a\\"b\\\\c\\nd');
+    const state = emptyState();
+    recordOutcome(state, '/r', outcome('converted'), { files: 1, bytes: 2 });
+    expect(parseState(JSON.stringify(state))).toEqual(state);
+    expect(parseState('not json')).toEqual(emptyState());
+    expect(parseState(JSON.stringify({ version: 1, roots: { '/r': { outcomes: { converted: -3, failed: 'x', busy: 2 }, files: 'many', durationBuckets: [1] } } }))).toEqual({
+      version: 1,
+      roots: { '/r': { outcomes: { busy: 2 }, files: 0, bytes: 0, durationBuckets: DURATION_BUCKETS.map(() => 0), durationSum: 0, durationCount: 0 } },
+    });
+  });
+
+  it('is written atomically, mode 0644, and its counters survive a new process (kept in the stateDir)', async () => {
+    const textfile = join(dir, 'zfs_dynamic_creator.prom');
+    await new MetricsTextfile(textfile, dir).update((s) => recordOutcome(s, '/r', outcome('converted'), { files: 1, bytes: 10 }));
+    // Another process later: a new object, reading the state back.
+    await new MetricsTextfile(textfile, dir).update((s) => recordOutcome(s, '/r', outcome('converted'), { files: 2, bytes: 20 }));
+    const families = parseExposition(await readFile(textfile, 'utf8'));
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { root: '/r', outcome: 'converted' })).toBe(2);
+    expect(sampleValue(families, 'zfs_dynamic_creator_converted_bytes_total', { root: '/r' })).toBe(30);
+    expect((await stat(textfile)).mode & 0o777).toBe(0o644);
+    expect((await stat(metricsStateFile(dir))).mode & 0o777).toBe(0o600);
+  });
+
+  it('names the file and the key when the textfile cannot be written, and keeps counting', async () => {
+    const textfile = join(dir, 'missing', 'm.prom');
+    const metrics = new MetricsTextfile(textfile, dir);
+    await expect(metrics.update((s) => recordOutcome(s, '/r', outcome('failed'), undefined))).rejects.toThrow(`metrics textfile ${textfile} (config metrics.textfile) not written: ENOENT`);
+    expect(parseState(await readFile(metricsStateFile(dir), 'utf8')).roots['/r']?.outcomes).toEqual({ failed: 1 });
+  });
+
+  it('loses no increment when many processes count at once', async () => {
+    const textfile = join(dir, 'm.prom');
+    const script = join(dir, 'count.mjs');
+    await writeFile(
+      script,
+      `import { MetricsTextfile, recordOutcome } from ${JSON.stringify(join(PROJECT, 'dist/src/metrics/textfile.js'))};
+const m = new MetricsTextfile(process.argv[2], process.argv[3]);
+for (let i = 0; i < 5; i++) await m.update((s) => recordOutcome(s, '/r', { kind: 'converted', message: '', durationMs: 1 }, { files: 1, bytes: 1 }));
+`,
+    );
+    const processes = 8;
+    await Promise.all(Array.from({ length: processes }, () => execa(process.execPath, [script, textfile, dir])));
+    const families = parseExposition(await readFile(textfile, 'utf8'));
+    expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { root: '/r', outcome: 'converted' })).toBe(processes * 5);
+    expect(sampleValue(families, 'zfs_dynamic_creator_converted_files_total', { root: '/r' })).toBe(processes * 5);
+  });
+
+  it('the config accepts metrics.textfile, an absolute *.prom path, and names the key otherwise', () => {
+    const base = { roots: [{ rootfs: 'tank/runs', rootdir: '/tank/runs' }] };
+    expect(validateConfig({ ...base, metrics: { textfile: '/var/lib/node_exporter/textfile_collector/zdc.prom' } }, 'c.yaml', []).metrics).toEqual({
+      textfile: '/var/lib/node_exporter/textfile_collector/zdc.prom',
+    });
+    expect(validateConfig(base, 'c.yaml', []).metrics).toBeUndefined();
+    expect(() => validateConfig({ ...base, metrics: { textfile: 'rel.prom' } }, 'c.yaml', [])).toThrow(/metrics\.textfile: must be an absolute path/);
+    expect(() => validateConfig({ ...base, metrics: { textfile: '/x/zdc.txt' } }, 'c.yaml', [])).toThrow(/metrics\.textfile: must end in \.prom/);
+    expect(() => validateConfig({ ...base, metrics: { textfile: '/x/a.prom', extra: 1 } }, 'c.yaml', [])).toThrow(/metrics/);
+  });
+});
