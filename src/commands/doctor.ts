@@ -163,6 +163,7 @@ export class Doctor {
       await this.syslog();
       await this.exports();
       await this.incron();
+      await this.metrics();
       if (stateDirTrusted) await this.jobs();
     } finally {
       for (const engine of this.engines) await engine.hooks.close.promise().catch(() => undefined);
@@ -422,6 +423,26 @@ export class Doctor {
         this.add(check, 'ok', `${read} exports file(s) parsed; new exports get ${configured ? 'the configured clients' : mode === 'sharenfs' ? 'sharenfs' : `the clients of ${quoteName(root.rootdir)}'s line in ${clientsFrom}`}`);
       }
     }
+  }
+
+  /** The Prometheus textfile, when configured: its directory must exist and be a directory root can write to. */
+  private async metrics(): Promise<void> {
+    const textfile = this.config?.metrics?.textfile;
+    if (textfile === undefined) return;
+    const dir = dirname(textfile);
+    const where = `config ${this.config!.source}: metrics.textfile`;
+    try {
+      const s = await stat(dir);
+      if (!s.isDirectory()) {
+        this.add('metrics', 'fail', `${where}: ${dir} is not a directory`);
+        return;
+      }
+      await access(dir, constants.W_OK);
+    } catch (error) {
+      this.add('metrics', 'fail', `${where}: ${dir}: ${(error as NodeJS.ErrnoException).code ?? oneLine(error)} (node_exporter's textfile directory must exist and be writable)`);
+      return;
+    }
+    this.add('metrics', 'ok', `${textfile}: its directory is writable; counters in the stateDir's metrics.json`);
   }
 
   /** incron is one way to run the tool: said for the record, never a failure. */

@@ -60,6 +60,23 @@ describe('doctor', () => {
     expect(text.stdout).toMatch(/^all checks passed: \d+ ok, 0 warning\(s\), 0 failed$/m);
   });
 
+  it('checks the metrics textfile\'s directory: ok when writable, a failure naming metrics.textfile when missing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zdc-prom-'));
+    try {
+      const good = await writeConfig(p, fastPlugins(), { metrics: { textfile: join(dir, 'zdc.prom') } }, 'metrics-good.json');
+      const r = await doctor(good);
+      expect(r.report!.checks.find((c) => c.check === 'metrics')).toMatchObject({ status: 'ok' });
+      expect(r.exitCode, r.stdout).toBe(0);
+      const missing = join(dir, 'no such dir', 'zdc.prom');
+      const bad = await writeConfig(p, fastPlugins(), { metrics: { textfile: missing } }, 'metrics-bad.json');
+      const b = await doctor(bad);
+      expect(b.exitCode).toBe(1);
+      expect(b.report!.checks.find((c) => c.check === 'metrics')).toEqual({ check: 'metrics', status: 'fail', detail: `config ${bad}: metrics.textfile: ${join(dir, 'no such dir')}: ENOENT (node_exporter's textfile directory must exist and be writable)` });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('fails a misspelt property and a refused value, naming the file, roots[0].plugins[2] and the key', async () => {
     const config = await writeConfig(p, fastPlugins({ zfs: { properties: { compresion: 'on', quota: 'lots' } } }));
     const r = await doctor(config, false);
