@@ -94,9 +94,9 @@ export function cliSpawn(args: readonly string[], options: { stateDir: string; e
 export function fastPlugins(extra: { quiet?: Record<string, unknown>; rsync?: Record<string, unknown>; zfs?: Record<string, unknown>; more?: unknown[] } = {}): unknown[] {
   return [
     'name-filter',
-    ['quiet-wait', { quietSeconds: 0.3, maxWaitSeconds: 30, ...extra.quiet }],
+    ['quiet-wait', { quietSeconds: 0.3, maxWaitSeconds: scaled(30_000) / 1000, ...extra.quiet }],
     ['zfs', { ...extra.zfs }],
-    ['rsync', { graceSeconds: 0.3, maxGraceSeconds: 30, ...extra.rsync }],
+    ['rsync', { graceSeconds: 0.3, maxGraceSeconds: scaled(30_000) / 1000, ...extra.rsync }],
     ...(extra.more ?? []),
   ];
 }

@@ -45,7 +45,7 @@ describe('writers during the conversion', () => {
     const config = await writeNamedConfig(
       p,
       'appending.json',
-      fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: 60 } }),
+      fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: scaled(60_000) / 1000 } }),
     );
     const job = cliSpawn(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     onTestFinished(() => {

@@ -70,7 +70,7 @@ describe('removal of the original cannot be redirected', () => {
     const config = await writeNamedConfig(p, 'rm.json', fastPlugins({ quiet: { quietSeconds: 0 }, rsync: { graceSeconds: 1 } }));
     const job = spawnHandle(config, dir, p.stateDir);
     // Through the bind mount: wait (stat only) until the tool's removal of the original begins in d.
-    const swapped = agent.send('swap-when-removing', 'd', s.dir, '120');
+    const swapped = agent.send('swap-when-removing', 'd', s.dir, String(scaled(120_000) / 1000));
     const answer = await swapped;
     const r = await job.child;
     expect(answer).toMatch(/^ok \d+$/);
@@ -164,7 +164,7 @@ describe('reading cannot be redirected', () => {
       const secretBefore = await s.snapshot();
       const agent = await startAgent(dir);
       onTestFinished(() => agent.stop());
-      const config = await writeNamedConfig(p, 'grace.json', fastPlugins({ quiet: { quietSeconds: 0 }, rsync: { graceSeconds: 3, maxGraceSeconds: 40 } }));
+      const config = await writeNamedConfig(p, 'grace.json', fastPlugins({ quiet: { quietSeconds: 0 }, rsync: { graceSeconds: scaled(3000) / 1000, maxGraceSeconds: scaled(40_000) / 1000 } }));
       const job = spawnHandle(config, dir, p.stateDir);
       // The swap's catch-up is over (the dataset is at the path, the original in the holding
       // directory): the cleanup's grace period has begun.
@@ -350,7 +350,7 @@ describe('a writer in another mount namespace', () => {
       writer.stdout!.once('data', () => resolve());
       void writer.then((r) => reject(new Error(`writer exited: ${String(r.stderr)}`)));
     });
-    const config = await writeNamedConfig(p, 'ns.json', fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: 60 } }));
+    const config = await writeNamedConfig(p, 'ns.json', fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: scaled(60_000) / 1000 } }));
     const job = spawnHandle(config, dir, p.stateDir);
     await job.waitFor(/waiting: .* still hold files in the original/);
     await sleep(3000);
