@@ -113,6 +113,7 @@ export {
   type EntryType,
   type RemoveOptions,
   type WalkOptions,
+  type WalkPairOptions,
   type WalkResult,
 } from './util/safefs.js';
 

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import {
   DirectoryWatches,
+  MAX_WATCHES,
   TreeChangedError,
   definePlugin,
   describeHolders,
@@ -87,8 +88,10 @@ export default definePlugin<Options>({
           const dirs: string[] = [];
           let files = 0;
           const visit = (e: EntryInfo): void => {
-            if (e.type === 'dir') dirs.push(e.rel);
-            else if (e.type === 'file') files++;
+            // One more than can be watched is enough to know that watches cannot cover the tree.
+            if (e.type === 'dir') {
+              if (dirs.length <= MAX_WATCHES) dirs.push(e.rel);
+            } else if (e.type === 'file') files++;
           };
           const result = await treeDigest(dir, { signal: job.signal, visit }).catch((e: unknown) => (e instanceof TreeChangedError ? undefined : Promise.reject(e)));
           if (result) {

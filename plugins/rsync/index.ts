@@ -24,6 +24,7 @@ import { constants } from 'node:fs';
 import { z } from 'zod';
 import {
   DirectoryWatches,
+  MAX_WATCHES,
   CommandError,
   RefusedError,
   STAGE,
@@ -55,7 +56,7 @@ import {
   type Identity,
   type Job,
 } from '../../src/index.js';
-import { appendManifest, manifestPath, readManifest, removeManifest, writeManifest, type Manifest } from './manifest.js';
+import { Manifest, ManifestWriter, manifestPath, removeManifest } from './manifest.js';
 import { decide, difference, same, type Meta } from './threeway.js';
 
 const NAME = 'rsync';
@@ -104,10 +105,10 @@ export function explainCopyError(error: CommandError): Error {
 }
 
 /** Regular files of the original that the conversion copied (its baseline), and their apparent size. */
-function copiedOf(manifest: Manifest): { files: number; bytes: number } {
+async function copiedOf(manifest: Manifest): Promise<{ files: number; bytes: number }> {
   let files = 0;
   let bytes = 0;
-  for (const meta of manifest.values()) {
+  for await (const [, meta] of manifest.entries()) {
     if (meta.type !== 'file') continue;
     files += 1;
     bytes += meta.size;
@@ -269,32 +270,38 @@ export default definePlugin<Options>({
       let changing = false;
       let entries = 0;
       try {
+        /** The three-way rule for one entry (o: the original's, b: the baseline, d: the dataset's). */
+        const judge = (rel: string, o: EntryInfo, b: Meta | undefined, d: EntryInfo | undefined): void => {
+          const where = displayPath(rel) || '/';
+          let decision = decide(o, b, d);
+          if (decision === 'copy' && manifest === undefined) decision = 'conflict';
+          if (decision === 'adopt') adopted.push([rel, metaOf(o)]);
+          else if (decision === 'copy') copies.push({ rel, o });
+          else if (decision === 'conflict') {
+            conflicts.push(
+              manifest === undefined
+                ? `${where}: differs (${d ? difference(metaOf(o), metaOf(d)) : 'missing from the dataset'}) and there is no record of what was copied to tell whose change it is`
+                : d && b && same(b, d) && d.type !== o.type
+                  ? `${where}: became a ${o.type} in the original; the ${d.type} in the dataset is never replaced by another type`
+                  : `${where}: changed in the original${b ? ` (${difference(b, o)})` : ' (new)'} and in the dataset${d ? ` (${difference(b ?? o, d)})` : ' (deleted)'}`,
+            );
+          }
+          if (opts.verifyContent && o.type === 'file' && d && decision === 'adopt') sameFiles.push(rel);
+          else if (opts.verifyContent && o.type === 'file' && d && decision === 'keep' && b && d.size === b.size && Math.floor(d.mtimeMs) === Math.floor(b.mtimeMs)) sameFiles.push(rel);
+        };
         ({ entries } = await walkPair(
           original,
           live,
           (rel, o, d) => {
             if (o === undefined) return;
-            const where = displayPath(rel) || '/';
             if (o.crossDevice) {
-              conflicts.push(`${where}: another filesystem is mounted there in the original`);
+              conflicts.push(`${displayPath(rel) || '/'}: another filesystem is mounted there in the original`);
               return;
             }
+            // The baseline is read from disk a directory at a time (then known without waiting).
             const b = manifest?.get(rel);
-            let decision = decide(metaOf(o), b, d && metaOf(d));
-            if (decision === 'copy' && manifest === undefined) decision = 'conflict';
-            if (decision === 'adopt') adopted.push([rel, metaOf(o)]);
-            else if (decision === 'copy') copies.push({ rel, o });
-            else if (decision === 'conflict') {
-              conflicts.push(
-                manifest === undefined
-                  ? `${where}: differs (${d ? difference(metaOf(o), metaOf(d)) : 'missing from the dataset'}) and there is no record of what was copied to tell whose change it is`
-                  : d && b && same(b, metaOf(d)) && d.type !== o.type
-                    ? `${where}: became a ${o.type} in the original; the ${d.type} in the dataset is never replaced by another type`
-                    : `${where}: changed in the original${b ? ` (${difference(b, metaOf(o))})` : ' (new)'} and in the dataset${d ? ` (${difference(b ?? metaOf(o), metaOf(d))})` : ' (deleted)'}`,
-              );
-            }
-            if (opts.verifyContent && o.type === 'file' && d && decision === 'adopt') sameFiles.push(rel);
-            else if (opts.verifyContent && o.type === 'file' && d && decision === 'keep' && b && d.size === b.size && Math.floor(d.mtimeMs) === Math.floor(b.mtimeMs)) sameFiles.push(rel);
+            if (b instanceof Promise) return b.then((m) => judge(rel, o, m, d));
+            judge(rel, o, b, d);
           },
           { signal: job.signal },
         ));
@@ -364,10 +371,7 @@ export default definePlugin<Options>({
           await Promise.all([src.close(), dst.close()]);
         }
       }
-      if (manifest !== undefined && changes.length > 0) {
-        for (const [rel, meta] of changes) manifest.set(rel, meta);
-        await appendManifest(manifestOf(job), changes);
-      }
+      if (manifest !== undefined) await manifest.record(changes);
       return { copied, bytes, conflicts, changing, entries };
     };
 
@@ -408,19 +412,30 @@ export default definePlugin<Options>({
         await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging)}`, () => bulkCopy(job, original, staging));
         await job.step('seal', `check the copy against the original and record it as the baseline`, async () => {
           const copy = await openDir(staging);
+          let writer: ManifestWriter | undefined;
           try {
-            const manifest: Manifest = new Map();
             const extra: { rel: string; info: EntryInfo }[] = [];
+            /** Directories of the copy taken out whole: nothing below them is recorded. */
+            const dropped = new Set<string>();
+            /** A directory's entries, until all are seen: then written as its block of the manifest. */
+            const listing = new Map<string, [string, Meta][]>();
             let missing = 0;
             for (let attempt = 1; ; attempt++) {
-              manifest.clear();
+              await writer?.abort();
+              const w = (writer = await ManifestWriter.create(manifestOf(job)));
               extra.length = 0;
+              dropped.clear();
+              listing.clear();
               missing = 0;
               try {
                 await walkPair(
                   original,
                   copy,
                   (rel, o, s) => {
+                    if (rel !== '' && dropped.has(parentOf(rel))) {
+                      if (s?.type === 'dir') dropped.add(rel);
+                      return;
+                    }
                     if (s === undefined) {
                       if (o !== undefined) missing++;
                       return;
@@ -430,17 +445,29 @@ export default definePlugin<Options>({
                     if (o === undefined || o.type !== s.type || o.uid !== s.uid || o.gid !== s.gid || o.crossDevice) {
                       if (rel === '') throw new Error('the copy\'s top directory does not match the original');
                       extra.push({ rel, info: s });
+                      if (s.type === 'dir') dropped.add(rel);
                       return;
                     }
                     // Not what the original holds now (changed after rsync read it, or read through
                     // a swapped symlink): dropped, and copied again below by descriptor.
-                    if (s.type !== 'dir' && !same(metaOf(o), metaOf(s))) {
+                    if (s.type !== 'dir' && !same(o, s)) {
                       extra.push({ rel, info: s });
                       return;
                     }
-                    manifest.set(rel, metaOf(s));
+                    if (rel === '') return w.block(null, [['', metaOf(s)]]);
+                    const parent = parentOf(rel);
+                    let entries = listing.get(parent);
+                    if (entries === undefined) listing.set(parent, (entries = []));
+                    entries.push([nameOf(rel), metaOf(s)]);
                   },
-                  { signal: job.signal },
+                  {
+                    signal: job.signal,
+                    listed: (rel) => {
+                      const entries = listing.get(rel);
+                      listing.delete(rel);
+                      return entries && w.block(rel, entries);
+                    },
+                  },
                 );
                 break;
               } catch (error) {
@@ -456,17 +483,18 @@ export default definePlugin<Options>({
               } finally {
                 if (parent !== copy) await parent.close();
               }
-              for (const key of [...manifest.keys()]) if (key.startsWith(`${rel}/`)) manifest.delete(key);
             }
             if (extra.length > 0) job.log.info(`${extra.length} entr${extra.length === 1 ? 'y' : 'ies'} of the copy not as in the original (changed or deleted meanwhile) taken out`, { step: 'migrate/seal' });
-            await writeManifest(manifestOf(job), manifest);
+            await writer.commit();
+            writer = undefined;
             // What the original holds and the copy now lacks is copied in by descriptor, still
             // before the commit, so that the copy is complete when it becomes visible. (A copy
             // that matched the original entry for entry needs no second walk for that.)
             if (extra.length === 0 && missing === 0) return;
-            const refill = await pass(job, original, copy, manifest);
+            const refill = await pass(job, original, copy, await Manifest.open(manifestOf(job)));
             if (refill.copied > 0) job.log.info(`${refill.copied} entr${refill.copied === 1 ? 'y' : 'ies'} copied again by descriptor`, { step: 'migrate/seal' });
           } finally {
+            await writer?.abort();
             await copy.close();
           }
         });
@@ -484,7 +512,7 @@ export default definePlugin<Options>({
       if (!found) return; // already removed by an earlier, interrupted run
       const live = await openLive(job);
       try {
-        const manifest = await readManifest(manifestOf(job));
+        const manifest = await Manifest.open(manifestOf(job));
         for (let round = 1; ; round++) {
           const r = await job.step('catch-up', `catch up what the original changed (round ${round})`, () => pass(job, found.ref, live, manifest), { dryRun: NO_PASS });
           if (r.copied === 0 && r.conflicts.length === 0 && !r.changing) {
@@ -516,7 +544,7 @@ export default definePlugin<Options>({
       const { ref: original, path: aside } = found;
       const live = await openLive(job);
       try {
-        const manifest = await readManifest(manifestOf(job));
+        const manifest = await Manifest.open(manifestOf(job));
         // An earlier run verified the original and began removing it, then died: what is left
         // needs no grace period again, only a pass proving it is all represented.
         const resuming = job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original');
@@ -547,7 +575,7 @@ export default definePlugin<Options>({
           }
         }
         // What the verified copy holds, for the conversion's history (the filesystem plugin records it).
-        if (manifest !== undefined) await job.set({ copied: copiedOf(manifest) });
+        if (manifest !== undefined) await job.set({ copied: await copiedOf(manifest) });
         await job.step('remove-original', `remove the verified original ${quoteName(aside)}${caughtUp ? ` (${caughtUp} late change(s) caught up)` : ''}`, async () => {
           const holding = await openDir(dirname(aside));
           try {
@@ -582,7 +610,8 @@ export default definePlugin<Options>({
       const watches = new DirectoryWatches(`/proc/${process.pid}/fd/${original.fd}`, () => void events++);
       const digest = async (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> => {
         const dirs: string[] = [];
-        const result = await treeDigest(original, { signal: job.signal, visit: (e) => void (e.type === 'dir' && dirs.push(e.rel)) }).catch((e: unknown) => {
+        // One more than can be watched is enough to know that watches cannot cover the tree.
+        const result = await treeDigest(original, { signal: job.signal, visit: (e) => void (e.type === 'dir' && dirs.length <= MAX_WATCHES && dirs.push(e.rel)) }).catch((e: unknown) => {
           if (!(e instanceof TreeChangedError)) return Promise.reject(e);
           job.log.debug(`the original changed while it was being looked at: ${e.message}`, { step: 'cleanup/wait' });
           return undefined;

@@ -393,6 +393,8 @@ class WalkContext {
   readonly limiter: Limiter;
   /** Subtrees that may still be walked in parallel to their siblings. */
   slots: number;
+  /** Entries of listings being handled now (held in memory). */
+  held = 0;
   error: unknown;
   entries = 0;
   bytes = 0;
@@ -417,6 +419,13 @@ class WalkContext {
     if (info.type === 'file') this.bytes += info.size;
   }
 }
+
+/**
+ * A subtree is started in parallel to its siblings only while fewer entries than this are held in
+ * listings being handled: what a walk holds is then about this plus depth × the largest directory,
+ * however many subtrees could run at once. (lstat calls stay `concurrency` in flight either way.)
+ */
+export const WALK_HELD_BUDGET = 4096;
 
 /** Entries handled synchronously (syncStat) before the event loop gets a turn. */
 const SYNC_CHUNK = 256;
@@ -526,7 +535,7 @@ async function fanOut<T>(ctx: WalkContext, items: readonly T[], task: (item: T, 
   const pending: Promise<void>[] = [];
   for (let i = 0; i < items.length && !ctx.stopped; i++) {
     const item = items[i]!;
-    if (ctx.slots > 0 && i < items.length - 1) {
+    if (ctx.slots > 0 && ctx.held < WALK_HELD_BUDGET && i < items.length - 1) {
       ctx.slots--;
       pending.push(
         task(item, i)
@@ -563,13 +572,18 @@ async function descend(
   const infos = await listDir(ctx, dir, rel, root.dev);
   let hash: Hash | undefined;
   if (digest?.hash) hash = createHash('sha256');
-  for (const info of infos) {
-    if (ctx.stopped) return undefined;
-    ctx.count(info);
-    hash?.update(entryRecord(info), 'latin1');
-    if (digest?.index && !info.crossDevice) digest.index.add(info.ino);
-    const r = visit(info);
-    if (r !== undefined) await r;
+  ctx.held += infos.length;
+  try {
+    for (const info of infos) {
+      if (ctx.stopped) return undefined;
+      ctx.count(info);
+      hash?.update(entryRecord(info), 'latin1');
+      if (digest?.index && !info.crossDevice) digest.index.add(info.ino);
+      const r = visit(info);
+      if (r !== undefined) await r;
+    }
+  } finally {
+    ctx.held -= infos.length;
   }
   const subdirs = infos.filter((i) => i.type === 'dir' && !i.crossDevice);
   const childDigests: (Buffer | undefined)[] = new Array<Buffer | undefined>(subdirs.length);
@@ -640,10 +654,46 @@ async function descendPair(
   rel: string,
   roots: [{ dev: number; mount: number | undefined }, { dev: number; mount: number | undefined }],
   visit: (rel: string, x: EntryInfo | undefined, y: EntryInfo | undefined) => void | Promise<void>,
+  listed: ((rel: string) => void | Promise<void>) | undefined,
 ): Promise<void> {
   if (ctx.stopped) return;
   const [xs, ys] = await Promise.all([listDir(ctx, a, rel, roots[0].dev), listDir(ctx, b, rel, roots[1].dev)]);
   const both: [EntryInfo, EntryInfo][] = [];
+  const held = xs.length + ys.length;
+  ctx.held += held;
+  try {
+    await visitMerged(ctx, xs, ys, visit, both);
+  } finally {
+    ctx.held -= held;
+  }
+  if (ctx.stopped) return;
+  if (listed) {
+    const r = listed(rel);
+    if (r !== undefined) await r;
+  }
+  await fanOut(ctx, both, async ([p, q]) => {
+    const ca = await openListed(a, p, roots[0].mount);
+    try {
+      const cb = await openListed(b, q, roots[1].mount);
+      try {
+        await descendPair(ctx, ca, cb, p.rel, roots, visit, listed);
+      } finally {
+        await cb.close();
+      }
+    } finally {
+      await ca.close();
+    }
+  });
+}
+
+/** Visits the union of two listings (each in byte order of names); directories both hold go to `both`. */
+async function visitMerged(
+  ctx: WalkContext,
+  xs: readonly EntryInfo[],
+  ys: readonly EntryInfo[],
+  visit: (rel: string, x: EntryInfo | undefined, y: EntryInfo | undefined) => void | Promise<void>,
+  both: [EntryInfo, EntryInfo][],
+): Promise<void> {
   let i = 0;
   let j = 0;
   while (i < xs.length || j < ys.length) {
@@ -669,19 +719,14 @@ async function descendPair(
     if (r !== undefined) await r;
     if (p?.type === 'dir' && q?.type === 'dir' && !p.crossDevice && !q.crossDevice) both.push([p, q]);
   }
-  await fanOut(ctx, both, async ([p, q]) => {
-    const ca = await openListed(a, p, roots[0].mount);
-    try {
-      const cb = await openListed(b, q, roots[1].mount);
-      try {
-        await descendPair(ctx, ca, cb, p.rel, roots, visit);
-      } finally {
-        await cb.close();
-      }
-    } finally {
-      await ca.close();
-    }
-  });
+}
+
+export interface WalkPairOptions extends WalkOptions {
+  /**
+   * Called (and awaited) once every entry of a directory both sides hold (rel; '' for the roots)
+   * has been visited, before anything below it is: its entries are complete from here on.
+   */
+  listed?: (rel: string) => void | Promise<void>;
 }
 
 /**
@@ -694,7 +739,7 @@ export async function walkPair(
   a: DirRef,
   b: DirRef,
   visit: (rel: string, x: EntryInfo | undefined, y: EntryInfo | undefined) => void | Promise<void>,
-  opts?: WalkOptions,
+  opts?: WalkPairOptions,
 ): Promise<WalkResult> {
   const ctx = contextOf(opts);
   try {
@@ -706,7 +751,7 @@ export async function walkPair(
       { dev: a.dev, mount: await a.mountId() },
       { dev: b.dev, mount: await b.mountId() },
     ];
-    await descendPair(ctx, a, b, '', roots, visit);
+    await descendPair(ctx, a, b, '', roots, visit, opts?.listed);
   } catch (error) {
     ctx.fail(error);
   }
@@ -800,6 +845,9 @@ async function emptyDir(
       throw error;
     }
     if (listing.length === 0) return;
+    // Held until its entries are handled (any error ends the whole removal).
+    const held = listing.length;
+    ctx.held += held;
     if (round >= maxRounds) throw new TreeChangedError(rel, `${dir.path} keeps changing while being removed; gave up after ${maxRounds} rounds`);
     const subdirs: EntryInfo[] = [];
     await forEachLimited(ctx, listing.filter((e) => e.dir), async (e) => {
@@ -849,6 +897,7 @@ async function emptyDir(
         unlinkOne(name, failure);
       });
     }
+    ctx.held -= held;
     if (ctx.stopped) return;
     subdirs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     await fanOut(ctx, subdirs, async (info) => {

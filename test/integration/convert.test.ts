@@ -90,6 +90,43 @@ describe('handle <dir>', () => {
     expect((await lstat('/etc')).isDirectory()).toBe(true);
   });
 
+  it('seals a copy that is not the original: what the original lacks is taken out, what differs is copied again by descriptor', async () => {
+    // An rsync that leaves the copy wrong in every way the seal checks: an extra file, an extra
+    // directory with contents, a directory of another owner (taken out whole, with what is below
+    // it), and a file with other contents and size.
+    const tamper = join(p.work, 'rsync-tamper.mjs');
+    await writeFile(
+      tamper,
+      [
+        '#!/usr/bin/node',
+        "import { spawnSync } from 'node:child_process';",
+        "import { chownSync, mkdirSync, writeFileSync } from 'node:fs';",
+        "import { join } from 'node:path';",
+        'const args = process.argv.slice(2);',
+        "const r = spawnSync('rsync', args, { stdio: 'inherit' });",
+        "if (r.status !== 0 || args[0] === '--version') process.exit(r.status ?? 1);",
+        'const dst = args.at(-1);',
+        "writeFileSync(join(dst, 'not-in-original'), 'x');",
+        "mkdirSync(join(dst, 'ghost', 'deeper'), { recursive: true });",
+        "writeFileSync(join(dst, 'ghost', 'deeper', 'g'), 'g');",
+        "chownSync(join(dst, 'd1'), 4242, 4242);",
+        "writeFileSync(join(dst, 'd2', 'f2.dat'), 'tampered');",
+        '',
+      ].join('\n'),
+    );
+    await chmod(tamper, 0o755);
+    const cfg = await writeConfig(p, fastPlugins({ rsync: { command: tamper } }), {}, 'tamper.json');
+    const dir = join(p.mount, 'sealed');
+    await makeTree(dir, 24);
+    const before = await describeTree(dir, { mtimes: true });
+    const r = await cli(['--config', cfg, 'handle', dir], { stateDir: p.stateDir });
+    expect({ exitCode: r.exitCode, stderr: r.stderr }).toMatchObject({ exitCode: 0, stderr: expect.stringContaining('converted into') });
+    expect(r.stderr).toMatch(/4 entries of the copy not as in the original \(changed or deleted meanwhile\) taken out/);
+    expect(r.stderr).toMatch(/\d+ entries copied again by descriptor/);
+    expect(await describeTree(dir, { mtimes: true })).toEqual(before);
+    expect(await leftovers(p)).toEqual([]);
+  });
+
   it('refuses a directory with another filesystem mounted inside it, and touches nothing', async () => {
     const dir = join(p.mount, 'has-a-mount');
     await makeTree(dir, 3);
