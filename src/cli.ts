@@ -44,13 +44,10 @@ import {
 import { isDirectoryCreation, legacyConfig } from './legacy.js';
 import { DEFAULT_PLUGINS } from './app.js';
 import { listPlugins, optionLines, pluginRows } from './commands/list-plugins.js';
-import { recover } from './commands/recover.js';
-import { status } from './commands/status.js';
 import { outcomeLabel, reconcile } from './commands/reconcile.js';
-import { watch } from './commands/watch.js';
-import { history } from './commands/history.js';
-import { doctor } from './commands/doctor.js';
 import { jsonText } from './commands/envelope.js';
+// The other commands are imported when they run: the incron path (a run that rejects a name, for
+// every directory made in a root) loads only what it needs (not the daemon, doctor, status, history).
 
 /** Exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, deferred: 75 } as const;
@@ -392,6 +389,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
         setExit(untrusted.length > 0 ? EXIT.failed : EXIT.ok);
         return;
       }
+      const { recover } = await import('./commands/recover.js');
       const code = await withApp(options, (app) => recover(app, { json: o.json ?? false }), given);
       setExit(untrusted.length > 0 ? EXIT.failed : code);
     });
@@ -406,10 +404,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
   addGlobal(program.command('watch').description('watch every root and convert new directories (the daemon)')).action(async (_o: unknown, command: Command) => {
     const options = globals(command);
     leaveWorkingDirectory();
+    const { watch } = await import('./commands/watch.js');
     setExit(await watch(options));
   });
 
   addGlobal(program.command('status').description('show interrupted and running jobs')).option('--json', 'print as JSON').action(async (o: { json?: boolean }, command: Command) => {
+    const { status } = await import('./commands/status.js');
     setExit(await withApp(globals(command), (app) => status(app, { json: o.json ?? false })));
   });
 
@@ -424,6 +424,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   addGlobal(program.command('history').description('list conversions (when, by which version, files, bytes, duration) from the datasets\' own properties'))
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }, command: Command) => {
+      const { history } = await import('./commands/history.js');
       setExit(await withApp(globals(command), (app) => history(app, { json: o.json ?? false })));
     });
 
@@ -432,6 +433,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .action(async (o: { json?: boolean }, command: Command) => {
       const options = globals(command);
       leaveWorkingDirectory();
+      const { doctor } = await import('./commands/doctor.js');
       setExit(await doctor(options, { json: o.json ?? false }));
     });
 

@@ -10,7 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
 import { COMMAND_HELP, buildProgram, type CommandHelp } from './cli.js';
-import { ownVersion } from './core/index.js';
+import { ownVersion } from './index.js';
 
 /** Text made safe for roff: backslashes, hyphens, and a leading dot or quote. */
 export function roff(text: string): string {

@@ -31,7 +31,7 @@
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { JOURNALLED_PHASES, definePlugin, isErrno, type JournalledPhase, type Job } from '../../src/index.js';
 
 const NAME = 'fault-injection';

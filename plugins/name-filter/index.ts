@@ -4,7 +4,7 @@
  * (starting with ".") are skipped unless `hidden` is true.
  * Patterns use Python syntax as in the original --only-dirs-matching, or JavaScript.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { definePlugin } from '../../src/index.js';
 import { fromPython } from './pyregex.js';
 

@@ -12,7 +12,7 @@
  *
  * A notification that fails is a warning in the log; it never fails the job.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { definePlugin, oneLine, run, type Job, type Outcome, type OutcomeKind } from '../../src/index.js';
 
 const NAME = 'notify';

@@ -6,7 +6,7 @@
  * on an inode of it (matched by device and inode, not by path). After `maxWaitSeconds` the job is deferred, never forced.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   DirectoryWatches,
   MAX_WATCHES,

@@ -21,7 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { open as openFile, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   DirectoryWatches,
   MAX_WATCHES,

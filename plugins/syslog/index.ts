@@ -12,7 +12,7 @@
  * everything regardless (for a socket that is not journald's, e.g. a remote syslog relay).
  */
 import { execa, type ResultPromise } from 'execa';
-import { z } from 'zod';
+import * as z from 'zod';
 import { definePlugin, inJournal, logToStderr, oneLineText, type LogLevel, type LogRecord } from '../../src/index.js';
 
 const NAME = 'syslog';

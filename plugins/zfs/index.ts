@@ -21,7 +21,7 @@
  * record that says otherwise is refused, never followed.
  */
 import { lstat, readdir, realpath, rename, rmdir, stat } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   RefusedError,
   STAGE,

@@ -1,0 +1,70 @@
+/**
+ * The second half of `npm run build`: after tsc has type-checked and emitted dist/ (declarations,
+ * the benchmarks, dist/src/man.js), esbuild bundles the program's entry points with their
+ * dependencies, so that a run loads a few files instead of ~400 ES modules (the incron path,
+ * a run for every directory made in a root, starts in well under half the time).
+ *
+ * Entry points (the paths do not change):
+ *   dist/src/cli.js                the command line (bin)
+ *   dist/src/index.js              the public plugin API (the package's main, imported by site plugins)
+ *   dist/plugins/<name>/index.js   each builtin plugin (loaded by the plugin loader, as before)
+ * Code used by more than one of them, the core included, is in shared chunks (dist/src/chunks/),
+ * loaded once per process: the CLI, the builtins and a site plugin importing the package all see
+ * the same classes (instanceof RefusedError, CommandError, … holds across them). Commands the CLI
+ * imports when they run (watch, doctor, status, …) are chunks of their own.
+ * The chunks sit two levels below dist/ like dist/src/core/ did, so the paths the core derives
+ * from its own location (dist/plugins/, package.json) are unchanged.
+ *
+ * tsc's per-module output of src/ and plugins/ is then removed (the declarations stay, for the
+ * package's types), but for dist/src/man.js, which `npm run build` runs and which imports only
+ * the entry points.
+ */
+import { readdirSync, rmSync, statSync, existsSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { build } from 'esbuild';
+
+const project = resolve(import.meta.dirname, '..');
+const dist = join(project, 'dist');
+const plugins = readdirSync(join(project, 'plugins'))
+  .filter((name) => existsSync(join(project, 'plugins', name, 'index.ts')))
+  .map((name) => `plugins/${name}/index.ts`);
+
+rmSync(join(dist, 'src', 'chunks'), { recursive: true, force: true });
+const result = await build({
+  absWorkingDir: project,
+  entryPoints: ['src/cli.ts', 'src/index.ts', ...plugins],
+  outdir: 'dist',
+  outbase: '.',
+  entryNames: '[dir]/[name]',
+  chunkNames: 'src/chunks/[name]-[hash]',
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20.19',
+  sourcemap: 'linked',
+  // Self-contained: the maps point into src/, plugins/ and dependencies that an installed package does not have.
+  sourcesContent: true,
+  // cosmiconfig's loader for config.ts files (never used: the config files are YAML, JSON or JS).
+  external: ['typescript'],
+  // CommonJS dependencies (commander, tapable, cosmiconfig, cross-spawn) call require().
+  banner: { js: "import { createRequire as __zdcCreateRequire } from 'node:module';\nconst require = __zdcCreateRequire(import.meta.url);" },
+  metafile: true,
+  logLevel: 'warning',
+});
+
+const outputs = new Set(Object.keys(result.metafile.outputs).map((file) => resolve(project, file)));
+const keep = new Set([join(dist, 'src', 'man.js'), join(dist, 'src', 'man.js.map')]);
+/** Removes tsc's .js and .js.map files under `dir` that are not bundle outputs. */
+function prune(dir) {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) prune(path);
+    else if ((name.endsWith('.js') || name.endsWith('.js.map')) && !outputs.has(path) && !keep.has(path)) rmSync(path);
+  }
+}
+prune(join(dist, 'src'));
+prune(join(dist, 'plugins'));
+for (const file of ['src/cli.js', 'src/index.js']) {
+  if (!outputs.has(join(dist, file))) throw new Error(`bundle: no ${file} in ${relative(project, dist)}`);
+}
