@@ -212,7 +212,9 @@ export default definePlugin<Options>({
         throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset with the snapshot the zfs plugin's option snapshot asks for: ${quoteName(snapshot)} would be ${Buffer.byteLength(snapshot)} bytes long, and ZFS allows ${MAX_DATASET_NAME}; left as it is`);
       }
       const [dir, parent] = await Promise.all([lstat(job.path), lstat(job.root.rootdir)]);
-      const existing = await zfs.get(datasetOf(job));
+      datasetOf(job); // refuses a record that names another dataset
+      // The dataset, looked up together with those of the other directories of a burst.
+      const existing = await zfs.child(job.root.rootfs, job.name);
       if (existing) {
         if (existing.state !== undefined && existing.state !== 'live') {
           throw new RefusedError(`${existing.name} is left over from an interrupted conversion; run 'zfs-dynamic-creator recover'`);

@@ -152,6 +152,70 @@ export class Zfs {
     }
   }
 
+  /** Lookups of direct children waiting for the next listing, by parent. */
+  private readonly lookups = new Map<string, { waiting: { name: string; answer: (info: Promise<DatasetInfo | undefined>) => void }[]; busy: boolean }>();
+
+  /**
+   * The direct child `name` of `parent`, as get(`${parent}/${name}`) answers. Lookups asked for
+   * while one is under way are answered together by the next `zfs list -d 1` of the parent,
+   * started after all of them were asked (so each answer is as fresh as its own get would be):
+   * a burst of 40 new directories costs two zfs commands, not 40 queued behind each other. A
+   * lookup alone is a plain get; a child that is not a filesystem, and any error of the listing,
+   * are answered by get, as before.
+   */
+  child(parent: string, name: string): Promise<DatasetInfo | undefined> {
+    let entry = this.lookups.get(parent);
+    if (!entry) this.lookups.set(parent, (entry = { waiting: [], busy: false }));
+    const answered = new Promise<Promise<DatasetInfo | undefined>>((answer) => entry.waiting.push({ name, answer }));
+    if (!entry.busy) void this.nextLookups(parent);
+    return answered.then((info) => info);
+  }
+
+  private async nextLookups(parent: string): Promise<void> {
+    const entry = this.lookups.get(parent);
+    if (!entry || entry.busy) return;
+    const batch = entry.waiting.splice(0);
+    if (batch.length === 0) {
+      this.lookups.delete(parent);
+      return;
+    }
+    entry.busy = true;
+    try {
+      if (batch.length === 1) {
+        const only = this.get(`${parent}/${batch[0]!.name}`);
+        only.catch(() => undefined);
+        batch[0]!.answer(only);
+        await only.catch(() => undefined);
+        return;
+      }
+      let listed: Map<string, { info: DatasetInfo; type: string }> | undefined;
+      try {
+        const out = await this.exec(['list', '-H', '-r', '-d', '1', '-t', 'filesystem,volume', '-o', `${Zfs.COLUMNS},type`, parent]);
+        listed = new Map(
+          out
+            .split('\n')
+            .filter((l) => l.length > 0)
+            .map((l) => [l.split('\t')[0] ?? '', { info: Zfs.parse(l), type: l.split('\t')[6] ?? '' }] as const),
+        );
+      } catch {
+        listed = undefined; // each is asked for on its own below: the same answer, or error, as before
+      }
+      for (const { name, answer } of batch) {
+        const full = `${parent}/${name}`;
+        const found = listed?.get(full);
+        if (listed && (!found || found.type === 'filesystem')) answer(Promise.resolve(found?.info));
+        else {
+          const own = this.get(full);
+          own.catch(() => undefined);
+          answer(own);
+        }
+      }
+    } finally {
+      entry.busy = false;
+      void this.nextLookups(parent);
+    }
+  }
+
   /** rootfs and its direct children, in one call. */
   async children(rootfs: string): Promise<{ root: DatasetInfo; children: DatasetInfo[] }> {
     let out: string;

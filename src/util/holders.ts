@@ -220,12 +220,57 @@ const O_PATH = 0o10000000;
  * falls back to stat.
  */
 export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<Holder[]> {
+  const own = opts?.procRoot !== undefined || opts?.nfsdRoot !== undefined || opts?.concurrency !== undefined;
+  const hits = own ? await scanHolders(index, opts?.limit ?? Infinity, opts) : await sharedScan(index);
+  const held = matcher(index);
+  return hits
+    .filter((h) => held(h.dev, h.ino))
+    .slice(0, opts?.limit ?? Infinity)
+    .map(({ dev: _dev, ino: _ino, ...holder }) => holder);
+}
+
+/** A holder and the inode it holds. */
+type Hit = Holder & { dev: number; ino: number };
+
+/** Scans waiting for the next pass over /proc (see sharedScan). */
+const sharedScans: { waiting: { index: Indexes; answer: (hits: Promise<Hit[]>) => void }[]; busy: boolean } = { waiting: [], busy: false };
+
+/**
+ * A scan of /proc for `index`, shared with every other scan asked for while one is under way: the
+ * next pass, started after all of them were asked (so each answer is as fresh as its own scan
+ * would be), looks for the inodes of all their indexes at once, and each keeps its own hits. The
+ * jobs of a burst end their quiet periods together; 40 scans of /proc at once took seconds, one
+ * pass for all of them takes about what one scan does.
+ */
+function sharedScan(index: Indexes): Promise<Hit[]> {
+  const answered = new Promise<Promise<Hit[]>>((answer) => sharedScans.waiting.push({ index, answer }));
+  if (!sharedScans.busy) void nextSharedScan();
+  return answered.then((hits) => hits);
+}
+
+async function nextSharedScan(): Promise<void> {
+  if (sharedScans.busy) return;
+  const batch = sharedScans.waiting.splice(0);
+  if (batch.length === 0) return;
+  sharedScans.busy = true;
+  try {
+    const all = batch.flatMap(({ index }) => listOf(index));
+    const hits = scanHolders(all, Infinity);
+    hits.catch(() => undefined);
+    for (const { answer } of batch) answer(hits);
+    await hits.catch(() => undefined);
+  } finally {
+    sharedScans.busy = false;
+    void nextSharedScan();
+  }
+}
+
+async function scanHolders(index: Indexes, limit: number, opts?: HoldersOptions): Promise<Hit[]> {
   const procRoot = opts?.procRoot ?? '/proc';
   const nfsdRoot = opts?.nfsdRoot ?? `${procRoot}/fs/nfsd`;
-  const limit = opts?.limit ?? Infinity;
   const held = matcher(index);
   const limiter = new Limiter(Math.max(1, opts?.concurrency ?? 32));
-  const found: Holder[] = [];
+  const found: Hit[] = [];
   const namespaces = new Map<string, Promise<Map<number, number>>>();
   // fdinfo and mountinfo give the superblock's device; stat gives st_dev. They agree on ZFS, ext4,
   // xfs, tmpfs and FUSE, not on btrfs subvolumes or overlayfs: if an indexed device is on no mount
@@ -259,16 +304,16 @@ export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<
     link: string,
     mounts: Map<number, number>,
     unknownMount: 'skip' | 'stat',
-  ): Promise<{ dir: boolean } | undefined> =>
+  ): Promise<{ dir: boolean; dev: number; ino: number } | undefined> =>
     limiter.run(async () => {
       const { mntId, ino } = statOnly ? {} : await fdinfo().catch(() => ({}) as { mntId?: number; ino?: number });
       const dev = mntId === undefined ? undefined : mounts.get(mntId);
-      if (dev !== undefined && ino !== undefined) return held(dev, ino) ? { dir: await isDir(link) } : undefined;
+      if (dev !== undefined && ino !== undefined) return held(dev, ino) ? { dir: await isDir(link), dev, ino } : undefined;
       // An fd on no mount of its namespace is a pipe, socket or anonymous inode (never ours).
       if (mounts.size > 0 && mntId !== undefined && ino !== undefined && unknownMount === 'skip') return undefined;
       try {
         const st = await stat(link);
-        return held(st.dev, st.ino) ? { dir: st.isDirectory() } : undefined;
+        return held(st.dev, st.ino) ? { dir: st.isDirectory(), dev: st.dev, ino: st.ino } : undefined;
       } catch {
         return undefined;
       }
@@ -283,21 +328,21 @@ export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<
     }
   };
 
-  const scan = async (pidText: string): Promise<Holder[]> => {
+  const scan = async (pidText: string): Promise<Hit[]> => {
     const base = `${procRoot}/${pidText}`;
     const mounts = await mountsOf(base);
-    const hits: Omit<Holder, 'pid' | 'command'>[] = [];
+    const hits: Omit<Hit, 'pid' | 'command'>[] = [];
     for (const how of ['cwd', 'root'] as const) {
       const link = `${base}/${how}`;
       const h = await check(() => viaOpath(link), link, mounts, 'stat');
-      if (h) hits.push({ how, isDirectory: h.dir, path: await readlink(link).catch(() => '?') });
+      if (h) hits.push({ how, isDirectory: h.dir, dev: h.dev, ino: h.ino, path: await readlink(link).catch(() => '?') });
     }
     const fds = await readdir(`${base}/fd`).catch(() => [] as string[]);
     await Promise.all(
       fds.map(async (fd) => {
         const link = `${base}/fd/${fd}`;
         const h = await check(async () => parseFdinfo(await readFile(`${base}/fdinfo/${fd}`, 'utf8')), link, mounts, 'skip');
-        if (h) hits.push({ how: 'fd', isDirectory: h.dir, path: await readlink(link).catch(() => `fd ${fd}`) });
+        if (h) hits.push({ how: 'fd', isDirectory: h.dir, dev: h.dev, ino: h.ino, path: await readlink(link).catch(() => `fd ${fd}`) });
       }),
     );
     const maps = await readFile(`${base}/maps`, 'utf8').catch(() => '');
@@ -306,7 +351,7 @@ export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<
       const key = `${m.dev}:${m.ino}`;
       if (seen.has(key) || !held(m.dev, m.ino)) continue;
       seen.add(key);
-      hits.push({ how: 'map', isDirectory: false, path: m.path });
+      hits.push({ how: 'map', isDirectory: false, dev: m.dev, ino: m.ino, path: m.path });
     }
     if (hits.length === 0) return [];
     const pid = Number(pidText);
@@ -330,7 +375,7 @@ export async function holdersOf(index: Indexes, opts?: HoldersOptions): Promise<
     const mine = parseNfsdStates(states).filter((s) => held(s.dev, s.ino));
     if (mine.length === 0) continue;
     const address = parseNfsdClientAddress(await readFile(`${nfsdRoot}/clients/${client}/info`, 'utf8').catch(() => '')) ?? `client ${client}`;
-    for (const s of mine) found.push({ pid: 0, command: `nfsd (NFSv4 client ${address}, ${s.type})`, how: 'nfsd', isDirectory: false, path: s.filename });
+    for (const s of mine) found.push({ pid: 0, command: `nfsd (NFSv4 client ${address}, ${s.type})`, how: 'nfsd', isDirectory: false, dev: s.dev, ino: s.ino, path: s.filename });
   }
   return found.slice(0, limit);
 }
