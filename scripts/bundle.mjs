@@ -19,8 +19,8 @@
  * package's types), but for dist/src/man.js, which `npm run build` runs and which imports only
  * the entry points.
  */
-import { readdirSync, rmSync, statSync, existsSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { build } from 'esbuild';
 
 const project = resolve(import.meta.dirname, '..');
@@ -43,7 +43,8 @@ const result = await build({
   platform: 'node',
   target: 'node20.19',
   sourcemap: 'linked',
-  // Self-contained: the maps point into src/, plugins/ and dependencies that an installed package does not have.
+  // The dependencies' sources are embedded (the package does not ship them); the program's own are
+  // shipped (src/, plugins/) and left out of the maps below.
   sourcesContent: true,
   // cosmiconfig's loader for config.ts files (never used: the config files are YAML, JSON or JS).
   external: ['typescript'],
@@ -63,6 +64,17 @@ function prune(dir) {
     else if ((name.endsWith('.js') || name.endsWith('.js.map')) && !outputs.has(path) && !keep.has(path)) rmSync(path);
   }
 }
+/** A map's sources in src/ and plugins/ are shipped: their content is not repeated in the map. */
+for (const file of outputs) {
+  if (!file.endsWith('.js.map')) continue;
+  const map = JSON.parse(readFileSync(file, 'utf8'));
+  map.sourcesContent = map.sources.map((source, i) => {
+    const own = relative(project, resolve(dirname(file), source));
+    return /^(src|plugins)\//.test(own) ? null : map.sourcesContent[i];
+  });
+  writeFileSync(file, JSON.stringify(map));
+}
+
 prune(join(dist, 'src'));
 prune(join(dist, 'plugins'));
 for (const file of ['src/cli.js', 'src/index.js']) {
