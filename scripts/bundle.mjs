@@ -15,11 +15,12 @@
  * The chunks sit two levels below dist/ like dist/src/core/ did, so the paths the core derives
  * from its own location (dist/plugins/, package.json) are unchanged.
  *
- * tsc's per-module output of src/ and plugins/ is then removed (the declarations stay, for the
- * package's types), but for dist/src/man.js, which `npm run build` runs and which imports only
- * the entry points.
+ * tsc's per-module output of src/ and plugins/ stays beside the bundle (the declarations are the
+ * package's types; tests import single modules such as dist/src/metrics/textfile.js in child
+ * processes), but nothing the entry points load imports it: a run loads the bundle only. The
+ * package's "exports" let site plugins import only dist/src/index.js.
  */
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { build } from 'esbuild';
 
@@ -55,15 +56,6 @@ const result = await build({
 });
 
 const outputs = new Set(Object.keys(result.metafile.outputs).map((file) => resolve(project, file)));
-const keep = new Set([join(dist, 'src', 'man.js'), join(dist, 'src', 'man.js.map')]);
-/** Removes tsc's .js and .js.map files under `dir` that are not bundle outputs. */
-function prune(dir) {
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) prune(path);
-    else if ((name.endsWith('.js') || name.endsWith('.js.map')) && !outputs.has(path) && !keep.has(path)) rmSync(path);
-  }
-}
 /** A map's sources in src/ and plugins/ are shipped: their content is not repeated in the map. */
 for (const file of outputs) {
   if (!file.endsWith('.js.map')) continue;
@@ -74,9 +66,6 @@ for (const file of outputs) {
   });
   writeFileSync(file, JSON.stringify(map));
 }
-
-prune(join(dist, 'src'));
-prune(join(dist, 'plugins'));
 for (const file of ['src/cli.js', 'src/index.js']) {
   if (!outputs.has(join(dist, file))) throw new Error(`bundle: no ${file} in ${relative(project, dist)}`);
 }
