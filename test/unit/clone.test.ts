@@ -3,12 +3,13 @@
  * which changes nothing for correctness): afterwards rsync -aHAX sends no file data again, the
  * verification passes, hard links stay hard links, and a file changed after its clone is sent.
  */
-import { chmod, link, lstat, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cloneTree, probeBlockCloning } from '../../plugins/rsync/clone.js';
+import { openDir, walkDirs } from '../../src/index.js';
 import { verifyTree } from '../helpers/verify.js';
 
 let work: string;
@@ -120,6 +121,38 @@ describe('cloneTree', () => {
     await expect(lstat(join(dst, 'etc-link'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it("reads by descriptor: the original's path replaced by a symlink to another tree changes nothing it copies", async () => {
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await writeFile(join(src, 'sub', 'mine'), 'the user\'s own\n');
+    const secret = join(work, 'secret');
+    await mkdir(join(secret, 'sub'), { recursive: true });
+    await writeFile(join(secret, 'sub', 'mine'), 'SECRET\n');
+    await writeFile(join(secret, 'other'), 'SECRET\n');
+    const pinned = await openDir(src);
+    try {
+      // After the directory was identified and opened, its owner moves it and plants a symlink.
+      await rename(src, `${src}.moved`);
+      await symlink(secret, src);
+      const r = await cloneTree(pinned, dst, new AbortController().signal);
+      expect(r).toMatchObject({ files: 1, directories: 1, skipped: 0 });
+    } finally {
+      await pinned.close();
+    }
+    expect(await readFile(join(dst, 'sub', 'mine'), 'utf8')).toBe('the user\'s own\n');
+    await expect(lstat(join(dst, 'other'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a FIFO, a socket and a symlink to a file are left to rsync, and nothing blocks', async () => {
+    await mkdir(src);
+    await execa('mkfifo', [join(src, 'fifo')]);
+    await writeFile(join(work, 'outside'), 'SECRET\n');
+    await symlink(join(work, 'outside'), join(src, 'to-outside'));
+    await writeFile(join(src, 'plain'), 'plain\n');
+    const r = await cloneTree(src, dst, new AbortController().signal);
+    expect(r).toMatchObject({ files: 1, skipped: 0 });
+    expect(await readdir(dst)).toEqual(['plain']);
+  });
+
   it('stops when its signal is aborted', async () => {
     await richTree();
     const ac = new AbortController();
@@ -153,7 +186,44 @@ describe('probeBlockCloning', () => {
     const r = await probeBlockCloning({ pool: 'tank', sourceDir: src, targetDir: dst, zpool: fake });
     expect(r).toMatchObject({ clones: false, feature: 'enabled', savedBefore: 0, savedAfter: 0 });
     expect(r.reason).toMatch(/did not share/);
-    const { readdir } = await import('node:fs/promises');
     expect([...(await readdir(src)), ...(await readdir(dst))]).toEqual([]);
+  });
+});
+
+describe('walkDirs', () => {
+  it('hands each directory over open and listed, with the state its parent made; skips a subdirectory no longer as listed', async () => {
+    await mkdir(join(src, 'a', 'b'), { recursive: true });
+    await mkdir(join(src, 'c'));
+    await writeFile(join(src, 'a', 'b', 'f'), 'f');
+    const seen: string[] = [];
+    const skipped: string[] = [];
+    const root = await openDir(src);
+    try {
+      await walkDirs<string>(
+        root,
+        '/',
+        {
+          async dir(_dir, rel, entries, state) {
+            seen.push(`${rel || '.'}:${state}:${entries.map((e) => e.name).join(',')}`);
+            // c is replaced by a symlink after its parent was listed: not entered
+            if (rel === '') {
+              await rename(join(src, 'c'), join(work, 'c-moved'));
+              await symlink('/etc', join(src, 'c'));
+            }
+          },
+          async enter(child, parent) {
+            return `${parent}${child.name}/`;
+          },
+          skipped(child) {
+            skipped.push(child.rel);
+          },
+        },
+        { concurrency: 1 },
+      );
+    } finally {
+      await root.close();
+    }
+    expect(seen.sort()).toEqual(['.:/:a,c', 'a/b:/a/b/:f', 'a:/a/:b']);
+    expect(skipped).toEqual(['c']);
   });
 });
