@@ -235,8 +235,8 @@ export default definePlugin<Options>({
      * it is done (--out-format: its itemize code and length only, never a name), which counts
      * the files and bytes copied for job.progress().
      */
-    const bulkCopy = async (job: Job, src: DirRef, dst: string): Promise<void> => {
-      const args = [...opts.flags, '--out-format=%i %l', '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
+    const bulkCopy = async (job: Job, src: DirRef, dst: string, extraFlags: readonly string[] = []): Promise<void> => {
+      const args = [...opts.flags, ...extraFlags, '--out-format=%i %l', '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
       const counted = { files: 0, bytes: 0 };
       const onStdoutLine = (line: string): void => {
         const item = copiedItem(line);
@@ -421,8 +421,10 @@ export default definePlugin<Options>({
         await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging)}`, async () => {
           // Block cloning first where it works (by descriptor, like everything read from the
           // original); the rsync then sends no data for what was cloned and does the rest.
-          await cloneIntoStaging(job, original, staging, { setting: opts.blockCloning });
-          await bulkCopy(job, original, staging);
+          const cloned = await cloneIntoStaging(job, original, staging, { setting: opts.blockCloning });
+          // --force: a directory the clone made that the original has since replaced by a
+          // symlink or a file is replaced too (in the root-only staging copy), as a fresh copy would.
+          await bulkCopy(job, original, staging, cloned ? ['--force'] : []);
         });
         await job.step('seal', `check the copy against the original and record it as the baseline`, async () => {
           const copy = await openDir(staging);
