@@ -789,9 +789,10 @@ export interface DirVisitor<T> {
  * listing to `visitor.dir`, with the same guarantees as walk(): nothing followed through a
  * symlink, each subdirectory opened through its parent's descriptor (O_DIRECTORY|O_NOFOLLOW) and
  * checked to be the inode its listing showed, other filesystems (crossDevice entries) listed but
- * never entered, a bind mount of the same filesystem never entered. Names that vanish between
- * the listing and their lstat are left out of the listing. Subtrees are walked in parallel as
- * walk() does (open descriptors bounded by depth x concurrency).
+ * never entered, a bind mount of the same filesystem never entered. With `visitor.skipped`,
+ * names that vanish between the listing and their lstat are left out of the listing and changed
+ * subdirectories are skipped; without it both are a TreeChangedError, as in walk(). Subtrees are
+ * walked in parallel as walk() does (open descriptors bounded by depth x concurrency).
  */
 export async function walkDirs<T>(root: DirRef, rootState: T, visitor: DirVisitor<T>, opts?: WalkOptions): Promise<WalkResult> {
   const ctx = contextOf(opts);

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cloneTree, probeBlockCloning } from '../../plugins/rsync/clone.js';
-import { openDir, walkDirs } from '../../src/index.js';
+import { cloneIntoStaging, cloneTree, describeCopyPath, probeBlockCloning } from '../../plugins/rsync/clone.js';
+import { openDir, walkDirs, type Job } from '../../src/index.js';
 import { verifyTree } from '../helpers/verify.js';
 
 let work: string;
@@ -225,5 +225,101 @@ describe('walkDirs', () => {
     }
     expect(seen.sort()).toEqual(['.:/:a,c', 'a/b:/a/b/:f', 'a:/a/:b']);
     expect(skipped).toEqual(['c']);
+  });
+});
+
+describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of copy)', () => {
+  interface Line {
+    level: string;
+    message: string;
+  }
+  /** Just what the clone stage uses of a job: its root, name, recorded filesystem, signal and log. */
+  function fakeJob(rootdir: string, name: string, lines: Line[]): Job {
+    const log = {
+      debug: (message: string) => void lines.push({ level: 'debug', message }),
+      info: (message: string) => void lines.push({ level: 'info', message }),
+      notice: (message: string) => void lines.push({ level: 'notice', message }),
+      warn: (message: string) => void lines.push({ level: 'warn', message }),
+      error: (message: string) => void lines.push({ level: 'error', message }),
+      child: () => log,
+    };
+    return { name, path: join(rootdir, name), root: { rootdir }, record: { filesystem: `tank/${name}` }, signal: new AbortController().signal, log } as unknown as Job;
+  }
+  /** A zpool that counts its calls in `calls` and answers with `script`. */
+  async function fakeZpool(script: string): Promise<{ zpool: string; calls: () => Promise<number> }> {
+    const zpool = join(work, 'zpool');
+    const calls = join(work, 'zpool-calls');
+    await writeFile(zpool, `#!/bin/sh\necho x >> '${calls}'\n${script}\n`, { mode: 0o755 });
+    return { zpool, calls: async () => (await readFile(calls, 'utf8').catch(() => '')).split('\n').filter(Boolean).length };
+  }
+
+  it('auto: probes once per root and pool, falls back to rsync with the reason, one log line per job', async () => {
+    const { zpool, calls } = await fakeZpool('printf "feature@block_cloning\\tdisabled\\nbcloneused\\t0\\nbclonesaved\\t0\\n"');
+    await mkdir(src);
+    const root = join(work, 'root-a');
+    const original = await openDir(src);
+    try {
+      for (const name of ['one', 'two']) {
+        const lines: Line[] = [];
+        const r = await cloneIntoStaging(fakeJob(root, name, lines), original, dst, { setting: 'auto', zpool });
+        expect(r).toBeUndefined();
+        expect(lines).toEqual([{ level: 'info', message: 'copy: rsync (block cloning not available: feature@block_cloning is disabled on pool tank)' }]);
+      }
+    } finally {
+      await original.close();
+    }
+    expect(await calls()).toBe(1);
+    // the dry run of a later job says what the probe found, without asking again
+    expect(await describeCopyPath(fakeJob(root, 'three', []), { setting: 'auto', zpool })).toBe('rsync (block cloning not available: feature@block_cloning is disabled on pool tank)');
+    expect(await calls()).toBe(1);
+  });
+
+  it('auto: a probe that fails is said and asked again by the next job; off never asks', async () => {
+    const { zpool, calls } = await fakeZpool('echo "cannot open pool: permission denied" >&2; exit 1');
+    await mkdir(src);
+    const root = join(work, 'root-b');
+    const original = await openDir(src);
+    try {
+      for (const name of ['one', 'two']) {
+        const lines: Line[] = [];
+        expect(await cloneIntoStaging(fakeJob(root, name, lines), original, dst, { setting: 'auto', zpool })).toBeUndefined();
+        expect(lines).toEqual([{ level: 'info', message: expect.stringMatching(/^copy: rsync \(block cloning not available: the probe failed: .*permission denied/) }]);
+      }
+      expect(await calls()).toBe(2);
+      const lines: Line[] = [];
+      expect(await cloneIntoStaging(fakeJob(root, 'three', lines), original, dst, { setting: 'off', zpool })).toBeUndefined();
+      expect(lines).toEqual([{ level: 'info', message: 'copy: rsync (block cloning off)' }]);
+      expect(await calls()).toBe(2);
+    } finally {
+      await original.close();
+    }
+    expect(await describeCopyPath(fakeJob(root, 'four', []), { setting: 'off', zpool })).toBe('rsync (block cloning off)');
+    expect(await describeCopyPath(fakeJob(root, 'four', []), { setting: 'always', zpool })).toMatch(/^block cloning, not probed/);
+  });
+
+  it('auto: a dry run reads the pool\'s feature and writes nothing', async () => {
+    const { zpool } = await fakeZpool('printf "feature@block_cloning\\tactive\\nbcloneused\\t0\\nbclonesaved\\t0\\n"');
+    const root = join(work, 'root-c');
+    expect(await describeCopyPath(fakeJob(root, 'one', []), { setting: 'auto', zpool })).toBe(
+      'block cloning if a probe clone into the staging dataset shares blocks (feature@block_cloning is active on pool tank), then rsync; rsync alone otherwise',
+    );
+    expect(await readdir(dst)).toEqual([]);
+  });
+
+  it('always: clones by descriptor without probing and says so', async () => {
+    const { zpool, calls } = await fakeZpool('exit 1');
+    await richTree();
+    const original = await openDir(src);
+    const lines: Line[] = [];
+    try {
+      const r = await cloneIntoStaging(fakeJob(join(work, 'root-d'), 'one', lines), original, dst, { setting: 'always', zpool });
+      expect(r).toMatchObject({ files: 44, links: 2 });
+    } finally {
+      await original.close();
+    }
+    expect(await calls()).toBe(0);
+    expect(lines).toEqual([
+      { level: 'info', message: expect.stringMatching(/^copy: block cloning, not probed \(blockCloning: always; 44 files copied by copy_file_range, [\d.]+ MiB; 1 entry left to rsync\), then rsync for the rest$/) },
+    ]);
   });
 });
