@@ -249,13 +249,20 @@ const OUT_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | co
  * `dst` must be root's own: its new names are made through its descriptor, but hard links are
  * made to the first name's path below it.
  */
-export async function cloneTree(src: string | DirRef, dst: string | DirRef, signal: AbortSignal, concurrency = 4): Promise<CloneResult> {
+export async function cloneTree(
+  src: string | DirRef,
+  dst: string | DirRef,
+  signal: AbortSignal,
+  concurrency = 4,
+  /** Called after each file cloned, with the counts so far. */
+  onFile?: (sofar: { files: number; bytes: number }) => void,
+): Promise<CloneResult> {
   if (signal.aborted) throw abortError(signal);
   const from = typeof src === 'string' ? await openDir(src) : src;
   try {
     const to = typeof dst === 'string' ? await openDir(dst) : dst;
     try {
-      return await cloneOpenTree(from, to, signal, Math.max(1, Math.floor(concurrency)));
+      return await cloneOpenTree(from, to, signal, Math.max(1, Math.floor(concurrency)), onFile);
     } finally {
       if (to !== dst) await to.close();
     }
@@ -264,7 +271,7 @@ export async function cloneTree(src: string | DirRef, dst: string | DirRef, sign
   }
 }
 
-async function cloneOpenTree(src: DirRef, dst: DirRef, signal: AbortSignal, concurrency: number): Promise<CloneResult> {
+async function cloneOpenTree(src: DirRef, dst: DirRef, signal: AbortSignal, concurrency: number, onFile: ((sofar: { files: number; bytes: number }) => void) | undefined): Promise<CloneResult> {
   let files = 0;
   let bytes = 0;
   let links = 0;
@@ -311,6 +318,7 @@ async function cloneOpenTree(src: DirRef, dst: DirRef, signal: AbortSignal, conc
       }
       files++;
       bytes += Number(st.size);
+      onFile?.({ files, bytes });
       return e.rel;
     } finally {
       await input.close();
@@ -473,7 +481,7 @@ export async function cloneIntoStaging(job: Job, original: DirRef, staging: stri
   }
   let result: CloneResult;
   try {
-    result = await cloneTree(original, staging, job.signal);
+    result = await cloneTree(original, staging, job.signal, 4, (sofar) => job.progress(sofar));
   } catch (error) {
     if (job.signal.aborted) throw error;
     job.log.warn(`copy: block cloning stopped (${message(error)}); rsync copies the rest`, fields);

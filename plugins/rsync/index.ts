@@ -235,9 +235,12 @@ export default definePlugin<Options>({
      * it is done (--out-format: its itemize code and length only, never a name), which counts
      * the files and bytes copied for job.progress().
      */
-    const bulkCopy = async (job: Job, src: DirRef, dst: string, extraFlags: readonly string[] = []): Promise<void> => {
-      const args = [...opts.flags, ...extraFlags, '--out-format=%i %l', '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
-      const counted = { files: 0, bytes: 0 };
+    const bulkCopy = async (job: Job, src: DirRef, dst: string, cloned?: { files: number; bytes: number }): Promise<void> => {
+      // --force: a directory the clone made that the original has since replaced by a symlink or
+      // a file is replaced too (in the root-only staging copy), as a fresh copy would.
+      const args = [...opts.flags, ...(cloned ? ['--force'] : []), '--out-format=%i %l', '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
+      // rsync sends nothing for what was cloned: its counts go on from the clone's.
+      const counted = { files: cloned?.files ?? 0, bytes: cloned?.bytes ?? 0 };
       const onStdoutLine = (line: string): void => {
         const item = copiedItem(line);
         if (item === undefined) return;
@@ -422,9 +425,7 @@ export default definePlugin<Options>({
           // Block cloning first where it works (by descriptor, like everything read from the
           // original); the rsync then sends no data for what was cloned and does the rest.
           const cloned = await cloneIntoStaging(job, original, staging, { setting: opts.blockCloning });
-          // --force: a directory the clone made that the original has since replaced by a
-          // symlink or a file is replaced too (in the root-only staging copy), as a fresh copy would.
-          await bulkCopy(job, original, staging, cloned ? ['--force'] : []);
+          await bulkCopy(job, original, staging, cloned);
         });
         await job.step('seal', `check the copy against the original and record it as the baseline`, async () => {
           const copy = await openDir(staging);

@@ -233,6 +233,8 @@ describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of c
     level: string;
     message: string;
   }
+  /** What the clone stage told job.progress(), in order. */
+  const progress: unknown[] = [];
   /** Just what the clone stage uses of a job: its root, name, recorded filesystem, signal and log. */
   function fakeJob(rootdir: string, name: string, lines: Line[]): Job {
     const log = {
@@ -243,7 +245,7 @@ describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of c
       error: (message: string) => void lines.push({ level: 'error', message }),
       child: () => log,
     };
-    return { name, path: join(rootdir, name), root: { rootdir }, record: { filesystem: `tank/${name}` }, signal: new AbortController().signal, log } as unknown as Job;
+    return { name, path: join(rootdir, name), root: { rootdir }, record: { filesystem: `tank/${name}` }, signal: new AbortController().signal, log, progress: (r: unknown) => void progress.push(r) } as unknown as Job;
   }
   /** A zpool that counts its calls in `calls` and answers with `script`. */
   async function fakeZpool(script: string): Promise<{ zpool: string; calls: () => Promise<number> }> {
@@ -318,6 +320,9 @@ describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of c
       await original.close();
     }
     expect(await calls()).toBe(0);
+    // the copy's live progress counts the cloned files as they come
+    expect(progress.at(-1)).toMatchObject({ files: 44 });
+    expect(progress.length).toBeGreaterThanOrEqual(44);
     expect(lines).toEqual([
       { level: 'info', message: expect.stringMatching(/^copy: block cloning, not probed \(blockCloning: always; 44 files copied by copy_file_range, [\d.]+ MiB; 1 entry left to rsync\), then rsync for the rest$/) },
     ]);
