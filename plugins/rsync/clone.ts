@@ -13,15 +13,40 @@
  * verification stays as it was. A file that changed after it was cloned has a newer time, so
  * rsync copies it again.
  *
+ * The tree read belongs to a user who may change it while it is read, and the tool runs as
+ * root: the walk goes by descriptor only (src/util/safefs.ts walkDirs: every directory opened
+ * through its parent's descriptor with O_DIRECTORY|O_NOFOLLOW and checked to be the inode its
+ * listing showed), every file is opened through its directory's descriptor with
+ * O_NOFOLLOW|O_NOCTTY|O_NONBLOCK and checked (fstat) to be the regular file listed, and the data
+ * is copied from that descriptor (/proc/self/fd/N). Whatever is swapped in meanwhile (a symlink,
+ * a FIFO, another file) is left to rsync and the seal pass, which deal with it as they always did.
+ *
+ * `cloneIntoStaging` is the rsync plugin's use of it: once per root it probes, then clones the
+ * original into the staging dataset before the bulk rsync, and logs which path was used.
+ *
  * `probeBlockCloning` says once per root whether cloning really happens there: zfs-fuse and
  * OpenZFS before 2.2 do not know the feature, it may be disabled (feature or module
  * parameter), and even where it is enabled only a real clone proves that blocks are shared.
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, link, lstat, mkdir, open, readdir, rm, writeFile, type FileHandle } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
-import { CommandError, HELPER_PREFIX, isErrno, run } from '../../src/index.js';
+import { copyFile, link, mkdir, open, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import {
+  CommandError,
+  HELPER_PREFIX,
+  NotADirectoryError,
+  at,
+  isErrno,
+  jobPaths,
+  openChild,
+  openDir,
+  relToBuffer,
+  run,
+  walkDirs,
+  type DirRef,
+  type EntryInfo,
+  type Job,
+} from '../../src/index.js';
 
 export interface BlockCloningProbe {
   /** Whether a copy between the two directories shares blocks. */
@@ -69,31 +94,28 @@ async function bclonesaved(zpool: string, pool: string, signal?: AbortSignal): P
   return n;
 }
 
+export type BlockCloningSupport = { readonly possible: true; readonly feature: string } | { readonly possible: false; readonly reason: string; readonly feature?: string };
+
+const UNKNOWN = 'this ZFS does not know block cloning (zfs-fuse, or OpenZFS before 2.2)';
+
 /**
- * Whether copies from `sourceDir` to `targetDir` (two datasets of `pool`) share blocks: the pool
- * must know and enable `feature@block_cloning`, the module must not disable it, and a probe clone
- * of a fresh file must make the pool's `bclonesaved` grow by the file's size. The probe files are
- * hidden helper files (`.zfs-dynamic-creator-probe-*`) and are removed again.
+ * What can be learnt about block cloning on `pool` without writing anything: whether the pool
+ * knows and enables `feature@block_cloning` and the module does not disable it. Only a probe
+ * clone (probeBlockCloning) proves that blocks are really shared.
  */
-export async function probeBlockCloning(options: ProbeOptions): Promise<BlockCloningProbe> {
-  const zpool = options.zpool ?? 'zpool';
-  const size = options.probeBytes ?? 1 << 20;
+export async function blockCloningSupport(pool: string, zpool = 'zpool', signal?: AbortSignal): Promise<BlockCloningSupport> {
   let props: Map<string, string>;
   try {
-    props = await poolProperties(zpool, options.pool, ['feature@block_cloning', 'bcloneused', 'bclonesaved'], options.signal);
+    props = await poolProperties(zpool, pool, ['feature@block_cloning', 'bcloneused', 'bclonesaved'], signal);
   } catch (error) {
     if (error instanceof CommandError && /bad property|invalid property|unknown property/i.test(`${error.stderr}${error.stdout}`)) {
-      return { clones: false, reason: 'this ZFS does not know block cloning (zfs-fuse, or OpenZFS before 2.2)' };
+      return { possible: false, reason: UNKNOWN };
     }
     throw error;
   }
   const feature = props.get('feature@block_cloning');
-  if (feature === undefined || !props.has('bclonesaved')) {
-    return { clones: false, reason: 'this ZFS does not know block cloning (zfs-fuse, or OpenZFS before 2.2)' };
-  }
-  if (feature !== 'enabled' && feature !== 'active') {
-    return { clones: false, reason: `feature@block_cloning is ${feature} on pool ${options.pool}`, feature };
-  }
+  if (feature === undefined || !props.has('bclonesaved')) return { possible: false, reason: UNKNOWN };
+  if (feature !== 'enabled' && feature !== 'active') return { possible: false, reason: `feature@block_cloning is ${feature} on pool ${pool}`, feature };
   const parameter = await open(PARAMETER, 'r')
     .then(async (fh) => {
       try {
@@ -103,7 +125,24 @@ export async function probeBlockCloning(options: ProbeOptions): Promise<BlockClo
       }
     })
     .catch(() => undefined);
-  if (parameter === '0') return { clones: false, reason: `block cloning is disabled in the kernel module (${PARAMETER} is 0)`, feature };
+  if (parameter === '0') return { possible: false, reason: `block cloning is disabled in the kernel module (${PARAMETER} is 0)`, feature };
+  return { possible: true, feature };
+}
+
+/**
+ * Whether copies from `sourceDir` to `targetDir` (two datasets of `pool`) share blocks: the pool
+ * must know and enable `feature@block_cloning`, the module must not disable it, and a probe clone
+ * of a fresh file must make the pool's `bclonesaved` grow by the file's size. The probe files are
+ * hidden helper files (`.zfs-dynamic-creator-probe-*`) and are removed again. Both directories
+ * must be root's own (the rsync plugin uses the root-only holding directory and the staging
+ * dataset): the probe files are made and removed by path.
+ */
+export async function probeBlockCloning(options: ProbeOptions): Promise<BlockCloningProbe> {
+  const zpool = options.zpool ?? 'zpool';
+  const size = options.probeBytes ?? 1 << 20;
+  const support = await blockCloningSupport(options.pool, zpool, options.signal);
+  if (!support.possible) return { clones: false, reason: support.reason, ...(support.feature !== undefined ? { feature: support.feature } : {}) };
+  const feature = support.feature;
 
   const tag = `${HELPER_PREFIX}probe-${randomBytes(6).toString('hex')}`;
   const source = `${options.sourceDir}/${tag}`;
@@ -129,6 +168,7 @@ export async function probeBlockCloning(options: ProbeOptions): Promise<BlockClo
   }
 }
 
+
 export interface CloneResult {
   /** Regular files cloned (one per hard-link group). */
   readonly files: number;
@@ -136,12 +176,27 @@ export interface CloneResult {
   /** Further names of hard-link groups, made as hard links. */
   readonly links: number;
   readonly directories: number;
-  /** Entries left to rsync: already in the target, or changed under us. */
+  /** Entries left to rsync: already in the target, changed under us, or not what they were listed as. */
   readonly skipped: number;
 }
 
-const SEP = Buffer.from('/');
-const join = (dir: Buffer, name: Buffer): Buffer => Buffer.concat([dir, SEP, name]);
+/** At most `limit` tasks at once across the whole walk; the rest wait in order. */
+class Limiter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}
 
 function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error('clone stopped');
@@ -174,83 +229,114 @@ function timeSurvivesClone(ns: bigint): boolean {
   return ns >= 0n && verifiedMs(clonedTime(ns).ns) === verifiedMs(ns);
 }
 
-async function openNoFollow(path: Buffer): Promise<FileHandle | undefined> {
-  try {
-    return await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (error) {
-    // a symlink now (ELOOP), gone, or a FIFO without writer...: rsync deals with it
-    if (isErrno(error, 'ELOOP') || isErrno(error, 'ENOENT') || isErrno(error, 'ENXIO')) return undefined;
-    throw error;
-  }
-}
+/** Opening a name of the user's tree failed because it is not (or no longer) a plain file we can read: left to rsync. */
+const CHANGED_ON_OPEN = ['ELOOP', 'ENOENT', 'ENXIO', 'EAGAIN', 'EWOULDBLOCK', 'ETXTBSY', 'ENODEV', 'EACCES', 'EPERM'] as const;
+
+const IN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NOCTTY | constants.O_NONBLOCK;
+const OUT_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_NOCTTY;
 
 /**
  * Clones every regular file under `src` to the same relative path under `dst` (copy_file_range
- * through fs.copyFile), creating the directories on the way (mode 0700: rsync sets the real
- * ones), and hard-links further names of a file that has several. Never follows a symlink,
- * never crosses into another filesystem, never overwrites anything already in `dst`. Names are
- * handled as bytes (any name, not only UTF-8). `concurrency` files are copied at once.
+ * through fs.copyFile), creating the directories on the way (mode 0700, owned by root: rsync sets
+ * the real ones), and hard-links further names of a file that has several. By descriptor only
+ * (see the top of this file): never follows a symlink, never reads a file that is not the one its
+ * directory listed, never enters another filesystem or a mount, never overwrites anything already
+ * in `dst`. Names are handled as bytes (any name, not only UTF-8). `concurrency` files are copied
+ * at once.
+ *
+ * `src` and `dst` are open directories (the caller's, left open) or paths (opened here with
+ * O_DIRECTORY|O_NOFOLLOW on the last component; earlier components are the caller's, trusted).
+ * `dst` must be root's own: its new names are made through its descriptor, but hard links are
+ * made to the first name's path below it.
  */
-export async function cloneTree(src: string, dst: string, signal: AbortSignal, concurrency = 4): Promise<CloneResult> {
-  const top = await lstat(src, { bigint: true });
-  if (!top.isDirectory()) throw new Error(`${src} is not a directory`);
+export async function cloneTree(
+  src: string | DirRef,
+  dst: string | DirRef,
+  signal: AbortSignal,
+  concurrency = 4,
+  /** Called after each file cloned, with the counts so far. */
+  onFile?: (sofar: { files: number; bytes: number }) => void,
+): Promise<CloneResult> {
+  if (signal.aborted) throw abortError(signal);
+  const from = typeof src === 'string' ? await openDir(src) : src;
+  try {
+    const to = typeof dst === 'string' ? await openDir(dst) : dst;
+    try {
+      return await cloneOpenTree(from, to, signal, Math.max(1, Math.floor(concurrency)), onFile);
+    } finally {
+      if (to !== dst) await to.close();
+    }
+  } finally {
+    if (from !== src) await from.close();
+  }
+}
+
+async function cloneOpenTree(src: DirRef, dst: DirRef, signal: AbortSignal, concurrency: number, onFile: ((sofar: { files: number; bytes: number }) => void) | undefined): Promise<CloneResult> {
   let files = 0;
   let bytes = 0;
   let links = 0;
   let directories = 0;
   let skipped = 0;
-  // dev:ino of a file with several names -> where its clone is (or will be) in dst
-  const groups = new Map<string, Promise<Buffer | undefined>>();
+  const limiter = new Limiter(concurrency);
+  // dev:ino of a file with several names -> the relative path of its clone in dst (once made)
+  const groups = new Map<string, Promise<string | undefined>>();
+  const dstPrefix = Buffer.from(`/proc/self/fd/${dst.fd}/`);
 
-  const cloneFile = async (from: Buffer, to: Buffer, seen: BigIntStats): Promise<Buffer | undefined> => {
-    const fh = await openNoFollow(from);
-    if (!fh) {
-      skipped++;
-      return undefined;
+  /** Clones `e` (a regular file listed in `dir`) into `out`; returns its rel, or undefined when left to rsync. */
+  const cloneFile = async (dir: DirRef, out: DirRef, e: EntryInfo): Promise<string | undefined> => {
+    let input: FileHandle;
+    try {
+      input = await open(at(dir, e.name), IN_FLAGS);
+    } catch (error) {
+      if (CHANGED_ON_OPEN.some((code) => isErrno(error, code))) return undefined;
+      throw error;
     }
     try {
-      const st = await fh.stat({ bigint: true });
-      if (!st.isFile() || st.ino !== seen.ino || st.dev !== seen.dev || !timeSurvivesClone(st.mtimeNs)) {
-        skipped++;
-        return undefined;
-      }
+      // Exactly the file the listing showed, still a regular file (not a FIFO or device swapped in).
+      const st = await input.stat({ bigint: true });
+      if (!st.isFile() || Number(st.dev) !== e.dev || Number(st.ino) !== e.ino || !timeSurvivesClone(st.mtimeNs)) return undefined;
+      let output: FileHandle;
       try {
-        // through /proc/self/fd: exactly the file opened above, whatever its name points to now
-        await copyFile(`/proc/self/fd/${fh.fd}`, to, constants.COPYFILE_EXCL);
+        output = await open(at(out, e.name), OUT_FLAGS, 0o600);
       } catch (error) {
-        if (isErrno(error, 'EEXIST')) {
-          skipped++;
-          return undefined;
-        }
+        if (isErrno(error, 'EEXIST')) return undefined;
         throw error;
       }
-      // the time seen before the data was read: a later change makes the original newer
-      const out = await open(to, constants.O_WRONLY | constants.O_NOFOLLOW);
+      let done = false;
       try {
-        await out.utimes(clonedTime(st.atimeNs < 0n ? 0n : st.atimeNs).seconds, clonedTime(st.mtimeNs).seconds);
+        // The owner first: fs.copyFile gives the copy the source's mode (setuid bits included),
+        // which must never sit on a root-owned file.
+        await output.chown(Number(st.uid), Number(st.gid));
+        // Through /proc/self/fd: exactly the two files opened above, whatever their names are now.
+        await copyFile(`/proc/self/fd/${input.fd}`, `/proc/self/fd/${output.fd}`);
+        // The time seen before the data was read: a later change makes the original newer.
+        await output.utimes(clonedTime(st.atimeNs < 0n ? 0n : st.atimeNs).seconds, clonedTime(st.mtimeNs).seconds);
+        done = true;
       } finally {
-        await out.close();
+        await output.close();
+        if (!done) await unlink(at(out, e.name)).catch(() => undefined);
       }
       files++;
       bytes += Number(st.size);
-      return to;
+      onFile?.({ files, bytes });
+      return e.rel;
     } finally {
-      await fh.close();
+      await input.close();
     }
   };
 
-  const linkOrClone = async (from: Buffer, to: Buffer, st: BigIntStats): Promise<void> => {
+  const linkOrClone = async (dir: DirRef, out: DirRef, e: EntryInfo): Promise<void> => {
     if (signal.aborted) throw abortError(signal);
-    if (st.nlink <= 1n) {
-      await cloneFile(from, to, st);
+    if (e.nlink <= 1) {
+      if ((await cloneFile(dir, out, e)) === undefined) skipped++;
       return;
     }
-    const key = `${st.dev}:${st.ino}`;
+    const key = `${e.dev}:${e.ino}`;
     const first = groups.get(key);
     if (first === undefined) {
-      const cloning = cloneFile(from, to, st);
+      const cloning = cloneFile(dir, out, e);
       groups.set(key, cloning.catch(() => undefined));
-      await cloning;
+      if ((await cloning) === undefined) skipped++;
       return;
     }
     const target = await first;
@@ -259,7 +345,8 @@ export async function cloneTree(src: string, dst: string, signal: AbortSignal, c
       return;
     }
     try {
-      await link(target, to);
+      // Within dst (root's own): the clone made for the group's first name.
+      await link(Buffer.concat([dstPrefix, relToBuffer(target)]), at(out, e.name));
       links++;
     } catch (error) {
       if (!isErrno(error, 'EEXIST') && !isErrno(error, 'ENOENT')) throw error;
@@ -267,64 +354,166 @@ export async function cloneTree(src: string, dst: string, signal: AbortSignal, c
     }
   };
 
-  // At most `concurrency` files in flight; directories are walked depth-first meanwhile.
-  const running = new Set<Promise<void>>();
-  let failure: { error: unknown } | undefined;
-  const start = (from: Buffer, to: Buffer, st: BigIntStats): void => {
-    const task: Promise<void> = linkOrClone(from, to, st)
-      .catch((error: unknown) => {
-        failure ??= { error };
-      })
-      .finally(() => running.delete(task));
-    running.add(task);
-  };
-
-  const walk = async (from: Buffer, to: Buffer): Promise<void> => {
-    let names: Buffer[];
-    try {
-      names = await readdir(from, { encoding: 'buffer' });
-    } catch (error) {
-      if (isErrno(error, 'ENOENT') || isErrno(error, 'ENOTDIR')) return; // gone meanwhile: rsync sees the same
-      throw error;
-    }
-    for (const name of names) {
-      if (failure !== undefined) return;
-      if (signal.aborted) throw abortError(signal);
-      const a = join(from, name);
-      const b = join(to, name);
-      let st: BigIntStats;
-      try {
-        st = await lstat(a, { bigint: true });
-      } catch (error) {
-        if (isErrno(error, 'ENOENT')) continue;
-        throw error;
-      }
-      if (st.dev !== top.dev) continue; // another filesystem: not ours to copy
-      if (st.isDirectory()) {
+  await walkDirs<DirRef>(
+    src,
+    dst,
+    {
+      async dir(dir, _rel, entries, out) {
+        if (signal.aborted) throw abortError(signal);
+        // A file on another filesystem (bind-mounted over a name) is not ours to copy.
+        const regular = entries.filter((e) => e.type === 'file' && !e.crossDevice);
+        let next = 0;
+        const worker = async (): Promise<void> => {
+          while (next < regular.length) {
+            const e = regular[next++]!;
+            await limiter.run(() => linkOrClone(dir, out, e));
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(concurrency, regular.length) }, worker));
+      },
+      async enter(child, out) {
+        if (signal.aborted) throw abortError(signal);
         try {
-          await mkdir(b, { mode: 0o700 });
+          await mkdir(at(out, child.name), 0o700);
           directories++;
         } catch (error) {
           if (!isErrno(error, 'EEXIST')) throw error;
-          if (!(await lstat(b)).isDirectory()) {
-            skipped++;
-            continue;
-          }
         }
-        await walk(a, b);
-      } else if (st.isFile()) {
-        while (running.size >= Math.max(1, concurrency)) await Promise.race(running);
-        start(a, b, st);
-      }
-    }
-  };
-
-  try {
-    await walk(Buffer.from(src), Buffer.from(dst));
-  } catch (error) {
-    failure ??= { error };
-  }
-  await Promise.all(running);
-  if (failure !== undefined) throw failure.error;
+        try {
+          return await openChild(out, child.name);
+        } catch (error) {
+          // Something else already there: rsync deals with it.
+          if (error instanceof NotADirectoryError || isErrno(error, 'ENOENT')) {
+            skipped++;
+            return undefined;
+          }
+          throw error;
+        }
+      },
+      async leave(out) {
+        await out.close();
+      },
+      skipped() {
+        skipped++;
+      },
+    },
+    { signal, readTargets: false },
+  );
   return { files, bytes, links, directories, skipped };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rsync plugin's copy
+
+/** The rsync plugin's `blockCloning` option. */
+export type BlockCloningSetting = 'auto' | 'off' | 'always';
+
+/** Probe results by root and pool, for the life of the process (a daemon probes each root once). */
+const probes = new Map<string, Promise<BlockCloningProbe>>();
+
+function probeOnce(key: string, probe: () => Promise<BlockCloningProbe>): Promise<BlockCloningProbe> {
+  let known = probes.get(key);
+  if (known === undefined) {
+    known = probe();
+    probes.set(key, known);
+    // A probe that failed (zpool missing, a command refused) is tried again by the next job.
+    known.catch(() => probes.delete(key));
+  }
+  return known;
+}
+
+const mib = (bytes: number): string => (bytes / 1048576).toFixed(bytes > 0 && bytes < 10 * 1048576 ? 1 : 0);
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The pool of the job's new filesystem (recorded by the zfs plugin in its provision). */
+function poolOf(job: Job): string | undefined {
+  const fs = job.record.filesystem;
+  return fs === undefined || fs === '' ? undefined : fs.split('/')[0];
+}
+
+export interface CloneStageOptions {
+  readonly setting: BlockCloningSetting;
+  /** The zpool command (default zpool). */
+  readonly zpool?: string;
+}
+
+/**
+ * The copy's first stage, before the bulk rsync: decides once per root (and pool) whether
+ * copies into the staging dataset share blocks (auto: a probe clone from the root-only holding
+ * directory into the staging dataset), and if so clones the original (an open, identity-checked
+ * directory) into `staging` by descriptor. Logs one line saying which path the copy takes. The
+ * rsync that follows completes everything either way; a clone that fails half-way is logged
+ * and left to it. Returns what was cloned (undefined when nothing was).
+ */
+export async function cloneIntoStaging(job: Job, original: DirRef, staging: string, options: CloneStageOptions): Promise<CloneResult | undefined> {
+  const fields = { step: 'migrate/copy' };
+  if (options.setting === 'off') {
+    job.log.info('copy: rsync (block cloning off)', fields);
+    return undefined;
+  }
+  let forced = false;
+  if (options.setting === 'always') {
+    forced = true;
+  } else {
+    const pool = poolOf(job);
+    if (pool === undefined) {
+      job.log.info('copy: rsync (block cloning not available: no dataset recorded for the job)', fields);
+      return undefined;
+    }
+    let probe: BlockCloningProbe;
+    try {
+      const { holding } = jobPaths(job.root.rootdir, job.name);
+      probe = await probeOnce(`${job.root.rootdir}\0${pool}`, () =>
+        probeBlockCloning({ pool, sourceDir: holding, targetDir: staging, ...(options.zpool !== undefined ? { zpool: options.zpool } : {}), signal: job.signal }),
+      );
+    } catch (error) {
+      if (job.signal.aborted) throw error;
+      job.log.info(`copy: rsync (block cloning not available: the probe failed: ${message(error)})`, fields);
+      return undefined;
+    }
+    if (!probe.clones) {
+      job.log.info(`copy: rsync (block cloning not available: ${probe.reason})`, fields);
+      return undefined;
+    }
+  }
+  let result: CloneResult;
+  try {
+    result = await cloneTree(original, staging, job.signal, 4, (sofar) => job.progress(sofar));
+  } catch (error) {
+    if (job.signal.aborted) throw error;
+    job.log.warn(`copy: block cloning stopped (${message(error)}); rsync copies the rest`, fields);
+    return undefined;
+  }
+  const left = result.skipped > 0 ? `; ${result.skipped} entr${result.skipped === 1 ? 'y' : 'ies'} left to rsync` : '';
+  job.log.info(
+    forced
+      ? `copy: block cloning, not probed (blockCloning: always; ${result.files} files copied by copy_file_range, ${mib(result.bytes)} MiB${left}), then rsync for the rest`
+      : `copy: block cloning (${result.files} files cloned, ${mib(result.bytes)} MiB shared${left}), then rsync for the rest`,
+    fields,
+  );
+  return result;
+}
+
+/** What a dry run says about the copy: the path it would take, learnt without writing anything. */
+export async function describeCopyPath(job: Job, options: CloneStageOptions): Promise<string> {
+  if (options.setting === 'off') return 'rsync (block cloning off)';
+  if (options.setting === 'always') return 'block cloning, not probed (blockCloning: always), then rsync';
+  const pool = poolOf(job);
+  if (pool === undefined) return 'rsync (block cloning not available: no dataset recorded for the job)';
+  const known = probes.get(`${job.root.rootdir}\0${pool}`);
+  if (known !== undefined) {
+    const probe = await known.catch(() => undefined);
+    if (probe !== undefined) return probe.clones ? 'block cloning (probed earlier), then rsync' : `rsync (block cloning not available: ${probe.reason})`;
+  }
+  try {
+    const support = await blockCloningSupport(pool, options.zpool ?? 'zpool', job.signal);
+    return support.possible
+      ? `block cloning if a probe clone into the staging dataset shares blocks (feature@block_cloning is ${support.feature} on pool ${pool}), then rsync; rsync alone otherwise`
+      : `rsync (block cloning not available: ${support.reason})`;
+  } catch (error) {
+    return `rsync (block cloning not available: ${message(error)})`;
+  }
 }

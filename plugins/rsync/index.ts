@@ -56,6 +56,7 @@ import {
   type Identity,
   type Job,
 } from '../../src/index.js';
+import { cloneIntoStaging, describeCopyPath } from './clone.js';
 import { Manifest, ManifestWriter, manifestPath, removeManifest } from './manifest.js';
 import { decide, difference, same, type Meta } from './threeway.js';
 
@@ -79,6 +80,13 @@ const options = z
     catchUpRounds: z.number().int().min(1).max(50).default(5),
     /** Tries for a copy that fails in a way that may pass (rsync exit 24, vanished files). */
     copyAttempts: z.number().int().min(1).max(20).default(4),
+    /**
+     * Copy regular files by block cloning (copy_file_range) before the rsync, which then sends no
+     * data for them: "auto" where a probe clone into the staging dataset shares blocks (once per
+     * root), "off" never; "always" without probing (for tests, or a filesystem whose sharing the
+     * probe cannot see; on one that cannot share blocks it is a kernel-side copy).
+     */
+    blockCloning: z.enum(['auto', 'off', 'always']).default('auto'),
   })
   .strict();
 
@@ -227,9 +235,12 @@ export default definePlugin<Options>({
      * it is done (--out-format: its itemize code and length only, never a name), which counts
      * the files and bytes copied for job.progress().
      */
-    const bulkCopy = async (job: Job, src: DirRef, dst: string): Promise<void> => {
-      const args = [...opts.flags, '--out-format=%i %l', '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
-      const counted = { files: 0, bytes: 0 };
+    const bulkCopy = async (job: Job, src: DirRef, dst: string, cloned?: { files: number; bytes: number }): Promise<void> => {
+      // --force: a directory the clone made that the original has since replaced by a symlink or
+      // a file is replaced too (in the root-only staging copy), as a fresh copy would.
+      const args = [...opts.flags, ...(cloned ? ['--force'] : []), '--out-format=%i %l', '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
+      // rsync sends nothing for what was cloned: its counts go on from the clone's.
+      const counted = { files: cloned?.files ?? 0, bytes: cloned?.bytes ?? 0 };
       const onStdoutLine = (line: string): void => {
         const item = copiedItem(line);
         if (item === undefined) return;
@@ -402,14 +413,20 @@ export default definePlugin<Options>({
     hooks.migrate.tapPromise(NAME, async (job) => {
       const { staging } = jobPaths(job.root.rootdir, job.name);
       if (job.dryRun) {
-        await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging)}`, async () => undefined);
+        const path = await describeCopyPath(job, { setting: opts.blockCloning });
+        await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging)}: ${path}`, async () => undefined);
         return;
       }
       const identity: Identity | undefined = job.record.identity;
       if (!identity) throw new Error('the original directory was never identified');
       const original = await openDir(job.path, identity);
       try {
-        await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging)}`, () => bulkCopy(job, original, staging));
+        await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging)}`, async () => {
+          // Block cloning first where it works (by descriptor, like everything read from the
+          // original); the rsync then sends no data for what was cloned and does the rest.
+          const cloned = await cloneIntoStaging(job, original, staging, { setting: opts.blockCloning });
+          await bulkCopy(job, original, staging, cloned);
+        });
         await job.step('seal', `check the copy against the original and record it as the baseline`, async () => {
           const copy = await openDir(staging);
           let writer: ManifestWriter | undefined;

@@ -3,12 +3,13 @@
  * which changes nothing for correctness): afterwards rsync -aHAX sends no file data again, the
  * verification passes, hard links stay hard links, and a file changed after its clone is sent.
  */
-import { chmod, link, lstat, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cloneTree, probeBlockCloning } from '../../plugins/rsync/clone.js';
+import { cloneIntoStaging, cloneTree, describeCopyPath, probeBlockCloning } from '../../plugins/rsync/clone.js';
+import { openDir, walkDirs, type Job } from '../../src/index.js';
 import { verifyTree } from '../helpers/verify.js';
 
 let work: string;
@@ -120,6 +121,38 @@ describe('cloneTree', () => {
     await expect(lstat(join(dst, 'etc-link'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it("reads by descriptor: the original's path replaced by a symlink to another tree changes nothing it copies", async () => {
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await writeFile(join(src, 'sub', 'mine'), 'the user\'s own\n');
+    const secret = join(work, 'secret');
+    await mkdir(join(secret, 'sub'), { recursive: true });
+    await writeFile(join(secret, 'sub', 'mine'), 'SECRET\n');
+    await writeFile(join(secret, 'other'), 'SECRET\n');
+    const pinned = await openDir(src);
+    try {
+      // After the directory was identified and opened, its owner moves it and plants a symlink.
+      await rename(src, `${src}.moved`);
+      await symlink(secret, src);
+      const r = await cloneTree(pinned, dst, new AbortController().signal);
+      expect(r).toMatchObject({ files: 1, directories: 1, skipped: 0 });
+    } finally {
+      await pinned.close();
+    }
+    expect(await readFile(join(dst, 'sub', 'mine'), 'utf8')).toBe('the user\'s own\n');
+    await expect(lstat(join(dst, 'other'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a FIFO, a socket and a symlink to a file are left to rsync, and nothing blocks', async () => {
+    await mkdir(src);
+    await execa('mkfifo', [join(src, 'fifo')]);
+    await writeFile(join(work, 'outside'), 'SECRET\n');
+    await symlink(join(work, 'outside'), join(src, 'to-outside'));
+    await writeFile(join(src, 'plain'), 'plain\n');
+    const r = await cloneTree(src, dst, new AbortController().signal);
+    expect(r).toMatchObject({ files: 1, skipped: 0 });
+    expect(await readdir(dst)).toEqual(['plain']);
+  });
+
   it('stops when its signal is aborted', async () => {
     await richTree();
     const ac = new AbortController();
@@ -153,7 +186,145 @@ describe('probeBlockCloning', () => {
     const r = await probeBlockCloning({ pool: 'tank', sourceDir: src, targetDir: dst, zpool: fake });
     expect(r).toMatchObject({ clones: false, feature: 'enabled', savedBefore: 0, savedAfter: 0 });
     expect(r.reason).toMatch(/did not share/);
-    const { readdir } = await import('node:fs/promises');
     expect([...(await readdir(src)), ...(await readdir(dst))]).toEqual([]);
+  });
+});
+
+describe('walkDirs', () => {
+  it('hands each directory over open and listed, with the state its parent made; skips a subdirectory no longer as listed', async () => {
+    await mkdir(join(src, 'a', 'b'), { recursive: true });
+    await mkdir(join(src, 'c'));
+    await writeFile(join(src, 'a', 'b', 'f'), 'f');
+    const seen: string[] = [];
+    const skipped: string[] = [];
+    const root = await openDir(src);
+    try {
+      await walkDirs<string>(
+        root,
+        '/',
+        {
+          async dir(_dir, rel, entries, state) {
+            seen.push(`${rel || '.'}:${state}:${entries.map((e) => e.name).join(',')}`);
+            // c is replaced by a symlink after its parent was listed: not entered
+            if (rel === '') {
+              await rename(join(src, 'c'), join(work, 'c-moved'));
+              await symlink('/etc', join(src, 'c'));
+            }
+          },
+          async enter(child, parent) {
+            return `${parent}${child.name}/`;
+          },
+          skipped(child) {
+            skipped.push(child.rel);
+          },
+        },
+        { concurrency: 1 },
+      );
+    } finally {
+      await root.close();
+    }
+    expect(seen.sort()).toEqual(['.:/:a,c', 'a/b:/a/b/:f', 'a:/a/:b']);
+    expect(skipped).toEqual(['c']);
+  });
+});
+
+describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of copy)', () => {
+  interface Line {
+    level: string;
+    message: string;
+  }
+  /** What the clone stage told job.progress(), in order. */
+  const progress: unknown[] = [];
+  /** Just what the clone stage uses of a job: its root, name, recorded filesystem, signal and log. */
+  function fakeJob(rootdir: string, name: string, lines: Line[]): Job {
+    const log = {
+      debug: (message: string) => void lines.push({ level: 'debug', message }),
+      info: (message: string) => void lines.push({ level: 'info', message }),
+      notice: (message: string) => void lines.push({ level: 'notice', message }),
+      warn: (message: string) => void lines.push({ level: 'warn', message }),
+      error: (message: string) => void lines.push({ level: 'error', message }),
+      child: () => log,
+    };
+    return { name, path: join(rootdir, name), root: { rootdir }, record: { filesystem: `tank/${name}` }, signal: new AbortController().signal, log, progress: (r: unknown) => void progress.push(r) } as unknown as Job;
+  }
+  /** A zpool that counts its calls in `calls` and answers with `script`. */
+  async function fakeZpool(script: string): Promise<{ zpool: string; calls: () => Promise<number> }> {
+    const zpool = join(work, 'zpool');
+    const calls = join(work, 'zpool-calls');
+    await writeFile(zpool, `#!/bin/sh\necho x >> '${calls}'\n${script}\n`, { mode: 0o755 });
+    return { zpool, calls: async () => (await readFile(calls, 'utf8').catch(() => '')).split('\n').filter(Boolean).length };
+  }
+
+  it('auto: probes once per root and pool, falls back to rsync with the reason, one log line per job', async () => {
+    const { zpool, calls } = await fakeZpool('printf "feature@block_cloning\\tdisabled\\nbcloneused\\t0\\nbclonesaved\\t0\\n"');
+    await mkdir(src);
+    const root = join(work, 'root-a');
+    const original = await openDir(src);
+    try {
+      for (const name of ['one', 'two']) {
+        const lines: Line[] = [];
+        const r = await cloneIntoStaging(fakeJob(root, name, lines), original, dst, { setting: 'auto', zpool });
+        expect(r).toBeUndefined();
+        expect(lines).toEqual([{ level: 'info', message: 'copy: rsync (block cloning not available: feature@block_cloning is disabled on pool tank)' }]);
+      }
+    } finally {
+      await original.close();
+    }
+    expect(await calls()).toBe(1);
+    // the dry run of a later job says what the probe found, without asking again
+    expect(await describeCopyPath(fakeJob(root, 'three', []), { setting: 'auto', zpool })).toBe('rsync (block cloning not available: feature@block_cloning is disabled on pool tank)');
+    expect(await calls()).toBe(1);
+  });
+
+  it('auto: a probe that fails is said and asked again by the next job; off never asks', async () => {
+    const { zpool, calls } = await fakeZpool('echo "cannot open pool: permission denied" >&2; exit 1');
+    await mkdir(src);
+    const root = join(work, 'root-b');
+    const original = await openDir(src);
+    try {
+      for (const name of ['one', 'two']) {
+        const lines: Line[] = [];
+        expect(await cloneIntoStaging(fakeJob(root, name, lines), original, dst, { setting: 'auto', zpool })).toBeUndefined();
+        expect(lines).toEqual([{ level: 'info', message: expect.stringMatching(/^copy: rsync \(block cloning not available: the probe failed: .*permission denied/) }]);
+      }
+      expect(await calls()).toBe(2);
+      const lines: Line[] = [];
+      expect(await cloneIntoStaging(fakeJob(root, 'three', lines), original, dst, { setting: 'off', zpool })).toBeUndefined();
+      expect(lines).toEqual([{ level: 'info', message: 'copy: rsync (block cloning off)' }]);
+      expect(await calls()).toBe(2);
+    } finally {
+      await original.close();
+    }
+    expect(await describeCopyPath(fakeJob(root, 'four', []), { setting: 'off', zpool })).toBe('rsync (block cloning off)');
+    expect(await describeCopyPath(fakeJob(root, 'four', []), { setting: 'always', zpool })).toMatch(/^block cloning, not probed/);
+  });
+
+  it('auto: a dry run reads the pool\'s feature and writes nothing', async () => {
+    const { zpool } = await fakeZpool('printf "feature@block_cloning\\tactive\\nbcloneused\\t0\\nbclonesaved\\t0\\n"');
+    const root = join(work, 'root-c');
+    expect(await describeCopyPath(fakeJob(root, 'one', []), { setting: 'auto', zpool })).toBe(
+      'block cloning if a probe clone into the staging dataset shares blocks (feature@block_cloning is active on pool tank), then rsync; rsync alone otherwise',
+    );
+    expect(await readdir(dst)).toEqual([]);
+  });
+
+  it('always: clones by descriptor without probing and says so', async () => {
+    const { zpool, calls } = await fakeZpool('exit 1');
+    await richTree();
+    const original = await openDir(src);
+    const lines: Line[] = [];
+    try {
+      const r = await cloneIntoStaging(fakeJob(join(work, 'root-d'), 'one', lines), original, dst, { setting: 'always', zpool });
+      expect(r).toMatchObject({ files: 44, links: 2 });
+    } finally {
+      await original.close();
+    }
+    expect(await calls()).toBe(0);
+    // the copy's live progress counts the cloned files as they come
+    expect(progress.at(-1)).toMatchObject({ files: 44 });
+    expect(progress.length).toBeGreaterThanOrEqual(44);
+    expect(lines).toEqual([
+      { level: 'info', message: expect.stringMatching(/^copy: block cloning, not probed \(blockCloning: always; 44 files copied by copy_file_range, [\d.]+ MiB; 1 entry left to rsync\), then rsync for the rest$/) },
+    ]);
   });
 });
