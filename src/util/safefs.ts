@@ -1079,6 +1079,33 @@ export async function copyEntry(src: DirRef, srcName: string, dst: DirRef, dstNa
   }
 }
 
+/** Node's whole-millisecond view of a time in ns (what stat's mtimeMs gives, floored, as the comparisons use it). */
+function wholeMs(ns: bigint): number {
+  const sec = ns / 1_000_000_000n;
+  return Math.floor(Number(sec) * 1e3 + Number(ns - sec * 1_000_000_000n) / 1e6);
+}
+
+/**
+ * The seconds to give utimes() so that the copy's time is the source's to the microsecond and,
+ * always, in the same whole millisecond as Node reports the source's (the catch-up and the
+ * verification compare whole milliseconds). libuv turns the double into a timespec and keeps
+ * microseconds only, and a double near 1.8e9 s is exact to about 240 ns only: `x / 1000` of a
+ * time on a millisecond boundary (as the kernel's coarse clock makes them, and as OpenZFS keeps
+ * them to the nanosecond) lands just below it, so the copy would show the millisecond before and
+ * every later pass would see the source as changed again. Hence 0.5 µs into the microsecond, and
+ * for a time within a double's rounding of its millisecond's end, the middle of that millisecond.
+ */
+export function stampSeconds(ns: bigint): number {
+  if (ns < 0n) return Number(ns) / 1e9;
+  const sec = ns / 1_000_000_000n;
+  const us = (ns - sec * 1_000_000_000n) / 1_000n;
+  const want = wholeMs(ns);
+  if (wholeMs(sec * 1_000_000_000n + us * 1_000n) === want) return Number(sec) + (Number(us) * 1000 + 500) / 1e9;
+  const ms = BigInt(want);
+  const msec = ms / 1000n;
+  return Number(msec) + Number(ms - msec * 1000n) / 1e3 + 0.0005;
+}
+
 async function copyFileEntry(src: DirRef, srcName: string, dst: DirRef, dstName: string, info: EntryInfo, opts?: CopyOptions): Promise<{ bytes: number }> {
   let input: FileHandle;
   try {
@@ -1092,8 +1119,8 @@ async function copyFileEntry(src: DirRef, srcName: string, dst: DirRef, dstName:
     throw error;
   }
   try {
-    const st = await input.stat();
-    if (!st.isFile() || st.dev !== info.dev || st.ino !== info.ino) {
+    const st = await input.stat({ bigint: true });
+    if (!st.isFile() || Number(st.dev) !== info.dev || Number(st.ino) !== info.ino) {
       throw new TreeChangedError(info.rel, `${src.path}/${displayPath(srcName)} is no longer the file that was listed`);
     }
     const tmp = tempName();
@@ -1107,7 +1134,8 @@ async function copyFileEntry(src: DirRef, srcName: string, dst: DirRef, dstName:
       const written = await output.stat();
       await output.chown(info.uid, info.gid);
       await output.chmod(info.mode);
-      await output.utimes(info.atimeExactMs / 1000, info.mtimeExactMs / 1000);
+      // The times the source had before it was read (a change during the copy makes it newer).
+      await output.utimes(stampSeconds(st.atimeNs), stampSeconds(st.mtimeNs));
       await rename(at(dst, tmp), at(dst, dstName));
       renamed = true;
       opts?.onBytes?.(written.size);

@@ -567,6 +567,23 @@ describe('copyEntry', () => {
     expect(readdirSync(d)).toEqual(['copy']);
   });
 
+  it('gives the copy the whole millisecond its source shows, for times on or just below a millisecond boundary (OpenZFS keeps nanoseconds)', async () => {
+    const { s, d, src, dst } = await pair();
+    // Times the kernel's coarse clock makes (whole milliseconds), and the hardest fractions.
+    const times = ['1795781580.024000000', '1795781580.024999999', '1795781580.024999880', '1795781580.024000001', '1700000000.000000000', '1795781580.123456789', '1000000000.999999999'];
+    for (const [i, t] of times.entries()) {
+      const name = `f${i}`;
+      await writeFile(join(s, name), t);
+      await execa('touch', ['-m', '-d', `@${t}`, join(s, name)]);
+      await copyEntry(src, name, dst, name, await statAt(src, name));
+      const [a, b] = [lstatSync(join(s, name), { bigint: true }), lstatSync(join(d, name), { bigint: true })];
+      expect({ t, ms: Math.floor(lstatSync(join(d, name)).mtimeMs) }).toEqual({ t, ms: Math.floor(lstatSync(join(s, name)).mtimeMs) });
+      // To the microsecond, except where that would change the millisecond Node shows.
+      const diff = a.mtimeNs - b.mtimeNs;
+      expect({ t, close: diff >= 0n ? diff < 1000n : -diff < 1_000_000n }).toEqual({ t, close: true });
+    }
+  });
+
   it('replaces an older copy, and writes through no symlink planted at the destination', async () => {
     const { s, d, src, dst, outside } = await pair();
     await writeFile(join(s, 'f'), 'new content');
