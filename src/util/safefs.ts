@@ -1088,8 +1088,9 @@ function wholeMs(ns: bigint): number {
 /**
  * The seconds to give utimes() so that the copy's time is the source's to the microsecond and,
  * always, in the same whole millisecond as Node reports the source's (the catch-up and the
- * verification compare whole milliseconds). libuv turns the double into a timespec and keeps
- * microseconds only, and a double near 1.8e9 s is exact to about 240 ns only: `x / 1000` of a
+ * verification compare whole milliseconds). Node 20's libuv turns the double into a timespec and
+ * keeps microseconds only (Node 22 and later keep the rest, so there the copy is about 0.5 µs
+ * later than its source), and a double near 1.8e9 s is exact to about 240 ns only: `x / 1000` of a
  * time on a millisecond boundary (as the kernel's coarse clock makes them, and as OpenZFS keeps
  * them to the nanosecond) lands just below it, so the copy would show the millisecond before and
  * every later pass would see the source as changed again. Hence 0.5 µs into the microsecond, and
