@@ -10,6 +10,7 @@
  * of their own. On SIGTERM or SIGINT no new job starts, waits give up, copies
  * before the commit roll back, and jobs past it are left for recovery.
  */
+import { setMaxListeners } from 'node:events';
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -147,6 +148,8 @@ export async function lockSweep(engine: RootEngine, app: App, mode: 'wait' | 'co
 export async function reconcile(app: App, options: { json: boolean; root?: string }): Promise<number> {
   const engines = enginesFor(app, options.root);
   const stop = new AbortController();
+  // Every job in flight (up to watch.maxJobs) and its waits listen on this one signal: no warning at 11.
+  setMaxListeners(0, stop.signal);
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stop.signal.aborted) return;
     engines[0]?.log.notice(`${signal}: stopping; no new job starts, running jobs roll back or are left for recovery`);

@@ -15,6 +15,7 @@
  * past it are left for recovery at the next start. Exits 0. While it runs, what it does is in
  * <stateDir>/daemon.json, which `status` shows.
  */
+import { setMaxListeners } from 'node:events';
 import { lstat } from 'node:fs/promises';
 import { App, type GlobalOptions } from '../app.js';
 import { Slots, oneLine, type Logger } from '../core/index.js';
@@ -27,6 +28,8 @@ import type { MetricsTextfile } from '../metrics/textfile.js';
 export async function watch(options: GlobalOptions): Promise<number> {
   let app = await App.open(options);
   const stop = new AbortController();
+  // Every job in flight (up to watch.maxJobs) and its waits listen on this one signal: no warning at 11.
+  setMaxListeners(0, stop.signal);
   let slots = new Slots(app.config.watch.concurrency);
   const log = (): Logger => app.engines[0]!.log;
 
