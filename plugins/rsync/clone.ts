@@ -30,7 +30,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, link, mkdir, open, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import {
   CommandError,
   HELPER_PREFIX,
@@ -129,6 +129,38 @@ export async function blockCloningSupport(pool: string, zpool = 'zpool', signal?
   return { possible: true, feature };
 }
 
+/** Probe files are named `<PROBE_PREFIX><pid>-<random>`: the pid tells a live probe from one a killed process left. */
+export const PROBE_PREFIX = `${HELPER_PREFIX}probe-`;
+
+/**
+ * Removes from `dir` (the root-only holding directory) the probe files of processes that are gone
+ * (killed in the middle of a probe): a live process's probe is left alone. Returns the names removed.
+ */
+export async function removeStaleProbes(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  const names = await readdir(dir).catch((error: unknown) => {
+    if (isErrno(error, 'ENOENT')) return [] as string[];
+    throw error;
+  });
+  for (const name of names) {
+    const m = name.startsWith(PROBE_PREFIX) ? /^(\d+)-[0-9a-f]+$/.exec(name.slice(PROBE_PREFIX.length)) : null;
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (error) {
+      alive = !isErrno(error, 'ESRCH');
+    }
+    if (alive) continue;
+    await unlink(`${dir}/${name}`).catch((error: unknown) => {
+      if (!isErrno(error, 'ENOENT')) throw error;
+    });
+    removed.push(name);
+  }
+  return removed;
+}
+
 /**
  * Whether copies from `sourceDir` to `targetDir` (two datasets of `pool`) share blocks: the pool
  * must know and enable `feature@block_cloning`, the module must not disable it, and a probe clone
@@ -144,7 +176,7 @@ export async function probeBlockCloning(options: ProbeOptions): Promise<BlockClo
   if (!support.possible) return { clones: false, reason: support.reason, ...(support.feature !== undefined ? { feature: support.feature } : {}) };
   const feature = support.feature;
 
-  const tag = `${HELPER_PREFIX}probe-${randomBytes(6).toString('hex')}`;
+  const tag = `${PROBE_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`;
   const source = `${options.sourceDir}/${tag}`;
   const target = `${options.targetDir}/${tag}`;
   try {

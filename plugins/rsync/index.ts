@@ -38,6 +38,7 @@ import {
   displayPath,
   ensureDir,
   holdersOf,
+  holdingDir,
   jobPaths,
   legacyHelperPath,
   mountsBelow,
@@ -56,7 +57,7 @@ import {
   type Identity,
   type Job,
 } from '../../src/index.js';
-import { cloneIntoStaging, describeCopyPath } from './clone.js';
+import { cloneIntoStaging, describeCopyPath, removeStaleProbes } from './clone.js';
 import { Manifest, ManifestWriter, manifestPath, removeManifest } from './manifest.js';
 import { decide, difference, same, type Meta } from './threeway.js';
 
@@ -393,8 +394,12 @@ export default definePlugin<Options>({
           `neither was overwritten, and the original is kept at ${quoteName(aside)}: for each, keep the version you want in ${quoteName(job.path)} and delete it from the kept original, then run 'zfs-dynamic-creator recover'`,
       );
 
-    hooks.prepare.tapPromise(NAME, async () => {
+    hooks.prepare.tapPromise(NAME, async (root) => {
       await run(opts.command, ['--version']);
+      // A block-cloning probe a killed process left in the root-only holding directory.
+      if (!root.dryRun) {
+        for (const name of await removeStaleProbes(holdingDir(root.rootdir))) root.log.info(`removed ${quoteName(name)}, a block-cloning probe left by a process that is gone`);
+      }
     });
 
     // Another filesystem mounted inside the directory would be copied into the dataset and,

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cloneIntoStaging, cloneTree, describeCopyPath, probeBlockCloning } from '../../plugins/rsync/clone.js';
+import { cloneIntoStaging, cloneTree, describeCopyPath, PROBE_PREFIX, probeBlockCloning, removeStaleProbes } from '../../plugins/rsync/clone.js';
 import { openDir, walkDirs, type Job } from '../../src/index.js';
 import { verifyTree } from '../helpers/verify.js';
 
@@ -187,6 +187,23 @@ describe('probeBlockCloning', () => {
     expect(r).toMatchObject({ clones: false, feature: 'enabled', savedBefore: 0, savedAfter: 0 });
     expect(r.reason).toMatch(/did not share/);
     expect([...(await readdir(src)), ...(await readdir(dst))]).toEqual([]);
+  });
+});
+
+describe('removeStaleProbes', () => {
+  it('removes the probe files of processes that are gone, and leaves a live process\'s probe and every other name alone', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'zdc-probes-'));
+    try {
+      const dead = await execa(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+      const deadPid = Number(dead.stdout);
+      const names = [`${PROBE_PREFIX}${deadPid}-0a1b2c3d4e5f`, `${PROBE_PREFIX}${process.pid}-0a1b2c3d4e5f`, `${PROBE_PREFIX}notapid`, '0123456789abcdef.orig', 'other'];
+      for (const name of names) await writeFile(join(dir, name), 'x');
+      expect(await removeStaleProbes(dir)).toEqual([names[0]]);
+      expect((await readdir(dir)).sort()).toEqual(names.slice(1).sort());
+      expect(await removeStaleProbes(join(dir, 'missing'))).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
