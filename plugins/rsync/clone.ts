@@ -34,6 +34,7 @@ import { copyFile, link, mkdir, open, readdir, rm, unlink, writeFile, type FileH
 import {
   CommandError,
   HELPER_PREFIX,
+  Limiter,
   NotADirectoryError,
   at,
   isErrno,
@@ -212,23 +213,6 @@ export interface CloneResult {
   readonly skipped: number;
 }
 
-/** At most `limit` tasks at once across the whole walk; the rest wait in order. */
-class Limiter {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-  constructor(private readonly limit: number) {}
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.active++;
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    }
-  }
-}
 
 function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error('clone stopped');
