@@ -10,5 +10,7 @@ export default defineConfig({
     testTimeout: 180_000,
     hookTimeout: 180_000,
     pool: 'forks',
+    // Records the throwaway pools the run makes and destroys what a test left.
+    globalSetup: ['test/global-setup.ts'],
   },
 });

@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
+import { createThrowawayPool, destroyThrowawayPool, poolFiles } from '../test/helpers/pool.js';
 
 export const CLI = resolve(import.meta.dirname, '..', 'src', 'cli.js');
 
@@ -21,12 +22,10 @@ export interface BenchPool {
 }
 
 export async function benchPool(label: string, sizeMiB: number): Promise<BenchPool> {
-  const pool = `zdcb${label}${randomBytes(3).toString('hex')}`.slice(0, 24);
-  const image = `/var/tmp/${pool}.img`;
-  const mount = `/mnt/${pool}`;
+  const files = poolFiles(`zdcb${label}${randomBytes(3).toString('hex')}`.slice(0, 24));
+  const { pool, mount } = files;
   const work = await mkdtemp(join(tmpdir(), 'zdc-bench-'));
-  await execa('truncate', ['-s', `${sizeMiB}M`, image]);
-  await execa('zpool', ['create', '-f', '-m', mount, pool, image]);
+  await createThrowawayPool(files, sizeMiB);
   const stateDir = join(work, 'state');
   let n = 0;
   return {
@@ -40,13 +39,7 @@ export async function benchPool(label: string, sizeMiB: number): Promise<BenchPo
       return file;
     },
     async destroy() {
-      for (let i = 0; i < 20; i++) {
-        const r = await execa('zpool', ['destroy', '-f', pool], { reject: false });
-        if (r.exitCode === 0 || /no such pool/.test(r.stderr)) break;
-        await new Promise((ok) => setTimeout(ok, 500));
-      }
-      await rm(image, { force: true });
-      await rm(mount, { recursive: true, force: true }).catch(() => undefined);
+      await destroyThrowawayPool(files);
       await rm(work, { recursive: true, force: true });
     },
   };

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { openDir, removeTree, treeDigest, walk } from '../src/util/safefs.js';
 import { treeFingerprint } from '../src/util/tree.js';
+import { createThrowawayPool, destroyThrowawayPool, poolFiles, type PoolFiles } from '../test/helpers/pool.js';
 
 interface One {
   seconds: number;
@@ -94,15 +95,12 @@ async function main(): Promise<void> {
   const runs = Number(opt('--runs') ?? 3);
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
   let baseDir = opt('--dir') ?? '/var/tmp';
-  let pool: string | undefined;
-  let image: string | undefined;
+  let pool: PoolFiles | undefined;
   if (args.includes('--zfs')) {
-    pool = `zdcwalk${randomBytes(3).toString('hex')}`;
-    image = `/var/tmp/${pool}.img`;
-    await execa('truncate', ['-s', '2048M', image]);
-    await execa('zpool', ['create', '-f', '-m', `/mnt/${pool}`, pool, image]);
-    baseDir = `/mnt/${pool}`;
-    log(`zfs-fuse pool ${pool} at ${baseDir}`);
+    pool = poolFiles(`zdcwalk${randomBytes(3).toString('hex')}`);
+    await createThrowawayPool(pool, 2048);
+    baseDir = pool.mount;
+    log(`zfs-fuse pool ${pool.pool} at ${baseDir}`);
   }
   const work = await mkdtemp(join(baseDir, 'zdc-walk-'));
   const variants: [string, Record<string, string>][] = [
@@ -168,17 +166,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await rm(work, { recursive: true, force: true });
-    if (pool) {
-      // zfs-fuse often answers "busy" at first: unmount and retry.
-      for (let i = 0; i < 10; i++) {
-        await execa('zfs', ['unmount', '-f', pool]).catch(() => undefined);
-        const r = await execa('zpool', ['destroy', '-f', pool], { reject: false });
-        if (r.exitCode === 0) break;
-        if (i === 9) log(`could not destroy pool ${pool}: ${r.stderr}`);
-        await new Promise((resolve) => setTimeout(resolve, 1000));
-      }
-      await rm(image!, { force: true });
-    }
+    if (pool) await destroyThrowawayPool(pool);
   }
   process.stdout.write(`${JSON.stringify({ machine: `${(await execa('nproc')).stdout} cores, node ${process.version}`, base: baseDir, rows }, null, 2)}\n`);
 }

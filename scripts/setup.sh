@@ -43,6 +43,8 @@ if ! kernel_zfs; then
     sleep 0.2
   done
   zpool list >/dev/null 2>&1 || { say "zfs-fuse did not answer"; exit 1; }
+  # Throwaway pools a killed test run or benchmark left (zfs-fuse re-imports them at every start).
+  bash scripts/zfs-fuse.sh clean || true
 fi
 
 # syslog: a real receiver on /dev/log.

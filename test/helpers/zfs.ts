@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import { scaled } from './time.js';
+import { createThrowawayPool, destroyThrowawayPool, poolFiles } from './pool.js';
 import { PROP_STATE } from '../../plugins/zfs/zfs.js';
 
 export const PROJECT = resolve(import.meta.dirname, '..', '..');
@@ -20,7 +21,9 @@ export async function zfs(...args: string[]): Promise<string> {
 
 /** Fails with a clear message when ZFS is not usable. */
 export async function assertZfsAvailable(): Promise<void> {
-  const r = await execa('zpool', ['list'], { reject: false });
+  const r = await execa('zpool', ['list'], { reject: false, timeout: scaled(30_000) });
+  // A zfs-fuse that stopped answering is restarted by createThrowawayPool (test/helpers/pool.ts).
+  if (r.timedOut) return;
   if ((r as { code?: string }).code === 'ENOENT' || r.exitCode !== 0) {
     throw new Error(`ZFS is not available (zpool list: ${r.stderr || 'not found'}); run scripts/setup.sh as root (it installs and starts zfs-fuse)`);
   }
@@ -39,25 +42,16 @@ export interface TestPool {
 export async function createPool(label: string, sizeMb = 256): Promise<TestPool> {
   await assertZfsAvailable();
   const id = `${label}${randomBytes(3).toString('hex')}`.replace(/[^a-z0-9]/g, '');
-  const pool = `zdct${id}`.slice(0, 24);
-  const image = `/var/tmp/${pool}.img`;
-  const mount = `/mnt/${pool}`;
-  await execa('truncate', ['-s', `${sizeMb}M`, image]);
-  await execa('zpool', ['create', '-f', '-m', mount, pool, image]);
+  const files = poolFiles(`zdct${id}`.slice(0, 24));
+  await createThrowawayPool(files, sizeMb);
   const work = await mkdtemp(join(tmpdir(), `zdc-${label}-`));
   return {
-    pool,
-    mount,
+    pool: files.pool,
+    mount: files.mount,
     work,
     stateDir: join(work, 'state'),
     async destroy() {
-      for (let i = 0; i < 20; i++) {
-        const r = await execa('zpool', ['destroy', '-f', pool], { reject: false });
-        if (r.exitCode === 0 || /no such pool/.test(r.stderr)) break;
-        await sleep(250);
-      }
-      await rm(image, { force: true });
-      await rm(mount, { recursive: true, force: true }).catch(() => undefined);
+      await destroyThrowawayPool(files);
       await rm(work, { recursive: true, force: true });
     },
   };
