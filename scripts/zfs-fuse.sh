@@ -32,6 +32,18 @@ clean() {
     fi
   done < <(timeout 20 zpool list -H -o name,health 2>/dev/null)
   [ $n -eq 0 ] || say "destroyed $n dead throwaway pool(s) left by earlier runs"
+  # Images an hour old or more that no pool uses (a run killed between truncate and destroy).
+  local pools image m=0
+  pools=$(timeout 20 zpool list -H -o name 2>/dev/null || true)
+  for image in /var/tmp/zdc*.img; do
+    [ -e "$image" ] || continue
+    name=$(basename "$image" .img)
+    [[ $name =~ ^zdc[a-z0-9]+$ ]] || continue
+    grep -qx "$name" <<<"$pools" && continue
+    [ -n "$(find "$image" -maxdepth 0 -mmin +60)" ] || continue
+    rm -f "$image" && m=$((m + 1))
+  done
+  [ $m -eq 0 ] || say "removed $m throwaway pool image(s) no pool uses"
 }
 
 diagnose() {

@@ -35,10 +35,9 @@ async function countedReconcile(cfg = config): Promise<{ exitCode: number; stdou
 }
 
 async function makeDatasets(prefix: string, count: number): Promise<void> {
-  const names = Array.from({ length: count }, (_, i) => `${p.pool}/${prefix}${i}`);
-  for (let i = 0; i < names.length; i += 16) {
-    await Promise.all(names.slice(i, i + 16).map((n) => execa('zfs', ['create', n])));
-  }
+  // One at a time: 16 concurrent `zfs create`s of mounted children of the pool's root dataset
+  // deadlocked zfs-fuse (the creates waited on its FUSE answers for the root directory forever).
+  for (let i = 0; i < count; i++) await execa('zfs', ['create', `${p.pool}/${prefix}${i}`]);
 }
 
 const liveNames = (): Promise<Map<string, string>> => datasetStates(p);
