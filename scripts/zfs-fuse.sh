@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Housekeeping for zfs-fuse, the user-space ZFS the tests use where the kernel has no ZFS module.
 # Only the test suite's and the benchmarks' throwaway pools are touched: names that start with
-# "zdc" and whose image is /var/tmp/<name>.img. Nothing else on the machine is.
+# "zdc" and whose one device is the image /var/tmp/<name>.img. Nothing else on the machine is.
 #
 #   scripts/zfs-fuse.sh clean      destroy dead throwaway pools: image gone, or not ONLINE
 #                                  (left by a killed run; zfs-fuse re-imports them from its cache
@@ -16,12 +16,20 @@ say() { printf 'zfs-fuse: %s\n' "$*" >&2; }
 
 answers() { timeout 20 zpool list -H -o name >/dev/null 2>&1; }
 
+# Whether the pool's one device is its throwaway image, /var/tmp/<name>.img (also when the file is
+# gone): a pool that merely happens to be named zdc… is never touched.
+throwaway() {
+  local paths
+  paths=$(timeout 20 zpool status "$1" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | sort -u)
+  [ "$paths" = "/var/tmp/$1.img" ]
+}
+
 clean() {
   local name health n=0
   answers || { say "zpool list does not answer; nothing cleaned"; return 1; }
   while IFS=$'\t' read -r name health; do
     [[ $name =~ ^zdc[a-z0-9]+$ ]] || continue
-    if [ "$health" != ONLINE ] || [ ! -e "/var/tmp/$name.img" ]; then
+    if { [ "$health" != ONLINE ] || [ ! -e "/var/tmp/$name.img" ]; } && throwaway "$name"; then
       if timeout 60 zpool destroy -f "$name" >/dev/null 2>&1; then
         n=$((n + 1))
         rm -f "/var/tmp/$name.img"
@@ -32,18 +40,6 @@ clean() {
     fi
   done < <(timeout 20 zpool list -H -o name,health 2>/dev/null)
   [ $n -eq 0 ] || say "destroyed $n dead throwaway pool(s) left by earlier runs"
-  # Images an hour old or more that no pool uses (a run killed between truncate and destroy).
-  local pools image m=0
-  pools=$(timeout 20 zpool list -H -o name 2>/dev/null || true)
-  for image in /var/tmp/zdc*.img; do
-    [ -e "$image" ] || continue
-    name=$(basename "$image" .img)
-    [[ $name =~ ^zdc[a-z0-9]+$ ]] || continue
-    grep -qx "$name" <<<"$pools" && continue
-    [ -n "$(find "$image" -maxdepth 0 -mmin +60)" ] || continue
-    rm -f "$image" && m=$((m + 1))
-  done
-  [ $m -eq 0 ] || say "removed $m throwaway pool image(s) no pool uses"
 }
 
 diagnose() {
