@@ -86,6 +86,18 @@ function isBusy(error: unknown): boolean {
   return error instanceof CommandError && /busy/i.test(error.stderr);
 }
 
+/**
+ * "cannot open 'pool/x': I/O error" from a lookup. zfs-fuse answered a `zfs list` of a child it was
+ * not creating with it once during a burst of 40 creates (the next listing was fine); on kernel
+ * OpenZFS it means trouble with the pool, which a few more tries will not hide.
+ */
+function isIoError(error: unknown): boolean {
+  return error instanceof CommandError && /I\/O error/i.test(error.stderr);
+}
+
+/** Tries of a read-only lookup that zfs answered with an I/O error, the first included. */
+const LOOKUP_ATTEMPTS = 4;
+
 export class Zfs {
   constructor(
     private readonly command: string,
@@ -144,7 +156,15 @@ export class Zfs {
   /** One dataset, or undefined when it does not exist. */
   async get(name: string): Promise<DatasetInfo | undefined> {
     try {
-      const out = await this.exec(['list', '-H', '-t', 'filesystem', '-o', Zfs.COLUMNS, name]);
+      const args = ['list', '-H', '-t', 'filesystem', '-o', Zfs.COLUMNS, name];
+      // Read-only, so tried again when zfs answers with an I/O error (see isIoError).
+      const out = await retry(() => this.exec(args), {
+        attempts: LOOKUP_ATTEMPTS,
+        firstDelayMs: 250,
+        transient: isIoError,
+        onRetry: (error, attempt, delay) =>
+          this.log.info(`zfs list ${name}: ${(error as CommandError).stderr.trim()}; trying again in ${delay} ms (try ${attempt + 1} of ${LOOKUP_ATTEMPTS})`),
+      });
       return Zfs.parse(out.split('\n')[0] ?? '');
     } catch (error) {
       if (error instanceof CommandError && /does not exist/.test(error.stderr)) return undefined;
