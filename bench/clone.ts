@@ -145,8 +145,10 @@ async function convert(work: string, tree: Tree, mode: 'off' | 'auto'): Promise<
   ];
   await writeFile(config, JSON.stringify({ stateDir: join(work, 'state'), roots: [{ rootfs: POOL, rootdir: MOUNT, plugins }] }));
   const start = process.hrtime.bigint();
-  const r = await execa(process.execPath, [CLI, '--config', config, 'handle', dir], { reject: false, stdin: 'ignore', cwd: '/' });
+  const r = await execa(process.execPath, [CLI, '--config', config, ...(process.env.BENCH_LOG_DIR ? ['-v'] : []), 'handle', dir], { reject: false, stdin: 'ignore', cwd: '/' });
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  // BENCH_LOG_DIR=<dir> keeps each conversion's log (with -w <dir> in the guest), to see where the time goes
+  if (process.env.BENCH_LOG_DIR) await writeFile(join(process.env.BENCH_LOG_DIR, `${name}.log`), String(r.stderr));
   const lines = String(r.stderr).split('\n');
   if (r.exitCode !== 0 || !lines.some((l) => l.includes('converted into'))) throw new Error(`${name}: the conversion failed:\n${String(r.stderr)}`);
   const copyStart = lines.find((l) => /INFO: \[rsync\] \[[^\]]+\] copy "/.test(l));
