@@ -53,6 +53,11 @@ const result = await build({
   banner: { js: "import { createRequire as __zdcCreateRequire } from 'node:module';\nconst require = __zdcCreateRequire(import.meta.url);" },
   metafile: true,
   logLevel: 'warning',
+  // Less source for V8 to parse at every start (a run that rejects a name compiles about 0.9 MB of
+  // bundle; this makes it 0.6 MB). Identifiers are kept, so stack traces stay readable without
+  // the maps.
+  minifyWhitespace: true,
+  minifySyntax: true,
 });
 
 const outputs = new Set(Object.keys(result.metafile.outputs).map((file) => resolve(project, file)));

@@ -20,7 +20,6 @@ import {
 } from './core/index.js';
 import { prepareStateDir } from './core/trust.js';
 import { progressObservers } from './progress/index.js';
-import { boundHeapGrowth } from './util/heap.js';
 
 /** The plugins a root gets when the config lists none. */
 export const DEFAULT_PLUGINS: readonly PluginSpec[] = ['name-filter', 'quiet-wait', 'zfs', 'rsync', 'syslog'];
@@ -39,8 +38,6 @@ export class App {
   ) {}
 
   static async open(options: GlobalOptions, given?: Config): Promise<App> {
-    // Work ahead (tree walks): keep the heap near its live data (see util/heap.ts).
-    boundHeapGrowth();
     const config = given ?? (await loadConfig(options.config, DEFAULT_PLUGINS));
     if (!config) {
       throw new ConfigError('no configuration found: give --config PATH or create /etc/zfs-dynamic-creator/config.yaml');

@@ -35,6 +35,7 @@ import {
   utimes,
   type FileHandle,
 } from 'node:fs/promises';
+import { boundHeapGrowth } from './heap.js';
 import { InodeIndex } from './holders.js';
 import { Limiter } from './limit.js';
 
@@ -431,6 +432,9 @@ export const WALK_HELD_BUDGET = 4096;
 const SYNC_CHUNK = 256;
 
 function contextOf(opts: WalkOptions | undefined): WalkContext {
+  // Walks make garbage fast: from the first one on, keep the heap near its live data (util/heap.ts).
+  // Not earlier: a run that only rejects a name would collect more often while it loads.
+  boundHeapGrowth();
   const concurrency = Math.max(1, Math.floor(opts?.concurrency ?? 32));
   return new WalkContext(concurrency, opts?.signal, opts?.readTargets ?? true, opts?.syncStat ?? false);
 }
