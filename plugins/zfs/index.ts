@@ -309,8 +309,7 @@ export default definePlugin<Options>({
         await checkHeadroom(filesystem);
         if (ds.state === 'staging') {
           await job.step('mark', `mark ${filesystem} as swapping`, async () => {
-            await zfs.set(filesystem, PROP_ASIDE, aside);
-            await zfs.set(filesystem, PROP_STATE, 'swapping');
+            await zfs.setAll(filesystem, { [PROP_ASIDE]: aside, [PROP_STATE]: 'swapping' });
           });
         }
         await job.set({ aside });
@@ -379,8 +378,7 @@ export default definePlugin<Options>({
       }
       await job.step('mark', `mark ${filesystem} live`, async () => {
         // Its history first (PROP_HISTORY says what each means), then the state that says it is done.
-        for (const [key, value] of Object.entries(historyOf(job))) await zfs.set(filesystem, key, value);
-        await zfs.set(filesystem, PROP_STATE, 'live');
+        await zfs.setAll(filesystem, { ...historyOf(job), [PROP_STATE]: 'live' });
         await zfs.inherit(filesystem, PROP_ASIDE);
       });
     });

@@ -1,5 +1,6 @@
 /** The zfs commands this plugin needs, in the subset zfs-fuse and OpenZFS share. */
 import { CommandError, RefusedError, TransientError, retry, run, type Logger } from '../../src/index.js';
+import { detectZfs } from './implementation.js';
 
 /** User properties that mark a dataset's part in a conversion. */
 export const PROP_STATE = 'org.zfs-dynamic-creator:state';
@@ -294,6 +295,32 @@ export class Zfs {
 
   async set(name: string, property: string, value: string): Promise<void> {
     await this.execRetryingBusy(['set', `${property}=${value}`, name]);
+  }
+
+  /**
+   * Sets several properties. OpenZFS (0.7 and later) takes them in one `zfs set`: one change,
+   * made whole or not at all, and one transaction group to wait for instead of one per property
+   * (on a busy pool each can take seconds). Elsewhere (zfs-fuse, or a zfs that cannot say what
+   * it is) one `zfs set` each, in the order given: put the property that marks a step done last.
+   */
+  async setAll(name: string, properties: Readonly<Record<string, string>>): Promise<void> {
+    const entries = Object.entries(properties);
+    if (entries.length > 1 && (await this.takesSeveralProperties())) {
+      await this.execRetryingBusy(['set', ...entries.map(([key, value]) => `${key}=${value}`), name]);
+      return;
+    }
+    for (const [key, value] of entries) await this.set(name, key, value);
+  }
+
+  private severalProperties: Promise<boolean> | undefined;
+
+  /** Whether `zfs set` takes several properties: OpenZFS, whose `zfs version` (0.8 and later) says so. */
+  private takesSeveralProperties(): Promise<boolean> {
+    this.severalProperties ??= detectZfs(this.command).then(
+      (zfs) => zfs.kind === 'openzfs',
+      () => false,
+    );
+    return this.severalProperties;
   }
 
   async inherit(name: string, property: string): Promise<void> {

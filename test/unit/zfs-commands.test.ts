@@ -1,6 +1,8 @@
 /**
  * A dataset lookup that zfs answers with an I/O error is tried again (zfs-fuse did so once in a
  * burst, and the job failed for it); "does not exist" and any other error are answered at once.
+ *
+ * Zfs.setAll: several properties in one `zfs set` where zfs takes them (OpenZFS), else one each.
  */
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -65,5 +67,60 @@ describe('Zfs.get', () => {
     const denied = await flakyZfs(10, 'permission denied');
     await expect(new Zfs(denied.command, logger([]), 1, 10).get('tank/x')).rejects.toThrow(/permission denied/);
     expect(await denied.calls()).toBe(1);
+  });
+});
+
+/** A zfs that records each call's arguments, one per line (NUL-separated), and answers `version` as `flavour` does. */
+async function recordingZfs(flavour: 'openzfs' | 'zfs-fuse'): Promise<{ command: string; calls: () => Promise<string[][]> }> {
+  const dir = await mkdtemp(join(base, 'zfs-'));
+  const log = join(dir, 'calls');
+  const command = join(dir, 'zfs');
+  await writeFile(log, '');
+  const version =
+    flavour === 'openzfs'
+      ? 'printf "zfs-2.3.2-2~bpo12+2\\nzfs-kmod-2.3.2-2~bpo12+2\\n"; exit 0'
+      : 'echo "unrecognized command \'version\'" >&2; exit 2';
+  await writeFile(command, ['#!/bin/bash', `printf '%s\\0' "$@" >> ${log}; echo >> ${log}`, `if [ "$1" = version ]; then ${version}; fi`].join('\n'));
+  await chmod(command, 0o755);
+  return {
+    command,
+    calls: async () =>
+      (await readFile(log, 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => line.split('\0').slice(0, -1)),
+  };
+}
+
+describe('Zfs.setAll', () => {
+  const properties = { 'org.x:converted': '2026-11-27T00:00:00.000Z', 'org.x:note': 'a=b c', 'org.x:state': 'live' };
+
+  it('sets them in one zfs set on OpenZFS', async () => {
+    const fake = await recordingZfs('openzfs');
+    const zfs = new Zfs(fake.command, logger([]), 1, 10);
+    await zfs.setAll('tank/run 1', properties);
+    await zfs.setAll('tank/run 2', properties);
+    expect(await fake.calls()).toEqual([
+      ['version'],
+      ['set', 'org.x:converted=2026-11-27T00:00:00.000Z', 'org.x:note=a=b c', 'org.x:state=live', 'tank/run 1'],
+      ['set', 'org.x:converted=2026-11-27T00:00:00.000Z', 'org.x:note=a=b c', 'org.x:state=live', 'tank/run 2'],
+    ]);
+  });
+
+  it('sets them one by one, in order, where zfs set takes one (zfs-fuse)', async () => {
+    const fake = await recordingZfs('zfs-fuse');
+    await new Zfs(fake.command, logger([]), 1, 10).setAll('tank/run', properties);
+    expect(await fake.calls()).toEqual([
+      ['version'],
+      ['set', 'org.x:converted=2026-11-27T00:00:00.000Z', 'tank/run'],
+      ['set', 'org.x:note=a=b c', 'tank/run'],
+      ['set', 'org.x:state=live', 'tank/run'],
+    ]);
+  });
+
+  it('needs no probe for a single property', async () => {
+    const fake = await recordingZfs('openzfs');
+    await new Zfs(fake.command, logger([]), 1, 10).setAll('tank/run', { 'org.x:state': 'swapped' });
+    expect(await fake.calls()).toEqual([['set', 'org.x:state=swapped', 'tank/run']]);
   });
 });
