@@ -2,7 +2,11 @@
 # The whole test suite on a fresh Debian/Ubuntu machine, as root: installs and
 # starts what is needed, builds, type-checks, lints, runs the core tests under
 # Node 22 and 24, and runs every test under the machine's Node (unit tests and
-# integration tests against real ZFS, rsync, exportfs, incron, syslog); the OpenZFS lane with ZDC_OPENZFS_LANE=1.
+# integration tests against real ZFS, rsync, exportfs, incron, syslog) on zfs-fuse, then the
+# OpenZFS lane: the safety and OpenZFS-specific integration tests again, in a QEMU guest on real
+# kernel OpenZFS 2.3 (scripts/openzfs-lane.sh; the guest is built on first use, 5-10 minutes).
+# ZDC_OPENZFS_LANE=0 leaves the lane out; given test files (scripts/test.sh FILE...) run on
+# zfs-fuse only. Exit status: the first lane's failure, else the second's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -25,15 +29,17 @@ node -e '
 rm -f "$report"
 echo "zfs-fuse lane: $((SECONDS - start)) s"
 
-# The OpenZFS lane (scripts/openzfs-lane.sh, a focused set of integration tests in one QEMU guest
-# on real kernel OpenZFS) runs here only when asked: ZDC_OPENZFS_LANE=1. It is not yet green in
-# full (see the README), and CI must stay green.
+# The OpenZFS lane (scripts/openzfs-lane.sh: a focused set of integration tests in one QEMU guest
+# on real kernel OpenZFS). It runs even when the first lane failed: what differs between the two
+# ZFS is worth knowing. Its guest is killed after ZDC_LANE_TIMEOUT seconds (45 minutes here: the
+# lane takes about 20 on 2 cores), so a hang cannot take the whole CI budget.
 lane=0
-if [ $# -eq 0 ] && [ "${ZDC_OPENZFS_LANE:-0}" = 1 ]; then
+if [ $# -eq 0 ] && [ "${ZDC_OPENZFS_LANE:-1}" != 0 ]; then
   set +e
-  bash scripts/openzfs-lane.sh
+  ZDC_LANE_TIMEOUT=${ZDC_LANE_TIMEOUT:-2700} bash scripts/openzfs-lane.sh
   lane=$?
   set -e
+  [ $lane -ne 0 ] && echo "openzfs lane: FAILED (exit $lane)" >&2
 fi
 [ $status -ne 0 ] && exit $status
 exit $lane
