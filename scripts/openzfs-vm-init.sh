@@ -2,7 +2,8 @@
 # /init of the guest that scripts/openzfs-vm.sh boots (busybox sh, PID 1).
 #
 # Stage 1, in the initramfs: load the modules (zfs last), mount the host's / read-only over
-# 9p under a tmpfs overlay, fresh tmpfs on /tmp, /run and /var/tmp, put OpenZFS's userland
+# 9p under a tmpfs overlay, fresh tmpfs on /tmp, /run and /var/tmp (a checkout there is shown
+# through its own overlay), put OpenZFS's userland
 # over /usr/sbin, then switch_root. It must be switch_root and not chroot: ZFS opens file
 # vdevs from kernel threads, which share PID 1's root; under a chroot `zpool create` on a
 # file fails with "no such pool or dataset".
@@ -54,6 +55,17 @@ if [ "$1" != stage2 ]; then
     mkdir -p "$R$dir"
     mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=mmap "$tag" "$R$dir" || fail "share $dir failed"
   done
+  # The command's directory (the checkout) under a directory that is fresh here (/tmp, /run,
+  # /var/tmp; CI may clone into /tmp): the host's, read-only under a throwaway layer as / is,
+  # at the same path, unless a share already shows it.
+  case "$WORKDIR" in
+    /tmp/*|/run/*|/var/tmp/*)
+      if [ ! -d "$R$WORKDIR" ]; then
+        [ -d "/lower$WORKDIR" ] || fail "no $WORKDIR on the host"
+        mkdir -p /ovl/wd-upper /ovl/wd-work "$R$WORKDIR"
+        mount -t overlay overlay -o "lowerdir=/lower$WORKDIR,upperdir=/ovl/wd-upper,workdir=/ovl/wd-work" "$R$WORKDIR" || fail "no view of $WORKDIR"
+      fi ;;
+  esac
   # OpenZFS's commands shadow the host's zfs-fuse ones, in the guest only
   cp -a $R$USERLAND/sbin/* $R/usr/sbin/
   cp -a $R$USERLAND/lib/* $R/usr/lib/x86_64-linux-gnu/

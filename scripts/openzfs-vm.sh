@@ -13,8 +13,10 @@
 # Inside the guest the host's / is visible read-only (9p) under a tmpfs overlay, so node,
 # rsync, coreutils, this checkout and its node_modules are at the same paths, writable, and
 # every write is thrown away when the guest stops. /tmp, /run and /var/tmp are fresh tmpfs
-# (or /var/tmp is an ext4 scratch disk with -d). OpenZFS's zfs, zpool, mount.zfs ... shadow
-# zfs-fuse's inside the guest only. There is no network and no udev: use pools on files.
+# (or /var/tmp is an ext4 scratch disk with -d); a current directory below one of them (a
+# checkout in /tmp) is shown as the rest of /, read-only under a throwaway layer. OpenZFS's
+# zfs, zpool, mount.zfs ... shadow zfs-fuse's inside the guest only. There is no network
+# and no udev: use pools on files.
 # COMMAND runs as root in the current directory; its output (stdout and stderr together) is
 # streamed here and its exit status is this script's (124: -t timeout; 125: the guest died).
 #
@@ -303,6 +305,7 @@ q() { printf '%q' "$1"; }
   i=0; s=
   for d in "${SHARES[@]}"; do s+="share$i:$d "; i=$((i + 1)); done
   echo "SHARES=$(q "$s")"
+  echo "WORKDIR=$(q "$PWD")"
 } > "$RUN/config"
 {
   echo '#!/bin/bash'
