@@ -67,8 +67,10 @@ if [ "$1" != stage2 ]; then
       fi ;;
   esac
   # OpenZFS's commands shadow the host's zfs-fuse ones, in the guest only
-  cp -a $R$USERLAND/sbin/* $R/usr/sbin/
-  cp -a $R$USERLAND/lib/* $R/usr/lib/x86_64-linux-gnu/
+  # (from the host's / as it is, /lower: a cache under /var/tmp is hidden by the fresh tmpfs in $R)
+  [ -x "/lower$USERLAND/sbin/zfs" ] || fail "no OpenZFS userland at $USERLAND on the host"
+  cp -a "/lower$USERLAND"/sbin/* $R/usr/sbin/ || fail "copying OpenZFS's commands failed"
+  cp -a "/lower$USERLAND"/lib/* $R/usr/lib/x86_64-linux-gnu/ || fail "copying OpenZFS's libraries failed"
   rm -f $R/etc/zfs/zpool.cache
   # a clean NFS export state (the host's files show through the overlay otherwise)
   mkdir -p $R/etc/exports.d $R/var/lib/nfs
