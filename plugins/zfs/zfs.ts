@@ -1,4 +1,7 @@
-/** The zfs commands this plugin needs, in the subset zfs-fuse and OpenZFS share. */
+/**
+ * The zfs commands this plugin needs, in the subset zfs-fuse and OpenZFS share (where OpenZFS does
+ * more in one command, as setAll does, with a fallback).
+ */
 import { CommandError, RefusedError, TransientError, retry, run, type Logger } from '../../src/index.js';
 import { detectZfs } from './implementation.js';
 

@@ -16,14 +16,14 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { defaultLoaders } from 'cosmiconfig';
 import * as z from 'zod';
-
-// Schemas are parsed a few times per process (the config, each plugin's options, journal records):
-// zod's JIT would compile a parser with `new Function` for each object schema on its first parse,
-// which costs more than it saves here (and is most of a run's validation time on the incron path).
-z.config({ jitless: true });
 import { ConfigError } from './errors.js';
 import { assertTrusted } from './trust.js';
 import type { PluginSpec } from './types.js';
+
+// Schemas are parsed a few times per process (the config, each plugin's options, journal records):
+// zod's JIT would compile a parser with `new Function` for each object schema on its first parse,
+// which costs a short run (the incron path) more than it saves.
+z.config({ jitless: true });
 
 export const MODULE_NAME = 'zfs-dynamic-creator';
 export const DEFAULT_STATE_DIR = '/var/lib/zfs-dynamic-creator';
