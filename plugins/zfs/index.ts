@@ -140,8 +140,8 @@ export default definePlugin<Options>({
   name: NAME,
   description: 'creates the dataset, swaps it in by mountpoint, undoes or finishes interrupted jobs',
   options,
-  apply(hooks, { options: opts, log }) {
-    const zfs = new Zfs(opts.command, log, opts.busyAttempts, opts.busyFirstDelayMs);
+  apply(hooks, { options: opts, log, stateDir }) {
+    const zfs = new Zfs(opts.command, log, opts.busyAttempts, opts.busyFirstDelayMs, stateDir);
     // OpenZFS on Linux may mount over a non-empty directory (overlay=on), which would hide
     // whatever was created at the original path in the instant the dataset is mounted there.
     // With overlay=off the mount fails instead, and the job keeps both. zfs-fuse never overlays.

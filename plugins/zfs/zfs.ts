@@ -1,9 +1,10 @@
 /**
  * The zfs commands this plugin needs, in the subset zfs-fuse and OpenZFS share (where OpenZFS does
- * more in one command, as setAll does, with a fallback).
+ * more in one command, as setAll does, with a fallback; where zfs-fuse must mount one filesystem at
+ * a time, see ZFS_FUSE_MOUNT_LOCK).
  */
-import { CommandError, RefusedError, TransientError, retry, run, type Logger } from '../../src/index.js';
-import { detectZfs } from './implementation.js';
+import { CommandError, RefusedError, TransientError, Limiter, acquireLock, retry, run, type Lock, type Logger } from '../../src/index.js';
+import { detectZfs, type ZfsImplementation } from './implementation.js';
 
 /** User properties that mark a dataset's part in a conversion. */
 export const PROP_STATE = 'org.zfs-dynamic-creator:state';
@@ -102,16 +103,78 @@ function isIoError(error: unknown): boolean {
 /** Tries of a read-only lookup that zfs answered with an I/O error, the first included. */
 const LOOKUP_ATTEMPTS = 4;
 
+/**
+ * zfs-fuse mounts one filesystem at a time, or it can stop answering every file request for good.
+ * For each mount, its daemon writes two records (the filesystem's channel, then its mountpoint) to
+ * one pipe that a listener thread reads while it holds the mutex all its request threads share;
+ * two mounts at once can interleave those writes, the listener then reads a length out of a path
+ * and waits in read(2) for that many bytes (1,635,021,548 in the case we caught with gdb) with the
+ * mutex held. Kernel OpenZFS mounts in the kernel and needs none of this.
+ */
+export const ZFS_FUSE_MOUNT_LOCK = 'zfs-fuse-mount';
+/** How long a command that mounts waits for another process's turn (each takes well under a second). */
+const MOUNT_TURN_WAIT_MS = 600_000;
+/**
+ * Within a process (the daemon's jobs), turns are handed on in order at once; the lock, which
+ * waits by polling, is then only contended by other processes (incron's, reconcile).
+ */
+const mountTurns = new Map<string, Limiter>();
+
+/** Whether these `zfs` arguments mount a filesystem: a create, a mount, or a change of where or whether one mounts. */
+export function mounts(args: readonly string[]): boolean {
+  const [verb, ...rest] = args;
+  const mountProperty = (p: string | undefined): boolean => p === 'mountpoint' || p === 'canmount';
+  if (verb === 'create' || verb === 'mount') return true;
+  if (verb === 'set') return rest.slice(0, -1).some((a) => mountProperty(a.split('=')[0]));
+  if (verb === 'inherit') return rest.slice(0, -1).some(mountProperty);
+  return false;
+}
+
 export class Zfs {
+  /**
+   * @param stateDir where zfs-fuse's mount turn is taken (ZFS_FUSE_MOUNT_LOCK, among the jobs'
+   *   locks, shared by every process of this state directory); without it, none is taken.
+   */
   constructor(
     private readonly command: string,
     private readonly log: Logger,
     private readonly busyAttempts: number,
     private readonly busyFirstDelayMs: number,
+    private readonly stateDir?: string,
   ) {}
 
   async exec(args: readonly string[]): Promise<string> {
-    return (await run(this.command, args)).stdout;
+    const command = async (): Promise<string> => (await run(this.command, args)).stdout;
+    if (this.stateDir === undefined || !mounts(args) || (await this.kind()) !== 'zfs-fuse') return command();
+    return this.inMountTurn(this.stateDir, args, command);
+  }
+
+  /** zfs-fuse: runs `command` (which mounts) in this state directory's turn (ZFS_FUSE_MOUNT_LOCK). */
+  private async inMountTurn<T>(stateDir: string, args: readonly string[], command: () => Promise<T>): Promise<T> {
+    let turns = mountTurns.get(stateDir);
+    if (!turns) mountTurns.set(stateDir, (turns = new Limiter(1)));
+    return turns.run(async () => {
+      const lock: Lock = await acquireLock(stateDir, ZFS_FUSE_MOUNT_LOCK, {
+        waitMs: MOUNT_TURN_WAIT_MS,
+        busyMessage: `zfs ${args[0]} ${args.at(-1)}: zfs-fuse mounts one filesystem at a time, and another process kept its turn for ${MOUNT_TURN_WAIT_MS / 60_000} minutes`,
+      });
+      try {
+        return await command();
+      } finally {
+        await lock.release();
+      }
+    });
+  }
+
+  private implementation: Promise<ZfsImplementation['kind']> | undefined;
+
+  /** Which ZFS this is (once per process; 'unknown' when `zfs version` fails otherwise). */
+  private kind(): Promise<ZfsImplementation['kind']> {
+    this.implementation ??= detectZfs(this.command).then(
+      (zfs) => zfs.kind,
+      () => 'unknown' as const,
+    );
+    return this.implementation;
   }
 
   /** Runs a command that zfs may answer "dataset is busy" to, retrying with backoff. */
@@ -303,27 +366,17 @@ export class Zfs {
   /**
    * Sets several properties. OpenZFS (0.7 and later) takes them in one `zfs set`: one change,
    * made whole or not at all, and one transaction group to wait for instead of one per property
-   * (on a busy pool each can take seconds). Elsewhere (zfs-fuse, or a zfs that cannot say what
-   * it is) one `zfs set` each, in the order given: put the property that marks a step done last.
+   * (on a busy pool each can take seconds); `zfs version`, which OpenZFS has from 0.8 on, tells it.
+   * Elsewhere (zfs-fuse, or a zfs that cannot say what it is) one `zfs set` each, in the order
+   * given: put the property that marks a step done last.
    */
   async setAll(name: string, properties: Readonly<Record<string, string>>): Promise<void> {
     const entries = Object.entries(properties);
-    if (entries.length > 1 && (await this.takesSeveralProperties())) {
+    if (entries.length > 1 && (await this.kind()) === 'openzfs') {
       await this.execRetryingBusy(['set', ...entries.map(([key, value]) => `${key}=${value}`), name]);
       return;
     }
     for (const [key, value] of entries) await this.set(name, key, value);
-  }
-
-  private severalProperties: Promise<boolean> | undefined;
-
-  /** Whether `zfs set` takes several properties: OpenZFS, whose `zfs version` (0.8 and later) says so. */
-  private takesSeveralProperties(): Promise<boolean> {
-    this.severalProperties ??= detectZfs(this.command).then(
-      (zfs) => zfs.kind === 'openzfs',
-      () => false,
-    );
-    return this.severalProperties;
   }
 
   async inherit(name: string, property: string): Promise<void> {
