@@ -25,6 +25,13 @@ node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   const skipped = r.numPendingTests + r.numTodoTests;
   console.log(`zfs-fuse lane: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));
+  // The failures again, a line each, where the end of a long log shows them.
+  for (const file of r.testResults) {
+    const rel = require("path").relative(process.cwd(), file.name);
+    const failed = file.assertionResults.filter((t) => t.status === "failed");
+    for (const t of failed) console.log(`  FAILED ${rel} > ${t.fullName}: ${String(t.failureMessages[0] ?? "").split("\n")[0].slice(0, 200)}`);
+    if (failed.length === 0 && file.status === "failed") console.log(`  FAILED ${rel}: ${String(file.message ?? "").split("\n")[0].slice(0, 200)}`);
+  }
 ' "$report" || true
 rm -f "$report"
 echo "zfs-fuse lane: $((SECONDS - start)) s"

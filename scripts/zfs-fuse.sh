@@ -48,9 +48,17 @@ diagnose() {
   if [ -z "$pid" ]; then say "not running"; return 0; fi
   say "pid $pid, $(ls "/proc/$pid/task" | wc -l) threads"
   echo "-- threads by state and wait channel:"
-  for t in /proc/"$pid"/task/*; do
-    printf '%s %s\n' "$(awk '{print $3}' "$t/stat" 2>/dev/null)" "$(cat "$t/wchan" 2>/dev/null)"
-  done | sort | uniq -c | sort -rn | head -20
+  local states
+  states=$(for t in /proc/"$pid"/task/*; do
+    printf '%s %s\n' "$(awk '{print $3}' "$t/stat" 2>/dev/null)" "$({ tr -d '\0' <"$t/wchan"; } 2>/dev/null)"
+  done | sort | uniq -c | sort -rn)
+  printf '%s\n' "$states" | head -20
+  # Its request listener reads each new mount's record from a pipe while it holds the mutex all
+  # request threads share; two mounts at once can interleave the records, and the listener then
+  # waits for bytes that never come. Seen in CI; plugins/zfs/zfs.ts mounts one at a time for it.
+  if printf '%s\n' "$states" | grep -q ' anon_pipe_read$' && sleep 1 && grep -qx anon_pipe_read /proc/"$pid"/task/*/wchan 2>/dev/null; then
+    echo "-- WEDGED: a request listener waits in read(2) on zfs-fuse's own new-filesystem pipe (two mounts at once); no file request will be answered until zfs-fuse restarts"
+  fi
   echo "-- pools (zpool list, 10 s at most):"
   timeout 10 zpool list -H -o name,health 2>&1 || echo "(no answer)"
   echo "-- zfs-fuse mounts: $(grep -c ' fuse.zfs ' /proc/mounts || true)"

@@ -1,6 +1,7 @@
 /** The daemon (`watch`) as a child process of a test: started, watched through its log, stopped. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { onTestFinished } from 'vitest';
+import { zfsFuseDiagnosis } from './pool.js';
 import { cliSpawn, type TestPool } from './zfs.js';
 
 export interface Daemon {
@@ -30,7 +31,10 @@ export async function startDaemon(p: Pick<TestPool, 'stateDir'>, config: string)
       const hit = (): boolean => (typeof pattern === 'string' ? out.includes(pattern) : pattern.test(out));
       while (!hit()) {
         if (exited !== undefined) throw new Error(`the daemon exited (${exited}) before ${String(pattern)}:\n${out.slice(-3000)}`);
-        if (Date.now() > deadline) throw new Error(`no ${String(pattern)} within ${timeoutMs} ms:\n${out.slice(-3000)}`);
+        if (Date.now() > deadline) {
+          // A daemon that says nothing may be waiting on zfs-fuse: say what zfs-fuse is doing.
+          throw new Error(`no ${String(pattern)} within ${timeoutMs} ms:\n${out.slice(-3000)}\n${await zfsFuseDiagnosis()}`);
+        }
         await sleep(100);
       }
     },

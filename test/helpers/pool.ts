@@ -8,8 +8,10 @@
  *   (up to many seconds under load). A pool is destroyed with patience, and its image is removed
  *   only once the pool is gone: removing it under a live pool leaves a FAULTED pool that zfs-fuse
  *   re-imports at every start.
- * - It can stop answering file requests altogether (seen once in CI: every process touching a
- *   mount waited until killed). A new pool's mount is checked with a deadline; if it does not
+ * - It can stop answering file requests altogether (seen in CI: every process touching a mount
+ *   waited until killed), when two filesystems were mounted at once: the tool takes turns for
+ *   that on zfs-fuse (plugins/zfs/zfs.ts), and so must a test that makes datasets of its own
+ *   (one at a time). A new pool's mount is checked with a deadline; if it does not
  *   answer, what zfs-fuse is doing is printed, zfs-fuse is restarted (scripts/zfs-fuse.sh), and
  *   the pool is made once more. The test that was running when it stopped still fails.
  */
@@ -45,9 +47,21 @@ function zfsFuse(): Promise<boolean> {
   return execa('pgrep', ['-x', 'zfs-fuse'], { reject: false }).then((r) => r.exitCode === 0);
 }
 
+/**
+ * Whether zfs-fuse answers for the mount. A directory listing, not a stat: a stat can be answered
+ * from the kernel's cache (zfs-fuse asks it to keep attributes for an hour) while zfs-fuse answers
+ * nothing, as when its request listener is wedged (scripts/zfs-fuse.sh diagnose).
+ */
 async function answers(mount: string): Promise<boolean> {
-  const r = await execa('stat', ['-c', '%i', mount], { reject: false, timeout: scaled(30_000) });
+  const r = await execa('ls', ['-a', '--', mount], { reject: false, timeout: scaled(30_000) });
   return r.exitCode === 0 && !r.timedOut;
+}
+
+/** What zfs-fuse is doing (scripts/zfs-fuse.sh diagnose), for a test's failure message; empty without zfs-fuse. */
+export async function zfsFuseDiagnosis(): Promise<string> {
+  if (!(await zfsFuse())) return '';
+  const d = await execa('bash', [script(), 'diagnose'], { reject: false, all: true, timeout: 60_000 });
+  return d.all;
 }
 
 /** Makes the pool (and its image). */
@@ -63,8 +77,7 @@ export async function createThrowawayPool(files: PoolFiles, sizeMb: number): Pro
       throw new Error(`throwaway pool ${files.pool}: ${why}`);
     }
     console.warn(`throwaway pool ${files.pool}: ${why}: zfs-fuse stopped answering (a zfs-fuse defect); what it was doing:`);
-    const d = await execa('bash', [script(), 'diagnose'], { reject: false, all: true, timeout: 60_000 });
-    console.warn(d.all);
+    console.warn(await zfsFuseDiagnosis());
     const s = await execa('bash', [script(), 'restart'], { reject: false, all: true, timeout: 120_000 });
     console.warn(s.all);
     if (s.exitCode !== 0) throw new Error(`throwaway pool ${files.pool}: ${why}, and zfs-fuse did not restart`);
