@@ -131,31 +131,52 @@ export interface LoadContext {
   readonly origins?: { readonly file: string; readonly of: readonly PluginOrigin[] };
 }
 
+interface Imported {
+  readonly resolved: Resolved;
+  readonly definition: unknown;
+}
+
+/** Resolves a spec, checks its file is in a trusted place, and imports it: a ConfigError saying why not. */
+async function importPlugin(name: string, at: string, baseDir: string): Promise<Imported> {
+  let resolved: Resolved;
+  try {
+    resolved = resolveSpec(name, baseDir);
+  } catch (error) {
+    throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);
+  }
+  // Refused before it is imported: importing a module runs it.
+  const real = await assertTrusted(resolved.file, 'file', `${at}: plugin "${name}"${resolved.file === name ? '' : ` (${resolved.file})`}`);
+  try {
+    const mod = (await import(pathToFileURL(real).href)) as { default?: unknown };
+    return { resolved, definition: mod.default ?? mod };
+  } catch (error) {
+    throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);
+  }
+}
+
 /** Loads, validates and applies every plugin of a root, recording which hooks each taps. */
 export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext): Promise<LoadedPlugin[]> {
+  const at = (index: number): string => {
+    const origin = ctx.origins?.of[index];
+    return origin && ctx.origins ? `${ctx.origins.file}: ${origin.spec}` : `${ctx.where}[${index}]`;
+  };
+  // Every plugin is imported at once (the loader reads module files through the thread pool: one
+  // after another, a run that only rejects a name waited for each in turn); each is still checked
+  // before it is imported. They are validated and applied in the config's order, and the first
+  // spec that fails, in that order, is the error (the others' outcomes are not left unhandled).
+  const imports = specs.map((spec, index) => {
+    const attempt = importPlugin(typeof spec === 'string' ? spec : spec[0], at(index), ctx.baseDir);
+    attempt.catch(() => undefined);
+    return attempt;
+  });
   const loaded: LoadedPlugin[] = [];
   for (const [index, spec] of specs.entries()) {
     const name = typeof spec === 'string' ? spec : spec[0];
     const rawOptions = typeof spec === 'string' ? {} : spec[1];
     const origin = ctx.origins?.of[index];
-    const at = origin && ctx.origins ? `${ctx.origins.file}: ${origin.spec}` : `${ctx.where}[${index}]`;
-    let resolved: Resolved;
-    let definition: unknown;
-    try {
-      resolved = resolveSpec(name, ctx.baseDir);
-    } catch (error) {
-      throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);
-    }
-    // Refused before it is imported: importing a module runs it.
-    const real = await assertTrusted(resolved.file, 'file', `${at}: plugin "${name}"${resolved.file === name ? '' : ` (${resolved.file})`}`);
-    try {
-      const mod = (await import(pathToFileURL(real).href)) as { default?: unknown };
-      definition = mod.default ?? mod;
-    } catch (error) {
-      throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);
-    }
+    const { resolved, definition } = await imports[index]!;
     if (!isDefinition(definition)) {
-      throw new ConfigError(`${at}: plugin "${name}" does not default-export { name, apply(hooks, context) }`);
+      throw new ConfigError(`${at(index)}: plugin "${name}" does not default-export { name, apply(hooks, context) }`);
     }
     let options: unknown = rawOptions;
     if (definition.options) {
@@ -163,7 +184,7 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
         options = definition.options.parse(rawOptions);
       } catch (error) {
         const { path, message } = describeOptionsError(error);
-        const owner = origin && ctx.origins ? `${ctx.origins.file}: ${optionsOwner(origin, path)}` : `${at}[1]`;
+        const owner = origin && ctx.origins ? `${ctx.origins.file}: ${optionsOwner(origin, path)}` : `${at(index)}[1]`;
         throw new ConfigError(`${owner}: ${path.length > 0 ? path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i > 0 ? '.' : ''}${p}`)).join('') : '(options)'}: ${message}`);
       }
     }
@@ -178,7 +199,7 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
         stateDir: ctx.stateDir,
       });
     } catch (error) {
-      throw new ConfigError(`${at}: plugin "${name}" failed to start: ${oneLine(error)}`);
+      throw new ConfigError(`${at(index)}: plugin "${name}" failed to start: ${oneLine(error)}`);
     }
     const taps = HOOK_ORDER.filter((h) => ctx.hooks[h].taps.length > (before.get(h) ?? 0));
     loaded.push({

@@ -11,9 +11,13 @@
  * user (/tmp): there nobody can rename or remove an entry they do not own, and
  * the entry below it is checked in turn. Once a path passes, no other user can
  * change what it leads to, so loading it right after the check is safe.
+ *
+ * The checks call the file system synchronously: they are a few metadata calls on local,
+ * root-owned paths, made while the program starts, when nothing else runs. Through the thread
+ * pool each would cost a round trip of the event loop, one after another (a run that only
+ * rejects a name checked about 40 paths that way). The functions stay async for their callers.
  */
-import { lstat, mkdir, realpath } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { lstatSync as lstat, mkdirSync as mkdir, realpathSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError, quoteName } from './errors.js';
 
@@ -81,10 +85,10 @@ function directoryProblem(dir: string, stats: Stats, owners: readonly number[], 
  */
 export async function untrustedReason(path: string, kind: TrustKind, owners: readonly number[] = trustedOwners()): Promise<string | undefined> {
   for (const dir of ancestors(path)) {
-    const problem = directoryProblem(dir, await lstat(dir), owners, 'its directory ');
+    const problem = directoryProblem(dir, lstat(dir), owners, 'its directory ');
     if (problem) return problem;
   }
-  const stats = await lstat(path);
+  const stats = lstat(path);
   if (kind === 'parent') return directoryProblem(path, stats, owners, 'its directory ');
   if (kind === 'file' && !stats.isFile()) return `${quoteName(path)} is not a regular file`;
   if (kind === 'directory' && !stats.isDirectory()) return `${quoteName(path)} is not a directory`;
@@ -103,7 +107,7 @@ export async function untrustedReason(path: string, kind: TrustKind, owners: rea
 export async function assertTrusted(path: string, kind: TrustKind, what: string, owners: readonly number[] = trustedOwners()): Promise<string> {
   let real: string;
   try {
-    real = await realpath(path);
+    real = realpathSync.native(path);
   } catch (error) {
     throw new ConfigError(`${what}: cannot resolve ${quoteName(path)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
@@ -136,7 +140,7 @@ export async function prepareStateDir(stateDir: string, options: { create: boole
   let existing = stateDir;
   for (;;) {
     try {
-      await lstat(existing);
+      lstat(existing);
       break;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConfigError(`${what}: cannot check ${quoteName(existing)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
@@ -149,7 +153,7 @@ export async function prepareStateDir(stateDir: string, options: { create: boole
   if (existing === stateDir) return checked;
   if (!options.create) return stateDir;
   try {
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    mkdir(stateDir, { recursive: true, mode: 0o700 });
   } catch (error) {
     throw new ConfigError(`${what}: cannot create it: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
