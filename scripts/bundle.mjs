@@ -5,7 +5,7 @@
  * a run for every directory made in a root, starts in well under half the time).
  *
  * Entry points (the paths do not change):
- *   dist/src/cli.js                the command line (bin)
+ *   dist/src/cli.js                the bin: turns on the compile cache, then loads the command line (a chunk)
  *   dist/src/index.js              the public plugin API (the package's main, imported by site plugins)
  *   dist/plugins/<name>/index.js   each builtin plugin (loaded by the plugin loader, as before)
  * Code used by more than one of them, the core included, is in shared chunks (dist/src/chunks/),

@@ -84,6 +84,11 @@ function directoryProblem(dir: string, stats: Stats, owners: readonly number[], 
  * undefined when it is. `kind` is what the path itself must be.
  */
 export async function untrustedReason(path: string, kind: TrustKind, owners: readonly number[] = trustedOwners()): Promise<string | undefined> {
+  return untrustedReasonSync(path, kind, owners);
+}
+
+/** untrustedReason, for the few callers that cannot wait (the program's launcher); throws what lstat throws. */
+export function untrustedReasonSync(path: string, kind: TrustKind, owners: readonly number[] = trustedOwners()): string | undefined {
   for (const dir of ancestors(path)) {
     const problem = directoryProblem(dir, lstat(dir), owners, 'its directory ');
     if (problem) return problem;

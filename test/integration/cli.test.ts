@@ -1,5 +1,7 @@
 /** The command line as an administrator meets it: list-plugins, dry-run, status, errors. */
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import nodeModule from 'node:module';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cli, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
@@ -96,5 +98,28 @@ describe('status and errors', () => {
     const r = await cli(['--config', config, 'handle', '/tmp/elsewhere/x'], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toContain('is not a direct child of a configured root');
+  });
+});
+
+describe('the compile cache', () => {
+  it('is filled by a run on Node 22.1 and later, in a root-only directory, and not used on Node 20', async () => {
+    const work = await mkdtemp(join(tmpdir(), 'zdc-ccache-'));
+    onTestFinished(() => rm(work, { recursive: true, force: true }));
+    const dir = join(work, 'compile');
+    // A name the filter leaves alone: the incron path, whose start-up the cache is for.
+    const hidden = join(p.mount, '.hidden-cc');
+    await mkdir(hidden);
+    onTestFinished(() => rm(hidden, { recursive: true, force: true }));
+    const r = await cli(['--config', config, p.pool, p.mount, '.hidden-cc', 'IN_CREATE,IN_ISDIR'], { stateDir: p.stateDir, env: { ZFS_DYNAMIC_CREATOR_COMPILE_CACHE: dir } });
+    expect(r.exitCode, r.stderr).toBe(0);
+    if (typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache === 'function') {
+      expect((await stat(dir)).mode & 0o7777).toBe(0o700);
+      // Node keeps one subdirectory per Node version, with an entry per module it compiled.
+      const [version] = await readdir(dir);
+      expect(version).toContain(process.version);
+      expect((await readdir(join(dir, version!))).length).toBeGreaterThan(5);
+    } else {
+      await expect(stat(dir)).rejects.toThrow(/ENOENT/);
+    }
   });
 });

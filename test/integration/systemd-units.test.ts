@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT, buildProgram } from '../../src/cli.js';
+import { EXIT, buildProgram } from '../../src/program.js';
 import { CLI, PROJECT } from '../helpers/zfs.js';
 
 const UNITS = join(PROJECT, 'contrib', 'systemd');
