@@ -8,11 +8,12 @@
  */
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { startCompileCache } from './util/compile-cache.js';
+import { changesNothing, startCompileCache } from './util/compile-cache.js';
 
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
 if (invokedDirectly) {
-  startCompileCache();
+  // A dry run or check-config changes nothing, not even the cache.
+  if (!changesNothing(process.argv.slice(2))) startCompileCache();
   const { main } = await import('./program.js');
   process.exitCode = await main(process.argv.slice(2));
 }

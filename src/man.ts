@@ -126,7 +126,7 @@ export function manPage(program: Command = buildProgram(() => undefined)): strin
     roff("each root's holding directory (root's, mode 0700)"),
     '.TP',
     '.I /var/cache/zfs\\-dynamic\\-creator/compile',
-    roff("Node's compile cache for the program (Node 22.1 and later; mode 0700): used only when it and every directory above it are root's and not writable by group or others; safe to delete"),
+    roff("Node's compile cache for the program (Node 22.1 and later; mode 0700): used only when it and every directory above it are root's and not writable by group or others; not by a dry run or check-config; safe to delete"),
     '.SH ENVIRONMENT',
     '.TP',
     '.B ZFS_DYNAMIC_CREATOR_STATE_DIR',

@@ -31,6 +31,18 @@ export interface CompileCacheApi {
   enableCompileCache?: (directory?: string) => { status: number; message?: string; directory?: string };
 }
 
+/**
+ * Whether a command line promises to change nothing (`--dry-run` anywhere before `--`, or
+ * `check-config`): such a run neither creates the cache nor writes to it. Read from the words
+ * alone, before the command line is parsed: a word that only looks like one (an option's value)
+ * costs that run its cache, nothing else.
+ */
+export function changesNothing(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  const words = end >= 0 ? argv.slice(0, end) : argv;
+  return words.includes('--dry-run') || words.includes('check-config');
+}
+
 export type CompileCacheResult =
   | { readonly used: true; readonly directory: string }
   | { readonly used: false; readonly why: string };

@@ -102,10 +102,14 @@ describe('status and errors', () => {
 });
 
 describe('the compile cache', () => {
-  it('is filled by a run on Node 22.1 and later, in a root-only directory, and not used on Node 20', async () => {
+  it('is filled by a run on Node 22.1 and later, in a root-only directory, not by check-config, and not used on Node 20', async () => {
     const work = await mkdtemp(join(tmpdir(), 'zdc-ccache-'));
     onTestFinished(() => rm(work, { recursive: true, force: true }));
     const dir = join(work, 'compile');
+    // check-config and dry runs change nothing, not even the cache.
+    const checked = await cli(['--config', config, 'check-config'], { stateDir: p.stateDir, env: { ZFS_DYNAMIC_CREATOR_COMPILE_CACHE: dir } });
+    expect(checked.exitCode, checked.stderr).toBe(0);
+    await expect(stat(dir)).rejects.toThrow(/ENOENT/);
     // A name the filter leaves alone: the incron path, whose start-up the cache is for.
     const hidden = join(p.mount, '.hidden-cc');
     await mkdir(hidden);

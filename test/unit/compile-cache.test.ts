@@ -7,7 +7,7 @@ import { chmod, chown, mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startCompileCache, type CompileCacheApi } from '../../src/util/compile-cache.js';
+import { changesNothing, startCompileCache, type CompileCacheApi } from '../../src/util/compile-cache.js';
 
 const NOBODY = 65534;
 let base: string;
@@ -97,5 +97,12 @@ describe('the compile cache', () => {
     expect(startCompileCache('/dev/null/compile', off.api)).toEqual({ used: false, why: 'ENOTDIR' });
     const failing = recorder(0);
     expect(startCompileCache(join(base, 'failing'), failing.api)).toEqual({ used: false, why: 'Cannot write' });
+  });
+
+  it('is left alone by a run that promises to change nothing (a dry run, check-config)', () => {
+    expect(changesNothing(['--dry-run', 'handle', '/tank/runs/x'])).toBe(true);
+    expect(changesNothing(['--config', '/etc/x.yaml', 'check-config'])).toBe(true);
+    expect(changesNothing(['tank/runs', '/tank/runs', '.hidden', 'IN_CREATE,IN_ISDIR'])).toBe(false);
+    expect(changesNothing(['handle', '--', '--dry-run'])).toBe(false);
   });
 });
