@@ -9,16 +9,18 @@
  * another user, by that user) and not writable by group or others. A directory
  * writable by others is accepted only when it is sticky and owned by a trusted
  * user (/tmp): there nobody can rename or remove an entry they do not own, and
- * the entry below it is checked in turn. Once a path passes, no other user can
- * change what it leads to, so loading it right after the check is safe.
+ * the entry below it is checked in turn. A symbolic link met on the way must itself be owned by
+ * root (or that user): one another user planted in a sticky directory could lead to any place
+ * that passes. Once a path passes, no other user can change what it leads to, so loading it right
+ * after the check is safe.
  *
  * The checks call the file system synchronously: they are a few metadata calls on local,
  * root-owned paths, made while the program starts, when nothing else runs. Through the thread
  * pool each would cost a round trip of the event loop, one after another (a run that only
  * rejects a name checked about 40 paths that way). The functions stay async for their callers.
  */
-import { lstatSync as lstat, mkdirSync as mkdir, realpathSync, type Stats } from 'node:fs';
-import { dirname } from 'node:path';
+import { lstatSync as lstat, mkdirSync as mkdir, readlinkSync, realpathSync, type Stats } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { ConfigError, quoteName } from './errors.js';
 
 const GROUP_WRITE = 0o020;
@@ -105,11 +107,51 @@ export function untrustedReasonSync(path: string, kind: TrustKind, owners: reado
 }
 
 /**
- * Resolves `path` and checks that it is a trusted place; returns the real path.
+ * The first symbolic link met while resolving `path` (in links' targets too) that is owned by
+ * someone other than `owners`, as a reason; undefined when there is none. The real path alone
+ * cannot show it: a link another user planted in a sticky directory (/tmp) may lead to a place
+ * that passes every check, such as /etc, and the program would then read or write there. A part
+ * of the path that does not exist ends the walk (what is created there is checked afterwards).
+ */
+export function linkProblem(path: string, owners: readonly number[] = trustedOwners()): string | undefined {
+  const pending = resolve(path).split('/').filter(Boolean);
+  let current = '/';
+  for (let links = 0; pending.length > 0; ) {
+    const name = pending.shift()!;
+    if (name === '.') continue;
+    if (name === '..') {
+      current = dirname(current);
+      continue;
+    }
+    const next = join(current, name);
+    let stats: Stats;
+    try {
+      stats = lstat(next);
+    } catch {
+      return undefined;
+    }
+    if (!stats.isSymbolicLink()) {
+      current = next;
+      continue;
+    }
+    if (!owners.includes(stats.uid)) return `the symbolic link ${quoteName(next)} is owned by uid ${stats.uid}, not ${owners.length === 1 ? 'root' : `root or uid ${owners[1]}`}`;
+    if (++links > 40) return `too many symbolic links in ${quoteName(path)}`;
+    const target = readlinkSync(next);
+    pending.unshift(...target.split('/').filter(Boolean));
+    if (isAbsolute(target)) current = '/';
+  }
+  return undefined;
+}
+
+/**
+ * Resolves `path` and checks that it is a trusted place; returns the real path. A symbolic link on
+ * the way that another user owns is refused too (linkProblem).
  * Throws a one-line ConfigError starting with `what` (for example
  * "config /etc/zfs-dynamic-creator/config.js") and saying why.
  */
 export async function assertTrusted(path: string, kind: TrustKind, what: string, owners: readonly number[] = trustedOwners()): Promise<string> {
+  const planted = linkProblem(path, owners);
+  if (planted !== undefined) throw new ConfigError(`${what}: refused: ${planted}; ${ruleText(owners)}`);
   let real: string;
   try {
     real = realpathSync.native(path);

@@ -9,8 +9,8 @@
  * Compiled code is code: whoever can write the cache can run code in the next run, as root. So
  * the cache is used only in a directory no other user can change: created 0700 when missing, and,
  * symbolic links resolved, it and every directory above it owned by root (or the user the tool
- * runs as) and not writable by group or others, the rule of the config and the plugins
- * (core/trust.ts). Node's own default (`NODE_COMPILE_CACHE` unset: no cache; the tmpdir when
+ * runs as) and not writable by group or others, and no link on the way owned by anyone else: the
+ * rule of the config and the plugins (core/trust.ts). Node's own default (`NODE_COMPILE_CACHE` unset: no cache; the tmpdir when
  * asked without a directory) is never used. If the directory cannot be used, the program runs
  * without a cache, as on Node 20: it is only faster, never different.
  *
@@ -21,7 +21,7 @@
 import { mkdirSync, realpathSync } from 'node:fs';
 import nodeModule from 'node:module';
 import { isAbsolute } from 'node:path';
-import { untrustedReasonSync } from '../core/trust.js';
+import { linkProblem, untrustedReasonSync } from '../core/trust.js';
 
 export const COMPILE_CACHE_DIR = '/var/cache/zfs-dynamic-creator/compile';
 export const COMPILE_CACHE_ENV = 'ZFS_DYNAMIC_CREATOR_COMPILE_CACHE';
@@ -62,9 +62,12 @@ export function startCompileCache(
   if (dir === 'off') return { used: false, why: `${COMPILE_CACHE_ENV}=off` };
   if (!isAbsolute(dir)) return { used: false, why: `${COMPILE_CACHE_ENV} must be an absolute path` };
   try {
+    // Nothing is created through a link another user planted (checked again once it exists).
+    const planted = linkProblem(dir);
+    if (planted !== undefined) return { used: false, why: `not a trusted place: ${planted}` };
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const real = realpathSync.native(dir);
-    const reason = untrustedReasonSync(real, 'directory');
+    const reason = linkProblem(dir) ?? untrustedReasonSync(real, 'directory');
     if (reason !== undefined) return { used: false, why: `not a trusted place: ${reason}` };
     const result = api.enableCompileCache(real);
     // Node's statuses: 0 FAILED, 1 ENABLED, 2 ALREADY_ENABLED, 3 DISABLED (NODE_DISABLE_COMPILE_CACHE).

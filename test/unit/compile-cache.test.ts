@@ -3,7 +3,7 @@
  * change, never an error. Node 20 has no compile cache, so Node's API is stood in for by a
  * recorder; the directories, owners and modes are real (the tests run as root).
  */
-import { chmod, chown, mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, chown, lchown, mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -83,6 +83,19 @@ describe('the compile cache', () => {
     const viaLink = recorder();
     expect(startCompileCache(planted, viaLink.api).used).toBe(false);
     expect(viaLink.calls).toEqual([]);
+
+    // A link another user planted in a sticky directory, leading to a trusted place where nothing
+    // exists yet: refused before anything is made through it.
+    const sticky = join(base, 'sticky');
+    await mkdir(sticky);
+    await chmod(sticky, 0o1777);
+    const lure = join(sticky, 'cache');
+    await symlink(join(base, 'made-through-link'), lure);
+    await lchown(lure, NOBODY, NOBODY);
+    const lured = recorder();
+    expect(startCompileCache(lure, lured.api)).toEqual({ used: false, why: `not a trusted place: the symbolic link "${lure}" is owned by uid ${NOBODY}, not root` });
+    expect(lured.calls).toEqual([]);
+    await expect(stat(join(base, 'made-through-link'))).rejects.toThrow(/ENOENT/);
   });
 
   it('is switched off, leaves NODE_COMPILE_CACHE to Node, wants an absolute path, and never throws', async () => {

@@ -3,7 +3,7 @@
  * (the tests run as root; "nobody" is uid 65534).
  */
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, lchown, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -130,6 +130,35 @@ describe('the secure-path rule', () => {
     const link = join(trusted, 'config.yaml');
     await symlink('real.yaml', link);
     expect(await assertTrusted(link, 'file', 'config')).toBe(target);
+  });
+
+  it('refuses a path through a symbolic link another user owns, even when it leads to a trusted place', async () => {
+    const trusted = await fresh();
+    const target = await file(trusted, 'real.yaml');
+    // A sticky, world-writable directory (like /tmp), where anyone may plant a link.
+    const sticky = await fresh();
+    await chmod(sticky, 0o1777);
+    const planted = join(sticky, 'config.yaml');
+    await symlink(target, planted);
+    await lchown(planted, NOBODY, NOBODY);
+    await expect(assertTrusted(planted, 'file', 'config p')).rejects.toThrow(`config p: refused: the symbolic link "${planted}" is owned by uid ${NOBODY}, not root`);
+    // Met as a directory on the way, or inside another link's target: the same.
+    const dirLink = join(sticky, 'dir');
+    await symlink(trusted, dirLink);
+    await lchown(dirLink, NOBODY, NOBODY);
+    await expect(assertTrusted(join(dirLink, 'real.yaml'), 'file', 'config d')).rejects.toThrow(`the symbolic link "${dirLink}" is owned by uid ${NOBODY}, not root`);
+    const chained = join(trusted, 'chained');
+    await symlink(join(dirLink, 'real.yaml'), chained);
+    await expect(assertTrusted(chained, 'file', 'config c')).rejects.toThrow(`the symbolic link "${dirLink}" is owned by uid ${NOBODY}, not root`);
+    // The same link owned by root passes (what it leads to is checked, and returned).
+    await lchown(planted, 0, 0);
+    expect(await assertTrusted(planted, 'file', 'config r')).toBe(target);
+    // And a stateDir is not made through such a link.
+    const stateLink = join(sticky, 'state');
+    await symlink(join(trusted, 'made-through-link'), stateLink);
+    await lchown(stateLink, NOBODY, NOBODY);
+    await expect(prepareStateDir(stateLink)).rejects.toThrow(`the symbolic link "${stateLink}" is owned by uid ${NOBODY}, not root`);
+    await expect(stat(join(trusted, 'made-through-link'))).rejects.toThrow(/ENOENT/);
   });
 
   it('wants a regular file where a file is expected, a directory where a directory is', async () => {
