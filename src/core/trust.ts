@@ -89,8 +89,8 @@ export async function untrustedReason(path: string, kind: TrustKind, owners: rea
   return untrustedReasonSync(path, kind, owners);
 }
 
-/** untrustedReason, for the few callers that cannot wait (the program's launcher); throws what lstat throws. */
-export function untrustedReasonSync(path: string, kind: TrustKind, owners: readonly number[] = trustedOwners()): string | undefined {
+/** untrustedReason without the promise; throws what lstat throws. */
+function untrustedReasonSync(path: string, kind: TrustKind, owners: readonly number[] = trustedOwners()): string | undefined {
   for (const dir of ancestors(path)) {
     const problem = directoryProblem(dir, lstat(dir), owners, 'its directory ');
     if (problem) return problem;
@@ -113,7 +113,7 @@ export function untrustedReasonSync(path: string, kind: TrustKind, owners: reado
  * that passes every check, such as /etc, and the program would then read or write there. A part
  * of the path that does not exist ends the walk (what is created there is checked afterwards).
  */
-export function linkProblem(path: string, owners: readonly number[] = trustedOwners()): string | undefined {
+function linkProblem(path: string, owners: readonly number[] = trustedOwners()): string | undefined {
   const pending = resolve(path).split('/').filter(Boolean);
   let current = '/';
   for (let links = 0; pending.length > 0; ) {
@@ -150,6 +150,11 @@ export function linkProblem(path: string, owners: readonly number[] = trustedOwn
  * "config /etc/zfs-dynamic-creator/config.js") and saying why.
  */
 export async function assertTrusted(path: string, kind: TrustKind, what: string, owners: readonly number[] = trustedOwners()): Promise<string> {
+  return assertTrustedSync(path, kind, what, owners);
+}
+
+/** assertTrusted, for the callers that cannot wait (the program's launcher). */
+export function assertTrustedSync(path: string, kind: TrustKind, what: string, owners: readonly number[] = trustedOwners()): string {
   const planted = linkProblem(path, owners);
   if (planted !== undefined) throw new ConfigError(`${what}: refused: ${planted}; ${ruleText(owners)}`);
   let real: string;
@@ -160,7 +165,7 @@ export async function assertTrusted(path: string, kind: TrustKind, what: string,
   }
   let reason: string | undefined;
   try {
-    reason = await untrustedReason(real, kind, owners);
+    reason = untrustedReasonSync(real, kind, owners);
   } catch (error) {
     reason = `cannot check ${quoteName(real)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
   }
@@ -182,9 +187,21 @@ function ruleText(owners: readonly number[]): string {
  * Returns the real path (or `stateDir` itself when it does not exist and was not created).
  */
 export async function prepareStateDir(stateDir: string, options: { create: boolean; owners?: readonly number[] } = { create: true }): Promise<string> {
+  return prepareTrustedDir(stateDir, { ...options, what: `stateDir ${quoteName(stateDir)}` });
+}
+
+/**
+ * A directory of the program's own in a trusted place (the stateDir, the compile cache): the part
+ * of `dir` that exists is checked first, then each missing directory is made (mode 0700) one at a
+ * time and checked before anything is made inside it, so nothing is ever made through a link or in
+ * a directory that another user made in the meantime (possible in a sticky directory such as
+ * /tmp). Returns the real path, or `dir` itself when it does not exist and `create` is false.
+ * Throws a one-line ConfigError starting with `what`.
+ */
+export function prepareTrustedDir(dir: string, options: { create: boolean; what: string; owners?: readonly number[] }): string {
   const owners = options.owners ?? trustedOwners();
-  const what = `stateDir ${quoteName(stateDir)}`;
-  let existing = stateDir;
+  const { what } = options;
+  let existing = dir;
   for (;;) {
     try {
       lstat(existing);
@@ -196,13 +213,20 @@ export async function prepareStateDir(stateDir: string, options: { create: boole
       existing = parent;
     }
   }
-  const checked = await assertTrusted(existing, existing === stateDir ? 'directory' : 'parent', what, owners);
-  if (existing === stateDir) return checked;
-  if (!options.create) return stateDir;
-  try {
-    mkdir(stateDir, { recursive: true, mode: 0o700 });
-  } catch (error) {
-    throw new ConfigError(`${what}: cannot create it: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  const checked = assertTrustedSync(existing, existing === dir ? 'directory' : 'parent', what, owners);
+  if (existing === dir) return checked;
+  if (!options.create) return dir;
+  const missing: string[] = [];
+  for (let d = dir; d !== existing && d !== dirname(d); d = dirname(d)) missing.unshift(d);
+  let real = checked;
+  for (const d of missing) {
+    try {
+      mkdir(d, { mode: 0o700 });
+    } catch (error) {
+      // Made by someone else in the instant between: checked below like one made here.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigError(`${what}: cannot create it: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    real = assertTrustedSync(d, d === dir ? 'directory' : 'parent', what, owners);
   }
-  return await assertTrusted(stateDir, 'directory', what, owners);
+  return real;
 }

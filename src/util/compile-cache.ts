@@ -18,10 +18,10 @@
  *   ZFS_DYNAMIC_CREATOR_COMPILE_CACHE=off     no cache
  *   NODE_COMPILE_CACHE=<dir>                  Node's own setting, the administrator's choice, wins
  */
-import { mkdirSync, realpathSync } from 'node:fs';
 import nodeModule from 'node:module';
 import { isAbsolute } from 'node:path';
-import { linkProblem, untrustedReasonSync } from '../core/trust.js';
+import { quoteName } from '../core/errors.js';
+import { prepareTrustedDir } from '../core/trust.js';
 
 export const COMPILE_CACHE_DIR = '/var/cache/zfs-dynamic-creator/compile';
 export const COMPILE_CACHE_ENV = 'ZFS_DYNAMIC_CREATOR_COMPILE_CACHE';
@@ -62,13 +62,8 @@ export function startCompileCache(
   if (dir === 'off') return { used: false, why: `${COMPILE_CACHE_ENV}=off` };
   if (!isAbsolute(dir)) return { used: false, why: `${COMPILE_CACHE_ENV} must be an absolute path` };
   try {
-    // Nothing is created through a link another user planted (checked again once it exists).
-    const planted = linkProblem(dir);
-    if (planted !== undefined) return { used: false, why: `not a trusted place: ${planted}` };
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const real = realpathSync.native(dir);
-    const reason = linkProblem(dir) ?? untrustedReasonSync(real, 'directory');
-    if (reason !== undefined) return { used: false, why: `not a trusted place: ${reason}` };
+    // Made and checked as the stateDir is (core/trust.ts): never through another user's link.
+    const real = prepareTrustedDir(dir, { create: true, what: `compile cache ${quoteName(dir)}` });
     const result = api.enableCompileCache(real);
     // Node's statuses: 0 FAILED, 1 ENABLED, 2 ALREADY_ENABLED, 3 DISABLED (NODE_DISABLE_COMPILE_CACHE).
     if (result.status !== 1 && result.status !== 2) return { used: false, why: result.message ?? `Node did not enable it (status ${result.status})` };
