@@ -45,6 +45,8 @@ import {
   openChild,
   openDir,
   quoteName,
+  oneLine,
+  DamagedStateError,
   removeTree,
   retry,
   run,
@@ -58,7 +60,7 @@ import {
   type Job,
 } from '../../src/index.js';
 import { cloneIntoStaging, describeCopyPath, removeStaleProbes } from './clone.js';
-import { Manifest, ManifestWriter, manifestPath, removeManifest } from './manifest.js';
+import { Manifest, ManifestWriter, manifestPath, removeManifest, setAsideManifest } from './manifest.js';
 import { decide, difference, same, type Meta } from './threeway.js';
 
 const NAME = 'rsync';
@@ -202,6 +204,29 @@ export default definePlugin<Options>({
   options,
   apply(hooks, { options: opts, stateDir }) {
     const manifestOf = (job: Job): string => manifestPath(stateDir, job.id);
+    /**
+     * The baseline after the commit. A torn last line (a crash) is dropped; a damaged manifest is
+     * set aside and the job stops once, saying so: the next run verifies without it (safely:
+     * every difference is then a conflict), so damage never wedges the job.
+     */
+    const openBaseline = async (job: Job, aside: string): Promise<Manifest | undefined> => {
+      const onDamage = async (e: DamagedStateError): Promise<Error> => {
+        const what = `the job's copy manifest ${quoteName(e.file)} is damaged (${e.detail})`;
+        const moved = await setAsideManifest(e.file).catch((m: unknown) => new Error(oneLine(m)));
+        const without = 'verifies without it and keeps, as conflicts to settle, the entries the original and the dataset disagree on';
+        const kept = `the original is kept at ${quoteName(aside)}`;
+        return new DamagedStateError(
+          e.file,
+          e.detail,
+          typeof moved === 'string'
+            ? `${what}: moved to ${quoteName(moved)}; ${kept}; the next 'zfs-dynamic-creator recover' ${without}`
+            : `${what} and could not be moved aside (${moved.message}); ${kept}; move the file away, then run 'zfs-dynamic-creator recover', which ${without}`,
+        );
+      };
+      const manifest = await Manifest.open(manifestOf(job), { onDamage });
+      if (manifest?.torn) job.log.info(`the last line of ${quoteName(manifest.path)} was cut short (a crash or a full disk); it is dropped and cut off before the next record`);
+      return manifest;
+    };
 
     /** The moved-aside original, if it is still there: new layout, or that of older versions. */
     const asidePaths = (job: Job): string[] => {
@@ -534,7 +559,7 @@ export default definePlugin<Options>({
       if (!found) return; // already removed by an earlier, interrupted run
       const live = await openLive(job);
       try {
-        const manifest = await Manifest.open(manifestOf(job));
+        const manifest = await openBaseline(job, found.path);
         for (let round = 1; ; round++) {
           const r = await job.step('catch-up', `catch up what the original changed (round ${round})`, () => pass(job, found.ref, live, manifest), { dryRun: NO_PASS });
           if (r.copied === 0 && r.conflicts.length === 0 && !r.changing) {
@@ -566,7 +591,7 @@ export default definePlugin<Options>({
       const { ref: original, path: aside } = found;
       const live = await openLive(job);
       try {
-        const manifest = await Manifest.open(manifestOf(job));
+        const manifest = await openBaseline(job, aside);
         // An earlier run verified the original and began removing it, then died: what is left
         // needs no grace period again, only a pass proving it is all represented.
         const resuming = job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original');

@@ -17,12 +17,14 @@
  *                                            appended, fsynced; the last line for a path wins
  * The file is written to a temporary name, fsynced and renamed into place. A version-1 file (an
  * older version's: one ["<rel>",type,...] line an entry, no header) is still read, into memory.
+ *
+ * Only the appended change lines can be torn (a kill or a full disk between two chunks of one
+ * append): a last line that is such a torn change is dropped when read and cut off before the
+ * next append. Any other line that does not read is damage (DamagedStateError).
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { appendFile, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
-import { finished } from 'node:stream/promises';
-import { fsyncDir, isErrno } from '../../src/index.js';
+import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { DamagedStateError, fsyncDir, isErrno } from '../../src/index.js';
 import type { Kind, Meta } from './threeway.js';
 
 type Fields = [type: Kind, mode: number, uid: number, gid: number, size: number, mtimeMs: number, rdev: number, target: string | null];
@@ -43,7 +45,23 @@ function line(key: string, m: Meta): string {
 
 function parseEntry(text: string): [string, Meta] {
   const [key, ...f] = JSON.parse(text) as [string, ...Fields];
+  if (typeof key !== 'string' || f.length !== 8) throw new Error('not an entry');
   return [key, metaFrom(f)];
+}
+
+/** parseEntry for a line of a block: a line that does not read is damage, named with its file. */
+function blockEntry(path: string, text: string): [string, Meta] {
+  try {
+    return parseEntry(text);
+  } catch {
+    throw new DamagedStateError(path, `an entry line does not read (${JSON.stringify(text.slice(0, 40))})`);
+  }
+}
+
+/** Whether a dropped last line may be a change line cut short (or the zeros a crash leaves). */
+function tornChange(bytes: Buffer): boolean {
+  const text = bytes.toString('latin1');
+  return /^\0*$/.test(text) || (text.length >= 5 ? text.startsWith('{"c":') : '{"c":'.startsWith(text));
 }
 
 function parentOf(rel: string): string {
@@ -78,71 +96,101 @@ export function manifestPath(stateDir: string, jobId: string): string {
   return join(stateDir, 'manifests', `${jobId}.jsonl`);
 }
 
-async function fsyncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+/** Writes all of `data` at `position` (a write may be short). */
+async function writeAt(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < data.length; ) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
   }
 }
 
-async function write(out: WriteStream, text: string): Promise<void> {
-  if (!out.write(text)) await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error): void => reject(error);
-    out.once('error', onError);
-    out.once('drain', () => {
-      out.off('error', onError);
-      resolve();
+/**
+ * A file written by many concurrent steps through one queue: one write at a time, in order (what
+ * was queued meanwhile goes out together); each caller waits for its own text to be written, which
+ * is the back-pressure. The first error fails that write and every later one, the same error.
+ */
+class SerialWriter {
+  private queue: { text: string; resolve: () => void; reject: (error: Error) => void }[] = [];
+  private busy = false;
+  private failed: Error | undefined;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private position = 0,
+  ) {}
+
+  write(text: string): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ text, resolve, reject });
+      if (!this.busy) void this.drain();
     });
-  });
+  }
+
+  private async drain(): Promise<void> {
+    this.busy = true;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0);
+      try {
+        if (this.failed) throw this.failed;
+        const data = Buffer.from(batch.map((b) => b.text).join(''), 'utf8');
+        await writeAt(this.handle, data, this.position);
+        this.position += data.length;
+        for (const b of batch) b.resolve();
+      } catch (error) {
+        this.failed ??= error instanceof Error ? error : new Error(String(error));
+        for (const b of batch) b.reject(this.failed);
+      }
+    }
+    this.busy = false;
+  }
 }
 
 /**
- * Writes a manifest block by block (one directory's entries at a time, as a walk lists them), to a
- * temporary file that commit() fsyncs and renames into place. Each directory must be given once.
+ * Writes a manifest block by block (one directory's entries at a time, as a walk lists them, from
+ * concurrent steps), to a temporary file that commit() fsyncs and renames into place. Each
+ * directory must be given once.
  */
 export class ManifestWriter {
-  private readonly out: WriteStream;
-  private failed: Error | undefined;
+  private readonly out: SerialWriter;
   private constructor(
     readonly path: string,
     private readonly tmp: string,
+    private readonly handle: FileHandle,
   ) {
-    this.out = createWriteStream(tmp, { mode: 0o600 });
-    this.out.on('error', (error) => (this.failed ??= error));
+    this.out = new SerialWriter(handle);
   }
 
   static async create(path: string): Promise<ManifestWriter> {
     await mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
-    const w = new ManifestWriter(path, `${path}.${process.pid}.tmp`);
-    await write(w.out, '{"v":2}\n');
+    const tmp = `${path}.${process.pid}.tmp`;
+    const w = new ManifestWriter(path, tmp, await open(tmp, 'w', 0o600));
+    await w.out.write('{"v":2}\n');
     return w;
   }
 
   /** The entries of directory `parent` (null: the root entry itself, named ''). */
   async block(parent: string | null, entries: readonly (readonly [name: string, meta: Meta])[]): Promise<void> {
-    if (this.failed) throw this.failed;
     if (entries.length === 0) return;
     let text = `${JSON.stringify({ d: parent })}\n`;
     for (const [name, meta] of entries) text += `${line(name, meta)}\n`;
-    await write(this.out, text);
+    await this.out.write(text);
   }
 
   /** Finishes the file and puts it in place, durably. */
   async commit(): Promise<void> {
-    this.out.end();
-    await finished(this.out);
-    if (this.failed) throw this.failed;
-    await fsyncFile(this.tmp);
+    // Queued last: written once everything before it is.
+    await this.out.write('');
+    await this.handle.sync();
+    await this.handle.close();
     await rename(this.tmp, this.path);
     await fsyncDir(join(this.path, '..'));
   }
 
   /** Drops the temporary file. */
   async abort(): Promise<void> {
-    this.out.destroy();
-    await finished(this.out).catch(() => undefined);
+    await this.out.write('').catch(() => undefined);
+    await this.handle.close().catch(() => undefined);
     await unlink(this.tmp).catch(() => undefined);
   }
 }
@@ -176,15 +224,26 @@ export class Manifest {
   /** Block numbers sorted by hash. */
   private order = new Uint32Array(0);
   private readonly changes = new Map<string, Meta>();
+  /** Where the last line that read ends: appends go here. */
+  private end = 0;
+  /** The file ended in a torn change line (dropped; cut off before the next append). */
+  torn = false;
   private readonly cache = new Map<string, { loading: Promise<Map<string, Meta>>; entries?: Map<string, Meta> }>();
+
+  /** What damage found becomes (onDamage's answer, asked once). */
+  private damage: Promise<Error> | undefined;
 
   private constructor(
     readonly path: string,
     private readonly hash: (text: string) => number,
+    private readonly onDamage: ((error: DamagedStateError) => Promise<Error>) | undefined,
   ) {}
 
-  /** The manifest, or undefined when there is none (a job of an older version, or a lost state directory). */
-  static async open(path: string, opts?: { hash?: (text: string) => number }): Promise<Manifest | undefined> {
+  /**
+   * The manifest, or undefined when there is none (a job of an older version, or a lost state
+   * directory). Damage found, now or when a block is read, is thrown as onDamage makes it (once).
+   */
+  static async open(path: string, opts?: { hash?: (text: string) => number; onDamage?: (error: DamagedStateError) => Promise<Error> }): Promise<Manifest | undefined> {
     let handle: FileHandle;
     try {
       handle = await open(path, 'r');
@@ -192,13 +251,20 @@ export class Manifest {
       if (isErrno(error, 'ENOENT')) return undefined;
       throw error;
     }
-    const m = new Manifest(path, opts?.hash ?? ((text) => hash53(text)));
+    const m = new Manifest(path, opts?.hash ?? ((text) => hash53(text)), opts?.onDamage);
     try {
-      await m.scan(handle);
+      await m.scan(handle).catch((e: unknown) => m.damaged(e));
     } finally {
       await handle.close();
     }
     return m;
+  }
+
+  /** Rethrows `error`, damage as onDamage makes it. */
+  private async damaged(error: unknown): Promise<never> {
+    if (!(error instanceof DamagedStateError) || this.onDamage === undefined) throw error;
+    this.damage ??= this.onDamage(error);
+    throw await this.damage;
   }
 
   private addBlock(key: string, header: number, offset: number): void {
@@ -220,45 +286,28 @@ export class Manifest {
     this.blocks++;
   }
 
-  /** Reads the file once: where each block is, and the changes. Entry lines are not parsed. */
+  /**
+   * Reads the file once: where each block is, and the changes. Entry lines are not parsed. A last
+   * line that is a torn change is dropped (`torn`); any other line that does not read is damage.
+   */
   private async scan(handle: FileHandle): Promise<void> {
-    let version = 0;
+    /** The file's version (0: not known yet), and the block entry lines belong to (-1: none). */
+    const state = { version: 0, current: -1 };
     let pending: Buffer = Buffer.alloc(0);
     let position = 0;
-    let current = -1;
+    let lineNo = 0;
+    /** The first line that did not read: damage unless it is the last. */
+    let bad: { line: number; bytes: Buffer; why: string } | undefined;
     const buffer = Buffer.allocUnsafe(CHUNK);
     const onLine = (bytes: Buffer, offset: number): void => {
-      if (bytes.length === 0) return;
-      const text = bytes.toString('utf8');
-      if (version === 0) {
-        // The first line: a version-2 header, or a version-1 entry (an older version's file).
-        if (bytes[0] === 0x7b && (JSON.parse(text) as { v?: number }).v === 2) {
-          version = 2;
-          return;
-        }
-        version = 1;
-      }
-      if (version === 1) {
-        const [rel, meta] = parseEntry(text);
-        this.changes.set(rel, meta);
-        return;
-      }
-      if (bytes[0] === 0x5b) {
-        // An entry line of the current block.
-        if (current < 0) throw new Error(`${this.path}: an entry outside any directory block`);
-        this.lengths[current] = offset + bytes.length + 1 - this.offsets[current]!;
-        return;
-      }
-      const record = JSON.parse(text) as { d?: string | null; c?: [string, ...Fields] };
-      if (record.c !== undefined) {
-        const [rel, ...f] = record.c;
-        this.changes.set(rel, metaFrom(f));
-        current = -1;
-      } else if (record.d !== undefined) {
-        this.addBlock(blockKey(record.d), offset, offset + bytes.length + 1);
-        current = this.blocks - 1;
-      } else {
-        throw new Error(`${this.path}: an unknown line`);
+      lineNo++;
+      if (bad !== undefined) throw new DamagedStateError(this.path, `line ${bad.line} does not read (${bad.why}) and more follow it`);
+      try {
+        this.readLine(bytes, offset, state);
+        this.end = offset + bytes.length + 1;
+      } catch (error) {
+        if (error instanceof DamagedStateError) throw error;
+        bad = { line: lineNo, bytes: Buffer.from(bytes), why: error instanceof Error ? error.message : String(error) };
       }
     };
     for (;;) {
@@ -275,8 +324,46 @@ export class Manifest {
       pending = Buffer.from(data.subarray(start));
       position += bytesRead;
     }
-    // A last line without its newline is a write cut short (appends are fsynced whole): ignored.
+    // The tail after the last line that read: a torn change (dropped, and cut off before the next
+    // append), or damage.
+    const tail = bad?.bytes ?? pending;
+    if (bad !== undefined && pending.length > 0) throw new DamagedStateError(this.path, `line ${bad.line} does not read (${bad.why}) and more follow it`);
+    if (tail.length > 0 && state.version !== 1 && !tornChange(tail)) throw new DamagedStateError(this.path, `its last line does not read and is not a change cut short (${JSON.stringify(tail.toString('latin1').slice(0, 40))})`);
+    this.torn = position > this.end;
     this.order = Uint32Array.from({ length: this.blocks }, (_, i) => i).sort((a, b) => this.hashes[a]! - this.hashes[b]!);
+  }
+
+  /** One line of the file (without its newline) at `offset`; throws when it does not read. */
+  private readLine(bytes: Buffer, offset: number, state: { version: number; current: number }): void {
+    if (bytes.length === 0) return;
+    const text = bytes.toString('utf8');
+    if (state.version === 0) {
+      // The first line: a version-2 header, or a version-1 entry (an older version's file).
+      state.version = bytes[0] === 0x7b && (JSON.parse(text) as { v?: number }).v === 2 ? 2 : 1;
+      if (state.version === 2) return;
+    }
+    if (state.version === 1) {
+      const [rel, meta] = parseEntry(text);
+      this.changes.set(rel, meta);
+      return;
+    }
+    if (bytes[0] === 0x5b) {
+      // An entry line of the current block.
+      if (state.current < 0) throw new DamagedStateError(this.path, 'an entry outside any directory block');
+      this.lengths[state.current] = offset + bytes.length + 1 - this.offsets[state.current]!;
+      return;
+    }
+    const record = JSON.parse(text) as { d?: string | null; c?: [string, ...Fields] };
+    if (record.c !== undefined) {
+      const [rel, meta] = parseEntry(JSON.stringify(record.c));
+      this.changes.set(rel, meta);
+      state.current = -1;
+    } else if (record.d !== undefined) {
+      this.addBlock(blockKey(record.d), offset, offset + bytes.length + 1);
+      state.current = this.blocks - 1;
+    } else {
+      throw new Error('an unknown line');
+    }
   }
 
   /** Blocks (possibly more than one: a hash collision) that may hold `key`'s entries. */
@@ -313,7 +400,7 @@ export class Manifest {
         const body = await readAt(handle, this.offsets[b]!, this.lengths[b]!);
         for (const text of body.toString('utf8').split('\n')) {
           if (text.length === 0) continue;
-          const [name, meta] = parseEntry(text);
+          const [name, meta] = blockEntry(this.path, text);
           entries.set(name, meta);
         }
       }
@@ -327,7 +414,7 @@ export class Manifest {
   private block(key: string): { loading: Promise<Map<string, Meta>>; entries?: Map<string, Meta> } {
     let b = this.cache.get(key);
     if (b === undefined) {
-      const loading = this.loadBlock(key);
+      const loading = this.loadBlock(key).catch((e: unknown) => this.damaged(e));
       const slot: { loading: Promise<Map<string, Meta>>; entries?: Map<string, Meta> } = { loading };
       loading.then(
         (entries) => void (slot.entries = entries),
@@ -358,8 +445,21 @@ export class Manifest {
   /** Records changes to the baseline (entries the catch-up copied or adopted), durably. */
   async record(changes: readonly (readonly [string, Meta])[]): Promise<void> {
     if (changes.length === 0) return;
-    await appendFile(this.path, changes.map(([rel, meta]) => `{"c":${line(rel, meta)}}\n`).join(''), { mode: 0o600 });
-    await fsyncFile(this.path);
+    const data = Buffer.from(changes.map(([rel, meta]) => `{"c":${line(rel, meta)}}\n`).join(''), 'utf8');
+    const handle = await open(this.path, 'r+');
+    try {
+      // After the last line that read: a torn tail (a crash's, or this process's own write cut
+      // short by a full disk) is cut off, so that no line ever continues it.
+      const { size } = await handle.stat();
+      if (size < this.end) throw new DamagedStateError(this.path, `it became shorter (${size} bytes) than when it was read (${this.end})`);
+      if (size > this.end) await handle.truncate(this.end);
+      await writeAt(handle, data, this.end);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    this.end += data.length;
+    this.torn = false;
     for (const [rel, meta] of changes) this.changes.set(rel, meta);
   }
 
@@ -372,11 +472,13 @@ export class Manifest {
         const body = await readAt(handle, this.offsets[b]!, this.lengths[b]!);
         for (const text of body.toString('utf8').split('\n')) {
           if (text.length === 0) continue;
-          const [name, meta] = parseEntry(text);
+          const [name, meta] = blockEntry(this.path, text);
           const rel = parent === null ? '' : parent === '' ? name : `${parent}/${name}`;
           if (!this.changes.has(rel)) yield [rel, meta];
         }
       }
+    } catch (error) {
+      await this.damaged(error);
     } finally {
       await handle.close();
     }
@@ -384,10 +486,33 @@ export class Manifest {
   }
 }
 
+/** Where a damaged manifest is set aside (kept until the job ends, for a look). */
+export function damagedPath(path: string): string {
+  return `${path}.damaged`;
+}
+
+/** Moves a damaged manifest aside: the job goes on without it (every difference a conflict). */
+export async function setAsideManifest(path: string): Promise<string> {
+  await rename(path, damagedPath(path));
+  await fsyncDir(dirname(path));
+  return damagedPath(path);
+}
+
+/** Removes a job's manifest, a damaged one set aside, and temporary files a killed writer left. */
 export async function removeManifest(path: string): Promise<void> {
+  const prefix = `${basename(path)}.`;
+  let names: string[];
   try {
-    await unlink(path);
+    names = (await readdir(dirname(path))).filter((n) => n.startsWith(prefix) && (n.endsWith('.tmp') || n === basename(damagedPath(path))));
   } catch (error) {
-    if (!isErrno(error, 'ENOENT')) throw error;
+    if (isErrno(error, 'ENOENT')) return;
+    throw error;
+  }
+  for (const file of [path, ...names.map((n) => join(dirname(path), n))]) {
+    try {
+      await unlink(file);
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT')) throw error;
+    }
   }
 }

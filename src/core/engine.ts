@@ -11,7 +11,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { createHooks, type Hooks } from './hooks.js';
 import { AFTER_COMMIT, CONTRACT, JOURNALLED_PHASES, type HookName } from './contract.js';
-import { BusyError, RefusedError, oneLine, quoteName } from './errors.js';
+import { BusyError, DamagedStateError, RefusedError, oneLine, quoteName } from './errors.js';
 import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
 import { Journal, jobId } from './journal.js';
@@ -171,7 +171,8 @@ export class RootEngine {
       // lock) — unless the journal has a job for the name, which must be recovered first. The
       // decision stands under the lock only if the directory is still the one decided on.
       let decided: Identity | undefined;
-      if ((await this.journal.read(id)) === undefined) {
+      // A damaged record counts as a job: it is dealt with under the lock.
+      if ((await this.journal.read(id).catch((e: unknown) => (e instanceof DamagedStateError ? null : Promise.reject(e)))) === undefined) {
         decided = await directoryIdentity(job.path);
         job.note({ identity: decided });
         job.phase = 'filter';
@@ -190,7 +191,7 @@ export class RootEngine {
         job.guard = lockGuard(lock);
       }
       // An interrupted job for this name is finished (or undone) first.
-      const leftover = await this.journal.read(id);
+      const leftover = await this.journal.read(id, { setAside: !this.context.dryRun });
       if (leftover) {
         decided = undefined;
         const recovered = await this.recoverLocked(leftover, signal, lock, options.slots);
@@ -299,7 +300,7 @@ export class RootEngine {
       lock = await acquireLock(this.context.stateDir, record.id, { waitMs: options.lockWaitMs ?? 0 });
       // Under the lock, the journal says what is left: a record that was in the journal and is
       // gone now was finished by another process meanwhile, and there is nothing to do.
-      const fresh = await this.journal.read(record.id);
+      const fresh = await this.journal.read(record.id, { setAside: !this.context.dryRun });
       if (fresh === undefined && options.fromJournal) {
         return { kind: 'skipped', message: 'finished meanwhile by another process; nothing to do', durationMs: Date.now() - started };
       }

@@ -29,6 +29,21 @@ export class ContractError extends Error {
   override readonly name = 'ContractError';
 }
 
+/**
+ * A state file (a journal record, a job's copy manifest) that cannot be read as written: not a
+ * crash's torn tail, which is dropped, but damage. `file` names it.
+ */
+export class DamagedStateError extends Error {
+  override readonly name = 'DamagedStateError';
+  constructor(
+    readonly file: string,
+    readonly detail: string,
+    message = `${file} is damaged: ${detail}`,
+  ) {
+    super(message);
+  }
+}
+
 /** The first line of an error's message, for one-line reports. */
 export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);

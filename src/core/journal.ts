@@ -4,8 +4,9 @@
  * A job that ends well removes its file; whatever is left is work for recovery.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DamagedStateError, oneLine } from './errors.js';
 import { fsyncDir, isErrno, writeFileAtomic } from './fsutil.js';
 import type { JobRecord } from './types.js';
 
@@ -30,12 +31,32 @@ export class Journal {
     await writeFileAtomic(this.file(record.id), `${JSON.stringify(record, null, 1)}\n`, 0o600);
   }
 
-  async read(id: string): Promise<JobRecord | undefined> {
+  /**
+   * The job's record, or undefined. A record that does not read (it cannot be torn: writes are
+   * atomic) is damage: a DamagedStateError; with setAside (under the job's lock) the file is first
+   * moved to <file>.damaged, so that the next run goes on without it, from what is on disk.
+   */
+  async read(id: string, options: { setAside?: boolean } = {}): Promise<JobRecord | undefined> {
+    const file = this.file(id);
+    let text: string;
     try {
-      return parseRecord(await readFile(this.file(id), 'utf8'));
+      text = await readFile(file, 'utf8');
     } catch (error) {
       if (isErrno(error, 'ENOENT')) return undefined;
       throw error;
+    }
+    try {
+      return parseRecord(text);
+    } catch (error) {
+      const detail = error instanceof SyntaxError ? 'not JSON' : oneLine(error);
+      if (!options.setAside) throw new DamagedStateError(file, detail);
+      await rename(file, `${file}.damaged`);
+      await fsyncDir(this.dir);
+      throw new DamagedStateError(
+        file,
+        detail,
+        `the journal record ${file} is damaged (${detail}): moved to ${file}.damaged, nothing else changed; the next run for this root ('zfs-dynamic-creator recover') goes on from what is on disk`,
+      );
     }
   }
 
@@ -73,8 +94,19 @@ export class Journal {
 }
 
 function parseRecord(text: string): JobRecord {
-  const value = JSON.parse(text) as JobRecord;
-  if (value.version !== 1 || typeof value.id !== 'string' || typeof value.name !== 'string' || typeof value.rootdir !== 'string' || typeof value.rootfs !== 'string') {
+  const value = JSON.parse(text) as JobRecord | null;
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    value.version !== 1 ||
+    typeof value.id !== 'string' ||
+    typeof value.name !== 'string' ||
+    typeof value.rootdir !== 'string' ||
+    typeof value.rootfs !== 'string' ||
+    typeof value.committed !== 'boolean' ||
+    typeof value.status !== 'string' ||
+    !Array.isArray(value.steps)
+  ) {
     throw new Error('not a journal record');
   }
   return value;
