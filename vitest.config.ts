@@ -12,5 +12,7 @@ export default defineConfig({
     pool: 'forks',
     // Records the throwaway pools the run makes and destroys what a test left.
     globalSetup: ['test/global-setup.ts'],
+    // A runtime warning in a test fails it.
+    setupFiles: ['test/warnings-setup.ts'],
   },
 });

@@ -8,9 +8,11 @@ import {
   ConfigError,
   Journal,
   RootEngine,
+  createLogger,
   jobId,
   loadConfig,
   loadPlugins,
+  setWarningLog,
   stderrSink,
   validateConfig,
   type Config,
@@ -46,6 +48,7 @@ export class App {
     // stateDir another user could write to (created 0700 when missing; not in a dry run).
     await prepareStateDir(config.stateDir, { create: !(options.dryRun ?? false) });
     const sinks: LogSink[] = [stderrSink({ quiet: options.quiet ?? false, verbose: options.verbose ?? false })];
+    setWarningLog(createLogger(sinks));
     const observers = await jobObservers(config, options);
     const engines: RootEngine[] = [];
     for (const [index, root] of config.roots.entries()) {

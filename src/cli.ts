@@ -14,6 +14,8 @@ const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pat
 if (invokedDirectly) {
   // A dry run or check-config changes nothing, not even the cache.
   if (!changesNothing(process.argv.slice(2))) startCompileCache();
-  const { main } = await import('./program.js');
+  const { main, routeProcessWarnings } = await import('./program.js');
+  // Node's runtime warnings go to the log at debug level (at error level when asked: tests).
+  routeProcessWarnings(process.env.ZFS_DYNAMIC_CREATOR_WARNINGS === 'error' ? 'error' : 'debug');
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -48,6 +48,8 @@ import { jsonText } from './commands/envelope.js';
 // The other commands are imported when they run: the incron path (a run that rejects a name, for
 // every directory made in a root) loads only what it needs (not the daemon, doctor, status, history).
 
+export { routeProcessWarnings } from './core/index.js';
+
 /** Exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, deferred: 75 } as const;
 

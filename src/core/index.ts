@@ -11,6 +11,7 @@ export { loadPlugins, builtinNames, ownVersion, type LoadedPlugin, type PluginSo
 export { DEFAULT_STATE_DIR, loadConfig, validateConfig, type Config, type RootConfig } from './config.js';
 export { Journal, jobId } from './journal.js';
 export { setStderrOverlay, type StderrOverlay } from './logger.js';
+export { routeProcessWarnings, setWarningLog, processWarningCounts } from './logger.js';
 export { createLogger, stderrSink, oneLineText, stderrIsJournal, journalIsStderr, inJournal, stderrLine, localTimestamp, logToStderr, writeStderr, writeStdout, ignoreBrokenPipes, JOURNAL_PRIORITY, type LogSink } from './logger.js';
 export { definePlugin } from './plugin.js';
 export { HELPER_PREFIX, HOLDING_NAME, helperPath, holdingDir, isHelperName, jobPaths, legacyHelperPath, type JobPaths } from './helpers.js';

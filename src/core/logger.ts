@@ -199,3 +199,46 @@ export function createLogger(sinks: readonly LogSink[], fields: LogFields = {}):
     child: (more) => createLogger(sinks, { ...fields, ...more }),
   };
 }
+
+/** Runtime warnings by kind (name and code), as many as Node emitted. */
+const warningCounts = new Map<string, number>();
+/** Where the first warning of each kind goes (set once a program's log exists), and those met before. */
+let warningLog: Logger | undefined;
+const pendingWarnings: string[] = [];
+let warningLevel: LogLevel = 'debug';
+
+/**
+ * Node's runtime warnings (a MaxListenersExceededWarning, a deprecation) go through the program's
+ * log instead of Node's own stderr line: the first of each kind at `level` (debug: seen with -v;
+ * error: with -q too, for tests), the later ones only counted. For the program's entry (the bin),
+ * never for a library: Node's own printer is taken off.
+ */
+export function routeProcessWarnings(level: LogLevel = 'debug'): void {
+  warningLevel = level;
+  process.removeAllListeners('warning');
+  process.on('warning', (warning: Error & { code?: string }) => {
+    const kind = `${warning.name}${warning.code !== undefined ? ` ${warning.code}` : ''}`;
+    const seen = (warningCounts.get(kind) ?? 0) + 1;
+    warningCounts.set(kind, seen);
+    if (seen > 1) return;
+    const text = `runtime warning (${kind}): ${warning.message}; later ones of this kind are counted, not logged`;
+    if (warningLog) logAt(warningLog, warningLevel, text);
+    else if (warningLevel === 'error') logToStderr('error', text);
+    else pendingWarnings.push(text);
+  });
+}
+
+/** The log runtime warnings go to from now on (those met before it are logged to it first). */
+export function setWarningLog(log: Logger): void {
+  warningLog = log;
+  for (const text of pendingWarnings.splice(0)) logAt(log, warningLevel, text);
+}
+
+/** How many runtime warnings of each kind this process met. */
+export function processWarningCounts(): ReadonlyMap<string, number> {
+  return warningCounts;
+}
+
+function logAt(log: Logger, level: LogLevel, text: string): void {
+  (level === 'warning' ? log.warn : log[level])(text);
+}

@@ -15,5 +15,7 @@ export default defineConfig({
     testTimeout: 900_000,
     hookTimeout: 300_000,
     pool: 'forks',
+    // A runtime warning in a test fails it (as in the main config).
+    setupFiles: ['test/warnings-setup.ts'],
   },
 });
