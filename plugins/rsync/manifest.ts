@@ -342,7 +342,8 @@ export class Manifest {
       state.version = bytes[0] === 0x7b && (JSON.parse(text) as { v?: number }).v === 2 ? 2 : 1;
       if (state.version === 2) return;
     }
-    if (state.version === 1) {
+    // A version-1 entry (a later version's change lines, appended to it, read as in version 2).
+    if (state.version === 1 && bytes[0] !== 0x7b) {
       const [rel, meta] = parseEntry(text);
       this.changes.set(rel, meta);
       return;

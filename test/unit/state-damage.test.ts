@@ -84,6 +84,18 @@ describe('a torn manifest', () => {
   });
 });
 
+describe('an older version\'s manifest (version 1)', () => {
+  it('takes change lines appended by this version, and reads them back', async () => {
+    await mkdir(join(work, 'state', 'manifests'), { recursive: true });
+    await writeFile(path, `${JSON.stringify(['', 'dir', 0o755, 0, 0, 0, 1, 0, null])}\n${JSON.stringify(['a', 'file', 0o644, 1, 1, 5, 2, 0, null])}\n`);
+    await (await Manifest.open(path))!.record([['a', file(9)]]);
+    await (await Manifest.open(path))!.record([['b', file(10)]]);
+    const m = (await Manifest.open(path))!;
+    expect(await m.get('a')).toEqual(file(9));
+    expect(await m.get('b')).toEqual(file(10));
+  });
+});
+
 describe('a damaged manifest', () => {
   it('is a DamagedStateError naming the file when a line in the middle does not read', async () => {
     await written();
@@ -176,7 +188,7 @@ describe('a damaged journal record', () => {
     await mkdir(journal.dir, { recursive: true });
     await writeFile(journal.file('abc'), '{"version":1,"id":"abc"');
     await expect(journal.read('abc')).rejects.toBeInstanceOf(DamagedStateError);
-    const error = await journal.read('abc', { setAside: true }).catch((e: unknown) => e as Error);
+    const error = (await journal.read('abc', { setAside: true }).catch((e: unknown) => e)) as Error;
     expect(error.message).toContain(`${journal.file('abc')}.damaged`);
     expect(error.message.split('\n')).toHaveLength(1);
     expect(await journal.read('abc')).toBeUndefined();
