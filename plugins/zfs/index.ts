@@ -24,6 +24,7 @@ import { lstat, readdir, realpath, rename, rmdir, stat } from 'node:fs/promises'
 import * as z from 'zod';
 import {
   RefusedError,
+  RootGoneError,
   STAGE,
   assertSameDirectory,
   definePlugin,
@@ -178,8 +179,9 @@ export default definePlugin<Options>({
 
     hooks.prepare.tapPromise(NAME, async (root: RootContext) => {
       const info = await zfs.get(root.rootfs);
-      if (!info) throw new RefusedError(`ZFS filesystem ${root.rootfs} does not exist`);
-      if (!info.mounted) throw new RefusedError(`ZFS filesystem ${root.rootfs} is not mounted`);
+      // Gone (pool exported or destroyed, not mounted): its jobs wait, the other roots go on.
+      if (!info) throw new RootGoneError(`ZFS filesystem ${root.rootfs} does not exist`);
+      if (!info.mounted) throw new RootGoneError(`ZFS filesystem ${root.rootfs} is not mounted`);
       const [a, b] = await Promise.all([stat(root.rootdir).catch(() => undefined), stat(info.mountpoint).catch(() => undefined)]);
       const [ra, rb] = await Promise.all([realpath(root.rootdir).catch(() => root.rootdir), realpath(info.mountpoint).catch(() => info.mountpoint)]);
       if (!a || !b || a.dev !== b.dev || a.ino !== b.ino || ra !== rb) {
