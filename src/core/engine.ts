@@ -32,6 +32,7 @@ import type { LoadedPlugin } from './loader.js';
 import { createLogger, type LogSink } from './logger.js';
 import type { JobObserver } from './progress.js';
 import { ensureHoldingDir, isHelperName, jobPaths, legacyHelperPath } from './helpers.js';
+import { isZfsControlDir } from '../util/safefs.js';
 import { assertRootPresent, claimRoot, clearGone, goneLine, goneNoted, noteGone } from './roots.js';
 
 export interface EngineOptions {
@@ -494,7 +495,8 @@ export class RootEngine {
         throw error;
       });
       if (!stats?.isDirectory()) continue;
-      if (isHelperName(name)) {
+      // The root dataset's own .zfs (snapdir=visible) is ZFS's, never a directory to convert.
+      if (isHelperName(name) || isZfsControlDir({ name, type: 'dir', ino: stats.ino })) {
         ignored.add(name);
       } else if (Buffer.from(name, 'utf8').equals(raw)) {
         directories.add(name);
