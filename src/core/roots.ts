@@ -102,7 +102,9 @@ export function goneLine(rootdir: string, reason: string, jobs: number): string 
 // ---------------------------------------------------------------------------------------------
 // Which stateDir serves a root
 
-const OWNER = 'owner';
+/** The file in the holding directory that names the stateDir serving the root (not a job's helper). */
+export const ROOT_CLAIM_FILE = 'owner';
+const OWNER = ROOT_CLAIM_FILE;
 
 export interface RootClaim {
   readonly stateDir: string;
