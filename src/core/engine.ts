@@ -484,6 +484,18 @@ export class RootEngine {
   /** Learns the state of the root: plain directories, filesystems, leftovers. */
   async survey(): Promise<Survey> {
     await this.prepare();
+    try {
+      return await this.surveyPrepared();
+    } catch (error) {
+      // The root may have gone since it was prepared (a pool exported under the daemon): a fresh
+      // prepare says so (RootGoneError); else the survey's own error stands.
+      this.prepared = undefined;
+      await this.prepare();
+      throw error;
+    }
+  }
+
+  private async surveyPrepared(): Promise<Survey> {
     const directories = new Set<string>();
     const ignored = new Set<string>();
     // Names only, then one lstat each: an entry that vanishes meanwhile (a job's helper

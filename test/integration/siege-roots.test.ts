@@ -7,7 +7,10 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, createPool, datasetStates, fastPlugins, type TestPool } from '../helpers/zfs.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { cli, createPool, datasetStates, fastPlugins, waitLive, type TestPool } from '../helpers/zfs.js';
+import { startDaemon } from '../helpers/daemon.js';
+import { scaled } from '../helpers/time.js';
 import { makeTree } from '../helpers/tree.js';
 
 const root = (p: TestPool, plugins: unknown[]): Record<string, unknown> => ({ rootfs: p.pool, rootdir: p.mount, plugins });
@@ -92,6 +95,20 @@ describe('a root that is gone (item 12)', () => {
       expect(gones, doctor.stdout).toHaveLength(1);
       expect(gones[0]).toContain(`root "${gone.mount}" is gone`);
     }
+    expect(await readFile(record.file, 'utf8')).toBe(record.text);
+  });
+
+  it('the daemon says so once and goes on with the other root', async () => {
+    const config = await writeJson(join(other.work, 'daemon.json'), { stateDir: state, lockStaleSeconds: 3, watch: { sweepIntervalSeconds: 1 }, roots: [root(gone, fastPlugins()), root(other, fastPlugins())] });
+    const daemon = await startDaemon({ stateDir: state }, config);
+    await makeTree(join(other.mount, 'new'), 3, 9);
+    await waitLive(other, ['new'], scaled(60_000));
+    await daemon.waitFor(`root ${JSON.stringify(gone.mount)} is gone`);
+    // A few sweeps later (one a second), still said once.
+    await sleep(scaled(3000));
+    expect(daemon.output().split('\n').filter((l) => l.includes(`root ${JSON.stringify(gone.mount)} is gone`))).toHaveLength(1);
+    expect(daemon.output()).not.toMatch(/ENOENT|sweep failed/);
+    expect(await daemon.stop()).toBe(0);
     expect(await readFile(record.file, 'utf8')).toBe(record.text);
   });
 
