@@ -97,6 +97,7 @@ export {
   copyEntry,
   displayPath,
   ensureDir,
+  isZfsControlDir,
   listNames,
   relFromBuffer,
   relToBuffer,

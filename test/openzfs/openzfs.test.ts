@@ -185,4 +185,16 @@ describe('snapdir=visible, inherited by the new dataset', () => {
       await zfs('inherit', 'snapdir', p.pool);
     }
   });
+
+  it("a directory with a .zfs of its own at its top is refused with the reason, left as it is (ZFS keeps that name at a dataset's top)", async () => {
+    const dir = join(p.mount, 'own dot zfs');
+    await mkdir(join(dir, '.zfs'), { recursive: true });
+    await writeFile(join(dir, '.zfs', 'mine'), 'x');
+    const before = await describeTree(dir, { mtimes: true });
+    const r = await cli(['--config', await writeConfig(p, fastPlugins()), 'handle', dir], { stateDir: p.stateDir, timeoutMs: scaled(60_000) });
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toContain(`"own dot zfs" holds an entry named .zfs at its top, the name ZFS keeps for a dataset's snapshot directory`);
+    expect(await describeTree(dir, { mtimes: true })).toEqual(before);
+    expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/own dot zfs`);
+  });
 });
