@@ -24,10 +24,12 @@ import { lstat, readdir, realpath, rename, rmdir, stat } from 'node:fs/promises'
 import * as z from 'zod';
 import {
   RefusedError,
+  RootGoneError,
   STAGE,
   assertSameDirectory,
   definePlugin,
   isHelperName,
+  isZfsControlDir,
   isErrno,
   jobPaths,
   legacyHelperPath,
@@ -75,6 +77,17 @@ const options = z
   });
 
 type Options = z.infer<typeof options>;
+
+/**
+ * Whether the directory holds a `.zfs` at its top where datasets have a control directory (the
+ * root's own `.zfs` is one: OpenZFS, even with snapdir=hidden; zfs-fuse has none). One lstat
+ * unless the directory holds a `.zfs`.
+ */
+async function holdsReservedZfsName(job: Job): Promise<boolean> {
+  if (!(await exists(`${job.path}/.zfs`))) return false;
+  const ctl = await lstat(`${job.root.rootdir}/.zfs`).catch(() => undefined);
+  return ctl !== undefined && isZfsControlDir({ name: '.zfs', type: ctl.isDirectory() ? 'dir' : 'file', ino: ctl.ino });
+}
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -178,8 +191,9 @@ export default definePlugin<Options>({
 
     hooks.prepare.tapPromise(NAME, async (root: RootContext) => {
       const info = await zfs.get(root.rootfs);
-      if (!info) throw new RefusedError(`ZFS filesystem ${root.rootfs} does not exist`);
-      if (!info.mounted) throw new RefusedError(`ZFS filesystem ${root.rootfs} is not mounted`);
+      // Gone (pool exported or destroyed, not mounted): its jobs wait, the other roots go on.
+      if (!info) throw new RootGoneError(`ZFS filesystem ${root.rootfs} does not exist`);
+      if (!info.mounted) throw new RootGoneError(`ZFS filesystem ${root.rootfs} is not mounted`);
       const [a, b] = await Promise.all([stat(root.rootdir).catch(() => undefined), stat(info.mountpoint).catch(() => undefined)]);
       const [ra, rb] = await Promise.all([realpath(root.rootdir).catch(() => root.rootdir), realpath(info.mountpoint).catch(() => info.mountpoint)]);
       if (!a || !b || a.dev !== b.dev || a.ino !== b.ino || ra !== rb) {
@@ -222,6 +236,9 @@ export default definePlugin<Options>({
         return { skip: `already a filesystem (${existing.name})` };
       }
       if (dir.dev !== parent.dev) return { skip: 'already a mountpoint of another filesystem' };
+      if (await holdsReservedZfsName(job)) {
+        throw new RefusedError(`${quoteName(job.name)} holds an entry named .zfs at its top, the name ZFS keeps for a dataset's snapshot directory: it could not be copied into the dataset; rename it, and the next run converts the directory; left as it is`);
+      }
       return undefined;
     });
 

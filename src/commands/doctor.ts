@@ -32,6 +32,7 @@ import {
 } from '../core/index.js';
 import { optionsLocation, type PluginOrigin } from '../core/config.js';
 import { prepareStateDir } from '../core/trust.js';
+import { claimedLine, goneLine, goneRoots, readRootClaim } from '../core/roots.js';
 import { detectZfs } from '../../plugins/zfs/implementation.js';
 import { PROP_STATE } from '../../plugins/zfs/zfs.js';
 import { CLIENT_TOKEN, clientsOf, parseExports } from '../../plugins/nfs-exports/exports.js';
@@ -289,6 +290,11 @@ export class Doctor {
       return true;
     }
     this.add(check, 'ok', `${root.rootfs} is mounted at ${quoteName(root.rootdir)}`);
+    // Served by one stateDir: another one's claim would make every run refuse the root.
+    const claim = await readRootClaim(root.rootdir);
+    if (claim !== undefined && claim.stateDir !== (await realpath(this.config!.stateDir).catch(() => this.config!.stateDir))) {
+      this.add(`roots[${root.index}].owner`, 'fail', claimedLine(root.rootdir, claim, this.config!.stateDir));
+    }
     return true;
   }
 
@@ -498,7 +504,25 @@ export class Doctor {
         this.add('jobs', 'warn', `${name}: left by an interrupted conversion (state ${state}, no journal record); finish it with: ${recover}`);
       }
     }
+    problems += await this.otherRoots();
     if (problems === 0) this.add('jobs', 'ok', 'no interrupted job, no leftover');
+  }
+
+  /** Roots with jobs in the journal that are gone or not in the config: one line each. */
+  private async otherRoots(): Promise<number> {
+    const config = this.config!;
+    const configured = new Set(this.roots.map((r) => r.rootdir));
+    const notes = new Map((await goneRoots(config.stateDir)).map((n) => [n.rootdir, n]));
+    const byRoot = new Map<string, number>();
+    for (const r of await new Journal(config.stateDir).list()) byRoot.set(r.rootdir, (byRoot.get(r.rootdir) ?? 0) + 1);
+    let problems = 0;
+    for (const rootdir of new Set([...notes.keys(), ...[...byRoot.keys()].filter((d) => !configured.has(d))])) {
+      const reason = notes.get(rootdir)?.reason ?? (await lstat(rootdir).then(() => undefined, () => `${quoteName(rootdir)} does not exist`));
+      problems += 1;
+      if (reason !== undefined) this.add('root gone', 'warn', goneLine(rootdir, reason, byRoot.get(rootdir) ?? 0));
+      else this.add('jobs', 'warn', `${quoteName(rootdir)}: not in the configuration; ${byRoot.get(rootdir)} job(s) in the journal, which 'zfs-dynamic-creator recover' finishes`);
+    }
+    return problems;
   }
 }
 

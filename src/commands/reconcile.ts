@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { App } from '../app.js';
-import { BusyError, ConfigError, RootEngine, Slots, writeStdout, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
+import { BusyError, ConfigError, RootEngine, RootGoneError, Slots, writeStdout, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
 import { acquireLock, type Lock } from '../core/lock.js';
 import { jsonText } from './envelope.js';
 
@@ -26,6 +26,8 @@ export interface SweepSummary {
   readonly jobs: { name: string; outcome: OutcomeKind; message: string }[];
   readonly counts: Partial<Record<OutcomeKind, number>>;
   readonly error?: string;
+  /** The root is gone (its jobs wait): the line that says so, and whether this sweep is the first to meet it. */
+  readonly gone?: { readonly message: string; readonly first: boolean };
 }
 
 /** Runs `worker` over `items`, at most `limit` at a time. */
@@ -86,6 +88,11 @@ export async function sweepRoot(engine: RootEngine, limits: { concurrency: numbe
     });
     if (!signal?.aborted) await engine.sync(changed ? await engine.survey() : survey);
   } catch (error) {
+    if (error instanceof RootGoneError) {
+      const { line, newly } = await engine.goneReport(error);
+      (newly ? engine.log.error : engine.log.info).call(engine.log, line, { step: 'sweep' });
+      return { ...base, jobs, counts, gone: { message: line, first: newly } };
+    }
     return { ...base, jobs, counts, error: (error as Error).message };
   }
   return { ...base, jobs, counts };
@@ -190,10 +197,12 @@ export async function reconcile(app: App, options: { json: boolean; root?: strin
   } else {
     for (const s of summaries) {
       const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${outcomeLabel(k as OutcomeKind, dryRun)}`).join(', ') || 'nothing to do';
-      writeStdout(`${s.rootdir} (${s.rootfs}): ${counts}${s.error ? `; error: ${s.error}` : ''}\n`);
+      if (s.gone) writeStdout(`${s.gone.message}\n`);
+      else writeStdout(`${s.rootdir} (${s.rootfs}): ${counts}${s.error ? `; error: ${s.error}` : ''}\n`);
       for (const j of s.jobs) if (j.outcome !== 'skipped') writeStdout(`  ${outcomeLabel(j.outcome, dryRun).padEnd(11)} ${JSON.stringify(j.name)}: ${j.message}\n`);
     }
     if (stop.signal.aborted) writeStdout('stopped before the end; the next reconcile goes on\n');
   }
-  return summaries.some((s) => s.error !== undefined || (s.counts.failed ?? 0) > 0) ? 1 : 0;
+  // A gone root fails the first sweep that meets it, not every one after (see recover).
+  return summaries.some((s) => s.error !== undefined || s.gone?.first === true || (s.counts.failed ?? 0) > 0) ? 1 : 0;
 }

@@ -8,7 +8,8 @@
  * hook's contract); the others are listed as ignored, with the filter's reason.
  */
 import type { App } from '../app.js';
-import { RootEngine, isLocked, oneLine, type JobRecord } from '../core/index.js';
+import { Journal, RootEngine, RootGoneError, isLocked, jobId, oneLine, type JobRecord } from '../core/index.js';
+import { goneLine, goneRoots } from '../core/roots.js';
 import { etcConfigFile } from '../core/config.js';
 import { previewFilter } from '../core/preview.js';
 import { readDaemonStatus } from '../daemon/status-file.js';
@@ -59,6 +60,10 @@ export interface StatusRoot {
   readonly jobs: StatusJob[];
   /** Why the root could not be surveyed (its jobs are still listed). */
   readonly error?: string;
+  /** The root is gone (filesystem or directory missing): why; its jobs wait until it is back. */
+  readonly gone?: string;
+  /** Known only from the journal: the config does not list it (recover finishes its jobs). */
+  readonly unconfigured?: boolean;
 }
 
 /** A word of a command line, quoted for a POSIX shell when it needs to be. */
@@ -75,35 +80,59 @@ export function recoverCommand(app: App): string {
   return `${prefix}zfs-dynamic-creator recover${config}`;
 }
 
-export async function collectStatus(app: App): Promise<StatusRoot[]> {
+async function statusJobs(app: App, records: readonly JobRecord[]): Promise<StatusJob[]> {
   const recover = recoverCommand(app);
+  const jobs: StatusJob[] = [];
+  for (const r of records) {
+    const running = await isLocked(app.config.stateDir, r.id);
+    const status = running ? 'running' : r.status === 'incomplete' || r.status === 'cleanup-pending' ? r.status : 'interrupted';
+    jobs.push({
+      name: r.name,
+      phase: r.phase,
+      status,
+      recorded: r.status,
+      pid: r.pid,
+      committed: r.committed,
+      filesystem: r.filesystem,
+      aside: r.aside,
+      error: r.error,
+      updatedAt: r.updatedAt,
+      ...(running ? {} : { recover }),
+    });
+  }
+  return jobs;
+}
+
+/** Roots only the journal knows (removed from the config, or used through the original command line), with the gone ones noted. */
+async function journalOnlyRoots(app: App): Promise<StatusRoot[]> {
+  const configured = new Set(app.engines.map((e) => e.context.rootdir));
+  const byRoot = new Map<string, JobRecord[]>();
+  for (const r of await new Journal(app.config.stateDir).list()) {
+    if (configured.has(r.rootdir) || r.id !== jobId(r.rootdir, r.name)) continue;
+    byRoot.set(r.rootdir, [...(byRoot.get(r.rootdir) ?? []), r]);
+  }
+  const notes = new Map((await goneRoots(app.config.stateDir)).map((n) => [n.rootdir, n]));
+  const roots: StatusRoot[] = [];
+  for (const [rootdir, records] of byRoot) {
+    const note = notes.get(rootdir);
+    const base = { rootfs: records[0]!.rootfs, rootdir, filesystems: 0, waiting: [], ignored: [], leftovers: records.map((r) => r.name), jobs: await statusJobs(app, records), unconfigured: true };
+    roots.push(note ? { ...base, gone: note.reason } : base);
+  }
+  return roots;
+}
+
+export async function collectStatus(app: App): Promise<StatusRoot[]> {
   const roots: StatusRoot[] = [];
   for (const engine of app.engines) {
     const records = await engine.journal.list(engine.context.rootdir);
-    const jobs: StatusJob[] = [];
-    for (const r of records) {
-      const running = await isLocked(app.config.stateDir, r.id);
-      const status = running ? 'running' : r.status === 'incomplete' || r.status === 'cleanup-pending' ? r.status : 'interrupted';
-      jobs.push({
-        name: r.name,
-        phase: r.phase,
-        status,
-        recorded: r.status,
-        pid: r.pid,
-        committed: r.committed,
-        filesystem: r.filesystem,
-        aside: r.aside,
-        error: r.error,
-        updatedAt: r.updatedAt,
-        ...(running ? {} : { recover }),
-      });
-    }
+    const jobs = await statusJobs(app, records);
     const base = { rootfs: engine.context.rootfs, rootdir: engine.context.rootdir };
     let survey;
     try {
       survey = await engine.survey();
     } catch (error) {
-      roots.push({ ...base, filesystems: 0, waiting: [], ignored: [], leftovers: records.map((r) => r.name), jobs, error: oneLine(error) });
+      const why = error instanceof RootGoneError ? { gone: error.message } : { error: oneLine(error) };
+      roots.push({ ...base, filesystems: 0, waiting: [], ignored: [], leftovers: records.map((r) => r.name), jobs, ...why });
       continue;
     }
     const waiting: string[] = [];
@@ -115,7 +144,7 @@ export async function collectStatus(app: App): Promise<StatusRoot[]> {
     }
     roots.push({ ...base, filesystems: survey.filesystems.size, waiting, ignored, leftovers: [...survey.leftovers].sort(), jobs });
   }
-  return roots;
+  return [...roots, ...(await journalOnlyRoots(app))];
 }
 
 export async function status(app: App, options: { json: boolean }): Promise<number> {
@@ -137,7 +166,14 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
   }
   let toRecover: string | undefined;
   for (const root of roots) {
-    if (root.error !== undefined) {
+    if (root.gone !== undefined) {
+      // One line: its jobs wait, untouched, until it is back.
+      lines.push(goneLine(root.rootdir, root.gone, root.jobs.length));
+      continue;
+    }
+    if (root.unconfigured) {
+      lines.push(`${root.rootdir} (${root.rootfs}): not in the configuration; ${root.jobs.length} job(s) in the journal, which 'zfs-dynamic-creator recover' finishes`);
+    } else if (root.error !== undefined) {
       lines.push(`${root.rootdir} (${root.rootfs}): cannot be surveyed: ${root.error}; ${root.jobs.length} job(s) in the journal`);
     } else {
       const ignored = root.ignored.length > 0 ? `, ${root.ignored.length} ignored by the filters` : '';

@@ -11,7 +11,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { createHooks, type Hooks } from './hooks.js';
 import { AFTER_COMMIT, CONTRACT, JOURNALLED_PHASES, type HookName } from './contract.js';
-import { BusyError, DamagedStateError, RefusedError, oneLine, quoteName } from './errors.js';
+import { BusyError, DamagedStateError, RefusedError, type RootGoneError, oneLine, quoteName } from './errors.js';
 import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
 import { Journal, jobId } from './journal.js';
@@ -32,6 +32,8 @@ import type { LoadedPlugin } from './loader.js';
 import { createLogger, type LogSink } from './logger.js';
 import type { JobObserver } from './progress.js';
 import { ensureHoldingDir, isHelperName, jobPaths, legacyHelperPath } from './helpers.js';
+import { isZfsControlDir } from '../util/safefs.js';
+import { assertRootPresent, claimRoot, clearGone, goneLine, goneNoted, noteGone } from './roots.js';
 
 export interface EngineOptions {
   readonly rootfs: string;
@@ -127,13 +129,33 @@ export class RootEngine {
   /** Runs the prepare hook (environment checks) once it has passed; a failure is tried again next time. */
   prepare(): Promise<void> {
     this.prepared ??= (async () => {
-      await ensureHoldingDir(this.context.rootdir, !this.context.dryRun);
+      const { rootdir, stateDir, dryRun } = this.context;
+      await assertRootPresent(rootdir);
+      // A holding directory already there is checked before any plugin reads it; one is made
+      // only once the plugins found the root in place (never in the bare mountpoint of a
+      // filesystem that is not mounted: it would keep the filesystem from mounting there).
+      await ensureHoldingDir(rootdir, false);
       await this.hooks.prepare.promise(this.context);
+      await ensureHoldingDir(rootdir, !dryRun);
+      await claimRoot(rootdir, stateDir, dryRun);
+      if (!dryRun) await clearGone(stateDir, rootdir);
     })().catch((error: unknown) => {
       this.prepared = undefined;
       throw error;
     });
     return this.prepared;
+  }
+
+  /**
+   * This root found gone (`error`, from prepare): the one line that reports it, and whether this
+   * run is the first to meet it (noted in the stateDir; a dry run only reads the note).
+   */
+  async goneReport(error: RootGoneError): Promise<{ line: string; newly: boolean }> {
+    const { rootdir, rootfs, stateDir, dryRun } = this.context;
+    const jobs = (await this.journal.list(rootdir)).length;
+    const line = goneLine(rootdir, error.message, jobs);
+    const newly = dryRun ? !(await goneNoted(stateDir, rootdir)) : await noteGone(stateDir, { rootdir, rootfs, reason: error.message });
+    return { line, newly };
   }
 
   /** The jobs this process is running for this root now: what they do or wait for. */
@@ -463,6 +485,18 @@ export class RootEngine {
   /** Learns the state of the root: plain directories, filesystems, leftovers. */
   async survey(): Promise<Survey> {
     await this.prepare();
+    try {
+      return await this.surveyPrepared();
+    } catch (error) {
+      // The root may have gone since it was prepared (a pool exported under the daemon): a fresh
+      // prepare says so (RootGoneError); else the survey's own error stands.
+      this.prepared = undefined;
+      await this.prepare();
+      throw error;
+    }
+  }
+
+  private async surveyPrepared(): Promise<Survey> {
     const directories = new Set<string>();
     const ignored = new Set<string>();
     // Names only, then one lstat each: an entry that vanishes meanwhile (a job's helper
@@ -474,7 +508,8 @@ export class RootEngine {
         throw error;
       });
       if (!stats?.isDirectory()) continue;
-      if (isHelperName(name)) {
+      // The root dataset's own .zfs (snapdir=visible) is ZFS's, never a directory to convert.
+      if (isHelperName(name) || isZfsControlDir({ name, type: 'dir', ino: stats.ino })) {
         ignored.add(name);
       } else if (Buffer.from(name, 'utf8').equals(raw)) {
         directories.add(name);

@@ -2,7 +2,24 @@
 
 /** Bad input or environment: refused before anything was changed. */
 export class RefusedError extends Error {
-  override readonly name = 'RefusedError';
+  override readonly name: string = 'RefusedError';
+}
+
+/**
+ * The root is not there: its rootdir is missing, or its filesystem does not exist or is not
+ * mounted (pool exported or destroyed). Nothing of it was touched; its jobs wait in the journal
+ * until it is back. Never stops the work of other roots.
+ */
+export class RootGoneError extends RefusedError {
+  override readonly name = 'RootGoneError';
+}
+
+/**
+ * The root is served by another instance of the tool (another stateDir): working on it would
+ * adopt that instance's jobs and staging datasets. Nothing was changed.
+ */
+export class RootClaimedError extends RefusedError {
+  override readonly name = 'RootClaimedError';
 }
 
 /** A failure that may pass if tried again (a busy dataset, a vanished file). */

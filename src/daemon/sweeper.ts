@@ -4,7 +4,7 @@
  * jobs deferred or failed earlier), finishes or undoes interrupted jobs, and makes published
  * state (exports) match. One sweep at a time; a sweep asked for during one joins it.
  */
-import { RootEngine, oneLine, type Slots } from '../core/index.js';
+import { RootEngine, RootGoneError, oneLine, type Slots } from '../core/index.js';
 
 export interface SweeperOptions {
   /** The engines of the config in force now. */
@@ -19,6 +19,8 @@ export interface SweeperOptions {
 export class Sweeper {
   private current: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Roots found gone (reported once, until they are back). */
+  private readonly gone = new Set<string>();
 
   constructor(private readonly options: SweeperOptions) {}
 
@@ -59,7 +61,16 @@ export class Sweeper {
         // A rolled-back job's directory is a plain directory again.
         for (const name of RootEngine.candidates(fresh)) this.options.enqueue(engine.context.rootdir, name);
         if (!signal.aborted) await engine.sync(fresh);
+        if (this.gone.delete(engine.context.rootdir)) engine.log.notice('the root is back; its jobs are finished as usual');
       } catch (error) {
+        if (error instanceof RootGoneError) {
+          // Said once (and noted for status), not at every sweep; the other roots go on.
+          const { line } = await engine.goneReport(error).catch(() => ({ line: oneLine(error) }));
+          const first = !this.gone.has(engine.context.rootdir);
+          this.gone.add(engine.context.rootdir);
+          if (first) engine.log.warn(`${line}; checked again at every sweep`);
+          continue;
+        }
         engine.log.error(`sweep failed: ${oneLine(error)}; trying again in ${this.options.intervalSeconds()} s`);
       }
     }

@@ -508,7 +508,16 @@ async function listDir(ctx: WalkContext, dir: DirRef, rel: string, rootDev: numb
       }
     });
   }
-  return infos.filter((i): i is EntryInfo => i !== undefined);
+  // A dataset's snapshot directory (snapdir=visible) is ZFS's, not the tree's: never walked.
+  return infos.filter((i): i is EntryInfo => i !== undefined && !(rel === '' && isZfsControlDir(i)));
+}
+
+/** ZFSCTL_INO_ROOT: the inode number OpenZFS gives a dataset's `.zfs` directory (no object has it). */
+const ZFS_CTLDIR_INO = 0xffffffffffff;
+
+/** Whether a top-level entry is a ZFS dataset's `.zfs` control directory (not a user's `.zfs`). */
+export function isZfsControlDir(info: Pick<EntryInfo, 'name' | 'type' | 'ino'>): boolean {
+  return info.name === '.zfs' && info.type === 'dir' && info.ino === ZFS_CTLDIR_INO;
 }
 
 /** Opens a subdirectory found in a listing: same inode, same mount, or an error. */

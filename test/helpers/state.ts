@@ -6,6 +6,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HELPER_PREFIX, HOLDING_NAME, holdingDir, jobPaths } from '../../src/core/helpers.js';
+import { ROOT_CLAIM_FILE } from '../../src/core/roots.js';
 import { datasets, type TestPool } from './zfs.js';
 import { ZFS_FUSE_MOUNT_LOCK } from '../../plugins/zfs/zfs.js';
 
@@ -14,7 +15,8 @@ export { HOLDING_NAME, HELPER_PREFIX, holdingDir, jobPaths };
 /** Entries in the root that are helpers of older versions, and everything inside the holding directory. */
 export async function helperEntries(rootdir: string): Promise<string[]> {
   const old = (await readdir(rootdir)).filter((n) => n.startsWith(HELPER_PREFIX));
-  const held = await readdir(holdingDir(rootdir)).catch(() => [] as string[]);
+  // The record of which stateDir serves the root stays; it is the root's, not a job's.
+  const held = (await readdir(holdingDir(rootdir)).catch(() => [] as string[])).filter((n) => n !== ROOT_CLAIM_FILE);
   return [...old, ...held.map((n) => `${HOLDING_NAME}/${n}`)];
 }
 

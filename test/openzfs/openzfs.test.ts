@@ -151,3 +151,50 @@ describe('watch on OpenZFS', () => {
     }
   });
 });
+
+// Issue 19 (roots): zfs-fuse has no .zfs control directory (snapdir=visible shows nothing there),
+// so this is proved here only.
+describe('snapdir=visible, inherited by the new dataset', () => {
+  it("converts cleanly: the dataset's .zfs is never part of the copy or the seal, a user's own .zfs below the top is copied, the root's .zfs is no candidate", async () => {
+    await zfs('set', 'snapdir=visible', p.pool);
+    try {
+      // Every name, hidden ones included: the root's own .zfs must still not be taken for a directory.
+      const config = await writeConfig(p, [['name-filter', { hidden: true }], ...fastPlugins().slice(1)], {}, 'snapdir.json');
+      expect((await lstat(join(p.mount, '.zfs'))).ino).toBe(0xffffffffffff);
+      const dir = join(p.mount, 'visible');
+      await makeTree(dir, 8);
+      await mkdir(join(dir, 'd0', '.zfs'));
+      await writeFile(join(dir, 'd0', '.zfs', 'mine'), "a user's own .zfs\n");
+      const before = await describeTree(dir, { mtimes: true });
+      const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir, timeoutMs: scaled(60_000) });
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stderr).toContain('converted into');
+      expect(await datasets(p.pool)).toContainEqual({ name: `${p.pool}/visible`, mountpoint: dir, mounted: 'yes', state: 'live' });
+      expect((await zfs('get', '-H', '-o', 'value,source', 'snapdir', `${p.pool}/visible`)).trim()).toBe(`visible\tinherited from ${p.pool}`);
+      // The dataset's control directory is there (visible), and everything else is as it was.
+      expect((await lstat(join(dir, '.zfs'))).ino).toBe(0xffffffffffff);
+      const after = [...(await describeTree(dir, { mtimes: true }))].filter(([rel]) => rel !== '.zfs' && !rel.startsWith('.zfs/'));
+      expect(new Map(after)).toEqual(before);
+      expect(await readFile(join(dir, 'd0', '.zfs', 'mine'), 'utf8')).toBe("a user's own .zfs\n");
+      // A sweep finds nothing to convert: not the root's .zfs, not the dataset's.
+      const sweep = await cli(['--config', config, 'reconcile'], { stateDir: p.stateDir, timeoutMs: scaled(60_000) });
+      expect(sweep.exitCode, sweep.stdout + sweep.stderr).toBe(0);
+      expect(sweep.stdout).not.toContain('.zfs');
+      expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/.zfs`);
+    } finally {
+      await zfs('inherit', 'snapdir', p.pool);
+    }
+  });
+
+  it("a directory with a .zfs of its own at its top is refused with the reason, left as it is (ZFS keeps that name at a dataset's top)", async () => {
+    const dir = join(p.mount, 'own dot zfs');
+    await mkdir(join(dir, '.zfs'), { recursive: true });
+    await writeFile(join(dir, '.zfs', 'mine'), 'x');
+    const before = await describeTree(dir, { mtimes: true });
+    const r = await cli(['--config', await writeConfig(p, fastPlugins()), 'handle', dir], { stateDir: p.stateDir, timeoutMs: scaled(60_000) });
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toContain(`"own dot zfs" holds an entry named .zfs at its top, the name ZFS keeps for a dataset's snapshot directory`);
+    expect(await describeTree(dir, { mtimes: true })).toEqual(before);
+    expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/own dot zfs`);
+  });
+});

@@ -422,7 +422,8 @@ describe('waiting is not work', () => {
       calls.push('provision');
     });
     const outcome = e.handle('d', { slots, signal: stop.signal });
-    await sleep(20);
+    // Until it waits for the slot (prepare, the filters and the lock come first).
+    for (let i = 0; i < 200 && e.active()[0]?.waiting !== 'a work slot'; i++) await sleep(20);
     expect(e.active()).toMatchObject([{ name: 'd', working: false, waiting: 'a work slot' }]);
     stop.abort();
     expect(await outcome).toMatchObject({ kind: 'deferred', message: 'deferred: stopped before its turn to work; the directory is as it was' });
