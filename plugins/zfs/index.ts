@@ -285,7 +285,7 @@ export default definePlugin<Options>({
       // it, and nothing is mounted through what a user put there (mount(2) follows links).
       const inTheWay = (problem?: MountpointProblem): Error =>
         new Error(
-          `${quoteName(job.path)} ${problem === undefined || problem.kind === 'not-empty' ? 'was made again and is not empty' : `is in the way (${problem.why})`}; keeping both: ${filesystem} (the converted data) stays unmounted` +
+          `${quoteName(job.path)} ${problem === undefined || problem.kind === 'not-empty' ? 'was made again and is not empty' : `is in the way (${problem.why})`}; keeping both: ${filesystem} (the converted data) stays unmounted at that path` +
             `${aside ? ` and the original at ${quoteName(aside)}` : ''}; move ${quoteName(job.path)} out of the way (mv -- ${quoteName(job.path)} ${quoteName(`${job.path}.moved`)}), then run 'zfs-dynamic-creator recover'`,
         );
       const place = await makeMountpoint(job.root.rootdir, job.path);
