@@ -144,15 +144,17 @@ while time.time() < end:
     for (let i = 0; i < 2; i++) again.push(await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir }));
     await racer;
 
+    // Nothing made or mounted through the link, nothing changed outside the root.
+    expect(await readdir(elsewhere)).toEqual([]);
+    expect(await isMountpoint(elsewhere, '/root')).toBe(false);
+    const v = await stat(victim);
+    expect([v.uid, v.gid, v.mode & 0o7777]).toEqual([4242, 4242, 0o644]);
+    // Because the root was refused before anything was made in it, with one line naming the fix.
     expect(r.exitCode).not.toBe(0);
     const line = `the root "${p.mount}" is writable by group and others without the sticky bit (mode 0777): they could rename what the tool makes in it; run chmod +t "${p.mount}" (everyone who can make folders there still can), or chmod go-w`;
     expect(r.stderr).toContain(line);
     expect(planted).toBe('');
     for (const a of again) expect(a.stderr).toContain(line);
-    expect(await readdir(elsewhere)).toEqual([]);
-    expect(await isMountpoint(elsewhere, '/root')).toBe(false);
-    const v = await stat(victim);
-    expect([v.uid, v.gid, v.mode & 0o7777]).toEqual([4242, 4242, 0o644]);
     // Left as it was, at its path.
     expect(await missingFiles(dir, files)).toEqual([]);
     expect(await isMountpoint(dir, p.mount)).toBe(false);
