@@ -21,6 +21,7 @@ LANE=(
   test/integration/safety-writers.test.ts   # live writers during the conversion
   test/integration/safety-race.test.ts      # the path made again at the instant of the mount (overlay=off)
   test/integration/publish.test.ts          # exports through the real exportfs
+  test/integration/siege-mount.test.ts      # a link planted at the path before the mount; 0777/2775 roots refused
 )
 # The shared-root attack tests, once they exist (any test/integration/*shared-root*.test.ts).
 for f in test/integration/*shared-root*.test.ts; do [ -e "$f" ] && LANE+=("$f"); done

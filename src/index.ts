@@ -71,11 +71,14 @@ export { retry, type RetryOptions } from './core/retry.js';
 export {
   HELPER_PREFIX,
   HOLDING_NAME,
+  assertRootMode,
+  ensureHoldingDir,
   helperPath,
   holdingDir,
   isHelperName,
   jobPaths,
   legacyHelperPath,
+  rootModeProblem,
   type JobPaths,
 } from './core/helpers.js';
 /** Throws unless a path is still the directory with a recorded identity (checked before every move). */

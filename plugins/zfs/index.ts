@@ -28,6 +28,7 @@ import {
   STAGE,
   assertSameDirectory,
   definePlugin,
+  ensureHoldingDir,
   isHelperName,
   isZfsControlDir,
   isErrno,
@@ -39,6 +40,7 @@ import {
   type Job,
   type RootContext,
 } from '../../src/index.js';
+import { checkMountpoint, makeMountpoint, removeOwnMountpoint, type MountpointProblem } from './mountpoint.js';
 import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, snapshotNameProblem, type DatasetInfo } from './zfs.js';
 
 const NAME = 'zfs';
@@ -117,6 +119,12 @@ async function emptyOrAbsent(path: string): Promise<boolean> {
     if (isErrno(error, 'ENOENT')) return true;
     throw error;
   }
+}
+
+/** Whether a filesystem other than the root's is mounted at `path` (a directory, not a link). */
+async function mountedAt(path: string, rootdir: string): Promise<boolean> {
+  const [at, root] = await Promise.all([lstat(path), stat(rootdir)]);
+  return at.isDirectory() && at.dev !== root.dev;
 }
 
 function sameIdentity(a: Identity | undefined, b: Identity | undefined): boolean {
@@ -251,6 +259,9 @@ export default definePlugin<Options>({
         throw new RefusedError(`${filesystem} already exists and was not made by this job`);
       }
       if (!existing) {
+        // The holding directory checked again (root's, 0700, in a root nobody else can rename
+        // in) right before zfs mounts the staging dataset inside it.
+        await ensureHoldingDir(job.root.rootdir, !job.dryRun);
         // Inside the root-only holding directory: only an earlier run of this job can have left it.
         if (await exists(staging)) await removeEmptyDir(staging);
         const identity = job.record.identity;
@@ -287,22 +298,26 @@ export default definePlugin<Options>({
       if (ds.mounted && ds.mountpoint !== staging && ds.mountpoint !== job.path) {
         throw new Error(`${filesystem} is mounted at ${quoteName(ds.mountpoint)}, not at ${quoteName(job.path)}; it was left as it is`);
       }
-      // Something made at the path (before or in the instant of the mount) is never hidden under it.
-      const inTheWay = (): Error =>
+      // Something made at the path (before or in the instant of the mount) is never hidden under
+      // it, and nothing is mounted through what a user put there (mount(2) follows links).
+      const inTheWay = (problem?: MountpointProblem): Error =>
         new Error(
-          `${quoteName(job.path)} was made again and is not empty; keeping both: ${filesystem} (the converted data) stays unmounted` +
+          `${quoteName(job.path)} ${problem === undefined || problem.kind === 'not-empty' ? 'was made again and is not empty' : `is in the way (${problem.why})`}; keeping both: ${filesystem} (the converted data) stays unmounted at that path` +
             `${aside ? ` and the original at ${quoteName(aside)}` : ''}; move ${quoteName(job.path)} out of the way (mv -- ${quoteName(job.path)} ${quoteName(`${job.path}.moved`)}), then run 'zfs-dynamic-creator recover'`,
         );
-      if (!(await emptyOrAbsent(job.path))) throw inTheWay();
+      const place = await makeMountpoint(job.root.rootdir, job.path);
+      if ('problem' in place) throw inTheWay(place.problem);
       await job.step('mount-in-place', `mount ${filesystem} at ${quoteName(job.path)}`, async () => {
         try {
+          const problem = await checkMountpoint(job.root.rootdir, job.path, place.identity);
+          if (problem !== undefined) throw inTheWay(problem);
           if (ds.mountpoint !== job.path) await zfs.inherit(filesystem, 'mountpoint');
           let now = await zfs.get(filesystem);
           if (now && !now.mounted) {
             await zfs.mount(filesystem);
             now = await zfs.get(filesystem);
           }
-          if (!now?.mounted || now.mountpoint !== job.path) {
+          if (!now?.mounted || now.mountpoint !== job.path || !(await mountedAt(job.path, job.root.rootdir))) {
             throw new Error(`${filesystem} did not mount at ${quoteName(job.path)}`);
           }
         } catch (error) {
@@ -317,6 +332,7 @@ export default definePlugin<Options>({
       const { aside } = jobPaths(job.root.rootdir, job.name);
       if (job.dryRun) {
         await job.step('move-aside', `move the original into the holding directory (${quoteName(aside)})`, async () => undefined);
+        await job.step('make-mountpoint', `make the mountpoint ${quoteName(job.path)} (root's, empty)`, async () => undefined);
         await job.step('mount-in-place', `mount ${filesystem} at ${quoteName(job.path)}`, async () => undefined);
         return;
       }
@@ -344,9 +360,14 @@ export default definePlugin<Options>({
         } else if (!sameIdentity(await identityOf(aside), identity)) {
           throw new Error(`${quoteName(aside)} is not the recorded original; left alone`);
         }
-        if (await exists(job.path)) {
-          throw new Error(`${quoteName(job.path)} was made again while the original was being moved aside; keeping both (the original at ${quoteName(aside)}): move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover'`);
-        }
+        // The mountpoint, made by root at once: in the instant the path was free, anything a user
+        // made there (a symbolic link included) stops the job before its commit point.
+        await job.step('make-mountpoint', `make the mountpoint ${quoteName(job.path)} (root's, empty)`, async () => {
+          const place = await makeMountpoint(job.root.rootdir, job.path);
+          if ('problem' in place) {
+            throw new Error(`${quoteName(job.path)} was made again while the original was being moved aside (${place.problem.why}); keeping both (the original at ${quoteName(aside)}): move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover'`);
+          }
+        });
         // The commit point, recorded before the dataset is made visible: from here on users may
         // write into it, so it is only ever finished, never rolled back.
         await job.commit();
@@ -409,7 +430,8 @@ export default definePlugin<Options>({
       const identity = job.record.identity ?? ds?.origin;
       const aside = await asideOf(job);
       if (aside !== undefined) {
-        if (await exists(job.path)) {
+        // The tool's own empty mountpoint (made after the move aside) goes first.
+        if (!(await removeOwnMountpoint(job.path))) {
           throw new Error(
             `both the original (kept at ${quoteName(aside)}) and a new ${quoteName(job.path)} exist; keeping both: move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover' (it moves the original back)`,
           );

@@ -26,6 +26,7 @@ import {
   loadPlugins,
   oneLine,
   quoteName,
+  rootModeProblem,
   run,
   type Config,
   type LoadedPlugin,
@@ -159,6 +160,7 @@ export class Doctor {
       await this.binaries();
       for (const root of this.roots) {
         const mounted = await this.mount(root);
+        await this.rootMode(root);
         if (mounted) await this.properties(root);
       }
       await this.syslog();
@@ -296,6 +298,15 @@ export class Doctor {
       this.add(`roots[${root.index}].owner`, 'fail', claimedLine(root.rootdir, claim, this.config!.stateDir));
     }
     return true;
+  }
+
+  /** The root lets nobody else rename what the tool makes in it (rootModeProblem). */
+  private async rootMode(root: Root): Promise<void> {
+    const s = await stat(root.rootdir).catch(() => undefined);
+    if (s === undefined) return;
+    const problem = rootModeProblem(root.rootdir, s, process.getuid?.() ?? 0);
+    const mode = (s.mode & 0o7777).toString(8).padStart(4, '0');
+    this.add(`roots[${root.index}].mode`, problem === undefined ? 'ok' : 'fail', problem ?? `${quoteName(root.rootdir)} is mode ${mode}, owned by uid ${s.uid}: nobody else can rename what the tool makes in it`);
   }
 
   /** Every configured property name is one the pool knows, and every value one it accepts. */

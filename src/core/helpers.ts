@@ -9,7 +9,8 @@
  * work; every path is derived from the root and the directory's name, never read from elsewhere.
  */
 import { createHash } from 'node:crypto';
-import { chmod, chown, lstat, mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { RefusedError, quoteName } from './errors.js';
 import { isErrno } from './fsutil.js';
 
@@ -54,43 +55,111 @@ export function isHelperName(name: string): boolean {
   return name === HOLDING_NAME || name.startsWith(HELPER_PREFIX);
 }
 
+/** An owner and a mode, as stat gives them. */
+export interface OwnerMode {
+  readonly uid: number;
+  readonly mode: number;
+}
+
+/**
+ * Why a root lets users rename entries they do not own, or undefined when it does not: the tool
+ * protects what it makes there (the holding directory, the mountpoint at the original's path)
+ * only by owning it in a root whose owner is root and which is either not writable by group and
+ * others or sticky (then only an entry's owner can rename or remove it).
+ */
+export function rootModeProblem(rootdir: string, root: OwnerMode, uid: number): string | undefined {
+  const mode = root.mode & 0o7777;
+  if (root.uid !== uid) {
+    return `the root ${quoteName(rootdir)} is owned by uid ${root.uid}, not ${uid}: its owner could rename what the tool makes in it; give it to root (chown ${uid} ${quoteName(rootdir)})`;
+  }
+  const writers = [mode & 0o020 ? 'group' : '', mode & 0o002 ? 'others' : ''].filter(Boolean).join(' and ');
+  if (writers !== '' && (mode & 0o1000) === 0) {
+    return `the root ${quoteName(rootdir)} is writable by ${writers} without the sticky bit (mode ${mode.toString(8).padStart(4, '0')}): they could rename what the tool makes in it; run chmod +t ${quoteName(rootdir)} (everyone who can make folders there still can), or chmod go-w`;
+  }
+  return undefined;
+}
+
+/** Refuses a root whose mode lets users rename what the tool makes in it (rootModeProblem). */
+export async function assertRootMode(rootdir: string): Promise<void> {
+  const problem = rootModeProblem(rootdir, await stat(rootdir), process.getuid?.() ?? 0);
+  if (problem !== undefined) throw new RefusedError(problem);
+}
+
+const DIR_NOFOLLOW = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/** Opens `name` in the open directory `parent` (openat, O_NOFOLLOW), or undefined when it is absent. */
+async function openIn(parent: FileHandle, name: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(`/proc/self/fd/${parent.fd}/${name}`, DIR_NOFOLLOW);
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return undefined;
+    if (isErrno(error, 'ELOOP') || isErrno(error, 'ENOTDIR')) return undefined;
+    throw error;
+  }
+}
+
 /**
  * Makes sure the holding directory exists and is ours: a real directory (not a symlink), owned
- * by this process's user, with no access for group or others. Anything else in its place (a user
- * may create that name first in a world-writable root) is refused, never used.
+ * by this process's user, with no access for group or others, in a root whose mode lets nobody
+ * else rename it (rootModeProblem). It is made, opened and fixed through descriptors (mkdirat,
+ * openat with O_NOFOLLOW, fstat, fchown, fchmod), never by path, so nothing swapped in for it
+ * is ever changed. Anything else in its place (a user may create that name first in a
+ * world-writable root) is refused, never used.
  */
 export async function ensureHoldingDir(rootdir: string, create: boolean): Promise<void> {
   const path = holdingDir(rootdir);
   const uid = process.getuid?.() ?? 0;
-  let stats;
+  const root = await open(rootdir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    stats = await lstat(path);
-  } catch (error) {
-    if (!isErrno(error, 'ENOENT')) throw error;
-    if (!create) return;
+    const problem = rootModeProblem(rootdir, await root.stat(), uid);
+    if (problem !== undefined) throw new RefusedError(problem);
+    let dir = await openIn(root, HOLDING_NAME);
+    if (dir === undefined && !(await present(root))) {
+      if (!create) return;
+      let made = true;
+      await mkdir(`/proc/self/fd/${root.fd}/${HOLDING_NAME}`, { mode: 0o700 }).catch((error: unknown) => {
+        if (!isErrno(error, 'EEXIST')) throw error;
+        made = false;
+      });
+      dir = await openIn(root, HOLDING_NAME);
+      const s = await dir?.stat();
+      if (made && dir !== undefined && s?.uid === uid) {
+        // mkdir honours the umask; a chown in a world-writable root also resets a planted group.
+        await dir.chown(uid, process.getgid?.() ?? 0);
+        await dir.chmod(0o700);
+      }
+    }
     try {
-      await mkdir(path, { mode: 0o700 });
-    } catch (mkdirError) {
-      if (!isErrno(mkdirError, 'EEXIST')) throw mkdirError;
+      const why = dir === undefined ? await whatIsThere(root) : holdingProblem(await dir.stat(), uid);
+      if (why !== undefined) {
+        throw new RefusedError(`${quoteName(path)}, the tool's holding directory, ${why}; somebody else made it: move it away and run again`);
+      }
+    } finally {
+      await dir?.close();
     }
-    stats = await lstat(path);
-    if (stats.isDirectory() && stats.uid === uid) {
-      // mkdir honours the umask; a chown in a world-writable root also resets a planted group.
-      await chown(path, uid, process.getgid?.() ?? 0);
-      await chmod(path, 0o700);
-      stats = await lstat(path);
-    }
+  } finally {
+    await root.close();
   }
-  const why = stats.isSymbolicLink()
-    ? 'is a symbolic link'
-    : !stats.isDirectory()
-      ? 'is not a directory'
-      : stats.uid !== uid
-        ? `is owned by uid ${stats.uid}, not ${uid}`
-        : (stats.mode & 0o077) !== 0
-          ? `has mode ${(stats.mode & 0o7777).toString(8)}, not 700`
-          : undefined;
-  if (why !== undefined) {
-    throw new RefusedError(`${quoteName(path)}, the tool's holding directory, ${why}; somebody else made it: move it away and run again`);
-  }
+}
+
+async function present(root: FileHandle): Promise<boolean> {
+  return lstat(`/proc/self/fd/${root.fd}/${HOLDING_NAME}`).then(
+    () => true,
+    (error: unknown) => {
+      if (isErrno(error, 'ENOENT')) return false;
+      throw error;
+    },
+  );
+}
+
+/** What is at the holding directory's name when it could not be opened as a directory. */
+async function whatIsThere(root: FileHandle): Promise<string> {
+  const s = await lstat(`/proc/self/fd/${root.fd}/${HOLDING_NAME}`).catch(() => undefined);
+  return s === undefined ? 'could not be made' : s.isSymbolicLink() ? 'is a symbolic link' : 'is not a directory';
+}
+
+function holdingProblem(s: OwnerMode, uid: number): string | undefined {
+  if (s.uid !== uid) return `is owned by uid ${s.uid}, not ${uid}`;
+  if ((s.mode & 0o077) !== 0) return `has mode ${(s.mode & 0o7777).toString(8)}, not 700`;
+  return undefined;
 }

@@ -36,7 +36,10 @@ describe('the path is made again just before the mount', () => {
     // The late file is where its writer put it, not under a mount.
     expect(await readFile(join(dir, 'late-file'), 'utf8')).toBe('written in the instant before the mount');
     const row = (await datasets(p.pool)).find((d) => d.name === `${p.pool}/contested`);
-    expect(row).toMatchObject({ mounted: 'no', state: 'swapped' });
+    // Not at the path (the tool checks its mountpoint is still empty before it mounts; the dataset
+    // stays where it was, in the root-only holding directory).
+    expect(row).toMatchObject({ state: 'swapped' });
+    expect(row?.mounted === 'yes' && row.mountpoint === dir).toBe(false);
     // The original is whole, kept in the holding directory, and named in the journal for the administrator.
     const aside = helperPath(p, 'contested', 'orig');
     expect(await describeTree(aside)).toEqual(before);
