@@ -422,7 +422,7 @@ describe('waiting is not work', () => {
       calls.push('provision');
     });
     const outcome = e.handle('d', { slots, signal: stop.signal });
-    await sleep(20);
+    for (let i = 0; i < 200 && e.active()[0]?.waiting === undefined; i++) await sleep(10);
     expect(e.active()).toMatchObject([{ name: 'd', working: false, waiting: 'a work slot' }]);
     stop.abort();
     expect(await outcome).toMatchObject({ kind: 'deferred', message: 'deferred: stopped before its turn to work; the directory is as it was' });
@@ -476,7 +476,9 @@ describe('handle --no-wait (deferCleanup)', () => {
     await mkdir(join(rootdir, 'f'));
     calls.length = 0;
     expect((await e.handle('f', { recoverRoot: true })).kind).toBe('converted');
-    expect(calls.slice(0, 5)).toEqual(['filter', 'assess', 'swap', 'publish', 'cleanup']);
+    // Beside its own job (not before it), and finished by the time the run ends.
+    expect(calls).toContain('assess');
+    expect(calls.filter((c) => c === 'cleanup')).toHaveLength(3); // d's and e's left cleanups, and f's own
     expect(await e.journal.read(id())).toBeUndefined();
   });
 });
