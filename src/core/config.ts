@@ -56,7 +56,7 @@ const watchSchema = z
     /** Jobs in flight at once, waiting ones included (a quiet or grace period holds no work slot). */
     maxJobs: z.number().int().min(1).max(4096).default(64),
     sweepIntervalSeconds: z.number().min(1).default(300),
-    /** Work slots one owner (the uid of the directory) holds at most (default: concurrency - 1, at least 1). */
+    /** Work slots one owner (the uid of the directory) holds at most (default: concurrency; the slots go to owners in turn). */
     concurrencyPerOwner: z.number().int().min(1).max(64).optional(),
     /** Jobs of one owner in flight at most (default: maxJobs less a quarter kept for the others, at least 1). */
     maxJobsPerOwner: z.number().int().min(1).max(4096).optional(),
@@ -70,7 +70,7 @@ function watchLimits(w: z.output<typeof watchSchema>): Config['watch'] {
   const { concurrencyPerOwner, maxJobsPerOwner, ...rest } = w;
   return {
     ...rest,
-    concurrencyPerOwner: Math.min(w.concurrency, concurrencyPerOwner ?? Math.max(1, w.concurrency - 1)),
+    concurrencyPerOwner: Math.min(w.concurrency, concurrencyPerOwner ?? w.concurrency),
     maxJobsPerOwner: Math.min(w.maxJobs, maxJobsPerOwner ?? Math.max(1, w.maxJobs - Math.floor(w.maxJobs / 4))),
   };
 }
