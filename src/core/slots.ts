@@ -5,8 +5,9 @@
  * One Slots is shared by every job of a process (the daemon's queue, a sweep, its recoveries).
  *
  * Fair to every user: a job belongs to an owner (the uid of its directory); one owner holds at
- * most `perOwner` slots, and a freed slot goes to the owners waiting in turn (round robin), not
- * to whoever asked first, so one user's many directories never keep another's from its turn.
+ * most `perOwner` slots, and a freed slot goes to the waiting owner that holds fewest (in turn
+ * among equals), not to whoever asked first, so one user's many directories never keep
+ * another's from its turn.
  */
 
 /** The owner of a job whose directory could not be looked at. */
@@ -41,16 +42,24 @@ export class OwnerRing<T> {
     return true;
   }
 
-  /** The next entry of the first owner in line that `eligible` allows; that owner goes to the back. */
-  take(eligible: (owner: number) => boolean): { owner: number; item: T } | undefined {
-    for (const [owner, list] of this.byOwner) {
+  /**
+   * The next entry of the owner in line that `eligible` allows and that has the least `load` now
+   * (what it already holds; the first in line among equals); that owner goes to the back.
+   */
+  take(eligible: (owner: number) => boolean, load: (owner: number) => number = () => 0): { owner: number; item: T } | undefined {
+    let best: number | undefined;
+    let least = Infinity;
+    for (const owner of this.byOwner.keys()) {
       if (!eligible(owner)) continue;
-      const item = list.shift()!;
-      this.byOwner.delete(owner);
-      if (list.length > 0) this.byOwner.set(owner, list);
-      return { owner, item };
+      const l = load(owner);
+      if (l < least) [best, least] = [owner, l];
     }
-    return undefined;
+    if (best === undefined) return undefined;
+    const list = this.byOwner.get(best)!;
+    const item = list.shift()!;
+    this.byOwner.delete(best);
+    if (list.length > 0) this.byOwner.set(best, list);
+    return { owner: best, item };
   }
 
   /** Every entry, owners in turn, the order they would be served in if nothing held them back. */
@@ -141,7 +150,7 @@ export class Slots {
     this.heldBy.add(owner, -1);
     for (;;) {
       if (this.held >= this.size) return;
-      const next = this.waiters.take((o) => this.heldBy.of(o) < this.perOwner);
+      const next = this.waiters.take((o) => this.heldBy.of(o) < this.perOwner, (o) => this.heldBy.of(o));
       if (!next) return;
       this.grant(next.owner);
       next.item.resolve();

@@ -6,8 +6,9 @@
  * copies take turns.
  *
  * Fair to every user: one owner (the uid of the directory) has at most `maxJobsPerOwner` jobs in
- * flight, and the owners with jobs queued start them in turn (round robin, not name order), so
- * one user's held or busy directories can never take every lane from the others.
+ * flight, and a free lane goes to the owner with jobs queued that has fewest in flight (in turn
+ * among equals: round robin, not name order), so one user's held or busy directories can never
+ * take every lane from the others.
  */
 import { OwnerCounts, OwnerRing, UNKNOWN_OWNER } from '../core/slots.js';
 
@@ -85,7 +86,7 @@ export class JobQueue {
   private pump(): void {
     const cap = this.options.maxJobsPerOwner?.() ?? Infinity;
     while (!this.options.signal.aborted && this.inFlight.size < this.options.maxJobs()) {
-      const next = this.pending.take((owner) => this.perOwner.of(owner) < cap);
+      const next = this.pending.take((owner) => this.perOwner.of(owner) < cap, (owner) => this.perOwner.of(owner));
       if (!next) break;
       this.start(next.owner, next.item);
     }
