@@ -21,6 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { open as openFile, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import * as z from 'zod';
 import {
   DirectoryWatches,
@@ -121,7 +122,9 @@ export function explainCopyError(error: CommandError): Error {
  * says why and what to do. Any other error is given back as it was.
  */
 export function noRoom(job: Job, aside: string, error: unknown): unknown {
-  if (!isErrno(error, 'EDQUOT') && !isErrno(error, 'ENOSPC')) return error;
+  // Node names EDQUOT "Unknown system error -122" (no code): known by its number.
+  const errno = (error as NodeJS.ErrnoException | undefined)?.errno;
+  if (!isErrno(error, 'EDQUOT') && !isErrno(error, 'ENOSPC') && errno !== -osConstants.errno.EDQUOT && errno !== -osConstants.errno.ENOSPC) return error;
   const fs = job.record.filesystem ?? `${job.root.rootfs}/${job.name}`;
   return new Error(
     `a late change to the original does not fit in ${fs} (${(error as Error).message.split('\n')[0]}): over its quota or refquota (set at the commit), or the pool is full; ` +

@@ -346,7 +346,9 @@ export default definePlugin<Options>({
 
     /** Sets quota, refquota, reservation and refreservation; one that cannot be set is reported, never fatal past the commit. */
     const setLimits = async (job: Job, filesystem: string): Promise<void> => {
-      for (const [key, value] of limits) {
+      // Once each, at the commit: a recovery never sets back a limit an administrator has raised since.
+      const done = job.record.steps.filter((s) => s.phase === 'swap' && s.step === 'limit' && s.state === 'done').length;
+      for (const [key, value] of limits.slice(done)) {
         await job.step('limit', `set ${key}=${value} on ${filesystem}`, async () => {
           try {
             await zfs.set(filesystem, key, value);
