@@ -21,6 +21,7 @@ import {
   type PluginSpec,
 } from './core/index.js';
 import { prepareStateDir } from './core/trust.js';
+import { watchBudget } from './util/watches.js';
 import { progressObservers } from './progress/index.js';
 
 /** The plugins a root gets when the config lists none. */
@@ -47,6 +48,7 @@ export class App {
     // The journal and locks decide what is moved and removed: refuse to start on a
     // stateDir another user could write to (created 0700 when missing; not in a dry run).
     await prepareStateDir(config.stateDir, { create: !(options.dryRun ?? false) });
+    watchBudget.configure(config.watch.inotifyShare);
     const sinks: LogSink[] = [stderrSink({ quiet: options.quiet ?? false, verbose: options.verbose ?? false })];
     setWarningLog(createLogger(sinks));
     const observers = await jobObservers(config, options);

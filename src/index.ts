@@ -127,4 +127,4 @@ export {
 export { holdersOf, describeHolders, InodeIndex, type Holder, type HoldersOptions } from './util/holders.js';
 export { mountsBelow } from './util/proc.js';
 export { Limiter } from './util/limit.js';
-export { DirectoryWatches, MAX_WATCHES } from './util/watches.js';
+export { DirectoryWatches, MAX_WATCHES, WatchBudget, watchBudget } from './util/watches.js';

@@ -4,6 +4,8 @@
  * file) and the job goes on only once nothing under it has changed for `quietSeconds`
  * (0: no quiet period at all, only the open-files check) and no process (in any mount namespace) has its working directory, an open file or a mapping
  * on an inode of it (matched by device and inode, not by path). After `maxWaitSeconds` the job is deferred, never forced.
+ * A wait holds a lane of its owner's (the queue's per-owner limit), never every lane: one user's
+ * held directories cannot keep another's from starting. Its watches come out of the process's budget.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod';

@@ -21,6 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { open as openFile, unlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import * as z from 'zod';
 import {
   DirectoryWatches,
@@ -39,13 +40,14 @@ import {
   ensureDir,
   holdersOf,
   holdingDir,
+  isErrno,
+  oneLine,
   jobPaths,
   legacyHelperPath,
   mountsBelow,
   openChild,
   openDir,
   quoteName,
-  oneLine,
   DamagedStateError,
   removeTree,
   retry,
@@ -113,6 +115,22 @@ export function explainCopyError(error: CommandError): Error {
   const cause = NO_SPACE.test(telling) ? (/quota/i.test(telling) ? 'the new filesystem is over its quota: ' : 'no space left: ') : '';
   const more = errors.filter((l) => l.startsWith('rsync: ')).length - 1;
   return new Error(`copy failed: ${cause}${telling}${more > 0 ? ` (and ${more} more error(s))` : ''} (rsync exit ${error.exitCode})`);
+}
+
+/**
+ * A late change to the original that does not fit the live dataset (its limits are set at the
+ * commit) is not caught up: the verification cannot pass, the original is kept, and the message
+ * says why and what to do. Any other error is given back as it was.
+ */
+export function noRoom(job: Job, aside: string, error: unknown): unknown {
+  // Node names EDQUOT "Unknown system error -122" (no code): known by its number.
+  const errno = (error as NodeJS.ErrnoException | undefined)?.errno;
+  if (!isErrno(error, 'EDQUOT') && !isErrno(error, 'ENOSPC') && errno !== -osConstants.errno.EDQUOT && errno !== -osConstants.errno.ENOSPC) return error;
+  const fs = job.record.filesystem ?? `${job.root.rootfs}/${job.name}`;
+  return new Error(
+    `a late change to the original does not fit in ${fs} (${(error as Error).message.split('\n')[0]}): over its quota or refquota (set at the commit), or the pool is full; ` +
+      `the original is kept at ${quoteName(aside)}; raise the quota (zfs get quota,refquota ${fs}) or make room, then run 'zfs-dynamic-creator recover'`,
+  );
 }
 
 /** Regular files of the original that the conversion copied (its baseline), and their apparent size. */
@@ -561,7 +579,16 @@ export default definePlugin<Options>({
       try {
         const manifest = await openBaseline(job, found.path);
         for (let round = 1; ; round++) {
-          const r = await job.step('catch-up', `catch up what the original changed (round ${round})`, () => pass(job, found.ref, live, manifest), { dryRun: NO_PASS });
+          let full: unknown;
+          const r = await job.step('catch-up', `catch up what the original changed (round ${round})`, () => pass(job, found.ref, live, manifest), { dryRun: NO_PASS }).catch((e: unknown) => {
+            if ((full = noRoom(job, found.path, e)) === e) throw e;
+            return undefined;
+          });
+          if (r === undefined) {
+            // Published all the same (users see their dataset); the cleanup keeps the original and says why.
+            job.log.warn(oneLine(full), { step: 'swap/catch-up' });
+            return;
+          }
           if (r.copied === 0 && r.conflicts.length === 0 && !r.changing) {
             job.log.info(`verified: all ${r.entries} entries of the original are in ${job.record.filesystem ?? 'the new filesystem'} (or were changed there since)`, { step: 'swap/verify' });
             return;
@@ -604,7 +631,7 @@ export default definePlugin<Options>({
             const wait = await job.waiting('grace period', () => waitQuiet(job, original, opts.graceSeconds * 1000, deadline));
             quiet = wait.quiet;
           }
-          const r = await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest), { dryRun: NO_PASS });
+          const r = await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest).catch((e: unknown) => Promise.reject(noRoom(job, aside, e))), { dryRun: NO_PASS });
           caughtUp += r.copied;
           if (r.copied > 0) job.log.warn(`${r.copied} late change(s) to the original were caught up after the swap (old NFS handles or open files)`, { step: 'cleanup/catch-up' });
           if (quiet && r.copied === 0 && !r.changing) {

@@ -6,11 +6,11 @@
  *            can make a write fail (quota, refquota, reservation, refreservation)
  * swap       (STAGE.commit) check the copy fits the configured quota; move the original into
  *            the holding directory (one rename, identity-checked); record the commit point
- *            (journal, then state=swapped on the dataset) BEFORE `zfs inherit mountpoint` puts
- *            the dataset at the original path. No `zfs rename`, which zfs-fuse cannot do on a
+ *            (journal, then state=swapped on the dataset), set the limits, and only then
+ *            `zfs inherit mountpoint` puts the dataset at the original path. No `zfs rename`, which zfs-fuse cannot do on a
  *            mounted dataset.
- * cleanup    (STAGE.finish) once the original is gone: remove the empty staging directory, set
- *            the deferred limits, readonly=on (option readonly), snapshot <dataset>@<snapshot>
+ * cleanup    (STAGE.finish) once the original is gone: remove the empty staging directory,
+ *            readonly=on (option readonly), snapshot <dataset>@<snapshot>
  *            (option snapshot), mark the dataset live
  * rollback   only before the commit point: move the original back (identity-checked), and
  *            destroy the dataset only when it provably holds nothing but a copy
@@ -45,7 +45,7 @@ import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zf
 
 const NAME = 'zfs';
 
-/** Properties that can make a write into the dataset fail: set only once the original is gone. */
+/** Properties that can make a write into the dataset fail: set at the commit, not at creation (the copy is checked against them first). */
 const LIMITS: ReadonlySet<string> = new Set(['quota', 'refquota', 'reservation', 'refreservation']);
 
 const propertyValue = z.string().refine((v) => !/[\n\0]/.test(v), 'must be one line');
@@ -375,8 +375,29 @@ export default definePlugin<Options>({
       } else if (!job.record.committed) {
         await job.commit();
       }
+      // The limits hold from the commit on, before the dataset is mounted where users write: a
+      // held original never keeps it unlimited. A late change that no longer fits is not
+      // caught up: the verification cannot pass, and the original is kept (rsync says so).
+      await setLimits(job, filesystem);
       await putInPlace(job, filesystem, await asideOf(job));
     });
+
+    /** Sets quota, refquota, reservation and refreservation; one that cannot be set is reported, never fatal past the commit. */
+    const setLimits = async (job: Job, filesystem: string): Promise<void> => {
+      // Once each, at the commit: a recovery never sets back a limit an administrator has raised since.
+      const done = job.record.steps.filter((s) => s.phase === 'swap' && s.step === 'limit' && s.state === 'done').length;
+      for (const [key, value] of limits.slice(done)) {
+        await job.step('limit', `set ${key}=${value} on ${filesystem}`, async () => {
+          try {
+            await zfs.set(filesystem, key, value);
+          } catch (error) {
+            // Past the commit (users may already have written more, or the pool has no room for a
+            // reservation): reported with the command to run, not a reason to leave the job unfinished.
+            job.log.error(`could not set ${key}=${value} on ${filesystem}: ${(error as Error).message.split('\n')[0]}; set it by hand once there is room: zfs set ${key}=${value} ${filesystem}`);
+          }
+        });
+      }
+    };
 
     hooks.cleanup.tapPromise({ name: NAME, stage: STAGE.finish }, async (job) => {
       const filesystem = datasetOf(job);
@@ -388,17 +409,6 @@ export default definePlugin<Options>({
       }
       const aside = job.dryRun ? undefined : await asideOf(job);
       if (aside !== undefined) throw new Error(`the original is still at ${quoteName(aside)}; not marking ${filesystem} live`);
-      for (const [key, value] of limits) {
-        await job.step('limit', `set ${key}=${value} on ${filesystem}`, async () => {
-          try {
-            await zfs.set(filesystem, key, value);
-          } catch (error) {
-            // The data is in place and the original gone: a limit that cannot be set (the users
-            // already wrote more) is reported, not a reason to leave the job unfinished.
-            job.log.error(`could not set ${key}=${value} on ${filesystem}: ${(error as Error).message.split('\n')[0]}; set it by hand once there is room: zfs set ${key}=${value} ${filesystem}`);
-          }
-        });
-      }
       // Finished: the original is gone and the copy was verified before it was removed. readonly
       // first, so that the snapshot holds exactly what stays; without readonly, users may be
       // writing while it is taken (it is atomic: it holds what was written up to that instant).

@@ -17,6 +17,8 @@ import { resolve } from 'node:path';
 import type { App } from '../app.js';
 import { BusyError, ConfigError, RootEngine, RootGoneError, Slots, writeStdout, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
 import { acquireLock, type Lock } from '../core/lock.js';
+import { JobQueue } from '../daemon/queue.js';
+import { runItem, sweepItems } from '../daemon/sweeper.js';
 import { jsonText } from './envelope.js';
 
 
@@ -64,11 +66,14 @@ export function outcomeLabel(kind: OutcomeKind, dryRun: boolean): string {
 const CHANGES: ReadonlySet<OutcomeKind> = new Set(['converted', 'recovered', 'rolled-back', 'failed']);
 
 /**
- * One sweep of one root. Every candidate runs as a job (up to `maxJobs` at once), but only
- * `concurrency` of them work at a time: waiting (quiet and grace periods) holds no work slot.
+ * One sweep of one root. Every candidate and every interrupted job runs as a job (up to
+ * `maxJobs` at once, `maxJobsPerOwner` of one owner's, owners in turn), and only `concurrency`
+ * of them work at a time: waiting (quiet and grace periods) holds no work slot. Interrupted jobs
+ * are finished beside the new conversions, not before them; one rolled back is converted after.
  */
-export async function sweepRoot(engine: RootEngine, limits: { concurrency: number; maxJobs: number }, signal?: AbortSignal): Promise<SweepSummary> {
-  const slots = new Slots(limits.concurrency);
+export async function sweepRoot(engine: RootEngine, limits: SweepLimits, signal?: AbortSignal): Promise<SweepSummary> {
+  const slots = new Slots(limits.concurrency, limits.concurrencyPerOwner ?? limits.concurrency);
+  const stop = signal ?? new AbortController().signal;
   const jobs: SweepSummary['jobs'] = [];
   const counts: Partial<Record<OutcomeKind, number>> = {};
   let changed = false;
@@ -79,14 +84,20 @@ export async function sweepRoot(engine: RootEngine, limits: { concurrency: numbe
   };
   const base = { rootdir: engine.context.rootdir, rootfs: engine.context.rootfs };
   try {
-    let survey: Survey = await engine.survey();
-    for (const r of await engine.recoverRoot(signal, survey, slots)) note(r.name, r.outcome);
-    if (changed) survey = await engine.survey();
-    await eachLimited(RootEngine.candidates(survey), limits.maxJobs, async (name) => {
-      if (signal?.aborted) return;
-      note(name, await engine.handle(name, { signal, slots }));
+    const survey: Survey = await engine.survey();
+    const queue = new JobQueue({
+      maxJobs: () => limits.maxJobs,
+      maxJobsPerOwner: () => limits.maxJobsPerOwner ?? limits.maxJobs,
+      signal: stop,
+      run: async (item) => {
+        const { outcome, after } = await runItem(engine, item, { signal: stop, slots });
+        note(item.name, outcome);
+        return after;
+      },
     });
-    if (!signal?.aborted) await engine.sync(changed ? await engine.survey() : survey);
+    for (const item of await sweepItems(engine, survey)) queue.add(item.rootdir, item.name, item);
+    await queue.drain();
+    if (!stop.aborted) await engine.sync(changed ? await engine.survey() : survey);
   } catch (error) {
     if (error instanceof RootGoneError) {
       const { line, newly } = await engine.goneReport(error);
@@ -96,6 +107,14 @@ export async function sweepRoot(engine: RootEngine, limits: { concurrency: numbe
     return { ...base, jobs, counts, error: (error as Error).message };
   }
   return { ...base, jobs, counts };
+}
+
+/** What bounds a sweep's jobs (the config's `watch` section). */
+export interface SweepLimits {
+  readonly concurrency: number;
+  readonly maxJobs: number;
+  readonly concurrencyPerOwner?: number;
+  readonly maxJobsPerOwner?: number;
 }
 
 /**

@@ -18,10 +18,10 @@
 import { setMaxListeners } from 'node:events';
 import { lstat } from 'node:fs/promises';
 import { App, type GlobalOptions } from '../app.js';
-import { Slots, oneLine, type Logger } from '../core/index.js';
+import { Slots, oneLine, ownerOf, type Logger } from '../core/index.js';
 import { JobQueue, type QueueItem } from '../daemon/queue.js';
 import { RootWatcher } from '../daemon/watcher.js';
-import { Sweeper } from '../daemon/sweeper.js';
+import { Sweeper, runItem } from '../daemon/sweeper.js';
 import { removeDaemonStatus, writeDaemonStatus } from '../daemon/status-file.js';
 import type { MetricsTextfile } from '../metrics/textfile.js';
 
@@ -30,32 +30,38 @@ export async function watch(options: GlobalOptions): Promise<number> {
   const stop = new AbortController();
   // Every job in flight (up to watch.maxJobs) and its waits listen on this one signal: no warning at 11.
   setMaxListeners(0, stop.signal);
-  let slots = new Slots(app.config.watch.concurrency);
+  const slotsOf = ({ concurrency, concurrencyPerOwner }: typeof app.config.watch): Slots => new Slots(concurrency, concurrencyPerOwner);
+  let slots = slotsOf(app.config.watch);
   const log = (): Logger => app.engines[0]!.log;
 
-  const runJob = async ({ rootdir, name }: QueueItem): Promise<void> => {
+  const runJob = async (item: QueueItem): Promise<QueueItem | void> => {
+    const { rootdir, name } = item;
     // The engine of the config in force now (a reload may have replaced it), if the root is still configured.
     const engine = app.engines.find((e) => e.context.rootdir === rootdir);
     if (!engine) return;
     try {
-      if (!(await stillThere(`${rootdir}/${name}`))) {
+      if (!item.recover && !(await stillThere(`${rootdir}/${name}`))) {
         engine.log.debug('gone before its turn; nothing to do', { dir: name });
         return;
       }
-      const outcome = await engine.handle(name, { signal: stop.signal, slots });
+      const { outcome, after } = await runItem(engine, item, { signal: stop.signal, slots });
       if (outcome.kind === 'deferred' && !stop.signal.aborted) {
         engine.log.info(`will be tried again at the next sweep (in at most ${app.config.watch.sweepIntervalSeconds} s)`, { dir: name });
       }
+      return after;
     } catch (error) {
       engine.log.error(`job failed unexpectedly: ${oneLine(error)}`, { dir: name });
     }
   };
-  const queue = new JobQueue({ maxJobs: () => app.config.watch.maxJobs, run: runJob, signal: stop.signal });
-  const watcher = new RootWatcher((rootdir, name) => queue.add(rootdir, name));
+  const queue = new JobQueue({ maxJobs: () => app.config.watch.maxJobs, maxJobsPerOwner: () => app.config.watch.maxJobsPerOwner, run: runJob, signal: stop.signal });
+  /** Queues a directory the watcher saw, with its owner (for the fair turns). */
+  const enqueue = (rootdir: string, name: string): void => {
+    void ownerOf(rootdir, name).then((owner) => queue.add(rootdir, name, { owner }));
+  };
+  const watcher = new RootWatcher(enqueue);
   const sweeper = new Sweeper({
     engines: () => app.engines,
-    enqueue: (rootdir, name) => queue.add(rootdir, name),
-    slots: () => slots,
+    enqueue: (item) => void queue.add(item.rootdir, item.name, item),
     signal: stop.signal,
     intervalSeconds: () => app.config.watch.sweepIntervalSeconds,
   });
@@ -85,7 +91,7 @@ export async function watch(options: GlobalOptions): Promise<number> {
         updatedAt: new Date().toISOString(),
         slots: { busy: slots.busy, size: slots.size, queued: slots.queued },
         maxJobs: app.config.watch.maxJobs,
-        queued: queue.queued,
+        queued: queue.queued.map(({ rootdir, name }) => ({ rootdir, name })),
         active: app.engines.flatMap((e) => e.active().map((a) => ({ rootdir: e.context.rootdir, ...a }))),
       };
       writing = writing
@@ -129,7 +135,7 @@ export async function watch(options: GlobalOptions): Promise<number> {
       }
       const old = app;
       app = fresh;
-      if (app.config.watch.concurrency !== slots.size) slots = new Slots(app.config.watch.concurrency);
+      if (app.config.watch.concurrency !== slots.size || app.config.watch.concurrencyPerOwner !== slots.perOwner) slots = slotsOf(app.config.watch);
       try {
         await watchRoots();
       } catch (error) {
@@ -145,8 +151,10 @@ export async function watch(options: GlobalOptions): Promise<number> {
   }
 
   await watchRoots();
-  const { concurrency, maxJobs, sweepIntervalSeconds } = app.config.watch;
-  log().notice(`watching ${app.engines.map((e) => e.context.rootdir).join(', ')} (concurrency ${concurrency}, up to ${maxJobs} jobs waiting or working, sweep every ${sweepIntervalSeconds} s)`);
+  const { concurrency, concurrencyPerOwner, maxJobs, maxJobsPerOwner, sweepIntervalSeconds } = app.config.watch;
+  log().notice(
+    `watching ${app.engines.map((e) => e.context.rootdir).join(', ')} (concurrency ${concurrency}, up to ${maxJobs} jobs waiting or working; per owner ${concurrencyPerOwner} working, ${maxJobsPerOwner} in flight; sweep every ${sweepIntervalSeconds} s)`,
+  );
   sweeper.start();
   publishStatus();
 

@@ -56,8 +56,24 @@ const watchSchema = z
     /** Jobs in flight at once, waiting ones included (a quiet or grace period holds no work slot). */
     maxJobs: z.number().int().min(1).max(4096).default(64),
     sweepIntervalSeconds: z.number().min(1).default(300),
+    /** Work slots one owner (the uid of the directory) holds at most (default: concurrency; the slots go to owners in turn). */
+    concurrencyPerOwner: z.number().int().min(1).max(64).optional(),
+    /** Jobs of one owner in flight at most (default: maxJobs less a quarter kept for the others, at least 1). */
+    maxJobsPerOwner: z.number().int().min(1).max(4096).optional(),
+    /** Share of the inotify watches free at start (of max_user_watches) this process may use; past it, walks. */
+    inotifyShare: z.number().gt(0).max(1).default(0.5),
   })
   .strict();
+
+/** The watch section with the per-owner defaults worked out (each at most its total). */
+function watchLimits(w: z.output<typeof watchSchema>): Config['watch'] {
+  const { concurrencyPerOwner, maxJobsPerOwner, ...rest } = w;
+  return {
+    ...rest,
+    concurrencyPerOwner: Math.min(w.concurrency, concurrencyPerOwner ?? w.concurrency),
+    maxJobsPerOwner: Math.min(w.maxJobs, maxJobsPerOwner ?? Math.max(1, w.maxJobs - Math.floor(w.maxJobs / 4))),
+  };
+}
 
 const metricsSchema = z
   .object({
@@ -72,7 +88,7 @@ export const configSchema = z
     /** Accepted for older configs; ignored: locks are kernel locks that end with their process. */
     lockStaleSeconds: z.number().min(2).max(3600).default(10),
     plugins: z.array(pluginSpec).optional(),
-    watch: watchSchema.default({ concurrency: 2, maxJobs: 64, sweepIntervalSeconds: 300 }),
+    watch: watchSchema.default({ concurrency: 2, maxJobs: 64, sweepIntervalSeconds: 300, inotifyShare: 0.5 }),
     roots: z.array(rootSchema).min(1, 'list at least one root'),
     metrics: metricsSchema.optional(),
   })
@@ -96,7 +112,16 @@ export interface Config {
   readonly baseDir: string;
   readonly stateDir: string;
   readonly lockStaleSeconds: number;
-  readonly watch: { readonly concurrency: number; readonly maxJobs: number; readonly sweepIntervalSeconds: number };
+  readonly watch: {
+    readonly concurrency: number;
+    readonly maxJobs: number;
+    readonly sweepIntervalSeconds: number;
+    /** Per owner (the uid of the directory): work slots, and jobs in flight (fair turns between owners). */
+    readonly concurrencyPerOwner: number;
+    readonly maxJobsPerOwner: number;
+    /** The share of the system's free inotify watches this process may use (src/util/watches.ts). */
+    readonly inotifyShare: number;
+  };
   readonly roots: readonly RootConfig[];
   /** Prometheus textfile (src/metrics/textfile.ts), when configured. */
   readonly metrics?: { readonly textfile: string };
@@ -130,7 +155,7 @@ export function validateConfig(raw: unknown, source: string, defaultPlugins: rea
     baseDir: baseDir ?? process.cwd(),
     stateDir: process.env.ZFS_DYNAMIC_CREATOR_STATE_DIR ?? value.stateDir,
     lockStaleSeconds: value.lockStaleSeconds,
-    watch: value.watch,
+    watch: watchLimits(value.watch),
     roots: value.roots.map((r, i) => {
       const merged = mergePlugins(shared, r.plugins, { root: i, sharedAt: value.plugins ? 'plugins' : undefined });
       if (typeof merged === 'string') throw new ConfigError(`config ${source}: ${merged}`);

@@ -16,7 +16,7 @@ import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
 import { Journal, jobId } from './journal.js';
 import { acquireLock, type Lock } from './lock.js';
-import { SlotHold, type Slots } from './slots.js';
+import { SlotHold, UNKNOWN_OWNER, type Slots } from './slots.js';
 import type {
   Identity,
   JobRecord,
@@ -179,6 +179,7 @@ export class RootEngine {
     job.observers = this.options.observers ?? [];
     this.running.set(name, { job, since: new Date(started).toISOString() });
     let lock: Lock | undefined;
+    let recovering: Promise<void> | undefined;
     const finish = async (kind: OutcomeKind, message: string, error?: Error, level: 'info' | 'notice' | 'warn' | 'error' = levelOf(kind)): Promise<Outcome> => {
       const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
       job.log[level](message, { step: 'outcome' });
@@ -207,7 +208,9 @@ export class RootEngine {
         if (skip) return await finish('skipped', `skipped: ${skip.skip}`);
       }
       await this.prepare();
-      if (options.recoverRoot && !this.context.dryRun) await this.recoverRoot(signal, undefined, options.slots, { leavePendingCleanups: options.deferCleanup ?? false });
+      // The root's other interrupted jobs are finished beside this one, not before it: a held
+      // original waits out its grace period without keeping this directory from its turn.
+      if (options.recoverRoot && !this.context.dryRun) recovering = this.recoverBeside(name, signal, options);
       if (!this.context.dryRun) {
         lock = await acquireLock(this.context.stateDir, id, { waitMs: options.lockWaitMs ?? 0 });
         job.guard = lockGuard(lock);
@@ -221,6 +224,7 @@ export class RootEngine {
       }
       const identity = await directoryIdentity(job.path);
       job.note({ identity });
+      job.slot.owner = await ownerOf(this.context.rootdir, name);
       if (decided === undefined || decided.dev !== identity.dev || decided.ino !== identity.ino) {
         job.phase = 'filter';
         const skip = await this.hooks.filter.promise(job);
@@ -279,6 +283,16 @@ export class RootEngine {
       job.slot.give();
       this.running.delete(name);
       await lock?.release();
+      await recovering;
+    }
+  }
+
+  /** handle()'s recovery of the root's other interrupted jobs, run beside its own job; never rejects. */
+  private async recoverBeside(name: string, signal: AbortSignal, options: HandleOptions): Promise<void> {
+    try {
+      await this.recoverRoot(signal, undefined, options.slots, { leavePendingCleanups: options.deferCleanup ?? false, except: name });
+    } catch (error) {
+      this.log.error(`finishing the root's interrupted jobs failed: ${oneLine(error)}; the next run tries again`, { step: 'recover' });
     }
   }
 
@@ -339,20 +353,37 @@ export class RootEngine {
    * Every interrupted job of this root: the journal's, and leftovers found on disk without one.
    * A job whose lock is held (running in this or another process) comes back 'busy' and is left alone.
    */
-  async recoverRoot(signal?: AbortSignal, survey?: Survey, slots?: Slots, options: { leavePendingCleanups?: boolean } = {}): Promise<RecoveryResult[]> {
+  async recoverRoot(signal?: AbortSignal, survey?: Survey, slots?: Slots, options: { leavePendingCleanups?: boolean; except?: string } = {}): Promise<RecoveryResult[]> {
     const results: RecoveryResult[] = [];
-    const all = await this.journal.list(this.context.rootdir);
-    const known = new Set(all.map((r) => r.name));
-    // A run that itself leaves its cleanup to later does not wait out others' grace periods.
-    const records = all.filter((r) => !(options.leavePendingCleanups && r.status === 'cleanup-pending'));
-    const { leftovers } = survey ?? (await this.survey());
-    const orphans = [...leftovers].filter((name) => !known.has(name)).map((name) => this.orphanRecord(name));
-    for (const record of [...records, ...orphans]) {
+    for (const { name, fromJournal } of await this.interrupted(survey, options)) {
       if (signal?.aborted) break;
-      const outcome = await this.recover(record, { ...(signal ? { signal } : {}), ...(slots ? { slots } : {}), lockWaitMs: 0, fromJournal: known.has(record.name) });
-      results.push({ rootdir: this.context.rootdir, name: record.name, outcome });
+      const outcome = await this.recoverName(name, { ...(signal ? { signal } : {}), ...(slots ? { slots } : {}), fromJournal });
+      results.push({ rootdir: this.context.rootdir, name, outcome });
     }
     return results;
+  }
+
+  /**
+   * The names of this root's interrupted jobs: the journal's, then leftovers found on disk without
+   * one. `leavePendingCleanups`: not the cleanups a run left to later (a run that itself leaves
+   * its cleanup to later does not wait out others' grace periods); `except`: not this name.
+   */
+  async interrupted(survey?: Survey, options: { leavePendingCleanups?: boolean; except?: string } = {}): Promise<{ name: string; fromJournal: boolean }[]> {
+    const all = await this.journal.list(this.context.rootdir);
+    const known = new Set(all.map((r) => r.name));
+    const records = all.filter((r) => !(options.leavePendingCleanups && r.status === 'cleanup-pending')).map((r) => ({ name: r.name, fromJournal: true }));
+    const { leftovers } = survey ?? (await this.survey());
+    const orphans = [...leftovers].filter((name) => !known.has(name)).map((name) => ({ name, fromJournal: false }));
+    return [...records, ...orphans].filter((r) => r.name !== options.except);
+  }
+
+  /**
+   * Finishes or undoes the interrupted job of `name`: its journal record, or a leftover found on
+   * disk without one. `fromJournal`: it was listed from the journal (gone now: finished meanwhile).
+   */
+  async recoverName(name: string, options: HandleOptions & { fromJournal?: boolean } = {}): Promise<Outcome> {
+    const record = await this.journal.read(jobId(this.context.rootdir, name));
+    return this.recover(record ?? this.orphanRecord(name), { ...options, lockWaitMs: options.lockWaitMs ?? 0, fromJournal: options.fromJournal ?? record !== undefined });
   }
 
   /** A record for an interrupted job found on disk but not in the journal. */
@@ -398,7 +429,7 @@ export class RootEngine {
     }
     const job = new JobImpl(this.context, { ...record, pid: process.pid, steps: record.steps ?? [] }, this.journal, signal, this.hooks);
     job.guard = lockGuard(lock);
-    job.slot = new SlotHold(slots);
+    job.slot = new SlotHold(slots, await ownerOf(this.context.rootdir, record.name));
     job.observers = this.options.observers ?? [];
     // A recovery inside handle() runs under the same name: the outer job's entry is put back after.
     const outer = this.running.get(record.name);
@@ -563,6 +594,19 @@ async function directoryIdentity(path: string): Promise<Identity> {
   if (stats.isSymbolicLink()) throw new RefusedError(`${quoteName(path)} is a symbolic link, not a directory; left alone`);
   if (!stats.isDirectory()) throw new RefusedError(`${quoteName(path)} is not a directory; left alone`);
   return { dev: stats.dev, ino: stats.ino };
+}
+
+/**
+ * Whose job a directory's is, for the fair turns (core/slots.ts): the uid of the directory at its
+ * path, or of the original kept in the holding directory, or UNKNOWN_OWNER. Scheduling only:
+ * nothing is decided about the data from it.
+ */
+export async function ownerOf(rootdir: string, name: string): Promise<number> {
+  for (const path of [`${rootdir}/${name}`, jobPaths(rootdir, name).aside]) {
+    const stats = await lstat(path).catch(() => undefined);
+    if (stats) return stats.uid;
+  }
+  return UNKNOWN_OWNER;
 }
 
 /** Throws unless `path` is still the directory with this identity. */

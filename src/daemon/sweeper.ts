@@ -1,19 +1,52 @@
 /**
  * The daemon's sweeper: at start and every `sweepIntervalSeconds`, for each root, queues every
  * plain directory (what the watcher missed, or what appeared while the daemon was down, and
- * jobs deferred or failed earlier), finishes or undoes interrupted jobs, and makes published
- * state (exports) match. One sweep at a time; a sweep asked for during one joins it.
+ * jobs deferred or failed earlier) and every interrupted job, and makes published state
+ * (exports) match. One sweep at a time; a sweep asked for during one joins it.
+ *
+ * Interrupted jobs are finished beside new conversions, not before them: each is a job of the
+ * queue like any other (its lane, its owner's turn), so an original held for its whole grace
+ * period keeps one lane of its owner's for that long, never the sweep nor anyone else's turn.
  */
-import { RootEngine, RootGoneError, oneLine, type Slots } from '../core/index.js';
+import { OwnerRing, RootEngine, RootGoneError, oneLine, ownerOf, type Outcome, type Slots, type Survey } from '../core/index.js';
+import type { QueueItem } from './queue.js';
 
 export interface SweeperOptions {
   /** The engines of the config in force now. */
   readonly engines: () => readonly RootEngine[];
-  readonly enqueue: (rootdir: string, name: string) => void;
-  /** The work slots recoveries run with (the queue's jobs use the same). */
-  readonly slots: () => Slots;
+  readonly enqueue: (item: QueueItem) => void;
   readonly signal: AbortSignal;
   readonly intervalSeconds: () => number;
+}
+
+/**
+ * What a sweep of one root queues: its interrupted jobs and its plain directories, each with its
+ * owner, in the order the owners take turns.
+ */
+export async function sweepItems(engine: RootEngine, survey: Survey): Promise<QueueItem[]> {
+  const { rootdir } = engine.context;
+  const items: QueueItem[] = [
+    ...(await engine.interrupted(survey)).map(({ name, fromJournal }) => ({ rootdir, name, recover: fromJournal ? ('journal' as const) : ('disk' as const) })),
+    ...RootEngine.candidates(survey).map((name) => ({ rootdir, name })),
+  ];
+  const ring = new OwnerRing<QueueItem>();
+  for (const item of items) {
+    const owner = await ownerOf(rootdir, item.name);
+    ring.push(owner, { ...item, owner });
+  }
+  return ring.values();
+}
+
+/**
+ * Runs one queued item: converts the directory, or finishes or undoes the interrupted job; a
+ * job rolled back leaves a plain directory, queued again (`after`) to be converted.
+ */
+export async function runItem(engine: RootEngine, item: QueueItem, options: { signal: AbortSignal; slots: Slots }): Promise<{ outcome: Outcome; after?: QueueItem }> {
+  if (!item.recover) return { outcome: await engine.handle(item.name, options) };
+  const outcome = await engine.recoverName(item.name, { ...options, fromJournal: item.recover === 'journal' });
+  if (outcome.kind !== 'rolled-back' || options.signal.aborted) return { outcome };
+  const plain = RootEngine.candidates(await engine.survey()).includes(item.name);
+  return plain ? { outcome, after: { rootdir: item.rootdir, name: item.name, ...(item.owner !== undefined ? { owner: item.owner } : {}) } } : { outcome };
 }
 
 export class Sweeper {
@@ -54,13 +87,8 @@ export class Sweeper {
       if (signal.aborted) break;
       try {
         const survey = await engine.survey();
-        // New directories first: they wait out their quiet period while interrupted jobs are finished.
-        for (const name of RootEngine.candidates(survey)) this.options.enqueue(engine.context.rootdir, name);
-        const recovered = await engine.recoverRoot(signal, survey, this.options.slots());
-        const fresh = recovered.some((r) => r.outcome.kind !== 'busy') ? await engine.survey() : survey;
-        // A rolled-back job's directory is a plain directory again.
-        for (const name of RootEngine.candidates(fresh)) this.options.enqueue(engine.context.rootdir, name);
-        if (!signal.aborted) await engine.sync(fresh);
+        for (const item of await sweepItems(engine, survey)) this.options.enqueue(item);
+        if (!signal.aborted) await engine.sync(survey);
         if (this.gone.delete(engine.context.rootdir)) engine.log.notice('the root is back; its jobs are finished as usual');
       } catch (error) {
         if (error instanceof RootGoneError) {

@@ -6,6 +6,7 @@
 import { basename, dirname } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { isHelperName } from '../core/index.js';
+import { watchBudget } from '../util/watches.js';
 
 export interface WatchTarget {
   readonly rootdir: string;
@@ -22,6 +23,8 @@ export class RootWatcher {
   async watch(targets: readonly WatchTarget[]): Promise<void> {
     await this.close();
     const fresh = targets.map(({ rootdir, onError }) => {
+      // One watch (the root itself, depth 0), counted in the process's budget whatever it says.
+      watchBudget.force(1);
       const w = chokidar.watch(rootdir, { depth: 0, ignoreInitial: true, followSymlinks: false, persistent: true });
       w.on('addDir', (path: string) => {
         const name = basename(path);
@@ -38,5 +41,6 @@ export class RootWatcher {
     const old = this.watchers;
     this.watchers = [];
     await Promise.all(old.map((w) => w.close().catch(() => undefined)));
+    watchBudget.give(old.length);
   }
 }

@@ -29,7 +29,7 @@ describe('no space', () => {
     const r = await run(['--config', config, 'handle', dir], p.stateDir);
     expect(r.exitCode).toBe(1);
     const last = r.stderr.trim().split('\n').at(-1)!;
-    // The quota is set only once the original is gone; a copy that would not fit it is refused before the commit.
+    // The quota is set at the commit; a copy that would not fit it is refused before the commit.
     expect(last).toMatch(/swap failed: the new filesystem would be over its quota: the copy uses \d+ bytes, quota is 1M/);
     expect(last).toContain('rolled back');
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);

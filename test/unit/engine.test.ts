@@ -477,7 +477,9 @@ describe('handle --no-wait (deferCleanup)', () => {
     await mkdir(join(rootdir, 'f'));
     calls.length = 0;
     expect((await e.handle('f', { recoverRoot: true })).kind).toBe('converted');
-    expect(calls.slice(0, 5)).toEqual(['filter', 'assess', 'swap', 'publish', 'cleanup']);
+    // Beside its own job (not before it), and finished by the time the run ends.
+    expect(calls).toContain('assess');
+    expect(calls.filter((c) => c === 'cleanup')).toHaveLength(3); // d's and e's left cleanups, and f's own
     expect(await e.journal.read(id())).toBeUndefined();
   });
 });
