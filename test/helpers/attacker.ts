@@ -201,6 +201,8 @@ export interface Agent {
   send(...fields: string[]): Promise<string>;
   stop(): Promise<void>;
   readonly process: ResultPromise;
+  /** Where the bind mount is, in the agent's mount namespace. */
+  readonly view: string;
 }
 
 /**
@@ -236,6 +238,7 @@ export async function startAgent(userDir: string): Promise<Agent> {
   if (ready !== 'ready') throw new Error(`attacker agent did not start: ${ready} ${errors}`);
   return {
     process: child,
+    view,
     send(...fields: string[]) {
       child.stdin!.write(`${fields.join('\t')}\n`);
       return nextLine();
