@@ -9,12 +9,14 @@
  * swap     (STAGE.catchUp, after the commit) catch up: copy, by descriptor, entries whose original
  *          changed since the baseline while the dataset did not (threeway.ts); conflicts are kept
  * cleanup  (STAGE.retire) wait until the original has stayed unchanged for the grace period with
- *          nobody holding anything in it (by inode, any mount namespace), catch up again; a pass
+ *          nobody holding anything in it (by inode or by a mount of it, any mount namespace),
+ *          catch up again; a pass
  *          that copies nothing and finds no conflict is the verification; only then remove the
  *          original, by descriptor, never following a symlink nor leaving its filesystem
  *
  * The original is in the root-only holding directory from the swap on: its owner can reach it
- * only through descriptors opened before (which count as holders), never by path.
+ * only through descriptors opened before or mounts of it made before (both count as holders),
+ * never by path.
  */
 import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
