@@ -168,7 +168,7 @@ export interface Holder {
   /** 0 for the kernel NFS server. */
   pid: number;
   command: string;
-  how: 'cwd' | 'root' | 'fd' | 'map' | 'nfsd' | 'mount' | 'inflight';
+  how: 'cwd' | 'root' | 'fd' | 'map' | 'nfsd' | 'mount' | 'inflight' | 'namespace';
   /** The held object is a directory (a working directory, an open directory). */
   isDirectory: boolean;
   /** As the holder sees it (its own mount namespace), for messages; for a mount, its mount point. */
@@ -369,6 +369,8 @@ async function scanHolders(index: Indexes, limit: number, opts?: HoldersOptions)
   const limiter = new Limiter(Math.max(1, opts?.concurrency ?? 32));
   const found: Hit[] = [];
   const namespaces = new Map<string, Promise<Namespace>>();
+  /** Mount namespaces kept by a descriptor or an nsfs mount: the first process that keeps each. */
+  const keptNamespaces: { pid: string; base: string; ns: string }[] = [];
   // fdinfo and mountinfo give the superblock's device; stat gives st_dev. They agree on ZFS, ext4,
   // xfs, tmpfs and FUSE, not on btrfs subvolumes or overlayfs: if an indexed device is on no mount
   // of ours, match by stat instead.
@@ -450,6 +452,11 @@ async function scanHolders(index: Indexes, limit: number, opts?: HoldersOptions)
         const link = `${base}/fd/${fd}`;
         const info = await readFile(`${base}/fdinfo/${fd}`, 'utf8').then(parseFdinfo, () => ({}) as FdInfo);
         inflight += info.scmFds ?? 0;
+        // A descriptor of a namespace (nsfs inodes start at 0xf0000000): a mount namespace kept.
+        if (trees.length > 0 && (info.ino ?? 0) >= NS_MIN_INO && !devices.has(info.mntId ?? -1)) {
+          const ns = await readlink(link).catch(() => '');
+          if (MNT_NS.test(ns)) keptNamespaces.push({ pid: pidText, base, ns });
+        }
         const h = await check(info, link, devices, 'skip');
         if (h) hits.push({ how: 'fd', isDirectory: h.dir, dev: h.dev, ino: h.ino, path: await readlink(link).catch(() => `fd ${fd}`) });
       }),
@@ -475,7 +482,11 @@ async function scanHolders(index: Indexes, limit: number, opts?: HoldersOptions)
       }),
     ),
   );
-  for (const ns of await Promise.all(namespaces.values())) found.push(...(await mountHits(ns, trees)));
+  for (const ns of await Promise.all(namespaces.values())) {
+    found.push(...(await mountHits(ns, trees)));
+    for (const m of ns.mounts) if (MNT_NS.test(m.root)) keptNamespaces.push({ pid: ns.pid, base: ns.base, ns: m.root });
+  }
+  found.push(...(await keptHits(keptNamespaces, new Set(namespaces.keys()), trees)));
   found.push(...(await nfsdHits(nfsdRoot, held)));
   return found.slice(0, limit);
 }
@@ -509,14 +520,36 @@ async function mountHits(ns: Namespace, trees: readonly HeldTree[]): Promise<Hit
   return named(ns.pid, ns.base, hits);
 }
 
-/** The process's descriptors in flight count for the trees of its owner (root's are not counted). */
-async function inflightHits(base: string, count: number, trees: readonly HeldTree[]): Promise<Omit<Hit, 'pid' | 'command'>[]> {
+const NS_MIN_INO = 0xf0000000;
+const MNT_NS = /^mnt:\[\d+\]$/;
+
+/** The trees (of `trees`) owned by one of the process's uids (root's are never counted). */
+async function ownedBy(base: string, trees: readonly HeldTree[]): Promise<HeldTree[]> {
   if (trees.length === 0) return [];
   const status = await readFile(`${base}/status`, 'utf8').catch(() => '');
   const uids = (/^Uid:\s*(.*)$/m.exec(status)?.[1] ?? '').split(/\s+/).filter(Boolean).map(Number);
-  return trees
-    .filter((t) => t.uid !== 0 && uids.includes(t.uid))
-    .map((tree) => ({ how: 'inflight' as const, isDirectory: false, dev: tree.dev, ino: 0, path: 'a socket', inflight: count, tree }));
+  return trees.filter((t) => t.uid !== 0 && uids.includes(t.uid));
+}
+
+/** The process's descriptors in flight count for the trees of its owner. */
+async function inflightHits(base: string, count: number, trees: readonly HeldTree[]): Promise<Omit<Hit, 'pid' | 'command'>[]> {
+  return (await ownedBy(base, trees)).map((tree) => ({ how: 'inflight' as const, isDirectory: false, dev: tree.dev, ino: 0, path: 'a socket', inflight: count, tree }));
+}
+
+/**
+ * A mount namespace no process is in, kept alive by a descriptor or an nsfs mount of it: its
+ * mountinfo cannot be read, so it counts for the trees of the owner of the process that keeps it.
+ */
+async function keptHits(kept: readonly { pid: string; base: string; ns: string }[], seen: ReadonlySet<string>, trees: readonly HeldTree[]): Promise<Hit[]> {
+  const found: Hit[] = [];
+  const done = new Set(seen);
+  for (const k of kept) {
+    if (done.has(k.ns)) continue;
+    done.add(k.ns);
+    const hits = (await ownedBy(k.base, trees)).map((tree) => ({ how: 'namespace' as const, isDirectory: false, dev: tree.dev, ino: 0, path: k.ns, tree }));
+    found.push(...(await named(k.pid, k.base, hits)));
+  }
+  return found;
 }
 
 /** The NFSv4 server's open state on held inodes. */
@@ -537,6 +570,7 @@ async function nfsdHits(nfsdRoot: string, held: (dev: number, ino: number) => bo
 function what(h: Holder): string {
   if (h.how === 'mount') return `a mount of it at ${h.path} in its mount namespace`;
   if (h.how === 'inflight') return `${h.inflight ?? 0} descriptor(s) in flight on ${h.path}, which Linux does not name`;
+  if (h.how === 'namespace') return `keeps ${h.path}, a mount namespace no process is in, whose mounts cannot be read`;
   return `${h.how} ${h.path}`;
 }
 

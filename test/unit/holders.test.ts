@@ -476,6 +476,35 @@ describe('holders without a descriptor, on real processes', () => {
     }
   });
 
+  it("a mount namespace no process is in any more, kept by a descriptor: counted for its keeper's trees (its mounts cannot be read)", async () => {
+    const { alice, view, done } = await layout('keptns');
+    try {
+      const inside = asNobodyInNamespace('mount --bind "$1" "$2"', alice, view);
+      await started(inside);
+      const keeper = execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'sh', '-c', 'exec 8<"/proc/$1/ns/mnt" && echo ready && exec cat', 'sh', String(inside.pid)], { cwd: '/', stdin: 'pipe', reject: false });
+      try {
+        await started(keeper);
+        // While a process is in it, its mountinfo is read: the mount itself is the holder.
+        expect(await heldBy(alice, inside.pid)).toEqual([`mount ${view}`]);
+        expect(await heldBy(alice, keeper.pid)).toEqual([]);
+        inside.stdin!.end();
+        await inside;
+        const held = await heldBy(alice, keeper.pid);
+        expect(held).toHaveLength(1);
+        expect(held[0]).toMatch(/^namespace mnt:\[\d+\]$/);
+        // Another user's tree: not counted.
+        await execa('chown', ['65533', alice]);
+        expect(await heldBy(alice, keeper.pid)).toEqual([]);
+      } finally {
+        inside.stdin!.end();
+        keeper.stdin!.end();
+        await Promise.all([inside, keeper]);
+      }
+    } finally {
+      await done();
+    }
+  });
+
   it("descriptors in flight (SCM_RIGHTS, not yet received): counted for the owner's processes, not another user's", async () => {
     const { alice, done } = await layout('inflight');
     const script = [
