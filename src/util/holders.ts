@@ -21,6 +21,7 @@
 import { fstatSync } from 'node:fs';
 import { open, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { Limiter } from './limit.js';
+import { run } from '../core/exec.js';
 import { unescapeMountPath } from './proc.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -413,8 +414,13 @@ async function scanHolders(index: Indexes, limit: number, opts?: HoldersOptions)
       const dev = mntId === undefined ? undefined : devices.get(mntId);
       if (dev !== undefined && ino !== undefined) return held(dev, ino) ? { dir: await isDir(link), dev, ino } : undefined;
       // An fd on no mount of its namespace is a pipe, socket or anonymous inode, or a file on a
-      // mount unmounted lazily or detached: stat-ed only if its inode number could be ours.
-      if (devices.size > 0 && mntId !== undefined && ino !== undefined && unknownMount === 'skip' && !heldInode(ino)) return undefined;
+      // mount unmounted lazily or detached (a hung NFS mount, often): looked at only if its inode
+      // number could be ours, and then by a child process that is not waited for long.
+      if (devices.size > 0 && mntId !== undefined && ino !== undefined && unknownMount === 'skip') {
+        if (!heldInode(ino)) return undefined;
+        const st = await statApart(link);
+        return st !== undefined && held(st.dev, st.ino) ? st : undefined;
+      }
       try {
         const st = await stat(link);
         return held(st.dev, st.ino) ? { dir: st.isDirectory(), dev: st.dev, ino: st.ino } : undefined;
@@ -489,6 +495,13 @@ async function scanHolders(index: Indexes, limit: number, opts?: HoldersOptions)
   found.push(...(await keptHits(keptNamespaces, new Set(namespaces.keys()), trees)));
   found.push(...(await nfsdHits(nfsdRoot, held)));
   return found.slice(0, limit);
+}
+
+/** stat(1) of a path in a child process, given up after 2 s (a hung filesystem is not ours). */
+async function statApart(path: string): Promise<{ dir: boolean; dev: number; ino: number } | undefined> {
+  const r = await run('stat', ['-L', '--format=%d %i %f', '--', path], { timeoutMs: 2000 }).catch(() => undefined);
+  const f = /^(\d+) (\d+) ([0-9a-f]+)$/.exec(r?.stdout.trim() ?? '');
+  return f ? { dev: Number(f[1]), ino: Number(f[2]), dir: (parseInt(f[3]!, 16) & 0o170000) === 0o040000 } : undefined;
 }
 
 /** The hits of a process, with its pid and command. */
