@@ -124,3 +124,26 @@ describe('a writer through a bind mount in another mount namespace (issue 19, it
     expect(await leftovers(p)).toEqual([]);
   });
 });
+
+describe('a directory mounted into another mount namespace before the conversion', () => {
+  it('is not started while the mount is there (quiet-wait defers it, naming the mount), and is converted once it is gone', async () => {
+    const p = await createPool('sgnq', 256);
+    pools.push(p);
+    const name = 'volume';
+    const dir = join(p.mount, name);
+    const files = await makeUserDir(dir, { '': 5 }, 100);
+    const agent = await startAgent(dir);
+    onTestFinished(() => agent.stop().catch(() => undefined));
+    const config = await writeNamedConfig(p, 'nq.json', fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: true, maxWaitSeconds: 3 } }));
+    const r = await run(['--config', config, 'handle', dir], p.stateDir);
+    expect(r.exitCode, r.stderr).toBe(75);
+    expect(r.stderr).toContain(`deferred: not quiet after 3 s (in use by python3[${agent.process.pid}] (a mount of it at ${agent.view} in its mount namespace))`);
+    expect((await datasets(p.pool)).map((d) => d.name)).toEqual([p.pool]);
+    await agent.stop();
+    const again = await run(['--config', config, 'handle', dir], p.stateDir);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(await missingFiles(dir, files)).toEqual([]);
+    expect(await datasets(p.pool)).toContainEqual({ name: `${p.pool}/${name}`, mountpoint: dir, mounted: 'yes', state: 'live' });
+    expect(await leftovers(p)).toEqual([]);
+  });
+});
