@@ -124,7 +124,7 @@ export {
 } from './util/safefs.js';
 
 // ---- who holds a tree (any mount namespace, by device and inode), what is mounted below it ---------
-export { holdersOf, describeHolders, InodeIndex, type Holder, type HoldersOptions } from './util/holders.js';
+export { holdersOf, describeHolders, treeOf, InodeIndex, type Holder, type HoldersOptions, type HeldTree } from './util/holders.js';
 export { mountsBelow } from './util/proc.js';
 export { Limiter } from './util/limit.js';
 export { DirectoryWatches, MAX_WATCHES, WatchBudget, watchBudget } from './util/watches.js';

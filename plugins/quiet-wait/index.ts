@@ -3,7 +3,7 @@
  * --delay), the directories of the tree are watched (inotify, one watch per directory, not per
  * file) and the job goes on only once nothing under it has changed for `quietSeconds`
  * (0: no quiet period at all, only the open-files check) and no process (in any mount namespace) has its working directory, an open file or a mapping
- * on an inode of it (matched by device and inode, not by path). After `maxWaitSeconds` the job is deferred, never forced.
+ * on an inode of it (matched by device and inode, not by path), nor any mount namespace a mount of it. After `maxWaitSeconds` the job is deferred, never forced.
  * A wait holds a lane of its owner's (the queue's per-owner limit), never every lane: one user's
  * held directories cannot keep another's from starting. Its watches come out of the process's budget.
  */
@@ -18,6 +18,7 @@ import {
   holdersOf,
   openDir,
   treeDigest,
+  treeOf,
   type Defer,
   type DirRef,
   type EntryInfo,
@@ -118,7 +119,9 @@ export default definePlugin<Options>({
               touched();
               continue;
             }
-            const holders = opts.checkOpenFiles && seen ? await holdersOf(seen.index) : [];
+            // A mount of it in any mount namespace (a container's volume) holds it too.
+            const tree = opts.checkOpenFiles && seen ? await treeOf(dir.fd).catch(() => undefined) : undefined;
+            const holders = opts.checkOpenFiles && seen ? await holdersOf(seen.index, { trees: tree ? [tree] : [] }) : [];
             if (holders.length === 0) {
               job.log.info(`quiet for ${opts.quietSeconds} s${changes ? ` after ${changes} change(s)` : ''}`, { step: 'wait' });
               return undefined;

@@ -9,12 +9,14 @@
  * swap     (STAGE.catchUp, after the commit) catch up: copy, by descriptor, entries whose original
  *          changed since the baseline while the dataset did not (threeway.ts); conflicts are kept
  * cleanup  (STAGE.retire) wait until the original has stayed unchanged for the grace period with
- *          nobody holding anything in it (by inode, any mount namespace), catch up again; a pass
+ *          nobody holding anything in it (by inode or by a mount of it, any mount namespace),
+ *          catch up again; a pass
  *          that copies nothing and finds no conflict is the verification; only then remove the
  *          original, by descriptor, never following a symlink nor leaving its filesystem
  *
  * The original is in the root-only holding directory from the swap on: its owner can reach it
- * only through descriptors opened before (which count as holders), never by path.
+ * only through descriptors opened before or mounts of it made before (both count as holders),
+ * never by path.
  */
 import { basename, dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -51,6 +53,7 @@ import {
   DamagedStateError,
   removeTree,
   retry,
+  treeOf,
   run,
   statAt,
   treeDigest,
@@ -624,12 +627,13 @@ export default definePlugin<Options>({
         const resuming = job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original');
         const deadline = Date.now() + opts.maxGraceSeconds * 1000;
         let caughtUp = 0;
+        let busy = '';
         for (;;) {
           let quiet = true;
           if (!resuming) {
             // Waiting, not work: the grace period holds no work slot (other jobs copy meanwhile).
             const wait = await job.waiting('grace period', () => waitQuiet(job, original, opts.graceSeconds * 1000, deadline));
-            quiet = wait.quiet;
+            ({ quiet, busy } = wait);
           }
           const r = await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest).catch((e: unknown) => Promise.reject(noRoom(job, aside, e))), { dryRun: NO_PASS });
           caughtUp += r.copied;
@@ -645,7 +649,8 @@ export default definePlugin<Options>({
             break;
           }
           if (Date.now() > deadline) {
-            throw new Error(`the original at ${quoteName(aside)} kept changing for ${opts.maxGraceSeconds} s; it is kept, not removed`);
+            const why = busy === '' ? 'kept changing' : `was still in use (${busy})`;
+            throw new Error(`the original at ${quoteName(aside)} ${why} for ${opts.maxGraceSeconds} s; it is kept, not removed`);
           }
         }
         // What the verified copy holds, for the conversion's history (the filesystem plugin records it).
@@ -678,8 +683,9 @@ export default definePlugin<Options>({
      * every FULL_CHECK_MS as a fallback, and once more at the end to confirm. A tree with more
      * directories than watches can cover is walked every other walk's time instead.
      */
-    async function waitQuiet(job: Job, original: DirRef, graceMs: number, deadline: number): Promise<{ quiet: boolean }> {
+    async function waitQuiet(job: Job, original: DirRef, graceMs: number, deadline: number): Promise<{ quiet: boolean; busy: string }> {
       let reported = '';
+      let busy = '';
       let events = 0;
       const watches = new DirectoryWatches(`/proc/${process.pid}/fd/${original.fd}`, () => void events++);
       const digest = async (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> => {
@@ -695,7 +701,10 @@ export default definePlugin<Options>({
       };
       /** Says (once per change of cast) who keeps the original busy; returns how many hold it. */
       const report = async (index: Awaited<ReturnType<typeof treeDigest>>['index'] | undefined, changed: boolean): Promise<number> => {
-        const holders = index ? await holdersOf(index) : [];
+        // Mounts of the original in any mount namespace, and its owner's descriptors in flight, too.
+        const tree = index ? await treeOf(original.fd).catch(() => undefined) : undefined;
+        const holders = index ? await holdersOf(index, { trees: tree ? [tree] : [] }) : [];
+        busy = describeHolders(holders);
         const who =
           holders.length > 0 ? `${describeHolders(holders)} still hold files in the original` : changed ? 'the original is still changing (NFS clients or processes elsewhere)' : '';
         if (who !== '' && who !== reported) job.log.info(`waiting: ${who}`, { step: 'cleanup/wait' });
@@ -710,7 +719,7 @@ export default definePlugin<Options>({
         let since = Date.now();
         let seenEvents = events;
         // No grace period asked for: the walk just made is the look; only holders can delay it.
-        if (graceMs === 0 && last !== undefined && events === seenEvents && (await report(last.index, false)) === 0) return { quiet: true };
+        if (graceMs === 0 && last !== undefined && events === seenEvents && (await report(last.index, false)) === 0) return { quiet: true, busy: '' };
         for (;;) {
           if (job.signal.aborted) throw new Error('stopped during the grace period; the original is kept');
           const now = Date.now();
@@ -734,10 +743,10 @@ export default definePlugin<Options>({
               await report(fresh?.index, true);
             } else if (graceOver && events === seenEvents && fresh !== undefined) {
               // Unchanged for the whole grace period: and nobody holding anything in it?
-              if ((await report(fresh.index, false)) === 0) return { quiet: true };
+              if ((await report(fresh.index, false)) === 0) return { quiet: true, busy: '' };
             }
           }
-          if (Date.now() > deadline) return { quiet: false };
+          if (Date.now() > deadline) return { quiet: false, busy };
           const untilGrace = graceMs - (Date.now() - since);
           await sleep(Math.max(10, Math.min(1000, untilGrace > 0 ? untilGrace : 1000, deadline - Date.now())));
         }

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 
 /** Decodes the octal escapes (\040 and the like) of /proc/self/mountinfo. */
-function unescapeMountPath(field: string): string {
+export function unescapeMountPath(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_m, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }
 

@@ -155,13 +155,28 @@ export async function missingFiles(dir: string, files: ReadonlyMap<string, strin
  *                            wait (stat only: no descriptor held) until SUB's mtime changes (an
  *                            entry in it was removed), then swap as above
  *   count SUB                number of entries in SUB
+ *   unmount                  give up the bind mount (no way into the original is left)
+ *   fetch                    parked agent: take back the descriptor of the directory (see startAgent)
  * Answers: "ok <entries left in SUB.hidden>" / "ok" / "timeout" / "error <message>".
  */
 const AGENT = String.raw`
-import os, sys, subprocess, time
+import os, socket, sys, subprocess, time
 src, view = sys.argv[1], sys.argv[2]
 subprocess.run(['mount', '--bind', src, view], check=True)
 os.chdir('/')
+back = None
+if len(sys.argv) > 3:
+    # Parked: the directory's descriptor goes in flight to another user's socket, the mount away.
+    back = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    back.bind('\0' + sys.argv[4])
+    back.listen(1)
+    fd = os.open(view, os.O_RDONLY | os.O_DIRECTORY)
+    subprocess.run(['umount', '-l', view], check=True)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect('\0' + sys.argv[3])
+    socket.send_fds(s, [b'x'], [fd])
+    os.close(fd)
+    s.close()
 def out(*a):
     print(*a, flush=True)
 def swap(p, target):
@@ -190,6 +205,15 @@ for line in sys.stdin:
                 out('ok', swap(p, args[1]))
         elif cmd == 'count':
             out('ok', len(os.listdir(p)))
+        elif cmd == 'unmount':
+            subprocess.run(['umount', view], check=True)
+            out('ok')
+        elif cmd == 'fetch':
+            c, _ = back.accept()
+            _, fds, _, _ = socket.recv_fds(c, 16, 4)
+            c.close()
+            view = '/proc/self/fd/%d' % fds[0]
+            out('ok')
         else:
             out('error unknown command', cmd)
     except Exception as e:
@@ -201,20 +225,38 @@ export interface Agent {
   send(...fields: string[]): Promise<string>;
   stop(): Promise<void>;
   readonly process: ResultPromise;
+  /** Where the bind mount is, in the agent's mount namespace. */
+  readonly view: string;
+  /** A parked agent takes its descriptor back from the friend. */
+  fetch(): Promise<void>;
 }
 
 /**
- * Starts the agent as nobody in a new user+mount namespace, with `userDir` bind-mounted at a
- * fresh directory of nobody's. Resolves once the bind mount is in place.
+ * A friend of the attacker's under another uid (65533) that keeps what the agent parks with it in
+ * flight (sent, never received) on its listening socket, and hands it back on `return`.
  */
-export async function startAgent(userDir: string): Promise<Agent> {
-  const base = await mkdtemp('/tmp/zdc-attacker-');
-  await chmod(base, 0o755);
-  const view = join(base, 'view');
-  await mkdir(view);
-  await chown(view, NOBODY, NOBODY);
-  const [cmd, args] = asNobody('unshare', ['-Urm', '--', PYTHON, '-c', AGENT, userDir, view]);
-  const child = execa(cmd, args, { cwd: '/', reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false });
+const FRIEND = String.raw`
+import os, socket, sys
+park, back = sys.argv[1], sys.argv[2]
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind('\0' + park)
+l.listen(4)
+print('ready', flush=True)
+for line in sys.stdin:
+    c, _ = l.accept()
+    _, fds, _, _ = socket.recv_fds(c, 16, 4)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect('\0' + back)
+    socket.send_fds(s, [b'x'], fds)
+    for fd in fds:
+        os.close(fd)
+    s.close()
+    c.close()
+    print('ok', flush=True)
+`;
+
+/** A child that answers a line for each line it is sent. */
+function lineChild(child: ResultPromise): () => Promise<string> {
   const lines = createInterface({ input: child.stdout! });
   const waiting: ((line: string) => void)[] = [];
   const early: string[] = [];
@@ -225,24 +267,60 @@ export async function startAgent(userDir: string): Promise<Agent> {
   });
   let errors = '';
   child.stderr!.on('data', (c: Buffer) => (errors += c.toString()));
-  const nextLine = (): Promise<string> =>
+  return (): Promise<string> =>
     early.length > 0
       ? Promise.resolve(early.shift()!)
       : new Promise((resolve, reject) => {
           waiting.push(resolve);
           void child.then(() => reject(new Error(`the attacker agent exited: ${errors}`)));
         });
+}
+
+/**
+ * Starts the agent as nobody in a new user+mount namespace, with `userDir` bind-mounted at a
+ * fresh directory of nobody's. Resolves once the bind mount is in place.
+ *
+ * `parked`: the agent then opens the directory, gives up the mount and parks the descriptor in
+ * flight on a socket of a friend under another uid (what no holders scan can attribute to the
+ * directory's owner), until `fetch()` brings it back; its commands then work through it.
+ */
+export async function startAgent(userDir: string, opts?: { parked?: boolean }): Promise<Agent> {
+  const base = await mkdtemp('/tmp/zdc-attacker-');
+  await chmod(base, 0o755);
+  const view = join(base, 'view');
+  await mkdir(view);
+  await chown(view, NOBODY, NOBODY);
+  const names = opts?.parked ? [`zdc-park-${randomBytes(6).toString('hex')}`, `zdc-back-${randomBytes(6).toString('hex')}`] : [];
+  let friend: { process: ResultPromise; next: () => Promise<string> } | undefined;
+  if (opts?.parked) {
+    const f = execa('setpriv', ['--reuid=65533', '--regid=65533', '--clear-groups', '--', PYTHON, '-c', FRIEND, ...names], { cwd: '/', reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false });
+    friend = { process: f, next: lineChild(f) };
+    const up = await friend.next();
+    if (up !== 'ready') throw new Error(`the friend did not start: ${up}`);
+  }
+  const [cmd, args] = asNobody('unshare', ['-Urm', '--', PYTHON, '-c', AGENT, userDir, view, ...names]);
+  const child = execa(cmd, args, { cwd: '/', reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false });
+  const nextLine = lineChild(child);
   const ready = await nextLine();
-  if (ready !== 'ready') throw new Error(`attacker agent did not start: ${ready} ${errors}`);
+  if (ready !== 'ready') throw new Error(`attacker agent did not start: ${ready}`);
+  const send = (...fields: string[]): Promise<string> => {
+    child.stdin!.write(`${fields.join('\t')}\n`);
+    return nextLine();
+  };
   return {
     process: child,
-    send(...fields: string[]) {
-      child.stdin!.write(`${fields.join('\t')}\n`);
-      return nextLine();
+    view,
+    send,
+    async fetch() {
+      if (!friend) throw new Error('the agent is not parked');
+      friend.process.stdin!.write('return\n');
+      const [returned, fetched] = await Promise.all([friend.next(), send('fetch')]);
+      if (returned !== 'ok' || fetched !== 'ok') throw new Error(`fetch: ${returned} / ${fetched}`);
     },
     async stop() {
       child.stdin!.end();
-      await child;
+      friend?.process.stdin!.end();
+      await Promise.all([child, friend?.process]);
       await rm(base, { recursive: true, force: true });
     },
   };

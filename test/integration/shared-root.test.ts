@@ -65,11 +65,16 @@ describe('removal of the original cannot be redirected', () => {
     const files = await makeUserDir(dir, { '': 5, d: 3000 }, 50);
     const s = await secret(Array.from({ length: 3000 }, (_, i) => fileName(i)));
     const secretBefore = await s.snapshot();
-    const agent = await startAgent(dir);
+    // A bind mount (or a descriptor) of the directory holds the cleanup back: the agent parks its
+    // descriptor in flight with another user (what no holders scan can attribute) and takes it
+    // back once the removal begins.
+    const agent = await startAgent(dir, { parked: true });
     onTestFinished(() => agent.stop());
     const config = await writeNamedConfig(p, 'rm.json', fastPlugins({ quiet: { quietSeconds: 0 }, rsync: { graceSeconds: 1 } }));
     const job = spawnHandle(config, dir, p.stateDir);
-    // Through the bind mount: wait (stat only) until the tool's removal of the original begins in d.
+    await job.waitFor(/remove the verified original/);
+    await agent.fetch();
+    // Through the descriptor: wait (stat only) until the tool's removal of the original begins in d.
     const swapped = agent.send('swap-when-removing', 'd', s.dir, String(scaled(120_000) / 1000));
     const answer = await swapped;
     const r = await job.child;
@@ -164,7 +169,12 @@ describe('reading cannot be redirected', () => {
       const secretBefore = await s.snapshot();
       const agent = await startAgent(dir);
       onTestFinished(() => agent.stop());
-      const config = await writeNamedConfig(p, 'grace.json', fastPlugins({ quiet: { quietSeconds: 0 }, rsync: { graceSeconds: scaled(3000) / 1000, maxGraceSeconds: scaled(40_000) / 1000 } }));
+      // The agent's bind mount would defer the conversion (a holder of the directory): not checked here.
+      const config = await writeNamedConfig(
+        p,
+        'grace.json',
+        fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: scaled(3000) / 1000, maxGraceSeconds: scaled(40_000) / 1000 } }),
+      );
       const job = spawnHandle(config, dir, p.stateDir);
       // The swap's catch-up is over (the dataset is at the path, the original in the holding
       // directory): the cleanup's grace period has begun.
@@ -175,6 +185,8 @@ describe('reading cannot be redirected', () => {
         await sleep(1000);
         expect(await agent.send('restore', 'sub')).toBe('ok');
       }
+      // The bind mount holds the original (the cleanup waits for it): the user gives it up.
+      expect(await agent.send('unmount')).toBe('ok');
       const r = await job.child;
 
       expect(await findLeaks(dir, s.token)).toEqual([]);

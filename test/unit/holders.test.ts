@@ -3,12 +3,27 @@
  * of a tree from another mount namespace through a bind mount (runs as root).
  */
 import { closeSync, openSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeHolders, devMajorMinor, holdersOf, InodeIndex, makeDev, parseFdinfo, parseMaps, parseMountinfo, parseNfsdClientAddress, parseNfsdStates } from '../../src/util/holders.js';
+import {
+  describeHolders,
+  devMajorMinor,
+  holdersOf,
+  InodeIndex,
+  makeDev,
+  mountsInto,
+  parseFdinfo,
+  parseMaps,
+  parseMountinfo,
+  parseMounts,
+  parseNfsdClientAddress,
+  parseNfsdStates,
+  treeOf,
+  type HeldTree,
+} from '../../src/util/holders.js';
 import { openDir, treeDigest } from '../../src/util/safefs.js';
 
 let base: string;
@@ -302,3 +317,228 @@ describe('holdersOf on real processes', () => {
     }
   });
 });
+
+describe('mounts of a tree', () => {
+  const dev = makeDev(0, 52);
+  const line = (id: number, root: string, point: string, opts = 'rw,relatime'): string => `${id} 20 0:52 ${root} ${point} ${opts} shared:1 - zfs tank/home rw`;
+
+  it('parse mountinfo: root and mount point unescaped (space, tab, newline, backslash), read-only per mount', () => {
+    const text = [line(30, '/', '/tank/home'), line(31, '/.zfs-dynamic-creator/a\\040b.orig/x\\011y\\012z\\134', '/mnt/v\\040w', 'ro,nosuid'), ''].join('\n');
+    expect(parseMounts(text)).toEqual([
+      { id: 30, dev, root: '/', mountpoint: '/tank/home', readOnly: false },
+      { id: 31, dev, root: '/.zfs-dynamic-creator/a b.orig/x\ty\nz\\', mountpoint: '/mnt/v w', readOnly: true },
+    ]);
+    expect(parseMountinfo(text)).toEqual(new Map([[30, dev], [31, dev]]));
+    expect(parseFdinfo('pos:\t0\nflags:\t02\nmnt_id:\t10\nino:\t52024\nscm_fds: 2\n')).toEqual({ mntId: 10, ino: 52024, scmFds: 2 });
+  });
+
+  it('a mount of the tree or inside it writes into it; one above it, beside it, of another filesystem or deleted does not', () => {
+    const tree: HeldTree = { dev, path: '/.zfs-dynamic-creator/abc.orig', uid: 65534 };
+    const m = (root: string, d = dev): boolean => mountsInto({ id: 1, dev: d, root, mountpoint: '/v', readOnly: false }, tree);
+    expect(m('/.zfs-dynamic-creator/abc.orig')).toBe(true);
+    expect(m('/.zfs-dynamic-creator/abc.orig/sub/deeper')).toBe(true);
+    // Above it: the way down passes the root-only holding directory.
+    expect(m('/')).toBe(false);
+    expect(m('/.zfs-dynamic-creator')).toBe(false);
+    // A name that only starts the same.
+    expect(m('/.zfs-dynamic-creator/abc.origin')).toBe(false);
+    expect(m('/alice')).toBe(false);
+    expect(m('/.zfs-dynamic-creator/abc.orig', makeDev(0, 53))).toBe(false);
+    expect(m('/.zfs-dynamic-creator/abc.orig/gone//deleted')).toBe(false);
+    // A tree that is a whole filesystem: every mount of it.
+    expect(mountsInto({ id: 1, dev, root: '/x', mountpoint: '/v', readOnly: false }, { dev, path: '/', uid: 0 })).toBe(true);
+  });
+
+  it('treeOf: the path inside its filesystem follows a rename of the directory', async () => {
+    const fsTop = join(base, 'treeof');
+    await mkdir(fsTop, { recursive: true });
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', fsTop]);
+    try {
+      await mkdir(join(fsTop, 'alice', 'sub'), { recursive: true });
+      await mkdir(join(fsTop, 'hold'));
+      const fd = openSync(join(fsTop, 'alice'), 'r');
+      try {
+        expect(await treeOf(fd)).toEqual({ dev: statSync(fsTop).dev, path: '/alice', uid: 0 });
+        await rename(join(fsTop, 'alice'), join(fsTop, 'hold', 'a b.orig'));
+        expect((await treeOf(fd))?.path).toBe('/hold/a b.orig');
+      } finally {
+        closeSync(fd);
+      }
+    } finally {
+      await execa('umount', ['-l', fsTop]);
+    }
+  });
+});
+
+describe('holders without a descriptor, on real processes', () => {
+  /** A tmpfs at `top` with the user's directory `alice` (nobody's) and a root-only `hold`. */
+  async function layout(name: string): Promise<{ top: string; alice: string; view: string; done: () => Promise<void> }> {
+    const top = join(base, name);
+    const view = join(base, `${name}-view`);
+    await mkdir(top, { recursive: true });
+    await mkdir(view, { recursive: true });
+    await chmod(base, 0o755);
+    await chown(view, 65534, 65534);
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=755', 'tmpfs', top]);
+    const alice = join(top, 'alice');
+    await mkdir(join(alice, 'sub'), { recursive: true });
+    await writeFile(join(alice, 'sub', 'f'), 'x');
+    await execa('chown', ['-R', '65534:65534', alice]);
+    await mkdir(join(top, 'hold'), { mode: 0o700 });
+    return { top, alice, view, done: () => execa('umount', ['-l', top]).then(() => undefined) };
+  }
+
+  /** nobody, in a user+mount namespace of their own, runs `script` (sh) and then waits for stdin to close. */
+  function asNobodyInNamespace(script: string, ...args: string[]): ResultPromise {
+    return execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'unshare', '-Urm', '--', 'sh', '-c', `${script} && echo ready && exec cat`, 'sh', ...args], {
+      cwd: '/',
+      stdin: 'pipe',
+      reject: false,
+    });
+  }
+
+  async function started(child: ResultPromise): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once('data', () => resolve());
+      void child.then((r) => reject(new Error(`exited: ${String(r.stderr)}`)));
+    });
+  }
+
+  async function heldBy(tree: string, pid: number | undefined): Promise<string[]> {
+    const fd = openSync(tree, 'r');
+    try {
+      const t = await treeOf(fd);
+      return (await holdersOf(await indexOf(tree), { trees: t ? [t] : [] })).filter((h) => h.pid === pid).map((h) => `${h.how} ${h.path}`);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  it('a bind mount of the directory (or inside it) in another mount namespace, no descriptor held: a holder, also after the directory is moved into a root-only one; a bind of the root above is not', async () => {
+    const { top, alice, view, done } = await layout('bind');
+    try {
+      const child = asNobodyInNamespace('mount --bind "$1/sub" "$2" && mount --bind "$3" /mnt', alice, view, top);
+      try {
+        await started(child);
+        expect(await heldBy(alice, child.pid)).toEqual([`mount ${view}`]);
+        // Without the tree: inodes only (the mount holds no descriptor).
+        expect((await holdersOf(await indexOf(alice))).filter((h) => h.pid === child.pid)).toEqual([]);
+        await rename(alice, join(top, 'hold', 'x.orig'));
+        const moved = join(top, 'hold', 'x.orig');
+        expect(await heldBy(moved, child.pid)).toEqual([`mount ${view}`]);
+        const line = describeHolders((await holdersOf(await indexOf(moved), { trees: [(await treeOfPath(moved))!] })).filter((h) => h.pid === child.pid));
+        expect(line).toBe(`cat[${child.pid}] (a mount of it at ${view} in its mount namespace)`);
+        // The bind of the whole tmpfs (/mnt in its namespace) reaches it only through the root-only directory.
+        const write = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'nsenter', '-t', String(child.pid), '-U', '-m', '--preserve-credentials', '--', 'sh', '-c', 'echo late > /mnt/hold/x.orig/late'], { reject: false });
+        expect(write.exitCode).not.toBe(0);
+        expect(write.stderr).toMatch(/Permission denied/);
+      } finally {
+        child.stdin!.end();
+        await child;
+      }
+    } finally {
+      await done();
+    }
+  });
+
+  it('a read-only bind mount: a holder in a user namespace (its owner can make it writable), not in ours', async () => {
+    const { alice, view, done } = await layout('robind');
+    try {
+      const user = asNobodyInNamespace('mount --bind "$1" "$2" && mount -o remount,bind,ro "$2"', alice, view);
+      const ours = execa('unshare', ['-m', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind -o ro "$1" "$2" && mount -o remount,bind,ro "$2" && echo ready && exec cat', 'sh', alice, view], { stdin: 'pipe', reject: false });
+      try {
+        await Promise.all([started(user), started(ours)]);
+        expect(await heldBy(alice, user.pid)).toEqual([`mount ${view}`]);
+        expect(await heldBy(alice, ours.pid)).toEqual([]);
+      } finally {
+        user.stdin!.end();
+        ours.stdin!.end();
+        await Promise.all([user, ours]);
+      }
+    } finally {
+      await done();
+    }
+  });
+
+  it('a descriptor on a bind mount unmounted lazily (its mount in no mountinfo): still a holder', async () => {
+    const { alice, view, done } = await layout('lazy');
+    try {
+      const child = asNobodyInNamespace('mount --bind "$1" "$2" && exec 7>>"$2/sub/f" && umount -l "$2"', alice, view);
+      try {
+        await started(child);
+        expect((await heldBy(alice, child.pid)).map((h) => h.split(' ')[0])).toEqual(['fd']);
+      } finally {
+        child.stdin!.end();
+        await child;
+      }
+    } finally {
+      await done();
+    }
+  });
+
+  it("a mount namespace no process is in any more, kept by a descriptor: counted for its keeper's trees (its mounts cannot be read)", async () => {
+    const { alice, view, done } = await layout('keptns');
+    try {
+      const inside = asNobodyInNamespace('mount --bind "$1" "$2"', alice, view);
+      await started(inside);
+      const keeper = execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'sh', '-c', 'exec 8<"/proc/$1/ns/mnt" && echo ready && exec cat', 'sh', String(inside.pid)], { cwd: '/', stdin: 'pipe', reject: false });
+      try {
+        await started(keeper);
+        // While a process is in it, its mountinfo is read: the mount itself is the holder.
+        expect(await heldBy(alice, inside.pid)).toEqual([`mount ${view}`]);
+        expect(await heldBy(alice, keeper.pid)).toEqual([]);
+        inside.stdin!.end();
+        await inside;
+        const held = await heldBy(alice, keeper.pid);
+        expect(held).toHaveLength(1);
+        expect(held[0]).toMatch(/^namespace mnt:\[\d+\]$/);
+        // Another user's tree: not counted.
+        await execa('chown', ['65533', alice]);
+        expect(await heldBy(alice, keeper.pid)).toEqual([]);
+      } finally {
+        inside.stdin!.end();
+        keeper.stdin!.end();
+        await Promise.all([inside, keeper]);
+      }
+    } finally {
+      await done();
+    }
+  });
+
+  it("descriptors in flight (SCM_RIGHTS, not yet received): counted for the owner's processes, not another user's", async () => {
+    const { alice, done } = await layout('inflight');
+    const script = [
+      'import array, os, socket, sys',
+      'a, b = socket.socketpair()',
+      'fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)',
+      'a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])',
+      'os.close(fd)',
+      'print("ready", flush=True)',
+      'sys.stdin.read()',
+    ].join('\n');
+    try {
+      const owner = execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', '/usr/bin/python3', '-c', script, alice], { cwd: '/', stdin: 'pipe', reject: false });
+      const other = execa('setpriv', ['--reuid=65533', '--regid=65533', '--clear-groups', '--', '/usr/bin/python3', '-c', script, '/'], { cwd: '/', stdin: 'pipe', reject: false });
+      try {
+        await Promise.all([started(owner), started(other)]);
+        expect(await heldBy(alice, owner.pid)).toEqual(['inflight a socket']);
+        expect(await heldBy(alice, other.pid)).toEqual([]);
+      } finally {
+        owner.stdin!.end();
+        other.stdin!.end();
+        await Promise.all([owner, other]);
+      }
+    } finally {
+      await done();
+    }
+  });
+});
+
+async function treeOfPath(path: string): Promise<HeldTree | undefined> {
+  const fd = openSync(path, 'r');
+  try {
+    return await treeOf(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
