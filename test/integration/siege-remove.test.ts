@@ -14,14 +14,14 @@
  * after it) and by holding a descriptor (a holder: the grace period waits for it).
  */
 import { scaled } from '../helpers/time.js';
-import { chown, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cli, cliSpawn, createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
-import { helperPath } from '../helpers/state.js';
+import { helperPath, leftovers } from '../helpers/state.js';
 import { asNobody, makeUserDir, missingFiles, NOBODY, PYTHON } from '../helpers/attacker.js';
 import { writeNamedConfig } from './safety-helpers.js';
 
@@ -172,6 +172,23 @@ describe('removal only of what was verified (item 4)', () => {
     expect(r.exitCode).not.toBe(0);
     expect(rec.out.log).toMatch(/appeared in the original during its removal that the verification never saw/);
     expect(await missingFiles(dir, files)).toEqual([]);
+  });
+});
+
+describe('a verified removal interrupted', () => {
+  it('killed in the middle: recover takes the directories it had locked (root\'s, 0700) for what they were, finishes, and the dataset keeps its owners and modes', async () => {
+    const p = await pool('sgrk');
+    const dir = join(p.mount, 'victim');
+    const files = await makeUserDir(dir, { '': 3, a: 1500, b: 1500 }, 20);
+    const crash = await writeNamedConfig(p, 'crash.json', fastPlugins({ quiet: { quietSeconds: 0 }, more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'during', duringMs: 30 }]] }));
+    const first = await cli(['--config', crash, 'handle', dir], { stateDir: p.stateDir });
+    console.log(`removal killed in the middle: ${first.exitCode !== 0}`);
+    const plain = await writeNamedConfig(p, 'plain.json', fastPlugins({ quiet: { quietSeconds: 0 } }));
+    const rec = await cli(['--config', plain, 'recover'], { stateDir: p.stateDir });
+    expect({ exitCode: rec.exitCode, log: rec.stderr }).toMatchObject({ exitCode: 0 });
+    expect(await missingFiles(dir, files)).toEqual([]);
+    for (const d of [dir, join(dir, 'a'), join(dir, 'b')]) expect(await stat(d)).toMatchObject({ uid: NOBODY, gid: NOBODY, mode: 0o40755 });
+    expect(await leftovers(p)).toEqual([]);
   });
 });
 
