@@ -208,6 +208,11 @@ function unlocked(o: EntryInfo, b: Meta): EntryInfo {
   return locked ? { ...o, uid: b.uid, gid: b.gid, mode: b.mode } : o;
 }
 
+/** Whether a removal of the original began in an earlier run (it may have locked directories). */
+function removalBegan(job: Job): boolean {
+  return job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original');
+}
+
 /** What job.step gives for a pass in a dry run (never reached: the dry run returns before any pass). */
 const NO_PASS: PassResult = { copied: 0, bytes: 0, conflicts: [], changing: false, entries: 0 };
 
@@ -389,10 +394,11 @@ export default definePlugin<Options>({
      * conflict and sees no change under way is a full verification; `verified` then holds every
      * entry it saw in the original (what the removal may remove). The original's subtree below a
      * directory the dataset renamed, deleted or replaced is walked too: each entry changed there
-     * since the baseline is a conflict. `resumed`: a removal began and was interrupted (its
-     * locked directories, root's and 0700, are taken for their baseline's metadata).
+     * since the baseline is a conflict. Once a removal began (and was interrupted), the directories
+     * it locked (root's, 0700) are taken for their baseline's metadata, in every pass of a recover.
      */
-    const pass = async (job: Job, original: DirRef, live: DirRef, manifest: Manifest | undefined, more?: { verified?: VerifiedSet; resumed?: boolean }): Promise<PassResult> => {
+    const pass = async (job: Job, original: DirRef, live: DirRef, manifest: Manifest | undefined, verified?: VerifiedSet): Promise<PassResult> => {
+      const resumed = removalBegan(job);
       const copies: Copy[] = [];
       const conflicts: string[] = [];
       const adopted: [string, Meta][] = [];
@@ -402,7 +408,7 @@ export default definePlugin<Options>({
         /** The three-way rule for one entry (o: the original's, b: the baseline, d: the dataset's). */
         const judge = (rel: string, o: EntryInfo, b: Meta | undefined, d: EntryInfo | undefined, alone: boolean): void => {
           const where = displayPath(rel) || '/';
-          if (more?.resumed && b !== undefined) o = unlocked(o, b);
+          if (resumed && b !== undefined) o = unlocked(o, b);
           if (alone) {
             if (decideBelowGone(o, b) === 'conflict') conflicts.push(`${where}: changed in the original${b ? ` (${difference(b, o)})` : ' (new)'}, below a directory renamed, deleted or replaced in the dataset`);
             return;
@@ -432,7 +438,7 @@ export default definePlugin<Options>({
               conflicts.push(`${displayPath(rel) || '/'}: another filesystem is mounted there in the original`);
               return;
             }
-            more?.verified?.add(o);
+            verified?.add(o);
             // The baseline is read from disk a directory at a time (then known without waiting).
             const b = manifest?.get(rel);
             if (b instanceof Promise) return b.then((m) => judge(rel, o, m, d, alone === true));
@@ -642,7 +648,7 @@ export default definePlugin<Options>({
         const manifest = await Manifest.open(manifestOf(job));
         // An earlier run verified the original and began removing it, then died: what is left
         // needs no grace period again, only a pass proving it is all represented.
-        const resuming = job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original');
+        const resuming = removalBegan(job);
         const deadline = Date.now() + opts.maxGraceSeconds * 1000;
         let caughtUp = 0;
         /** Every entry the verifying pass saw in the original: the removal removes nothing else. */
@@ -655,7 +661,7 @@ export default definePlugin<Options>({
             quiet = wait.quiet;
           }
           const seen = new VerifiedSet(original.dev);
-          const r = await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest, { verified: seen, resumed: resuming }), { dryRun: NO_PASS });
+          const r = await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest, seen), { dryRun: NO_PASS });
           caughtUp += r.copied;
           if (r.copied > 0) job.log.warn(`${r.copied} late change(s) to the original were caught up after the swap (old NFS handles or open files)`, { step: 'cleanup/catch-up' });
           if (quiet && r.copied === 0 && !r.changing) {
