@@ -63,10 +63,12 @@ import {
   type EntryInfo,
   type Identity,
   type Job,
+  UnverifiedEntriesError,
+  VerifiedSet,
 } from '../../src/index.js';
 import { cloneIntoStaging, describeCopyPath, removeStaleProbes } from './clone.js';
 import { Manifest, ManifestWriter, manifestPath, removeManifest, setAsideManifest } from './manifest.js';
-import { decide, difference, same, type Meta } from './threeway.js';
+import { decide, decideBelowGone, difference, same, type Meta } from './threeway.js';
 
 const NAME = 'rsync';
 
@@ -205,6 +207,35 @@ interface PassResult {
   entries: number;
 }
 
+/** An entry a pass decided to copy: the original's version, and the dataset's as judged. */
+interface Copy {
+  rel: string;
+  o: EntryInfo;
+  d: EntryInfo | undefined;
+}
+
+/** What applying a pass's copies did: the baseline's new entries, and whether anything changed meanwhile. */
+interface Applied {
+  copied: number;
+  bytes: number;
+  changes: [string, Meta][];
+  changing: boolean;
+}
+
+/**
+ * A directory a removal locked (root's, 0700: see removeTree) before a crash, taken for its
+ * baseline's owner and mode: only the removal makes a user's directory so.
+ */
+function unlocked(o: EntryInfo, b: Meta): EntryInfo {
+  const locked = o.type === 'dir' && b.type === 'dir' && o.uid === (process.geteuid?.() ?? 0) && o.gid === (process.getegid?.() ?? 0) && o.mode === 0o700;
+  return locked ? { ...o, uid: b.uid, gid: b.gid, mode: b.mode } : o;
+}
+
+/** Whether a removal of the original began in an earlier run (it may have locked directories). */
+function removalBegan(job: Job): boolean {
+  return job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original');
+}
+
 /** What job.step gives for a pass in a dry run (never reached: the dry run returns before any pass). */
 const NO_PASS: PassResult = { copied: 0, bytes: 0, conflicts: [], changing: false, entries: 0 };
 
@@ -316,25 +347,122 @@ export default definePlugin<Options>({
     };
 
     /**
+     * Copies what a pass decided to copy, each only if the dataset side is still what was judged
+     * (compare-and-copy: a user's edit made meanwhile is never overwritten, the next pass judges
+     * again). A step of its own (`<phase>/catch-up-copy`) when there is anything to copy.
+     */
+    const applyCopies = async (job: Job, original: DirRef, live: DirRef, copies: Copy[], sameFiles: string[], conflicts: string[]): Promise<Applied> => {
+      const done: Applied = { copied: 0, bytes: 0, changes: [], changing: false };
+      // Directories the original holds and the dataset lacks are made with the original's metadata.
+      const known = new Map(copies.map((c) => [c.rel, c.o]));
+      const src = new Dirs(original);
+      const dst = new Dirs(live, (rel) => known.get(rel));
+      const copyOne = async (from: DirRef, to: DirRef, rel: string, o: EntryInfo, d: EntryInfo | null): Promise<void> => {
+        done.bytes += (await copyEntry(from, nameOf(rel), to, nameOf(rel), o, { replaces: d })).bytes;
+        done.copied++;
+        // The new baseline is what the dataset now holds (a file still being written may
+        // have grown during the copy), so that a later change is seen as the original's own.
+        done.changes.push([rel, metaOf(await statAt(to, nameOf(rel)))]);
+      };
+      const apply = async (): Promise<void> => {
+        for (const { rel, o, d } of copies.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))) {
+          try {
+            const [from, to] = await Promise.all([src.get(parentOf(rel)), dst.get(parentOf(rel))]);
+            if (rel === '') {
+              // The root's own metadata, through the open directory, if it is still as judged.
+              const now = await live.info();
+              if (d === undefined || now.ctimeExactMs !== d.ctimeExactMs) throw new TreeChangedError('', 'the dataset\'s top directory changed after the copy was decided');
+              await live.handle.chown(o.uid, o.gid);
+              await live.handle.chmod(o.mode & 0o7777);
+              done.copied++;
+              done.changes.push([rel, metaOf(o)]);
+              continue;
+            }
+            await copyOne(from, to, rel, o, d ?? null);
+            // A whole directory new in the original: everything below it is new too.
+            if (o.type === 'dir') await copyBelow(from, rel, o, copyOne, src, dst, known, conflicts);
+          } catch (error) {
+            if (error instanceof TreeChangedError) done.changing = true;
+            else if (error instanceof UnsupportedEntryError) conflicts.push(`${displayPath(rel)}: a late ${o.type} cannot be caught up; copy it by hand`);
+            else throw error;
+          }
+        }
+        for (const rel of sameFiles) {
+          const [from, to] = await Promise.all([src.get(parentOf(rel)), dst.get(parentOf(rel))]);
+          const [a, b] = await Promise.all([sha256Of(from, nameOf(rel)), sha256Of(to, nameOf(rel))]);
+          if (a !== b) conflicts.push(`${displayPath(rel)}: content differs although size and time are equal`);
+        }
+      };
+      try {
+        if (copies.length > 0) await job.step('catch-up-copy', `copy ${copies.length} entr${copies.length === 1 ? 'y' : 'ies'} the original changed`, apply);
+        else await apply();
+      } finally {
+        await Promise.all([src.close(), dst.close()]);
+      }
+      return done;
+    };
+
+    /** Copies everything below `rel`, a directory new in the original just copied (nothing was in the dataset there). */
+    const copyBelow = async (
+      from: DirRef,
+      rel: string,
+      o: EntryInfo,
+      copyOne: (from: DirRef, to: DirRef, rel: string, o: EntryInfo, d: null) => Promise<void>,
+      src: Dirs,
+      dst: Dirs,
+      known: Map<string, EntryInfo>,
+      conflicts: string[],
+    ): Promise<void> => {
+      const child = await openChild(from, nameOf(rel), o);
+      try {
+        const below: EntryInfo[] = [];
+        await walk(child, (e) => {
+          if (e.rel !== '') below.push(e);
+        });
+        for (const e of below) known.set(`${rel}/${e.rel}`, e);
+        for (const e of below.sort((a, b) => (a.rel < b.rel ? -1 : 1))) {
+          const full = `${rel}/${e.rel}`;
+          if (e.crossDevice) {
+            conflicts.push(`${displayPath(full)}: another filesystem is mounted there in the original`);
+            continue;
+          }
+          const [f, t] = await Promise.all([src.get(parentOf(full)), dst.get(parentOf(full))]);
+          await copyOne(f, t, full, e, null);
+        }
+      } finally {
+        await child.close();
+      }
+    };
+
+    /**
      * One pass over the original and the live dataset: copy what the three-way rule says to copy,
      * adopt what is already equal, collect conflicts. A pass that copies nothing, finds no
-     * conflict and sees no change under way is a full verification.
+     * conflict and sees no change under way is a full verification; `verified` then holds every
+     * entry it saw in the original (what the removal may remove). The original's subtree below a
+     * directory the dataset renamed, deleted or replaced is walked too: each entry changed there
+     * since the baseline is a conflict. Once a removal began (and was interrupted), the directories
+     * it locked (root's, 0700) are taken for their baseline's metadata, in every pass of a recover.
      */
-    const pass = async (job: Job, original: DirRef, live: DirRef, manifest: Manifest | undefined): Promise<PassResult> => {
-      const copies: { rel: string; o: EntryInfo }[] = [];
+    const pass = async (job: Job, original: DirRef, live: DirRef, manifest: Manifest | undefined, verified?: VerifiedSet): Promise<PassResult> => {
+      const resumed = removalBegan(job);
+      const copies: Copy[] = [];
       const conflicts: string[] = [];
       const adopted: [string, Meta][] = [];
       const sameFiles: string[] = [];
-      let changing = false;
       let entries = 0;
       try {
         /** The three-way rule for one entry (o: the original's, b: the baseline, d: the dataset's). */
-        const judge = (rel: string, o: EntryInfo, b: Meta | undefined, d: EntryInfo | undefined): void => {
+        const judge = (rel: string, o: EntryInfo, b: Meta | undefined, d: EntryInfo | undefined, alone: boolean): void => {
           const where = displayPath(rel) || '/';
+          if (resumed && b !== undefined) o = unlocked(o, b);
+          if (alone) {
+            if (decideBelowGone(o, b) === 'conflict') conflicts.push(`${where}: changed in the original${b ? ` (${difference(b, o)})` : ' (new)'}, below a directory renamed, deleted or replaced in the dataset`);
+            return;
+          }
           let decision = decide(o, b, d);
           if (decision === 'copy' && manifest === undefined) decision = 'conflict';
           if (decision === 'adopt') adopted.push([rel, metaOf(o)]);
-          else if (decision === 'copy') copies.push({ rel, o });
+          else if (decision === 'copy') copies.push({ rel, o, d });
           else if (decision === 'conflict') {
             conflicts.push(
               manifest === undefined
@@ -350,87 +478,28 @@ export default definePlugin<Options>({
         ({ entries } = await walkPair(
           original,
           live,
-          (rel, o, d) => {
+          (rel, o, d, alone) => {
             if (o === undefined) return;
             if (o.crossDevice) {
               conflicts.push(`${displayPath(rel) || '/'}: another filesystem is mounted there in the original`);
               return;
             }
+            verified?.add(o);
             // The baseline is read from disk a directory at a time (then known without waiting).
             const b = manifest?.get(rel);
-            if (b instanceof Promise) return b.then((m) => judge(rel, o, m, d));
-            judge(rel, o, b, d);
+            if (b instanceof Promise) return b.then((m) => judge(rel, o, m, d, alone === true));
+            judge(rel, o, b, d, alone === true);
           },
-          { signal: job.signal },
+          { signal: job.signal, alone: true },
         ));
       } catch (error) {
         if (error instanceof TreeChangedError) return { copied: 0, bytes: 0, conflicts, changing: true, entries };
         throw error;
       }
-      let copied = 0;
-      let bytes = 0;
-      const changes: [string, Meta][] = [...adopted];
-      if (copies.length > 0 || sameFiles.length > 0) {
-        // Directories the original holds and the dataset lacks are made with the original's metadata.
-        const known = new Map(copies.map((c) => [c.rel, c.o]));
-        const src = new Dirs(original);
-        const dst = new Dirs(live, (rel) => known.get(rel));
-        try {
-          for (const { rel, o } of copies.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))) {
-            try {
-              const [from, to] = await Promise.all([src.get(parentOf(rel)), dst.get(parentOf(rel))]);
-              if (rel === '') {
-                // The root's own metadata, through the open directory.
-                await live.handle.chown(o.uid, o.gid);
-                await live.handle.chmod(o.mode & 0o7777);
-              } else {
-                bytes += (await copyEntry(from, nameOf(rel), to, nameOf(rel), o)).bytes;
-              }
-              copied++;
-              // The new baseline is what the dataset now holds (a file still being written may
-              // have grown during the copy), so that a later change is seen as the original's own.
-              changes.push([rel, rel === '' ? metaOf(o) : metaOf(await statAt(to, nameOf(rel)))]);
-              if (o.type === 'dir' && rel !== '') {
-                // A whole directory new in the original: everything below it is new too.
-                const child = await openChild(from, nameOf(rel), o);
-                try {
-                  const below: EntryInfo[] = [];
-                  await walk(child, (e) => {
-                    if (e.rel !== '') below.push(e);
-                  });
-                  for (const e of below) known.set(`${rel}/${e.rel}`, e);
-                  for (const e of below.sort((a, b) => (a.rel < b.rel ? -1 : 1))) {
-                    const full = `${rel}/${e.rel}`;
-                    if (e.crossDevice) {
-                      conflicts.push(`${displayPath(full)}: another filesystem is mounted there in the original`);
-                      continue;
-                    }
-                    const [f, t] = await Promise.all([src.get(parentOf(full)), dst.get(parentOf(full))]);
-                    bytes += (await copyEntry(f, nameOf(full), t, nameOf(full), e)).bytes;
-                    copied++;
-                    changes.push([full, metaOf(await statAt(t, nameOf(full)))]);
-                  }
-                } finally {
-                  await child.close();
-                }
-              }
-            } catch (error) {
-              if (error instanceof TreeChangedError) changing = true;
-              else if (error instanceof UnsupportedEntryError) conflicts.push(`${displayPath(rel)}: a late ${o.type} cannot be caught up; copy it by hand`);
-              else throw error;
-            }
-          }
-          for (const rel of sameFiles) {
-            const [from, to] = await Promise.all([src.get(parentOf(rel)), dst.get(parentOf(rel))]);
-            const [a, b] = await Promise.all([sha256Of(from, nameOf(rel)), sha256Of(to, nameOf(rel))]);
-            if (a !== b) conflicts.push(`${displayPath(rel)}: content differs although size and time are equal`);
-          }
-        } finally {
-          await Promise.all([src.close(), dst.close()]);
-        }
-      }
-      if (manifest !== undefined) await manifest.record(changes);
-      return { copied, bytes, conflicts, changing, entries };
+      let applied: Applied = { copied: 0, bytes: 0, changes: [], changing: false };
+      if (copies.length > 0 || sameFiles.length > 0) applied = await applyCopies(job, original, live, copies, sameFiles, conflicts);
+      if (manifest !== undefined) await manifest.record([...adopted, ...applied.changes]);
+      return { copied: applied.copied, bytes: applied.bytes, conflicts, changing: applied.changing, entries };
     };
 
     /** Conflicts are final: both versions are kept, and the message says how to settle them. */
@@ -439,6 +508,16 @@ export default definePlugin<Options>({
         `${conflicts.length} entr${conflicts.length === 1 ? 'y was' : 'ies were'} changed both in the original and in the dataset (${conflicts.slice(0, 3).join('; ')}${conflicts.length > 3 ? '; …' : ''}); ` +
           `neither was overwritten, and the original is kept at ${quoteName(aside)}: for each, keep the version you want in ${quoteName(job.path)} and delete it from the kept original, then run 'zfs-dynamic-creator recover'`,
       );
+
+    /** Entries moved into the original during its removal: left where they are, the original kept. */
+    const unverifiedError = (job: Job, aside: string, error: UnverifiedEntriesError): Error => {
+      const named = error.rels.slice(0, 3).map((rel) => quoteName(`${dirname(aside)}/${displayPath(rel)}`));
+      for (const rel of error.rels) job.log.warn(`not removed (the verification never saw it): ${quoteName(`${dirname(aside)}/${displayPath(rel)}`)}`, { step: 'cleanup/remove-original' });
+      return new Error(
+        `${error.count} entr${error.count === 1 ? 'y' : 'ies'} appeared in the original during its removal that the verification never saw (${named.join(', ')}${error.count > 3 ? ', …' : ''}): ` +
+          `left where ${error.count === 1 ? 'it is' : 'they are'}, and what is left of the original is kept at ${quoteName(aside)}; give each back to its owner, then run 'zfs-dynamic-creator recover'`,
+      );
+    };
 
     hooks.prepare.tapPromise(NAME, async (root) => {
       await run(opts.command, ['--version']);
@@ -624,10 +703,12 @@ export default definePlugin<Options>({
         const manifest = await openBaseline(job, aside);
         // An earlier run verified the original and began removing it, then died: what is left
         // needs no grace period again, only a pass proving it is all represented.
-        const resuming = job.record.steps.some((s) => s.phase === 'cleanup' && s.step === 'remove-original');
+        const resuming = removalBegan(job);
         const deadline = Date.now() + opts.maxGraceSeconds * 1000;
         let caughtUp = 0;
         let busy = '';
+        /** Every entry the verifying pass saw in the original: the removal removes nothing else. */
+        let verified: VerifiedSet;
         for (;;) {
           let quiet = true;
           if (!resuming) {
@@ -635,7 +716,8 @@ export default definePlugin<Options>({
             const wait = await job.waiting('grace period', () => waitQuiet(job, original, opts.graceSeconds * 1000, deadline));
             ({ quiet, busy } = wait);
           }
-          const r = await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest).catch((e: unknown) => Promise.reject(noRoom(job, aside, e))), { dryRun: NO_PASS });
+          const seen = new VerifiedSet(original.dev);
+          const r = await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(job, original, live, manifest, seen).catch((e: unknown) => Promise.reject(noRoom(job, aside, e))), { dryRun: NO_PASS });
           caughtUp += r.copied;
           if (r.copied > 0) job.log.warn(`${r.copied} late change(s) to the original were caught up after the swap (old NFS handles or open files)`, { step: 'cleanup/catch-up' });
           if (quiet && r.copied === 0 && !r.changing) {
@@ -646,6 +728,7 @@ export default definePlugin<Options>({
               if (r.conflicts.length > shown.length) job.log.warn(`… and ${r.conflicts.length - shown.length} more conflict(s)`, { step: 'cleanup/conflict' });
               throw conflictError(job, aside, r.conflicts);
             }
+            verified = seen;
             break;
           }
           if (Date.now() > deadline) {
@@ -658,7 +741,10 @@ export default definePlugin<Options>({
         await job.step('remove-original', `remove the verified original ${quoteName(aside)}${caughtUp ? ` (${caughtUp} late change(s) caught up)` : ''}`, async () => {
           const holding = await openDir(dirname(aside));
           try {
-            await removeTree(holding, basename(aside), original.identity, { signal: job.signal });
+            await removeTree(holding, basename(aside), original.identity, { signal: job.signal, verified });
+          } catch (error) {
+            if (error instanceof UnverifiedEntriesError) throw unverifiedError(job, aside, error);
+            throw error;
           } finally {
             await holding.close();
           }

@@ -82,6 +82,16 @@ export function decide(o: Meta | undefined, b: Meta | undefined, d: Meta | undef
 }
 
 /**
+ * The rule below a directory the dataset renamed, deleted or replaced by another type (its users
+ * moved or removed it on purpose): an entry of the original unchanged since the baseline is fine
+ * (went with it); anything changed or new there is a conflict, never copied (a copy would make
+ * the directory again) and never dropped.
+ */
+export function decideBelowGone(o: Meta, b: Meta | undefined): 'keep' | 'conflict' {
+  return b !== undefined && same(o, b) ? 'keep' : 'conflict';
+}
+
+/**
  * Whether the original's version of an entry is safely represented in the dataset, so that the
  * original may be removed: the dataset holds it, or the original has not changed since the
  * baseline (whose content reached the dataset at the commit; what users did with it since is theirs).

@@ -37,6 +37,7 @@ import {
 } from 'node:fs/promises';
 import { boundHeapGrowth } from './heap.js';
 import { InodeIndex } from './holders.js';
+import { copyXattrs } from './xattr.js';
 import { Limiter } from './limit.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -660,36 +661,43 @@ export async function treeDigest(
   return { digest: digest!.toString('hex'), index, ...result };
 }
 
+/** What walkPair calls for each rel; `alone`: below a directory only side a holds (see WalkPairOptions.alone). */
+export type PairVisit = (rel: string, x: EntryInfo | undefined, y: EntryInfo | undefined, alone?: boolean) => void | Promise<void>;
+
 async function descendPair(
   ctx: WalkContext,
   a: DirRef,
   b: DirRef,
   rel: string,
   roots: [{ dev: number; mount: number | undefined }, { dev: number; mount: number | undefined }],
-  visit: (rel: string, x: EntryInfo | undefined, y: EntryInfo | undefined) => void | Promise<void>,
-  listed: ((rel: string) => void | Promise<void>) | undefined,
+  visit: PairVisit,
+  opts: WalkPairOptions | undefined,
 ): Promise<void> {
   if (ctx.stopped) return;
   const [xs, ys] = await Promise.all([listDir(ctx, a, rel, roots[0].dev), listDir(ctx, b, rel, roots[1].dev)]);
-  const both: [EntryInfo, EntryInfo][] = [];
+  const both: [EntryInfo, EntryInfo | undefined][] = [];
   const held = xs.length + ys.length;
   ctx.held += held;
   try {
-    await visitMerged(ctx, xs, ys, visit, both);
+    await visitMerged(ctx, xs, ys, visit, both, opts?.alone === true);
   } finally {
     ctx.held -= held;
   }
   if (ctx.stopped) return;
-  if (listed) {
-    const r = listed(rel);
+  if (opts?.listed) {
+    const r = opts.listed(rel);
     if (r !== undefined) await r;
   }
   await fanOut(ctx, both, async ([p, q]) => {
     const ca = await openListed(a, p, roots[0].mount);
     try {
+      if (q === undefined) {
+        await descend(ctx, ca, p.rel, roots[0], (e) => visit(e.rel, e, undefined, true), undefined);
+        return;
+      }
       const cb = await openListed(b, q, roots[1].mount);
       try {
-        await descendPair(ctx, ca, cb, p.rel, roots, visit, listed);
+        await descendPair(ctx, ca, cb, p.rel, roots, visit, opts);
       } finally {
         await cb.close();
       }
@@ -704,8 +712,9 @@ async function visitMerged(
   ctx: WalkContext,
   xs: readonly EntryInfo[],
   ys: readonly EntryInfo[],
-  visit: (rel: string, x: EntryInfo | undefined, y: EntryInfo | undefined) => void | Promise<void>,
-  both: [EntryInfo, EntryInfo][],
+  visit: PairVisit,
+  both: [EntryInfo, EntryInfo | undefined][],
+  alone: boolean,
 ): Promise<void> {
   let i = 0;
   let j = 0;
@@ -731,6 +740,7 @@ async function visitMerged(
     const r = visit((p ?? q)!.rel, p, q);
     if (r !== undefined) await r;
     if (p?.type === 'dir' && q?.type === 'dir' && !p.crossDevice && !q.crossDevice) both.push([p, q]);
+    else if (alone && p?.type === 'dir' && !p.crossDevice) both.push([p, undefined]);
   }
 }
 
@@ -740,18 +750,24 @@ export interface WalkPairOptions extends WalkOptions {
    * has been visited, before anything below it is: its entries are complete from here on.
    */
   listed?: (rel: string) => void | Promise<void>;
+  /**
+   * Also walk side a's subtree below a directory side b lacks (or holds as another type, or on
+   * another device): each entry there is visited with y undefined and `alone` true.
+   */
+  alone?: boolean;
 }
 
 /**
  * The union of two trees in one pass: visit(rel, x, y) for every rel present on either side
  * (undefined where absent). Descends only where both sides are directories on their own root's
- * device; an entry present on one side only is reported once, its subtree not walked.
+ * device; an entry present on one side only is reported once, its subtree not walked (side a's
+ * is, with `alone`).
  * `entries` counts rels (each once); `bytes` counts side a's files (side b's where a lacks the rel).
  */
 export async function walkPair(
   a: DirRef,
   b: DirRef,
-  visit: (rel: string, x: EntryInfo | undefined, y: EntryInfo | undefined) => void | Promise<void>,
+  visit: PairVisit,
   opts?: WalkPairOptions,
 ): Promise<WalkResult> {
   const ctx = contextOf(opts);
@@ -764,7 +780,7 @@ export async function walkPair(
       { dev: a.dev, mount: await a.mountId() },
       { dev: b.dev, mount: await b.mountId() },
     ];
-    await descendPair(ctx, a, b, '', roots, visit, opts?.listed);
+    await descendPair(ctx, a, b, '', roots, visit, opts);
   } catch (error) {
     ctx.fail(error);
   }
@@ -869,6 +885,60 @@ export interface RemoveOptions {
   maxRounds?: number;
   /** lstat and unlink in the main thread (see WalkOptions.syncStat; default false). */
   syncStat?: boolean;
+  /**
+   * Remove only these entries (what a verification saw): anything else met is left where it is,
+   * and the removal ends with an UnverifiedEntriesError naming it. Each directory is made root's
+   * and 0700 (by descriptor) before it is listed, so that nobody can rename anything into or out
+   * of it between the check of an entry and its removal; a directory left is given back its owner
+   * and mode.
+   */
+  verified?: VerifiedSet;
+}
+
+/**
+ * The entries one verification saw (type and inode, on the one device of the tree it walked): a
+ * sorted typed array per type (util/holders.ts InodeIndex), 4 to 8 bytes an entry.
+ */
+export class VerifiedSet {
+  private readonly byType = new Map<EntryType, InodeIndex>();
+  constructor(readonly dev: number) {}
+  add(e: { type: EntryType; dev: number; ino: number }): void {
+    if (e.dev !== this.dev) return;
+    let index = this.byType.get(e.type);
+    if (index === undefined) this.byType.set(e.type, (index = new InodeIndex(this.dev)));
+    index.add(e.ino);
+  }
+  has(e: { type: EntryType; dev: number; ino: number }): boolean {
+    return this.byType.get(e.type)?.has(e.dev, e.ino) ?? false;
+  }
+  /** Distinct entries held. */
+  get size(): number {
+    let n = 0;
+    for (const index of this.byType.values()) n += index.size;
+    return n;
+  }
+}
+
+/** Entries a verified removal met that the verification never saw (moved in meanwhile): left where they are. */
+export class UnverifiedEntriesError extends Error {
+  override name = 'UnverifiedEntriesError';
+  constructor(
+    /** Paths relative to the removed directory's parent (latin1), the first LEFT_NAMED. */
+    readonly rels: readonly string[],
+    readonly count: number,
+  ) {
+    super(`${count} entr${count === 1 ? 'y' : 'ies'} the verification never saw (${rels.slice(0, 3).map(displayPath).join(', ')}${count > 3 ? ', …' : ''}) left where ${count === 1 ? 'it is' : 'they are'}, not removed`);
+  }
+}
+
+/** Entries left that an UnverifiedEntriesError names (the rest are counted). */
+const LEFT_NAMED = 100;
+
+interface RemoveState {
+  removed: number;
+  readonly verified: VerifiedSet | undefined;
+  readonly left: string[];
+  leftCount: number;
 }
 
 /**
@@ -888,7 +958,7 @@ export async function removeTree(parent: DirRef, name: string, expect: Identity,
     throw error;
   }
   const ctx = new WalkContext(Math.max(1, Math.floor(opts?.concurrency ?? 32)), opts?.signal, false, opts?.syncStat ?? false);
-  const state = { removed: 0 };
+  const state: RemoveState = { removed: 0, verified: opts?.verified, left: [], leftCount: 0 };
   const maxRounds = opts?.maxRounds ?? 20;
   try {
     const parentMount = await parent.mountId();
@@ -896,13 +966,15 @@ export async function removeTree(parent: DirRef, name: string, expect: Identity,
     if (top.dev !== parent.dev || (parentMount !== undefined && topMount !== undefined && parentMount !== topMount)) {
       throw new CrossDeviceError(name, top.path);
     }
-    await emptyDir(ctx, top, name, { dev: top.dev, mount: topMount }, state, opts?.onProgress, maxRounds);
+    if (state.verified !== undefined && !state.verified.has({ type: 'dir', dev: top.dev, ino: top.ino })) leave(state, name);
+    else await emptyDir(ctx, top, name, { dev: top.dev, mount: topMount }, state, opts?.onProgress, maxRounds);
   } catch (error) {
     ctx.fail(error);
   } finally {
     await top.close();
   }
   if (ctx.stopped) throw ctx.error;
+  if (state.leftCount > 0) throw new UnverifiedEntriesError(state.left, state.leftCount);
   try {
     const now = await lstat(at(parent, name));
     if (now.dev === expect.dev && now.ino === expect.ino) {
@@ -915,109 +987,172 @@ export async function removeTree(parent: DirRef, name: string, expect: Identity,
   return { removed: state.removed };
 }
 
+function leave(state: RemoveState, rel: string): void {
+  if (state.left.length < LEFT_NAMED) state.left.push(rel);
+  state.leftCount++;
+}
+
+/** Makes a directory root's and 0700 (by descriptor); returns how to give it back its owner and mode. */
+async function lockDir(dir: DirRef): Promise<() => Promise<void>> {
+  const st = await dir.handle.stat();
+  await dir.handle.chown(process.geteuid?.() ?? 0, process.getegid?.() ?? 0);
+  await dir.handle.chmod(0o700);
+  return async () => {
+    await dir.handle.chown(st.uid, st.gid);
+    await dir.handle.chmod(st.mode & 0o7777);
+  };
+}
+
+/**
+ * Sorts one listing of `dir` into subdirectories to empty and other entries to unlink. Without a
+ * verified set, the listing's types (d_type) do it and only directories need an lstat (for their
+ * identity and device): anything else is unlinked by name, which never follows a symlink and cannot
+ * remove a directory (if it became one meanwhile, the next round sees it). With one, every entry
+ * is lstat-ed and an entry it does not hold is left (in `kept`) and reported.
+ */
+async function sortListing(
+  ctx: WalkContext,
+  dir: DirRef,
+  rel: string,
+  listing: readonly { name: Buffer; dir: boolean }[],
+  state: RemoveState,
+  kept: Set<string>,
+): Promise<{ subdirs: EntryInfo[]; others: string[] }> {
+  const subdirs: EntryInfo[] = [];
+  const others: string[] = [];
+  const verified = state.verified;
+  await forEachLimited(ctx, verified ? listing : listing.filter((e) => e.dir), async (e) => {
+    const name = relFromBuffer(e.name);
+    try {
+      const st = ctx.syncStat ? lstatSync(atListed(dir, name)) : await lstat(atListed(dir, name));
+      const info = infoFrom(st, joinRel(rel, name), name);
+      if (info.type === 'dir' && info.dev !== dir.dev) subdirs.push(info); // refused just below
+      else if (verified && !verified.has(info)) {
+        kept.add(name);
+        leave(state, info.rel);
+      } else if (info.type === 'dir') subdirs.push(info);
+      else if (verified) others.push(name);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw error;
+    }
+  });
+  if (!verified) for (const e of listing) if (!e.dir) others.push(relFromBuffer(e.name));
+  return { subdirs, others };
+}
+
+/** Empties `dir`; false when entries were left in it (see RemoveOptions.verified). */
 async function emptyDir(
   ctx: WalkContext,
   dir: DirRef,
   rel: string,
   root: { dev: number; mount: number | undefined },
-  state: { removed: number },
+  state: RemoveState,
   onProgress: RemoveOptions['onProgress'],
   maxRounds: number,
-): Promise<void> {
+): Promise<boolean> {
   if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'enter' });
-  for (let round = 0; ; round++) {
-    if (ctx.stopped) return;
-    // The listing's types (d_type) sort directories from the rest; only directories need an lstat
-    // (for their identity and device). Anything else is unlinked by name, which never follows a
-    // symlink and cannot remove a directory; if it became a directory meanwhile, the next round sees it.
-    let listing: { name: Buffer; dir: boolean }[];
-    try {
-      listing = (await readdir(dir.self, { encoding: 'buffer', withFileTypes: true })).map((d) => ({ name: d.name, dir: d.isDirectory() }));
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return;
-      throw error;
-    }
-    if (listing.length === 0) return;
-    // Held until its entries are handled (any error ends the whole removal).
-    const held = listing.length;
-    ctx.held += held;
-    if (round >= maxRounds) throw new TreeChangedError(rel, `${dir.path} keeps changing while being removed; gave up after ${maxRounds} rounds`);
-    const subdirs: EntryInfo[] = [];
-    await forEachLimited(ctx, listing.filter((e) => e.dir), async (e) => {
-      const name = relFromBuffer(e.name);
+  const restore = state.verified ? await lockDir(dir) : undefined;
+  /** Names left in this directory: never removed, not listed again. */
+  const kept = new Set<string>();
+  let failed = false;
+  try {
+    for (let round = 0; ; round++) {
+      if (ctx.stopped) return false;
+      let listing: { name: Buffer; dir: boolean }[];
       try {
-        const st = ctx.syncStat ? lstatSync(atListed(dir, name)) : await lstat(atListed(dir, name));
-        // No longer a directory: the next round unlinks it.
-        if (st.isDirectory()) subdirs.push(infoFrom(st, joinRel(rel, name), name));
+        listing = (await readdir(dir.self, { encoding: 'buffer', withFileTypes: true })).map((d) => ({ name: d.name, dir: d.isDirectory() }));
       } catch (error) {
-        if (errnoCode(error) !== 'ENOENT') throw error;
-      }
-    });
-    if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'listed' });
-    const crossing = subdirs.find((i) => i.dev !== root.dev);
-    if (crossing) throw new CrossDeviceError(crossing.rel, `${dir.path}/${displayPath(crossing.name)}`);
-    const unlinkOne = (name: string, error: unknown): void => {
-      if (error === undefined) {
-        state.removed++;
-        return;
-      }
-      const code = errnoCode(error);
-      // A mount point (a file bind-mounted here): refused, nothing across it removed.
-      if (code === 'EBUSY') throw new CrossDeviceError(joinRel(rel, name), `${dir.path}/${displayPath(name)}`);
-      // Gone, or now a directory (EISDIR, or EPERM on some systems): the next round sees it.
-      if (code !== 'ENOENT' && code !== 'EISDIR' && code !== 'EPERM') throw error;
-    };
-    const others = listing.filter((e) => !e.dir).map((e) => relFromBuffer(e.name));
-    if (ctx.syncStat) {
-      for (const [i, name] of others.entries()) {
-        if (i > 0 && i % SYNC_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-        let failure: unknown;
-        try {
-          unlinkSync(atListed(dir, name));
-        } catch (error) {
-          failure = error;
-        }
-        unlinkOne(name, failure);
-      }
-    } else {
-      await forEachLimited(ctx, others, async (name) => {
-        let failure: unknown;
-        try {
-          await unlink(atListed(dir, name));
-        } catch (error) {
-          failure = error;
-        }
-        unlinkOne(name, failure);
-      });
-    }
-    ctx.held -= held;
-    if (ctx.stopped) return;
-    subdirs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    await fanOut(ctx, subdirs, async (info) => {
-      let child: DirRef;
-      try {
-        child = await openListed(dir, info, root.mount);
-      } catch (error) {
-        if (error instanceof TreeChangedError) return; // replaced or gone: next round
+        if (errnoCode(error) === 'ENOENT') return true;
         throw error;
       }
-      try {
-        await emptyDir(ctx, child, info.rel, root, state, onProgress, maxRounds);
-      } finally {
-        await child.close();
-      }
-      if (ctx.stopped) return;
-      try {
-        await rmdir(atListed(dir, info.name));
-        state.removed++;
-      } catch (error) {
-        // Gone, refilled, or replaced by a non-directory: the next round sees it.
-        const code = errnoCode(error);
-        if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw error;
-      }
-    });
-    if (ctx.stopped) return;
+      if (kept.size > 0) listing = listing.filter((e) => !kept.has(relFromBuffer(e.name)));
+      if (listing.length === 0) return kept.size === 0;
+      // Held until its entries are handled (any error ends the whole removal).
+      const held = listing.length;
+      ctx.held += held;
+      if (round >= maxRounds) throw new TreeChangedError(rel, `${dir.path} keeps changing while being removed; gave up after ${maxRounds} rounds`);
+      const { subdirs, others } = await sortListing(ctx, dir, rel, listing, state, kept);
+      if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'listed' });
+      const crossing = subdirs.find((i) => i.dev !== root.dev);
+      if (crossing) throw new CrossDeviceError(crossing.rel, `${dir.path}/${displayPath(crossing.name)}`);
+      await unlinkAll(ctx, dir, rel, others, state);
+      ctx.held -= held;
+      if (ctx.stopped) return false;
+      subdirs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      await fanOut(ctx, subdirs, async (info) => {
+        let child: DirRef;
+        try {
+          child = await openListed(dir, info, root.mount);
+        } catch (error) {
+          if (error instanceof TreeChangedError) return; // replaced or gone: next round
+          throw error;
+        }
+        let emptied: boolean;
+        try {
+          emptied = await emptyDir(ctx, child, info.rel, root, state, onProgress, maxRounds);
+        } finally {
+          await child.close();
+        }
+        if (ctx.stopped) return;
+        if (!emptied) {
+          kept.add(info.name);
+          return;
+        }
+        try {
+          await rmdir(atListed(dir, info.name));
+          state.removed++;
+        } catch (error) {
+          // Gone, refilled, or replaced by a non-directory: the next round sees it.
+          const code = errnoCode(error);
+          if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw error;
+        }
+      });
+      if (ctx.stopped) return false;
+    }
+  } catch (error) {
+    failed = true;
+    throw error;
+  } finally {
+    // A directory that stays (entries left in it, or the removal stopped) gets its owner and mode back.
+    if (restore && (kept.size > 0 || failed || ctx.stopped)) await restore().catch(() => undefined);
   }
+}
+
+/** Unlinks `names` in `dir`, counting what went. */
+async function unlinkAll(ctx: WalkContext, dir: DirRef, rel: string, names: readonly string[], state: RemoveState): Promise<void> {
+  const unlinkOne = (name: string, error: unknown): void => {
+    if (error === undefined) {
+      state.removed++;
+      return;
+    }
+    const code = errnoCode(error);
+    // A mount point (a file bind-mounted here): refused, nothing across it removed.
+    if (code === 'EBUSY') throw new CrossDeviceError(joinRel(rel, name), `${dir.path}/${displayPath(name)}`);
+    // Gone, or now a directory (EISDIR, or EPERM on some systems): the next round sees it.
+    if (code !== 'ENOENT' && code !== 'EISDIR' && code !== 'EPERM') throw error;
+  };
+  if (ctx.syncStat) {
+    for (const [i, name] of names.entries()) {
+      if (i > 0 && i % SYNC_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      let failure: unknown;
+      try {
+        unlinkSync(atListed(dir, name));
+      } catch (error) {
+        failure = error;
+      }
+      unlinkOne(name, failure);
+    }
+    return;
+  }
+  await forEachLimited(ctx, names, async (name) => {
+    let failure: unknown;
+    try {
+      await unlink(atListed(dir, name));
+    } catch (error) {
+      failure = error;
+    }
+    unlinkOne(name, failure);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1061,6 +1196,33 @@ export async function setMetadata(dir: DirRef, name: string, info: EntryInfo): P
 export interface CopyOptions {
   /** Called with the bytes copied so far for regular files (after the copy). */
   onBytes?: (bytes: number) => void;
+  /**
+   * Compare-and-copy: the destination entry as it was when the copy was decided (null: there was
+   * none). Right before the destination is replaced (or made, or its metadata set) it is lstat-ed
+   * again; anything else there now is a DestinationChangedError, and nothing is replaced.
+   */
+  replaces?: EntryInfo | null;
+}
+
+/** The destination of a compare-and-copy is no longer what was judged: not copied (judge again). */
+export class DestinationChangedError extends TreeChangedError {
+  override name = 'DestinationChangedError';
+}
+
+/** Throws DestinationChangedError unless `name` in `dir` is still `expected` (null: still absent). */
+async function checkReplaced(dir: DirRef, name: string, expected: EntryInfo | null | undefined, rel: string): Promise<void> {
+  if (expected === undefined) return;
+  let now: Stats | undefined;
+  try {
+    now = await lstat(at(dir, name));
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT') throw error;
+  }
+  const unchanged =
+    expected === null
+      ? now === undefined
+      : now !== undefined && now.dev === expected.dev && now.ino === expected.ino && typeOf(now) === expected.type && now.ctimeMs === expected.ctimeExactMs && now.mtimeMs === expected.mtimeExactMs && now.size === expected.size;
+  if (!unchanged) throw new DestinationChangedError(rel, `${dir.path}/${displayPath(name)} changed after the copy was decided; not replaced`);
 }
 
 /**
@@ -1075,6 +1237,8 @@ export interface CopyOptions {
  *   filling it (setMetadata), since adding entries changes its times.
  * - symlink: made under a temporary name, owner and times set, renamed over `dstName`.
  * - fifo, socket, devices: UnsupportedEntryError (the caller decides).
+ *
+ * Files and directories get the source's extended attributes and POSIX ACLs too (util/xattr.ts).
  */
 export async function copyEntry(src: DirRef, srcName: string, dst: DirRef, dstName: string, info: EntryInfo, opts?: CopyOptions): Promise<{ bytes: number }> {
   checkName(dstName);
@@ -1082,10 +1246,12 @@ export async function copyEntry(src: DirRef, srcName: string, dst: DirRef, dstNa
     case 'file':
       return copyFileEntry(src, srcName, dst, dstName, info, opts);
     case 'dir':
-      await copyDirEntry(dst, dstName, info);
+      await checkReplaced(dst, dstName, opts?.replaces, info.rel);
+      await copyDirEntry(dst, dstName, info, opts?.replaces === null);
+      await copyDirXattrs(src, srcName, dst, dstName, info);
       return { bytes: 0 };
     case 'symlink':
-      await copySymlinkEntry(src, srcName, dst, dstName, info);
+      await copySymlinkEntry(src, srcName, dst, dstName, info, opts?.replaces);
       return { bytes: 0 };
     default:
       throw new UnsupportedEntryError(info.rel, info.type);
@@ -1148,8 +1314,10 @@ async function copyFileEntry(src: DirRef, srcName: string, dst: DirRef, dstName:
       const written = await output.stat();
       await output.chown(info.uid, info.gid);
       await output.chmod(info.mode);
+      await copyXattrs(input.fd, output.fd);
       // The times the source had before it was read (a change during the copy makes it newer).
       await output.utimes(stampSeconds(st.atimeNs), stampSeconds(st.mtimeNs));
+      await checkReplaced(dst, dstName, opts?.replaces, info.rel);
       await rename(at(dst, tmp), at(dst, dstName));
       renamed = true;
       opts?.onBytes?.(written.size);
@@ -1163,11 +1331,13 @@ async function copyFileEntry(src: DirRef, srcName: string, dst: DirRef, dstName:
   }
 }
 
-async function copyDirEntry(dst: DirRef, dstName: string, info: EntryInfo): Promise<void> {
+/** Makes (or, unless `fresh`, updates) directory `dstName` with info's metadata. */
+async function copyDirEntry(dst: DirRef, dstName: string, info: EntryInfo, fresh = false): Promise<void> {
   try {
     await mkdir(at(dst, dstName), 0o700);
   } catch (error) {
     if (errnoCode(error) !== 'EEXIST') throw error;
+    if (fresh) throw new DestinationChangedError(info.rel, `${dst.path}/${displayPath(dstName)} was made by someone else meanwhile; left as it is`);
   }
   const handle = await openPath(dst, dstName);
   try {
@@ -1179,7 +1349,21 @@ async function copyDirEntry(dst: DirRef, dstName: string, info: EntryInfo): Prom
   }
 }
 
-async function copySymlinkEntry(src: DirRef, srcName: string, dst: DirRef, dstName: string, info: EntryInfo): Promise<void> {
+/** The extended attributes of directory `srcName` (checked to be info's) onto `dstName`. */
+async function copyDirXattrs(src: DirRef, srcName: string, dst: DirRef, dstName: string, info: EntryInfo): Promise<void> {
+  const [from, to] = await Promise.all([openPath(src, srcName), openPath(dst, dstName)]);
+  try {
+    const [a, b] = await Promise.all([from.stat(), to.stat()]);
+    if (!a.isDirectory() || a.dev !== info.dev || a.ino !== info.ino || !b.isDirectory()) {
+      throw new TreeChangedError(info.rel, `${src.path}/${displayPath(srcName)} changed while being copied`);
+    }
+    await copyXattrs(from.fd, to.fd);
+  } finally {
+    await Promise.all([from.close(), to.close()]);
+  }
+}
+
+async function copySymlinkEntry(src: DirRef, srcName: string, dst: DirRef, dstName: string, info: EntryInfo, replaces?: EntryInfo | null): Promise<void> {
   let target: Buffer;
   try {
     const st = await lstat(at(src, srcName));
@@ -1200,6 +1384,7 @@ async function copySymlinkEntry(src: DirRef, srcName: string, dst: DirRef, dstNa
     } finally {
       await handle.close();
     }
+    await checkReplaced(dst, dstName, replaces, info.rel);
     await rename(at(dst, tmp), at(dst, dstName));
     renamed = true;
   } finally {
@@ -1225,7 +1410,7 @@ export async function ensureDir(root: DirRef, rel: string, metaOf?: (rel: string
         const meta = errnoCode(error) === 'ENOENT' ? metaOf?.(sofar) : undefined;
         if (meta === undefined) throw error;
         if (meta.type !== 'dir') throw new TypeError(`metadata for ${displayPath(sofar)} is not a directory's`);
-        await copyDirEntry(current, name, meta);
+        await copyDirEntry(current, name, meta, true);
         next = await openChild(current, name);
       }
       if (current !== root) await current.close();

@@ -78,11 +78,14 @@ describe('removal of the original cannot be redirected', () => {
     const swapped = agent.send('swap-when-removing', 'd', s.dir, String(scaled(120_000) / 1000));
     const answer = await swapped;
     const r = await job.child;
-    expect(answer).toMatch(/^ok \d+$/);
-    // Really in the middle of the removal: d still held most of its files when it was swapped.
-    expect(Number(answer.split(' ')[1])).toBeGreaterThan(0);
-    expect(Number(answer.split(' ')[1])).toBeLessThan(3000);
-    console.log(`removal attack: d swapped for a symlink with ${answer.split(' ')[1]} of its 3000 files not yet removed`);
+    // The removal locks each directory (root's, 0700) before it lists it: the swap is refused
+    // then; if it got in first, d was swapped in the middle of the removal.
+    expect(answer).toMatch(/^ok \d+$|^error PermissionError\(13/);
+    if (answer.startsWith('ok')) {
+      expect(Number(answer.split(' ')[1])).toBeGreaterThan(0);
+      expect(Number(answer.split(' ')[1])).toBeLessThan(3000);
+    }
+    console.log(`removal attack: ${answer}`);
 
     expect(await s.snapshot()).toEqual(secretBefore);
     expect(await missingFiles(dir, files)).toEqual([]);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decide, difference, represented, same, type Meta } from '../../plugins/rsync/threeway.js';
+import { decide, decideBelowGone, difference, represented, same, type Meta } from '../../plugins/rsync/threeway.js';
 
 const file = (over: Partial<Meta> = {}): Meta => ({ type: 'file', mode: 0o644, uid: 1000, gid: 1000, size: 10, mtimeMs: 1_700_000_000_000, ...over });
 const dir = (over: Partial<Meta> = {}): Meta => ({ type: 'dir', mode: 0o755, uid: 1000, gid: 1000, size: 0, mtimeMs: 1, ...over });
@@ -46,5 +46,12 @@ describe('the three-way rule: only the original\'s own changes are carried over'
     expect(same(file({ mtimeMs: 1000.4 }), file({ mtimeMs: 1000.9 }))).toBe(true);
     expect(same(link('a'), { ...link('a'), mode: 0o755 })).toBe(true);
     expect(difference(file(), file({ mode: 0o600, size: 3 }))).toBe('mode 644 vs 600, size 10 vs 3');
+  });
+  it('below a directory the dataset renamed, deleted or replaced: unchanged entries went with it, any change is a conflict (never copied, never dropped)', () => {
+    expect(decideBelowGone(base, base)).toBe('keep');
+    expect(decideBelowGone(dir(), dir())).toBe('keep');
+    expect(decideBelowGone(file({ size: 20, mtimeMs: 1_700_000_001_000 }), base)).toBe('conflict'); // appended through an old descriptor
+    expect(decideBelowGone(file(), undefined)).toBe('conflict'); // new in the original
+    expect(decideBelowGone(dir({ mode: 0o700 }), dir())).toBe('conflict');
   });
 });
