@@ -14,18 +14,20 @@
  * after it) and by holding a descriptor (a holder: the grace period waits for it).
  */
 import { scaled } from '../helpers/time.js';
-import { chown, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, chown, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { cli, cliSpawn, createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
 import { helperPath, leftovers } from '../helpers/state.js';
-import { asNobody, makeUserDir, missingFiles, NOBODY, PYTHON } from '../helpers/attacker.js';
+import { makeUserDir, missingFiles, NOBODY, PYTHON } from '../helpers/attacker.js';
 import { writeNamedConfig } from './safety-helpers.js';
 
 const OTHER = 4242;
+/** The attacker's second account. */
+const SECOND = 65533;
 const pools: TestPool[] = [];
 afterAll(async () => {
   for (const p of pools) await p.destroy();
@@ -59,9 +61,10 @@ function pauseBefore(step: string, name: string): unknown {
 }
 
 /**
- * nobody parks a descriptor of `dir` in a socket pair of its own (sent with SCM_RIGHTS, its own copy
- * closed), then, on "go", takes it back and renames `from` into it as `as` (renameat through the
- * descriptor: the path of `dir` no longer matters).
+ * A second account of the attacker's (uid 65533, in no holders scan's sight as the owner) parks a
+ * descriptor of `dir` in a socket pair of its own (sent with SCM_RIGHTS, its own copy closed), then,
+ * on "go", takes it back and renames `from` into it as `as` (renameat through the descriptor: the
+ * path of `dir` no longer matters). nobody opened `dir` and `from` to that account (mode 0777).
  */
 const PARKER = String.raw`
 import os, socket, sys
@@ -90,8 +93,8 @@ interface Parker {
 }
 
 async function startParker(park: string, from: string, as: string): Promise<Parker> {
-  const [cmd, args] = asNobody(PYTHON, ['-c', PARKER, park, from, as]);
-  const child = execa(cmd, args, { cwd: '/', reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false });
+  for (const d of [park, from, dirname(from)]) await chmod(d, 0o777);
+  const child = execa('setpriv', [`--reuid=${SECOND}`, `--regid=${SECOND}`, '--clear-groups', '--', PYTHON, '-c', PARKER, park, from, as], { cwd: '/', reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async (): Promise<string> => String((await lines.next()).value ?? '');
   expect(await next()).toBe('parked');
