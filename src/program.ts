@@ -55,6 +55,9 @@ export function exitCodeFor(outcome: Outcome): number {
   switch (outcome.kind) {
     case 'failed':
       return EXIT.failed;
+    case 'refused':
+      // Said and remembered by an earlier run: not a failure of this one.
+      return outcome.remembered ? EXIT.ok : EXIT.failed;
     case 'deferred':
       return EXIT.deferred;
     default:
@@ -363,7 +366,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     setExit(
       await withApp(globals(command), async (app) => {
         const { engine, name } = app.locate(target);
-        return report(await engine.handle(name, { signal: stopSignal(), recoverRoot: true, deferCleanup: !o.wait }));
+        return report(await engine.handle(name, { signal: stopSignal(), recoverRoot: true, deferCleanup: !o.wait, retryRefused: true }));
       }),
     );
   });
@@ -499,7 +502,7 @@ export function maintenanceSummary(
 
 function report(outcome: Outcome): number {
   const code = exitCodeFor(outcome);
-  if (code !== EXIT.ok) say(outcome.kind === 'failed' ? 'error' : 'notice', outcome.message);
+  if (code !== EXIT.ok) say(outcome.kind === 'failed' || outcome.kind === 'refused' ? 'error' : 'notice', outcome.message);
   return code;
 }
 

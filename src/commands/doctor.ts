@@ -32,6 +32,7 @@ import {
 } from '../core/index.js';
 import { optionsLocation, type PluginOrigin } from '../core/config.js';
 import { prepareStateDir } from '../core/trust.js';
+import { listRefusals } from '../core/refusals.js';
 import { detectZfs } from '../../plugins/zfs/implementation.js';
 import { PROP_STATE } from '../../plugins/zfs/zfs.js';
 import { CLIENT_TOKEN, clientsOf, parseExports } from '../../plugins/nfs-exports/exports.js';
@@ -165,6 +166,7 @@ export class Doctor {
       await this.incron();
       await this.metrics();
       if (stateDirTrusted) await this.jobs();
+      if (stateDirTrusted) await this.refusals();
     } finally {
       for (const engine of this.engines) await engine.hooks.close.promise().catch(() => undefined);
     }
@@ -499,6 +501,15 @@ export class Doctor {
       }
     }
     if (problems === 0) this.add('jobs', 'ok', 'no interrupted job, no leftover');
+  }
+
+  /** Directories refused for good until they or the config change: they need someone's attention. */
+  private async refusals(): Promise<void> {
+    const all = await listRefusals(join(this.config!.stateDir, 'refusals'));
+    const roots = new Set(this.roots.map((r) => r.rootdir));
+    const ours = all.filter((r) => roots.has(r.rootdir));
+    for (const r of ours) this.add('refusals', 'warn', `${quoteName(`${r.rootdir}/${r.name}`)} needs attention: ${r.reason} (refused at ${r.since}; tried again once the directory or the config changes, or by: zfs-dynamic-creator handle ${shellWord(`${r.rootdir}/${r.name}`)})`);
+    if (ours.length === 0) this.add('refusals', 'ok', 'no directory refused');
   }
 }
 

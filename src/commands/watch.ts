@@ -43,12 +43,29 @@ export async function watch(options: GlobalOptions): Promise<number> {
         return;
       }
       const outcome = await engine.handle(name, { signal: stop.signal, slots });
+      retryLater(rootdir, name, outcome.kind === 'failed');
       if (outcome.kind === 'deferred' && !stop.signal.aborted) {
         engine.log.info(`will be tried again at the next sweep (in at most ${app.config.watch.sweepIntervalSeconds} s)`, { dir: name });
       }
     } catch (error) {
       engine.log.error(`job failed unexpectedly: ${oneLine(error)}`, { dir: name });
     }
+  };
+  // A failure that may pass (a busy dataset, a command that failed) is tried again with backoff:
+  // 15 s, 30 s, 60 s, … (at most RETRIES times, then at the sweeps). Refusals are not failures.
+  const retries = new Map<string, { attempts: number; timer?: NodeJS.Timeout }>();
+  const retryLater = (rootdir: string, name: string, failed: boolean): void => {
+    const key = `${rootdir}\0${name}`;
+    const entry = retries.get(key) ?? { attempts: 0 };
+    if (!failed || stop.signal.aborted || entry.attempts >= RETRIES) {
+      if (!failed) retries.delete(key);
+      return;
+    }
+    const delay = RETRY_BASE_MS * 2 ** entry.attempts;
+    entry.attempts += 1;
+    entry.timer = setTimeout(() => queue.add(rootdir, name), delay);
+    retries.set(key, entry);
+    log().info(`will be tried again in ${delay / 1000} s (attempt ${entry.attempts + 1} of ${RETRIES + 1})`, { dir: name });
   };
   const queue = new JobQueue({ maxJobs: () => app.config.watch.maxJobs, run: runJob, signal: stop.signal });
   const watcher = new RootWatcher((rootdir, name) => queue.add(rootdir, name));
@@ -58,6 +75,7 @@ export async function watch(options: GlobalOptions): Promise<number> {
     slots: () => slots,
     signal: stop.signal,
     intervalSeconds: () => app.config.watch.sweepIntervalSeconds,
+    onSwept: (rootdir) => void sweptGauge(rootdir),
   });
   const watchRoots = (): Promise<void> =>
     watcher.watch(
@@ -68,7 +86,9 @@ export async function watch(options: GlobalOptions): Promise<number> {
     );
 
   // What the daemon does, for `status`: on every change of the queue (at most once a second),
-  // and every 5 s while jobs are in flight (their phases and waits change without the queue).
+  // every second while jobs are in flight (their phases and waits change without the queue),
+  // and every HEARTBEAT_MS at least (its updatedAt is the daemon's heartbeat: status and the
+  // metrics' heartbeat tell a dead daemon from it).
   const startedAt = new Date().toISOString();
   let writing: Promise<void> = Promise.resolve();
   let lastWrite = 0;
@@ -110,10 +130,16 @@ export async function watch(options: GlobalOptions): Promise<number> {
       metricsFailed = oneLine(error);
     }
   };
+  const sweptGauge = async (rootdir: string): Promise<void> => {
+    const textfile = app.config.metrics?.textfile;
+    if (textfile === undefined) return;
+    const { MetricsTextfile } = await import('../metrics/textfile.js');
+    await new MetricsTextfile(textfile, app.config.stateDir).swept(rootdir).catch((error: unknown) => log().debug(`metrics textfile not written: ${oneLine(error)}`));
+  };
   queue.onChange(publishStatus);
   const heartbeat = setInterval(() => {
-    if (queue.running.length > 0) publishStatus();
-  }, 5000);
+    if (queue.running.length > 0 || Date.now() - lastWrite >= HEARTBEAT_MS) publishStatus();
+  }, 1000);
 
   let reloading: Promise<void> = Promise.resolve();
   /** Opens the config again; jobs already running finish with the old one. */
@@ -161,6 +187,7 @@ export async function watch(options: GlobalOptions): Promise<number> {
       stop.abort();
       sweeper.stop();
       clearInterval(heartbeat);
+      for (const r of retries.values()) clearTimeout(r.timer);
       if (pendingWrite) clearTimeout(pendingWrite);
       queue.clear();
       void (async () => {
@@ -189,6 +216,12 @@ export async function watch(options: GlobalOptions): Promise<number> {
   await sweeper.sweep();
   return done;
 }
+
+/** Retries of a failed job before it is left to the sweeps, and the first one's delay. */
+const RETRIES = 4;
+/** The daemon's status file is written at least this often: its updatedAt is a heartbeat. */
+const HEARTBEAT_MS = 5000;
+const RETRY_BASE_MS = 15_000;
 
 async function stillThere(path: string): Promise<boolean> {
   try {

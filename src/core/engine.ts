@@ -11,7 +11,8 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { createHooks, type Hooks } from './hooks.js';
 import { AFTER_COMMIT, CONTRACT, JOURNALLED_PHASES, type HookName } from './contract.js';
-import { BusyError, RefusedError, oneLine, quoteName } from './errors.js';
+import { BusyError, RefusedError, isPermanentRefusal, oneLine, quoteName } from './errors.js';
+import { RefusalMemory, configHash } from './refusals.js';
 import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
 import { Journal, jobId } from './journal.js';
@@ -68,6 +69,8 @@ export interface HandleOptions {
    * run for this root (a sweep, the daemon, recover). Waiting is not work: the caller need not wait.
    */
   readonly deferCleanup?: boolean;
+  /** Try a directory again even when a refusal of it is remembered and still stands (`handle`). */
+  readonly retryRefused?: boolean;
 }
 
 /** A job in flight in this process, as status shows it. */
@@ -89,7 +92,7 @@ export interface RecoveryResult {
 
 /** The log level of an outcome: failures are errors, deferrals warnings, results notices. */
 function levelOf(kind: OutcomeKind): 'info' | 'notice' | 'warn' | 'error' {
-  return kind === 'failed' ? 'error' : kind === 'deferred' ? 'warn' : kind === 'converted' || kind === 'recovered' ? 'notice' : 'info';
+  return kind === 'failed' ? 'error' : kind === 'deferred' || kind === 'refused' ? 'warn' : kind === 'converted' || kind === 'recovered' ? 'notice' : 'info';
 }
 
 /** The job lost its lock: it must not write anything more, the journal included. */
@@ -101,6 +104,8 @@ export class RootEngine {
   readonly hooks: Hooks = createHooks();
   readonly context: RootContext;
   readonly journal: Journal;
+  /** Refusals remembered for this root's directories (see refusals.ts). */
+  readonly refusals: RefusalMemory;
   plugins: LoadedPlugin[] = [];
   private prepared: Promise<void> | undefined;
   /** Jobs running in this process now (handle and recovery), by name. */
@@ -118,6 +123,7 @@ export class RootEngine {
       stateDir: options.stateDir,
     };
     this.journal = new Journal(options.stateDir);
+    this.refusals = new RefusalMemory(options.stateDir, options.rootdir, configHash(options.rootfs, options.plugins));
   }
 
   get log(): Logger {
@@ -157,8 +163,12 @@ export class RootEngine {
     job.observers = this.options.observers ?? [];
     this.running.set(name, { job, since: new Date(started).toISOString() });
     let lock: Lock | undefined;
-    const finish = async (kind: OutcomeKind, message: string, error?: Error, level: 'info' | 'notice' | 'warn' | 'error' = levelOf(kind)): Promise<Outcome> => {
+    const finish = async (given: OutcomeKind, message: string, error?: Error, chosen?: 'info' | 'notice' | 'warn' | 'error'): Promise<Outcome> => {
+      // A failure only a change to the directory or the config can lift: remembered, said once.
+      const kind: OutcomeKind = given === 'failed' && isPermanentRefusal(error) ? 'refused' : given;
+      const level = kind === given ? (chosen ?? levelOf(kind)) : levelOf(kind);
       const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
+      if (!this.context.dryRun && kind !== 'busy') await this.rememberOutcome(name, outcome).catch((e: unknown) => job.log.warn(`the refusal could not be recorded: ${oneLine(e)}`));
       job.log[level](message, { step: 'outcome' });
       await this.hooks.outcome.promise(job, outcome).catch((e: unknown) => job.log.warn(`an outcome hook failed: ${oneLine(e)}`));
       await this.ended(job, outcome);
@@ -166,6 +176,14 @@ export class RootEngine {
     };
     try {
       checkName(name);
+      if (!options.retryRefused) {
+        const standing = await this.refusals.standing(name);
+        if (standing) {
+          const message = `refused (remembered since ${standing.since}): ${standing.reason}; tried again when the directory or the config changes, or by 'zfs-dynamic-creator handle'`;
+          job.log.debug(message, { step: 'outcome' });
+          return { kind: 'refused', message, durationMs: Date.now() - started, remembered: true };
+        }
+      }
       // The filters decide first (the incron path: every directory made in the root starts a
       // run, and a name they leave alone is answered without environment checks, recovery or
       // lock) — unless the journal has a job for the name, which must be recovered first. The
@@ -436,6 +454,12 @@ export class RootEngine {
       else this.running.delete(record.name);
       await ending;
     }
+  }
+
+  /** Records a refusal, or forgets an earlier one once the directory got any other answer. */
+  private async rememberOutcome(name: string, outcome: Outcome): Promise<void> {
+    if (outcome.kind === 'refused') await this.refusals.remember(name, outcome.message);
+    else await this.refusals.forget(name);
   }
 
   /** Tells the observers that a job ended; a failing observer is logged, never fatal. */

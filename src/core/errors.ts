@@ -1,8 +1,28 @@
 /** Errors with a one-line message meant for the administrator. */
 
-/** Bad input or environment: refused before anything was changed. */
+/**
+ * Bad input or environment: refused before anything was changed (or everything was put back).
+ * `permanent`: the refusal cannot change without a change to the directory (its name, its
+ * entries) or to the config (a name ZFS forbids, over the quota, too big for the pool). Such a
+ * refusal is remembered (src/core/refusals.ts): reported once, not retried until either changes.
+ * Throw it as `new RefusedError(message, { permanent: true })`.
+ */
 export class RefusedError extends Error {
   override readonly name = 'RefusedError';
+  readonly permanent: boolean;
+
+  constructor(message: string, options: { permanent?: boolean; cause?: unknown } = {}) {
+    super(message, options.cause !== undefined ? { cause: options.cause } : undefined);
+    this.permanent = options.permanent ?? false;
+  }
+}
+
+/** Whether `error` (or an error it wraps as its cause) is a permanent refusal. */
+export function isPermanentRefusal(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof RefusedError && e.permanent) return true;
+  }
+  return false;
 }
 
 /** A failure that may pass if tried again (a busy dataset, a vanished file). */

@@ -14,6 +14,8 @@ export interface SweeperOptions {
   readonly slots: () => Slots;
   readonly signal: AbortSignal;
   readonly intervalSeconds: () => number;
+  /** Told when a root's sweep ended (for the metrics' last-sweep timestamp). */
+  readonly onSwept?: (rootdir: string) => void;
 }
 
 export class Sweeper {
@@ -52,6 +54,7 @@ export class Sweeper {
       if (signal.aborted) break;
       try {
         const survey = await engine.survey();
+        await engine.refusals.prune(survey.directories);
         // New directories first: they wait out their quiet period while interrupted jobs are finished.
         for (const name of RootEngine.candidates(survey)) this.options.enqueue(engine.context.rootdir, name);
         const recovered = await engine.recoverRoot(signal, survey, this.options.slots());
@@ -59,6 +62,7 @@ export class Sweeper {
         // A rolled-back job's directory is a plain directory again.
         for (const name of RootEngine.candidates(fresh)) this.options.enqueue(engine.context.rootdir, name);
         if (!signal.aborted) await engine.sync(fresh);
+        this.options.onSwept?.(engine.context.rootdir);
       } catch (error) {
         engine.log.error(`sweep failed: ${oneLine(error)}; trying again in ${this.options.intervalSeconds()} s`);
       }

@@ -1,0 +1,134 @@
+/**
+ * The operator is told the truth, once, through the real CLI on a real pool (issue 24):
+ *
+ *  - a refusal only a change to the directory or the config can lift (a name ZFS forbids, a copy
+ *    over the quota) is said once (WARNING, notify), remembered, shown by status and doctor,
+ *    counted in its own gauge and not as a failure; reconcile exits 0 at every sweep, and the
+ *    over-quota run is not copied again until the directory changes;
+ *  - a daemon killed with SIGKILL is seen as dead: its heartbeat gauge ages, status says so.
+ */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, createPool, datasetStates, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
+import { parseExposition, sampleValue } from '../helpers/prom.js';
+import { startDaemon } from '../helpers/daemon.js';
+import { scaled } from '../helpers/time.js';
+
+let p: TestPool;
+let textfile: string;
+let notified: string;
+
+beforeAll(async () => {
+  p = await createPool('truth', 256);
+  textfile = join(p.work, 'zdc.prom');
+  notified = join(p.work, 'notified.jsonl');
+});
+afterAll(async () => {
+  await p?.destroy();
+});
+
+const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> =>
+  sampleValue(parseExposition(await readFile(textfile, 'utf8')), `zfs_dynamic_creator_${name}`, labels) ?? 0;
+
+interface ReconcileJson {
+  roots: { jobs: { name: string; outcome: string; message: string }[]; counts: Record<string, number> }[];
+}
+
+describe('refusals are remembered, not repeated', () => {
+  it('a forbidden name and an over-quota run across three sweeps: said once, gauge set, no failure counted, exit 0, no second copy', async () => {
+    const notify = ['notify', { command: ['/bin/sh', '-c', 'cat >> "$1"; echo >> "$1"', 'sh', notified], on: ['refused', 'failed'] }];
+    // zfs-fuse counts a dataset's space at each transaction group's sync (every few seconds): a
+    // copy slowed to 6 s is counted before the quota check that refuses it.
+    const rsync = { flags: ['-aHAX', '--numeric-ids', '--bwlimit=1000'] };
+    const config = await writeConfig(p, fastPlugins({ zfs: { properties: { quota: '1M' } }, rsync, more: [notify] }), { metrics: { textfile } }, 'refusals.json');
+    const bad = 'bad name@x';
+    const big = 'too-big';
+    await mkdir(join(p.mount, bad));
+    await mkdir(join(p.mount, big));
+    for (let i = 0; i < 30; i++) await writeFile(join(p.mount, big, `f${i}`), randomBytes(200_000));
+
+    const runs = [];
+    for (let sweep = 0; sweep < 3; sweep++) {
+      const r = await cli(['--config', config, 'reconcile', '--json'], { stateDir: p.stateDir });
+      runs.push(r);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const jobs = (JSON.parse(r.stdout) as ReconcileJson).roots[0]!.jobs;
+      expect(jobs.find((j) => j.name === bad)?.outcome).toBe('refused');
+      expect(jobs.find((j) => j.name === big)?.outcome, r.stderr).toBe('refused');
+      expect(jobs.find((j) => j.name === big)?.message).toMatch(/over its quota/);
+      if (sweep > 0) for (const j of jobs) expect(j.message).toMatch(/^refused \(remembered since /);
+      expect(await metric('refused_directories', { root: p.mount })).toBe(2);
+      expect(await metric('conversions_total', { root: p.mount, outcome: 'failed' })).toBe(0);
+    }
+    // Said once: WARNING lines and notifications in the first sweep only.
+    expect(runs[0]!.stderr).toMatch(/WARNING.*bad name@x.*cannot become a ZFS dataset/);
+    expect(runs[0]!.stderr).toMatch(/WARNING.*over its quota/);
+    for (const r of runs.slice(1)) {
+      expect(r.stderr).not.toMatch(/WARNING|ERROR/);
+      // Not copied again: no dataset made, no copy run.
+      expect(r.stderr).not.toMatch(/create .*too-big|rsync/);
+    }
+    const notes = (await readFile(notified, 'utf8')).split('\n').filter((l) => l.trim() !== '');
+    expect(notes.map((l) => (JSON.parse(l) as { outcome: string }).outcome)).toEqual(['refused', 'refused']);
+
+    // status and doctor show them as needing attention, with the reason.
+    const status = await cli(['--config', config, 'status'], { stateDir: p.stateDir });
+    expect(status.stdout).toMatch(/^ {2}refused +"bad name@x" needs attention: .*cannot become a ZFS dataset.*refused at /m);
+    expect(status.stdout).toMatch(/^ {2}refused +"too-big" needs attention: .*over its quota/m);
+    expect(status.stdout).toContain('0 directory(ies) waiting, 2 refused (need attention)');
+    const doctor = await cli(['--config', config, 'doctor', '--json'], { stateDir: p.stateDir });
+    const checks = (JSON.parse(doctor.stdout) as { checks: { check: string; status: string; detail: string }[] }).checks.filter((c) => c.check === 'refusals');
+    expect(checks.map((c) => c.status)).toEqual(['warn', 'warn']);
+    expect(checks.map((c) => c.detail).join('\n')).toMatch(/too-big.*needs attention: .*over its quota/);
+
+    // A change to the directory re-arms it: the run fits now and is converted.
+    for (let i = 2; i < 30; i++) await rm(join(p.mount, big, `f${i}`));
+    const after = await cli(['--config', config, 'reconcile', '--json'], { stateDir: p.stateDir });
+    expect(after.exitCode, after.stderr).toBe(0);
+    const jobs = (JSON.parse(after.stdout) as ReconcileJson).roots[0]!.jobs;
+    expect(jobs.find((j) => j.name === big)?.outcome).toBe('converted');
+    expect(jobs.find((j) => j.name === bad)?.outcome).toBe('refused');
+    expect((await datasetStates(p)).get(big)).toBe('live');
+    expect(await metric('refused_directories', { root: p.mount })).toBe(1);
+
+    // handle tries again on request, and says it (a refusal of this run: exit 1).
+    const handled = await cli(['--config', config, 'handle', join(p.mount, bad)], { stateDir: p.stateDir });
+    expect(handled.exitCode).toBe(1);
+    expect(handled.stderr).toMatch(/cannot become a ZFS dataset/);
+    await rm(join(p.mount, bad), { recursive: true });
+  });
+});
+
+describe('the daemon\'s liveness is a fact', () => {
+  it('after SIGKILL the heartbeat ages and status says the daemon is not running', async () => {
+    const config = await writeConfig(p, fastPlugins(), { metrics: { textfile }, watch: { sweepIntervalSeconds: 600 } }, 'daemon.json');
+    const daemon = await startDaemon(p, config);
+    const heartbeat = async (): Promise<number> => metric('daemon_heartbeat_timestamp_seconds');
+    const deadline = Date.now() + scaled(20_000);
+    while ((await heartbeat().catch(() => 0)) === 0 && Date.now() < deadline) await sleep(200);
+    const first = await heartbeat();
+    expect(first).toBeGreaterThan(0);
+    // Kept fresh while it runs.
+    while ((await heartbeat()) === first && Date.now() < deadline + scaled(10_000)) await sleep(200);
+    const fresh = await heartbeat();
+    expect(fresh).toBeGreaterThan(first);
+    const running = await cli(['--config', config, 'status'], { stateDir: p.stateDir });
+    expect(running.stdout).toMatch(/^daemon \(pid \d+, since /m);
+
+    daemon.signal('SIGKILL');
+    await daemon.stop();
+    // The heartbeat stops: it only ages from now on (an alert on time() - heartbeat fires).
+    await sleep(scaled(3000));
+    const dead = await heartbeat();
+    expect(dead).toBeLessThanOrEqual(fresh + 2);
+    expect(await metric('daemon_up').catch(() => 0)).toBe(0);
+    const status = await cli(['--config', config, 'status'], { stateDir: p.stateDir });
+    expect(status.stdout).toMatch(/^daemon not running \(pid \d+, last seen \S+/m);
+    const json = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as { daemon: unknown; lastDaemon: { pid: number; updatedAt: string } | null };
+    expect(json.daemon).toBeNull();
+    expect(json.lastDaemon?.pid).toBeGreaterThan(0);
+  });
+});
