@@ -40,16 +40,18 @@ interface ReconcileJson {
 describe('refusals are remembered, not repeated', () => {
   it('a forbidden name and an over-quota run across three sweeps: said once, gauge set, no failure counted, exit 0, no second copy', async () => {
     const notify = ['notify', { command: ['/bin/sh', '-c', 'cat >> "$1"; echo >> "$1"', 'sh', notified], on: ['refused', 'failed'] }];
-    // zfs-fuse counts a dataset's space at each transaction group's sync (every few seconds): a
-    // copy slowed to 6 s is counted before the quota check that refuses it.
-    const rsync = { flags: ['-aHAX', '--numeric-ids', '--bwlimit=1000'] };
-    const config = await writeConfig(p, fastPlugins({ zfs: { properties: { quota: '1M' } }, rsync, more: [notify] }), { metrics: { textfile } }, 'refusals.json');
+    const config = await writeConfig(p, fastPlugins({ zfs: { properties: { quota: '1M' } }, more: [notify] }), { metrics: { textfile } }, 'refusals.json');
     const bad = 'bad name@x';
     const big = 'too-big';
     await mkdir(join(p.mount, bad));
     await mkdir(join(p.mount, big));
     for (let i = 0; i < 30; i++) await writeFile(join(p.mount, big, `f${i}`), randomBytes(200_000));
 
+    // The over-quota run is copied and refused once (by handle: see the report of issue 24 for
+    // why not by the first sweep here), then remembered by every sweep.
+    const first = await cli(['--config', config, 'handle', join(p.mount, big)], { stateDir: p.stateDir });
+    expect(first.exitCode).toBe(1);
+    expect(first.stderr).toMatch(/WARNING.*over its quota/);
     const runs = [];
     for (let sweep = 0; sweep < 3; sweep++) {
       const r = await cli(['--config', config, 'reconcile', '--json'], { stateDir: p.stateDir });
@@ -57,15 +59,15 @@ describe('refusals are remembered, not repeated', () => {
       expect(r.exitCode, r.stderr).toBe(0);
       const jobs = (JSON.parse(r.stdout) as ReconcileJson).roots[0]!.jobs;
       expect(jobs.find((j) => j.name === bad)?.outcome).toBe('refused');
-      expect(jobs.find((j) => j.name === big)?.outcome, r.stderr).toBe('refused');
+      expect(jobs.find((j) => j.name === big)?.outcome).toBe('refused');
       expect(jobs.find((j) => j.name === big)?.message).toMatch(/over its quota/);
-      if (sweep > 0) for (const j of jobs) expect(j.message).toMatch(/^refused \(remembered since /);
+      for (const j of jobs) if (sweep > 0 || j.name === big) expect(j.message).toMatch(/^refused \(remembered since /);
       expect(await metric('refused_directories', { root: p.mount })).toBe(2);
       expect(await metric('conversions_total', { root: p.mount, outcome: 'failed' })).toBe(0);
     }
     // Said once: WARNING lines and notifications in the first sweep only.
     expect(runs[0]!.stderr).toMatch(/WARNING.*bad name@x.*cannot become a ZFS dataset/);
-    expect(runs[0]!.stderr).toMatch(/WARNING.*over its quota/);
+    expect(runs[0]!.stderr).not.toMatch(/over its quota|create .*too-big|rsync/);
     for (const r of runs.slice(1)) {
       expect(r.stderr).not.toMatch(/WARNING|ERROR/);
       // Not copied again: no dataset made, no copy run.
@@ -130,5 +132,37 @@ describe('the daemon\'s liveness is a fact', () => {
     const json = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as { daemon: unknown; lastDaemon: { pid: number; updatedAt: string } | null };
     expect(json.daemon).toBeNull();
     expect(json.lastDaemon?.pid).toBeGreaterThan(0);
+  });
+});
+
+describe('one config checker', () => {
+  it('check-config reports every mistake at once, each with its suggestion, in one wording, also as JSON', async () => {
+    const three = join(p.work, 'three-mistakes.json');
+    await writeFile(three, JSON.stringify({ statedir: p.stateDir, watch: { sweepIntervalSecs: 5 }, metrics: { textFile: textfile }, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: fastPlugins() }] }));
+    const r = await cli(['--config', three, 'check-config'], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(`config ${three}: statedir: unknown key "statedir" (did you mean "stateDir"?)`);
+    expect(r.stderr).toContain(`config ${three}: watch.sweepIntervalSecs: unknown key "sweepIntervalSecs" (did you mean "sweepIntervalSeconds"?)`);
+    expect(r.stderr).toContain(`config ${three}: metrics.textFile: unknown key "textFile" (did you mean "textfile"?)`);
+    const json = JSON.parse((await cli(['--config', three, 'check-config', '--json'], { stateDir: p.stateDir })).stdout) as { ok: boolean; problems: string[] };
+    expect(json.ok).toBe(false);
+    expect(json.problems).toHaveLength(3);
+
+    // What only doctor found before: a rootdir that is not the dataset's mountpoint, a ZFS property
+    // name the pool does not know; and plugin options worded as config keys are.
+    const wrong = join(p.work, 'wrong-root.json');
+    const plugins = fastPlugins({ zfs: { properties: { compresion: 'on' } } });
+    await writeFile(wrong, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.work, plugins }] }));
+    const w = await cli(['--config', wrong, 'check-config'], { stateDir: p.stateDir });
+    expect(w.exitCode).toBe(2);
+    expect(w.stderr).toContain(`is not where ${p.pool} is mounted`);
+    expect(w.stderr).toMatch(/compresion: .*has no property "compresion" \(did you mean "compression"\?\)/);
+    const options = join(p.work, 'options.json');
+    await writeFile(options, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [['quiet-wait', { quietSecond: 1, maxWaitSecond: 2 }], 'zfs', 'rsync'] }] }));
+    const o = await cli(['--config', options, 'check-config'], { stateDir: p.stateDir });
+    expect(o.exitCode).toBe(2);
+    expect(o.stderr).toMatch(/quietSecond: unknown key "quietSecond" \(did you mean "quietSeconds"\?\)/);
+    expect(o.stderr).toMatch(/maxWaitSecond: unknown key "maxWaitSecond" \(did you mean "maxWaitSeconds"\?\)/);
   });
 });
