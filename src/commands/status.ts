@@ -8,7 +8,7 @@
  * hook's contract); the others are listed as ignored, with the filter's reason.
  */
 import type { App } from '../app.js';
-import { RootEngine, isLocked, oneLine, type JobRecord } from '../core/index.js';
+import { RootEngine, isLocked, oneLine, type ActiveJob, type JobRecord } from '../core/index.js';
 import { etcConfigFile } from '../core/config.js';
 import { previewFilter } from '../core/preview.js';
 import { daemonLiveness } from '../daemon/status-file.js';
@@ -130,6 +130,18 @@ export async function collectStatus(app: App): Promise<StatusRoot[]> {
   return roots;
 }
 
+/** ": 120 of 300 files, 12.0 of 90.0 MiB, 3.1 MiB/s, about 25 s left" (what the terminal line shows). */
+export function progressText(p: ActiveJob['progress']): string {
+  if (p === undefined) return '';
+  const mib = (n: number): string => (n / 2 ** 20).toFixed(1);
+  const parts: string[] = [];
+  if (p.files !== undefined) parts.push(`${p.files}${p.totalFiles !== undefined ? ` of ${p.totalFiles}` : ''} files`);
+  if (p.bytes !== undefined) parts.push(`${mib(p.bytes)}${p.totalBytes !== undefined ? ` of ${mib(p.totalBytes)}` : ''} MiB`);
+  if (p.bytesPerSecond !== undefined) parts.push(`${mib(p.bytesPerSecond)} MiB/s`);
+  if (p.etaSeconds !== undefined) parts.push(`about ${p.etaSeconds} s left`);
+  return parts.length > 0 ? `: ${parts.join(', ')}` : '';
+}
+
 export async function status(app: App, options: { json: boolean }): Promise<number> {
   const roots = await collectStatus(app);
   const liveness = await daemonLiveness(app.config.stateDir);
@@ -151,7 +163,10 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
     lines.push(
       `daemon (pid ${daemon.pid}, since ${daemon.startedAt}): ${daemon.active.length - waiting.length} of ${daemon.slots.size} work slot(s) busy, ${waiting.length} job(s) waiting, ${daemon.queued.length} queued (as of ${daemon.updatedAt})`,
     );
-    for (const a of daemon.active) lines.push(`  ${(a.working ? 'working' : 'waiting').padEnd(12)} ${q(`${a.rootdir}/${a.name}`)} phase ${a.phase}${a.waiting ? `, waiting for ${a.waiting}` : ''} (since ${a.since})`);
+    for (const a of daemon.active) {
+      const step = a.step !== undefined && a.stepSince !== undefined ? `, step ${a.step} since ${a.stepSince}` : '';
+      lines.push(`  ${(a.working ? 'working' : 'waiting').padEnd(12)} ${q(`${a.rootdir}/${a.name}`)} phase ${a.phase}${a.waiting ? `, waiting for ${a.waiting}` : ''} (since ${a.since})${step}${progressText(a.progress)}`);
+    }
     for (const x of daemon.queued) lines.push(`  ${'queued'.padEnd(12)} ${q(`${x.rootdir}/${x.name}`)}`);
   }
   let toRecover: string | undefined;

@@ -81,7 +81,25 @@ export interface ActiveJob {
   readonly working: boolean;
   /** What it waits for without a slot (quiet period, grace period, a slot), if anything. */
   readonly waiting?: string;
+  /** When its wait began, or else its phase: not the job's start. */
   readonly since: string;
+  /** When the job began. */
+  readonly jobSince: string;
+  /** The step running now ("migrate/copy") and since when. */
+  readonly step?: string;
+  readonly stepSince?: string;
+  /** The copy's progress as the terminal line shows it: rate over the step alone, ETA from it. */
+  readonly progress?: { files?: number; bytes?: number; totalFiles?: number; totalBytes?: number; bytesPerSecond?: number; etaSeconds?: number };
+}
+
+function progressOf(live: JobImpl['live'], now: number): ActiveJob['progress'] {
+  if (live.files === undefined && live.bytes === undefined) return undefined;
+  const seconds = (now - live.stepSince) / 1000;
+  const rate = live.bytes !== undefined && seconds > 0 ? live.bytes / seconds : undefined;
+  const left = live.totalBytes !== undefined && live.bytes !== undefined ? Math.max(0, live.totalBytes - live.bytes) : undefined;
+  const eta = rate !== undefined && rate > 0 && left !== undefined ? Math.round(left / rate) : undefined;
+  const defined = Object.entries({ files: live.files, bytes: live.bytes, totalFiles: live.totalFiles, totalBytes: live.totalBytes, bytesPerSecond: rate && Math.round(rate), etaSeconds: eta }).filter(([, v]) => v !== undefined);
+  return Object.fromEntries(defined) as ActiveJob['progress'];
 }
 
 export interface RecoveryResult {
@@ -144,13 +162,21 @@ export class RootEngine {
 
   /** The jobs this process is running for this root now: what they do or wait for. */
   active(): ActiveJob[] {
-    return [...this.running.values()].map(({ job, since }) => ({
-      name: job.name,
-      phase: job.phase,
-      working: job.slot.held,
-      ...(job.waitingFor !== undefined ? { waiting: job.waitingFor } : {}),
-      since,
-    }));
+    const now = Date.now();
+    return [...this.running.values()].map(({ job, since }) => {
+      const live = job.live;
+      const progress = progressOf(live, now);
+      return {
+        name: job.name,
+        phase: job.phase,
+        working: job.slot.held,
+        ...(job.waitingFor !== undefined ? { waiting: job.waitingFor } : {}),
+        since: new Date(live.waiting?.since ?? live.phaseSince).toISOString(),
+        jobSince: since,
+        ...(live.step !== undefined ? { step: live.step, stepSince: new Date(live.stepSince).toISOString() } : {}),
+        ...(progress !== undefined ? { progress } : {}),
+      };
+    });
   }
 
   /** Converts one directory, a direct child of rootdir. Never throws: the outcome says what happened. */
@@ -284,12 +310,15 @@ export class RootEngine {
    * (SIGTERM), and the message says so instead of calling it a failure.
    */
   private async failed(job: JobImpl, phase: PhaseName | 'recover', error: unknown, stopping = false): Promise<{ message: string; settled: boolean }> {
-    const reason = stopping ? `stopped during ${phase}: ${oneLine(error)}` : `${phase} failed: ${oneLine(error)}`;
+    // A stop is said as a stop: not with the runtime's words for the abort.
+    const abort = error instanceof Error && error.name === 'AbortError';
+    const reason = stopping ? `stopped during ${phase}${abort ? '' : `: ${oneLine(error)}`}` : `${phase} failed: ${oneLine(error)}`;
     // A dry run changed nothing: there is nothing to undo, and rollback does not run in one.
     if (job.dryRun && !CONTRACT.rollback.dryRun) return { message: reason, settled: true };
     if (error instanceof LockLostError) return { message: lockLostReport(job, error), settled: false };
     if (job.record.committed) {
-      await job.markStatus('incomplete', reason);
+      // Stopped during its cleanup: live and published, the cleanup left to the next run.
+      await job.markStatus(stopping && phase === 'cleanup' ? 'cleanup-pending' : 'incomplete', reason);
       // The reason may already say where everything is and what to run; then it is not repeated.
       if (reason.includes("'zfs-dynamic-creator recover'")) return { message: `${reason} (the job is past its commit point: nothing is undone)`, settled: true };
       const kept = job.record.aside && !reason.includes(job.record.aside) ? `; the original is kept at ${quoteName(job.record.aside)}` : '';

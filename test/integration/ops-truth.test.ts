@@ -166,3 +166,37 @@ describe('one config checker', () => {
     expect(o.stderr).toMatch(/maxWaitSecond: unknown key "maxWaitSecond" \(did you mean "maxWaitSeconds"\?\)/);
   });
 });
+
+describe('status from the same facts as the log', () => {
+  it('during a copy: its step and progress, moving; during the grace period: the wait\'s own since', async () => {
+    const rsync = { flags: ['-aHAX', '--numeric-ids', '--bwlimit=2000'], graceSeconds: 4 };
+    const config = await writeConfig(p, fastPlugins({ rsync }), { watch: { sweepIntervalSeconds: 600 } }, 'status.json');
+    await startDaemon(p, config);
+    const dir = join(p.mount, 'slow-run');
+    await mkdir(dir);
+    for (let i = 0; i < 20; i++) await writeFile(join(dir, `f${i}`), randomBytes(1_000_000));
+    type Active = { name: string; phase: string; waiting?: string; since: string; jobSince: string; step?: string; progress?: { bytes?: number; totalBytes?: number; bytesPerSecond?: number } };
+    const active = async (): Promise<Active | undefined> => {
+      const r = await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir });
+      return (JSON.parse(r.stdout) as { daemon: { active: Active[] } | null }).daemon?.active.find((a) => a.name === 'slow-run');
+    };
+    const until = async (what: (a: Active) => boolean): Promise<Active> => {
+      const deadline = Date.now() + scaled(60_000);
+      for (;;) {
+        const a = await active();
+        if (a && what(a)) return a;
+        if (Date.now() > deadline) throw new Error(`not seen in time; last: ${JSON.stringify(a)}`);
+        await sleep(200);
+      }
+    };
+    const copying = await until((a) => a.step === 'migrate/copy' && (a.progress?.bytes ?? 0) > 0);
+    expect(copying.progress?.totalBytes).toBeGreaterThan(0);
+    const later = await until((a) => a.step !== 'migrate/copy' || (a.progress?.bytes ?? 0) > (copying.progress?.bytes ?? 0));
+    if (later.step === 'migrate/copy') expect(later.progress?.bytes).toBeGreaterThan(copying.progress!.bytes!);
+    const text = (await cli(['--config', config, 'status'], { stateDir: p.stateDir })).stdout;
+    expect(text).toMatch(/"slow-run" phase/);
+    const grace = await until((a) => a.waiting === 'grace period');
+    expect(Date.parse(grace.since)).toBeGreaterThan(Date.parse(grace.jobSince));
+    expect(Date.parse(grace.since)).toBeGreaterThan(Date.parse(copying.jobSince) + 1000);
+  });
+});
