@@ -54,7 +54,7 @@ export class Sweeper {
       if (signal.aborted) break;
       try {
         const survey = await engine.survey();
-        await engine.refusals.prune(survey.directories);
+        if (!engine.context.dryRun) await engine.refusals.prune(survey.directories);
         // New directories first: they wait out their quiet period while interrupted jobs are finished.
         for (const name of RootEngine.candidates(survey)) this.options.enqueue(engine.context.rootdir, name);
         const recovered = await engine.recoverRoot(signal, survey, this.options.slots());
