@@ -58,7 +58,7 @@ export type {
 
 // ---- errors, names in messages, logging -------------------------------------------------------------
 /** RefusedError: leave this directory alone (exit 2); TransientError: try again later; BusyError: someone else is on it. */
-export { RefusedError, RootGoneError, RootClaimedError, TransientError, ConfigError, BusyError, DamagedStateError, oneLine, quoteName } from './core/errors.js';
+export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, DamagedStateError, oneLine, quoteName } from './core/errors.js';
 export { createLogger, oneLineText, stderrIsJournal, journalIsStderr, inJournal, logToStderr, type LogSink } from './core/logger.js';
 /** This program's version (its package.json's), e.g. for records a plugin leaves behind. */
 export { ownVersion } from './core/loader.js';

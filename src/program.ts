@@ -57,6 +57,9 @@ export function exitCodeFor(outcome: Outcome): number {
   switch (outcome.kind) {
     case 'failed':
       return EXIT.failed;
+    case 'refused':
+      // Said and remembered by an earlier run: not a failure of this one.
+      return outcome.remembered ? EXIT.ok : EXIT.failed;
     case 'deferred':
       return EXIT.deferred;
     default:
@@ -121,6 +124,7 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     ],
     exits: [
       [EXIT.ok, 'converted, deliberately skipped, or handled by another process'],
+      [EXIT.failed, 'failed, or refused (a name ZFS forbids, over the quota: remembered, so sweeps do not try it again until the directory or the config changes; handle always tries)'],
       [EXIT.deferred, 'deferred: not quiet in time, or stopped by SIGTERM and rolled back; it will be tried again'],
       USAGE_EXIT,
       FAILED_EXIT,
@@ -140,7 +144,7 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
       ['zfs-dynamic-creator --dry-run reconcile', 'list what would be converted ("would convert")'],
     ],
     exits: [
-      [EXIT.ok, 'every root swept (deferred directories are tried again at the next sweep)'],
+      [EXIT.ok, 'every root swept (deferred directories are tried again at the next sweep; refused ones, said once and listed by status, when they or the config change)'],
       USAGE_EXIT,
       [EXIT.failed, 'a job failed or a root could not be swept'],
     ],
@@ -156,6 +160,7 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     examples: [
       ['zfs-dynamic-creator status', 'directories waiting, jobs running or interrupted, and why a job stopped'],
       ['zfs-dynamic-creator status --json', 'the same as JSON'],
+      ['zfs-dynamic-creator status', "a dead daemon: 'daemon not running (pid N, last seen T)'; refused directories: 'refused \"NAME\" needs attention: REASON'"],
     ],
     exits: [[EXIT.ok, 'shown'], USAGE_EXIT, FAILED_EXIT],
   },
@@ -187,7 +192,7 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
       ['zfs-dynamic-creator --config ./new.yaml check-config', 'check a new config before putting it in place'],
       ['zfs-dynamic-creator check-config --options', "and show each root's plugins with their effective options"],
     ],
-    exits: [[EXIT.ok, 'the config is valid: its plugins load and accept their options, its files and stateDir are in trusted places'], USAGE_EXIT, FAILED_EXIT],
+    exits: [[EXIT.ok, "the config is valid: its keys, its plugins and their options, its files and stateDir in trusted places, each root's dataset mounted at its rootdir, the ZFS property names"], [EXIT.usage, 'the config is not valid: every problem on its own line, with "did you mean" for a mistyped key or option'], [EXIT.failed, "a root's dataset is not mounted at its rootdir (the config may be right and the pool not imported yet)"]],
   },
   help: {
     examples: [
@@ -365,7 +370,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     setExit(
       await withApp(globals(command), async (app) => {
         const { engine, name } = app.locate(target);
-        return report(await engine.handle(name, { signal: stopSignal(), recoverRoot: true, deferCleanup: !o.wait }));
+        return report(await engine.handle(name, { signal: stopSignal(), recoverRoot: true, deferCleanup: !o.wait, retryRefused: true }));
       }),
     );
   });
@@ -444,10 +449,24 @@ export function buildProgram(setExit: (code: number) => void): Command {
       .description('check the configuration and exit: syntax, keys, plugins and their options, trusted places (what the systemd units run first)'),
   )
     .option('--options', "also show each root's plugins with their effective options (the root's overrides merged in)")
-    .action(async (o: { options?: boolean }, command: Command) => {
-    // A dry run: nothing is created (not even the stateDir), only checked.
+    .option('--json', 'print the result as JSON: ok and every problem found')
+    .action(async (o: { options?: boolean; json?: boolean }, command: Command) => {
+    // A dry run: nothing is created (not even the stateDir, nor a probe dataset), only checked.
     const options: GlobalOptions = { ...globals(command), dryRun: true };
     leaveWorkingDirectory();
+    // Every static check doctor makes, all mistakes at once, one line each.
+    const { Doctor } = await import('./commands/doctor.js');
+    const checks = await new Doctor(options, false).staticChecks();
+    const problems = checks.filter((c) => c.status === 'fail').map((c) => c.detail);
+    if (problems.length > 0 || o.json) {
+      if (o.json) writeStdout(jsonText('check-config', { config: options.config ?? null, ok: problems.length === 0, problems }));
+      else for (const problem of problems) say('error', problem);
+      // A root's dataset not (yet) mounted is the machine's state, not the config's: exit 1, so
+      // that a unit started before the pool is imported is started again.
+      const configs = checks.filter((c) => c.status === 'fail' && !c.check.endsWith('.mount'));
+      setExit(configs.length > 0 ? EXIT.usage : problems.length > 0 ? EXIT.failed : EXIT.ok);
+      return;
+    }
     const app = await App.open(options);
     try {
       const roots = app.engines.map((e) => `${e.context.rootdir} (${e.context.rootfs}): ${e.plugins.map((p) => p.name).join(', ')}`);
@@ -501,7 +520,7 @@ export function maintenanceSummary(
 
 function report(outcome: Outcome): number {
   const code = exitCodeFor(outcome);
-  if (code !== EXIT.ok) say(outcome.kind === 'failed' ? 'error' : 'notice', outcome.message);
+  if (code !== EXIT.ok) say(outcome.kind === 'failed' || outcome.kind === 'refused' ? 'error' : 'notice', outcome.message);
   return code;
 }
 

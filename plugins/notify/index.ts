@@ -17,7 +17,7 @@ import { definePlugin, oneLine, run, type Job, type Outcome, type OutcomeKind } 
 
 const NAME = 'notify';
 
-const KINDS = ['converted', 'skipped', 'deferred', 'failed', 'busy', 'recovered', 'rolled-back'] as const satisfies readonly OutcomeKind[];
+const KINDS = ['converted', 'skipped', 'deferred', 'failed', 'refused', 'busy', 'recovered', 'rolled-back'] as const satisfies readonly OutcomeKind[];
 
 const options = z
   .object({
@@ -26,7 +26,7 @@ const options = z
     /** Where to POST the outcome as JSON. */
     url: z.url({ protocol: /^https?$/ }).optional(),
     /** The outcomes worth a notification. */
-    on: z.array(z.enum(KINDS)).default(['converted', 'failed', 'deferred']),
+    on: z.array(z.enum(KINDS)).default(['converted', 'failed', 'refused', 'deferred']),
     /** Give up on a notification after this long. */
     timeoutSeconds: z.number().positive().default(10),
   })

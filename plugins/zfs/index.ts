@@ -228,10 +228,10 @@ export default definePlugin<Options>({
     hooks.filter.tapPromise(NAME, async (job) => {
       if (isHelperName(job.name)) return { skip: 'a helper directory of zfs-dynamic-creator itself' };
       const problem = datasetNameProblem(job.root.rootfs, job.name);
-      if (problem) throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${problem}; left as it is`);
+      if (problem) throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${problem}; left as it is`, { permanent: true });
       const snapshot = opts.snapshot !== undefined ? `${job.root.rootfs}/${job.name}@${opts.snapshot}` : undefined;
       if (snapshot !== undefined && Buffer.byteLength(snapshot) > MAX_DATASET_NAME) {
-        throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset with the snapshot the zfs plugin's option snapshot asks for: ${quoteName(snapshot)} would be ${Buffer.byteLength(snapshot)} bytes long, and ZFS allows ${MAX_DATASET_NAME}; left as it is`);
+        throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset with the snapshot the zfs plugin's option snapshot asks for: ${quoteName(snapshot)} would be ${Buffer.byteLength(snapshot)} bytes long, and ZFS allows ${MAX_DATASET_NAME}; left as it is`, { permanent: true });
       }
       const [dir, parent] = await Promise.all([lstat(job.path), lstat(job.root.rootdir)]);
       datasetOf(job); // refuses a record that names another dataset
@@ -284,7 +284,7 @@ export default definePlugin<Options>({
       const used = await zfs.usedBytes(filesystem);
       for (const [key, bytes] of quota) {
         if (bytes !== undefined && used > bytes) {
-          throw new RefusedError(`the new filesystem would be over its ${key}: the copy uses ${used} bytes, ${key} is ${opts.properties[key]} (${bytes} bytes)`);
+          throw new RefusedError(`the new filesystem would be over its ${key}: the copy uses ${used} bytes, ${key} is ${opts.properties[key]} (${bytes} bytes)`, { permanent: true });
         }
       }
     };

@@ -19,6 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_PLUGINS, type GlobalOptions } from '../app.js';
 import {
   CommandError,
+  ConfigError,
   Journal,
   RootEngine,
   isLocked,
@@ -34,6 +35,7 @@ import {
 import { optionsLocation, type PluginOrigin } from '../core/config.js';
 import { prepareStateDir } from '../core/trust.js';
 import { claimedLine, goneLine, goneRoots, readRootClaim } from '../core/roots.js';
+import { listRefusals } from '../core/refusals.js';
 import { detectZfs } from '../../plugins/zfs/implementation.js';
 import { PROP_STATE } from '../../plugins/zfs/zfs.js';
 import { CLIENT_TOKEN, clientsOf, parseExports } from '../../plugins/nfs-exports/exports.js';
@@ -147,7 +149,24 @@ export class Doctor {
   private roots: Root[] = [];
   private engines: RootEngine[] = [];
 
-  constructor(private readonly options: GlobalOptions) {}
+  /** probe: false for check-config: nothing is created, not even a throwaway dataset. */
+  constructor(
+    private readonly options: GlobalOptions,
+    private readonly probe = true,
+  ) {}
+
+  /**
+   * The checks that change nothing (check-config): the config, its plugins and options, the
+   * trusted places, each root's dataset mounted at its rootdir, and the ZFS property names.
+   */
+  async staticChecks(): Promise<Check[]> {
+    try {
+      if (await this.loadConfig()) for (const root of this.roots) if (await this.mount(root)) await this.properties(root);
+    } finally {
+      for (const engine of this.engines) await engine.hooks.close.promise().catch(() => undefined);
+    }
+    return this.checks;
+  }
 
   private add(check: string, status: CheckStatus, detail: string): void {
     this.checks.push({ check, status, detail });
@@ -168,6 +187,7 @@ export class Doctor {
       await this.incron();
       await this.metrics();
       if (stateDirTrusted) await this.jobs();
+      if (stateDirTrusted) await this.refusals();
     } finally {
       for (const engine of this.engines) await engine.hooks.close.promise().catch(() => undefined);
     }
@@ -189,7 +209,7 @@ export class Doctor {
     try {
       this.config = await loadConfig(this.options.config, DEFAULT_PLUGINS);
     } catch (error) {
-      this.add('config', 'fail', oneLine(error));
+      for (const problem of problemsOf(error)) this.add('config', 'fail', problem);
       return false;
     }
     const config = this.config;
@@ -226,7 +246,7 @@ export class Doctor {
         this.roots.push({ index, rootfs: root.rootfs, rootdir, plugins, origins: root.origins });
         this.add(`roots[${index}].plugins`, 'ok', `${rootdir}: ${plugins.map((p) => p.name).join(', ')}`);
       } catch (error) {
-        this.add(`roots[${index}].plugins`, 'fail', oneLine(error));
+        for (const problem of problemsOf(error)) this.add(`roots[${index}].plugins`, 'fail', problem);
       }
     }
     return trusted;
@@ -342,7 +362,9 @@ export class Doctor {
         failed = true;
       }
     }
-    if (toTry.length > 0) {
+    if (toTry.length > 0 && !this.probe) {
+      if (!failed) this.add(check, 'ok', `${root.rootfs} knows ${toTry.map(([k]) => k).join(', ')} (their values are tried by doctor)`);
+    } else if (toTry.length > 0) {
       const problems = await this.tryValues(zfsOf(root), root.rootfs, toTry);
       for (const [key, problem] of problems) {
         this.add(check, 'fail', `${keyOf(key)}: ${quoteName(properties[key] ?? '')} is refused by ${root.rootfs}'s pool: ${problem}`);
@@ -535,6 +557,20 @@ export class Doctor {
     }
     return problems;
   }
+
+  /** Directories refused for good until they or the config change: they need someone's attention. */
+  private async refusals(): Promise<void> {
+    const all = await listRefusals(join(this.config!.stateDir, 'refusals'));
+    const roots = new Set(this.roots.map((r) => r.rootdir));
+    const ours = all.filter((r) => roots.has(r.rootdir));
+    for (const r of ours) this.add('refusals', 'warn', `${quoteName(`${r.rootdir}/${r.name}`)} needs attention: ${r.reason} (refused at ${r.since}; tried again once the directory or the config changes, or by: zfs-dynamic-creator handle ${shellWord(`${r.rootdir}/${r.name}`)})`);
+    if (ours.length === 0) this.add('refusals', 'ok', 'no directory refused');
+  }
+}
+
+/** Every mistake a ConfigError lists, or the error's one line. */
+function problemsOf(error: unknown): readonly string[] {
+  return error instanceof ConfigError ? error.problems : [oneLine(error)];
 }
 
 const LABEL: Record<CheckStatus, string> = { ok: 'ok', warn: 'warn', info: 'info', fail: 'FAIL' };

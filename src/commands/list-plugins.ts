@@ -27,6 +27,20 @@ export interface RootRow {
   readonly plugins: readonly PluginRow[];
 }
 
+/**
+ * Options as an administrator writes them and can paste back: a regular expression as its source
+ * (JSON would show `{}`), everything else as it is (durations are in seconds, sizes as given).
+ */
+export function asWritten(value: unknown): unknown {
+  if (value instanceof RegExp) {
+    const flags = value.flags.replace(/[^ims]/g, '');
+    return flags ? `(?${flags})${value.source}` : value.source;
+  }
+  if (Array.isArray(value)) return value.map(asWritten);
+  if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, asWritten(v)]));
+  return value;
+}
+
 /** Each root's plugins with their effective options, in config order. */
 export function pluginRows(app: App): RootRow[] {
   return app.engines.map((engine, index) => {
@@ -42,7 +56,7 @@ export function pluginRows(app: App): RootRow[] {
           version: p.version,
           location: p.location,
           hooks: p.taps,
-          options: p.options ?? {},
+          options: asWritten(p.options ?? {}),
           ...(origin ? { configuredAt: origin.spec } : {}),
           ...(origin?.override ? { overriddenAt: origin.override.at } : {}),
         };

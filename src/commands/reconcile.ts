@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { App } from '../app.js';
-import { BusyError, ConfigError, RootEngine, RootGoneError, Slots, writeStdout, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
+import { BusyError, ConfigError, RootEngine, RootGoneError, Slots, oneLine, writeStdout, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
 import { acquireLock, type Lock } from '../core/lock.js';
 import { JobQueue } from '../daemon/queue.js';
 import { runItem, sweepItems } from '../daemon/sweeper.js';
@@ -63,7 +63,7 @@ export function outcomeLabel(kind: OutcomeKind, dryRun: boolean): string {
 }
 
 /** Outcomes after which the survey no longer describes the root. */
-const CHANGES: ReadonlySet<OutcomeKind> = new Set(['converted', 'recovered', 'rolled-back', 'failed']);
+const CHANGES: ReadonlySet<OutcomeKind> = new Set(['converted', 'recovered', 'rolled-back', 'failed', 'refused']);
 
 /**
  * One sweep of one root. Every candidate and every interrupted job runs as a job (up to
@@ -85,6 +85,8 @@ export async function sweepRoot(engine: RootEngine, limits: SweepLimits, signal?
   const base = { rootdir: engine.context.rootdir, rootfs: engine.context.rootfs };
   try {
     const survey: Survey = await engine.survey();
+    // Refusals of directories that are gone (removed, renamed, converted) are forgotten.
+    if (!engine.context.dryRun) await engine.refusals.prune(survey.directories);
     const queue = new JobQueue({
       maxJobs: () => limits.maxJobs,
       maxJobsPerOwner: () => limits.maxJobsPerOwner ?? limits.maxJobs,
@@ -171,6 +173,14 @@ export async function lockSweep(engine: RootEngine, app: App, mode: 'wait' | 'co
   }
 }
 
+/** The metrics' last-sweep timestamp of a root (when metrics are configured); never fatal. */
+async function sweptGauge(app: App, rootdir: string): Promise<void> {
+  const textfile = app.config.metrics?.textfile;
+  if (textfile === undefined) return;
+  const { MetricsTextfile } = await import('../metrics/textfile.js');
+  await new MetricsTextfile(textfile, app.config.stateDir).swept(rootdir).catch((error: unknown) => app.engines[0]?.log.warn(oneLine(error)));
+}
+
 export async function reconcile(app: App, options: { json: boolean; root?: string }): Promise<number> {
   const engines = enginesFor(app, options.root);
   const stop = new AbortController();
@@ -201,7 +211,9 @@ export async function reconcile(app: App, options: { json: boolean; root?: strin
         continue;
       }
       try {
-        summaries.push(await sweepRoot(engine, app.config.watch, stop.signal));
+        const summary = await sweepRoot(engine, app.config.watch, stop.signal);
+        summaries.push(summary);
+        if (summary.error === undefined && !engine.context.dryRun) await sweptGauge(app, engine.context.rootdir);
       } finally {
         await lock?.release();
       }

@@ -8,11 +8,11 @@
  * hook's contract); the others are listed as ignored, with the filter's reason.
  */
 import type { App } from '../app.js';
-import { Journal, RootEngine, RootGoneError, isLocked, jobId, oneLine, type JobRecord } from '../core/index.js';
+import { Journal, RootEngine, RootGoneError, isLocked, jobId, oneLine, type ActiveJob, type JobRecord } from '../core/index.js';
 import { goneLine, goneRoots } from '../core/roots.js';
 import { etcConfigFile } from '../core/config.js';
 import { previewFilter } from '../core/preview.js';
-import { readDaemonStatus } from '../daemon/status-file.js';
+import { daemonLiveness } from '../daemon/status-file.js';
 import { jsonText } from './envelope.js';
 
 /** A job in the journal, as status reports it. */
@@ -55,6 +55,11 @@ export interface StatusRoot {
   readonly waiting: string[];
   /** Plain directories the filters leave alone, with why. */
   readonly ignored: StatusIgnored[];
+  /**
+   * Directories refused for a reason only a change to them or to the config lifts: remembered
+   * (not tried again until then; `since` when it was decided) or found so by the filters now.
+   */
+  readonly refused: { readonly name: string; readonly reason: string; readonly since?: string }[];
   /** Names with work left by an interrupted job (journal or dataset state). */
   readonly leftovers: string[];
   readonly jobs: StatusJob[];
@@ -115,7 +120,7 @@ async function journalOnlyRoots(app: App): Promise<StatusRoot[]> {
   const roots: StatusRoot[] = [];
   for (const [rootdir, records] of byRoot) {
     const note = notes.get(rootdir);
-    const base = { rootfs: records[0]!.rootfs, rootdir, filesystems: 0, waiting: [], ignored: [], leftovers: records.map((r) => r.name), jobs: await statusJobs(app, records), unconfigured: true };
+    const base = { rootfs: records[0]!.rootfs, rootdir, filesystems: 0, waiting: [], ignored: [], refused: [], leftovers: records.map((r) => r.name), jobs: await statusJobs(app, records), unconfigured: true };
     roots.push(note ? { ...base, gone: note.reason } : base);
   }
   return roots;
@@ -132,36 +137,65 @@ export async function collectStatus(app: App): Promise<StatusRoot[]> {
       survey = await engine.survey();
     } catch (error) {
       const why = error instanceof RootGoneError ? { gone: error.message } : { error: oneLine(error) };
-      roots.push({ ...base, filesystems: 0, waiting: [], ignored: [], leftovers: records.map((r) => r.name), jobs, ...why });
+      roots.push({ ...base, filesystems: 0, waiting: [], ignored: [], refused: [], leftovers: records.map((r) => r.name), jobs, ...why });
       continue;
     }
     const waiting: string[] = [];
     const ignored: StatusIgnored[] = [];
+    const refused: StatusRoot['refused'][number][] = [];
     for (const name of RootEngine.candidates(survey)) {
+      const remembered = await engine.refusals.standing(name);
+      if (remembered) {
+        refused.push({ name, reason: remembered.reason, since: remembered.since });
+        continue;
+      }
       const verdict = await previewFilter(engine, name);
       if (verdict.take) waiting.push(name);
-      else ignored.push({ name, reason: verdict.reason, refused: verdict.refused === true });
+      else if (verdict.refused === true) refused.push({ name, reason: verdict.reason });
+      else ignored.push({ name, reason: verdict.reason, refused: false });
     }
-    roots.push({ ...base, filesystems: survey.filesystems.size, waiting, ignored, leftovers: [...survey.leftovers].sort(), jobs });
+    roots.push({ ...base, filesystems: survey.filesystems.size, waiting, ignored, refused, leftovers: [...survey.leftovers].sort(), jobs });
   }
   return [...roots, ...(await journalOnlyRoots(app))];
 }
 
+/** ": 120 of 300 files, 12.0 of 90.0 MiB, 3.1 MiB/s, about 25 s left" (what the terminal line shows). */
+export function progressText(p: ActiveJob['progress']): string {
+  if (p === undefined) return '';
+  const mib = (n: number): string => (n / 2 ** 20).toFixed(1);
+  const parts: string[] = [];
+  if (p.files !== undefined) parts.push(`${p.files}${p.totalFiles !== undefined ? ` of ${p.totalFiles}` : ''} files`);
+  if (p.bytes !== undefined) parts.push(`${mib(p.bytes)}${p.totalBytes !== undefined ? ` of ${mib(p.totalBytes)}` : ''} MiB`);
+  if (p.bytesPerSecond !== undefined) parts.push(`${mib(p.bytesPerSecond)} MiB/s`);
+  if (p.etaSeconds !== undefined) parts.push(`about ${p.etaSeconds} s left`);
+  return parts.length > 0 ? `: ${parts.join(', ')}` : '';
+}
+
 export async function status(app: App, options: { json: boolean }): Promise<number> {
   const roots = await collectStatus(app);
-  const daemon = await readDaemonStatus(app.config.stateDir);
+  const liveness = await daemonLiveness(app.config.stateDir);
+  const daemon = liveness && 'running' in liveness ? liveness.running : undefined;
+  const gone = liveness && 'gone' in liveness ? liveness.gone : undefined;
   if (options.json) {
-    process.stdout.write(jsonText('status', { config: app.config.source, stateDir: app.config.stateDir, daemon: daemon ?? null, roots }));
+    const lastDaemon = gone ? { pid: gone.pid, startedAt: gone.startedAt, updatedAt: gone.updatedAt } : null;
+    process.stdout.write(jsonText('status', { config: app.config.source, stateDir: app.config.stateDir, daemon: daemon ?? null, lastDaemon, roots }));
     return 0;
   }
   const q = JSON.stringify;
   const lines: string[] = [];
+  if (gone) {
+    const jobs = gone.active.length > 0 ? `; it had ${gone.active.length} job(s) in flight, which the next run for their root finishes or undoes` : '';
+    lines.push(`daemon not running (pid ${gone.pid}, last seen ${gone.updatedAt}): it ended without stopping (killed, crashed or hung)${jobs}; start it again (systemctl start zfs-dynamic-creator)`);
+  }
   if (daemon) {
     const waiting = daemon.active.filter((a) => !a.working);
     lines.push(
       `daemon (pid ${daemon.pid}, since ${daemon.startedAt}): ${daemon.active.length - waiting.length} of ${daemon.slots.size} work slot(s) busy, ${waiting.length} job(s) waiting, ${daemon.queued.length} queued (as of ${daemon.updatedAt})`,
     );
-    for (const a of daemon.active) lines.push(`  ${(a.working ? 'working' : 'waiting').padEnd(12)} ${q(`${a.rootdir}/${a.name}`)} phase ${a.phase}${a.waiting ? `, waiting for ${a.waiting}` : ''} (since ${a.since})`);
+    for (const a of daemon.active) {
+      const step = a.step !== undefined && a.stepSince !== undefined ? `, step ${a.step} since ${a.stepSince}` : '';
+      lines.push(`  ${(a.working ? 'working' : 'waiting').padEnd(12)} ${q(`${a.rootdir}/${a.name}`)} phase ${a.phase}${a.waiting ? `, waiting for ${a.waiting}` : ''} (since ${a.since})${step}${progressText(a.progress)}`);
+    }
     for (const x of daemon.queued) lines.push(`  ${'queued'.padEnd(12)} ${q(`${x.rootdir}/${x.name}`)}`);
   }
   let toRecover: string | undefined;
@@ -177,10 +211,15 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
       lines.push(`${root.rootdir} (${root.rootfs}): cannot be surveyed: ${root.error}; ${root.jobs.length} job(s) in the journal`);
     } else {
       const ignored = root.ignored.length > 0 ? `, ${root.ignored.length} ignored by the filters` : '';
-      lines.push(`${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting${ignored}, ${root.jobs.length} job(s) in the journal`);
+      const refused = root.refused.length > 0 ? `, ${root.refused.length} refused (need attention)` : '';
+      lines.push(`${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting${refused}${ignored}, ${root.jobs.length} job(s) in the journal`);
     }
     for (const name of root.waiting) lines.push(`  ${'waiting'.padEnd(12)} ${q(name)}`);
-    for (const i of root.ignored) lines.push(`  ${(i.refused ? 'refused' : 'ignored').padEnd(12)} ${q(i.name)} (${i.reason})`);
+    for (const r of root.refused) {
+      const when = r.since !== undefined ? `refused at ${r.since}, not tried again until the directory or the config changes` : 'a job for it would be refused';
+      lines.push(`  ${'refused'.padEnd(12)} ${q(r.name)} needs attention: ${r.reason} (${when})`);
+    }
+    for (const i of root.ignored) lines.push(`  ${'ignored'.padEnd(12)} ${q(i.name)} (${i.reason})`);
     for (const j of root.jobs) {
       const what = [`phase ${j.phase}`];
       if (j.committed) what.push('committed');

@@ -45,6 +45,7 @@ export async function watch(options: GlobalOptions): Promise<number> {
         return;
       }
       const { outcome, after } = await runItem(engine, item, { signal: stop.signal, slots });
+      retryLater(item, outcome.kind === 'failed');
       if (outcome.kind === 'deferred' && !stop.signal.aborted) {
         engine.log.info(`will be tried again at the next sweep (in at most ${app.config.watch.sweepIntervalSeconds} s)`, { dir: name });
       }
@@ -52,6 +53,23 @@ export async function watch(options: GlobalOptions): Promise<number> {
     } catch (error) {
       engine.log.error(`job failed unexpectedly: ${oneLine(error)}`, { dir: name });
     }
+  };
+  // A failure that may pass (a busy dataset, a command that failed) is tried again with backoff:
+  // 15 s, 30 s, 60 s, … (at most RETRIES times, then at the sweeps). Refusals are not failures.
+  const retries = new Map<string, { attempts: number; timer?: NodeJS.Timeout }>();
+  const retryLater = (item: QueueItem, failed: boolean): void => {
+    const { rootdir, name } = item;
+    const key = `${rootdir}\0${name}`;
+    const entry = retries.get(key) ?? { attempts: 0 };
+    if (!failed || stop.signal.aborted || entry.attempts >= RETRIES) {
+      if (!failed) retries.delete(key);
+      return;
+    }
+    const delay = RETRY_BASE_MS * 2 ** entry.attempts;
+    entry.attempts += 1;
+    entry.timer = setTimeout(() => queue.add(rootdir, name, item), delay);
+    retries.set(key, entry);
+    log().info(`will be tried again in ${delay / 1000} s (attempt ${entry.attempts + 1} of ${RETRIES + 1})`, { dir: name });
   };
   const queue = new JobQueue({ maxJobs: () => app.config.watch.maxJobs, maxJobsPerOwner: () => app.config.watch.maxJobsPerOwner, run: runJob, signal: stop.signal });
   /** Queues a directory the watcher saw, with its owner (for the fair turns). */
@@ -64,6 +82,7 @@ export async function watch(options: GlobalOptions): Promise<number> {
     enqueue: (item) => void queue.add(item.rootdir, item.name, item),
     signal: stop.signal,
     intervalSeconds: () => app.config.watch.sweepIntervalSeconds,
+    onSwept: (rootdir) => void sweptGauge(rootdir),
   });
   const watchRoots = (): Promise<void> =>
     watcher.watch(
@@ -74,7 +93,9 @@ export async function watch(options: GlobalOptions): Promise<number> {
     );
 
   // What the daemon does, for `status`: on every change of the queue (at most once a second),
-  // and every 5 s while jobs are in flight (their phases and waits change without the queue).
+  // every second while jobs are in flight (their phases and waits change without the queue),
+  // and every HEARTBEAT_MS at least (its updatedAt is the daemon's heartbeat: status and the
+  // metrics' heartbeat tell a dead daemon from it).
   const startedAt = new Date().toISOString();
   let writing: Promise<void> = Promise.resolve();
   let lastWrite = 0;
@@ -116,10 +137,16 @@ export async function watch(options: GlobalOptions): Promise<number> {
       metricsFailed = oneLine(error);
     }
   };
+  const sweptGauge = async (rootdir: string): Promise<void> => {
+    const textfile = app.config.metrics?.textfile;
+    if (textfile === undefined) return;
+    const { MetricsTextfile } = await import('../metrics/textfile.js');
+    await new MetricsTextfile(textfile, app.config.stateDir).swept(rootdir).catch((error: unknown) => log().debug(`metrics textfile not written: ${oneLine(error)}`));
+  };
   queue.onChange(publishStatus);
   const heartbeat = setInterval(() => {
-    if (queue.running.length > 0) publishStatus();
-  }, 5000);
+    if (queue.running.length > 0 || Date.now() - lastWrite >= HEARTBEAT_MS) publishStatus();
+  }, 1000);
 
   let reloading: Promise<void> = Promise.resolve();
   /** Opens the config again; jobs already running finish with the old one. */
@@ -169,6 +196,7 @@ export async function watch(options: GlobalOptions): Promise<number> {
       stop.abort();
       sweeper.stop();
       clearInterval(heartbeat);
+      for (const r of retries.values()) clearTimeout(r.timer);
       if (pendingWrite) clearTimeout(pendingWrite);
       queue.clear();
       void (async () => {
@@ -197,6 +225,12 @@ export async function watch(options: GlobalOptions): Promise<number> {
   await sweeper.sweep();
   return done;
 }
+
+/** Retries of a failed job before it is left to the sweeps, and the first one's delay. */
+const RETRIES = 4;
+/** The daemon's status file is written at least this often: its updatedAt is a heartbeat. */
+const HEARTBEAT_MS = 5000;
+const RETRY_BASE_MS = 15_000;
 
 async function stillThere(path: string): Promise<boolean> {
   try {

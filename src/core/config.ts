@@ -16,7 +16,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { defaultLoaders } from 'cosmiconfig';
 import * as z from 'zod';
-import { ConfigError } from './errors.js';
+import { ConfigError, unknownKey } from './errors.js';
 import { assertTrusted } from './trust.js';
 import type { PluginSpec } from './types.js';
 
@@ -137,11 +137,22 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out === '' ? '(top level)' : out;
 }
 
+/** The keys the config allows where `path` points (numbers, list indices, ignored). */
+function knownKeys(path: readonly PropertyKey[]): string[] {
+  const at = path.filter((p) => typeof p !== 'number').join('.');
+  const schema = at === '' ? configSchema : at === 'watch' ? watchSchema : at === 'metrics' ? metricsSchema : at === 'roots' ? rootSchema : undefined;
+  return schema ? Object.keys(schema.shape) : [];
+}
+
 export function validateConfig(raw: unknown, source: string, defaultPlugins: readonly PluginSpec[], baseDir?: string): Config {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ConfigError(`config ${source}: ${formatPath(issue.path)}: ${issue.message}`);
+    const problems = parsed.error.issues.flatMap((issue) => {
+      const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
+      if (keys.length === 0) return [`config ${source}: ${formatPath(issue.path)}: ${issue.message}`];
+      return keys.map((key) => unknownKey(`config ${source}: ${formatPath([...issue.path, key])}`, key, knownKeys(issue.path)));
+    });
+    throw new ConfigError(problems[0]!, problems);
   }
   const value = parsed.data;
   const seen = new Set<string>();

@@ -11,7 +11,8 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { createHooks, type Hooks } from './hooks.js';
 import { AFTER_COMMIT, CONTRACT, JOURNALLED_PHASES, type HookName } from './contract.js';
-import { BusyError, DamagedStateError, RefusedError, type RootGoneError, oneLine, quoteName } from './errors.js';
+import { BusyError, DamagedStateError, RefusedError, type RootGoneError, isPermanentRefusal, oneLine, quoteName } from './errors.js';
+import { RefusalMemory, configHash } from './refusals.js';
 import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
 import { Journal, jobId } from './journal.js';
@@ -70,6 +71,8 @@ export interface HandleOptions {
    * run for this root (a sweep, the daemon, recover). Waiting is not work: the caller need not wait.
    */
   readonly deferCleanup?: boolean;
+  /** Try a directory again even when a refusal of it is remembered and still stands (`handle`). */
+  readonly retryRefused?: boolean;
 }
 
 /** A job in flight in this process, as status shows it. */
@@ -80,7 +83,25 @@ export interface ActiveJob {
   readonly working: boolean;
   /** What it waits for without a slot (quiet period, grace period, a slot), if anything. */
   readonly waiting?: string;
+  /** When its wait began, or else its phase: not the job's start. */
   readonly since: string;
+  /** When the job began. */
+  readonly jobSince: string;
+  /** The step running now ("migrate/copy") and since when. */
+  readonly step?: string;
+  readonly stepSince?: string;
+  /** The copy's progress as the terminal line shows it: rate over the step alone, ETA from it. */
+  readonly progress?: { files?: number; bytes?: number; totalFiles?: number; totalBytes?: number; bytesPerSecond?: number; etaSeconds?: number };
+}
+
+function progressOf(live: JobImpl['live'], now: number): ActiveJob['progress'] {
+  if (live.files === undefined && live.bytes === undefined) return undefined;
+  const seconds = (now - live.stepSince) / 1000;
+  const rate = live.bytes !== undefined && seconds > 0 ? live.bytes / seconds : undefined;
+  const left = live.totalBytes !== undefined && live.bytes !== undefined ? Math.max(0, live.totalBytes - live.bytes) : undefined;
+  const eta = rate !== undefined && rate > 0 && left !== undefined ? Math.round(left / rate) : undefined;
+  const defined = Object.entries({ files: live.files, bytes: live.bytes, totalFiles: live.totalFiles, totalBytes: live.totalBytes, bytesPerSecond: rate && Math.round(rate), etaSeconds: eta }).filter(([, v]) => v !== undefined);
+  return Object.fromEntries(defined) as ActiveJob['progress'];
 }
 
 export interface RecoveryResult {
@@ -91,7 +112,7 @@ export interface RecoveryResult {
 
 /** The log level of an outcome: failures are errors, deferrals warnings, results notices. */
 function levelOf(kind: OutcomeKind): 'info' | 'notice' | 'warn' | 'error' {
-  return kind === 'failed' ? 'error' : kind === 'deferred' ? 'warn' : kind === 'converted' || kind === 'recovered' ? 'notice' : 'info';
+  return kind === 'failed' ? 'error' : kind === 'deferred' || kind === 'refused' ? 'warn' : kind === 'converted' || kind === 'recovered' ? 'notice' : 'info';
 }
 
 /** The job lost its lock: it must not write anything more, the journal included. */
@@ -103,6 +124,8 @@ export class RootEngine {
   readonly hooks: Hooks = createHooks();
   readonly context: RootContext;
   readonly journal: Journal;
+  /** Refusals remembered for this root's directories (see refusals.ts). */
+  readonly refusals: RefusalMemory;
   plugins: LoadedPlugin[] = [];
   private prepared: Promise<void> | undefined;
   /** Jobs running in this process now (handle and recovery), by name. */
@@ -120,6 +143,7 @@ export class RootEngine {
       stateDir: options.stateDir,
     };
     this.journal = new Journal(options.stateDir);
+    this.refusals = new RefusalMemory(options.stateDir, options.rootdir, configHash(options.rootfs, options.plugins));
   }
 
   get log(): Logger {
@@ -160,13 +184,21 @@ export class RootEngine {
 
   /** The jobs this process is running for this root now: what they do or wait for. */
   active(): ActiveJob[] {
-    return [...this.running.values()].map(({ job, since }) => ({
-      name: job.name,
-      phase: job.phase,
-      working: job.slot.held,
-      ...(job.waitingFor !== undefined ? { waiting: job.waitingFor } : {}),
-      since,
-    }));
+    const now = Date.now();
+    return [...this.running.values()].map(({ job, since }) => {
+      const live = job.live;
+      const progress = progressOf(live, now);
+      return {
+        name: job.name,
+        phase: job.phase,
+        working: job.slot.held,
+        ...(job.waitingFor !== undefined ? { waiting: job.waitingFor } : {}),
+        since: new Date(live.waiting?.since ?? live.phaseSince).toISOString(),
+        jobSince: since,
+        ...(live.step !== undefined ? { step: live.step, stepSince: new Date(live.stepSince).toISOString() } : {}),
+        ...(progress !== undefined ? { progress } : {}),
+      };
+    });
   }
 
   /** Converts one directory, a direct child of rootdir. Never throws: the outcome says what happened. */
@@ -180,8 +212,12 @@ export class RootEngine {
     this.running.set(name, { job, since: new Date(started).toISOString() });
     let lock: Lock | undefined;
     let recovering: Promise<void> | undefined;
-    const finish = async (kind: OutcomeKind, message: string, error?: Error, level: 'info' | 'notice' | 'warn' | 'error' = levelOf(kind)): Promise<Outcome> => {
+    const finish = async (given: OutcomeKind, message: string, error?: Error, chosen?: 'info' | 'notice' | 'warn' | 'error'): Promise<Outcome> => {
+      // A failure only a change to the directory or the config can lift: remembered, said once.
+      const kind: OutcomeKind = given === 'failed' && isPermanentRefusal(error) ? 'refused' : given;
+      const level = kind === given ? (chosen ?? levelOf(kind)) : levelOf(kind);
       const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
+      if (!this.context.dryRun && kind !== 'busy') await this.rememberOutcome(name, outcome).catch((e: unknown) => job.log.warn(`the refusal could not be recorded: ${oneLine(e)}`));
       job.log[level](message, { step: 'outcome' });
       await this.hooks.outcome.promise(job, outcome).catch((e: unknown) => job.log.warn(`an outcome hook failed: ${oneLine(e)}`));
       await this.ended(job, outcome);
@@ -189,6 +225,14 @@ export class RootEngine {
     };
     try {
       checkName(name);
+      if (!options.retryRefused) {
+        const standing = await this.refusals.standing(name);
+        if (standing) {
+          const message = `refused (remembered since ${standing.since}): ${standing.reason}; tried again when the directory or the config changes, or by 'zfs-dynamic-creator handle'`;
+          job.log.debug(message, { step: 'outcome' });
+          return { kind: 'refused', message, durationMs: Date.now() - started, remembered: true };
+        }
+      }
       // The filters decide first (the incron path: every directory made in the root starts a
       // run, and a name they leave alone is answered without environment checks, recovery or
       // lock) — unless the journal has a job for the name, which must be recovered first. The
@@ -303,12 +347,15 @@ export class RootEngine {
    * (SIGTERM), and the message says so instead of calling it a failure.
    */
   private async failed(job: JobImpl, phase: PhaseName | 'recover', error: unknown, stopping = false): Promise<{ message: string; settled: boolean }> {
-    const reason = stopping ? `stopped during ${phase}: ${oneLine(error)}` : `${phase} failed: ${oneLine(error)}`;
+    // A stop is said as a stop: not with the runtime's words for the abort.
+    const abort = error instanceof Error && error.name === 'AbortError';
+    const reason = stopping ? `stopped during ${phase}${abort ? '' : `: ${oneLine(error)}`}` : `${phase} failed: ${oneLine(error)}`;
     // A dry run changed nothing: there is nothing to undo, and rollback does not run in one.
     if (job.dryRun && !CONTRACT.rollback.dryRun) return { message: reason, settled: true };
     if (error instanceof LockLostError) return { message: lockLostReport(job, error), settled: false };
     if (job.record.committed) {
-      await job.markStatus('incomplete', reason);
+      // Stopped during its cleanup: live and published, the cleanup left to the next run.
+      await job.markStatus(stopping && phase === 'cleanup' ? 'cleanup-pending' : 'incomplete', reason);
       // The reason may already say where everything is and what to run; then it is not repeated.
       if (reason.includes("'zfs-dynamic-creator recover'")) return { message: `${reason} (the job is past its commit point: nothing is undone)`, settled: true };
       const kept = job.record.aside && !reason.includes(job.record.aside) ? `; the original is kept at ${quoteName(job.record.aside)}` : '';
@@ -490,6 +537,12 @@ export class RootEngine {
       else this.running.delete(record.name);
       await ending;
     }
+  }
+
+  /** Records a refusal, or forgets an earlier one once the directory got any other answer. */
+  private async rememberOutcome(name: string, outcome: Outcome): Promise<void> {
+    if (outcome.kind === 'refused') await this.refusals.remember(name, outcome.message);
+    else await this.refusals.forget(name);
   }
 
   /** Tells the observers that a job ended; a failing observer is logged, never fatal. */

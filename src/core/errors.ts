@@ -1,8 +1,28 @@
 /** Errors with a one-line message meant for the administrator. */
 
-/** Bad input or environment: refused before anything was changed. */
+/**
+ * Bad input or environment: refused before anything was changed (or everything was put back).
+ * `permanent`: the refusal cannot change without a change to the directory (its name, its
+ * entries) or to the config (a name ZFS forbids, over the quota, too big for the pool). Such a
+ * refusal is remembered (src/core/refusals.ts): reported once, not retried until either changes.
+ * Throw it as `new RefusedError(message, { permanent: true })`.
+ */
 export class RefusedError extends Error {
   override readonly name: string = 'RefusedError';
+  readonly permanent: boolean;
+
+  constructor(message: string, options: { permanent?: boolean; cause?: unknown } = {}) {
+    super(message, options.cause !== undefined ? { cause: options.cause } : undefined);
+    this.permanent = options.permanent ?? false;
+  }
+}
+
+/** Whether `error` (or an error it wraps as its cause) is a permanent refusal. */
+export function isPermanentRefusal(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof RefusedError && e.permanent) return true;
+  }
+  return false;
 }
 
 /**
@@ -27,9 +47,51 @@ export class TransientError extends Error {
   override readonly name = 'TransientError';
 }
 
-/** The configuration is wrong; the message names the file and the key. */
+/**
+ * The configuration is wrong; the message names the file and the key. `problems`: every
+ * mistake found, one line each (the message joins them), for check-config to list.
+ */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+  readonly problems: readonly string[];
+
+  constructor(message: string, problems?: readonly string[]) {
+    super(problems && problems.length > 1 ? problems.join('; ') : message);
+    this.problems = problems && problems.length > 0 ? problems : [message];
+  }
+}
+
+/** The candidate `word` was most likely meant to be (a mistyped key or option), if any. */
+export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  const lower = word.toLowerCase();
+  const same = candidates.find((c) => c.toLowerCase() === lower);
+  if (same !== undefined) return same;
+  let best: { word: string; d: number } | undefined;
+  for (const c of candidates) {
+    const d = editDistance(lower, c.toLowerCase());
+    if (d <= Math.max(2, Math.floor(c.length / 4)) && (best === undefined || d < best.d)) best = { word: c, d };
+  }
+  return best?.word;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const next = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = row[j]!;
+      row[j] = next;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** One line for a mistyped key, config and plugin options alike. */
+export function unknownKey(where: string, key: string, known: readonly string[]): string {
+  const near = didYouMean(key, known);
+  return `${where}: unknown key ${JSON.stringify(key)}${near !== undefined ? ` (did you mean ${JSON.stringify(near)}?)` : ''}`;
 }
 
 /** The job is being handled by another process. */

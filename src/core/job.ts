@@ -45,6 +45,7 @@ export class JobImpl implements Job {
     this.currentPhase = phase;
     if (this.live.phase === phase) return;
     this.live.phase = phase;
+    this.live.phaseSince = Date.now();
     this.live.step = undefined;
     this.notify();
   }

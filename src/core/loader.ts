@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, oneLine } from './errors.js';
+import { ConfigError, oneLine, unknownKey } from './errors.js';
 import { CONTRACT, HOOK_ORDER, type HookName } from './contract.js';
 import type { Hooks } from './hooks.js';
 import { assertTrusted } from './trust.js';
@@ -183,9 +183,14 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
       try {
         options = definition.options.parse(rawOptions);
       } catch (error) {
-        const { path, message } = describeOptionsError(error);
-        const owner = origin && ctx.origins ? `${ctx.origins.file}: ${optionsOwner(origin, path)}` : `${at(index)}[1]`;
-        throw new ConfigError(`${owner}: ${path.length > 0 ? path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i > 0 ? '.' : ''}${p}`)).join('') : '(options)'}: ${message}`);
+        // Every mistake at once, an unknown option worded as an unknown config key is.
+        const known = Object.keys((definition.options as { shape?: Record<string, unknown> }).shape ?? {});
+        const problems = describeOptionsError(error).map(({ path, message, key }) => {
+          const owner = origin && ctx.origins ? `${ctx.origins.file}: ${optionsOwner(origin, path)}` : `${at(index)}[1]`;
+          const where = `${owner}: ${path.length > 0 ? path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i > 0 ? '.' : ''}${p}`)).join('') : '(options)'}`;
+          return key !== undefined ? unknownKey(where, key, known) : `${where}: ${message}`;
+        });
+        throw new ConfigError(problems[0]!, problems);
       }
     }
     // A plugin's taps are the ones it adds while it is applied.
@@ -220,16 +225,15 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
 }
 
 /**
- * zod and friends throw long messages; keep the first issue, with its key (an unknown key is named
- * in the path, so that it can be told whether a root's override set it).
+ * Every issue of a zod error, with its key (an unknown key is named in the path, so that it can
+ * be told whether a root's override set it; `key` is then that key).
  */
-function describeOptionsError(error: unknown): { path: (string | number)[]; message: string } {
+function describeOptionsError(error: unknown): { path: (string | number)[]; message: string; key?: string }[] {
   const issues = (error as { issues?: { path: (string | number)[]; message: string; code?: string; keys?: unknown }[] }).issues;
-  if (Array.isArray(issues) && issues.length > 0) {
-    const first = issues[0]!;
-    const keys = first.code === 'unrecognized_keys' && Array.isArray(first.keys) ? first.keys.filter((k): k is string => typeof k === 'string') : [];
-    if (keys.length === 1) return { path: [...first.path, keys[0]!], message: 'unknown option' };
-    return { path: [...first.path], message: first.message };
-  }
-  return { path: [], message: oneLine(error) };
+  if (!Array.isArray(issues) || issues.length === 0) return [{ path: [], message: oneLine(error) }];
+  return issues.flatMap((issue) => {
+    const keys = issue.code === 'unrecognized_keys' && Array.isArray(issue.keys) ? issue.keys.filter((k): k is string => typeof k === 'string') : [];
+    if (keys.length === 0) return [{ path: [...issue.path], message: issue.message }];
+    return keys.map((key) => ({ path: [...issue.path, key], message: 'unknown key', key }));
+  });
 }

@@ -33,6 +33,8 @@ export interface JobProgress {
   /** The job's logger (names the directory): for observers that say something in the log. */
   readonly log: Logger;
   phase: string;
+  /** When the phase began (epoch milliseconds). */
+  phaseSince: number;
   /** The step running now ("migrate/copy"), and since when; undefined between steps. */
   step: string | undefined;
   stepSince: number;
@@ -61,6 +63,7 @@ export function newProgress(init: { rootdir: string; name: string; dryRun: boole
     dryRun: init.dryRun,
     log: init.log,
     phase: init.phase,
+    phaseSince: now,
     step: undefined,
     stepSince: now,
     waiting: undefined,

@@ -238,7 +238,11 @@ export interface Assessment {
   readonly fields?: JobFields;
 }
 
-export type OutcomeKind = 'converted' | 'skipped' | 'deferred' | 'failed' | 'busy' | 'recovered' | 'rolled-back';
+/**
+ * How a job ended. refused: for a reason only a change to the directory or the config can lift
+ * (a permanent RefusedError); remembered, not retried until then (src/core/refusals.ts).
+ */
+export type OutcomeKind = 'converted' | 'skipped' | 'deferred' | 'failed' | 'refused' | 'busy' | 'recovered' | 'rolled-back';
 
 export interface Outcome {
   readonly kind: OutcomeKind;
@@ -247,6 +251,8 @@ export interface Outcome {
   readonly error?: Error;
   /** Milliseconds the job took. */
   readonly durationMs: number;
+  /** A refusal recorded by an earlier run, answered from memory (nothing was tried or reported again). */
+  readonly remembered?: boolean;
 }
 
 /** What a sweep of one root learns, in a constant number of external calls. */

@@ -1,7 +1,8 @@
 /**
  * What the daemon is doing, for `status`: written atomically to <stateDir>/daemon.json while it
- * runs (whenever its queue changes, at most every second, and every 5 s while jobs are in
- * flight), removed when it stops. Read only when its process is still alive.
+ * runs (whenever its queue changes, at most every second, every second while jobs are in
+ * flight, and every 5 s at least: its updatedAt is a heartbeat), removed when it stops. A file
+ * whose process is gone or that was not written for STALE_MS is a dead daemon's.
  */
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -45,6 +46,21 @@ export async function readDaemonStatus(stateDir: string, options: { evenIfGone?:
   if (!Number.isInteger(status.pid) || status.pid <= 0) return undefined;
   if (!options.evenIfGone && !alive(status.pid)) return undefined;
   return status;
+}
+
+/** A status file older than this (the daemon writes it every 5 s at least) is a dead daemon's. */
+export const STALE_MS = 60_000;
+
+/**
+ * The daemon as its status file tells it: running (its pid lives and the file is fresh), gone
+ * (the file of a daemon that died without removing it: SIGKILL, a crash, a reboot, a hang), or
+ * undefined when no daemon left a file (never started, or stopped cleanly).
+ */
+export async function daemonLiveness(stateDir: string, now: number = Date.now()): Promise<{ running: DaemonStatus } | { gone: DaemonStatus } | undefined> {
+  const status = await readDaemonStatus(stateDir, { evenIfGone: true });
+  if (status === undefined) return undefined;
+  const fresh = now - Date.parse(status.updatedAt) < STALE_MS;
+  return alive(status.pid) && fresh ? { running: status } : { gone: status };
 }
 
 function alive(pid: number): boolean {

@@ -17,6 +17,8 @@ export interface SweeperOptions {
   readonly enqueue: (item: QueueItem) => void;
   readonly signal: AbortSignal;
   readonly intervalSeconds: () => number;
+  /** Told when a root's sweep ended (for the metrics' last-sweep timestamp). */
+  readonly onSwept?: (rootdir: string) => void;
 }
 
 /**
@@ -87,8 +89,10 @@ export class Sweeper {
       if (signal.aborted) break;
       try {
         const survey = await engine.survey();
+        if (!engine.context.dryRun) await engine.refusals.prune(survey.directories);
         for (const item of await sweepItems(engine, survey)) this.options.enqueue(item);
         if (!signal.aborted) await engine.sync(survey);
+        this.options.onSwept?.(engine.context.rootdir);
         if (this.gone.delete(engine.context.rootdir)) engine.log.notice('the root is back; its jobs are finished as usual');
       } catch (error) {
         if (error instanceof RootGoneError) {

@@ -12,10 +12,12 @@
  * treats as a counter reset.
  *
  * The daemon's gauges (queue length, jobs working and waiting) are kept with its pid and shown
- * as 0 once that process is gone.
+ * as 0 once that process is gone; its heartbeat (a timestamp written every HEARTBEAT_SECONDS)
+ * is what tells that it runs: a file cannot say that its writer died, a timestamp ages.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { listRefusals } from '../core/refusals.js';
 import { acquireLock, writeFileAtomic, type JobObserver, type JobProgress, type JobRecord, type Outcome, type OutcomeKind } from '../core/index.js';
 
 export const PREFIX = 'zfs_dynamic_creator';
@@ -28,6 +30,8 @@ export const OUTCOMES: readonly OutcomeKind[] = ['converted', 'failed', 'deferre
 /** Conversion durations (seconds): from the job's start (waits included) to its end. */
 export const DURATION_BUCKETS: readonly number[] = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
 const LOCK_ID = 'metrics';
+/** How often the daemon's heartbeat is written while it runs. */
+export const HEARTBEAT_SECONDS = 10;
 const LOCK_WAIT_MS = 30_000;
 
 export interface RootMetrics {
@@ -40,12 +44,16 @@ export interface RootMetrics {
   durationCount: number;
   /** Epoch seconds of the last conversion that succeeded (converted or recovered). */
   lastSuccess?: number;
+  /** Epoch seconds when a sweep of the root (reconcile, the daemon's) last ended. */
+  lastSweep?: number;
 }
 
 export interface MetricsState {
   version: 1;
   roots: Record<string, RootMetrics>;
   daemon?: { pid: number; queued: number; working: number; waiting: number };
+  /** Epoch seconds when the daemon last said it was alive (kept after it stops: it ages). */
+  heartbeat?: number;
 }
 
 export const emptyState = (): MetricsState => ({ version: 1, roots: {} });
@@ -80,6 +88,7 @@ export function parseState(text: string): MetricsState {
       root.durationSum = finite(v.durationSum);
       root.durationCount = finite(v.durationCount);
       if (finite(v.lastSuccess) > 0) root.lastSuccess = finite(v.lastSuccess);
+      if (finite(v.lastSweep) > 0) root.lastSweep = finite(v.lastSweep);
       state.roots[rootdir] = root;
     }
   }
@@ -87,6 +96,8 @@ export function parseState(text: string): MetricsState {
   if (daemon && Number.isInteger(daemon.pid) && (daemon.pid as number) > 0) {
     state.daemon = { pid: daemon.pid as number, queued: finite(daemon.queued), working: finite(daemon.working), waiting: finite(daemon.waiting) };
   }
+  const heartbeat = finite((raw as { heartbeat?: unknown }).heartbeat);
+  if (heartbeat > 0) state.heartbeat = heartbeat;
   return state;
 }
 
@@ -121,8 +132,11 @@ function number(n: number): string {
   return Number.isFinite(n) ? String(n) : n > 0 ? '+Inf' : n < 0 ? '-Inf' : 'NaN';
 }
 
-/** The .prom text (Prometheus text exposition format 0.0.4). `alive`: whether the daemon's pid still runs. */
-export function renderMetrics(state: MetricsState, alive: (pid: number) => boolean = pidAlive): string {
+/**
+ * The .prom text (Prometheus text exposition format 0.0.4). `alive`: whether the daemon's pid
+ * still runs; `refused`: remembered refusals per root (src/core/refusals.ts).
+ */
+export function renderMetrics(state: MetricsState, alive: (pid: number) => boolean = pidAlive, refused: ReadonlyMap<string, number> = new Map()): string {
   const out: string[] = [];
   const family = (name: string, type: 'counter' | 'gauge' | 'histogram', help: string): void => {
     out.push(`# HELP ${PREFIX}_${name} ${help}`, `# TYPE ${PREFIX}_${name} ${type}`);
@@ -146,10 +160,15 @@ export function renderMetrics(state: MetricsState, alive: (pid: number) => boole
   }
   family('last_success_timestamp_seconds', 'gauge', 'When a conversion last succeeded (converted or recovered), in seconds since the epoch; 0 if never.');
   for (const r of roots) out.push(`${PREFIX}_last_success_timestamp_seconds{${root(r)}} ${number(state.roots[r]!.lastSuccess ?? 0)}`);
+  family('refused_directories', 'gauge', "Directories refused for a reason only a change to the directory or the config lifts (a name ZFS forbids, over the quota): remembered, not retried, not counted as failures; 'status' lists them.");
+  for (const r of [...new Set([...roots, ...refused.keys()])].sort()) out.push(`${PREFIX}_refused_directories{${root(r)}} ${number(refused.get(r) ?? 0)}`);
+  family('last_sweep_timestamp_seconds', 'gauge', 'When a sweep of the root (reconcile, its timer, or the daemon) last ended, in seconds since the epoch; 0 if never. Alert on its age to learn that the timer or the daemon stopped sweeping.');
+  for (const r of roots) out.push(`${PREFIX}_last_sweep_timestamp_seconds{${root(r)}} ${number(state.roots[r]!.lastSweep ?? 0)}`);
+  // No "daemon_up": a file cannot say that its writer died. The heartbeat ages instead.
+  family('daemon_heartbeat_timestamp_seconds', 'gauge', `When the daemon (watch) last said it was alive (every ${HEARTBEAT_SECONDS} s while it runs), in seconds since the epoch; 0 if never. It stops on any end, SIGKILL included: alert on time() - this > ${HEARTBEAT_SECONDS * 6}.`);
+  out.push(`${PREFIX}_daemon_heartbeat_timestamp_seconds ${number(state.heartbeat ?? 0)}`);
   const daemon = state.daemon !== undefined && alive(state.daemon.pid) ? state.daemon : undefined;
-  family('daemon_up', 'gauge', 'Whether the daemon (watch) is running.');
-  out.push(`${PREFIX}_daemon_up ${daemon ? 1 : 0}`);
-  family('queue_length', 'gauge', "Directories in the daemon's queue, seen and not yet started.");
+  family('queue_length', 'gauge', "Directories in the daemon's queue, seen and not yet started (as of its last heartbeat).");
   out.push(`${PREFIX}_queue_length ${number(daemon?.queued ?? 0)}`);
   family('jobs', 'gauge', "The daemon's jobs in flight: working (holding a work slot) or waiting (quiet or grace period, a slot).");
   out.push(`${PREFIX}_jobs{state="working"} ${number(daemon?.working ?? 0)}`);
@@ -171,6 +190,7 @@ export const metricsStateFile = (stateDir: string): string => join(stateDir, 'me
 /** The metrics of a config: every change under the lock, then the textfile written again. */
 export class MetricsTextfile {
   private lastGauges = '';
+  private lastBeat = 0;
 
   constructor(
     readonly textfile: string,
@@ -186,7 +206,9 @@ export class MetricsTextfile {
       change(state);
       await writeFileAtomic(file, `${JSON.stringify(state)}\n`, 0o600);
       // The counters are kept even when the textfile cannot be written: the next write shows them.
-      await writeFileAtomic(this.textfile, renderMetrics(state), 0o644).catch((error: unknown) => {
+      const refused = new Map<string, number>();
+      for (const r of await listRefusals(join(this.stateDir, 'refusals'))) refused.set(r.rootdir, (refused.get(r.rootdir) ?? 0) + 1);
+      await writeFileAtomic(this.textfile, renderMetrics(state, pidAlive, refused), 0o644).catch((error: unknown) => {
         throw new Error(`metrics textfile ${this.textfile} (config metrics.textfile) not written: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
       });
     } finally {
@@ -194,15 +216,28 @@ export class MetricsTextfile {
     }
   }
 
-  /** The daemon's gauges, written only when they changed (undefined: the daemon stopped). */
-  async daemon(gauges: { queued: number; working: number; waiting: number } | undefined): Promise<void> {
+  /**
+   * The daemon's gauges and heartbeat, written when they changed or the heartbeat is due
+   * (undefined: the daemon stopped; its heartbeat is left to age).
+   */
+  async daemon(gauges: { queued: number; working: number; waiting: number } | undefined, now: number = Date.now()): Promise<void> {
     const key = JSON.stringify(gauges ?? null);
-    if (key === this.lastGauges) return;
+    if (key === this.lastGauges && (gauges === undefined || now - this.lastBeat < HEARTBEAT_SECONDS * 1000)) return;
     this.lastGauges = key;
+    this.lastBeat = now;
     await this.update((state) => {
+      state.heartbeat = Math.floor(now / 1000);
       if (gauges === undefined) {
         if (state.daemon?.pid === process.pid) delete state.daemon;
       } else state.daemon = { pid: process.pid, ...gauges };
+    });
+  }
+
+  /** A sweep of `rootdir` ended (reconcile, the daemon's sweeper). */
+  async swept(rootdir: string, at: Date = new Date()): Promise<void> {
+    await this.update((state) => {
+      const root = (state.roots[rootdir] ??= emptyRoot());
+      root.lastSweep = Math.floor(at.getTime() / 1000);
     });
   }
 
@@ -211,7 +246,8 @@ export class MetricsTextfile {
     return {
       update: () => undefined,
       end: async (job: JobProgress, outcome: Outcome, record: Readonly<JobRecord>) => {
-        if (job.dryRun || !OUTCOMES.includes(outcome.kind)) return;
+        // A refusal is not counted: the textfile is written again for its gauge.
+        if (job.dryRun || (!OUTCOMES.includes(outcome.kind) && outcome.kind !== 'refused')) return;
         await this.update((state) => recordOutcome(state, job.rootdir, outcome, record.copied));
       },
     };

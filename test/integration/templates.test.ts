@@ -85,7 +85,7 @@ describe('a root that overrides some of the shared plugins', () => {
       [{ rsync: false }, 'roots[0].plugins: no plugin taps the required "migrate" phase'],
       [{ zfs: { snapshot: 'con verted' } }, 'roots[0].plugins.zfs: snapshot: "con verted" is not a ZFS snapshot name'],
       [{ zfs: { snapshot: 'a@b' } }, 'roots[0].plugins.zfs: snapshot: "a@b" is not a ZFS snapshot name: it holds "@"'],
-      [{ zfs: { readOnly: true } }, 'roots[0].plugins.zfs: readOnly: unknown option'],
+      [{ zfs: { readOnly: true } }, 'roots[0].plugins.zfs: readOnly: unknown key "readOnly" (did you mean "readonly"?)'],
     ];
     for (const [index, [overrides, message]] of cases.entries()) {
       const file = await config(`bad-${index}.json`, overrides);

@@ -25,7 +25,7 @@ describe('config validation', () => {
     [{ roots: [{ ...root, rootdir: 'relative' }] }, 'config x.yaml: roots[0].rootdir: must be an absolute path'],
     [{ roots: [{ ...root, rootfs: '-o' }] }, 'config x.yaml: roots[0].rootfs: must be a filesystem name'],
     [{ roots: [{ ...root, plugins: [['zfs', 'not-an-object']] }] }, 'config x.yaml: roots[0].plugins[0]'],
-    [{ roots: [root], colour: 'blue' }, 'config x.yaml: (top level): Unrecognized key'],
+    [{ roots: [root], colour: 'blue' }, 'config x.yaml: colour: unknown key "colour"'],
     [{ roots: [root, root] }, 'config x.yaml: roots[1].rootdir: /tank/runs is listed twice'],
   ])('names the file and the key: %j', (raw, message) => {
     expect(() => validateConfig(raw, 'x.yaml', DEFAULT_PLUGINS)).toThrow(message);

@@ -58,15 +58,17 @@ describe('the textfile', () => {
     expect(sampleValue(families, 'zfs_dynamic_creator_conversion_duration_seconds_sum', root)).toBeCloseTo(12.7);
     expect(sampleValue(families, 'zfs_dynamic_creator_conversion_duration_seconds_count', root)).toBe(2);
     expect(sampleValue(families, 'zfs_dynamic_creator_last_success_timestamp_seconds', root)).toBe(1_700_000_100);
-    expect(sampleValue(families, 'zfs_dynamic_creator_daemon_up')).toBe(0);
+    expect(sampleValue(families, 'zfs_dynamic_creator_daemon_up')).toBeUndefined();
+    expect(sampleValue(families, 'zfs_dynamic_creator_daemon_heartbeat_timestamp_seconds')).toBe(0);
     expect(sampleValue(families, 'zfs_dynamic_creator_queue_length')).toBe(0);
   });
 
   it("shows the daemon's gauges only while its process lives", () => {
     const state = emptyState();
     state.daemon = { pid: 4242, queued: 3, working: 2, waiting: 5 };
+    state.heartbeat = 1_700_000_000;
     const alive = parseExposition(renderMetrics(state, () => true));
-    expect(sampleValue(alive, 'zfs_dynamic_creator_daemon_up')).toBe(1);
+    expect(sampleValue(alive, 'zfs_dynamic_creator_daemon_heartbeat_timestamp_seconds')).toBe(1_700_000_000);
     expect(sampleValue(alive, 'zfs_dynamic_creator_queue_length')).toBe(3);
     expect(sampleValue(alive, 'zfs_dynamic_creator_jobs', { state: 'working' })).toBe(2);
     expect(sampleValue(alive, 'zfs_dynamic_creator_jobs', { state: 'waiting' })).toBe(5);

@@ -99,7 +99,7 @@ describe('loading a merged list names the override or the list entry in errors',
       'config t.yaml: roots[0].plugins.zfs: snapshot: "bad name" is not a ZFS snapshot name: it holds " ", and a snapshot name allows only letters, digits and - _ . :',
     );
     await expect(load({ zfs: { readonly: 'yes' } })).rejects.toThrow(/^config t\.yaml: roots\[0\]\.plugins\.zfs: readonly: /);
-    await expect(load({ zfs: { snapshott: 'converted' } })).rejects.toThrow('config t.yaml: roots[0].plugins.zfs: snapshott: unknown option');
+    await expect(load({ zfs: { snapshott: 'converted' } })).rejects.toThrow('config t.yaml: roots[0].plugins.zfs: snapshott: unknown key "snapshott" (did you mean "snapshot"?)');
   });
 
   it('a bad value of the shared list, and a required phase left out', async () => {
