@@ -37,6 +37,7 @@ import {
   type Job,
   type RootContext,
 } from '../../src/index.js';
+import { checkRoom } from './space.js';
 import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, snapshotNameProblem, type DatasetInfo } from './zfs.js';
 
 const NAME = 'zfs';
@@ -234,6 +235,8 @@ export default definePlugin<Options>({
         throw new RefusedError(`${filesystem} already exists and was not made by this job`);
       }
       if (!existing) {
+        // A copy that would not fit the pool or the quota is refused before anything is made.
+        await checkRoom(zfs, job, opts.properties);
         // Inside the root-only holding directory: only an earlier run of this job can have left it.
         if (await exists(staging)) await removeEmptyDir(staging);
         const identity = job.record.identity;
