@@ -148,7 +148,7 @@ describe('a copy that would not fit is refused before it starts', () => {
     const config = await writeConfig(p, fastPlugins({ zfs: { properties: { quota: '8M' } } }));
     const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).not.toBe(0);
-    expect(r.stderr).toMatch(/'?q'? does not fit: its files take 1\d\.\d MiB on disk and the new dataset's quota is 8M \(the zfs plugin's properties\); nothing was copied/);
+    expect(r.stderr).toMatch(/provision failed: "q" does not fit: its files take 1\d\.\d MiB on disk and the new dataset's quota is 8M \(the zfs plugin's properties\); nothing was copied/);
     expect(r.stderr).not.toMatch(/\bcreate\b.*staging/);
     expect((await datasetStates(p)).has('q')).toBe(false);
     for (const [name, data] of files) expect(await readFile(join(dir, name))).toEqual(data);
@@ -165,7 +165,7 @@ describe('a copy that would not fit is refused before it starts', () => {
     const config = await writeConfig(p, fastPlugins());
     const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).not.toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`does not fit: its files take 2\\d\\.\\d MiB on disk and ${p.pool} has 1\\d\\.\\d MiB available; nothing was copied`));
+    expect(r.stderr).toMatch(new RegExp(`provision failed: "r" does not fit: its files take 2\\d\\.\\d MiB on disk and ${p.pool} has 1\\d\\.\\d MiB available; nothing was copied`));
     expect((await datasetStates(p)).has('r')).toBe(false);
     for (const [name, data] of files) expect(await readFile(join(dir, name))).toEqual(data);
     expect(await exists(helperPath(p, 'r'))).toBe(false);
