@@ -51,14 +51,20 @@ async function userDir(dir: string, files: Record<string, number>): Promise<Map<
 }
 
 /**
- * Waits until ZFS counts `bytes` in the root's dataset (referenced): its space accounting
- * follows writes once they reach the pool (on zfs-fuse many seconds later); the default quiet
- * period, longer than a transaction group, gives it that time.
+ * Waits until ZFS counts `bytes` in the root's dataset (referenced) and in the files' st_blocks:
+ * its accounting follows writes once they reach the pool (on zfs-fuse many seconds later); the
+ * default quiet period, longer than a transaction group, gives it that time.
  */
-async function settled(p: TestPool, bytes: number): Promise<void> {
+async function settled(p: TestPool, dir: string, bytes: number): Promise<void> {
   const referenced = async (): Promise<number> => Number((await zfs('get', '-H', '-p', '-o', 'value', 'referenced', p.pool)).trim());
-  for (const t = Date.now(); (await referenced()) < bytes; await sleep(500)) {
-    if (Date.now() - t > scaled(90_000)) throw new Error(`${p.pool} never counted the ${bytes} bytes written (referenced ${await referenced()})`);
+  const allocated = async (): Promise<number> => {
+    let sum = 0;
+    for (const name of await readdir(dir)) sum += (await stat(join(dir, name))).blocks * 512;
+    return sum;
+  };
+  for (const t = Date.now(); (await referenced()) < bytes || (await allocated()) < bytes * 0.9; await sleep(500)) {
+    if (Date.now() - t > scaled(120_000)) throw new Error(`${p.pool} never counted the ${bytes} bytes written (referenced ${await referenced()}, allocated ${await allocated()})`);
+    await execa('sync');
   }
 }
 
@@ -144,7 +150,7 @@ describe('a copy that would not fit is refused before it starts', () => {
     const p = await pool('quota');
     const dir = join(p.mount, 'q');
     const files = await userDir(dir, { a: 4 << 20, b: 4 << 20, c: 4 << 20 });
-    await settled(p, 12 << 20);
+    await settled(p, dir, 12 << 20);
     const config = await writeConfig(p, fastPlugins({ zfs: { properties: { quota: '8M' } } }));
     const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).not.toBe(0);
@@ -159,7 +165,7 @@ describe('a copy that would not fit is refused before it starts', () => {
     const p = await pool('room');
     const dir = join(p.mount, 'r');
     const files = await userDir(dir, { a: 8 << 20, b: 8 << 20, c: 8 << 20 });
-    await settled(p, 24 << 20);
+    await settled(p, dir, 24 << 20);
     // The root may hold 40 MiB: 24 MiB are this directory, so its copy cannot fit.
     await zfs('set', 'quota=40M', p.pool);
     const config = await writeConfig(p, fastPlugins());
