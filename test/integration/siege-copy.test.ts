@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { NOBODY, asNobody, exists } from '../helpers/attacker.js';
+import { NOBODY, asNobody } from '../helpers/attacker.js';
 import { leftovers, helperPath } from '../helpers/state.js';
 import { scaled } from '../helpers/time.js';
 import { cli, cliSpawn, createPool, datasetStates, fastPlugins, writeConfig, zfs, type TestPool } from '../helpers/zfs.js';
