@@ -245,6 +245,16 @@ function timeSurvivesClone(ns: bigint): boolean {
   return ns >= 0n && verifiedMs(clonedTime(ns).ns) === verifiedMs(ns);
 }
 
+/**
+ * Whether a file allocates under an eighth of its length (from 1 MiB): sparse, or compressed
+ * beyond what data usually is. A clone keeps holes, but where cloning falls back to a copy
+ * (data not yet on disk, blockCloning: always on a filesystem that cannot share blocks) the
+ * kernel writes them out; such a file is left to rsync, whose --sparse keeps them.
+ */
+export function mostlyHoles(size: bigint, blocks: bigint): boolean {
+  return size >= 1n << 20n && blocks * 512n * 8n < size;
+}
+
 /** Opening a name of the user's tree failed because it is not (or no longer) a plain file we can read: left to rsync. */
 const CHANGED_ON_OPEN = ['ELOOP', 'ENOENT', 'ENXIO', 'EAGAIN', 'EWOULDBLOCK', 'ETXTBSY', 'ENODEV', 'EACCES', 'EPERM'] as const;
 
@@ -311,6 +321,8 @@ async function cloneOpenTree(src: DirRef, dst: DirRef, signal: AbortSignal, conc
       // Exactly the file the listing showed, still a regular file (not a FIFO or device swapped in).
       const st = await input.stat({ bigint: true });
       if (!st.isFile() || Number(st.dev) !== e.dev || Number(st.ino) !== e.ino || !timeSurvivesClone(st.mtimeNs)) return undefined;
+      // Mostly holes: a copy that falls back from cloning would write them out; rsync --sparse keeps them.
+      if (mostlyHoles(st.size, st.blocks)) return undefined;
       let output: FileHandle;
       try {
         output = await open(at(out, e.name), OUT_FLAGS, 0o600);

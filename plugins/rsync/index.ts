@@ -69,6 +69,8 @@ import {
 import { cloneIntoStaging, describeCopyPath, removeStaleProbes } from './clone.js';
 import { Manifest, ManifestWriter, manifestPath, removeManifest, setAsideManifest } from './manifest.js';
 import { decide, decideBelowGone, difference, same, type Meta } from './threeway.js';
+import { CopyStalledError, watchProgress, type ProgressWatch } from './watchdog.js';
+import { checkRsync, type RsyncSafety } from './version.js';
 
 const NAME = 'rsync';
 
@@ -78,8 +80,8 @@ const FULL_CHECK_MS = 60_000;
 const options = z
   .object({
     command: z.string().min(1).default('rsync'),
-    /** rsync flags for the copy: archive, hard links, ACLs, xattrs, numeric owners. */
-    flags: z.array(z.string().regex(/^-/, 'an rsync option')).default(['-aHAX', '--numeric-ids']),
+    /** rsync flags for the copy: archive, hard links, ACLs, xattrs, numeric owners, holes kept as holes. */
+    flags: z.array(z.string().regex(/^-/, 'an rsync option')).default(['-aHAX', '--numeric-ids', '--sparse']),
     /** The original must stay unchanged this long before it is removed. */
     graceSeconds: z.number().min(0).default(30),
     /** Give up (keep the original, report an error) when it keeps changing this long. */
@@ -97,6 +99,11 @@ const options = z
      * probe cannot see; on one that cannot share blocks it is a kernel-side copy).
      */
     blockCloning: z.enum(['auto', 'off', 'always']).default('auto'),
+    /**
+     * Stop the copy when rsync and its processes neither read, wrote nor ran for this long (a
+     * file swapped for a FIFO blocks rsync's open for ever): the job is rolled back and reported.
+     */
+    stallSeconds: z.number().positive().default(300),
   })
   .strict();
 
@@ -136,6 +143,17 @@ export function noRoom(job: Job, aside: string, error: unknown): unknown {
     `a late change to the original does not fit in ${fs} (${(error as Error).message.split('\n')[0]}): over its quota or refquota (set at the commit), or the pool is full; ` +
       `the original is kept at ${quoteName(aside)}; raise the quota (zfs get quota,refquota ${fs}) or make room, then run 'zfs-dynamic-creator recover'`,
   );
+}
+
+/** checkRsync once per command and process (a failed check is made again next time). */
+const rsyncChecks = new Map<string, Promise<RsyncSafety>>();
+function rsyncChecked(command: string): Promise<RsyncSafety> {
+  let known = rsyncChecks.get(command);
+  if (known === undefined) {
+    rsyncChecks.set(command, (known = checkRsync(command)));
+    known.catch(() => rsyncChecks.delete(command));
+  }
+  return known;
 }
 
 /** Regular files of the original that the conversion copied (its baseline), and their apparent size. */
@@ -243,6 +261,8 @@ async function sha256Of(dir: DirRef, name: string): Promise<string> {
   const handle = await openFile(at(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   const hash = createHash('sha256');
   try {
+    // Never read anything but a regular file (a FIFO swapped in would give nothing, or block a read).
+    if (!(await handle.stat()).isFile()) throw new TreeChangedError(name, `${displayPath(name)} is no longer a regular file`);
     for await (const chunk of handle.createReadStream({ autoClose: false })) hash.update(chunk as Buffer);
   } finally {
     await handle.close();
@@ -328,12 +348,25 @@ export default definePlugin<Options>({
       };
       await retry(
         async () => {
+          // The watchdog (watchdog.ts): a copy that makes no progress for stallSeconds is stopped.
+          const stall = new AbortController();
+          let watch: ProgressWatch | undefined;
           try {
-            await run(opts.command, args, { signal: job.signal, onStdoutLine });
+            await run(opts.command, args, {
+              signal: AbortSignal.any([job.signal, stall.signal]),
+              onStdoutLine: (line) => {
+                watch?.touch();
+                onStdoutLine(line);
+              },
+              onSpawn: (pid) => (watch = watchProgress(pid, opts.stallSeconds * 1000, () => stall.abort())),
+            });
           } catch (error) {
+            if (stall.signal.aborted && !job.signal.aborted) throw new CopyStalledError(opts.stallSeconds);
             if (error instanceof CommandError && error.exitCode === VANISHED) throw new TransientError(error.message);
             if (error instanceof CommandError) throw explainCopyError(error);
             throw error;
+          } finally {
+            watch?.stop();
           }
         },
         {
@@ -389,7 +422,11 @@ export default definePlugin<Options>({
         }
         for (const rel of sameFiles) {
           const [from, to] = await Promise.all([src.get(parentOf(rel)), dst.get(parentOf(rel))]);
-          const [a, b] = await Promise.all([sha256Of(from, nameOf(rel)), sha256Of(to, nameOf(rel))]);
+          const [a, b] = await Promise.all([sha256Of(from, nameOf(rel)), sha256Of(to, nameOf(rel))]).catch((error: unknown) => {
+            if (!(error instanceof TreeChangedError)) throw error;
+            done.changing = true;
+            return ['', ''];
+          });
           if (a !== b) conflicts.push(`${displayPath(rel)}: content differs although size and time are equal`);
         }
       };
@@ -520,7 +557,9 @@ export default definePlugin<Options>({
     };
 
     hooks.prepare.tapPromise(NAME, async (root) => {
-      await run(opts.command, ['--version']);
+      // An rsync that can be led out of the tree by a directory swapped for a symlink is refused.
+      const rsync = await rsyncChecked(opts.command);
+      if (!rsync.ok) throw new RefusedError(rsync.detail);
       // A block-cloning probe a killed process left in the root-only holding directory.
       if (!root.dryRun) {
         for (const name of await removeStaleProbes(holdingDir(root.rootdir))) root.log.info(`removed ${quoteName(name)}, a block-cloning probe left by a process that is gone`);

@@ -41,6 +41,7 @@ import {
   type RootContext,
 } from '../../src/index.js';
 import { checkMountpoint, makeMountpoint, removeOwnMountpoint, type MountpointProblem } from './mountpoint.js';
+import { checkRoom } from './space.js';
 import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, snapshotNameProblem, type DatasetInfo } from './zfs.js';
 
 const NAME = 'zfs';
@@ -259,6 +260,8 @@ export default definePlugin<Options>({
         throw new RefusedError(`${filesystem} already exists and was not made by this job`);
       }
       if (!existing) {
+        // A copy that would not fit the pool or the quota is refused before anything is made.
+        await checkRoom(zfs, job, opts.properties);
         // The holding directory checked again (root's, 0700, in a root nobody else can rename
         // in) right before zfs mounts the staging dataset inside it.
         await ensureHoldingDir(job.root.rootdir, !job.dryRun);

@@ -37,6 +37,7 @@ import { prepareStateDir } from '../core/trust.js';
 import { claimedLine, goneLine, goneRoots, readRootClaim } from '../core/roots.js';
 import { listRefusals } from '../core/refusals.js';
 import { detectZfs } from '../../plugins/zfs/implementation.js';
+import { REQUIRED_RSYNC, checkRsync } from '../../plugins/rsync/version.js';
 import { PROP_STATE } from '../../plugins/zfs/zfs.js';
 import { CLIENT_TOKEN, clientsOf, parseExports } from '../../plugins/nfs-exports/exports.js';
 import { shellWord } from './status.js';
@@ -279,7 +280,14 @@ export class Doctor {
     await this.binary('zpool', 'zpool', 'used to learn the pool\'s features (block cloning); copies fall back without it', async () => undefined, 'warn');
     await this.binary('flock', 'flock', 'every job\'s lock is taken with it', (p) => firstLine(p, ['--version']));
     const rsync = uses('rsync');
-    if (rsync) await this.binary('rsync', stringOption(rsync.plugin, 'command', 'rsync'), `the rsync plugin (${rsync.at}) copies with it`, (p) => firstLine(p, ['--version']));
+    if (rsync) {
+      const command = stringOption(rsync.plugin, 'command', 'rsync');
+      if ((await this.binary('rsync', command, `the rsync plugin (${rsync.at}) copies with it`, (p) => firstLine(p, ['--version']))) !== undefined) {
+        // The release (or, for an older one, the probed behaviour) the copy relies on against symlink races.
+        const safety = await checkRsync(command).catch((error: unknown) => ({ ok: false, detail: `${command} --version: ${commandFailure(error)}` }));
+        this.add('rsync symlink races', safety.ok ? 'ok' : 'fail', `${safety.detail}; required: rsync ${REQUIRED_RSYNC.join('.')} or later, or an older one that a probe shows refusing`);
+      }
+    }
     const nfs = uses('nfs-exports');
     if (nfs && stringOption(nfs.plugin, 'mode', 'drop-in') !== 'sharenfs') {
       await this.binary('exportfs', stringOption(nfs.plugin, 'exportfsCommand', 'exportfs'), `the nfs-exports plugin (${nfs.at}) runs it`, async () => undefined);

@@ -40,6 +40,8 @@ export interface RunOptions {
    * stdout is then ''. For commands that report as they go (rsync --out-format).
    */
   onStdoutLine?: (line: string) => void;
+  /** Called with the process id once the command has started (to watch it: /proc/<pid>). */
+  onSpawn?: (pid: number) => void;
 }
 
 export async function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
@@ -64,7 +66,9 @@ export async function run(command: string, args: readonly string[], options: Run
         }
       : {}),
   };
-  const result = await (await loadExeca())(command, [...args], execaOptions);
+  const subprocess = (await loadExeca())(command, [...args], execaOptions);
+  if (subprocess.pid !== undefined) options.onSpawn?.(subprocess.pid);
+  const result = await subprocess;
   const code = (result as { code?: string }).code;
   if (code === 'ENOENT') {
     throw new RefusedError(`${command} not found: install it or put it on PATH`);

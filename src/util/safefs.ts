@@ -104,6 +104,8 @@ export interface EntryInfo {
   uid: number;
   gid: number;
   size: number;
+  /** 512-byte blocks allocated on disk (st_blocks: fewer than size / 512 for a file with holes). */
+  blocks?: number;
   nlink: number;
   rdev: number;
   /** Floored to whole milliseconds. */
@@ -201,6 +203,7 @@ function infoFrom(st: Stats, rel: string, name: string): EntryInfo {
     uid: st.uid,
     gid: st.gid,
     size: st.size,
+    blocks: st.blocks,
     nlink: st.nlink,
     rdev: st.rdev,
     mtimeMs: Math.floor(st.mtimeMs),
@@ -1310,7 +1313,9 @@ async function copyFileEntry(src: DirRef, srcName: string, dst: DirRef, dstName:
       // The owner first: a root-owned file never carries the source's setuid bits (fs.copyFile
       // sets the source's mode before copying).
       await output.chown(info.uid, info.gid);
-      await copyFile(`/proc/self/fd/${input.fd}`, `/proc/self/fd/${output.fd}`);
+      // A file with holes (fewer blocks than its length) keeps them; others by copy_file_range.
+      if (st.blocks * 512n < st.size) await copySparse(input, output);
+      else await copyFile(`/proc/self/fd/${input.fd}`, `/proc/self/fd/${output.fd}`);
       const written = await output.stat();
       await output.chown(info.uid, info.gid);
       await output.chmod(info.mode);
@@ -1329,6 +1334,38 @@ async function copyFileEntry(src: DirRef, srcName: string, dst: DirRef, dstName:
   } finally {
     await input.close();
   }
+}
+
+/** Reads of the sparse copy, and the size of a hole it can leave (a block of zeros is not written). */
+const SPARSE_CHUNK = 1 << 20;
+const SPARSE_BLOCK = 4096;
+const ZEROS = Buffer.alloc(SPARSE_BLOCK);
+
+/**
+ * Copies `input` to `output` (both at offset 0, output empty) without writing blocks of zeros:
+ * they are left as holes, and the length is set at the end. Returns the bytes copied (the length).
+ */
+export async function copySparse(input: FileHandle, output: FileHandle): Promise<number> {
+  const buffer = Buffer.allocUnsafe(SPARSE_CHUNK);
+  let position = 0;
+  for (;;) {
+    const { bytesRead } = await input.read(buffer, 0, SPARSE_CHUNK, position);
+    if (bytesRead === 0) break;
+    // Each run of blocks that are not all zeros is written in one call, at its place.
+    let start = -1;
+    for (let at = 0; at < bytesRead + SPARSE_BLOCK; at += SPARSE_BLOCK) {
+      const end = Math.min(at + SPARSE_BLOCK, bytesRead);
+      const zero = at >= bytesRead || buffer.subarray(at, end).equals(ZEROS.subarray(0, end - at));
+      if (!zero && start < 0) start = at;
+      if (zero && start >= 0) {
+        await output.write(buffer, start, Math.min(at, bytesRead) - start, position + start);
+        start = -1;
+      }
+    }
+    position += bytesRead;
+  }
+  await output.truncate(position);
+  return position;
 }
 
 /** Makes (or, unless `fresh`, updates) directory `dstName` with info's metadata. */
