@@ -124,10 +124,9 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     ],
     exits: [
       [EXIT.ok, 'converted, deliberately skipped, or handled by another process'],
-      [EXIT.failed, 'failed, or refused (a name ZFS forbids, over the quota: remembered, so sweeps do not try it again until the directory or the config changes; handle always tries)'],
       [EXIT.deferred, 'deferred: not quiet in time, or stopped by SIGTERM and rolled back; it will be tried again'],
       USAGE_EXIT,
-      FAILED_EXIT,
+      [EXIT.failed, 'failed, or refused (a name ZFS forbids, over the quota: remembered, so sweeps do not try it again until the directory or the config changes; handle always tries); a one-line reason on stderr'],
     ],
   },
   recover: {
