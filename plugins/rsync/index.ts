@@ -242,11 +242,16 @@ interface Applied {
 
 /**
  * A directory a removal locked (root's, 0700: see removeTree) before a crash, taken for its
- * baseline's owner and mode: only the removal makes a user's directory so.
+ * baseline's owner and mode: only the removal makes a user's directory so. Half locked counts
+ * (a crash between the chown and the chmod), and the removal is told the owner and mode to give
+ * back should the directory stay.
  */
-function unlocked(o: EntryInfo, b: Meta): EntryInfo {
-  const locked = o.type === 'dir' && b.type === 'dir' && o.uid === (process.geteuid?.() ?? 0) && o.gid === (process.getegid?.() ?? 0) && o.mode === 0o700;
-  return locked ? { ...o, uid: b.uid, gid: b.gid, mode: b.mode } : o;
+function unlocked(o: EntryInfo, b: Meta, verified: VerifiedSet | undefined): EntryInfo {
+  const root = o.uid === (process.geteuid?.() ?? 0) && o.gid === (process.getegid?.() ?? 0);
+  const locked = o.type === 'dir' && b.type === 'dir' && (root || o.mode === 0o700);
+  if (!locked) return o;
+  verified?.lockedBefore(o.ino, { uid: b.uid, gid: b.gid, mode: b.mode & 0o7777 });
+  return { ...o, uid: b.uid, gid: b.gid, mode: b.mode };
 }
 
 /** Whether a removal of the original began in an earlier run (it may have locked directories). */
@@ -336,7 +341,8 @@ export default definePlugin<Options>({
     const bulkCopy = async (job: Job, src: DirRef, dst: string, cloned?: { files: number; bytes: number }): Promise<void> => {
       // --force: a directory the clone made that the original has since replaced by a symlink or
       // a file is replaced too (in the root-only staging copy), as a fresh copy would.
-      const args = [...opts.flags, ...(cloned ? ['--force'] : []), '--out-format=%i %l', '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
+      // --sparse whatever the flags say: the room check counts a sparse file by what it allocates.
+      const args = [...opts.flags, ...(opts.flags.includes('--sparse') ? [] : ['--sparse']), ...(cloned ? ['--force'] : []), '--out-format=%i %l', '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
       // rsync sends nothing for what was cloned: its counts go on from the clone's.
       const counted = { files: cloned?.files ?? 0, bytes: cloned?.bytes ?? 0 };
       const onStdoutLine = (line: string): void => {
@@ -491,7 +497,7 @@ export default definePlugin<Options>({
         /** The three-way rule for one entry (o: the original's, b: the baseline, d: the dataset's). */
         const judge = (rel: string, o: EntryInfo, b: Meta | undefined, d: EntryInfo | undefined, alone: boolean): void => {
           const where = displayPath(rel) || '/';
-          if (resumed && b !== undefined) o = unlocked(o, b);
+          if (resumed && b !== undefined) o = unlocked(o, b, verified);
           if (alone) {
             if (decideBelowGone(o, b) === 'conflict') conflicts.push(`${where}: changed in the original${b ? ` (${difference(b, o)})` : ' (new)'}, below a directory renamed, deleted or replaced in the dataset`);
             return;

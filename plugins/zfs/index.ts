@@ -46,7 +46,7 @@ import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zf
 
 const NAME = 'zfs';
 
-/** Properties that can make a write into the dataset fail: set at the commit, not at creation (the copy is checked against them first). */
+/** Properties that can make a write into the dataset fail: set at the commit (quota and refquota also bound the staging copy). */
 const LIMITS: ReadonlySet<string> = new Set(['quota', 'refquota', 'reservation', 'refreservation']);
 
 const propertyValue = z.string().refine((v) => !/[\n\0]/.test(v), 'must be one line');
@@ -172,6 +172,9 @@ export default definePlugin<Options>({
       (noOverlay ??= zfs.knowsProperty(rootfs, 'overlay').then((known): Record<string, string> => (known ? { overlay: 'off' } : {})));
     const createProperties = Object.fromEntries(Object.entries(opts.properties).filter(([k]) => !LIMITS.has(k)));
     const limits = Object.entries(opts.properties).filter(([k]) => LIMITS.has(k));
+    // quota and refquota bound the staging copy from its creation (the room check proved it fits;
+    // a tree grown during the copy cannot take more): set again, as the rest, at the commit.
+    const bounds = Object.fromEntries(limits.filter(([k]) => k === 'quota' || k === 'refquota'));
 
     /** The dataset's name, derived; a record that names another dataset is not followed. */
     const datasetOf = (job: Job): string => {
@@ -271,7 +274,7 @@ export default definePlugin<Options>({
         const origin: Record<string, string> = identity ? { [PROP_ORIGIN]: `${identity.dev}:${identity.ino}` } : {};
         await job.step('create', `create ${filesystem} at the staging mountpoint ${quoteName(staging)}`, () =>
           overlayOff(job.root.rootfs).then((overlay) =>
-            zfs.create(filesystem, { ...createProperties, ...overlay, mountpoint: staging, [PROP_STATE]: 'staging', ...origin }),
+            zfs.create(filesystem, { ...createProperties, ...bounds, ...overlay, mountpoint: staging, [PROP_STATE]: 'staging', ...origin }),
           ),
         );
       }

@@ -74,7 +74,7 @@ export async function roomFor(zfs: Zfs, rootfs: string, limits: Readonly<Record<
   return { ...room, referenced, limited: room.bytes < available };
 }
 
-/** Refuses (a permanent RefusedError: remembered until the directory or the config changes) a directory whose copy would not fit; nothing has been made yet. */
+/** Refuses a directory whose copy would not fit; nothing has been made yet. */
 export async function checkRoom(zfs: Zfs, job: Job, limits: Readonly<Record<string, string>>): Promise<void> {
   const room = await roomFor(zfs, job.root.rootfs, limits);
   // The root's data and its available space are counted as ZFS has written them out (seconds
@@ -84,6 +84,8 @@ export async function checkRoom(zfs: Zfs, job: Job, limits: Readonly<Record<stri
   if (needed <= room.bytes) return;
   throw new RefusedError(
     `${quoteName(job.name)} does not fit: its files take ${gib(needed)} on disk and ${room.why}; nothing was copied, the directory is left as it is (make room, or move some of it elsewhere)`,
-    { permanent: true },
+    // Over a configured quota only a change to the directory or the config helps: remembered.
+    // The pool's room changes with everyone's writes: tried again at every run.
+    { permanent: room.limited },
   );
 }

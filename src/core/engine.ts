@@ -11,7 +11,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { createHooks, type Hooks } from './hooks.js';
 import { AFTER_COMMIT, CONTRACT, JOURNALLED_PHASES, type HookName } from './contract.js';
-import { BusyError, DamagedStateError, RefusedError, type RootGoneError, isPermanentRefusal, oneLine, quoteName } from './errors.js';
+import { BusyError, DamagedStateError, RefusedError, RootGoneError, isPermanentRefusal, oneLine, quoteName } from './errors.js';
 import { RefusalMemory, configHash } from './refusals.js';
 import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
@@ -212,12 +212,15 @@ export class RootEngine {
     this.running.set(name, { job, since: new Date(started).toISOString() });
     let lock: Lock | undefined;
     let recovering: Promise<void> | undefined;
-    const finish = async (given: OutcomeKind, message: string, error?: Error, chosen?: 'info' | 'notice' | 'warn' | 'error'): Promise<Outcome> => {
-      // A failure only a change to the directory or the config can lift: remembered, said once.
-      const kind: OutcomeKind = given === 'failed' && isPermanentRefusal(error) ? 'refused' : given;
+    const finish = async (given: OutcomeKind, message: string, error?: Error, chosen?: 'info' | 'notice' | 'warn' | 'error', settled = true): Promise<Outcome> => {
+      // A failure only a change to the directory or the config can lift, and after which
+      // everything was put back: remembered, said once. A rollback that failed stays a failure.
+      const kind: OutcomeKind = given === 'failed' && settled && isPermanentRefusal(error) ? 'refused' : given;
       const level = kind === given ? (chosen ?? levelOf(kind)) : levelOf(kind);
       const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
-      if (!this.context.dryRun && kind !== 'busy') await this.rememberOutcome(name, outcome).catch((e: unknown) => job.log.warn(`the refusal could not be recorded: ${oneLine(e)}`));
+      // A root that is gone says nothing about the directory: what is remembered of it stays.
+      const remember = !this.context.dryRun && kind !== 'busy' && !(error instanceof RootGoneError);
+      if (remember) await this.rememberOutcome(name, outcome).catch((e: unknown) => job.log.warn(`the refusal could not be recorded: ${oneLine(e)}`));
       job.log[level](message, { step: 'outcome' });
       await this.hooks.outcome.promise(job, outcome).catch((e: unknown) => job.log.warn(`an outcome hook failed: ${oneLine(e)}`));
       await this.ended(job, outcome);
@@ -225,21 +228,21 @@ export class RootEngine {
     };
     try {
       checkName(name);
-      if (!options.retryRefused) {
-        const standing = await this.refusals.standing(name);
-        if (standing) {
-          const message = `refused (remembered since ${standing.since}): ${standing.reason}; tried again when the directory or the config changes, or by 'zfs-dynamic-creator handle'`;
-          job.log.debug(message, { step: 'outcome' });
-          return { kind: 'refused', message, durationMs: Date.now() - started, remembered: true };
-        }
-      }
       // The filters decide first (the incron path: every directory made in the root starts a
       // run, and a name they leave alone is answered without environment checks, recovery or
       // lock) — unless the journal has a job for the name, which must be recovered first. The
       // decision stands under the lock only if the directory is still the one decided on.
       let decided: Identity | undefined;
       // A damaged record counts as a job: it is dealt with under the lock.
-      if ((await this.journal.read(id).catch((e: unknown) => (e instanceof DamagedStateError ? null : Promise.reject(e)))) === undefined) {
+      const record = await this.journal.read(id).catch((e: unknown) => (e instanceof DamagedStateError ? null : Promise.reject(e)));
+      // A remembered refusal answers at once, unless an interrupted job of the name waits.
+      const standing = record === undefined && !options.retryRefused ? await this.refusals.standing(name) : undefined;
+      if (standing) {
+        const message = `refused (remembered since ${standing.since}): ${standing.reason}; tried again when the directory or the config changes, or by 'zfs-dynamic-creator handle'`;
+        job.log.debug(message, { step: 'outcome' });
+        return { kind: 'refused', message, durationMs: Date.now() - started, remembered: true };
+      }
+      if (record === undefined) {
         decided = await directoryIdentity(job.path);
         job.note({ identity: decided });
         job.phase = 'filter';
@@ -307,7 +310,7 @@ export class RootEngine {
           const stopping = signal.aborted && !(error instanceof LockLostError);
           const failure = await this.failed(job, phase, error, stopping);
           if (stopping && failure.settled) return await finish('deferred', failure.message, undefined, 'notice');
-          return await finish('failed', failure.message, asError(error));
+          return await finish('failed', failure.message, asError(error), undefined, failure.settled);
         }
       }
       await job.forget();
@@ -319,6 +322,8 @@ export class RootEngine {
       );
     } catch (error) {
       if (error instanceof BusyError) return await finish('busy', `left alone: ${error.message}`);
+      // The root went away under the job (its pool exported, say): tried again once it is back.
+      if (error instanceof RootGoneError) return await finish('deferred', `deferred: ${oneLine(error)}`, error, 'warn');
       if (error instanceof LockLostError) return await finish('failed', error.message, error);
       // Refused before anything changed: nothing to undo.
       if (job.hasJournal && !job.record.committed) await job.forget().catch(() => undefined);

@@ -905,6 +905,8 @@ export interface RemoveOptions {
 export class VerifiedSet {
   private readonly byType = new Map<EntryType, InodeIndex>();
   constructor(readonly dev: number) {}
+  /** Owners and modes of directories a crashed removal had locked (see lockDir), by inode. */
+  private readonly owners = new Map<number, { uid: number; gid: number; mode: number }>();
   add(e: { type: EntryType; dev: number; ino: number }): void {
     if (e.dev !== this.dev) return;
     let index = this.byType.get(e.type);
@@ -913,6 +915,13 @@ export class VerifiedSet {
   }
   has(e: { type: EntryType; dev: number; ino: number }): boolean {
     return this.byType.get(e.type)?.has(e.dev, e.ino) ?? false;
+  }
+  /** A directory found locked by an earlier removal: the owner and mode to give it back. */
+  lockedBefore(ino: number, owner: { uid: number; gid: number; mode: number }): void {
+    this.owners.set(ino, owner);
+  }
+  ownerBefore(ino: number): { uid: number; gid: number; mode: number } | undefined {
+    return this.owners.get(ino);
   }
   /** Distinct entries held. */
   get size(): number {
@@ -995,14 +1004,18 @@ function leave(state: RemoveState, rel: string): void {
   state.leftCount++;
 }
 
-/** Makes a directory root's and 0700 (by descriptor); returns how to give it back its owner and mode. */
-async function lockDir(dir: DirRef): Promise<() => Promise<void>> {
+/**
+ * Makes a directory root's and 0700 (by descriptor); returns how to give it back its owner and mode
+ * (those it had before an earlier, crashed removal locked it, when the verification knows them).
+ */
+async function lockDir(dir: DirRef, verified: VerifiedSet): Promise<() => Promise<void>> {
   const st = await dir.handle.stat();
+  const before = verified.ownerBefore(st.ino) ?? { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 };
   await dir.handle.chown(process.geteuid?.() ?? 0, process.getegid?.() ?? 0);
   await dir.handle.chmod(0o700);
   return async () => {
-    await dir.handle.chown(st.uid, st.gid);
-    await dir.handle.chmod(st.mode & 0o7777);
+    await dir.handle.chown(before.uid, before.gid);
+    await dir.handle.chmod(before.mode);
   };
 }
 
@@ -1054,7 +1067,7 @@ async function emptyDir(
   maxRounds: number,
 ): Promise<boolean> {
   if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'enter' });
-  const restore = state.verified ? await lockDir(dir) : undefined;
+  const restore = state.verified ? await lockDir(dir, state.verified) : undefined;
   /** Names left in this directory: never removed, not listed again. */
   const kept = new Set<string>();
   let failed = false;
@@ -1248,11 +1261,16 @@ export async function copyEntry(src: DirRef, srcName: string, dst: DirRef, dstNa
   switch (info.type) {
     case 'file':
       return copyFileEntry(src, srcName, dst, dstName, info, opts);
-    case 'dir':
+    case 'dir': {
       await checkReplaced(dst, dstName, opts?.replaces, info.rel);
-      await copyDirEntry(dst, dstName, info, opts?.replaces === null);
-      await copyDirXattrs(src, srcName, dst, dstName, info);
+      const made = await copyDirEntry(dst, dstName, info, opts?.replaces);
+      try {
+        await copyDirXattrs(src, srcName, made, info);
+      } finally {
+        await made.close();
+      }
       return { bytes: 0 };
+    }
     case 'symlink':
       await copySymlinkEntry(src, srcName, dst, dstName, info, opts?.replaces);
       return { bytes: 0 };
@@ -1368,35 +1386,47 @@ export async function copySparse(input: FileHandle, output: FileHandle): Promise
   return position;
 }
 
-/** Makes (or, unless `fresh`, updates) directory `dstName` with info's metadata. */
-async function copyDirEntry(dst: DirRef, dstName: string, info: EntryInfo, fresh = false): Promise<void> {
+/**
+ * Makes (or updates) directory `dstName` with info's metadata, through one O_PATH descriptor that
+ * is returned (the caller closes it). The descriptor must be what was judged: the directory just
+ * made (root's, 0700), or with `replaces` the entry judged (its device and inode); with
+ * `replaces` null it must be new. So nothing renamed in meanwhile gets info's owner or ACLs.
+ */
+async function copyDirEntry(dst: DirRef, dstName: string, info: EntryInfo, replaces?: EntryInfo | null): Promise<FileHandle> {
+  let made = true;
   try {
     await mkdir(at(dst, dstName), 0o700);
   } catch (error) {
     if (errnoCode(error) !== 'EEXIST') throw error;
-    if (fresh) throw new DestinationChangedError(info.rel, `${dst.path}/${displayPath(dstName)} was made by someone else meanwhile; left as it is`);
+    if (replaces === null) throw new DestinationChangedError(info.rel, `${dst.path}/${displayPath(dstName)} was made by someone else meanwhile; left as it is`);
+    made = false;
   }
   const handle = await openPath(dst, dstName);
   try {
     const st = await handle.stat();
     if (!st.isDirectory()) throw new TreeChangedError(info.rel, `${dst.path}/${displayPath(dstName)} exists and is a ${typeOf(st)}, not a directory`);
+    const ours = st.uid === (process.geteuid?.() ?? 0) && (st.mode & 0o7777) === 0o700;
+    const judged = replaces ? st.dev === replaces.dev && st.ino === replaces.ino : replaces === undefined;
+    if (made ? !ours : !judged) throw new DestinationChangedError(info.rel, `${dst.path}/${displayPath(dstName)} was replaced meanwhile; left as it is`);
     await applyMetadata(handle, 'dir', info);
-  } finally {
+    return handle;
+  } catch (error) {
     await handle.close();
+    throw error;
   }
 }
 
-/** The extended attributes of directory `srcName` (checked to be info's) onto `dstName`. */
-async function copyDirXattrs(src: DirRef, srcName: string, dst: DirRef, dstName: string, info: EntryInfo): Promise<void> {
-  const [from, to] = await Promise.all([openPath(src, srcName), openPath(dst, dstName)]);
+/** The extended attributes of directory `srcName` (checked to be info's) onto the directory open as `to`. */
+async function copyDirXattrs(src: DirRef, srcName: string, to: FileHandle, info: EntryInfo): Promise<void> {
+  const from = await openPath(src, srcName);
   try {
-    const [a, b] = await Promise.all([from.stat(), to.stat()]);
-    if (!a.isDirectory() || a.dev !== info.dev || a.ino !== info.ino || !b.isDirectory()) {
+    const a = await from.stat();
+    if (!a.isDirectory() || a.dev !== info.dev || a.ino !== info.ino) {
       throw new TreeChangedError(info.rel, `${src.path}/${displayPath(srcName)} changed while being copied`);
     }
     await copyXattrs(from.fd, to.fd);
   } finally {
-    await Promise.all([from.close(), to.close()]);
+    await from.close();
   }
 }
 
@@ -1447,7 +1477,7 @@ export async function ensureDir(root: DirRef, rel: string, metaOf?: (rel: string
         const meta = errnoCode(error) === 'ENOENT' ? metaOf?.(sofar) : undefined;
         if (meta === undefined) throw error;
         if (meta.type !== 'dir') throw new TypeError(`metadata for ${displayPath(sofar)} is not a directory's`);
-        await copyDirEntry(current, name, meta, true);
+        await (await copyDirEntry(current, name, meta, null)).close();
         next = await openChild(current, name);
       }
       if (current !== root) await current.close();
