@@ -160,12 +160,16 @@ describe('the man page', () => {
 
 describe('check-config', () => {
   it('says a good config is valid (exit 0) and creates nothing', async () => {
+    // A root no instance serves yet (the pool's own root is served by the other tests' stateDir).
+    const rootfs = `${p.pool}/check`;
+    await execa('zfs', ['create', rootfs]);
+    const rootdir = join(p.mount, 'check');
     const stateDir = join(p.work, 'check-state');
     const good = join(p.work, 'check.json');
-    await writeFile(good, JSON.stringify({ stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: fastPlugins() }] }));
+    await writeFile(good, JSON.stringify({ stateDir, roots: [{ rootfs, rootdir, plugins: fastPlugins() }] }));
     const r = await cli(['--config', good, 'check-config'], { stateDir });
-    expect(r.exitCode).toBe(0);
-    expect(r.stdout).toContain(`config ${good}: valid; stateDir ${stateDir}; 1 root(s)\n  ${p.mount} (${p.pool}): name-filter, quiet-wait, zfs, rsync`);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`config ${good}: valid; stateDir ${stateDir}; 1 root(s)\n  ${rootdir} (${rootfs}): name-filter, quiet-wait, zfs, rsync`);
     await expect(stat(stateDir)).rejects.toThrow(/ENOENT/);
   });
 
