@@ -265,16 +265,22 @@ function seconds(value: string): number {
   return n;
 }
 
+/** Commands that change nothing: --dry-run would mean nothing there, so it is not offered. */
+const WITHOUT_DRY_RUN = new Set(['status', 'list-plugins', 'history', 'check-config']);
+
 function addGlobal(command: Command): Command {
-  return command
-    .option('--config <path>', 'configuration file (default: /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}; never searched for in the working directory)')
-    .option('--dry-run', 'say what would be done, change nothing')
-    .option('-v, --verbose', 'log debug messages too')
-    .option('-q, --quiet', 'log only errors to stderr');
+  command.option('--config <path>', 'configuration file (default: /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}; never searched for in the working directory)');
+  // Kept hidden where it means nothing, so that giving it there is refused by globals() in words.
+  const dryRun = new Option('--dry-run', 'say what would be done, change nothing');
+  command.addOption(WITHOUT_DRY_RUN.has(command.name()) ? dryRun.hideHelp() : dryRun);
+  return command.option('-v, --verbose', 'log debug messages too').option('-q, --quiet', 'log only errors to stderr');
 }
 
 function globals(command: Command): GlobalOptions {
   const o = command.optsWithGlobals<{ config?: string; dryRun?: boolean; verbose?: boolean; quiet?: boolean }>();
+  if (o.dryRun === true && WITHOUT_DRY_RUN.has(command.name())) {
+    throw new UsageError(`usage: ${command.name()} changes nothing: --dry-run is not offered there`);
+  }
   return { config: o.config !== undefined ? resolve(o.config) : undefined, dryRun: o.dryRun ?? false, verbose: o.verbose ?? false, quiet: o.quiet ?? false };
 }
 
