@@ -22,6 +22,7 @@ import {
   ConfigError,
   Journal,
   RootEngine,
+  humanTime,
   isLocked,
   loadConfig,
   loadPlugins,
@@ -572,7 +573,7 @@ export class Doctor {
     const all = await listRefusals(join(this.config!.stateDir, 'refusals'));
     const roots = new Set(this.roots.map((r) => r.rootdir));
     const ours = all.filter((r) => roots.has(r.rootdir));
-    for (const r of ours) this.add('refusals', 'warn', `${quoteName(`${r.rootdir}/${r.name}`)} needs attention: ${r.reason} (refused at ${r.since}; tried again once the directory or the config changes, or by: zfs-dynamic-creator handle ${shellWord(`${r.rootdir}/${r.name}`)})`);
+    for (const r of ours) this.add('refusals', 'warn', `${quoteName(`${r.rootdir}/${r.name}`)} needs attention: ${r.reason} (refused at ${humanTime(r.since)}; tried again once the directory or the config changes, or by: zfs-dynamic-creator handle ${shellWord(`${r.rootdir}/${r.name}`)})`);
     if (ours.length === 0) this.add('refusals', 'ok', 'no directory refused');
   }
 }

@@ -30,7 +30,7 @@ import type {
   Survey,
 } from './types.js';
 import type { LoadedPlugin } from './loader.js';
-import { createLogger, type LogSink } from './logger.js';
+import { createLogger, humanTime, type LogSink } from './logger.js';
 import type { JobObserver } from './progress.js';
 import { ensureHoldingDir, isHelperName, jobPaths, legacyHelperPath } from './helpers.js';
 import { isZfsControlDir } from '../util/safefs.js';
@@ -228,7 +228,7 @@ export class RootEngine {
       if (!options.retryRefused) {
         const standing = await this.refusals.standing(name);
         if (standing) {
-          const message = `refused (remembered since ${standing.since}): ${standing.reason}; tried again when the directory or the config changes, or by 'zfs-dynamic-creator handle'`;
+          const message = `refused (remembered since ${humanTime(standing.since)}): ${standing.reason}; tried again when the directory or the config changes, or by 'zfs-dynamic-creator handle'`;
           job.log.debug(message, { step: 'outcome' });
           return { kind: 'refused', message, durationMs: Date.now() - started, remembered: true };
         }

@@ -1,8 +1,10 @@
 /**
  * The rest of issue 24 through the real CLI on a real pool: --dry-run changes nothing where it is
  * offered (doctor tries no property value on a probe dataset) and is refused where it would mean
- * nothing.
+ * nothing; every human output in the system's time zone with its offset, JSON in UTC.
  */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
 
@@ -38,5 +40,28 @@ describe('--dry-run changes nothing, or is not offered', () => {
       const help = await cli([command, '--help'], { stateDir: p.stateDir });
       expect(help.stdout).not.toContain('--dry-run');
     }
+  });
+});
+
+describe('one time zone', () => {
+  it('log lines, status and doctor in the local time with its offset; JSON in UTC', async () => {
+    const config = await writeConfig(p, fastPlugins(), {}, 'tz.json');
+    const env = { TZ: 'Asia/Kolkata' };
+    const bad = join(p.mount, 'bad name@tz');
+    await mkdir(bad);
+    const r = await cli(['--config', config, 'reconcile'], { stateDir: p.stateDir, env });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:30 zfs-dynamic-creator: /m);
+    const local = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+05:30/.source;
+    const status = await cli(['--config', config, 'status'], { stateDir: p.stateDir, env });
+    expect(status.stdout).toMatch(new RegExp(`"bad name@tz" needs attention: .*\\(refused at ${local},`));
+    const doctor = await cli(['--config', config, 'doctor'], { stateDir: p.stateDir, env });
+    expect(doctor.stdout).toMatch(new RegExp(`"[^"]*bad name@tz" needs attention: .*\\(refused at ${local};`));
+    const again = await cli(['--config', config, 'reconcile', '--json'], { stateDir: p.stateDir, env });
+    const job = (JSON.parse(again.stdout) as { roots: { jobs: { name: string; message: string }[] }[] }).roots[0]!.jobs.find((j) => j.name === 'bad name@tz');
+    expect(job?.message).toMatch(new RegExp(`^refused \\(remembered since ${local}\\)`));
+    const json = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir, env })).stdout) as { roots: { refused: { name: string; since?: string }[] }[] };
+    expect(json.roots[0]!.refused.find((x) => x.name === 'bad name@tz')?.since).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    await rm(bad, { recursive: true });
   });
 });
