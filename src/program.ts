@@ -19,6 +19,7 @@
  * Each command's --help, and the man page (src/man.ts), show its examples and exit codes from
  * COMMAND_HELP below.
  */
+import { lstat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { App, type GlobalOptions } from './app.js';
@@ -27,6 +28,7 @@ import {
   DEFAULT_STATE_DIR,
   JOURNAL_PRIORITY,
   ignoreBrokenPipes,
+  isErrno,
   journalIsStderr,
   loadConfig,
   logToStderr,
@@ -123,10 +125,10 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
       ['zfs-dynamic-creator handle --event=IN_CREATE,IN_ISDIR /tank/runs/run42', 'from incron (trusted roots only: incron runs the line through a shell)'],
     ],
     exits: [
-      [EXIT.ok, 'converted, deliberately skipped, or handled by another process'],
+      [EXIT.ok, 'converted, deliberately skipped, or handled by another process; with --event, a directory gone before its turn'],
+      [EXIT.usage, 'no such directory (a mistyped path: said once, "no such directory: …"), or another usage or configuration error'],
       [EXIT.failed, 'failed, or refused (a name ZFS forbids, over the quota: remembered, so sweeps do not try it again until the directory or the config changes; handle always tries)'],
       [EXIT.deferred, 'deferred: not quiet in time, or stopped by SIGTERM and rolled back; it will be tried again'],
-      USAGE_EXIT,
       FAILED_EXIT,
     ],
   },
@@ -376,6 +378,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
     setExit(
       await withApp(globals(command), async (app) => {
         const { engine, name } = app.locate(target);
+        if (!target.includes('\uFFFD') && (await missing(target))) {
+          // Said once. Typed by hand: a wrong operand (2). From incron: gone before its turn, nothing to do.
+          if (o.event !== undefined) {
+            say('notice', `no such directory: ${JSON.stringify(target)} (gone before its turn); nothing to do`);
+            return EXIT.ok;
+          }
+          throw new UsageError(`no such directory: ${JSON.stringify(target)}`);
+        }
         return report(await engine.handle(name, { signal: stopSignal(), recoverRoot: true, deferCleanup: !o.wait, retryRefused: true }));
       }),
     );
@@ -522,6 +532,17 @@ export function maintenanceSummary(
   const lines = [`${rootdir} (${rootfs}): ${recovered}; ${exports}\n`];
   for (const j of jobs) lines.push(`  ${outcomeLabel(j.kind, options.dryRun).padEnd(11)} ${JSON.stringify(j.name)}: ${j.message}\n`);
   return lines.join('');
+}
+
+/** Whether nothing is at `path` (the operand of handle): a mistyped path, or one gone already. */
+async function missing(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return false;
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return true;
+    throw error;
+  }
 }
 
 function report(outcome: Outcome): number {

@@ -65,3 +65,21 @@ describe('one time zone', () => {
     await rm(bad, { recursive: true });
   });
 });
+
+describe('"no such directory" once', () => {
+  it('handle of a mistyped path: one line, exit 2; from incron (--event), gone before its turn: one notice, exit 0', async () => {
+    const config = await writeConfig(p, fastPlugins(), {}, 'missing.json');
+    const target = join(p.mount, 'mistyped');
+    const r = await cli(['--config', config, 'handle', target], { stateDir: p.stateDir });
+    expect(r.exitCode).toBe(2);
+    const said = r.stderr.split('\n').filter((l) => l.includes('mistyped'));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(new RegExp(`ERROR: no such directory: ${JSON.stringify(target)}$`));
+    expect(r.stderr).not.toContain('vanished');
+    const incron = await cli(['--config', config, 'handle', '--event', 'IN_CREATE,IN_ISDIR', target], { stateDir: p.stateDir });
+    expect(incron.exitCode).toBe(0);
+    const once = incron.stderr.split('\n').filter((l) => l.includes('mistyped'));
+    expect(once).toHaveLength(1);
+    expect(once[0]).toMatch(/NOTICE: no such directory: .* \(gone before its turn\); nothing to do$/);
+  });
+});
