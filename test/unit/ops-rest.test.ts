@@ -1,8 +1,11 @@
-/** The pure pieces of issue 24's rest: the one human timestamp, the NOTICE line's copy rate. */
+/** The pure pieces of issue 24's rest: the one human timestamp, the NOTICE line's copy rate, progress lines at 80 columns. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { humanTime, localTimestamp } from '../../src/core/logger.js';
 import { copyMs, summary } from '../../src/core/engine.js';
 import type { StepRecord } from '../../src/core/types.js';
+import { createLogger } from '../../src/core/logger.js';
+import { newProgress, type JobProgress } from '../../src/core/progress.js';
+import { fitLine, jobLine } from '../../src/progress/format.js';
 
 const tz = process.env.TZ;
 afterEach(() => {
@@ -29,7 +32,7 @@ describe('humanTime: the system\'s local time with its offset', () => {
 describe('the NOTICE line: wall time and the copy\'s own rate', () => {
   const at = (s: number): string => new Date(Date.UTC(2026, 11, 7, 14, 0, s)).toISOString();
   const steps: StepRecord[] = [
-    { step: 'quiet', phase: 'prepare', state: 'done', at: at(0) },
+    { step: 'start', phase: 'provision', state: 'done', at: at(0) },
     { step: 'create', phase: 'provision', state: 'done', at: at(20) },
     { step: 'copy', phase: 'migrate', state: 'done', at: at(21) },
     { step: 'seal', phase: 'migrate', state: 'done', at: at(33) },
@@ -44,5 +47,33 @@ describe('the NOTICE line: wall time and the copy\'s own rate', () => {
   it('gives the rate over the copy beside the wall time', () => {
     expect(summary({ files: 20_000, bytes: 336 * 2 ** 20 }, 41_500, 12_000)).toBe(': 20,000 files, 336.0 MiB in 41.5 s (copy 12.0 s, 28.0 MiB/s)');
     expect(summary({ files: 20_000, bytes: 336 * 2 ** 20 }, 42_000)).toBe(': 20,000 files, 336.0 MiB in 42.0 s (8.0 MiB/s)');
+  });
+});
+
+describe('progress lines at 80 columns keep the rate and the ETA', () => {
+  const T0 = new Date(2026, 10, 27, 10, 41, 2).getTime();
+  const job = (fields: Partial<JobProgress>): JobProgress =>
+    Object.assign(newProgress({ rootdir: '/tank/runs', name: 'run42', dryRun: false, log: createLogger([]), phase: 'migrate', startedAt: T0 }), fields);
+  const copying = (name: string): JobProgress =>
+    job({ name, step: 'migrate/copy', stepSince: T0, files: 12_345, totalFiles: 30_000, bytes: 120 * 2 ** 20, totalBytes: 288 * 2 ** 20 });
+  const line = (j: JobProgress, now = T0 + 3000): string => fitLine(jobLine(j, now, 41.2 * 2 ** 20, 80), 80);
+
+  it('a short name: whole when it fits, else the step time and the files go first', () => {
+    expect(jobLine(copying('run42'), T0 + 3000, 41.2 * 2 ** 20)).toBe('run42: migrate/copy (0:03): 12,345 of 30,000 files, 120 of 288 MiB (41%), 41.2 MiB/s, ETA 0:05');
+    const l = line(copying('run42'));
+    expect([...l].length).toBeLessThan(80);
+    expect(l).toMatch(/41\.2 MiB\/s, ETA 0:05$/);
+  });
+  it('a long name is cut in its middle first; the rate and the ETA stay', () => {
+    const l = line(copying('experiment-2026-11-27-detector-calibration-run-0042-final'));
+    expect([...l].length).toBeLessThan(80);
+    expect(l).toBe('experiment…0042-final: migrate/copy: 120 of 288 MiB (41%), 41.2 MiB/s, ETA 0:05');
+    expect(l).not.toContain('…:');
+  });
+  it('the grace line keeps its "of N s" at 80 columns', () => {
+    const g = job({ name: 'experiment-2026-11-27-detector-calibration-run-0042-final', phase: 'cleanup', waiting: { reason: 'grace period', since: T0 }, note: 'quiet for 3 of 60 s' });
+    const l = line(g, T0 + 3000);
+    expect([...l].length).toBeLessThan(80);
+    expect(l).toMatch(/: waiting for grace period.*\(0:03\); quiet for 3 of 60 s$/);
   });
 });
