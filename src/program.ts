@@ -267,11 +267,14 @@ function seconds(value: string): number {
   return n;
 }
 
+/** The environment variable naming the config file when --config is not given. */
+export const CONFIG_ENV = 'ZFS_DYNAMIC_CREATOR_CONFIG';
+
 /** Commands that change nothing: --dry-run would mean nothing there, so it is not offered. */
 const WITHOUT_DRY_RUN = new Set(['status', 'list-plugins', 'history', 'check-config']);
 
 function addGlobal(command: Command): Command {
-  command.option('--config <path>', 'configuration file (default: /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}; never searched for in the working directory)');
+  command.option('--config <path>', `configuration file (default: $${CONFIG_ENV}, else /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}; never searched for in the working directory)`);
   // Kept hidden where it means nothing, so that giving it there is refused by globals() in words.
   const dryRun = new Option('--dry-run', 'say what would be done, change nothing');
   command.addOption(WITHOUT_DRY_RUN.has(command.name()) ? dryRun.hideHelp() : dryRun);
@@ -283,7 +286,9 @@ function globals(command: Command): GlobalOptions {
   if (o.dryRun === true && WITHOUT_DRY_RUN.has(command.name())) {
     throw new UsageError(`usage: ${command.name()} changes nothing: --dry-run is not offered there`);
   }
-  return { config: o.config !== undefined ? resolve(o.config) : undefined, dryRun: o.dryRun ?? false, verbose: o.verbose ?? false, quiet: o.quiet ?? false };
+  // --config wins over the environment; either is checked as trusted the same way.
+  const config = o.config ?? (process.env[CONFIG_ENV] || undefined);
+  return { config: config !== undefined ? resolve(config) : undefined, dryRun: o.dryRun ?? false, verbose: o.verbose ?? false, quiet: o.quiet ?? false };
 }
 
 /**

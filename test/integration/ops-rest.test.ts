@@ -3,7 +3,7 @@
  * offered (doctor tries no property value on a probe dataset) and is refused where it would mean
  * nothing; every human output in the system's time zone with its offset, JSON in UTC.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
@@ -81,5 +81,35 @@ describe('"no such directory" once', () => {
     const once = incron.stderr.split('\n').filter((l) => l.includes('mistyped'));
     expect(once).toHaveLength(1);
     expect(once[0]).toBe(`zfs-dynamic-creator: no such directory: ${JSON.stringify(target)} (gone before its turn); nothing to do`);
+  });
+});
+
+describe('a config path from the environment', () => {
+  it('ZFS_DYNAMIC_CREATOR_CONFIG is used when --config is not given; --config wins; the same trust checks', async () => {
+    const good = await writeConfig(p, fastPlugins(), {}, 'env-good.json');
+    const other = await writeConfig(p, fastPlugins(), {}, 'env-other.json');
+    type Checked = { config: string | null; ok: boolean; problems: string[] };
+    const check = async (args: string[], env: Record<string, string>) => {
+      const r = await cli([...args, 'check-config', '--json'], { stateDir: p.stateDir, env });
+      return { ...r, json: JSON.parse(r.stdout || '{}') as Checked };
+    };
+    const byEnv = await check([], { ZFS_DYNAMIC_CREATOR_CONFIG: good });
+    expect(byEnv.exitCode, byEnv.stderr).toBe(0);
+    expect(byEnv.json).toMatchObject({ config: good, ok: true });
+    const wins = await check(['--config', other], { ZFS_DYNAMIC_CREATOR_CONFIG: good });
+    expect(wins.json.config).toBe(other);
+    // The same checks as --config: a file others may write is refused, a missing one named.
+    await chmod(good, 0o666);
+    try {
+      const loose = await cli(['status'], { stateDir: p.stateDir, env: { ZFS_DYNAMIC_CREATOR_CONFIG: good } });
+      expect(loose.exitCode).toBe(2);
+      expect(loose.stderr).toContain(`config ${good}: refused:`);
+      expect(loose.stderr).toContain('writable by');
+    } finally {
+      await chmod(good, 0o600);
+    }
+    const missing = await cli(['status'], { stateDir: p.stateDir, env: { ZFS_DYNAMIC_CREATOR_CONFIG: join(p.work, 'nope.json') } });
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toContain(`config ${join(p.work, 'nope.json')}: no such file`);
   });
 });
