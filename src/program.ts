@@ -144,6 +144,7 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
       ['zfs-dynamic-creator reconcile', 'sweep every configured root once (what the timer runs)'],
       ['zfs-dynamic-creator reconcile --root /tank/runs', "sweep one root (the incrontab line: IN_CREATE,IN_ONLYDIR on the root)"],
       ['zfs-dynamic-creator --dry-run reconcile', 'list what would be converted ("would convert")'],
+      ['zfs-dynamic-creator reconcile --summary', 'from cron: one line per job that is news, nothing (no mail) when nothing happened'],
     ],
     exits: [
       [EXIT.ok, 'every root swept (deferred directories are tried again at the next sweep; refused ones, said once and listed by status, when they or the config change)'],
@@ -398,8 +399,9 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   addGlobal(program.command('recover').description('finish or undo every interrupted job (without a config: the jobs the journal recorded, with their own roots and plugins)'))
     .option('--json', 'print the summary as JSON')
-    .action(async (o: { json?: boolean }, command: Command) => {
-      const options = globals(command);
+    .option('--summary', SUMMARY_HELP)
+    .action(async (o: { json?: boolean; summary?: boolean }, command: Command) => {
+      const options = summaryOptions(globals(command), o);
       // The config's roots, and every root an interrupted job recorded in the journal that the
       // config does not list (one used only through the original command line), with its plugins.
       const file = await loadConfig(options.config, DEFAULT_PLUGINS);
@@ -412,20 +414,22 @@ export function buildProgram(setExit: (code: number) => void): Command {
       }
       const given: Config | undefined = await App.fromJournal(stateDir, file);
       if (given === undefined) {
-        if (untrusted.length === 0) writeStdout(o.json ? jsonText('recover', { config: null, results: [] }) : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
+        if (untrusted.length === 0 && !o.summary) writeStdout(o.json ? jsonText('recover', { config: null, results: [] }) : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
         setExit(untrusted.length > 0 ? EXIT.failed : EXIT.ok);
         return;
       }
       const { recover } = await import('./commands/recover.js');
-      const code = await withApp(options, (app) => recover(app, { json: o.json ?? false }), given);
+      const code = await withApp(options, (app) => recover(app, { json: o.json ?? false, summary: o.summary ?? false }), given);
       setExit(untrusted.length > 0 ? EXIT.failed : code);
     });
 
   addGlobal(program.command('reconcile').description('sweep every root: convert what was missed, finish interrupted jobs, sync exports'))
     .option('--json', 'print the summary as JSON')
+    .option('--summary', SUMMARY_HELP)
     .option('--root <rootdir>', 'sweep only this configured root (for incron: the line passes no directory name)')
-    .action(async (o: { json?: boolean; root?: string }, command: Command) => {
-      setExit(await withApp(globals(command), (app) => reconcile(app, { json: o.json ?? false, ...(o.root !== undefined ? { root: resolve(o.root) } : {}) })));
+    .action(async (o: { json?: boolean; summary?: boolean; root?: string }, command: Command) => {
+      const options = summaryOptions(globals(command), o);
+      setExit(await withApp(options, (app) => reconcile(app, { json: o.json ?? false, summary: o.summary ?? false, ...(o.root !== undefined ? { root: resolve(o.root) } : {}) })));
     });
 
   addGlobal(program.command('watch').description('watch every root and convert new directories (the daemon)')).action(async (_o: unknown, command: Command) => {
@@ -537,6 +541,14 @@ export function maintenanceSummary(
   const lines = [`${rootdir} (${rootfs}): ${recovered}; ${exports}\n`];
   for (const j of jobs) lines.push(`  ${outcomeLabel(j.kind, options.dryRun).padEnd(11)} ${JSON.stringify(j.name)}: ${j.message}\n`);
   return lines.join('');
+}
+
+const SUMMARY_HELP = 'for cron and mail: one line per job that is news ("<outcome> "<dir>": <message>"), nothing when nothing happened; logs as with -q';
+
+/** --summary: logs as with -q (errors only); not with --json. */
+function summaryOptions(options: GlobalOptions, o: { json?: boolean; summary?: boolean }): GlobalOptions {
+  if (o.summary && o.json) throw new UsageError('usage: give --summary or --json, not both');
+  return o.summary ? { ...options, quiet: true } : options;
 }
 
 /** Whether nothing is at `path` (the operand of handle): a mistyped path, or one gone already. */

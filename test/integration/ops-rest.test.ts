@@ -3,7 +3,7 @@
  * offered (doctor tries no property value on a probe dataset) and is refused where it would mean
  * nothing; every human output in the system's time zone with its offset, JSON in UTC.
  */
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, datasets, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
@@ -111,5 +111,31 @@ describe('a config path from the environment', () => {
     const missing = await cli(['status'], { stateDir: p.stateDir, env: { ZFS_DYNAMIC_CREATOR_CONFIG: join(p.work, 'nope.json') } });
     expect(missing.exitCode).toBe(2);
     expect(missing.stderr).toContain(`config ${join(p.work, 'nope.json')}: no such file`);
+  });
+});
+
+describe('--summary for cron and mail', () => {
+  it('reconcile --summary: one line per job that is news, nothing on stderr but errors; nothing at all when nothing is new', async () => {
+    const config = await writeConfig(p, fastPlugins(), {}, 'summary.json');
+    await mkdir(join(p.mount, 'sum-run'));
+    await writeFile(join(p.mount, 'sum-run', 'data'), 'x'.repeat(5000));
+    await mkdir(join(p.mount, 'sum bad@x'));
+    const first = await cli(['--config', config, 'reconcile', '--summary'], { stateDir: p.stateDir });
+    expect(first.exitCode, first.stderr).toBe(0); // a refusal is not a failure
+    expect(first.stdout.trimEnd().split('\n').sort()).toEqual([
+      expect.stringMatching(new RegExp(`^converted +${JSON.stringify(`${p.mount}/sum-run`)}: converted into ${p.pool}/sum-run: 1 file, `)),
+      expect.stringMatching(new RegExp(`^refused +${JSON.stringify(`${p.mount}/sum bad@x`)}: .*cannot become a ZFS dataset`)),
+    ]);
+    expect(first.stderr).not.toMatch(/INFO|NOTICE/);
+    const again = await cli(['--config', config, 'reconcile', '--summary'], { stateDir: p.stateDir });
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stdout).toBe('');
+    expect(again.stderr).toBe('');
+    const recover = await cli(['--config', config, 'recover', '--summary'], { stateDir: p.stateDir });
+    expect(recover.exitCode).toBe(0);
+    expect(recover.stdout).toBe('');
+    const both = await cli(['--config', config, 'reconcile', '--summary', '--json'], { stateDir: p.stateDir });
+    expect(both.exitCode).toBe(2);
+    await rm(join(p.mount, 'sum bad@x'), { recursive: true });
   });
 });

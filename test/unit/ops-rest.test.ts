@@ -6,6 +6,7 @@ import type { StepRecord } from '../../src/core/types.js';
 import { createLogger } from '../../src/core/logger.js';
 import { newProgress, type JobProgress } from '../../src/core/progress.js';
 import { fitLine, jobLine } from '../../src/progress/format.js';
+import { summaryLines, type SweepSummary } from '../../src/commands/reconcile.js';
 
 const tz = process.env.TZ;
 afterEach(() => {
@@ -75,5 +76,32 @@ describe('progress lines at 80 columns keep the rate and the ETA', () => {
     const l = line(g, T0 + 3000);
     expect([...l].length).toBeLessThan(80);
     expect(l).toMatch(/: waiting for grace period.*\(0:03\); quiet for 3 of 60 s$/);
+  });
+});
+
+describe('--summary: one line per job that is news', () => {
+  it('names each job with its root; skips skipped names and refusals said before; a root not swept is a line', () => {
+    const summaries: SweepSummary[] = [
+      {
+        rootdir: '/tank/runs',
+        rootfs: 'tank/runs',
+        counts: {},
+        jobs: [
+          { name: 'run1', outcome: 'converted', message: 'converted into tank/runs/run1' },
+          { name: '.tmp', outcome: 'skipped', message: 'ignored' },
+          { name: 'bad@x', outcome: 'refused', message: 'refused (remembered since …)', remembered: true },
+          { name: 'big', outcome: 'refused', message: 'does not fit' },
+        ],
+      },
+      { rootdir: '/tank/other', rootfs: 'tank/other', counts: {}, jobs: [], error: 'locked' },
+      { rootdir: '/tank/gone', rootfs: 'tank/gone', counts: {}, jobs: [], gone: { message: 'root "/tank/gone" is gone', first: false } },
+    ];
+    expect(summaryLines(summaries, false)).toEqual([
+      'converted   "/tank/runs/run1": converted into tank/runs/run1',
+      'refused     "/tank/runs/big": does not fit',
+      'failed      "/tank/other": locked',
+    ]);
+    expect(summaryLines([summaries[0]!], true)[0]).toBe('would convert "/tank/runs/run1": converted into tank/runs/run1');
+    expect(summaryLines([], false)).toEqual([]);
   });
 });
