@@ -210,7 +210,7 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
     } else if (root.error !== undefined) {
       lines.push(`${root.rootdir} (${root.rootfs}): cannot be surveyed: ${root.error}; ${root.jobs.length} job(s) in the journal`);
     } else {
-      const ignored = root.ignored.length > 0 ? `, ${root.ignored.length} ignored by the filters` : '';
+      const ignored = root.ignored.length > 0 ? `, ${root.ignored.length} skipped by the filters` : '';
       const refused = root.refused.length > 0 ? `, ${root.refused.length} refused (need attention)` : '';
       lines.push(`${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting${refused}${ignored}, ${root.jobs.length} job(s) in the journal`);
     }
@@ -219,7 +219,7 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
       const when = r.since !== undefined ? `refused at ${humanTime(r.since)}, not tried again until the directory or the config changes` : 'a job for it would be refused';
       lines.push(`  ${'refused'.padEnd(12)} ${q(r.name)} needs attention: ${r.reason} (${when})`);
     }
-    for (const i of root.ignored) lines.push(`  ${'ignored'.padEnd(12)} ${q(i.name)} (${i.reason})`);
+    for (const i of root.ignored) lines.push(`  ${'skipped'.padEnd(12)} ${q(i.name)} (${i.reason})`);
     for (const j of root.jobs) {
       const what = [`phase ${j.phase}`];
       if (j.committed) what.push('committed');

@@ -7,6 +7,9 @@ import { createLogger } from '../../src/core/logger.js';
 import { newProgress, type JobProgress } from '../../src/core/progress.js';
 import { fitLine, jobLine } from '../../src/progress/format.js';
 import { summaryLines, type SweepSummary } from '../../src/commands/reconcile.js';
+import { OUTCOME_KINDS } from '../../src/core/types.js';
+import { OUTCOMES } from '../../src/metrics/textfile.js';
+import { readFileSync } from 'node:fs';
 
 const tz = process.env.TZ;
 afterEach(() => {
@@ -103,5 +106,15 @@ describe('--summary: one line per job that is news', () => {
     ]);
     expect(summaryLines([summaries[0]!], true)[0]).toBe('would convert "/tank/runs/run1": converted into tank/runs/run1');
     expect(summaryLines([], false)).toEqual([]);
+  });
+});
+
+describe('one outcome vocabulary, documented once', () => {
+  it('docs/operating.md\'s table has every outcome word, and the metrics count them by the same words', () => {
+    const doc = readFileSync(new URL('../../docs/operating.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('## Outcomes'), doc.indexOf('## Reading `status`'));
+    const rows = [...section.matchAll(/^\| `([a-z-]+)` \|/gm)].map((m) => m[1]);
+    expect(rows.sort()).toEqual([...OUTCOME_KINDS].sort());
+    expect([...OUTCOMES].sort()).toEqual(OUTCOME_KINDS.filter((k) => k !== 'refused' && k !== 'skipped').sort());
   });
 });
