@@ -109,7 +109,7 @@ export function manPage(program: Command = buildProgram(() => undefined)): strin
     roff('any other failure, with a one-line reason on stderr'),
     '.SH LOGGING',
     roff(
-      'Every step is logged to stderr (only errors with -q; debug messages too with -v), each line starting with the local time in ISO 8601 with its UTC offset. ' +
+      'Every step is logged to stderr (only errors with -q; debug messages too with -v), each line starting with the local time in ISO 8601 with its UTC offset (status, history and doctor show times so too; JSON output is in UTC). ' +
         'When stderr is the systemd journal (JOURNAL_STREAM names it), each line starts with its priority instead (<7> debug to <3> error) and carries no time. ' +
         'With the syslog plugin every line also goes to syslog; under systemd a line already in the journal is not sent again (journald passes it on). ' +
         'A closed stderr never interrupts a job.',
@@ -128,6 +128,9 @@ export function manPage(program: Command = buildProgram(() => undefined)): strin
     '.I /var/cache/zfs\\-dynamic\\-creator/compile',
     roff("Node's compile cache for the program (Node 22.1 and later; mode 0700): used only when it and every directory above it are root's and not writable by group or others; not by a dry run or check-config; safe to delete"),
     '.SH ENVIRONMENT',
+    '.TP',
+    '.B ZFS_DYNAMIC_CREATOR_CONFIG',
+    roff('the config file when --config is not given (--config wins); checked as trusted the same way (root\'s, not writable by others, nor any directory above it)'),
     '.TP',
     '.B ZFS_DYNAMIC_CREATOR_STATE_DIR',
     roff('the stateDir when no config file gives one'),

@@ -19,6 +19,7 @@
  * Each command's --help, and the man page (src/man.ts), show its examples and exit codes from
  * COMMAND_HELP below.
  */
+import { lstat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { App, type GlobalOptions } from './app.js';
@@ -27,6 +28,7 @@ import {
   DEFAULT_STATE_DIR,
   JOURNAL_PRIORITY,
   ignoreBrokenPipes,
+  isErrno,
   journalIsStderr,
   loadConfig,
   logToStderr,
@@ -123,9 +125,9 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
       ['zfs-dynamic-creator handle --event=IN_CREATE,IN_ISDIR /tank/runs/run42', 'from incron (trusted roots only: incron runs the line through a shell)'],
     ],
     exits: [
-      [EXIT.ok, 'converted, deliberately skipped, or handled by another process'],
+      [EXIT.ok, 'converted, deliberately skipped, or handled by another process; with --event, a directory gone before its turn'],
       [EXIT.deferred, 'deferred: not quiet in time, or stopped by SIGTERM and rolled back; it will be tried again'],
-      USAGE_EXIT,
+      [EXIT.usage, 'usage or configuration error, a mistyped path among them ("no such directory: …", said once); restarting does not help'],
       [EXIT.failed, 'failed, or refused (a name ZFS forbids, over the quota: remembered, so sweeps do not try it again until the directory or the config changes; handle always tries); a one-line reason on stderr'],
     ],
   },
@@ -141,6 +143,7 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
       ['zfs-dynamic-creator reconcile', 'sweep every configured root once (what the timer runs)'],
       ['zfs-dynamic-creator reconcile --root /tank/runs', "sweep one root (the incrontab line: IN_CREATE,IN_ONLYDIR on the root)"],
       ['zfs-dynamic-creator --dry-run reconcile', 'list what would be converted ("would convert")'],
+      ['zfs-dynamic-creator reconcile --summary', 'from cron: one line per job that is news, nothing (no mail) when nothing happened'],
     ],
     exits: [
       [EXIT.ok, 'every root swept (deferred directories are tried again at the next sweep; refused ones, said once and listed by status, when they or the config change)'],
@@ -264,17 +267,28 @@ function seconds(value: string): number {
   return n;
 }
 
+/** The environment variable naming the config file when --config is not given. */
+export const CONFIG_ENV = 'ZFS_DYNAMIC_CREATOR_CONFIG';
+
+/** Commands that change nothing: --dry-run would mean nothing there, so it is not offered. */
+const WITHOUT_DRY_RUN = new Set(['status', 'list-plugins', 'history', 'check-config']);
+
 function addGlobal(command: Command): Command {
-  return command
-    .option('--config <path>', 'configuration file (default: /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}; never searched for in the working directory)')
-    .option('--dry-run', 'say what would be done, change nothing')
-    .option('-v, --verbose', 'log debug messages too')
-    .option('-q, --quiet', 'log only errors to stderr');
+  command.option('--config <path>', `configuration file (default: $${CONFIG_ENV}, else /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}; never searched for in the working directory)`);
+  // Kept hidden where it means nothing, so that giving it there is refused by globals() in words.
+  const dryRun = new Option('--dry-run', 'say what would be done, change nothing');
+  command.addOption(WITHOUT_DRY_RUN.has(command.name()) ? dryRun.hideHelp() : dryRun);
+  return command.option('-v, --verbose', 'log debug messages too').option('-q, --quiet', 'log only errors to stderr');
 }
 
 function globals(command: Command): GlobalOptions {
   const o = command.optsWithGlobals<{ config?: string; dryRun?: boolean; verbose?: boolean; quiet?: boolean }>();
-  return { config: o.config !== undefined ? resolve(o.config) : undefined, dryRun: o.dryRun ?? false, verbose: o.verbose ?? false, quiet: o.quiet ?? false };
+  if (o.dryRun === true && WITHOUT_DRY_RUN.has(command.name())) {
+    throw new UsageError(`usage: ${command.name()} changes nothing: --dry-run is not offered there`);
+  }
+  // --config wins over the environment; either is checked as trusted the same way.
+  const config = o.config ?? (process.env[CONFIG_ENV] || undefined);
+  return { config: config !== undefined ? resolve(config) : undefined, dryRun: o.dryRun ?? false, verbose: o.verbose ?? false, quiet: o.quiet ?? false };
 }
 
 /**
@@ -369,6 +383,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
     setExit(
       await withApp(globals(command), async (app) => {
         const { engine, name } = app.locate(target);
+        if (!target.includes('\uFFFD') && (await missing(target))) {
+          // Said once. Typed by hand: a wrong operand (2). From incron: gone before its turn, nothing to do.
+          if (o.event !== undefined) {
+            say('notice', `no such directory: ${JSON.stringify(target)} (gone before its turn); nothing to do`);
+            return EXIT.ok;
+          }
+          throw new UsageError(`no such directory: ${JSON.stringify(target)}`);
+        }
         return report(await engine.handle(name, { signal: stopSignal(), recoverRoot: true, deferCleanup: !o.wait, retryRefused: true }));
       }),
     );
@@ -376,8 +398,9 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   addGlobal(program.command('recover').description('finish or undo every interrupted job (without a config: the jobs the journal recorded, with their own roots and plugins)'))
     .option('--json', 'print the summary as JSON')
-    .action(async (o: { json?: boolean }, command: Command) => {
-      const options = globals(command);
+    .option('--summary', SUMMARY_HELP)
+    .action(async (o: { json?: boolean; summary?: boolean }, command: Command) => {
+      const options = summaryOptions(globals(command), o);
       // The config's roots, and every root an interrupted job recorded in the journal that the
       // config does not list (one used only through the original command line), with its plugins.
       const file = await loadConfig(options.config, DEFAULT_PLUGINS);
@@ -390,20 +413,22 @@ export function buildProgram(setExit: (code: number) => void): Command {
       }
       const given: Config | undefined = await App.fromJournal(stateDir, file);
       if (given === undefined) {
-        if (untrusted.length === 0) writeStdout(o.json ? jsonText('recover', { config: null, results: [] }) : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
+        if (untrusted.length === 0 && !o.summary) writeStdout(o.json ? jsonText('recover', { config: null, results: [] }) : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
         setExit(untrusted.length > 0 ? EXIT.failed : EXIT.ok);
         return;
       }
       const { recover } = await import('./commands/recover.js');
-      const code = await withApp(options, (app) => recover(app, { json: o.json ?? false }), given);
+      const code = await withApp(options, (app) => recover(app, { json: o.json ?? false, summary: o.summary ?? false }), given);
       setExit(untrusted.length > 0 ? EXIT.failed : code);
     });
 
   addGlobal(program.command('reconcile').description('sweep every root: convert what was missed, finish interrupted jobs, sync exports'))
     .option('--json', 'print the summary as JSON')
+    .option('--summary', SUMMARY_HELP)
     .option('--root <rootdir>', 'sweep only this configured root (for incron: the line passes no directory name)')
-    .action(async (o: { json?: boolean; root?: string }, command: Command) => {
-      setExit(await withApp(globals(command), (app) => reconcile(app, { json: o.json ?? false, ...(o.root !== undefined ? { root: resolve(o.root) } : {}) })));
+    .action(async (o: { json?: boolean; summary?: boolean; root?: string }, command: Command) => {
+      const options = summaryOptions(globals(command), o);
+      setExit(await withApp(options, (app) => reconcile(app, { json: o.json ?? false, summary: o.summary ?? false, ...(o.root !== undefined ? { root: resolve(o.root) } : {}) })));
     });
 
   addGlobal(program.command('watch').description('watch every root and convert new directories (the daemon)')).action(async (_o: unknown, command: Command) => {
@@ -515,6 +540,25 @@ export function maintenanceSummary(
   const lines = [`${rootdir} (${rootfs}): ${recovered}; ${exports}\n`];
   for (const j of jobs) lines.push(`  ${outcomeLabel(j.kind, options.dryRun).padEnd(11)} ${JSON.stringify(j.name)}: ${j.message}\n`);
   return lines.join('');
+}
+
+const SUMMARY_HELP = 'for cron and mail: one line per job that is news ("<outcome> "<dir>": <message>"), nothing when nothing happened; logs as with -q';
+
+/** --summary: logs as with -q (errors only); not with --json. */
+function summaryOptions(options: GlobalOptions, o: { json?: boolean; summary?: boolean }): GlobalOptions {
+  if (o.summary && o.json) throw new UsageError('usage: give --summary or --json, not both');
+  return o.summary ? { ...options, quiet: true } : options;
+}
+
+/** Whether nothing is at `path` (the operand of handle): a mistyped path, or one gone already. */
+async function missing(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return false;
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return true;
+    throw error;
+  }
 }
 
 function report(outcome: Outcome): number {

@@ -879,6 +879,8 @@ export default definePlugin<Options>({
           }
           if (Date.now() > deadline) return { quiet: false, busy };
           const untilGrace = graceMs - (Date.now() - since);
+          // As the quiet period says it: how far into the grace period, of how long.
+          job.progress({ note: `quiet for ${Math.floor(Math.max(0, Date.now() - since) / 1000)} of ${graceMs / 1000} s` });
           await sleep(Math.max(10, Math.min(1000, untilGrace > 0 ? untilGrace : 1000, deadline - Date.now())));
         }
       } finally {

@@ -22,6 +22,7 @@ import {
   ConfigError,
   Journal,
   RootEngine,
+  humanTime,
   isLocked,
   loadConfig,
   loadPlugins,
@@ -150,7 +151,7 @@ export class Doctor {
   private roots: Root[] = [];
   private engines: RootEngine[] = [];
 
-  /** probe: false for check-config: nothing is created, not even a throwaway dataset. */
+  /** probe: false for check-config and a dry run: nothing is created, not even a throwaway dataset. */
   constructor(
     private readonly options: GlobalOptions,
     private readonly probe = true,
@@ -371,7 +372,8 @@ export class Doctor {
       }
     }
     if (toTry.length > 0 && !this.probe) {
-      if (!failed) this.add(check, 'ok', `${root.rootfs} knows ${toTry.map(([k]) => k).join(', ')} (their values are tried by doctor)`);
+      const untried = this.options.dryRun ? 'their values not tried: a dry run makes no probe dataset' : 'their values are tried by doctor';
+      if (!failed) this.add(check, 'ok', `${root.rootfs} knows ${toTry.map(([k]) => k).join(', ')} (${untried})`);
     } else if (toTry.length > 0) {
       const problems = await this.tryValues(zfsOf(root), root.rootfs, toTry);
       for (const [key, problem] of problems) {
@@ -571,7 +573,7 @@ export class Doctor {
     const all = await listRefusals(join(this.config!.stateDir, 'refusals'));
     const roots = new Set(this.roots.map((r) => r.rootdir));
     const ours = all.filter((r) => roots.has(r.rootdir));
-    for (const r of ours) this.add('refusals', 'warn', `${quoteName(`${r.rootdir}/${r.name}`)} needs attention: ${r.reason} (refused at ${r.since}; tried again once the directory or the config changes, or by: zfs-dynamic-creator handle ${shellWord(`${r.rootdir}/${r.name}`)})`);
+    for (const r of ours) this.add('refusals', 'warn', `${quoteName(`${r.rootdir}/${r.name}`)} needs attention: ${r.reason} (refused at ${humanTime(r.since)}; tried again once the directory or the config changes, or by: zfs-dynamic-creator handle ${shellWord(`${r.rootdir}/${r.name}`)})`);
     if (ours.length === 0) this.add('refusals', 'ok', 'no directory refused');
   }
 }
@@ -584,7 +586,8 @@ function problemsOf(error: unknown): readonly string[] {
 const LABEL: Record<CheckStatus, string> = { ok: 'ok', warn: 'warn', info: 'info', fail: 'FAIL' };
 
 export async function doctor(options: GlobalOptions, output: { json: boolean }): Promise<number> {
-  const report = await new Doctor(options).run();
+  // A dry run changes nothing: the property values are not tried on a probe dataset.
+  const report = await new Doctor(options, !options.dryRun).run();
   if (output.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {

@@ -5,7 +5,7 @@
  * One `zfs list` per configured root; nothing is changed.
  */
 import type { App } from '../app.js';
-import { run } from '../core/index.js';
+import { humanTime, run } from '../core/index.js';
 import { PROP_HISTORY, PROP_STATE } from '../../plugins/zfs/zfs.js';
 import { jsonText } from './envelope.js';
 
@@ -92,12 +92,12 @@ export async function history(app: App, options: { json: boolean }): Promise<num
     lines.push(`${root.rootdir} (${root.rootfs}): ${root.conversions.length} conversion(s)`);
     for (const c of root.conversions) {
       if (c.converted === null) {
-        lines.push(`  ${'-'.padEnd(24)} ${c.dataset} (converted by a version that kept no history)`);
+        lines.push(`  ${'-'.padEnd(25)} ${c.dataset} (converted by a version that kept no history)`);
         continue;
       }
       const size = c.files !== null && c.bytes !== null ? `${c.files} file(s), ${human(c.bytes)}` : 'size not recorded';
       const took = c.seconds !== null ? `${c.seconds} s` : 'duration not recorded';
-      lines.push(`  ${c.converted.padEnd(24)} ${c.dataset}: ${size}, ${took}, by zfs-dynamic-creator ${c.version ?? '?'}`);
+      lines.push(`  ${humanTime(c.converted).padEnd(25)} ${c.dataset}: ${size}, ${took}, by zfs-dynamic-creator ${c.version ?? '?'}`);
     }
   }
   process.stdout.write(`${lines.join('\n')}\n`);

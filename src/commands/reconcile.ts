@@ -25,7 +25,8 @@ import { jsonText } from './envelope.js';
 export interface SweepSummary {
   readonly rootdir: string;
   readonly rootfs: string;
-  readonly jobs: { name: string; outcome: OutcomeKind; message: string }[];
+  /** remembered: a refusal said by an earlier run (not news). */
+  readonly jobs: { name: string; outcome: OutcomeKind; message: string; remembered?: true }[];
   readonly counts: Partial<Record<OutcomeKind, number>>;
   readonly error?: string;
   /** The root is gone (its jobs wait): the line that says so, and whether this sweep is the first to meet it. */
@@ -78,7 +79,7 @@ export async function sweepRoot(engine: RootEngine, limits: SweepLimits, signal?
   const counts: Partial<Record<OutcomeKind, number>> = {};
   let changed = false;
   const note = (name: string, outcome: Outcome): void => {
-    jobs.push({ name, outcome: outcome.kind, message: outcome.message });
+    jobs.push({ name, outcome: outcome.kind, message: outcome.message, ...(outcome.kind === 'refused' && outcome.remembered ? { remembered: true as const } : {}) });
     counts[outcome.kind] = (counts[outcome.kind] ?? 0) + 1;
     if (CHANGES.has(outcome.kind)) changed = true;
   };
@@ -181,7 +182,28 @@ async function sweptGauge(app: App, rootdir: string): Promise<void> {
   await new MetricsTextfile(textfile, app.config.stateDir).swept(rootdir).catch((error: unknown) => app.engines[0]?.log.warn(oneLine(error)));
 }
 
-export async function reconcile(app: App, options: { json: boolean; root?: string }): Promise<number> {
+/**
+ * --summary (cron, mail): one line per job that is news, `<outcome> "<rootdir>/<name>": <message>`,
+ * and one per root that could not be swept; nothing at all when nothing happened (so no mail).
+ * Skipped names and refusals said by an earlier run are not news.
+ */
+export function summaryLines(summaries: readonly SweepSummary[], dryRun: boolean): string[] {
+  const lines: string[] = [];
+  for (const s of summaries) {
+    if (s.gone) {
+      if (s.gone.first) lines.push(`${'gone'.padEnd(11)} ${s.gone.message}`);
+      continue;
+    }
+    if (s.error !== undefined) lines.push(`${'failed'.padEnd(11)} ${JSON.stringify(s.rootdir)}: ${s.error}`);
+    for (const j of s.jobs) {
+      if (j.outcome === 'skipped' || j.remembered) continue;
+      lines.push(`${outcomeLabel(j.outcome, dryRun).padEnd(11)} ${JSON.stringify(`${s.rootdir}/${j.name}`)}: ${j.message}`);
+    }
+  }
+  return lines;
+}
+
+export async function reconcile(app: App, options: { json: boolean; summary?: boolean; root?: string }): Promise<number> {
   const engines = enginesFor(app, options.root);
   const stop = new AbortController();
   // Every job in flight (up to watch.maxJobs) and its waits listen on this one signal: no warning at 11.
@@ -225,6 +247,9 @@ export async function reconcile(app: App, options: { json: boolean; root?: strin
   const dryRun = engines.some((e) => e.context.dryRun);
   if (options.json) {
     writeStdout(jsonText('reconcile', { config: app.config.source, roots: summaries, stopped: stop.signal.aborted }));
+  } else if (options.summary) {
+    for (const line of summaryLines(summaries, dryRun)) writeStdout(`${line}\n`);
+    if (stop.signal.aborted) writeStdout('stopped before the end; the next reconcile goes on\n');
   } else {
     for (const s of summaries) {
       const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${outcomeLabel(k as OutcomeKind, dryRun)}`).join(', ') || 'nothing to do';

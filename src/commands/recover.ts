@@ -25,7 +25,7 @@ export interface GoneRoot {
  * root already reported gone, which wait until it is back (a timer must not fail for good
  * because a pool was destroyed). Every run prints the gone root's line; status and doctor show it.
  */
-export async function recover(app: App, options: { json: boolean }): Promise<number> {
+export async function recover(app: App, options: { json: boolean; summary?: boolean }): Promise<number> {
   const results: RecoveryResult[] = [];
   const gone: GoneRoot[] = [];
   /** Roots that could not be worked on for another reason (claimed by another stateDir, say). */
@@ -55,9 +55,10 @@ export async function recover(app: App, options: { json: boolean }): Promise<num
       }),
     );
   } else {
-    if (results.length === 0 && gone.length === 0 && refused.length === 0) writeStdout('nothing to recover\n');
+    // --summary (cron, mail): the same lines, with the root in each, and nothing when there was nothing to do.
+    if (results.length === 0 && gone.length === 0 && refused.length === 0 && !options.summary) writeStdout('nothing to recover\n');
     for (const r of results) writeStdout(`${outcomeLabel(r.outcome.kind, dryRun).padEnd(11)} ${JSON.stringify(`${r.rootdir}/${r.name}`)}: ${r.outcome.message}\n`);
-    for (const g of gone) writeStdout(`${'gone'.padEnd(11)} ${g.line}\n`);
+    for (const g of gone) if (!options.summary || g.newly) writeStdout(`${'gone'.padEnd(11)} ${g.line}\n`);
     for (const r of refused) writeStdout(`${'failed'.padEnd(11)} ${JSON.stringify(r.rootdir)}: ${r.message}\n`);
   }
   return refused.length > 0 || results.some((r) => r.outcome.kind === 'failed') || gone.some((g) => g.newly) ? 1 : 0;

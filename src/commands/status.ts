@@ -8,7 +8,7 @@
  * hook's contract); the others are listed as ignored, with the filter's reason.
  */
 import type { App } from '../app.js';
-import { Journal, RootEngine, RootGoneError, isLocked, jobId, oneLine, type ActiveJob, type JobRecord } from '../core/index.js';
+import { Journal, RootEngine, RootGoneError, humanTime, isLocked, jobId, oneLine, type ActiveJob, type JobRecord } from '../core/index.js';
 import { goneLine, goneRoots } from '../core/roots.js';
 import { etcConfigFile } from '../core/config.js';
 import { previewFilter } from '../core/preview.js';
@@ -185,16 +185,16 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
   const lines: string[] = [];
   if (gone) {
     const jobs = gone.active.length > 0 ? `; it had ${gone.active.length} job(s) in flight, which the next run for their root finishes or undoes` : '';
-    lines.push(`daemon not running (pid ${gone.pid}, last seen ${gone.updatedAt}): it ended without stopping (killed, crashed or hung)${jobs}; start it again (systemctl start zfs-dynamic-creator)`);
+    lines.push(`daemon not running (pid ${gone.pid}, last seen ${humanTime(gone.updatedAt)}): it ended without stopping (killed, crashed or hung)${jobs}; start it again (systemctl start zfs-dynamic-creator)`);
   }
   if (daemon) {
     const waiting = daemon.active.filter((a) => !a.working);
     lines.push(
-      `daemon (pid ${daemon.pid}, since ${daemon.startedAt}): ${daemon.active.length - waiting.length} of ${daemon.slots.size} work slot(s) busy, ${waiting.length} job(s) waiting, ${daemon.queued.length} queued (as of ${daemon.updatedAt})`,
+      `daemon (pid ${daemon.pid}, since ${humanTime(daemon.startedAt)}): ${daemon.active.length - waiting.length} of ${daemon.slots.size} work slot(s) busy, ${waiting.length} job(s) waiting, ${daemon.queued.length} queued (as of ${humanTime(daemon.updatedAt)})`,
     );
     for (const a of daemon.active) {
-      const step = a.step !== undefined && a.stepSince !== undefined ? `, step ${a.step} since ${a.stepSince}` : '';
-      lines.push(`  ${(a.working ? 'working' : 'waiting').padEnd(12)} ${q(`${a.rootdir}/${a.name}`)} phase ${a.phase}${a.waiting ? `, waiting for ${a.waiting}` : ''} (since ${a.since})${step}${progressText(a.progress)}`);
+      const step = a.step !== undefined && a.stepSince !== undefined ? `, step ${a.step} since ${humanTime(a.stepSince)}` : '';
+      lines.push(`  ${(a.working ? 'working' : 'waiting').padEnd(12)} ${q(`${a.rootdir}/${a.name}`)} phase ${a.phase}${a.waiting ? `, waiting for ${a.waiting}` : ''} (since ${humanTime(a.since)})${step}${progressText(a.progress)}`);
     }
     for (const x of daemon.queued) lines.push(`  ${'queued'.padEnd(12)} ${q(`${x.rootdir}/${x.name}`)}`);
   }
@@ -210,16 +210,16 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
     } else if (root.error !== undefined) {
       lines.push(`${root.rootdir} (${root.rootfs}): cannot be surveyed: ${root.error}; ${root.jobs.length} job(s) in the journal`);
     } else {
-      const ignored = root.ignored.length > 0 ? `, ${root.ignored.length} ignored by the filters` : '';
+      const ignored = root.ignored.length > 0 ? `, ${root.ignored.length} skipped by the filters` : '';
       const refused = root.refused.length > 0 ? `, ${root.refused.length} refused (need attention)` : '';
       lines.push(`${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting${refused}${ignored}, ${root.jobs.length} job(s) in the journal`);
     }
     for (const name of root.waiting) lines.push(`  ${'waiting'.padEnd(12)} ${q(name)}`);
     for (const r of root.refused) {
-      const when = r.since !== undefined ? `refused at ${r.since}, not tried again until the directory or the config changes` : 'a job for it would be refused';
+      const when = r.since !== undefined ? `refused at ${humanTime(r.since)}, not tried again until the directory or the config changes` : 'a job for it would be refused';
       lines.push(`  ${'refused'.padEnd(12)} ${q(r.name)} needs attention: ${r.reason} (${when})`);
     }
-    for (const i of root.ignored) lines.push(`  ${'ignored'.padEnd(12)} ${q(i.name)} (${i.reason})`);
+    for (const i of root.ignored) lines.push(`  ${'skipped'.padEnd(12)} ${q(i.name)} (${i.reason})`);
     for (const j of root.jobs) {
       const what = [`phase ${j.phase}`];
       if (j.committed) what.push('committed');

@@ -12,7 +12,7 @@ export { DEFAULT_STATE_DIR, loadConfig, validateConfig, type Config, type RootCo
 export { Journal, jobId } from './journal.js';
 export { setStderrOverlay, type StderrOverlay } from './logger.js';
 export { routeProcessWarnings, setWarningLog, processWarningCounts } from './logger.js';
-export { createLogger, stderrSink, oneLineText, stderrIsJournal, journalIsStderr, inJournal, stderrLine, localTimestamp, logToStderr, writeStderr, writeStdout, ignoreBrokenPipes, JOURNAL_PRIORITY, type LogSink } from './logger.js';
+export { createLogger, stderrSink, oneLineText, stderrIsJournal, journalIsStderr, inJournal, stderrLine, localTimestamp, humanTime, logToStderr, writeStderr, writeStdout, ignoreBrokenPipes, JOURNAL_PRIORITY, type LogSink } from './logger.js';
 export { definePlugin } from './plugin.js';
 export { HELPER_PREFIX, HOLDING_NAME, assertRootMode, ensureHoldingDir, helperPath, holdingDir, isHelperName, jobPaths, legacyHelperPath, rootModeProblem, type JobPaths } from './helpers.js';
 export { acquireLock, isLocked, type Lock, type LockOptions } from './lock.js';

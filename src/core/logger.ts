@@ -68,15 +68,27 @@ export function journalIsStderr(): boolean {
   return journalCache;
 }
 
-/** The local time in ISO 8601 with milliseconds and the UTC offset: 2026-11-27T09:01:02.123+01:00. */
-export function localTimestamp(date: Date): string {
+/**
+ * The one human timestamp (log lines, status, history, doctor): the system's local time in ISO
+ * 8601 with its UTC offset, 2026-11-27T09:01:02+01:00 (with milliseconds for log lines). JSON
+ * keeps UTC. A text that is not a time is returned as it is.
+ */
+export function humanTime(when: Date | number | string, precision: 's' | 'ms' = 's'): string {
+  const date = when instanceof Date ? when : new Date(when);
+  if (Number.isNaN(date.getTime())) return String(when);
   const pad = (n: number, width = 2): string => String(Math.trunc(Math.abs(n))).padStart(width, '0');
   const offset = -date.getTimezoneOffset();
   const sign = offset >= 0 ? '+' : '-';
+  const ms = precision === 'ms' ? `.${pad(date.getMilliseconds(), 3)}` : '';
   return (
-    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}` +
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}${ms}` +
     `${sign}${pad(offset / 60)}:${pad(offset % 60)}`
   );
+}
+
+/** A log line's time: humanTime with milliseconds, 2026-11-27T09:01:02.123+01:00. */
+export function localTimestamp(date: Date): string {
+  return humanTime(date, 'ms');
 }
 
 /**

@@ -242,7 +242,9 @@ export interface Assessment {
  * How a job ended. refused: for a reason only a change to the directory or the config can lift
  * (a permanent RefusedError); remembered, not retried until then (src/core/refusals.ts).
  */
-export type OutcomeKind = 'converted' | 'skipped' | 'deferred' | 'failed' | 'refused' | 'busy' | 'recovered' | 'rolled-back';
+export const OUTCOME_KINDS = ['converted', 'skipped', 'deferred', 'failed', 'refused', 'busy', 'recovered', 'rolled-back'] as const;
+/** The one outcome vocabulary: logs, reconcile, recover, status, metrics (docs/operating.md "Outcomes"). */
+export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
 
 export interface Outcome {
   readonly kind: OutcomeKind;

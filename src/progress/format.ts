@@ -98,9 +98,10 @@ export class RateMeter {
 }
 
 /** "1,234 of 3,000 files, 120 of 288 MiB (41%), 41.2 MiB/s, ETA 0:04" (as much of it as is known). */
-export function countsText(job: Pick<JobProgress, 'files' | 'bytes' | 'totalFiles' | 'totalBytes'>, rate: number | undefined): string {
+export function countsText(job: Pick<JobProgress, 'files' | 'bytes' | 'totalFiles' | 'totalBytes'>, rate: number | undefined, brief = false): string {
   const parts: string[] = [];
-  if (job.files !== undefined) {
+  // Brief (a narrow terminal): the files' count goes first, the bytes, rate and ETA stay.
+  if (job.files !== undefined && !(brief && job.bytes !== undefined)) {
     const total = job.totalFiles !== undefined && job.totalFiles >= job.files ? job.totalFiles : undefined;
     parts.push(`${formatCount(job.files)}${total !== undefined ? ` of ${formatCount(total)}` : ''} file${(total ?? job.files) === 1 ? '' : 's'}`);
   }
@@ -123,21 +124,50 @@ export function countsText(job: Pick<JobProgress, 'files' | 'bytes' | 'totalFile
   return parts.join(', ');
 }
 
-/** What the job does now, in a few words: "waiting for a quiet period since 10:41:02 (1:12)", "migrate/copy (0:03)". */
-export function activityText(job: JobProgress, now: number, rate: number | undefined): string {
+/**
+ * What the job does now, in a few words: "waiting for a quiet period since 10:41:02 (1:12)",
+ * "migrate/copy (0:03): …". Level 1 leaves out the clock and the step's time, level 2 the files' count too.
+ */
+export function activityText(job: JobProgress, now: number, rate: number | undefined, level = 0): string {
   const note = job.note !== undefined ? `; ${job.note}` : '';
   if (job.waiting !== undefined) {
-    return `waiting for ${job.waiting.reason} since ${clockTime(job.waiting.since)} (${formatDuration((now - job.waiting.since) / 1000)})${note}`;
+    const since = level > 0 ? '' : ` since ${clockTime(job.waiting.since)}`;
+    return `waiting for ${job.waiting.reason}${since} (${formatDuration((now - job.waiting.since) / 1000)})${note}`;
   }
   const what = job.step ?? job.phase;
-  const since = job.step !== undefined ? ` (${formatDuration((now - job.stepSince) / 1000)})` : '';
-  const counts = job.files !== undefined || job.bytes !== undefined ? `: ${countsText(job, rate)}` : '';
+  const since = job.step !== undefined && level === 0 ? ` (${formatDuration((now - job.stepSince) / 1000)})` : '';
+  const counts = job.files !== undefined || job.bytes !== undefined ? `: ${countsText(job, rate, level > 1)}` : '';
   return `${what}${since}${counts}${note}`;
 }
 
-/** One live line: the directory's name, then what it does now. */
-export function jobLine(job: JobProgress, now: number, rate: number | undefined): string {
-  return `${oneLineText(job.name)}: ${activityText(job, now, rate)}`;
+/** A name cut in its middle to `width` characters ("run-2026-…-final"). */
+function shortName(name: string, width: number): string {
+  const chars = [...name];
+  if (chars.length <= width) return name;
+  const head = Math.ceil((width - 1) / 2);
+  return `${chars.slice(0, head).join('')}…${chars.slice(chars.length - (width - 1 - head)).join('')}`;
+}
+
+/** The shortest a name is cut to before the line's other parts are. */
+const MIN_NAME = 12;
+
+/**
+ * One live line: the directory's name, then what it does now; within `columns`, the name is
+ * shortened and the other parts left out (clock, step time, files) before the rate and ETA are.
+ */
+export function jobLine(job: JobProgress, now: number, rate: number | undefined, columns = Infinity): string {
+  const width = Math.max(10, columns - 1);
+  const name = oneLineText(job.name);
+  let line = '';
+  for (let level = 0; level <= 2; level++) {
+    const activity = activityText(job, now, rate, level);
+    line = `${name}: ${activity}`;
+    if ([...line].length <= width) return line;
+    const room = width - [...activity].length - 2;
+    line = `${shortName(name, Math.max(MIN_NAME, room))}: ${activity}`;
+    if (room >= MIN_NAME) return line;
+  }
+  return line;
 }
 
 /** Cuts a line to `columns` characters (so that it never wraps and can be erased), marking the cut with "…". */

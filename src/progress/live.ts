@@ -98,7 +98,7 @@ export class LiveLines implements JobObserver, StderrOverlay {
     const shown = [...this.jobs].filter(([job]) => now - job.startedAt >= SHOW_AFTER_MS);
     const columns = this.columns();
     const head = shown.length > MAX_LINES ? shown.slice(0, MAX_LINES - 1) : shown;
-    const lines = head.map(([job, t]) => fitLine(jobLine(job, now, t.meter.rate(now)), columns));
+    const lines = head.map(([job, t]) => fitLine(jobLine(job, now, t.meter.rate(now), columns), columns));
     if (head.length < shown.length) {
       const rest = shown.slice(head.length).map(([job]) => job);
       const waiting = rest.filter((j) => j.waiting !== undefined).length;

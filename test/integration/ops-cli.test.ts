@@ -229,7 +229,7 @@ describe('logging', () => {
     expect(times[0]!).toBeGreaterThanOrEqual(started - 1000);
     expect(times.at(-1)!).toBeLessThanOrEqual(Date.now() + 1000);
     // The end of the job sums it up: files, bytes, time and rate.
-    expect(lines.at(-1)).toMatch(new RegExp(`^${TIME} zfs-dynamic-creator: NOTICE: \\[stamped\\] converted into ${p.pool}/stamped: [1-9][\\d,]* files?, \\d+\\.\\d MiB in \\d+\\.\\d s \\(\\d+\\.\\d MiB/s\\)$`));
+    expect(lines.at(-1)).toMatch(new RegExp(`^${TIME} zfs-dynamic-creator: NOTICE: \\[stamped\\] converted into ${p.pool}/stamped: [1-9][\\d,]* files?, \\d+\\.\\d MiB in \\d+\\.\\d s \\(copy \\d+\\.\\d s, \\d+\\.\\d MiB/s\\)$`));
   });
 
   it('under systemd: <N> priorities, no time, and the syslog plugin sends nothing twice (journal: skip)', async () => {

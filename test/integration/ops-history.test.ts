@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, fastPlugins, writeConfig, zfs, type TestPool } from '../helpers/zfs.js';
 import { ownVersion } from '../../src/core/loader.js';
+import { humanTime } from '../../src/core/logger.js';
 
 let p: TestPool;
 let config: string;
@@ -70,7 +71,7 @@ describe('history', () => {
     const text = await cli(['--config', config, 'history'], { stateDir: p.stateDir });
     expect(text.exitCode, text.stderr).toBe(0);
     expect(text.stdout).toContain(`${p.mount} (${p.pool}): 1 conversion(s)`);
-    expect(text.stdout).toContain(`${props['org.zfs-dynamic-creator:converted']} ${p.pool}/run 1: 3 file(s), 3.3 KiB, ${seconds} s, by zfs-dynamic-creator ${ownVersion()}`);
+    expect(text.stdout).toContain(`${humanTime(props['org.zfs-dynamic-creator:converted']!)} ${p.pool}/run 1: 3 file(s), 3.3 KiB, ${seconds} s, by zfs-dynamic-creator ${ownVersion()}`);
     expect(text.stdout).not.toContain('by-hand');
   });
 });

@@ -54,9 +54,9 @@ describe('status', () => {
       { name: 'scratch-1', reason: 'name matches the exclusion ^scratch', refused: false },
     ]);
     const text = await cli(['--config', config, 'status'], { stateDir: p.stateDir });
-    expect(text.stdout).toContain('1 directory(ies) waiting, 2 ignored by the filters');
+    expect(text.stdout).toContain('1 directory(ies) waiting, 2 skipped by the filters');
     expect(text.stdout).toMatch(/^ {2}waiting +"run-1"$/m);
-    expect(text.stdout).toMatch(/^ {2}ignored +"scratch-1" \(name matches the exclusion \^scratch\)$/m);
+    expect(text.stdout).toMatch(/^ {2}skipped +"scratch-1" \(name matches the exclusion \^scratch\)$/m);
     expect(text.stdout).not.toMatch(/waiting +"scratch-1"/);
     // Nothing was done to them: no journal, no lock, no dataset.
     expect(await leftovers(p)).toEqual([]);

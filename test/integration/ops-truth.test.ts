@@ -3,15 +3,17 @@
  *
  *  - a refusal only a change to the directory or the config can lift (a name ZFS forbids) is
  *    said once (WARNING, notify), remembered, shown by status and doctor, counted in its own
- *    gauge and not as a failure; reconcile exits 0 at every sweep; a change re-arms it;
+ *    gauge and not as a failure; reconcile exits 0 at every sweep; a change re-arms it; a run
+ *    over its quota likewise, refused before any copy and never copied;
  *  - a daemon killed with SIGKILL is seen as dead: its heartbeat gauge ages, status says so.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, createPool, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
+import { cli, createPool, datasetStates, fastPlugins, writeConfig, zfs, type TestPool } from '../helpers/zfs.js';
 import { parseExposition, sampleValue } from '../helpers/prom.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { scaled } from '../helpers/time.js';
@@ -38,8 +40,6 @@ interface ReconcileJson {
 
 describe('refusals are remembered, not repeated', () => {
   it('a forbidden name across three sweeps: said once, gauge set, no failure counted, exit 0; a change re-arms it', async () => {
-    // (An over-quota run is refused by the zfs plugin's headroom check, whose count of the copy's
-    // space is not reliable on zfs-fuse: see the report of issue 24. It throws the same kind.)
     const notify = ['notify', { command: ['/bin/sh', '-c', 'cat >> "$1"; echo >> "$1"', 'sh', notified], on: ['refused', 'failed'] }];
     const config = await writeConfig(p, fastPlugins({ more: [notify] }), { metrics: { textfile } }, 'refusals.json');
     const bad = 'bad name@x';
@@ -81,6 +81,39 @@ describe('refusals are remembered, not repeated', () => {
     expect(handled.exitCode).toBe(1);
     expect(handled.stderr).toMatch(/cannot become a ZFS dataset/);
     await rm(join(p.mount, bad), { recursive: true });
+  });
+  it('an over-quota run across three sweeps: refused before any copy, said once, gauge set, no failure counted, exit 0, never copied', async () => {
+    const dir = join(p.mount, 'big-run');
+    await mkdir(dir);
+    const files = new Map<string, Buffer>();
+    for (const name of ['a', 'b', 'c']) {
+      files.set(name, randomBytes(4 << 20));
+      await writeFile(join(dir, name), files.get(name)!);
+    }
+    // ZFS counts fresh writes late (zfs-fuse: seconds): wait until the root's referenced has them.
+    const referenced = async (): Promise<number> => Number((await zfs('get', '-H', '-p', '-o', 'value', 'referenced', p.pool)).trim());
+    for (const t = Date.now(); (await referenced()) < 12 << 20; await sleep(500)) {
+      if (Date.now() - t > scaled(120_000)) throw new Error(`${p.pool} never counted the files written`);
+      await execa('sync');
+    }
+    const config = await writeConfig(p, fastPlugins({ zfs: { properties: { quota: '8M' } } }), { metrics: { textfile } }, 'quota.json');
+    const runs = [];
+    for (let sweep = 0; sweep < 3; sweep++) {
+      const r = await cli(['--config', config, 'reconcile', '--json'], { stateDir: p.stateDir });
+      runs.push(r);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const job = (JSON.parse(r.stdout) as ReconcileJson).roots[0]!.jobs.find((j) => j.name === 'big-run');
+      expect(job?.outcome).toBe('refused');
+      if (sweep > 0) expect(job?.message).toMatch(/^refused \(remembered since /);
+      expect(await metric('refused_directories', { root: p.mount })).toBe(1);
+      expect(await metric('conversions_total', { root: p.mount, outcome: 'failed' })).toBe(0);
+      expect((await datasetStates(p)).has('big-run')).toBe(false);
+    }
+    expect(runs[0]!.stderr).toMatch(/WARNING.*"big-run" does not fit: .*quota is 8M.*nothing was copied/);
+    // Not tried (nor copied) again: the later sweeps say nothing of it.
+    for (const r of runs.slice(1)) expect(r.stderr).not.toMatch(/WARNING|ERROR|does not fit|create .*big-run|copy .*big-run/);
+    for (const [name, data] of files) expect(await readFile(join(dir, name))).toEqual(data);
+    await rm(dir, { recursive: true });
   });
 });
 
