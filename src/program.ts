@@ -127,7 +127,7 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     exits: [
       [EXIT.ok, 'converted, deliberately skipped, or handled by another process; with --event, a directory gone before its turn'],
       [EXIT.deferred, 'deferred: not quiet in time, or stopped by SIGTERM and rolled back; it will be tried again'],
-      [EXIT.usage, 'usage or configuration error, a mistyped path among them ("no such directory: …", said once); restarting does not help'],
+      [EXIT.usage, 'usage or configuration error, a mistyped path among them ("no such directory", said once); restarting does not help'],
       [EXIT.failed, 'failed, or refused (a name ZFS forbids, over the quota: remembered, so sweeps do not try it again until the directory or the config changes; handle always tries); a one-line reason on stderr'],
     ],
   },
