@@ -33,6 +33,7 @@ import {
   type Config,
   type LoadedPlugin,
 } from '../core/index.js';
+import { didYouMean } from '../core/errors.js';
 import { optionsLocation, type PluginOrigin } from '../core/config.js';
 import { prepareStateDir } from '../core/trust.js';
 import { claimedLine, goneLine, goneRoots, readRootClaim } from '../core/roots.js';
@@ -116,28 +117,6 @@ async function firstLine(command: string, args: readonly string[]): Promise<stri
   } catch {
     return undefined;
   }
-}
-
-function closest(word: string, candidates: readonly string[]): string | undefined {
-  const distance = (a: string, b: string): number => {
-    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-    for (let i = 1; i <= a.length; i++) {
-      let previous = row[0]!;
-      row[0] = i;
-      for (let j = 1; j <= b.length; j++) {
-        const next = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-        previous = row[j]!;
-        row[j] = next;
-      }
-    }
-    return row[b.length]!;
-  };
-  let best: { word: string; d: number } | undefined;
-  for (const c of candidates) {
-    const d = distance(word, c);
-    if (d <= 2 && (best === undefined || d < best.d)) best = { word: c, d };
-  }
-  return best?.word;
 }
 
 function commandFailure(error: unknown): string {
@@ -366,7 +345,7 @@ export class Doctor {
         // user properties (with ':') are always accepted; userquota@… and friends are tried
         if (!key.includes(':')) toTry.push([key, value]);
       } else {
-        const hint = closest(key, known);
+        const hint = didYouMean(key, known);
         this.add(check, 'fail', `${keyOf(key)}: ${root.rootfs}'s pool has no property ${quoteName(key)}${hint ? ` (did you mean ${quoteName(hint)}?)` : ''}`);
         failed = true;
       }
