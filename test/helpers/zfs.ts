@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
+import { onTestFinished } from 'vitest';
 import { scaled } from './time.js';
 import { createThrowawayPool, destroyThrowawayPool, poolFiles } from './pool.js';
 import { PROP_STATE } from '../../plugins/zfs/zfs.js';
@@ -82,6 +83,25 @@ export async function cli(args: readonly string[], options: { stateDir: string; 
 /** Starts the CLI without waiting for it. */
 export function cliSpawn(args: readonly string[], options: { stateDir: string; env?: Record<string, string> }): ResultPromise {
   return execa(process.execPath, [CLI, ...args], { reject: false, env: cliEnv(options.stateDir, options.env), cwd: '/', stdin: 'ignore' });
+}
+
+/**
+ * A running CLI whose stderr is collected as it comes (killed when the test ends), and a wait for
+ * a line of it.
+ */
+export function cliLogged(args: readonly string[], options: { stateDir: string }) {
+  const child = cliSpawn(args, options);
+  const out = { log: '' };
+  child.stderr!.on('data', (c: Buffer) => (out.log += c.toString()));
+  onTestFinished(() => {
+    child.kill('SIGKILL');
+  });
+  const waitFor = async (re: RegExp, ms = scaled(60_000)): Promise<void> => {
+    for (let t = Date.now(); !re.test(out.log); await sleep(20)) {
+      if (child.exitCode !== null || Date.now() - t > ms) throw new Error(`never saw ${re} in the log:\n${out.log}`);
+    }
+  };
+  return { child, out, waitFor };
 }
 
 /** Plugin lists that keep tests fast: short quiet and grace periods, no syslog. */

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
-import { cliSpawn, createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
+import { cliLogged, createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
 import { describeTree } from '../helpers/tree.js';
 import { leftovers, helperPath } from '../helpers/state.js';
 import { jobId } from '../../src/core/journal.js';
@@ -40,20 +40,8 @@ async function secret(names: readonly string[], size = 0): Promise<Secret> {
   return s;
 }
 
-/** A running CLI whose stderr is collected as it comes. */
 function spawnHandle(config: string, dir: string, stateDir: string) {
-  const child = cliSpawn(['--config', config, 'handle', dir], { stateDir });
-  const out = { log: '' };
-  child.stderr!.on('data', (c: Buffer) => (out.log += c.toString()));
-  onTestFinished(() => {
-    child.kill('SIGKILL');
-  });
-  const waitFor = async (re: RegExp, ms = scaled(60_000)): Promise<void> => {
-    for (let t = Date.now(); !re.test(out.log); await sleep(20)) {
-      if (child.exitCode !== null || Date.now() - t > ms) throw new Error(`never saw ${re} in the log:\n${out.log}`);
-    }
-  };
-  return { child, out, waitFor };
+  return cliLogged(['--config', config, 'handle', dir], { stateDir });
 }
 
 describe('removal of the original cannot be redirected', () => {

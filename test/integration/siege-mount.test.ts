@@ -18,8 +18,8 @@ import { chmod, chown, lstat, mkdtemp, readdir, rm, stat, writeFile } from 'node
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { cli, cliSpawn, createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, cliLogged, createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
 import { leftovers, helperPath } from '../helpers/state.js';
 import { asNobody, isMountpoint, makeUserDir, missingFiles, PYTHON } from '../helpers/attacker.js';
 import { scaled } from '../helpers/time.js';
@@ -49,20 +49,8 @@ function pauseAt(killAt: string, when: 'before' | 'after', name: string, seconds
   return ['fault-injection', { killAt, when, signal: 'SIGCONT', pauseSeconds: seconds, names: [name] }];
 }
 
-/** A running CLI whose stderr is collected as it comes. */
 function spawn(args: string[]) {
-  const child = cliSpawn(args, { stateDir: p.stateDir });
-  const out = { log: '' };
-  child.stderr!.on('data', (c: Buffer) => (out.log += c.toString()));
-  onTestFinished(() => {
-    child.kill('SIGKILL');
-  });
-  const waitFor = async (re: RegExp, ms = scaled(60_000)): Promise<void> => {
-    for (let t = Date.now(); !re.test(out.log); await sleep(20)) {
-      if (child.exitCode !== null || Date.now() - t > ms) throw new Error(`never saw ${re} in the log:\n${out.log}`);
-    }
-  };
-  return { child, out, waitFor };
+  return cliLogged(args, { stateDir: p.stateDir });
 }
 
 /** As nobody: move whatever is at `path` away (or remove it), then put a symlink to `to` there. Prints what each try gave. */

@@ -16,11 +16,10 @@
 import { scaled } from '../helpers/time.js';
 import { chmod, chown, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
-import { cli, cliSpawn, createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
+import { cli, cliLogged, createPool, datasets, fastPlugins, type TestPool } from '../helpers/zfs.js';
 import { helperPath, leftovers } from '../helpers/state.js';
 import { makeUserDir, missingFiles, NOBODY, PYTHON } from '../helpers/attacker.js';
 import { writeNamedConfig } from './safety-helpers.js';
@@ -39,20 +38,8 @@ async function pool(label: string): Promise<TestPool> {
   return p;
 }
 
-/** A running CLI whose stderr is collected as it comes. */
 function spawnCli(args: string[], stateDir: string) {
-  const child = cliSpawn(args, { stateDir });
-  const out = { log: '' };
-  child.stderr!.on('data', (c: Buffer) => (out.log += c.toString()));
-  onTestFinished(() => {
-    child.kill('SIGKILL');
-  });
-  const waitFor = async (re: RegExp, ms = scaled(60_000)): Promise<void> => {
-    for (let t = Date.now(); !re.test(out.log); await sleep(20)) {
-      if (child.exitCode !== null || Date.now() - t > ms) throw new Error(`never saw ${re} in the log:\n${out.log}`);
-    }
-  };
-  return { child, out, waitFor };
+  return cliLogged(args, { stateDir });
 }
 
 /** A pause right before `step` (journalled, then nothing done for a while), for the attacker's move. */
