@@ -3,7 +3,7 @@
  * binds (as syslogd binds /dev/log), fed by the real `logger`.
  */
 import { LINE_START, startSyslogReceiver } from '../helpers/log.js';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,13 +79,14 @@ describe('syslog', () => {
 
   it('keeps a hostile name on one line', async () => {
     await mark();
-    const config = await writeConfig(p, fastPlugins({ more: [['syslog', { socket, facility: 'daemon', severities: { error: 'crit' } }]] }));
+    const config = await writeConfig(p, fastPlugins({ more: [['syslog', { socket, facility: 'daemon', severities: { warning: 'crit' } }]] }));
+    await mkdir(join(p.mount, 'two\nlines'));
     const r = await cli(['--config', config, 'handle', join(p.mount, 'two\nlines')], { stateDir: p.stateDir });
-    expect(r.exitCode).toBe(1);
+    expect(r.exitCode, r.stderr).toBe(1);
     const got = await lines(/two\\nlines/);
     const failed = got.filter((l) => l.includes('two\\nlines'));
     expect(failed.length).toBeGreaterThan(0);
-    // daemon = 3, crit = 2: <26>
+    // A refusal is a warning, mapped to crit here. daemon = 3, crit = 2: <26>
     expect(got.some((l) => l.startsWith('<26>'))).toBe(true);
     for (const l of got) expect(l).toMatch(/ zfs-dynamic-creator(\[\d+\])?: /);
   });
