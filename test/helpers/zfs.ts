@@ -92,7 +92,10 @@ export function cliSpawn(args: readonly string[], options: { stateDir: string; e
 export function cliLogged(args: readonly string[], options: { stateDir: string }) {
   const child = cliSpawn(args, options);
   const out = { log: '' };
-  child.stderr!.on('data', (c: Buffer) => (out.log += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => {
+    out.log += c.toString();
+    if (process.env.ZDC_TEST_TEE) process.stderr.write(c);
+  });
   onTestFinished(() => {
     child.kill('SIGKILL');
   });
