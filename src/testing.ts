@@ -126,7 +126,7 @@ export class TestRoot {
   }
 
   /** The outcome hook, with an outcome of this kind. */
-  async outcome(job: Job, kind: OutcomeKind, message = kind): Promise<void> {
+  async outcome(job: Job, kind: OutcomeKind, message: string = kind): Promise<void> {
     await this.hooks.outcome.promise(job, { kind, message, durationMs: 0 });
   }
 

@@ -4,7 +4,8 @@
  * thing: the hooks' contract, the journal, job.set's rule, dry runs, the log. No ZFS.
  */
 import { access, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as z from 'zod';
 import * as api from '../../src/index.js';
@@ -23,6 +24,7 @@ const siteStamp = definePlugin({
   },
 });
 
+const PROJECT = resolve(import.meta.dirname, '..', '..');
 let root: TestRoot | undefined;
 afterEach(async () => {
   await root?.dispose();
@@ -119,5 +121,18 @@ describe('the test kit runs a plugin as the engine would', () => {
 
   it('is not part of the plugin API entry (which stays light)', () => {
     expect('testRoot' in api).toBe(false);
+  });
+
+  it("runs from the built package (zfs-dynamic-creator/testing, npm run build), sharing the API entry's classes", async () => {
+    const script = `
+      import { ContractError, definePlugin } from 'zfs-dynamic-creator';
+      import { testRoot } from 'zfs-dynamic-creator/testing';
+      const root = await testRoot({ dirs: ['d'] });
+      await root.use(definePlugin({ name: 'fs', apply: (hooks) => hooks.migrate.tapPromise('fs', (job) => job.set({ filesystem: 'x' })) }));
+      const error = await root.phase(await root.job('d'), 'migrate').catch((e) => e);
+      await root.dispose();
+      console.log(JSON.stringify({ contract: error instanceof ContractError, message: error.message }));`;
+    const { stdout } = await execa(process.execPath, ['--input-type=module', '-e', script], { cwd: PROJECT });
+    expect(JSON.parse(stdout)).toEqual({ contract: true, message: expect.stringMatching(/^plugin "fs": job\.set\(\) of the job field "filesystem" in the migrate phase/) });
   });
 });
