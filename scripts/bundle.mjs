@@ -7,6 +7,7 @@
  * Entry points (the paths do not change):
  *   dist/src/cli.js                the bin: turns on the compile cache, then loads the command line (a chunk)
  *   dist/src/index.js              the public plugin API (the package's main, imported by site plugins)
+ *   dist/src/testing.js            the plugin authors' test kit (zfs-dynamic-creator/testing; loaded by no run)
  *   dist/plugins/<name>/index.js   each builtin plugin (loaded by the plugin loader, as before)
  * Code used by more than one of them, the core included, is in shared chunks (dist/src/chunks/),
  * loaded once per process: the CLI, the builtins and a site plugin importing the package all see
@@ -18,7 +19,7 @@
  * tsc's per-module output of src/ and plugins/ stays beside the bundle (the declarations are the
  * package's types; tests import single modules such as dist/src/metrics/textfile.js in child
  * processes), but nothing the entry points load imports it: a run loads the bundle only. The
- * package's "exports" let site plugins import only dist/src/index.js.
+ * package's "exports" let site plugins import only dist/src/index.js (and the kit, dist/src/testing.js).
  */
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -33,7 +34,7 @@ const plugins = readdirSync(join(project, 'plugins'))
 rmSync(join(dist, 'src', 'chunks'), { recursive: true, force: true });
 const result = await build({
   absWorkingDir: project,
-  entryPoints: ['src/cli.ts', 'src/index.ts', ...plugins],
+  entryPoints: ['src/cli.ts', 'src/index.ts', 'src/testing.ts', ...plugins],
   outdir: 'dist',
   outbase: '.',
   entryNames: '[dir]/[name]',
@@ -71,6 +72,6 @@ for (const file of outputs) {
   });
   writeFileSync(file, JSON.stringify(map));
 }
-for (const file of ['src/cli.js', 'src/index.js']) {
+for (const file of ['src/cli.js', 'src/index.js', 'src/testing.js']) {
   if (!outputs.has(join(dist, file))) throw new Error(`bundle: no ${file} in ${relative(project, dist)}`);
 }
