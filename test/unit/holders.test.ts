@@ -10,7 +10,6 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   describeHolders,
-  devMajorMinor,
   holdersOf,
   InodeIndex,
   makeDev,
@@ -24,7 +23,8 @@ import {
   treeOf,
   type HeldTree,
 } from '../../src/util/holders.js';
-import { openDir, treeDigest } from '../../src/util/safefs.js';
+import { openDir, treeDigest } from '../../src/util/safefs/index.js';
+import { devMajorMinor } from '../helpers/devices.js';
 
 let base: string;
 
