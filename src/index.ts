@@ -125,7 +125,7 @@ export {
   type WalkOptions,
   type WalkPairOptions,
   type WalkResult,
-} from './util/safefs.js';
+} from './util/safefs/index.js';
 
 // ---- who holds a tree (any mount namespace, by device and inode), what is mounted below it ---------
 export { holdersOf, describeHolders, treeOf, InodeIndex, type Holder, type HoldersOptions, type HeldTree } from './util/holders.js';

@@ -34,7 +34,7 @@ import type { LoadedPlugin } from './loader.js';
 import { createLogger, humanTime, type LogSink } from './logger.js';
 import type { JobObserver } from './progress.js';
 import { ensureHoldingDir, isHelperName, jobPaths, legacyHelperPath } from './helpers.js';
-import { isZfsControlDir } from '../util/safefs.js';
+import { isZfsControlDir } from '../util/safefs/index.js';
 import { assertRootPresent, claimRoot, clearGone, goneLine, goneNoted, noteGone } from './roots.js';
 
 export interface EngineOptions {
