@@ -74,24 +74,17 @@ export function contextOf(opts: WalkOptions | undefined): WalkContext {
   return new WalkContext(concurrency, opts?.signal, opts?.readTargets ?? true, opts?.syncStat ?? false);
 }
 
-/** Runs fn over items, at most the context's concurrency at once, stopping at the first error. */
+/** Runs fn over items, at most the context's concurrency at once, stopping at the first error (recorded in the context). */
 export async function forEachLimited<T>(ctx: WalkContext, items: readonly T[], fn: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && !ctx.stopped) {
-      const i = next++;
-      try {
-        await ctx.limiter.run(() => fn(items[i]!, i));
-      } catch (error) {
-        ctx.fail(error);
-        throw error;
-      }
+  const recorded = async (item: T, index: number): Promise<void> => {
+    try {
+      await fn(item, index);
+    } catch (error) {
+      ctx.fail(error);
+      throw error;
     }
   };
-  const workers: Promise<void>[] = [];
-  for (let k = 0; k < Math.min(ctx.concurrency, items.length); k++) workers.push(worker());
-  const results = await Promise.allSettled(workers);
-  for (const r of results) if (r.status === 'rejected') throw r.reason;
+  await ctx.limiter.forEach(items, recorded, () => ctx.stopped);
 }
 
 /**
