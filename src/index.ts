@@ -61,7 +61,7 @@ export type {
 export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, DamagedStateError, oneLine, quoteName } from './core/errors.js';
 export { createLogger, oneLineText, stderrIsJournal, journalIsStderr, inJournal, logToStderr, type LogSink } from './core/logger.js';
 /** This program's version (its package.json's), e.g. for records a plugin leaves behind. */
-export { ownVersion } from './core/loader.js';
+export { ownVersion } from './core/version.js';
 
 // ---- running commands: an argument array, never a shell string --------------------------------------
 export { run, CommandError, type RunOptions, type RunResult } from './core/exec.js';
@@ -82,7 +82,7 @@ export {
   type JobPaths,
 } from './core/helpers.js';
 /** Throws unless a path is still the directory with a recorded identity (checked before every move). */
-export { assertSameDirectory } from './core/engine.js';
+export { assertSameDirectory } from './core/identity.js';
 
 // ---- durable state: atomic files, kernel locks --------------------------------------------------------
 export { writeFileAtomic, backupFile, fsyncDir, isErrno } from './core/fsutil.js';

@@ -5,9 +5,11 @@ export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, Tran
 export { run, CommandError, type RunOptions, type RunResult } from './exec.js';
 export { retry, type RetryOptions } from './retry.js';
 export { writeFileAtomic, backupFile, fsyncDir, isErrno } from './fsutil.js';
-export { RootEngine, LockLostError, assertSameDirectory, ownerOf, type ActiveJob, type RecoveryResult, type HandleOptions } from './engine.js';
+export { assertSameDirectory } from './identity.js';
+export { RootEngine, LockLostError, ownerOf, type ActiveJob, type RecoveryResult, type HandleOptions } from './engine.js';
 export { Slots, SlotHold, OwnerRing, UNKNOWN_OWNER } from './slots.js';
-export { loadPlugins, builtinNames, ownVersion, type LoadedPlugin, type PluginSource } from './loader.js';
+export { ownVersion } from './version.js';
+export { loadPlugins, builtinNames, type LoadedPlugin, type PluginSource } from './loader.js';
 export { DEFAULT_STATE_DIR, loadConfig, validateConfig, type Config, type RootConfig } from './config.js';
 export { Journal, jobId } from './journal.js';
 export { setStderrOverlay, type StderrOverlay } from './logger.js';
