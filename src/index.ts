@@ -77,10 +77,12 @@ export {
   holdingDir,
   isHelperName,
   jobPaths,
-  legacyHelperPath,
+  rootLevelHelperPath,
   rootModeProblem,
   type JobPaths,
-} from './core/helpers.js';
+} from './core/places.js';
+/** @deprecated the old name of rootLevelHelperPath, until the builtins (rsync, zfs) switch. */
+export { rootLevelHelperPath as legacyHelperPath } from './core/places.js';
 /** Throws unless a path is still the directory with a recorded identity (checked before every move). */
 export { assertSameDirectory } from './core/identity.js';
 
@@ -107,6 +109,10 @@ export {
   listNames,
   relFromBuffer,
   relToBuffer,
+  joinRel,
+  splitRel,
+  parentOf,
+  nameOf,
   openChild,
   openDir,
   removeTree,
@@ -130,5 +136,6 @@ export {
 // ---- who holds a tree (any mount namespace, by device and inode), what is mounted below it ---------
 export { holdersOf, describeHolders, treeOf, InodeIndex, type Holder, type HoldersOptions, type HeldTree } from './util/holders.js';
 export { mountsBelow } from './util/proc.js';
+/** At most n async tasks at once (`run`), or a list through at most n workers (`forEach`). */
 export { Limiter } from './util/limit.js';
 export { DirectoryWatches, MAX_WATCHES, WatchBudget, watchBudget } from './util/watches.js';

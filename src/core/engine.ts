@@ -33,7 +33,7 @@ import type {
 import type { LoadedPlugin } from './loader.js';
 import { createLogger, humanTime, type LogSink } from './logger.js';
 import type { JobObserver } from './progress.js';
-import { ensureHoldingDir, isHelperName, jobPaths, legacyHelperPath } from './helpers.js';
+import { ensureHoldingDir, isHelperName, jobPaths, rootLevelHelperPath } from './places.js';
 import { assertSameDirectory, directoryIdentity } from './identity.js';
 import { isZfsControlDir } from '../util/safefs/index.js';
 import { assertRootPresent, claimRoot, clearGone, goneLine, goneNoted, noteGone } from './roots.js';
@@ -463,7 +463,7 @@ export class RootEngine {
     const derived = jobPaths(this.context.rootdir, record.name);
     for (const [key, kind] of [['staging', 'staging'], ['aside', 'orig']] as const) {
       const value = record[key];
-      if (value !== undefined && value !== derived[key] && value !== legacyHelperPath(this.context.rootdir, record.name, kind)) {
+      if (value !== undefined && value !== derived[key] && value !== rootLevelHelperPath(this.context.rootdir, record.name, kind)) {
         return `its ${key} path ${quoteName(String(value))} is not the one the tool derives (${quoteName(derived[key])})`;
       }
     }

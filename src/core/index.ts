@@ -16,6 +16,6 @@ export { setStderrOverlay, type StderrOverlay } from './logger.js';
 export { routeProcessWarnings, setWarningLog, processWarningCounts } from './logger.js';
 export { createLogger, stderrSink, oneLineText, stderrIsJournal, journalIsStderr, inJournal, stderrLine, localTimestamp, humanTime, logToStderr, writeStderr, writeStdout, ignoreBrokenPipes, JOURNAL_PRIORITY, type LogSink } from './logger.js';
 export { definePlugin } from './plugin.js';
-export { HELPER_PREFIX, HOLDING_NAME, assertRootMode, ensureHoldingDir, helperPath, holdingDir, isHelperName, jobPaths, legacyHelperPath, rootModeProblem, type JobPaths } from './helpers.js';
+export { HELPER_PREFIX, HOLDING_NAME, assertRootMode, ensureHoldingDir, helperPath, holdingDir, isHelperName, jobPaths, rootLevelHelperPath, rootModeProblem, type JobPaths } from './places.js';
 export { acquireLock, isLocked, type Lock, type LockOptions } from './lock.js';
 export { newProgress, type JobObserver, type JobProgress, type ProgressReport } from './progress.js';
