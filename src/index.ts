@@ -134,7 +134,8 @@ export {
 } from './util/safefs/index.js';
 
 // ---- who holds a tree (any mount namespace, by device and inode), what is mounted below it ---------
-export { holdersOf, describeHolders, treeOf, InodeIndex, type Holder, type HoldersOptions, type HeldTree } from './util/holders.js';
+export { InodeIndex } from './util/inodes.js';
+export { holdersOf, describeHolders, treeOf, type Holder, type HoldersOptions, type HeldTree } from './util/holders.js';
 export { mountsBelow } from './util/proc.js';
 /** At most n async tasks at once (`run`), or a list through at most n workers (`forEach`). */
 export { Limiter } from './util/limit.js';

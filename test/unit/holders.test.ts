@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   describeHolders,
   holdersOf,
-  InodeIndex,
   makeDev,
   mountsInto,
   parseFdinfo,
@@ -25,6 +24,7 @@ import {
 } from '../../src/util/holders.js';
 import { openDir, treeDigest } from '../../src/util/safefs/index.js';
 import { devMajorMinor } from '../helpers/devices.js';
+import { InodeIndex } from '../../src/util/inodes.js';
 
 let base: string;
 

@@ -1,10 +1,10 @@
 /** What a verification saw, so that a removal removes only that. */
-import { InodeIndex } from '../holders.js';
+import { InodeIndex } from '../inodes.js';
 import type { EntryType } from './entry.js';
 
 /**
  * The entries one verification saw (type and inode, on the one device of the tree it walked): a
- * sorted typed array per type (util/holders.ts InodeIndex), 4 to 8 bytes an entry.
+ * sorted typed array per type (util/inodes.ts InodeIndex), 4 to 8 bytes an entry.
  */
 export class VerifiedSet {
   private readonly byType = new Map<EntryType, InodeIndex>();

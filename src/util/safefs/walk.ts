@@ -1,6 +1,6 @@
 /** walk() and treeDigest(): every entry of a tree, never through a symlink, each directory checked. */
 import { createHash, type Hash } from 'node:crypto';
-import { InodeIndex } from '../holders.js';
+import { InodeIndex } from '../inodes.js';
 import type { DirRef } from './dir.js';
 import type { EntryInfo } from './entry.js';
 import { contextOf, fanOut, type WalkContext, type WalkOptions, type WalkResult } from './context.js';
