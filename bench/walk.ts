@@ -15,7 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { openDir, removeTree, treeDigest, walk } from '../src/util/safefs.js';
+import { openDir, removeTree, treeDigest, walk } from '../src/util/safefs/index.js';
 import { treeFingerprint } from '../src/util/tree.js';
 import { createThrowawayPool, destroyThrowawayPool, poolFiles, type PoolFiles } from '../test/helpers/pool.js';
 

@@ -61,7 +61,7 @@ export type {
 export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, DamagedStateError, oneLine, quoteName } from './core/errors.js';
 export { createLogger, oneLineText, stderrIsJournal, journalIsStderr, inJournal, logToStderr, type LogSink } from './core/logger.js';
 /** This program's version (its package.json's), e.g. for records a plugin leaves behind. */
-export { ownVersion } from './core/loader.js';
+export { ownVersion } from './core/version.js';
 
 // ---- running commands: an argument array, never a shell string --------------------------------------
 export { run, CommandError, type RunOptions, type RunResult } from './core/exec.js';
@@ -77,12 +77,14 @@ export {
   holdingDir,
   isHelperName,
   jobPaths,
-  legacyHelperPath,
+  rootLevelHelperPath,
   rootModeProblem,
   type JobPaths,
-} from './core/helpers.js';
+} from './core/places.js';
+/** @deprecated the old name of rootLevelHelperPath, until the builtins (rsync, zfs) switch. */
+export { rootLevelHelperPath as legacyHelperPath } from './core/places.js';
 /** Throws unless a path is still the directory with a recorded identity (checked before every move). */
-export { assertSameDirectory } from './core/engine.js';
+export { assertSameDirectory } from './core/identity.js';
 
 // ---- durable state: atomic files, kernel locks --------------------------------------------------------
 export { writeFileAtomic, backupFile, fsyncDir, isErrno } from './core/fsutil.js';
@@ -107,6 +109,10 @@ export {
   listNames,
   relFromBuffer,
   relToBuffer,
+  joinRel,
+  splitRel,
+  parentOf,
+  nameOf,
   openChild,
   openDir,
   removeTree,
@@ -125,10 +131,12 @@ export {
   type WalkOptions,
   type WalkPairOptions,
   type WalkResult,
-} from './util/safefs.js';
+} from './util/safefs/index.js';
 
 // ---- who holds a tree (any mount namespace, by device and inode), what is mounted below it ---------
-export { holdersOf, describeHolders, treeOf, InodeIndex, type Holder, type HoldersOptions, type HeldTree } from './util/holders.js';
+export { InodeIndex } from './util/inodes.js';
+export { holdersOf, describeHolders, treeOf, type Holder, type HoldersOptions, type HeldTree } from './util/holders.js';
 export { mountsBelow } from './util/proc.js';
+/** At most n async tasks at once (`run`), or a list through at most n workers (`forEach`). */
 export { Limiter } from './util/limit.js';
 export { DirectoryWatches, MAX_WATCHES, WatchBudget, watchBudget } from './util/watches.js';

@@ -33,18 +33,6 @@ export interface SweepSummary {
   readonly gone?: { readonly message: string; readonly first: boolean };
 }
 
-/** Runs `worker` over `items`, at most `limit` at a time. */
-export async function eachLimited<T>(items: readonly T[], limit: number, worker: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lanes = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await worker(item);
-    }
-  });
-  await Promise.all(lanes);
-}
-
 /**
  * How an outcome kind reads in a summary: in a dry run nothing was converted or rolled back,
  * so it says what would have been ("would convert", "would roll back", "would recover").

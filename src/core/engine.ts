@@ -33,8 +33,9 @@ import type {
 import type { LoadedPlugin } from './loader.js';
 import { createLogger, humanTime, type LogSink } from './logger.js';
 import type { JobObserver } from './progress.js';
-import { ensureHoldingDir, isHelperName, jobPaths, legacyHelperPath } from './helpers.js';
-import { isZfsControlDir } from '../util/safefs.js';
+import { ensureHoldingDir, isHelperName, jobPaths, rootLevelHelperPath } from './places.js';
+import { assertSameDirectory, directoryIdentity } from './identity.js';
+import { isZfsControlDir } from '../util/safefs/index.js';
 import { assertRootPresent, claimRoot, clearGone, goneLine, goneNoted, noteGone } from './roots.js';
 
 export interface EngineOptions {
@@ -462,7 +463,7 @@ export class RootEngine {
     const derived = jobPaths(this.context.rootdir, record.name);
     for (const [key, kind] of [['staging', 'staging'], ['aside', 'orig']] as const) {
       const value = record[key];
-      if (value !== undefined && value !== derived[key] && value !== legacyHelperPath(this.context.rootdir, record.name, kind)) {
+      if (value !== undefined && value !== derived[key] && value !== rootLevelHelperPath(this.context.rootdir, record.name, kind)) {
         return `its ${key} path ${quoteName(String(value))} is not the one the tool derives (${quoteName(derived[key])})`;
       }
     }
@@ -653,22 +654,6 @@ function checkName(name: string): void {
   }
 }
 
-async function directoryIdentity(path: string): Promise<Identity> {
-  let stats;
-  try {
-    stats = await lstat(path);
-  } catch (error) {
-    if (isErrno(error, 'ENOENT')) {
-      if (path.includes('\uFFFD')) throw new RefusedError(`${quoteName(path)} is not valid UTF-8 and cannot become a ZFS dataset; left as it is`);
-      throw new RefusedError(`${quoteName(path)} vanished before its turn; nothing to do`);
-    }
-    throw error;
-  }
-  if (stats.isSymbolicLink()) throw new RefusedError(`${quoteName(path)} is a symbolic link, not a directory; left alone`);
-  if (!stats.isDirectory()) throw new RefusedError(`${quoteName(path)} is not a directory; left alone`);
-  return { dev: stats.dev, ino: stats.ino };
-}
-
 /**
  * Whose job a directory's is, for the fair turns (core/slots.ts): the uid of the directory at its
  * path, or of the original kept in the holding directory, or UNKNOWN_OWNER. Scheduling only:
@@ -680,14 +665,6 @@ export async function ownerOf(rootdir: string, name: string): Promise<number> {
     if (stats) return stats.uid;
   }
   return UNKNOWN_OWNER;
-}
-
-/** Throws unless `path` is still the directory with this identity. */
-export async function assertSameDirectory(path: string, identity: Identity): Promise<void> {
-  const now = await directoryIdentity(path);
-  if (now.dev !== identity.dev || now.ino !== identity.ino) {
-    throw new RefusedError(`${quoteName(path)} was replaced by another directory; left alone`);
-  }
 }
 
 /** Stops a job whose lock file was removed or replaced, before it writes or changes anything more. */

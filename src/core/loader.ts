@@ -16,6 +16,7 @@ import type { Hooks } from './hooks.js';
 import { assertTrusted } from './trust.js';
 import { optionsOwner, type PluginOrigin } from './config.js';
 import type { Logger, PluginDefinition, PluginSpec, RootInfo } from './types.js';
+import { ownVersion } from './version.js';
 
 export type PluginSource = 'builtin' | 'path' | 'package';
 
@@ -52,20 +53,6 @@ export function builtinNames(): string[] {
 }
 
 const require_ = createRequire(import.meta.url);
-
-let projectVersion: string | undefined;
-/** This program's version (from its package.json). */
-export function ownVersion(): string {
-  if (projectVersion === undefined) {
-    for (const candidate of [join(here, '..', '..', 'package.json'), join(here, '..', '..', '..', 'package.json')]) {
-      if (existsSync(candidate)) {
-        projectVersion = String((JSON.parse(readFileSync(candidate, 'utf8')) as { version?: string }).version ?? '0.0.0');
-        break;
-      }
-    }
-  }
-  return projectVersion ?? '0.0.0';
-}
 
 interface Resolved {
   readonly file: string;

@@ -19,8 +19,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { RootClaimedError, RootGoneError, quoteName } from './errors.js';
 import { isErrno, writeFileAtomic } from './fsutil.js';
-import { holdingDir } from './helpers.js';
-import { openDir } from '../util/safefs.js';
+import { holdingDir } from './places.js';
+import { openDir } from '../util/safefs/index.js';
 
 /** Throws RootGoneError unless `rootdir` is a directory. */
 export async function assertRootPresent(rootdir: string): Promise<void> {

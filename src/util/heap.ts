@@ -11,7 +11,7 @@
  * (up to Node's own maximum), so no tree is too large for it; it costs some collector time.
  *
  * V8 reads the flag at each collection, so setting it at run time takes effect; it is set when
- * the process starts its first tree walk (safefs.ts), so that loading the program, and a run that
+ * the process starts its first tree walk (safefs/context.ts), so that loading the program, and a run that
  * only rejects a name, collect no more often than Node's default. An explicit
  * --heap-growing-percent on the command line (execArgv) wins.
  */

@@ -20,6 +20,7 @@
  */
 import { fstatSync } from 'node:fs';
 import { open, readdir, readFile, readlink, stat } from 'node:fs/promises';
+import { InodeIndex } from './inodes.js';
 import { Limiter } from './limit.js';
 import { run } from '../core/exec.js';
 import { unescapeMountPath } from './proc.js';
@@ -27,91 +28,11 @@ import { unescapeMountPath } from './proc.js';
 // ---------------------------------------------------------------------------------------------
 // Devices
 
-/** Major and minor of a device number as stat reports it (glibc's gnu_dev_major/minor). */
-export function devMajorMinor(dev: number): { major: number; minor: number } {
-  const d = BigInt(dev);
-  const major = Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn));
-  const minor = Number((d & 0xffn) | ((d >> 12n) & ~0xffn & 0xffffffffn));
-  return { major, minor };
-}
-
 /** The stat device number of a major and minor (glibc's gnu_dev_makedev). */
 export function makeDev(major: number, minor: number): number {
   const ma = BigInt(major);
   const mi = BigInt(minor);
   return Number(((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn));
-}
-
-// ---------------------------------------------------------------------------------------------
-// The index
-
-/**
- * A set of inode numbers on one device: a sorted typed array (4 bytes an inode while all fit in
- * 32 bits, 8 bytes otherwise), so a million inodes take 4 to 8 MB.
- */
-export class InodeIndex {
-  private data: Uint32Array | Float64Array = new Uint32Array(1024);
-  private count = 0;
-  private sorted = true;
-
-  constructor(readonly dev: number) {}
-
-  add(ino: number): void {
-    if (this.data instanceof Uint32Array && ino > 0xffffffff) this.data = Float64Array.from(this.data);
-    if (this.count === this.data.length) {
-      const bigger = this.data instanceof Uint32Array ? new Uint32Array(this.data.length * 2) : new Float64Array(this.data.length * 2);
-      bigger.set(this.data);
-      this.data = bigger;
-    }
-    if (this.count > 0 && ino <= this.data[this.count - 1]!) this.sorted = false;
-    this.data[this.count++] = ino;
-  }
-
-  private finish(): void {
-    if (this.sorted) return;
-    const view = this.data.subarray(0, this.count);
-    view.sort();
-    let n = 0;
-    for (let i = 0; i < view.length; i++) if (n === 0 || view[i] !== view[n - 1]) view[n++] = view[i]!;
-    this.count = n;
-    this.sorted = true;
-  }
-
-  has(dev: number, ino: number): boolean {
-    return dev === this.dev && this.hasInode(ino);
-  }
-
-  /** The inode number is held, whatever the device. */
-  hasInode(ino: number): boolean {
-    this.finish();
-    let lo = 0;
-    let hi = this.count - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const v = this.data[mid]!;
-      if (v === ino) return true;
-      if (v < ino) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return false;
-  }
-
-  /** Distinct inodes held. */
-  get size(): number {
-    this.finish();
-    return this.count;
-  }
-
-  /** Bytes of the backing array (the index's memory). */
-  get byteLength(): number {
-    return this.data.byteLength;
-  }
-
-  /** Drops spare capacity. */
-  compact(): void {
-    this.finish();
-    this.data = this.data.slice(0, Math.max(this.count, 1));
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -364,31 +285,78 @@ type FdInfo = ReturnType<typeof parseFdinfo>;
 async function scanHolders(index: Indexes, limit: number, opts?: HoldersOptions): Promise<Hit[]> {
   const procRoot = opts?.procRoot ?? '/proc';
   const nfsdRoot = opts?.nfsdRoot ?? `${procRoot}/fs/nfsd`;
-  const trees = opts?.trees ?? [];
-  const held = matcher(index);
-  const heldInode = (ino: number): boolean => listOf(index).some((i) => i.hasInode(ino));
-  const limiter = new Limiter(Math.max(1, opts?.concurrency ?? 32));
+  const scan = new HolderScan(index, opts?.trees ?? [], Math.max(1, opts?.concurrency ?? 32), await offOurMounts(index));
   const found: Hit[] = [];
-  const namespaces = new Map<string, Promise<Namespace>>();
-  /** Mount namespaces kept by a descriptor or an nsfs mount: the first process that keeps each. */
-  const keptNamespaces: { pid: string; base: string; ns: string }[] = [];
-  // fdinfo and mountinfo give the superblock's device; stat gives st_dev. They agree on ZFS, ext4,
-  // xfs, tmpfs and FUSE, not on btrfs subvolumes or overlayfs: if an indexed device is on no mount
-  // of ours, match by stat instead.
-  const ourDevices = new Set(parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')).values());
-  const statOnly = listOf(index).some((i) => !ourDevices.has(i.dev));
-
   let pids: string[] = [];
   try {
     pids = (await readdir(procRoot)).filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid);
   } catch {
     // no /proc: nothing to see
   }
+  await new Limiter(8).forEach(pids, async (p) => {
+    if (found.length >= limit) return;
+    found.push(...(await scan.process(p, `${procRoot}/${p}`)));
+  });
+  found.push(...(await scan.namespaceHits()));
+  found.push(...(await nfsdHits(nfsdRoot, scan.held)));
+  return found.slice(0, limit);
+}
+
+/**
+ * fdinfo and mountinfo give the superblock's device; stat gives st_dev. They agree on ZFS, ext4,
+ * xfs, tmpfs and FUSE, not on btrfs subvolumes or overlayfs: if an indexed device is on no mount
+ * of ours, match by stat instead.
+ */
+async function offOurMounts(index: Indexes): Promise<boolean> {
+  const ourDevices = new Set(parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')).values());
+  return listOf(index).some((i) => !ourDevices.has(i.dev));
+}
+
+async function isDir(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
+
+/** The fdinfo of what a magic link leads to, opened O_PATH (no filesystem call). */
+async function viaOpath(link: string): Promise<FdInfo> {
+  try {
+    const h = await open(link, O_PATH);
+    try {
+      return parseFdinfo(await readFile(`/proc/self/fdinfo/${h.fd}`, 'utf8'));
+    } finally {
+      await h.close();
+    }
+  } catch {
+    return {};
+  }
+}
+
+/** One scan of /proc: what it looks for, the mount namespaces it met, those kept without a process. */
+class HolderScan {
+  readonly held: (dev: number, ino: number) => boolean;
+  private readonly limiter: Limiter;
+  private readonly namespaces = new Map<string, Promise<Namespace>>();
+  /** Mount namespaces kept by a descriptor or an nsfs mount: the first process that keeps each. */
+  private readonly keptNamespaces: { pid: string; base: string; ns: string }[] = [];
+
+  constructor(
+    private readonly index: Indexes,
+    private readonly trees: readonly HeldTree[],
+    concurrency: number,
+    /** Match by stat only (see offOurMounts). */
+    private readonly statOnly: boolean,
+  ) {
+    this.held = matcher(index);
+    this.limiter = new Limiter(concurrency);
+  }
+
+  private heldInode(ino: number): boolean {
+    return listOf(this.index).some((i) => i.hasInode(ino));
+  }
 
   /** The process's mount namespace, its mountinfo read once per namespace. */
-  const namespaceOf = async (pid: string, base: string): Promise<Namespace> => {
+  private async namespaceOf(pid: string, base: string): Promise<Namespace> {
     const ns = await readlink(`${base}/ns/mnt`).catch(() => `pid:${base}`);
-    let n = namespaces.get(ns);
+    let n = this.namespaces.get(ns);
     if (n === undefined) {
       n = readFile(`${base}/mountinfo`, 'utf8').then(
         (text) => {
@@ -397,60 +365,61 @@ async function scanHolders(index: Indexes, limit: number, opts?: HoldersOptions)
         },
         () => ({ pid, base, mounts: [], devices: new Map<number, number>() }),
       );
-      namespaces.set(ns, n);
+      this.namespaces.set(ns, n);
     }
     // Named after its first process (the lowest pid), the same in every scan.
     const found = await n;
     if (Number(pid) < Number(found.pid)) Object.assign(found, { pid, base });
     return found;
-  };
-
-  const isDir = async (path: string): Promise<boolean> => (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+  }
 
   /** Whether the object behind a magic link is held: mount and inode from fdinfo, else stat. */
-  const check = (info: FdInfo, link: string, devices: Map<number, number>, unknownMount: 'skip' | 'stat'): Promise<{ dir: boolean; dev: number; ino: number } | undefined> =>
-    limiter.run(async () => {
-      const { mntId, ino } = statOnly ? ({} as FdInfo) : info;
+  private check(info: FdInfo, link: string, devices: Map<number, number>, unknownMount: 'skip' | 'stat'): Promise<{ dir: boolean; dev: number; ino: number } | undefined> {
+    return this.limiter.run(async () => {
+      const { mntId, ino } = this.statOnly ? ({} as FdInfo) : info;
       const dev = mntId === undefined ? undefined : devices.get(mntId);
-      if (dev !== undefined && ino !== undefined) return held(dev, ino) ? { dir: await isDir(link), dev, ino } : undefined;
+      if (dev !== undefined && ino !== undefined) return this.held(dev, ino) ? { dir: await isDir(link), dev, ino } : undefined;
       // An fd on no mount of its namespace is a pipe, socket or anonymous inode, or a file on a
       // mount unmounted lazily or detached (a hung NFS mount, often): looked at only if its inode
       // number could be ours, and then by a child process that is not waited for long.
       if (devices.size > 0 && mntId !== undefined && ino !== undefined && unknownMount === 'skip') {
-        if (!heldInode(ino)) return undefined;
+        if (!this.heldInode(ino)) return undefined;
         const st = await statApart(link);
-        return st !== undefined && held(st.dev, st.ino) ? st : undefined;
+        return st !== undefined && this.held(st.dev, st.ino) ? st : undefined;
       }
       try {
         const st = await stat(link);
-        return held(st.dev, st.ino) ? { dir: st.isDirectory(), dev: st.dev, ino: st.ino } : undefined;
+        return this.held(st.dev, st.ino) ? { dir: st.isDirectory(), dev: st.dev, ino: st.ino } : undefined;
       } catch {
         return undefined;
       }
     });
+  }
 
-  const viaOpath = async (link: string): Promise<FdInfo> => {
-    try {
-      const h = await open(link, O_PATH);
-      try {
-        return parseFdinfo(await readFile(`/proc/self/fdinfo/${h.fd}`, 'utf8'));
-      } finally {
-        await h.close();
-      }
-    } catch {
-      return {};
-    }
-  };
-
-  const scan = async (pidText: string): Promise<Hit[]> => {
-    const base = `${procRoot}/${pidText}`;
-    const { devices } = await namespaceOf(pidText, base);
+  /** The holds of one process (`base`: /proc/PID). */
+  async process(pidText: string, base: string): Promise<Hit[]> {
+    const { devices } = await this.namespaceOf(pidText, base);
     const hits: Omit<Hit, 'pid' | 'command'>[] = [];
     for (const how of ['cwd', 'root'] as const) {
       const link = `${base}/${how}`;
-      const h = await check(statOnly ? {} : await viaOpath(link), link, devices, 'stat');
+      const h = await this.check(this.statOnly ? {} : await viaOpath(link), link, devices, 'stat');
       if (h) hits.push({ how, isDirectory: h.dir, dev: h.dev, ino: h.ino, path: await readlink(link).catch(() => '?') });
     }
+    const inflight = await this.fdHits(pidText, base, devices, hits);
+    if (inflight > 0) hits.push(...(await inflightHits(base, inflight, this.trees)));
+    const maps = await readFile(`${base}/maps`, 'utf8').catch(() => '');
+    const seen = new Set<string>();
+    for (const m of parseMaps(maps)) {
+      const key = `${m.dev}:${m.ino}`;
+      if (seen.has(key) || !this.held(m.dev, m.ino)) continue;
+      seen.add(key);
+      hits.push({ how: 'map', isDirectory: false, dev: m.dev, ino: m.ino, path: m.path });
+    }
+    return named(pidText, base, hits);
+  }
+
+  /** Adds the held descriptors of a process to `hits`; returns its descriptors in flight. */
+  private async fdHits(pidText: string, base: string, devices: Map<number, number>, hits: Omit<Hit, 'pid' | 'command'>[]): Promise<number> {
     const fds = await readdir(`${base}/fd`).catch(() => [] as string[]);
     let inflight = 0;
     await Promise.all(
@@ -459,42 +428,27 @@ async function scanHolders(index: Indexes, limit: number, opts?: HoldersOptions)
         const info = await readFile(`${base}/fdinfo/${fd}`, 'utf8').then(parseFdinfo, () => ({}) as FdInfo);
         inflight += info.scmFds ?? 0;
         // A descriptor of a namespace (nsfs inodes start at 0xf0000000): a mount namespace kept.
-        if (trees.length > 0 && (info.ino ?? 0) >= NS_MIN_INO && !devices.has(info.mntId ?? -1)) {
+        if (this.trees.length > 0 && (info.ino ?? 0) >= NS_MIN_INO && !devices.has(info.mntId ?? -1)) {
           const ns = await readlink(link).catch(() => '');
-          if (MNT_NS.test(ns)) keptNamespaces.push({ pid: pidText, base, ns });
+          if (MNT_NS.test(ns)) this.keptNamespaces.push({ pid: pidText, base, ns });
         }
-        const h = await check(info, link, devices, 'skip');
+        const h = await this.check(info, link, devices, 'skip');
         if (h) hits.push({ how: 'fd', isDirectory: h.dir, dev: h.dev, ino: h.ino, path: await readlink(link).catch(() => `fd ${fd}`) });
       }),
     );
-    if (inflight > 0) hits.push(...(await inflightHits(base, inflight, trees)));
-    const maps = await readFile(`${base}/maps`, 'utf8').catch(() => '');
-    const seen = new Set<string>();
-    for (const m of parseMaps(maps)) {
-      const key = `${m.dev}:${m.ino}`;
-      if (seen.has(key) || !held(m.dev, m.ino)) continue;
-      seen.add(key);
-      hits.push({ how: 'map', isDirectory: false, dev: m.dev, ino: m.ino, path: m.path });
-    }
-    return named(pidText, base, hits);
-  };
-
-  const perPid = new Limiter(8);
-  await Promise.all(
-    pids.map((p) =>
-      perPid.run(async () => {
-        if (found.length >= limit) return;
-        found.push(...(await scan(p)));
-      }),
-    ),
-  );
-  for (const ns of await Promise.all(namespaces.values())) {
-    found.push(...(await mountHits(ns, trees)));
-    for (const m of ns.mounts) if (MNT_NS.test(m.root)) keptNamespaces.push({ pid: ns.pid, base: ns.base, ns: m.root });
+    return inflight;
   }
-  found.push(...(await keptHits(keptNamespaces, new Set(namespaces.keys()), trees)));
-  found.push(...(await nfsdHits(nfsdRoot, held)));
-  return found.slice(0, limit);
+
+  /** After every process: the mounts into the trees in each namespace met, and the namespaces kept without a process. */
+  async namespaceHits(): Promise<Hit[]> {
+    const found: Hit[] = [];
+    for (const ns of await Promise.all(this.namespaces.values())) {
+      found.push(...(await mountHits(ns, this.trees)));
+      for (const m of ns.mounts) if (MNT_NS.test(m.root)) this.keptNamespaces.push({ pid: ns.pid, base: ns.base, ns: m.root });
+    }
+    found.push(...(await keptHits(this.keptNamespaces, new Set(this.namespaces.keys()), this.trees)));
+    return found;
+  }
 }
 
 /** stat(1) of a path in a child process, given up after 2 s (a hung filesystem is not ours). */

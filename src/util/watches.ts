@@ -11,7 +11,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { relToBuffer } from './safefs.js';
+import { relToBuffer } from './safefs/index.js';
 
 export const MAX_WATCHES = 4096;
 

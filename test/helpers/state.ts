@@ -5,7 +5,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HELPER_PREFIX, HOLDING_NAME, holdingDir, jobPaths } from '../../src/core/helpers.js';
+import { HELPER_PREFIX, HOLDING_NAME, holdingDir, jobPaths } from '../../src/core/places.js';
 import { ROOT_CLAIM_FILE } from '../../src/core/roots.js';
 import { datasets, type TestPool } from './zfs.js';
 import { ZFS_FUSE_MOUNT_LOCK } from '../../plugins/zfs/zfs.js';

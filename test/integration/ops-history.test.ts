@@ -7,7 +7,7 @@ import { rm, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, fastPlugins, writeConfig, zfs, type TestPool } from '../helpers/zfs.js';
-import { ownVersion } from '../../src/core/loader.js';
+import { ownVersion } from '../../src/core/version.js';
 import { humanTime } from '../../src/core/logger.js';
 
 let p: TestPool;

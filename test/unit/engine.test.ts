@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RootEngine, summary } from '../../src/core/engine.js';
-import { jobPaths } from '../../src/core/helpers.js';
+import { jobPaths } from '../../src/core/places.js';
 import type { Hooks } from '../../src/core/hooks.js';
 import { newRecord } from '../../src/core/job.js';
 import { jobId } from '../../src/core/journal.js';

@@ -10,9 +10,7 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   describeHolders,
-  devMajorMinor,
   holdersOf,
-  InodeIndex,
   makeDev,
   mountsInto,
   parseFdinfo,
@@ -24,7 +22,9 @@ import {
   treeOf,
   type HeldTree,
 } from '../../src/util/holders.js';
-import { openDir, treeDigest } from '../../src/util/safefs.js';
+import { openDir, treeDigest } from '../../src/util/safefs/index.js';
+import { devMajorMinor } from '../helpers/devices.js';
+import { InodeIndex } from '../../src/util/inodes.js';
 
 let base: string;
 

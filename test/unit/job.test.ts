@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RootEngine } from '../../src/core/engine.js';
 import { ContractError } from '../../src/core/errors.js';
-import { jobPaths } from '../../src/core/helpers.js';
+import { jobPaths } from '../../src/core/places.js';
 import { JobImpl, newRecord } from '../../src/core/job.js';
 import { Journal, jobId } from '../../src/core/journal.js';
 import { createLogger } from '../../src/core/logger.js';

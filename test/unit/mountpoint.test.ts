@@ -8,7 +8,7 @@ import { chmod, chown, lstat, mkdir, mkdtemp, rename, rm, stat, symlink, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureHoldingDir, rootModeProblem } from '../../src/core/helpers.js';
+import { ensureHoldingDir, rootModeProblem } from '../../src/core/places.js';
 import { checkMountpoint, makeMountpoint, mountpointProblem, removeOwnMountpoint } from '../../plugins/zfs/mountpoint.js';
 
 const NOBODY = 65534;

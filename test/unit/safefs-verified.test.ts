@@ -21,7 +21,7 @@ import {
   walk,
   walkPair,
   type DirRef,
-} from '../../src/util/safefs.js';
+} from '../../src/util/safefs/index.js';
 
 const NOBODY = 65534;
 const OTHER = 4242;

@@ -19,7 +19,6 @@ import {
   openChild,
   openDir,
   relFromBuffer,
-  relFromText,
   relToBuffer,
   removeTree,
   setMetadata,
@@ -31,7 +30,8 @@ import {
   walkPair,
   type DirRef,
   type EntryInfo,
-} from '../../src/util/safefs.js';
+} from '../../src/util/safefs/index.js';
+import { relFromText } from '../helpers/names.js';
 
 const NOBODY = 65534;
 let base: string;

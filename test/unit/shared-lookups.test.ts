@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { holdersOf, InodeIndex } from '../../src/util/holders.js';
+import { holdersOf } from '../../src/util/holders.js';
+import { InodeIndex } from '../../src/util/inodes.js';
 import { Zfs } from '../../plugins/zfs/zfs.js';
 import type { Logger } from '../../src/index.js';
 

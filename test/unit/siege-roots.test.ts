@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RootClaimedError, RootGoneError } from '../../src/core/errors.js';
-import { ensureHoldingDir } from '../../src/core/helpers.js';
+import { ensureHoldingDir } from '../../src/core/places.js';
 import { assertRootPresent, claimRoot, clearGone, goneNoted, goneRoots, noteGone, readRootClaim } from '../../src/core/roots.js';
-import { isZfsControlDir } from '../../src/util/safefs.js';
+import { isZfsControlDir } from '../../src/util/safefs/index.js';
 
 let tmp: string;
 let rootdir: string;

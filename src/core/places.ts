@@ -32,8 +32,11 @@ export function helperPath(rootdir: string, name: string, kind: string): string 
   return `${holdingDir(rootdir)}/${tag(name)}.${kind}`;
 }
 
-/** Where versions before the holding directory kept a job's helpers (for recovery of their jobs). */
-export function legacyHelperPath(rootdir: string, name: string, kind: string): string {
+/**
+ * Where versions before the holding directory kept a job's helpers: in the root itself,
+ * `<rootdir>/.zfs-dynamic-creator-<hash>.<kind>` (for recovery of their jobs).
+ */
+export function rootLevelHelperPath(rootdir: string, name: string, kind: string): string {
   return `${rootdir}/${HELPER_PREFIX}${tag(name)}.${kind}`;
 }
 
