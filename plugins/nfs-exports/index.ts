@@ -44,8 +44,9 @@ import {
   type Logger,
   type RootContext,
   type Survey,
+  writeFileAtomic,
 } from '../../src/index.js';
-import { readState, replaceIf, sameState, writeAtomic, type FileState } from './cas.js';
+import { readState, replaceIf, sameState, type FileState } from './cas.js';
 import { clientsOf, inheritableClients, normalizePath, parseClients, parseExports, planExports, undoOnTop, type Plan } from './exports.js';
 
 const NAME = 'nfs-exports';
@@ -155,7 +156,7 @@ export default definePlugin<Options>({
      * without ever overwriting an edit made after our write (see restore).
      */
     async function install(rootdir: string, before: FileState, after: string, log: Logger): Promise<boolean> {
-      if (before.exists) await writeAtomic(backup, before.content, before.mode);
+      if (before.exists) await writeFileAtomic(backup, before.content, before.mode);
       else await mkdir(dirname(target), { recursive: true, mode: 0o755 });
       const swap = await replaceIf(target, before, Buffer.from(after, 'latin1'));
       if (!swap.ok) return false;
