@@ -87,7 +87,7 @@ export { rootLevelHelperPath as legacyHelperPath } from './core/places.js';
 export { assertSameDirectory } from './core/identity.js';
 
 // ---- durable state: atomic files, kernel locks --------------------------------------------------------
-export { writeFileAtomic, backupFile, fsyncDir, isErrno } from './core/fsutil.js';
+export { writeFileAtomic, writeTempFile, backupFile, fsyncDir, isErrno, type TempFile } from './core/fsutil.js';
 export { acquireLock, isLocked, type Lock, type LockOptions } from './core/lock.js';
 
 // ---- trees read and changed through directory descriptors (never by path) ---------------------------

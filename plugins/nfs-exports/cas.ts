@@ -19,13 +19,15 @@
  * Creating a file that did not exist uses link(2), which fails when the name exists:
  * no window at all.
  *
+ * The temporary file is the API's (writeTempFile, the one atomic writer's first half); the
+ * rename is this module's, made only when the file is still what the plan was made from.
+ *
  * Our own processes are serialized by a lock around the whole read-plan-write, held
  * by the caller; this module protects against everyone else.
  */
 import { closeSync, fstatSync, linkSync, openSync, readSync, renameSync, statSync, unlinkSync, type BigIntStats } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { fsyncDir, isErrno } from '../../src/index.js';
+import { dirname } from 'node:path';
+import { fsyncDir, isErrno, writeTempFile } from '../../src/index.js';
 
 /** What a file was when we looked: absent, or its bytes and identity. */
 export type FileState =
@@ -105,20 +107,8 @@ function sameInodeSync(path: string, expected: FileState): boolean {
 }
 
 async function writeTemp(path: string, content: Buffer, mode: number): Promise<{ tmp: string; state: FileState }> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2, 8)}.tmp`);
-  const handle = await open(tmp, 'wx', mode);
-  try {
-    await handle.writeFile(content);
-    await handle.chmod(mode); // the umask does not decide the mode of /etc/exports
-    await handle.sync();
-    const st = await handle.stat({ bigint: true });
-    return { tmp, state: { exists: true, content, ...identity(st) } };
-  } catch (error) {
-    await unlink(tmp).catch(() => undefined);
-    throw error;
-  } finally {
-    await handle.close();
-  }
+  const { tmp, stats } = await writeTempFile(path, content, mode);
+  return { tmp, state: { exists: true, content, ...identity(stats) } };
 }
 
 export type SwapResult = { readonly ok: true; readonly written: FileState } | { readonly ok: false; readonly current: FileState };
@@ -189,16 +179,4 @@ export async function replaceIf(path: string, expected: FileState, content: Buff
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
-}
-
-/** Writes `content` to `path` atomically (temporary file, fsync, rename, fsync of the directory). */
-export async function writeAtomic(path: string, content: Buffer, mode: number): Promise<void> {
-  const { tmp } = await writeTemp(path, content, mode);
-  try {
-    renameSync(tmp, path);
-  } catch (error) {
-    await unlink(tmp).catch(() => undefined);
-    throw error;
-  }
-  await fsyncDir(dirname(path));
 }

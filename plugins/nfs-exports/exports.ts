@@ -353,23 +353,25 @@ export function planExports(input: {
   }
   if (!blockChanged && edits.size === 0) return { text: input.target, added, removed, updated };
 
-  let text = input.target;
-  if (edits.size > 0) {
-    const lines = splitLines(text);
-    const out: string[] = [];
-    for (let i = 0; i < lines.length; i++) {
-      const edit = edits.get(i);
-      if (edit) {
-        out.push(...edit.lines);
-        i = edit.last;
-      } else {
-        out.push(lines[i]!);
-      }
+  const text = applyEdits(input.target, edits);
+  return { text: blockChanged ? withBlock(text, input.rootdir, next) : text, added, removed, updated };
+}
+
+/** `text` with physical line edits made (first line -> last line and the lines that replace them). */
+function applyEdits(text: string, edits: ReadonlyMap<number, { readonly last: number; readonly lines: readonly string[] }>): string {
+  if (edits.size === 0) return text;
+  const lines = splitLines(text);
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const edit = edits.get(i);
+    if (edit) {
+      out.push(...edit.lines);
+      i = edit.last;
+    } else {
+      out.push(lines[i]!);
     }
-    text = out.length === 0 ? '' : `${out.join('\n')}${text.endsWith('\n') ? '\n' : ''}`;
   }
-  if (blockChanged) text = withBlock(text, input.rootdir, next);
-  return { text, added, removed, updated };
+  return out.length === 0 ? '' : `${out.join('\n')}${text.endsWith('\n') ? '\n' : ''}`;
 }
 
 /**

@@ -4,7 +4,7 @@ export { CONTRACT, STAGE, HOOK_ORDER, PHASE_ORDER, JOURNALLED_PHASES, AFTER_COMM
 export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, oneLine, quoteName } from './errors.js';
 export { run, CommandError, type RunOptions, type RunResult } from './exec.js';
 export { retry, type RetryOptions } from './retry.js';
-export { writeFileAtomic, backupFile, fsyncDir, isErrno } from './fsutil.js';
+export { writeFileAtomic, writeTempFile, backupFile, fsyncDir, isErrno, type TempFile } from './fsutil.js';
 export { assertSameDirectory } from './identity.js';
 export { RootEngine, LockLostError, ownerOf, type ActiveJob, type RecoveryResult, type HandleOptions } from './engine.js';
 export { Slots, SlotHold, OwnerRing, UNKNOWN_OWNER } from './slots.js';

@@ -7,11 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHooks } from '../../src/core/hooks.js';
+import { loadPlugins } from '../../src/core/loader.js';
 import { JobImpl, newRecord } from '../../src/core/job.js';
 import { Journal, jobId } from '../../src/core/journal.js';
 import { createLogger } from '../../src/core/logger.js';
 import type { RootContext, Survey } from '../../src/core/index.js';
 import plugin from '../../plugins/nfs-exports/index.js';
+import zfsPlugin from '../../plugins/zfs/index.js';
 
 let dir: string;
 let zfsLog: string;
@@ -40,7 +42,10 @@ async function setup() {
   const hooks = createHooks();
   const log = createLogger([]);
   const root: RootContext = { rootfs: 'tank/root', rootdir: '/srv/root', log, dryRun: false, stateDir: join(dir, 'state') };
-  const options = plugin.options!.parse({ mode: 'sharenfs', sharenfs: 'rw=@10.0.0.0/8', zfsCommand: await fakeZfs() });
+  // zfs runs with the zfs plugin's command, the one zfs of the root.
+  const zfsOptions = zfsPlugin.options!.parse({ command: await fakeZfs() });
+  await zfsPlugin.apply(hooks, { options: zfsOptions, root, log, dryRun: false, stateDir: root.stateDir });
+  const options = plugin.options!.parse({ mode: 'sharenfs', sharenfs: 'rw=@10.0.0.0/8' });
   await plugin.apply(hooks, { options, root, log, dryRun: false, stateDir: root.stateDir });
   const calls = async (): Promise<string[]> => (await readFile(zfsLog, 'utf8').catch(() => '')).split('\n').filter(Boolean);
   const job = (filesystem?: string): JobImpl => {
@@ -83,5 +88,23 @@ describe('nfs-exports, sharenfs mode: dataset names', () => {
       'set sharenfs=rw=@10.0.0.0/8 tank/root/a',
       'set sharenfs=rw=@10.0.0.0/8 tank/named-by-the-survey',
     ]);
+  });
+});
+
+describe('nfs-exports, sharenfs mode: the zfs command', () => {
+  it('zfsCommand, removed, is refused in one line that says where zfs is named now', async () => {
+    const log = createLogger([]);
+    const load = loadPlugins([['nfs-exports', { mode: 'sharenfs', zfsCommand: '/usr/local/sbin/zfs' }]], {
+      hooks: createHooks(),
+      root: { rootfs: 'tank/root', rootdir: '/srv/root' },
+      log,
+      dryRun: true,
+      stateDir: join(dir, 'state'),
+      baseDir: dir,
+      where: 'config t.yaml: roots[0].plugins',
+    });
+    await expect(load).rejects.toThrow(
+      "config t.yaml: roots[0].plugins[0][1]: zfsCommand: removed: sharenfs mode runs zfs with the zfs plugin's option command; write it there (['zfs', { command: ... }]) and drop zfsCommand",
+    );
   });
 });

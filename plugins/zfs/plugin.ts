@@ -1,0 +1,403 @@
+/** The zfs plugin's steps: one method per tap (index.ts says what each does and wires them). */
+import { lstat, realpath, rename, stat } from 'node:fs/promises';
+import {
+  RefusedError,
+  RootGoneError,
+  assertSameDirectory,
+  ensureHoldingDir,
+  isHelperName,
+  jobPaths,
+  legacyHelperPath,
+  ownVersion,
+  quoteName,
+  type Assessment,
+  type Skip,
+  type Job,
+  type Logger,
+  type RootContext,
+  type Survey,
+} from '../../src/index.js';
+import { emptyOrAbsent, exists, holdsReservedZfsName, identityOf, mountedAt, removeEmptyDir, sameIdentity } from './files.js';
+import { checkMountpoint, makeMountpoint, removeOwnMountpoint, type MountpointProblem } from './mountpoint.js';
+import { LIMITS, type Options } from './options.js';
+import { checkRoom } from './space.js';
+import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, type DatasetInfo } from './zfs.js';
+
+/** The history properties of a conversion ending now (see PROP_HISTORY). */
+function historyOf(job: Job): Record<string, string> {
+  const started = Date.parse(job.record.startedAt);
+  const copied = job.record.copied;
+  return {
+    [PROP_HISTORY.converted]: new Date().toISOString(),
+    [PROP_HISTORY.version]: ownVersion(),
+    ...(Number.isFinite(started) ? { [PROP_HISTORY.seconds]: ((Date.now() - started) / 1000).toFixed(1) } : {}),
+    ...(copied !== undefined ? { [PROP_HISTORY.files]: String(copied.files), [PROP_HISTORY.bytes]: String(copied.bytes) } : {}),
+  };
+}
+
+function isCommitted(ds: DatasetInfo | undefined): boolean {
+  return ds?.state === 'swapped' || ds?.state === 'live';
+}
+
+export class ZfsPlugin {
+  readonly zfs: Zfs;
+  /** Properties set at creation: all but the limits. */
+  private readonly createProperties: Record<string, string>;
+  /** quota, refquota, reservation, refreservation as configured: set at the commit. */
+  private readonly limits: [string, string][];
+  /**
+   * quota and refquota bound the staging copy from its creation (the room check proved it fits; a
+   * tree grown during the copy cannot take more): set again, as the rest, at the commit.
+   */
+  private readonly bounds: Record<string, string>;
+  private noOverlay: Promise<Record<string, string>> | undefined;
+
+  constructor(
+    private readonly opts: Options,
+    log: Logger,
+    stateDir: string,
+  ) {
+    this.zfs = new Zfs(opts.command, log, opts.busyAttempts, opts.busyFirstDelayMs, stateDir);
+    this.createProperties = Object.fromEntries(Object.entries(opts.properties).filter(([k]) => !LIMITS.has(k)));
+    this.limits = Object.entries(opts.properties).filter(([k]) => LIMITS.has(k));
+    this.bounds = Object.fromEntries(this.limits.filter(([k]) => k === 'quota' || k === 'refquota'));
+  }
+
+  /**
+   * OpenZFS on Linux may mount over a non-empty directory (overlay=on), which would hide whatever
+   * was created at the original path in the instant the dataset is mounted there. With
+   * overlay=off the mount fails instead, and the job keeps both. zfs-fuse never overlays.
+   */
+  private overlayOff(rootfs: string): Promise<Record<string, string>> {
+    return (this.noOverlay ??= this.zfs.knowsProperty(rootfs, 'overlay').then((known): Record<string, string> => (known ? { overlay: 'off' } : {})));
+  }
+
+  /** The dataset's name, derived; a record that names another dataset is not followed. */
+  private datasetOf(job: Job): string {
+    const derived = `${job.root.rootfs}/${job.name}`;
+    if (job.record.filesystem !== undefined && job.record.filesystem !== derived) {
+      throw new RefusedError(`the job's record names the dataset ${quoteName(job.record.filesystem)}, not ${quoteName(derived)}; left alone`);
+    }
+    return derived;
+  }
+
+  /**
+   * Where the original is kept: the holding directory; the root-level helper names of older
+   * versions only for a job whose own record says it used them (anyone can make such a name in
+   * a world-writable root, and it must not stall a job).
+   */
+  private legacy(job: Job, kind: 'orig' | 'staging'): string[] {
+    const path = legacyHelperPath(job.root.rootdir, job.name, kind);
+    return (kind === 'orig' ? job.record.aside : job.record.staging) === path ? [path] : [];
+  }
+
+  private async asideOf(job: Job): Promise<string | undefined> {
+    for (const path of [jobPaths(job.root.rootdir, job.name).aside, ...this.legacy(job, 'orig')]) {
+      if (await exists(path)) return path;
+    }
+    return undefined;
+  }
+
+  private stagingDirs(job: Job): string[] {
+    return [jobPaths(job.root.rootdir, job.name).staging, ...this.legacy(job, 'staging')];
+  }
+
+  /** The root's dataset exists, is mounted, and is mounted at the configured rootdir. */
+  async prepare(root: RootContext): Promise<void> {
+    const info = await this.zfs.get(root.rootfs);
+    // Gone (pool exported or destroyed, not mounted): its jobs wait, the other roots go on.
+    if (!info) throw new RootGoneError(`ZFS filesystem ${root.rootfs} does not exist`);
+    if (!info.mounted) throw new RootGoneError(`ZFS filesystem ${root.rootfs} is not mounted`);
+    const [a, b] = await Promise.all([stat(root.rootdir).catch(() => undefined), stat(info.mountpoint).catch(() => undefined)]);
+    const [ra, rb] = await Promise.all([realpath(root.rootdir).catch(() => root.rootdir), realpath(info.mountpoint).catch(() => info.mountpoint)]);
+    if (!a || !b || a.dev !== b.dev || a.ino !== b.ino || ra !== rb) {
+      throw new RefusedError(`${root.rootdir} is not the mountpoint of ${root.rootfs} (it is mounted at ${info.mountpoint})`);
+    }
+  }
+
+  /** rootfs and its children in one `zfs list`. */
+  async survey(survey: Survey, root: RootContext): Promise<Survey> {
+    const { children } = await this.zfs.children(root.rootfs);
+    const prefix = `${root.rootdir}/`;
+    for (const ds of children) {
+      const name = ds.name.slice(root.rootfs.length + 1);
+      survey.filesystems.set(name, { mountpoint: ds.mountpoint, mounted: ds.mounted, filesystem: ds.name });
+      if (ds.state !== undefined && ds.state !== 'live') survey.leftovers.add(name);
+      // A directory that is some dataset's mountpoint is not a plain directory.
+      if (ds.mounted && ds.mountpoint.startsWith(prefix)) {
+        const at = ds.mountpoint.slice(prefix.length);
+        if (!at.includes('/') && at !== name) survey.ignored.add(at);
+      }
+    }
+    return survey;
+  }
+
+  async filter(job: Job): Promise<Skip | undefined> {
+    if (isHelperName(job.name)) return { skip: 'a helper directory of zfs-dynamic-creator itself' };
+    const problem = datasetNameProblem(job.root.rootfs, job.name);
+    if (problem) throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${problem}; left as it is`, { permanent: true });
+    const snapshot = this.opts.snapshot !== undefined ? `${job.root.rootfs}/${job.name}@${this.opts.snapshot}` : undefined;
+    if (snapshot !== undefined && Buffer.byteLength(snapshot) > MAX_DATASET_NAME) {
+      throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset with the snapshot the zfs plugin's option snapshot asks for: ${quoteName(snapshot)} would be ${Buffer.byteLength(snapshot)} bytes long, and ZFS allows ${MAX_DATASET_NAME}; left as it is`, { permanent: true });
+    }
+    const [dir, parent] = await Promise.all([lstat(job.path), lstat(job.root.rootdir)]);
+    this.datasetOf(job); // refuses a record that names another dataset
+    // The dataset, looked up together with those of the other directories of a burst.
+    const existing = await this.zfs.child(job.root.rootfs, job.name);
+    if (existing) {
+      if (existing.state !== undefined && existing.state !== 'live') {
+        throw new RefusedError(`${existing.name} is left over from an interrupted conversion; run 'zfs-dynamic-creator recover'`);
+      }
+      return { skip: `already a filesystem (${existing.name})` };
+    }
+    if (dir.dev !== parent.dev) return { skip: 'already a mountpoint of another filesystem' };
+    if (await holdsReservedZfsName(job)) {
+      throw new RefusedError(`${quoteName(job.name)} holds an entry named .zfs at its top, the name ZFS keeps for a dataset's snapshot directory: it could not be copied into the dataset; rename it, and the next run converts the directory; left as it is`);
+    }
+    return undefined;
+  }
+
+  /** zfs create <rootfs>/<name> at the staging mountpoint, without the limits that can make a write fail. */
+  async provision(job: Job): Promise<void> {
+    const filesystem = this.datasetOf(job);
+    const { staging } = jobPaths(job.root.rootdir, job.name);
+    await job.set({ filesystem, staging });
+    const existing = await this.zfs.get(filesystem);
+    if (existing && existing.state !== 'staging') {
+      throw new RefusedError(`${filesystem} already exists and was not made by this job`);
+    }
+    if (!existing) {
+      // A copy that would not fit the pool or the quota is refused before anything is made.
+      await checkRoom(this.zfs, job, this.opts.properties);
+      // The holding directory checked again (root's, 0700, in a root nobody else can rename
+      // in) right before zfs mounts the staging dataset inside it.
+      await ensureHoldingDir(job.root.rootdir, !job.dryRun);
+      // Inside the root-only holding directory: only an earlier run of this job can have left it.
+      if (await exists(staging)) await removeEmptyDir(staging);
+      const identity = job.record.identity;
+      const origin: Record<string, string> = identity ? { [PROP_ORIGIN]: `${identity.dev}:${identity.ino}` } : {};
+      await job.step('create', `create ${filesystem} at the staging mountpoint ${quoteName(staging)}`, () =>
+        this.overlayOff(job.root.rootfs).then((overlay) =>
+          this.zfs.create(filesystem, { ...this.createProperties, ...this.bounds, ...overlay, mountpoint: staging, [PROP_STATE]: 'staging', ...origin }),
+        ),
+      );
+    }
+    if (job.dryRun) return;
+    const made = await this.zfs.get(filesystem);
+    if (!made?.mounted) await job.step('mount', `mount ${filesystem}`, () => this.zfs.mount(filesystem));
+  }
+
+  /** Before the commit: a copy that would not fit the configured quota is refused (and rolled back). */
+  private async checkHeadroom(filesystem: string): Promise<void> {
+    const quota = this.limits.filter(([k]) => k === 'quota' || k === 'refquota').map(([k, v]) => [k, parseSize(v)] as const);
+    if (!quota.some(([, bytes]) => bytes !== undefined)) return;
+    const used = await this.zfs.usedBytes(filesystem);
+    for (const [key, bytes] of quota) {
+      if (bytes !== undefined && used > bytes) {
+        throw new RefusedError(`the new filesystem would be over its ${key}: the copy uses ${used} bytes, ${key} is ${this.opts.properties[key]} (${bytes} bytes)`, { permanent: true });
+      }
+    }
+  }
+
+  /**
+   * (STAGE.commit) Checks the copy fits the configured quota, moves the original into the holding
+   * directory, records the commit point, sets the limits, and only then puts the dataset at the
+   * original path.
+   */
+  async swap(job: Job): Promise<void> {
+    const filesystem = this.datasetOf(job);
+    if (job.dryRun) {
+      const { aside } = jobPaths(job.root.rootdir, job.name);
+      await job.step('move-aside', `move the original into the holding directory (${quoteName(aside)})`, async () => undefined);
+      await job.step('make-mountpoint', `make the mountpoint ${quoteName(job.path)} (root's, empty)`, async () => undefined);
+      await job.step('mount-in-place', `mount ${filesystem} at ${quoteName(job.path)}`, async () => undefined);
+      return;
+    }
+    const ds = await this.zfs.get(filesystem);
+    if (!ds) throw new Error(`${filesystem} has disappeared`);
+    if (!job.record.committed && !isCommitted(ds)) {
+      await this.commit(job, filesystem, ds);
+    } else if (!job.record.committed) {
+      await job.commit();
+    }
+    // The limits hold from the commit on, before the dataset is mounted where users write: a
+    // held original never keeps it unlimited. A late change that no longer fits is not
+    // caught up: the verification cannot pass, and the original is kept (rsync says so).
+    await this.setLimits(job, filesystem);
+    await this.putInPlace(job, filesystem, await this.asideOf(job));
+  }
+
+  /** Up to the commit point: the original moved aside (identity-checked), root's empty mountpoint made, the commit recorded. */
+  private async commit(job: Job, filesystem: string, ds: DatasetInfo): Promise<void> {
+    const { aside } = jobPaths(job.root.rootdir, job.name);
+    await this.checkHeadroom(filesystem);
+    if (ds.state === 'staging') {
+      await job.step('mark', `mark ${filesystem} as swapping`, async () => {
+        await this.zfs.setAll(filesystem, { [PROP_ASIDE]: aside, [PROP_STATE]: 'swapping' });
+      });
+    }
+    await job.set({ aside });
+    const identity = job.record.identity ?? ds.origin;
+    if (!identity) throw new Error('the original directory was never identified');
+    if (!(await exists(aside))) {
+      await job.step('move-aside', `move the original into the holding directory (${quoteName(aside)})`, async () => {
+        await assertSameDirectory(job.path, identity);
+        await rename(job.path, aside);
+        if (!sameIdentity(await identityOf(aside), identity)) {
+          await rename(aside, job.path);
+          throw new RefusedError(`${quoteName(job.path)} changed under us while being moved; put back`);
+        }
+      });
+    } else if (!sameIdentity(await identityOf(aside), identity)) {
+      throw new Error(`${quoteName(aside)} is not the recorded original; left alone`);
+    }
+    // The mountpoint, made by root at once: in the instant the path was free, anything a user
+    // made there (a symbolic link included) stops the job before its commit point.
+    await job.step('make-mountpoint', `make the mountpoint ${quoteName(job.path)} (root's, empty)`, async () => {
+      const place = await makeMountpoint(job.root.rootdir, job.path);
+      if ('problem' in place) {
+        throw new Error(`${quoteName(job.path)} was made again while the original was being moved aside (${place.problem.why}); keeping both (the original at ${quoteName(aside)}): move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover'`);
+      }
+    });
+    // The commit point, recorded before the dataset is made visible: from here on users may
+    // write into it, so it is only ever finished, never rolled back.
+    await job.commit();
+    await job.step('mark', `mark ${filesystem} as committed (swapped)`, () => this.zfs.set(filesystem, PROP_STATE, 'swapped'));
+  }
+
+  /** Sets quota, refquota, reservation and refreservation; one that cannot be set is reported, never fatal past the commit. */
+  private async setLimits(job: Job, filesystem: string): Promise<void> {
+    // Once each, at the commit: a recovery never sets back a limit an administrator has raised since.
+    const done = job.record.steps.filter((s) => s.phase === 'swap' && s.step === 'limit' && s.state === 'done').length;
+    for (const [key, value] of this.limits.slice(done)) {
+      await job.step('limit', `set ${key}=${value} on ${filesystem}`, async () => {
+        try {
+          await this.zfs.set(filesystem, key, value);
+        } catch (error) {
+          // Past the commit (users may already have written more, or the pool has no room for a
+          // reservation): reported with the command to run, not a reason to leave the job unfinished.
+          job.log.error(`could not set ${key}=${value} on ${filesystem}: ${(error as Error).message.split('\n')[0]}; set it by hand once there is room: zfs set ${key}=${value} ${filesystem}`);
+        }
+      });
+    }
+  }
+
+  /** After the commit: the dataset mounted at the original path, or a message that says exactly what to do. */
+  private async putInPlace(job: Job, filesystem: string, aside: string | undefined): Promise<void> {
+    const ds = await this.zfs.get(filesystem);
+    if (!ds) throw new Error(`${filesystem} has disappeared`);
+    if (ds.mounted && ds.mountpoint === job.path) return;
+    const staging = jobPaths(job.root.rootdir, job.name).staging;
+    if (ds.mounted && ds.mountpoint !== staging && ds.mountpoint !== job.path) {
+      throw new Error(`${filesystem} is mounted at ${quoteName(ds.mountpoint)}, not at ${quoteName(job.path)}; it was left as it is`);
+    }
+    // Something made at the path (before or in the instant of the mount) is never hidden under
+    // it, and nothing is mounted through what a user put there (mount(2) follows links).
+    const inTheWay = (problem?: MountpointProblem): Error =>
+      new Error(
+        `${quoteName(job.path)} ${problem === undefined || problem.kind === 'not-empty' ? 'was made again and is not empty' : `is in the way (${problem.why})`}; keeping both: ${filesystem} (the converted data) stays unmounted at that path` +
+          `${aside ? ` and the original at ${quoteName(aside)}` : ''}; move ${quoteName(job.path)} out of the way (mv -- ${quoteName(job.path)} ${quoteName(`${job.path}.moved`)}), then run 'zfs-dynamic-creator recover'`,
+      );
+    const place = await makeMountpoint(job.root.rootdir, job.path);
+    if ('problem' in place) throw inTheWay(place.problem);
+    await job.step('mount-in-place', `mount ${filesystem} at ${quoteName(job.path)}`, async () => {
+      try {
+        const problem = await checkMountpoint(job.root.rootdir, job.path, place.identity);
+        if (problem !== undefined) throw inTheWay(problem);
+        if (ds.mountpoint !== job.path) await this.zfs.inherit(filesystem, 'mountpoint');
+        let now = await this.zfs.get(filesystem);
+        if (now && !now.mounted) {
+          await this.zfs.mount(filesystem);
+          now = await this.zfs.get(filesystem);
+        }
+        if (!now?.mounted || now.mountpoint !== job.path || !(await mountedAt(job.path, job.root.rootdir))) {
+          throw new Error(`${filesystem} did not mount at ${quoteName(job.path)}`);
+        }
+      } catch (error) {
+        if (!(await emptyOrAbsent(job.path))) throw inTheWay();
+        throw error;
+      }
+    });
+  }
+
+  /** (STAGE.finish) Once the original is gone: the staging directory removed, readonly, snapshot, marked live. */
+  async cleanup(job: Job): Promise<void> {
+    const filesystem = this.datasetOf(job);
+    for (const staging of this.stagingDirs(job)) {
+      if (job.dryRun || (await exists(staging))) {
+        await job.step('remove-staging-dir', `remove the empty staging mountpoint ${quoteName(staging)}`, () => removeEmptyDir(staging));
+      }
+      if (job.dryRun) break;
+    }
+    const aside = job.dryRun ? undefined : await this.asideOf(job);
+    if (aside !== undefined) throw new Error(`the original is still at ${quoteName(aside)}; not marking ${filesystem} live`);
+    // Finished: the original is gone and the copy was verified before it was removed. readonly
+    // first, so that the snapshot holds exactly what stays; without readonly, users may be
+    // writing while it is taken (it is atomic: it holds what was written up to that instant).
+    // Both are safe to run again (recovery after a crash between them): readonly=on is set
+    // again, and a snapshot already there (only this job makes one on its new dataset) is kept.
+    if (this.opts.readonly) {
+      await job.step('readonly', `set readonly=on on ${filesystem} (a finished run: nobody can write to it any more)`, () => this.zfs.set(filesystem, 'readonly', 'on'));
+    }
+    if (this.opts.snapshot !== undefined) {
+      const snapshot = `${filesystem}@${this.opts.snapshot}`;
+      await job.step('snapshot', `snapshot ${snapshot}`, async () => {
+        if (await this.zfs.snapshotExists(snapshot)) job.log.info(`${snapshot} is already there (made by an earlier run of this job); kept`);
+        else await this.zfs.snapshot(snapshot);
+      });
+    }
+    await job.step('mark', `mark ${filesystem} live`, async () => {
+      // Its history first (PROP_HISTORY says what each means), then the state that says it is done.
+      await this.zfs.setAll(filesystem, { ...historyOf(job), [PROP_STATE]: 'live' });
+      await this.zfs.inherit(filesystem, PROP_ASIDE);
+    });
+  }
+
+  /** Only before the commit point: the original moved back, the dataset destroyed when it provably holds nothing but a copy. */
+  async rollback(job: Job): Promise<void> {
+    const filesystem = this.datasetOf(job);
+    const ds = await this.zfs.get(filesystem);
+    if (job.record.committed || isCommitted(ds) || (ds?.mounted && ds.mountpoint === job.path)) {
+      throw new Error(`${filesystem} passed its commit point; it is finished by 'zfs-dynamic-creator recover', never undone`);
+    }
+    const identity = job.record.identity ?? ds?.origin;
+    const aside = await this.asideOf(job);
+    if (aside !== undefined) {
+      // The tool's own empty mountpoint (made after the move aside) goes first.
+      if (!(await removeOwnMountpoint(job.path))) {
+        throw new Error(
+          `both the original (kept at ${quoteName(aside)}) and a new ${quoteName(job.path)} exist; keeping both: move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover' (it moves the original back)`,
+        );
+      }
+      if (!sameIdentity(await identityOf(aside), identity)) {
+        throw new Error(`${quoteName(aside)} is not the recorded original directory; left alone`);
+      }
+      await job.step('move-back', `move the original back from ${quoteName(aside)}`, () => rename(aside, job.path));
+    }
+    if (ds && (ds.state === 'staging' || ds.state === 'swapping')) {
+      // Destroyed only when it provably holds nothing but a copy: never mounted at the
+      // original path (its state says so) and the original back at its path, the same directory.
+      if (!sameIdentity(await identityOf(job.path), identity)) {
+        throw new Error(`the original directory is not at ${quoteName(job.path)} with its recorded identity; ${filesystem} (a copy) is kept`);
+      }
+      await job.step('destroy', `destroy ${filesystem}, which held only a copy`, () => this.zfs.destroy(filesystem));
+    }
+    for (const staging of this.stagingDirs(job)) {
+      if (await exists(staging)) await job.step('remove-staging-dir', `remove the staging mountpoint ${quoteName(staging)}`, () => removeEmptyDir(staging));
+    }
+  }
+
+  /** Recovery: the dataset's own record of the commit (its state property). */
+  async assess(job: Job): Promise<Assessment> {
+    const filesystem = this.datasetOf(job);
+    const ds = await this.zfs.get(filesystem);
+    const aside = await this.asideOf(job);
+    const staging = jobPaths(job.root.rootdir, job.name).staging;
+    let stagingThere = false;
+    for (const dir of this.stagingDirs(job)) stagingThere ||= await exists(dir);
+    const ours = ds !== undefined && ds.state !== undefined;
+    const fields = { filesystem, staging, ...(aside !== undefined ? { aside } : {}), ...(job.record.identity === undefined && ds?.origin ? { identity: ds.origin } : {}) };
+    if (!ours && aside === undefined && !stagingThere) return { committed: false, nothingLeft: true, fields };
+    return { committed: isCommitted(ds), fields };
+  }
+}
