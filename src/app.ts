@@ -165,5 +165,3 @@ function canonicalDir(path: string): string {
     return path;
   }
 }
-
-export { validateConfig };

@@ -86,14 +86,25 @@ export function manPage(program: Command = buildProgram(() => undefined)): strin
     ...examplesAndExits(COMMAND_HELP[''], (t) => `.SS ${t}`),
     '.SH COMMANDS',
   );
-  for (const command of commands) {
-    lines.push(`.SS "${roff(help.commandUsage(command))}"`, roff(help.commandDescription(command)));
-    const args = arguments_(command);
-    if (args.length > 0) lines.push('.PP', '.B Arguments:', ...args);
-    lines.push('.PP', '.B Options:', ...options(command));
-    lines.push(...examplesAndExits(COMMAND_HELP[command.name()], (t) => `.PP\n.B ${t}:`));
-  }
-  lines.push(
+  for (const command of commands) lines.push(...commandSection(command));
+  lines.push(...closingSections());
+  return `${lines.join('\n')}\n`;
+}
+
+/** One command: usage, description, arguments, options, examples and exit codes. */
+function commandSection(command: Command): string[] {
+  const help = command.createHelp();
+  const lines = [`.SS "${roff(help.commandUsage(command))}"`, roff(help.commandDescription(command))];
+  const args = arguments_(command);
+  if (args.length > 0) lines.push('.PP', '.B Arguments:', ...args);
+  lines.push('.PP', '.B Options:', ...options(command));
+  lines.push(...examplesAndExits(COMMAND_HELP[command.name()], (t) => `.PP\n.B ${t}:`));
+  return lines;
+}
+
+/** EXIT STATUS, LOGGING, FILES, ENVIRONMENT, SEE ALSO. */
+function closingSections(): string[] {
+  return [
     '.SH EXIT STATUS',
     '.TP',
     '.B 0',
@@ -142,8 +153,7 @@ export function manPage(program: Command = buildProgram(() => undefined)): strin
     roff('set by systemd; when it names stderr, log lines carry journal priorities'),
     '.SH SEE ALSO',
     roff('zfs(8), rsync(1), exportfs(8), incrontab(5), systemd.service(5), systemd.exec(5); README.md and the docs/ directory of the package.'),
-  );
-  return `${lines.join('\n')}\n`;
+  ];
 }
 
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;

@@ -17,6 +17,7 @@ import { resolve } from 'node:path';
 import type { App } from '../app.js';
 import { BusyError, ConfigError, RootEngine, RootGoneError, Slots, oneLine, writeStdout, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
 import { acquireLock, type Lock } from '../core/lock.js';
+import { stopOnSignals } from '../core/stop.js';
 import { JobQueue } from '../daemon/queue.js';
 import { runItem, sweepItems } from '../daemon/sweeper.js';
 import { jsonText } from './envelope.js';
@@ -193,16 +194,12 @@ export function summaryLines(summaries: readonly SweepSummary[], dryRun: boolean
 
 export async function reconcile(app: App, options: { json: boolean; summary?: boolean; root?: string }): Promise<number> {
   const engines = enginesFor(app, options.root);
-  const stop = new AbortController();
+  const stop = stopOnSignals({
+    say: (signal) => engines[0]?.log.notice(`${signal}: stopping; no new job starts, running jobs roll back or are left for recovery`),
+    again: 'ignore',
+  });
   // Every job in flight (up to watch.maxJobs) and its waits listen on this one signal: no warning at 11.
   setMaxListeners(0, stop.signal);
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stop.signal.aborted) return;
-    engines[0]?.log.notice(`${signal}: stopping; no new job starts, running jobs roll back or are left for recovery`);
-    stop.abort();
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
   const summaries: SweepSummary[] = [];
   try {
     for (const engine of engines) {
@@ -229,8 +226,7 @@ export async function reconcile(app: App, options: { json: boolean; summary?: bo
       }
     }
   } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+    stop.off();
   }
   const dryRun = engines.some((e) => e.context.dryRun);
   if (options.json) {

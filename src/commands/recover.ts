@@ -1,14 +1,31 @@
 /** recover: finish (after the commit) or undo (before it) every interrupted job of every root. */
-import type { App } from '../app.js';
-import { RootGoneError, oneLine, writeStdout, type RecoveryResult, type RootEngine, type Survey } from '../core/index.js';
+import { App, DEFAULT_PLUGINS, type GlobalOptions } from '../app.js';
+import { DEFAULT_STATE_DIR, RootGoneError, loadConfig, logToStderr, oneLine, writeStdout, type Config, type RecoveryResult } from '../core/index.js';
 import { jsonText } from './envelope.js';
 import { outcomeLabel } from './reconcile.js';
+import { EXIT, withApp } from './shared.js';
 
-export type { RecoveryResult };
-
-/** Interrupted jobs of one root (see RootEngine.recoverRoot). */
-export function recoverRoot(engine: RootEngine, signal?: AbortSignal, survey?: Survey): Promise<RecoveryResult[]> {
-  return engine.recoverRoot(signal, survey);
+/**
+ * The command: the config's roots, and every root an interrupted job recorded in the journal
+ * that the config does not list (one used only through the original command line), with its
+ * plugins. Without a config, records whose root is not the one their id was made from are named
+ * and left alone (exit 1).
+ */
+export async function recoverCommand(options: GlobalOptions, o: { json?: boolean; summary?: boolean }): Promise<number> {
+  const file = await loadConfig(options.config, DEFAULT_PLUGINS);
+  const stateDir = file?.stateDir ?? process.env.ZFS_DYNAMIC_CREATOR_STATE_DIR ?? DEFAULT_STATE_DIR;
+  const untrusted = file === undefined ? await App.untrustedRecords(stateDir) : [];
+  for (const line of untrusted) {
+    logToStderr('error', line);
+    if (!o.json) writeStdout(`${'failed'.padEnd(11)} ${line}\n`);
+  }
+  const given: Config | undefined = await App.fromJournal(stateDir, file);
+  if (given === undefined) {
+    if (untrusted.length === 0 && !o.summary) writeStdout(o.json ? jsonText('recover', { config: null, results: [] }) : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
+    return untrusted.length > 0 ? EXIT.failed : EXIT.ok;
+  }
+  const code = await withApp(options, (app) => recover(app, { json: o.json ?? false, summary: o.summary ?? false }), given);
+  return untrusted.length > 0 ? EXIT.failed : code;
 }
 
 /** A root recover found gone: its jobs wait; `newly`: this run is the first to meet it. */
@@ -32,7 +49,7 @@ export async function recover(app: App, options: { json: boolean; summary?: bool
   const refused: { rootdir: string; message: string }[] = [];
   for (const engine of app.engines) {
     try {
-      results.push(...(await recoverRoot(engine)));
+      results.push(...(await engine.recoverRoot()));
     } catch (error) {
       if (!(error instanceof RootGoneError)) {
         engine.log.error(oneLine(error), { step: 'recover' });

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT, buildProgram } from '../../src/program.js';
+import { buildProgram } from '../../src/program.js';
+import { EXIT } from '../../src/commands/shared.js';
 import { CLI, PROJECT } from '../helpers/zfs.js';
 
 const UNITS = join(PROJECT, 'contrib', 'systemd');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PluginSpec } from '../../src/core/types.js';
-import { isDirectoryCreation, legacyConfig, withPluginOptions } from '../../src/legacy.js';
+import { isDirectoryCreation, originalConfig, withPluginOptions } from '../../src/commands/original-cli.js';
 
 describe('the original command line', () => {
   it('acts only on IN_CREATE with IN_ISDIR', () => {
@@ -11,7 +11,7 @@ describe('the original command line', () => {
   });
 
   it('maps the flags onto plugin options', () => {
-    const c = legacyConfig('zpool/runs', '/zpool/runs/', { delay: 30, addExport: true, onlyDirsMatching: '^\\d+$' }, undefined);
+    const c = originalConfig('zpool/runs', '/zpool/runs/', { delay: 30, addExport: true, onlyDirsMatching: '^\\d+$' }, undefined);
     expect(c.source).toBe('command line');
     expect(c.roots[0]!.rootdir).toBe('/zpool/runs');
     expect(c.roots[0]!.plugins).toEqual([
@@ -25,10 +25,10 @@ describe('the original command line', () => {
   });
 
   it('keeps a config file root and its options, flags on top', () => {
-    const file = legacyConfig('zpool/runs', '/zpool/runs', {}, undefined);
+    const file = originalConfig('zpool/runs', '/zpool/runs', {}, undefined);
     const plugins: PluginSpec[] = [['nfs-exports', { mode: 'drop-in' }], 'zfs'];
     const withFile = { ...file, source: '/etc/zfs-dynamic-creator/config.yaml', roots: [{ ...file.roots[0]!, plugins }] };
-    const c = legacyConfig('zpool/runs', '/zpool/runs', { addRemoveAllExports: true }, withFile);
+    const c = originalConfig('zpool/runs', '/zpool/runs', { addRemoveAllExports: true }, withFile);
     expect(c.roots[0]!.plugins).toEqual([['nfs-exports', { mode: 'drop-in', removeStale: true }], 'zfs']);
   });
 
