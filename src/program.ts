@@ -42,6 +42,7 @@ import {
   type Outcome,
   type OutcomeKind,
 } from './core/index.js';
+import { runtimeNote } from './core/embedded.js';
 import { isDirectoryCreation, legacyConfig } from './legacy.js';
 import { DEFAULT_PLUGINS } from './app.js';
 import { listPlugins, optionLines, pluginRows } from './commands/list-plugins.js';
@@ -321,7 +322,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   program.helpCommand(false);
   program
     .name('zfs-dynamic-creator')
-    .version(ownVersion(), '-V, --version')
+    .version(`${ownVersion()}${runtimeNote()}`, '-V, --version')
     .description('Turn each directory that appears under a watched root into its own ZFS filesystem, without losing a byte.')
     .enablePositionalOptions()
     .passThroughOptions()

@@ -14,6 +14,7 @@ import { ConfigError, oneLine, unknownKey } from './errors.js';
 import { CONTRACT, HOOK_ORDER, type HookName } from './contract.js';
 import type { Hooks } from './hooks.js';
 import { assertTrusted } from './trust.js';
+import { embeddedProgram } from './embedded.js';
 import { optionsOwner, type PluginOrigin } from './config.js';
 import type { Logger, PluginDefinition, PluginSpec, RootInfo } from './types.js';
 
@@ -44,6 +45,8 @@ function builtinEntry(name: string): string | undefined {
 }
 
 export function builtinNames(): string[] {
+  const embedded = embeddedProgram();
+  if (embedded) return [...embedded.plugins.keys()].sort();
   try {
     return readdirSync(BUILTIN_DIR).filter((n) => builtinEntry(n) !== undefined).sort();
   } catch {
@@ -56,6 +59,7 @@ const require_ = createRequire(import.meta.url);
 let projectVersion: string | undefined;
 /** This program's version (from its package.json). */
 export function ownVersion(): string {
+  projectVersion ??= embeddedProgram()?.version;
   if (projectVersion === undefined) {
     for (const candidate of [join(here, '..', '..', 'package.json'), join(here, '..', '..', '..', 'package.json')]) {
       if (existsSync(candidate)) {
@@ -71,9 +75,13 @@ interface Resolved {
   readonly file: string;
   readonly source: PluginSource;
   readonly packageVersion?: string;
+  /** A builtin of the self-contained program: its definition, from the executable itself. */
+  readonly embedded?: unknown;
 }
 
 function resolveSpec(name: string, baseDir: string): Resolved {
+  const embedded = embeddedProgram()?.plugins;
+  if (embedded?.has(name)) return { file: `${process.execPath}:plugins/${name}`, source: 'builtin', embedded: embedded.get(name) };
   const builtin = builtinEntry(name);
   if (builtin) return { file: builtin, source: 'builtin' };
   if (name.startsWith('.') || isAbsolute(name)) {
@@ -144,8 +152,10 @@ async function importPlugin(name: string, at: string, baseDir: string): Promise<
   } catch (error) {
     throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);
   }
+  if (resolved.embedded !== undefined) return { resolved, definition: resolved.embedded };
   // Refused before it is imported: importing a module runs it.
   const real = await assertTrusted(resolved.file, 'file', `${at}: plugin "${name}"${resolved.file === name ? '' : ` (${resolved.file})`}`);
+  embeddedProgram()?.beforeImport?.();
   try {
     const mod = (await import(pathToFileURL(real).href)) as { default?: unknown };
     return { resolved, definition: mod.default ?? mod };
