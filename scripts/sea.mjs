@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
+import process from 'node:process';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 
