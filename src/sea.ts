@@ -6,9 +6,12 @@
  * Its builtins come from the executable (src/core/embedded.ts). A site plugin is still imported
  * from its trusted place on disk (src/core/loader.ts), and its `import … from
  * 'zfs-dynamic-creator'` resolves to this very program's API, through module hooks registered
- * before the first such import (none at all for a run that loads only builtins).
+ * before the first such import (none at all for a run that loads only builtins). The main script
+ * is compiled from V8's code cache (start-up), which leaves it no import() of its own: a plugin
+ * is imported through a one-line script that uses Node's default loader.
  */
 import { register } from 'node:module';
+import { Script, constants } from 'node:vm';
 import * as api from './index.js';
 import { embed } from './core/embedded.js';
 import { main, routeProcessWarnings } from './program.js';
@@ -31,17 +34,20 @@ function hooksSource(names: readonly string[]): string {
   ].join('\n');
 }
 
-let registered = false;
-function resolveApi(): void {
-  if (registered) return;
-  registered = true;
-  (globalThis as Record<symbol, unknown>)[Symbol.for(GLOBAL)] = api;
-  register(`data:text/javascript,${encodeURIComponent(hooksSource(Object.keys(api)))}`);
+let importer: ((url: string) => Promise<unknown>) | undefined;
+/** import(url), the API's resolver registered first. */
+function importModule(url: string): Promise<unknown> {
+  if (importer === undefined) {
+    (globalThis as Record<symbol, unknown>)[Symbol.for(GLOBAL)] = api;
+    register(`data:text/javascript,${encodeURIComponent(hooksSource(Object.keys(api)))}`);
+    importer = new Script('(url) => import(url)', { importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER }).runInThisContext() as (url: string) => Promise<unknown>;
+  }
+  return importer(url);
 }
 
 /** Called by the bundle's generated entry with the version and the builtins it holds. */
 export async function seaMain(version: string, plugins: ReadonlyMap<string, unknown>): Promise<void> {
-  embed({ version, plugins, beforeImport: resolveApi });
+  embed({ version, plugins, importModule });
   routeProcessWarnings(process.env.ZFS_DYNAMIC_CREATOR_WARNINGS === 'error' ? 'error' : 'debug');
   process.exitCode = await main(process.argv.slice(2));
 }

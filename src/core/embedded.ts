@@ -7,8 +7,8 @@ export interface Embedded {
   readonly version: string;
   /** Builtin name → its module's default export. */
   readonly plugins: ReadonlyMap<string, unknown>;
-  /** Called before a plugin is imported from disk (the self-contained program's resolver for 'zfs-dynamic-creator'). */
-  readonly beforeImport?: () => void;
+  /** Imports a plugin from disk (a SEA's main script has no import() of its own). */
+  readonly importModule: (url: string) => Promise<unknown>;
 }
 
 let embedded: Embedded | undefined;

@@ -155,9 +155,9 @@ async function importPlugin(name: string, at: string, baseDir: string): Promise<
   if (resolved.embedded !== undefined) return { resolved, definition: resolved.embedded };
   // Refused before it is imported: importing a module runs it.
   const real = await assertTrusted(resolved.file, 'file', `${at}: plugin "${name}"${resolved.file === name ? '' : ` (${resolved.file})`}`);
-  embeddedProgram()?.beforeImport?.();
   try {
-    const mod = (await import(pathToFileURL(real).href)) as { default?: unknown };
+    const url = pathToFileURL(real).href;
+    const mod = (await (embeddedProgram()?.importModule(url) ?? import(url))) as { default?: unknown };
     return { resolved, definition: mod.default ?? mod };
   } catch (error) {
     throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);
