@@ -2,7 +2,8 @@
 # Installs and starts what zfs-dynamic-creator and its tests need on a Debian or
 # Ubuntu machine, as root. Idempotent: run it as often as you like.
 #   ZFS: the kernel's OpenZFS when the module is there, else zfs-fuse.
-#   rsync, exportfs (nfs-kernel-server), incron, rsyslog, logger, systemd-analyze, groff, man, npm packages.
+#   rsync, exportfs (nfs-kernel-server), incron, rsyslog, logger, systemd-analyze, groff, man,
+#   dpkg-dev, lintian, promtool (the Debian package's build and checks), npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,9 @@ if ! kernel_zfs; then packages+=(zfs-fuse); elif ! command -v zfs >/dev/null; th
 # systemd-analyze (verify, security) for the tests of contrib/systemd; groff and man for the man page's.
 command -v systemd-analyze >/dev/null || packages+=(systemd)
 packages+=(groff-base man-db)
+# The Debian package's build and checks (scripts/package-deb.mjs, test/integration/deb.test.ts):
+# dpkg-deb, dpkg-shlibdeps and strip; lintian; promtool (in Debian's prometheus package).
+packages+=(dpkg-dev binutils lintian prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -24,6 +24,7 @@ import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { GlobalOptions } from './app.js';
 import { ConfigError, ignoreBrokenPipes, oneLine, ownVersion, writeStderr, writeStdout } from './core/index.js';
+import { runtimeNote } from './core/embedded.js';
 import { handle } from './commands/handle.js';
 import { listPlugins } from './commands/list-plugins.js';
 import { original, type OriginalFlags } from './commands/original-cli.js';
@@ -194,7 +195,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   program.helpCommand(false);
   program
     .name('zfs-dynamic-creator')
-    .version(ownVersion(), '-V, --version')
+    .version(`${ownVersion()}${runtimeNote()}`, '-V, --version')
     .description('Turn each directory that appears under a watched root into its own ZFS filesystem, without losing a byte.')
     .enablePositionalOptions()
     .passThroughOptions()

@@ -14,6 +14,7 @@ import { ConfigError, oneLine, unknownKey } from './errors.js';
 import { CONTRACT, HOOK_ORDER, type HookName } from './contract.js';
 import type { Hooks } from './hooks.js';
 import { assertTrusted } from './trust.js';
+import { embeddedProgram } from './embedded.js';
 import { optionsOwner, type PluginOrigin } from './config.js';
 import type { Logger, PluginDefinition, PluginSpec, RootInfo } from './types.js';
 import { ownVersion } from './version.js';
@@ -45,6 +46,8 @@ function builtinEntry(name: string): string | undefined {
 }
 
 export function builtinNames(): string[] {
+  const embedded = embeddedProgram();
+  if (embedded) return [...embedded.plugins.keys()].sort();
   try {
     return readdirSync(BUILTIN_DIR).filter((n) => builtinEntry(n) !== undefined).sort();
   } catch {
@@ -58,9 +61,13 @@ interface Resolved {
   readonly file: string;
   readonly source: PluginSource;
   readonly packageVersion?: string;
+  /** A builtin of the self-contained program: its definition, from the executable itself. */
+  readonly embedded?: unknown;
 }
 
 function resolveSpec(name: string, baseDir: string): Resolved {
+  const embedded = embeddedProgram()?.plugins;
+  if (embedded?.has(name)) return { file: `${process.execPath}:plugins/${name}`, source: 'builtin', embedded: embedded.get(name) };
   const builtin = builtinEntry(name);
   if (builtin) return { file: builtin, source: 'builtin' };
   if (name.startsWith('.') || isAbsolute(name)) {
@@ -131,10 +138,12 @@ async function importPlugin(name: string, at: string, baseDir: string): Promise<
   } catch (error) {
     throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);
   }
+  if (resolved.embedded !== undefined) return { resolved, definition: resolved.embedded };
   // Refused before it is imported: importing a module runs it.
   const real = await assertTrusted(resolved.file, 'file', `${at}: plugin "${name}"${resolved.file === name ? '' : ` (${resolved.file})`}`);
   try {
-    const mod = (await import(pathToFileURL(real).href)) as { default?: unknown };
+    const url = pathToFileURL(real).href;
+    const mod = (await (embeddedProgram()?.importModule(url) ?? import(url))) as { default?: unknown };
     return { resolved, definition: mod.default ?? mod };
   } catch (error) {
     throw new ConfigError(`${at}: cannot load plugin "${name}": ${oneLine(error)}`);

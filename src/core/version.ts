@@ -2,12 +2,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { embeddedProgram } from './embedded.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
 let projectVersion: string | undefined;
 /** This program's version (from its package.json). */
 export function ownVersion(): string {
+  projectVersion ??= embeddedProgram()?.version;
   if (projectVersion === undefined) {
     for (const candidate of [join(here, '..', '..', 'package.json'), join(here, '..', '..', '..', 'package.json')]) {
       if (existsSync(candidate)) {

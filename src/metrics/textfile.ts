@@ -18,7 +18,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listRefusals } from '../core/refusals.js';
-import { acquireLock, writeFileAtomic, type JobObserver, type JobProgress, type JobRecord, type Outcome, type OutcomeKind } from '../core/index.js';
+import { Journal } from '../core/journal.js';
+import { acquireLock, isLocked, writeFileAtomic, type JobObserver, type JobProgress, type JobRecord, type Outcome, type OutcomeKind } from '../core/index.js';
 
 export const PREFIX = 'zfs_dynamic_creator';
 /**
@@ -132,11 +133,31 @@ function number(n: number): string {
   return Number.isFinite(n) ? String(n) : n > 0 ? '+Inf' : n < 0 ? '-Inf' : 'NaN';
 }
 
+/** Jobs in the journal that no process works on (interrupted, or failed mid-way), per root. */
+export interface Interrupted {
+  readonly count: number;
+  /** Epoch seconds of the oldest one's last journal write: since when it waits for recovery. */
+  readonly oldest: number;
+}
+
+/** The journal's jobs whose lock no process holds, per root (as `status` tells them apart). */
+export async function interruptedJobs(stateDir: string): Promise<Map<string, Interrupted>> {
+  const out = new Map<string, Interrupted>();
+  for (const record of await new Journal(stateDir).list()) {
+    if (await isLocked(stateDir, record.id)) continue;
+    const at = Math.floor(Date.parse(record.updatedAt) / 1000);
+    const seen = out.get(record.rootdir);
+    out.set(record.rootdir, { count: (seen?.count ?? 0) + 1, oldest: Math.min(seen?.oldest ?? at, Number.isFinite(at) ? at : 0) });
+  }
+  return out;
+}
+
 /**
  * The .prom text (Prometheus text exposition format 0.0.4). `alive`: whether the daemon's pid
- * still runs; `refused`: remembered refusals per root (src/core/refusals.ts).
+ * still runs; `refused`: remembered refusals per root (src/core/refusals.ts); `interrupted`: the
+ * journal's jobs no process works on.
  */
-export function renderMetrics(state: MetricsState, alive: (pid: number) => boolean = pidAlive, refused: ReadonlyMap<string, number> = new Map()): string {
+export function renderMetrics(state: MetricsState, alive: (pid: number) => boolean = pidAlive, refused: ReadonlyMap<string, number> = new Map(), interrupted: ReadonlyMap<string, Interrupted> = new Map()): string {
   const out: string[] = [];
   const family = (name: string, type: 'counter' | 'gauge' | 'histogram', help: string): void => {
     out.push(`# HELP ${PREFIX}_${name} ${help}`, `# TYPE ${PREFIX}_${name} ${type}`);
@@ -162,6 +183,10 @@ export function renderMetrics(state: MetricsState, alive: (pid: number) => boole
   for (const r of roots) out.push(`${PREFIX}_last_success_timestamp_seconds{${root(r)}} ${number(state.roots[r]!.lastSuccess ?? 0)}`);
   family('refused_directories', 'gauge', "Directories refused for a reason only a change to the directory or the config lifts (a name ZFS forbids, over the quota): remembered, not retried, not counted as failures; 'status' lists them.");
   for (const r of [...new Set([...roots, ...refused.keys()])].sort()) out.push(`${PREFIX}_refused_directories{${root(r)}} ${number(refused.get(r) ?? 0)}`);
+  family('interrupted_jobs', 'gauge', "Jobs no process works on (interrupted, or failed mid-way), left for 'recover' or the next sweep; 'status' lists them.");
+  for (const r of [...new Set([...roots, ...interrupted.keys()])].sort()) out.push(`${PREFIX}_interrupted_jobs{${root(r)}} ${number(interrupted.get(r)?.count ?? 0)}`);
+  family('oldest_interrupted_job_timestamp_seconds', 'gauge', 'When the oldest of those jobs was last written to the journal, in seconds since the epoch; only for a root that has one. Alert on its age.');
+  for (const r of [...interrupted.keys()].sort()) out.push(`${PREFIX}_oldest_interrupted_job_timestamp_seconds{${root(r)}} ${number(interrupted.get(r)!.oldest)}`);
   family('last_sweep_timestamp_seconds', 'gauge', 'When a sweep of the root (reconcile, its timer, or the daemon) last ended, in seconds since the epoch; 0 if never. Alert on its age to learn that the timer or the daemon stopped sweeping.');
   for (const r of roots) out.push(`${PREFIX}_last_sweep_timestamp_seconds{${root(r)}} ${number(state.roots[r]!.lastSweep ?? 0)}`);
   // No "daemon_up": a file cannot say that its writer died. The heartbeat ages instead.
@@ -208,7 +233,7 @@ export class MetricsTextfile {
       // The counters are kept even when the textfile cannot be written: the next write shows them.
       const refused = new Map<string, number>();
       for (const r of await listRefusals(join(this.stateDir, 'refusals'))) refused.set(r.rootdir, (refused.get(r.rootdir) ?? 0) + 1);
-      await writeFileAtomic(this.textfile, renderMetrics(state, pidAlive, refused), 0o644).catch((error: unknown) => {
+      await writeFileAtomic(this.textfile, renderMetrics(state, pidAlive, refused, await interruptedJobs(this.stateDir)), 0o644).catch((error: unknown) => {
         throw new Error(`metrics textfile ${this.textfile} (config metrics.textfile) not written: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
       });
     } finally {

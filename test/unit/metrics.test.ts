@@ -77,6 +77,18 @@ describe('the textfile', () => {
     expect(sampleValue(dead, 'zfs_dynamic_creator_jobs', { state: 'waiting' })).toBe(0);
   });
 
+  it('shows the interrupted jobs of each root, and since when the oldest waits only where there is one', () => {
+    const state = emptyState();
+    recordOutcome(state, '/tank/runs', outcome('converted'), { files: 1, bytes: 1 });
+    const text = renderMetrics(state, () => false, new Map(), new Map([['/tank/other', { count: 2, oldest: 1_700_000_000 }]]));
+    const families = parseExposition(text);
+    expect(families.get('zfs_dynamic_creator_interrupted_jobs')?.type).toBe('gauge');
+    expect(sampleValue(families, 'zfs_dynamic_creator_interrupted_jobs', { root: '/tank/runs' })).toBe(0);
+    expect(sampleValue(families, 'zfs_dynamic_creator_interrupted_jobs', { root: '/tank/other' })).toBe(2);
+    expect(sampleValue(families, 'zfs_dynamic_creator_oldest_interrupted_job_timestamp_seconds', { root: '/tank/other' })).toBe(1_700_000_000);
+    expect(sampleValue(families, 'zfs_dynamic_creator_oldest_interrupted_job_timestamp_seconds', { root: '/tank/runs' })).toBeUndefined();
+  });
+
   it('escapes label values, and reads back its state dropping what is malformed', () => {
     expect(labelValue('a"b\\c\nd')).toBe('a\\"b\\\\c\\nd');
     const state = emptyState();
