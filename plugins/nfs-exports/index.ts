@@ -46,6 +46,7 @@ import {
   type Survey,
 } from '../../src/index.js';
 import { readState, replaceIf, sameState, writeAtomic, type FileState } from './cas.js';
+import { exportsDoctor } from './doctor.js';
 import { clientsOf, inheritableClients, normalizePath, parseClients, parseExports, planExports, undoOnTop, type Plan } from './exports.js';
 
 const NAME = 'nfs-exports';
@@ -106,6 +107,7 @@ export default definePlugin<Options>({
   description: 'exports each new filesystem over NFS (exports.d file, /etc/exports, or sharenfs)',
   options,
   apply(hooks, { options: opts, stateDir }) {
+    hooks.doctor.tapPromise(NAME, (checks, doctor) => exportsDoctor(checks, doctor, opts));
     const target = opts.mode === 'exports-file' ? opts.exportsFile : opts.dropInFile;
     const backup = `${target}${opts.backupSuffix}`;
     const exportsDir = dirname(opts.dropInFile);

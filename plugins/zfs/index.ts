@@ -42,6 +42,8 @@ import {
 } from '../../src/index.js';
 import { checkMountpoint, makeMountpoint, removeOwnMountpoint, type MountpointProblem } from './mountpoint.js';
 import { checkRoom } from './space.js';
+import { zfsDoctor } from './doctor.js';
+import { zfsHistory } from './history.js';
 import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, snapshotNameProblem, type DatasetInfo } from './zfs.js';
 
 const NAME = 'zfs';
@@ -163,6 +165,8 @@ export default definePlugin<Options>({
   description: 'creates the dataset, swaps it in by mountpoint, undoes or finishes interrupted jobs',
   options,
   apply(hooks, { options: opts, log, stateDir }) {
+    hooks.doctor.tapPromise(NAME, (checks, doctor) => zfsDoctor(checks, doctor, opts));
+    hooks.history.tapPromise(NAME, (entries, root) => zfsHistory(entries, root, opts.command));
     const zfs = new Zfs(opts.command, log, opts.busyAttempts, opts.busyFirstDelayMs, stateDir);
     // OpenZFS on Linux may mount over a non-empty directory (overlay=on), which would hide
     // whatever was created at the original path in the instant the dataset is mounted there.
