@@ -55,6 +55,8 @@ export type {
   StepWhen,
   Survey,
 } from './core/types.js';
+export { checkBinary, commandFailure, type BinarySpec, type CheckStatus, type DoctorCheck, type DoctorContext, type HistoryEntry, type HistoryField } from './core/reports.js';
+export { didYouMean } from './core/errors.js';
 
 // ---- errors, names in messages, logging -------------------------------------------------------------
 /** RefusedError: leave this directory alone (exit 2); TransientError: try again later; BusyError: someone else is on it. */

@@ -32,6 +32,7 @@
  */
 import { definePlugin, quoteName, type Job, type RootContext, type Survey } from '../../src/index.js';
 import { Sharenfs } from '../zfs/sharenfs.js';
+import { exportsDoctor } from './doctor.js';
 import { ExportsFile } from './exports-file.js';
 import { normalizePath } from './exports.js';
 import { options, type Options } from './options.js';
@@ -82,6 +83,7 @@ export default definePlugin<Options>({
   description: 'exports each new filesystem over NFS (exports.d file, /etc/exports, or sharenfs)',
   options,
   apply(hooks, { options: opts, stateDir }) {
+    hooks.doctor.tapPromise(NAME, (checks, doctor) => exportsDoctor(checks, doctor, opts));
     if (opts.mode === 'sharenfs') {
       const share = new Sharenfs(hooks, opts.sharenfs);
       hooks.prepare.tapPromise(NAME, (root) => share.prepare(root));

@@ -71,6 +71,7 @@ import { Manifest, ManifestWriter, manifestPath, removeManifest, setAsideManifes
 import { decide, decideBelowGone, difference, same, type Meta } from './threeway.js';
 import { CopyStalledError, watchProgress, type ProgressWatch } from './watchdog.js';
 import { checkRsync, type RsyncSafety } from './version.js';
+import { rsyncDoctor } from './doctor.js';
 
 const NAME = 'rsync';
 
@@ -280,6 +281,7 @@ export default definePlugin<Options>({
   description: 'copies the data in, catches up only the original\'s own changes, verifies, and removes the original only once verified',
   options,
   apply(hooks, { options: opts, stateDir }) {
+    hooks.doctor.tapPromise(NAME, (checks, doctor) => rsyncDoctor(checks, doctor, opts));
     const manifestOf = (job: Job): string => manifestPath(stateDir, job.id);
     /**
      * The baseline after the commit. A torn last line (a crash) is dropped; a damaged manifest is

@@ -14,6 +14,7 @@
 import { execa, type ResultPromise } from 'execa';
 import * as z from 'zod';
 import { definePlugin, inJournal, logToStderr, oneLineText, type LogLevel, type LogRecord } from '../../src/index.js';
+import { syslogDoctor } from './doctor.js';
 
 const NAME = 'syslog';
 
@@ -64,6 +65,7 @@ export default definePlugin<Options>({
   description: 'sends every step and outcome to syslog',
   options,
   apply(hooks, { options: opts }) {
+    hooks.doctor.tapPromise(NAME, (checks, doctor) => syslogDoctor(checks, doctor, opts));
     let child: ResultPromise | undefined;
     let broken = false;
     const start = (): ResultPromise | undefined => {

@@ -24,6 +24,8 @@
  * nfs-exports' mode sharenfs uses this plugin's zfs (sharenfs.ts).
  */
 import { STAGE, definePlugin } from '../../src/index.js';
+import { zfsDoctor } from './doctor.js';
+import { zfsHistory } from './history.js';
 import { options, type Options } from './options.js';
 import { ZfsPlugin } from './plugin.js';
 import { lendZfs } from './sharenfs.js';
@@ -37,6 +39,8 @@ export default definePlugin<Options>({
   apply(hooks, { options: opts, log, stateDir }) {
     const zfs = new ZfsPlugin(opts, log, stateDir);
     lendZfs(hooks, zfs.zfs);
+    hooks.doctor.tapPromise(NAME, (checks, doctor) => zfsDoctor(checks, doctor, opts));
+    hooks.history.tapPromise(NAME, (entries, root) => zfsHistory(entries, root, opts.command));
     hooks.prepare.tapPromise(NAME, (root) => zfs.prepare(root));
     hooks.survey.tapPromise(NAME, (survey, root) => zfs.survey(survey, root));
     hooks.filter.tapPromise(NAME, (job) => zfs.filter(job));

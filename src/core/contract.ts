@@ -77,7 +77,18 @@ export interface HookContract {
    * undefined when it keeps it. Checked on every tap (the error names the tap).
    */
   readonly check?: (value: unknown) => string | undefined;
+  /**
+   * Run by `doctor` (and check-config) or `history`, never by a job or a sweep: not among the
+   * hooks a plugin is listed as tapping (list-plugins shows its part in the lifecycle).
+   */
+  readonly report?: boolean;
 }
+
+/** The status of a doctor check: fail makes doctor exit 1 (and check-config refuse the config). */
+export const CHECK_STATUSES = ['ok', 'warn', 'info', 'fail'] as const;
+
+/** Keys a history field may not have: history's own, beside which the fields are shown. */
+export const HISTORY_KEYS = ['rootdir', 'dataset', 'mountpoint', 'converted'] as const;
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -92,6 +103,31 @@ function checkAssessment(value: unknown): string | undefined {
   if (value.nothingLeft !== undefined && typeof value.nothingLeft !== 'boolean') return expected;
   if (value.fields !== undefined && !isObject(value.fields)) return expected;
   return undefined;
+}
+
+const isText = (value: unknown): value is string => typeof value === 'string' && value !== '';
+const optionalString = (value: unknown): boolean => value === undefined || typeof value === 'string';
+const optionalWords = (value: unknown): boolean => value === undefined || (Array.isArray(value) && value.every((w) => typeof w === 'string'));
+
+/** The checks, each { name, status, message, fix? } (undefined leaves the list as it was). */
+function checkDoctor(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  const ok = (c: unknown): boolean =>
+    isObject(c) && isText(c.name) && (CHECK_STATUSES as readonly unknown[]).includes(c.status) && typeof c.message === 'string' && optionalWords(c.fix);
+  return Array.isArray(value) && value.every(ok) ? undefined : `expected an array of { name, status: ${CHECK_STATUSES.join('|')}, message, fix?: string[] }`;
+}
+
+/** The conversions, each { filesystem, mountpoint, converted, fields: [{ key, value, text? }] } with keys of its own. */
+function checkHistory(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  const field = (f: unknown): boolean =>
+    isObject(f) && isText(f.key) && !(HISTORY_KEYS as readonly unknown[]).includes(f.key) && (f.value === null || ['string', 'number'].includes(typeof f.value)) && optionalString(f.text);
+  const entry = (e: unknown): boolean =>
+    isObject(e) && isText(e.filesystem) && typeof e.mountpoint === 'string' && (e.converted === null || typeof e.converted === 'string') &&
+    Array.isArray(e.fields) && e.fields.every(field) && new Set(e.fields.map((f: { key: string }) => f.key)).size === e.fields.length;
+  return Array.isArray(value) && value.every(entry)
+    ? undefined
+    : `expected an array of { filesystem, mountpoint, converted: string|null, fields: [{ key (unique, not ${HISTORY_KEYS.join(', ')}), value: string|number|null, text? }] }`;
 }
 
 const table = {
@@ -149,6 +185,16 @@ const table = {
   // ---- after a job, and after a sweep ------------------------------------------------------------
   outcome: { kind: 'series', args: ['job', 'outcome'], required: false, dryRun: true, returns: 'nothing', description: 'hear how a job ended' },
   sync: { kind: 'series', args: ['root', 'survey'], required: false, dryRun: true, returns: 'nothing', description: 'make root-wide published state match the survey' },
+
+  // ---- reports: doctor and history (not the lifecycle: run by those commands alone) ----------------
+  doctor: {
+    kind: 'waterfall', args: ['checks', 'doctor'], required: false, dryRun: true, report: true,
+    returns: 'the checks, with this plugin\'s appended', description: 'check, for doctor and check-config, what the plugin needs of the machine and the root', check: checkDoctor,
+  },
+  history: {
+    kind: 'waterfall', args: ['entries', 'root'], required: false, dryRun: true, report: true,
+    returns: 'the conversions, with this plugin\'s appended or its fields added to each', description: 'list, for history, the root\'s finished conversions', check: checkHistory,
+  },
 
   // ---- everywhere --------------------------------------------------------------------------------
   log: { kind: 'sync', args: ['record'], required: false, dryRun: true, returns: 'nothing (synchronous)', description: 'receive every log record' },

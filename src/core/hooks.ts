@@ -23,6 +23,7 @@ import type {
   StepWhen,
   Survey,
 } from './types.js';
+import type { DoctorCheck, DoctorContext, HistoryEntry } from './reports.js';
 
 export interface Hooks {
   // ---- once per root, before any job ----------------------------------------
@@ -65,6 +66,12 @@ export interface Hooks {
   readonly outcome: AsyncSeriesHook<[Job, Outcome]>;
   /** Make root-wide published state match the survey (for example: exports of every filesystem). */
   readonly sync: AsyncSeriesHook<[RootContext, Survey]>;
+
+  // ---- reports: run by doctor (and check-config) and history alone -----------
+  /** A plugin's checks of the machine and the root (src/core/reports.ts), appended to the list. */
+  readonly doctor: AsyncSeriesWaterfallHook<[DoctorCheck[], DoctorContext]>;
+  /** The root's finished conversions: a plugin appends those it knows, or adds its fields to each. */
+  readonly history: AsyncSeriesWaterfallHook<[HistoryEntry[], RootContext]>;
 
   // ---- everywhere -----------------------------------------------------------
   /** Every log record. */

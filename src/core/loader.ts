@@ -27,7 +27,7 @@ export interface LoadedPlugin {
   readonly source: PluginSource;
   /** Where it was loaded from. */
   readonly location: string;
-  /** The hooks it taps, in lifecycle order. */
+  /** The hooks it taps, in lifecycle order (not doctor and history: CONTRACT[hook].report). */
   readonly taps: HookName[];
   readonly options: unknown;
 }
@@ -202,7 +202,8 @@ export async function loadPlugins(specs: readonly PluginSpec[], ctx: LoadContext
     } catch (error) {
       throw new ConfigError(`${at(index)}: plugin "${name}" failed to start: ${oneLine(error)}`);
     }
-    const taps = HOOK_ORDER.filter((h) => ctx.hooks[h].taps.length > (before.get(h) ?? 0));
+    // Its part in the lifecycle: doctor and history taps are not listed.
+    const taps = HOOK_ORDER.filter((h) => CONTRACT[h].report !== true && ctx.hooks[h].taps.length > (before.get(h) ?? 0));
     loaded.push({
       name: definition.name,
       version: definition.version ?? resolved.packageVersion ?? (resolved.source === 'builtin' ? ownVersion() : 'unknown'),
