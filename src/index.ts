@@ -131,4 +131,5 @@ export {
 export { holdersOf, describeHolders, treeOf, InodeIndex, type Holder, type HoldersOptions, type HeldTree } from './util/holders.js';
 export { mountsBelow } from './util/proc.js';
 export { Limiter } from './util/limit.js';
+export { waitQuiet, type QuietLook, type QuietOptions, type QuietResult } from './util/quiet.js';
 export { DirectoryWatches, MAX_WATCHES, WatchBudget, watchBudget } from './util/watches.js';
