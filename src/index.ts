@@ -83,8 +83,6 @@ export {
   rootModeProblem,
   type JobPaths,
 } from './core/places.js';
-/** @deprecated the old name of rootLevelHelperPath, until the builtins (rsync, zfs) switch. */
-export { rootLevelHelperPath as legacyHelperPath } from './core/places.js';
 /** Throws unless a path is still the directory with a recorded identity (checked before every move). */
 export { assertSameDirectory } from './core/identity.js';
 
@@ -141,4 +139,5 @@ export { holdersOf, describeHolders, treeOf, type Holder, type HoldersOptions, t
 export { mountsBelow } from './util/proc.js';
 /** At most n async tasks at once (`run`), or a list through at most n workers (`forEach`). */
 export { Limiter } from './util/limit.js';
+export { waitQuiet, type QuietLook, type QuietOptions, type QuietResult } from './util/quiet.js';
 export { DirectoryWatches, MAX_WATCHES, WatchBudget, watchBudget } from './util/watches.js';

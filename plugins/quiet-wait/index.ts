@@ -6,24 +6,11 @@
  * on an inode of it (matched by device and inode, not by path), nor any mount namespace a mount of it. After `maxWaitSeconds` the job is deferred, never forced.
  * A wait holds a lane of its owner's (the queue's per-owner limit), never every lane: one user's
  * held directories cannot keep another's from starting. Its watches come out of the process's budget.
+ * The wait itself is the API's waitQuiet (src/util/quiet.ts), shared with the rsync plugin's grace period.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod';
-import {
-  DirectoryWatches,
-  MAX_WATCHES,
-  TreeChangedError,
-  definePlugin,
-  describeHolders,
-  holdersOf,
-  openDir,
-  treeDigest,
-  treeOf,
-  type Defer,
-  type DirRef,
-  type EntryInfo,
-  type Job,
-} from '../../src/index.js';
+import { definePlugin, describeHolders, openDir, waitQuiet, type Defer, type Job } from '../../src/index.js';
 
 const NAME = 'quiet-wait';
 
@@ -67,80 +54,44 @@ export default definePlugin<Options>({
       }
       if (opts.quietSeconds === 0 && !opts.checkOpenFiles) return undefined; // nothing to wait for
       // Waiting, for status and the progress line ("waiting for a quiet period since …").
-      return job.waiting(opts.quietSeconds > 0 ? 'a quiet period' : 'its files to be closed', () => waitQuiet(job, deadline));
+      return job.waiting(opts.quietSeconds > 0 ? 'a quiet period' : 'its files to be closed', () => waitQuietly(job, deadline));
     });
 
-    async function waitQuiet(job: Job, deadline: number): Promise<Defer | undefined> {
-      let lastChange = Date.now();
-      let changes = 0;
-      const touched = (): void => {
-        lastChange = Date.now();
-        changes++;
-      };
-      // inotify on the tree's directories only (a change to any entry is an event on its
-      // directory): O(directories) watches, however many files, and at most MAX_WATCHES; past
-      // that, and for anything a watch misses, the digest comparison below still sees changes.
-      const watches = opts.inotify && opts.quietSeconds > 0 ? new DirectoryWatches(job.path, touched) : undefined;
-      let closeDir = async (): Promise<void> => undefined;
+    async function waitQuietly(job: Job, deadline: number): Promise<Defer | undefined> {
+      let reported = '';
+      // The tree is read through a descriptor of the directory the job identified (never by a
+      // path its owner could redirect), and holders are matched by inode, in any mount namespace.
+      const dir = await openDir(job.path, job.record.identity);
       try {
-        // The tree is read through a descriptor of the directory the job identified (never by a
-        // path its owner could redirect), and holders are matched by inode, in any mount namespace.
-        const dir: DirRef = await openDir(job.path, job.record.identity);
-        closeDir = () => dir.close();
-        const look = async (): Promise<Awaited<ReturnType<typeof treeDigest>> | undefined> => {
-          const dirs: string[] = [];
-          let files = 0;
-          const visit = (e: EntryInfo): void => {
-            // One more than can be watched is enough to know that watches cannot cover the tree.
-            if (e.type === 'dir') {
-              if (dirs.length <= MAX_WATCHES) dirs.push(e.rel);
-            } else if (e.type === 'file') files++;
-          };
-          const result = await treeDigest(dir, { signal: job.signal, visit }).catch((e: unknown) => (e instanceof TreeChangedError ? undefined : Promise.reject(e)));
-          if (result) {
-            watches?.update(dirs);
-            // What the copy will have to do, as far as the tree now tells (for its ETA).
-            job.progress({ totalFiles: files, totalBytes: result.bytes });
-          }
-          return result;
-        };
-        let seen = await look();
-        let print = seen?.digest;
-        let reported = '';
-        for (;;) {
-          const quietFor = Date.now() - lastChange;
-          const left = opts.quietSeconds * 1000 - quietFor;
-          if (left <= 0) {
-            // quietSeconds 0 asks for no quiet period at all: only the open-files check remains.
-            if (opts.quietSeconds > 0 || seen === undefined) seen = await look();
-            const now = seen?.digest;
-            if (now === undefined || (opts.quietSeconds > 0 && now !== print)) {
-              print = now;
-              touched();
-              continue;
-            }
-            // A mount of it in any mount namespace (a container's volume) holds it too.
-            const tree = opts.checkOpenFiles && seen ? await treeOf(dir.fd).catch(() => undefined) : undefined;
-            const holders = opts.checkOpenFiles && seen ? await holdersOf(seen.index, { trees: tree ? [tree] : [] }) : [];
-            if (holders.length === 0) {
-              job.log.info(`quiet for ${opts.quietSeconds} s${changes ? ` after ${changes} change(s)` : ''}`, { step: 'wait' });
-              return undefined;
-            }
+        const quietMs = opts.quietSeconds * 1000;
+        const seen = (changes: number): string => (changes ? ` (${changes} change(s) seen)` : '');
+        const r = await waitQuiet(dir, {
+          quietMs,
+          deadline,
+          signal: job.signal,
+          inotify: opts.inotify && opts.quietSeconds > 0,
+          holders: opts.checkOpenFiles,
+          // What the copy will have to do, as far as the tree now tells (for its ETA).
+          onLook: (look) => job.progress({ totalFiles: look.files, totalBytes: look.bytes }),
+          onHolders: (holders, changed) => {
+            if (changed || holders.length === 0) return;
             const who = describeHolders(holders);
             if (who !== reported) job.log.info(`waiting: in use by ${who}`, { step: 'wait/open-files' });
             job.progress({ note: `in use by ${who}` });
             reported = who;
-          }
-          if (Date.now() >= deadline) {
-            return { defer: `not quiet after ${opts.maxWaitSeconds} s${reported ? ` (in use by ${reported})` : ''}; will be tried again` };
-          }
-          if (left > 0) job.progress({ note: `quiet for ${Math.floor(quietFor / 1000)} of ${opts.quietSeconds} s${changes ? ` (${changes} change(s) seen)` : ''}` });
-          const pause = Math.max(100, Math.min(left > 0 ? left : 1000, 1000, deadline - Date.now()));
-          if (!(await abortableSleep(pause, job.signal))) return { defer: 'stopped while waiting' };
+          },
+          onTick: (quietFor, changes) => {
+            if (quietFor < quietMs) job.progress({ note: `quiet for ${Math.floor(quietFor / 1000)} of ${opts.quietSeconds} s${seen(changes)}` });
+          },
+        });
+        if (r.quiet) {
+          job.log.info(`quiet for ${opts.quietSeconds} s${r.changes ? ` after ${r.changes} change(s)` : ''}`, { step: 'wait' });
+          return undefined;
         }
+        if (r.stopped) return { defer: 'stopped while waiting' };
+        return { defer: `not quiet after ${opts.maxWaitSeconds} s${reported ? ` (in use by ${reported})` : ''}; will be tried again` };
       } finally {
-        watches?.close();
-        await closeDir();
+        await dir.close();
       }
     }
   },

@@ -29,7 +29,7 @@
  * parameter), and even where it is enabled only a real clone proves that blocks are shared.
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, type BigIntStats } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import {
   CommandError,
@@ -297,137 +297,179 @@ export async function cloneTree(
   }
 }
 
-async function cloneOpenTree(src: DirRef, dst: DirRef, signal: AbortSignal, concurrency: number, onFile: ((sofar: { files: number; bytes: number }) => void) | undefined): Promise<CloneResult> {
-  let files = 0;
-  let bytes = 0;
-  let links = 0;
-  let directories = 0;
-  let skipped = 0;
-  const limiter = new Limiter(concurrency);
-  // dev:ino of a file with several names -> the relative path of its clone in dst (once made)
-  const groups = new Map<string, Promise<string | undefined>>();
-  const dstPrefix = Buffer.from(`/proc/self/fd/${dst.fd}/`);
+/** Opens `e` (a regular file listed in `dir`) by descriptor, or undefined when it is no longer one we can read (left to rsync). */
+async function openSource(dir: DirRef, e: EntryInfo): Promise<FileHandle | undefined> {
+  try {
+    return await open(at(dir, e.name), IN_FLAGS);
+  } catch (error) {
+    if (CHANGED_ON_OPEN.some((code) => isErrno(error, code))) return undefined;
+    throw error;
+  }
+}
+
+/** Whether an opened file is exactly the one the listing showed, still a regular file (not a FIFO or device swapped in), and worth cloning. */
+function cloneable(st: BigIntStats, e: EntryInfo): boolean {
+  if (!st.isFile() || Number(st.dev) !== e.dev || Number(st.ino) !== e.ino || !timeSurvivesClone(st.mtimeNs)) return false;
+  // Mostly holes: a copy that falls back from cloning would write them out; rsync --sparse keeps them.
+  return !mostlyHoles(st.size, st.blocks);
+}
+
+/** Clones the open file `input` (stat `st`) to a new `name` in `out`; false when the name is taken (left to rsync). */
+async function writeClone(input: FileHandle, st: BigIntStats, out: DirRef, name: string): Promise<boolean> {
+  let output: FileHandle;
+  try {
+    output = await open(at(out, name), OUT_FLAGS, 0o600);
+  } catch (error) {
+    if (isErrno(error, 'EEXIST')) return false;
+    throw error;
+  }
+  let done = false;
+  try {
+    // The owner first: fs.copyFile gives the copy the source's mode (setuid bits included),
+    // which must never sit on a root-owned file.
+    await output.chown(Number(st.uid), Number(st.gid));
+    // Through /proc/self/fd: exactly the two files opened above, whatever their names are now.
+    await copyFile(`/proc/self/fd/${input.fd}`, `/proc/self/fd/${output.fd}`);
+    // The time seen before the data was read: a later change makes the original newer.
+    await output.utimes(clonedTime(st.atimeNs < 0n ? 0n : st.atimeNs).seconds, clonedTime(st.mtimeNs).seconds);
+    done = true;
+  } finally {
+    await output.close();
+    if (!done) await unlink(at(out, name)).catch(() => undefined);
+  }
+  return true;
+}
+
+/** One clone of a tree (see cloneTree): its counts, the hard-link groups met so far. */
+class TreeCloner {
+  private files = 0;
+  private bytes = 0;
+  private links = 0;
+  private directories = 0;
+  private skipped = 0;
+  private readonly limiter: Limiter;
+  /** dev:ino of a file with several names -> the relative path of its clone in dst (once made) */
+  private readonly groups = new Map<string, Promise<string | undefined>>();
+  private readonly dstPrefix: Buffer;
+
+  constructor(
+    dst: DirRef,
+    private readonly signal: AbortSignal,
+    private readonly concurrency: number,
+    private readonly onFile: ((sofar: { files: number; bytes: number }) => void) | undefined,
+  ) {
+    this.limiter = new Limiter(concurrency);
+    this.dstPrefix = Buffer.from(`/proc/self/fd/${dst.fd}/`);
+  }
+
+  get result(): CloneResult {
+    return { files: this.files, bytes: this.bytes, links: this.links, directories: this.directories, skipped: this.skipped };
+  }
+
+  private checkStopped(): void {
+    if (this.signal.aborted) throw abortError(this.signal);
+  }
 
   /** Clones `e` (a regular file listed in `dir`) into `out`; returns its rel, or undefined when left to rsync. */
-  const cloneFile = async (dir: DirRef, out: DirRef, e: EntryInfo): Promise<string | undefined> => {
-    let input: FileHandle;
+  private async cloneFile(dir: DirRef, out: DirRef, e: EntryInfo): Promise<string | undefined> {
+    const input = await openSource(dir, e);
+    if (input === undefined) return undefined;
     try {
-      input = await open(at(dir, e.name), IN_FLAGS);
-    } catch (error) {
-      if (CHANGED_ON_OPEN.some((code) => isErrno(error, code))) return undefined;
-      throw error;
-    }
-    try {
-      // Exactly the file the listing showed, still a regular file (not a FIFO or device swapped in).
       const st = await input.stat({ bigint: true });
-      if (!st.isFile() || Number(st.dev) !== e.dev || Number(st.ino) !== e.ino || !timeSurvivesClone(st.mtimeNs)) return undefined;
-      // Mostly holes: a copy that falls back from cloning would write them out; rsync --sparse keeps them.
-      if (mostlyHoles(st.size, st.blocks)) return undefined;
-      let output: FileHandle;
-      try {
-        output = await open(at(out, e.name), OUT_FLAGS, 0o600);
-      } catch (error) {
-        if (isErrno(error, 'EEXIST')) return undefined;
-        throw error;
-      }
-      let done = false;
-      try {
-        // The owner first: fs.copyFile gives the copy the source's mode (setuid bits included),
-        // which must never sit on a root-owned file.
-        await output.chown(Number(st.uid), Number(st.gid));
-        // Through /proc/self/fd: exactly the two files opened above, whatever their names are now.
-        await copyFile(`/proc/self/fd/${input.fd}`, `/proc/self/fd/${output.fd}`);
-        // The time seen before the data was read: a later change makes the original newer.
-        await output.utimes(clonedTime(st.atimeNs < 0n ? 0n : st.atimeNs).seconds, clonedTime(st.mtimeNs).seconds);
-        done = true;
-      } finally {
-        await output.close();
-        if (!done) await unlink(at(out, e.name)).catch(() => undefined);
-      }
-      files++;
-      bytes += Number(st.size);
-      onFile?.({ files, bytes });
+      if (!cloneable(st, e) || !(await writeClone(input, st, out, e.name))) return undefined;
+      this.files++;
+      this.bytes += Number(st.size);
+      this.onFile?.({ files: this.files, bytes: this.bytes });
       return e.rel;
     } finally {
       await input.close();
     }
-  };
+  }
 
-  const linkOrClone = async (dir: DirRef, out: DirRef, e: EntryInfo): Promise<void> => {
-    if (signal.aborted) throw abortError(signal);
+  private async linkOrClone(dir: DirRef, out: DirRef, e: EntryInfo): Promise<void> {
+    this.checkStopped();
     if (e.nlink <= 1) {
-      if ((await cloneFile(dir, out, e)) === undefined) skipped++;
+      if ((await this.cloneFile(dir, out, e)) === undefined) this.skipped++;
       return;
     }
     const key = `${e.dev}:${e.ino}`;
-    const first = groups.get(key);
+    const first = this.groups.get(key);
     if (first === undefined) {
-      const cloning = cloneFile(dir, out, e);
-      groups.set(key, cloning.catch(() => undefined));
-      if ((await cloning) === undefined) skipped++;
+      const cloning = this.cloneFile(dir, out, e);
+      this.groups.set(key, cloning.catch(() => undefined));
+      if ((await cloning) === undefined) this.skipped++;
       return;
     }
     const target = await first;
     if (target === undefined) {
-      skipped++;
+      this.skipped++;
       return;
     }
     try {
       // Within dst (root's own): the clone made for the group's first name.
-      await link(Buffer.concat([dstPrefix, relToBuffer(target)]), at(out, e.name));
-      links++;
+      await link(Buffer.concat([this.dstPrefix, relToBuffer(target)]), at(out, e.name));
+      this.links++;
     } catch (error) {
       if (!isErrno(error, 'EEXIST') && !isErrno(error, 'ENOENT')) throw error;
-      skipped++;
+      this.skipped++;
     }
-  };
+  }
 
+  /** The regular files of one directory, `concurrency` at once. */
+  async dir(dir: DirRef, entries: readonly EntryInfo[], out: DirRef): Promise<void> {
+    this.checkStopped();
+    // A file on another filesystem (bind-mounted over a name) is not ours to copy.
+    const regular = entries.filter((e) => e.type === 'file' && !e.crossDevice);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < regular.length) {
+        const e = regular[next++]!;
+        await this.limiter.run(() => this.linkOrClone(dir, out, e));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, regular.length) }, worker));
+  }
+
+  /** The directory `child` is made in `out` (root's, 0700: rsync sets the real owner and mode) and opened. */
+  async enter(child: EntryInfo, out: DirRef): Promise<DirRef | undefined> {
+    this.checkStopped();
+    try {
+      await mkdir(at(out, child.name), 0o700);
+      this.directories++;
+    } catch (error) {
+      if (!isErrno(error, 'EEXIST')) throw error;
+    }
+    try {
+      return await openChild(out, child.name);
+    } catch (error) {
+      // Something else already there: rsync deals with it.
+      if (error instanceof NotADirectoryError || isErrno(error, 'ENOENT')) {
+        this.skipped++;
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  skip(): void {
+    this.skipped++;
+  }
+}
+
+async function cloneOpenTree(src: DirRef, dst: DirRef, signal: AbortSignal, concurrency: number, onFile: ((sofar: { files: number; bytes: number }) => void) | undefined): Promise<CloneResult> {
+  const cloner = new TreeCloner(dst, signal, concurrency, onFile);
   await walkDirs<DirRef>(
     src,
     dst,
     {
-      async dir(dir, _rel, entries, out) {
-        if (signal.aborted) throw abortError(signal);
-        // A file on another filesystem (bind-mounted over a name) is not ours to copy.
-        const regular = entries.filter((e) => e.type === 'file' && !e.crossDevice);
-        let next = 0;
-        const worker = async (): Promise<void> => {
-          while (next < regular.length) {
-            const e = regular[next++]!;
-            await limiter.run(() => linkOrClone(dir, out, e));
-          }
-        };
-        await Promise.all(Array.from({ length: Math.min(concurrency, regular.length) }, worker));
-      },
-      async enter(child, out) {
-        if (signal.aborted) throw abortError(signal);
-        try {
-          await mkdir(at(out, child.name), 0o700);
-          directories++;
-        } catch (error) {
-          if (!isErrno(error, 'EEXIST')) throw error;
-        }
-        try {
-          return await openChild(out, child.name);
-        } catch (error) {
-          // Something else already there: rsync deals with it.
-          if (error instanceof NotADirectoryError || isErrno(error, 'ENOENT')) {
-            skipped++;
-            return undefined;
-          }
-          throw error;
-        }
-      },
-      async leave(out) {
-        await out.close();
-      },
-      skipped() {
-        skipped++;
-      },
+      dir: (dir, _rel, entries, out) => cloner.dir(dir, entries, out),
+      enter: (child, out) => cloner.enter(child, out),
+      leave: (out) => out.close(),
+      skipped: () => cloner.skip(),
     },
     { signal, readTargets: false },
   );
-  return { files, bytes, links, directories, skipped };
+  return cloner.result;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@
 import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DamagedStateError, fsyncDir, isErrno } from '../../src/index.js';
+import { nameOf, parentOf } from './rel.js';
 import type { Kind, Meta } from './threeway.js';
 
 type Fields = [type: Kind, mode: number, uid: number, gid: number, size: number, mtimeMs: number, rdev: number, target: string | null];
@@ -62,15 +63,6 @@ function blockEntry(path: string, text: string): [string, Meta] {
 function tornChange(bytes: Buffer): boolean {
   const text = bytes.toString('latin1');
   return /^\0*$/.test(text) || (text.length >= 5 ? text.startsWith('{"c":') : '{"c":'.startsWith(text));
-}
-
-function parentOf(rel: string): string {
-  const i = rel.lastIndexOf('/');
-  return i < 0 ? '' : rel.slice(0, i);
-}
-
-function nameOf(rel: string): string {
-  return rel.slice(rel.lastIndexOf('/') + 1);
 }
 
 /** 53 bits of a string (cyrb53): the key of a directory in the index. Collisions are checked. */

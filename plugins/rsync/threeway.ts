@@ -13,6 +13,8 @@
  * from the original is never deleted from the dataset.
  */
 
+import type { EntryInfo } from '../../src/index.js';
+
 export type Kind = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char' | 'block';
 
 /** What is compared of an entry (a subset of a walk's EntryInfo, and what the manifest stores). */
@@ -25,6 +27,11 @@ export interface Meta {
   readonly mtimeMs: number;
   readonly rdev?: number;
   readonly target?: string | undefined;
+}
+
+/** What is compared of a walk's entry. */
+export function metaOf(e: EntryInfo): Meta {
+  return { type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, mtimeMs: e.mtimeMs, rdev: e.rdev, ...(e.target !== undefined ? { target: e.target } : {}) };
 }
 
 /** Whether two versions of an entry are the same for the purposes of catching up and verifying. */

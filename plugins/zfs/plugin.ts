@@ -7,7 +7,7 @@ import {
   ensureHoldingDir,
   isHelperName,
   jobPaths,
-  legacyHelperPath,
+  rootLevelHelperPath,
   ownVersion,
   quoteName,
   type Assessment,
@@ -87,7 +87,7 @@ export class ZfsPlugin {
    * a world-writable root, and it must not stall a job).
    */
   private legacy(job: Job, kind: 'orig' | 'staging'): string[] {
-    const path = legacyHelperPath(job.root.rootdir, job.name, kind);
+    const path = rootLevelHelperPath(job.root.rootdir, job.name, kind);
     return (kind === 'orig' ? job.record.aside : job.record.staging) === path ? [path] : [];
   }
 

@@ -15,7 +15,7 @@ import type { LogRecord, RootContext } from '../../src/core/types.js';
 import { activityText, clockTime, countsText, eta, fitLine, formatBytes, formatDuration, formatRate, jobLine, RateMeter } from '../../src/progress/format.js';
 import { LiveLines, MAX_LINES, SHOW_AFTER_MS, eraseLines } from '../../src/progress/live.js';
 import { FIRST_MS, Heartbeat, MAX_EVERY_MS } from '../../src/progress/heartbeat.js';
-import { copiedItem } from '../../plugins/rsync/index.js';
+import { copiedItem } from '../../plugins/rsync/copy.js';
 
 const T0 = new Date(2026, 10, 27, 10, 41, 2).getTime();
 
