@@ -20,6 +20,7 @@ export {
   JOURNALLED_PHASES,
   AFTER_COMMIT,
   JOB_FIELDS,
+  OUTCOME_KINDS,
   phasesSetting,
   type HookContract,
   type HookKind,

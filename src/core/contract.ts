@@ -186,6 +186,15 @@ export function phasesSetting(field: JobField): PhaseName[] {
 }
 
 /**
+ * How a job ends: the one outcome vocabulary (logs, reconcile, recover, status, metrics, notify's
+ * `on`; docs/operating.md "Outcomes"). refused: for a reason only a change to the directory or the
+ * config can lift (a permanent RefusedError); remembered, not retried until then (src/core/refusals.ts).
+ */
+export const OUTCOME_KINDS = ['converted', 'skipped', 'deferred', 'failed', 'refused', 'busy', 'recovered', 'rolled-back'] as const;
+
+export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
+
+/**
  * Where plugins depend on one another within a phase, the order is stated here, by name (tapable
  * `stage`: lower runs first), never by a bare number in a plugin.
  *
@@ -196,10 +205,14 @@ export function phasesSetting(field: JobField): PhaseName[] {
  *                         only then removes the original;
  *          STAGE.finish   then the filesystem plugin finishes the new filesystem (limits such as
  *                         quota, which could make a catch-up fail, and its state).
+ * any      STAGE.first    before every other tap of the hook, STAGE.last after all of them
+ *                         (fault-injection's drills before or after a whole phase).
  */
 export const STAGE = {
+  first: -100,
   commit: 0,
   catchUp: 10,
   retire: 0,
   finish: 10,
+  last: 100,
 } as const;

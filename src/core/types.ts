@@ -3,10 +3,10 @@
  * filesystem, copy tool or export mechanism: those are plugins.
  */
 import type { Hooks } from './hooks.js';
-import type { JobField, PhaseName } from './contract.js';
+import type { JobField, OutcomeKind, PhaseName } from './contract.js';
 import type { ProgressReport } from './progress.js';
 
-export type { JobField, PhaseName, ProgressReport };
+export type { JobField, OutcomeKind, PhaseName, ProgressReport };
 
 export type LogLevel = 'debug' | 'info' | 'notice' | 'warning' | 'error';
 
@@ -238,13 +238,8 @@ export interface Assessment {
   readonly fields?: JobFields;
 }
 
-/**
- * How a job ended. refused: for a reason only a change to the directory or the config can lift
- * (a permanent RefusedError); remembered, not retried until then (src/core/refusals.ts).
- */
-export const OUTCOME_KINDS = ['converted', 'skipped', 'deferred', 'failed', 'refused', 'busy', 'recovered', 'rolled-back'] as const;
-/** The one outcome vocabulary: logs, reconcile, recover, status, metrics (docs/operating.md "Outcomes"). */
-export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
+/** How a job ended: the contract's one list (contract.ts OUTCOME_KINDS). */
+export { OUTCOME_KINDS } from './contract.js';
 
 export interface Outcome {
   readonly kind: OutcomeKind;
