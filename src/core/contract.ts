@@ -21,7 +21,7 @@ export type HookKind =
 
 /**
  * The job fields of the cross-plugin contract (JobRecord's top-level fields that plugins record
- * with job.set()). `identity` is recorded by the engine when the job starts; every other one by
+ * with job.setJournalled()). `identity` is recorded by the engine when the job starts; every other one by
  * the one phase whose `sets` names it (`copied`: the copy plugin in the cleanup, read by the
  * filesystem plugin). Anything else a plugin keeps goes in its own namespace (job.data()).
  */
@@ -48,8 +48,8 @@ export interface PhaseContract {
    */
   readonly deferrable?: boolean;
   /**
-   * The job fields (JOB_FIELDS) the phase's taps record with job.set() for the phases after it
-   * and for recovery. Checked: job.set() of a field in any other phase (or in a rollback) throws
+   * The job fields (JOB_FIELDS) the phase's taps record with job.setJournalled() for the phases after it
+   * and for recovery. Checked: job.setJournalled() of a field in any other phase (or in a rollback) throws
    * a ContractError naming the plugin.
    */
   readonly sets?: readonly JobField[];
@@ -180,7 +180,7 @@ export const JOURNALLED_PHASES: readonly JournalledPhase[] = PHASE_ORDER.filter(
 /** The phases recovery runs again, in order, for a job past its commit point. */
 export const AFTER_COMMIT: readonly JournalledPhase[] = JOURNALLED_PHASES.filter((p) => CONTRACT[p].phase!.afterCommit);
 
-/** The phases whose taps may record `field` with job.set() (none for `identity`: the engine records it). */
+/** The phases whose taps may record `field` with job.setJournalled() (none for `identity`: the engine records it). */
 export function phasesSetting(field: JobField): PhaseName[] {
   return PHASE_ORDER.filter((p) => CONTRACT[p].phase!.sets?.includes(field) ?? false);
 }

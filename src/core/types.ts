@@ -178,13 +178,15 @@ export interface Job {
   step<T>(name: string, description: string, action: () => Promise<T>): Promise<T | undefined>;
   step<T>(name: string, description: string, action: () => Promise<T>, options: StepOptions<T>): Promise<T>;
   /**
-   * Record job fields of the contract in the journal (durably) for later phases and for recovery.
-   * Only in the phase that sets them (CONTRACT[phase].phase.sets): otherwise, and for a name
-   * that is not a job field, it throws a ContractError naming the plugin.
+   * Record job fields of the contract in the journal (durably, before it returns) for later phases
+   * and for recovery. Only in the phase that sets them (CONTRACT[phase].phase.sets): otherwise,
+   * and for a name that is not a job field, it throws a ContractError naming the plugin.
    */
+  setJournalled(fields: JobFields): Promise<void>;
+  /** @deprecated the same as setJournalled() (its old name). */
   set(fields: JobFields): Promise<void>;
   /**
-   * A plugin's own namespace in the job record, journalled like job.set(). Without a name: the
+   * A plugin's own namespace in the job record, journalled like job.setJournalled(). Without a name: the
    * namespace of the plugin whose tap is running (its tap name). With one, any plugin's may be
    * read; only its own written.
    *
