@@ -59,7 +59,7 @@ export type {
 
 // ---- errors, names in messages, logging -------------------------------------------------------------
 /** RefusedError: leave this directory alone (exit 2); TransientError: try again later; BusyError: someone else is on it. */
-export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, DamagedStateError, oneLine, quoteName } from './core/errors.js';
+export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, DamagedStateError, AdvisedError, oneLine, quoteName } from './core/errors.js';
 export { createLogger, oneLineText, stderrIsJournal, journalIsStderr, inJournal, logToStderr, type LogSink } from './core/logger.js';
 /** This program's version (its package.json's), e.g. for records a plugin leaves behind. */
 export { ownVersion } from './core/loader.js';
@@ -82,6 +82,7 @@ export {
   rootModeProblem,
   type JobPaths,
 } from './core/helpers.js';
+export { originalPlace, type OriginalPlace, type OriginalOf } from './core/original.js';
 /** Throws unless a path is still the directory with a recorded identity (checked before every move). */
 export { assertSameDirectory } from './core/engine.js';
 
