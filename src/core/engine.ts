@@ -431,7 +431,9 @@ export class RootEngine {
     await job.markStatus(stopping && phase === 'cleanup' ? 'cleanup-pending' : 'incomplete', reason);
     // An error that says where everything is and what to run (its kind says so) is not repeated.
     if (error instanceof AdvisedError) return `${reason} (the job is past its commit point: nothing is undone)`;
-    const kept = job.record.aside ? `; the original is kept at ${quoteName(job.record.aside)}` : '';
+    // Where the original is now, not where the swap put it: the cleanup may have removed it.
+    const place = job.record.aside ? await originalPlace(job).catch(() => undefined) : undefined;
+    const kept = place?.at === 'aside' ? `; the original is kept at ${quoteName(place.path)}` : '';
     return `${reason}; the job is past its commit point, so nothing is undone${kept}; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`;
   }
 
