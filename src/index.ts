@@ -20,6 +20,7 @@ export {
   JOURNALLED_PHASES,
   AFTER_COMMIT,
   JOB_FIELDS,
+  OUTCOME_KINDS,
   phasesSetting,
   type HookContract,
   type HookKind,
@@ -60,7 +61,7 @@ export { didYouMean } from './core/errors.js';
 
 // ---- errors, names in messages, logging -------------------------------------------------------------
 /** RefusedError: leave this directory alone (exit 2); TransientError: try again later; BusyError: someone else is on it. */
-export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, DamagedStateError, oneLine, quoteName } from './core/errors.js';
+export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, DamagedStateError, AdvisedError, oneLine, quoteName } from './core/errors.js';
 export { createLogger, oneLineText, stderrIsJournal, journalIsStderr, inJournal, logToStderr, type LogSink } from './core/logger.js';
 /** This program's version (its package.json's), e.g. for records a plugin leaves behind. */
 export { ownVersion } from './core/version.js';
@@ -83,6 +84,7 @@ export {
   rootModeProblem,
   type JobPaths,
 } from './core/places.js';
+export { originalPlace, type OriginalPlace, type OriginalOf } from './core/original.js';
 /** Throws unless a path is still the directory with a recorded identity (checked before every move). */
 export { assertSameDirectory } from './core/identity.js';
 

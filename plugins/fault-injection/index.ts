@@ -13,7 +13,7 @@
  *          "swap/mount-in-place", "cleanup/remove-original". `zfs-dynamic-creator status`
  *          and the log show the step names.
  * when     'before' (default) or 'after' the phase or step. For a phase, before = its first
- *          tap (stage -100), after = its last (stage 100). For a step, before = journalled as
+ *          tap (STAGE.first), after = its last (STAGE.last). For a step, before = journalled as
  *          started but not run, after = run and journalled as done. 'during' (steps only):
  *          fire `duringMs` after the step started, if it is still running (for example: in
  *          the middle of the copy; the copy's child processes are left running, as after a
@@ -32,7 +32,7 @@ import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod';
-import { JOURNALLED_PHASES, definePlugin, isErrno, type JournalledPhase, type Job } from '../../src/index.js';
+import { JOURNALLED_PHASES, STAGE, definePlugin, isErrno, type JournalledPhase, type Job } from '../../src/index.js';
 
 const NAME = 'fault-injection';
 /** The phases it can strike in: those entered through the journal (the contract's). */
@@ -109,8 +109,8 @@ export default definePlugin<Options>({
 
     if (step === undefined) {
       const hook = hooks[phase];
-      if (opts.when === 'before') hook.tapPromise({ name: NAME, stage: -100 }, (job) => fire(job, `before the ${phase} phase`));
-      else hook.tapPromise({ name: NAME, stage: 100 }, (job) => fire(job, `after the ${phase} phase`));
+      if (opts.when === 'before') hook.tapPromise({ name: NAME, stage: STAGE.first }, (job) => fire(job, `before the ${phase} phase`));
+      else hook.tapPromise({ name: NAME, stage: STAGE.last }, (job) => fire(job, `after the ${phase} phase`));
       return;
     }
 

@@ -13,11 +13,9 @@
  * A notification that fails is a warning in the log; it never fails the job.
  */
 import * as z from 'zod';
-import { definePlugin, oneLine, run, type Job, type Outcome, type OutcomeKind } from '../../src/index.js';
+import { OUTCOME_KINDS, definePlugin, oneLine, run, type Job, type Outcome } from '../../src/index.js';
 
 const NAME = 'notify';
-
-const KINDS = ['converted', 'skipped', 'deferred', 'failed', 'refused', 'busy', 'recovered', 'rolled-back'] as const satisfies readonly OutcomeKind[];
 
 const options = z
   .object({
@@ -26,7 +24,7 @@ const options = z
     /** Where to POST the outcome as JSON. */
     url: z.url({ protocol: /^https?$/ }).optional(),
     /** The outcomes worth a notification. */
-    on: z.array(z.enum(KINDS)).default(['converted', 'failed', 'refused', 'deferred']),
+    on: z.array(z.enum(OUTCOME_KINDS)).default(['converted', 'failed', 'refused', 'deferred']),
     /** Give up on a notification after this long. */
     timeoutSeconds: z.number().positive().default(10),
   })

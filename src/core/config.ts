@@ -82,10 +82,19 @@ const metricsSchema = z
   })
   .strict();
 
+/**
+ * Keys removed from the config: still accepted (a config that worked keeps working: a service is
+ * not stopped at an upgrade over a key that changes nothing), ignored, and named in
+ * Config.notices (for check-config and doctor to show) with what became of them.
+ */
+export const REMOVED_KEYS = {
+  lockStaleSeconds: 'no longer used, ignored: a lock is a kernel flock(2) lock, which ends with its process and is never taken over after a timeout; remove the key',
+} as const;
+
 export const configSchema = z
   .object({
     stateDir: absolutePath.default(DEFAULT_STATE_DIR),
-    /** Accepted for older configs; ignored: locks are kernel locks that end with their process. */
+    /** Removed (REMOVED_KEYS): accepted for older configs and ignored. */
     lockStaleSeconds: z.number().min(2).max(3600).default(10),
     plugins: z.array(pluginSpec).optional(),
     watch: watchSchema.default({ concurrency: 2, maxJobs: 64, sweepIntervalSeconds: 300, inotifyShare: 0.5 }),
@@ -111,7 +120,10 @@ export interface Config {
   /** Relative plugin paths resolve from here. */
   readonly baseDir: string;
   readonly stateDir: string;
+  /** @deprecated read from older configs and ignored (REMOVED_KEYS); nothing uses it. */
   readonly lockStaleSeconds: number;
+  /** One line for each removed key the config still sets (REMOVED_KEYS): what became of it. */
+  readonly notices: readonly string[];
   readonly watch: {
     readonly concurrency: number;
     readonly maxJobs: number;
@@ -166,6 +178,7 @@ export function validateConfig(raw: unknown, source: string, defaultPlugins: rea
     baseDir: baseDir ?? process.cwd(),
     stateDir: process.env.ZFS_DYNAMIC_CREATOR_STATE_DIR ?? value.stateDir,
     lockStaleSeconds: value.lockStaleSeconds,
+    notices: removedKeys(raw).map(([key, why]) => `config ${source}: ${key}: ${why}`),
     watch: watchLimits(value.watch),
     roots: value.roots.map((r, i) => {
       const merged = mergePlugins(shared, r.plugins, { root: i, sharedAt: value.plugins ? 'plugins' : undefined });
@@ -174,6 +187,11 @@ export function validateConfig(raw: unknown, source: string, defaultPlugins: rea
     }),
     ...(value.metrics ? { metrics: value.metrics } : {}),
   };
+}
+
+/** The removed keys (REMOVED_KEYS) a raw config sets, with what became of each. */
+function removedKeys(raw: unknown): [string, string][] {
+  return Object.entries(REMOVED_KEYS).filter(([key]) => isPlainObject(raw) && raw[key] !== undefined);
 }
 
 // ---- per-root templates: the shared plugin list with a root's overrides merged in --------------------

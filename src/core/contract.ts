@@ -21,7 +21,7 @@ export type HookKind =
 
 /**
  * The job fields of the cross-plugin contract (JobRecord's top-level fields that plugins record
- * with job.set()). `identity` is recorded by the engine when the job starts; every other one by
+ * with job.setJournalled()). `identity` is recorded by the engine when the job starts; every other one by
  * the one phase whose `sets` names it (`copied`: the copy plugin in the cleanup, read by the
  * filesystem plugin). Anything else a plugin keeps goes in its own namespace (job.data()).
  */
@@ -48,8 +48,8 @@ export interface PhaseContract {
    */
   readonly deferrable?: boolean;
   /**
-   * The job fields (JOB_FIELDS) the phase's taps record with job.set() for the phases after it
-   * and for recovery. Checked: job.set() of a field in any other phase (or in a rollback) throws
+   * The job fields (JOB_FIELDS) the phase's taps record with job.setJournalled() for the phases after it
+   * and for recovery. Checked: job.setJournalled() of a field in any other phase (or in a rollback) throws
    * a ContractError naming the plugin.
    */
   readonly sets?: readonly JobField[];
@@ -226,10 +226,19 @@ export const JOURNALLED_PHASES: readonly JournalledPhase[] = PHASE_ORDER.filter(
 /** The phases recovery runs again, in order, for a job past its commit point. */
 export const AFTER_COMMIT: readonly JournalledPhase[] = JOURNALLED_PHASES.filter((p) => CONTRACT[p].phase!.afterCommit);
 
-/** The phases whose taps may record `field` with job.set() (none for `identity`: the engine records it). */
+/** The phases whose taps may record `field` with job.setJournalled() (none for `identity`: the engine records it). */
 export function phasesSetting(field: JobField): PhaseName[] {
   return PHASE_ORDER.filter((p) => CONTRACT[p].phase!.sets?.includes(field) ?? false);
 }
+
+/**
+ * How a job ends: the one outcome vocabulary (logs, reconcile, recover, status, metrics, notify's
+ * `on`; docs/operating.md "Outcomes"). refused: for a reason only a change to the directory or the
+ * config can lift (a permanent RefusedError); remembered, not retried until then (src/core/refusals.ts).
+ */
+export const OUTCOME_KINDS = ['converted', 'skipped', 'deferred', 'failed', 'refused', 'busy', 'recovered', 'rolled-back'] as const;
+
+export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
 
 /**
  * Where plugins depend on one another within a phase, the order is stated here, by name (tapable
@@ -242,10 +251,14 @@ export function phasesSetting(field: JobField): PhaseName[] {
  *                         only then removes the original;
  *          STAGE.finish   then the filesystem plugin finishes the new filesystem (limits such as
  *                         quota, which could make a catch-up fail, and its state).
+ * any      STAGE.first    before every other tap of the hook, STAGE.last after all of them
+ *                         (fault-injection's drills before or after a whole phase).
  */
 export const STAGE = {
+  first: -100,
   commit: 0,
   catchUp: 10,
   retire: 0,
   finish: 10,
+  last: 100,
 } as const;

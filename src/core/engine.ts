@@ -11,7 +11,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { createHooks, type Hooks } from './hooks.js';
 import { AFTER_COMMIT, CONTRACT, JOURNALLED_PHASES, type HookName } from './contract.js';
-import { BusyError, DamagedStateError, RefusedError, RootGoneError, isPermanentRefusal, oneLine, quoteName } from './errors.js';
+import { AdvisedError, BusyError, DamagedStateError, RefusedError, RootGoneError, isPermanentRefusal, oneLine, quoteName } from './errors.js';
 import { RefusalMemory, configHash } from './refusals.js';
 import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
@@ -35,6 +35,7 @@ import { createLogger, humanTime, type LogSink } from './logger.js';
 import type { JobObserver } from './progress.js';
 import { ensureHoldingDir, isHelperName, jobPaths, rootLevelHelperPath } from './places.js';
 import { assertSameDirectory, directoryIdentity } from './identity.js';
+import { originalPlace } from './original.js';
 import { isZfsControlDir } from '../util/safefs/index.js';
 import { assertRootPresent, claimRoot, clearGone, goneLine, goneNoted, noteGone } from './roots.js';
 
@@ -122,6 +123,18 @@ export class LockLostError extends Error {
   override readonly name = 'LockLostError';
 }
 
+/** One handle() run: its job, and what it holds until it ends. */
+interface HandleRun {
+  readonly job: JobImpl;
+  readonly name: string;
+  readonly id: string;
+  readonly started: number;
+  readonly signal: AbortSignal;
+  readonly options: HandleOptions;
+  lock?: Lock;
+  recovering?: Promise<void>;
+}
+
 export class RootEngine {
   readonly hooks: Hooks = createHooks();
   readonly context: RootContext;
@@ -206,136 +219,175 @@ export class RootEngine {
   /** Converts one directory, a direct child of rootdir. Never throws: the outcome says what happened. */
   async handle(name: string, options: HandleOptions = {}): Promise<Outcome> {
     const started = Date.now();
-    const signal = options.signal ?? new AbortController().signal;
     const id = jobId(this.context.rootdir, name);
+    const signal = options.signal ?? new AbortController().signal;
     const job = new JobImpl(this.context, newRecord(this.context, id, name, this.options), this.journal, signal, this.hooks);
     job.slot = new SlotHold(options.slots);
     job.observers = this.options.observers ?? [];
     this.running.set(name, { job, since: new Date(started).toISOString() });
-    let lock: Lock | undefined;
-    let recovering: Promise<void> | undefined;
-    const finish = async (given: OutcomeKind, message: string, error?: Error, chosen?: 'info' | 'notice' | 'warn' | 'error', settled = true): Promise<Outcome> => {
-      // A failure only a change to the directory or the config can lift, and after which
-      // everything was put back: remembered, said once. A rollback that failed stays a failure.
-      const kind: OutcomeKind = given === 'failed' && settled && isPermanentRefusal(error) ? 'refused' : given;
-      const level = kind === given ? (chosen ?? levelOf(kind)) : levelOf(kind);
-      const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
-      // A root that is gone says nothing about the directory: what is remembered of it stays.
-      const remember = !this.context.dryRun && kind !== 'busy' && !(error instanceof RootGoneError);
-      if (remember) await this.rememberOutcome(name, outcome).catch((e: unknown) => job.log.warn(`the refusal could not be recorded: ${oneLine(e)}`));
-      job.log[level](message, { step: 'outcome' });
-      await this.hooks.outcome.promise(job, outcome).catch((e: unknown) => job.log.warn(`an outcome hook failed: ${oneLine(e)}`));
-      await this.ended(job, outcome);
-      return outcome;
-    };
+    const run: HandleRun = { job, name, id, started, signal, options };
     try {
-      checkName(name);
-      // The filters decide first (the incron path: every directory made in the root starts a
-      // run, and a name they leave alone is answered without environment checks, recovery or
-      // lock) — unless the journal has a job for the name, which must be recovered first. The
-      // decision stands under the lock only if the directory is still the one decided on.
-      let decided: Identity | undefined;
-      // A damaged record counts as a job: it is dealt with under the lock.
-      const record = await this.journal.read(id).catch((e: unknown) => (e instanceof DamagedStateError ? null : Promise.reject(e)));
-      // A remembered refusal answers at once, unless an interrupted job of the name waits.
-      const standing = record === undefined && !options.retryRefused ? await this.refusals.standing(name) : undefined;
-      if (standing) {
-        const message = `refused (remembered since ${humanTime(standing.since)}): ${standing.reason}; tried again when the directory or the config changes, or by 'zfs-dynamic-creator handle'`;
-        job.log.debug(message, { step: 'outcome' });
-        return { kind: 'refused', message, durationMs: Date.now() - started, remembered: true };
-      }
-      if (record === undefined) {
-        decided = await directoryIdentity(job.path);
-        job.note({ identity: decided });
-        job.phase = 'filter';
-        // Only a skip is final here: a refusal (a leftover dataset, say) is decided again after
-        // the root's recovery, as it always was.
-        const skip = await this.hooks.filter.promise(job).catch(() => {
-          decided = undefined;
-          return undefined;
-        });
-        if (skip) return await finish('skipped', `skipped: ${skip.skip}`);
-      }
-      await this.prepare();
-      // The root's other interrupted jobs are finished beside this one, not before it: a held
-      // original waits out its grace period without keeping this directory from its turn.
-      if (options.recoverRoot && !this.context.dryRun) recovering = this.recoverBeside(name, signal, options);
-      if (!this.context.dryRun) {
-        lock = await acquireLock(this.context.stateDir, id, { waitMs: options.lockWaitMs ?? 0 });
-        job.guard = lockGuard(lock);
-      }
-      // An interrupted job for this name is finished (or undone) first.
-      const leftover = await this.journal.read(id, { setAside: !this.context.dryRun });
-      if (leftover) {
-        decided = undefined;
-        const recovered = await this.recoverLocked(leftover, signal, lock, options.slots);
-        if (recovered.kind === 'failed' || leftover.committed) return await finish(recovered.kind, recovered.message, recovered.error);
-      }
-      const identity = await directoryIdentity(job.path);
-      job.note({ identity });
-      job.slot.owner = await ownerOf(this.context.rootdir, name);
-      if (decided === undefined || decided.dev !== identity.dev || decided.ino !== identity.ino) {
-        job.phase = 'filter';
-        const skip = await this.hooks.filter.promise(job);
-        if (skip) return await finish('skipped', `skipped: ${skip.skip}`);
-      }
-
-      job.phase = 'wait';
-      if (this.runs('wait', job.log)) {
-        const defer = await this.hooks.wait.promise(job);
-        if (defer) return await finish('deferred', `deferred: ${defer.defer}`);
-      }
-      // Only now does the job work: it waits its turn for a slot (holding none while it waited).
-      try {
-        job.waitingFor = 'a work slot';
-        await job.slot.take(signal);
-      } catch {
-        return await finish('deferred', 'deferred: stopped before its turn to work; the directory is as it was');
-      } finally {
-        job.waitingFor = undefined;
-      }
-      // What we convert must still be the directory we looked at.
-      await assertSameDirectory(job.path, identity);
-
-      for (const phase of JOURNALLED_PHASES) {
-        if (options.deferCleanup && CONTRACT[phase].phase?.deferrable && job.record.committed && !this.context.dryRun) {
-          await job.markStatus('cleanup-pending');
-          const kept = job.record.aside ? `, and removes the original kept at ${quoteName(job.record.aside)}` : '';
-          return await finish('converted', `converted into ${job.record.filesystem ?? 'a new filesystem'}, live and published; the ${phase} is left to the next run for this root (reconcile, the daemon's sweep, or 'zfs-dynamic-creator recover'), which waits out the grace period, verifies${kept}`);
-        }
-        try {
-          await job.enter(phase);
-          if (this.runs(phase, job.log)) await this.hooks[phase].promise(job);
-        } catch (error) {
-          // Asked to stop (SIGTERM): a clean stop, not an error, when everything was put back
-          // (or, past the commit, left for the next run as designed). Deferred: tried again later.
-          const stopping = signal.aborted && !(error instanceof LockLostError);
-          const failure = await this.failed(job, phase, error, stopping);
-          if (stopping && failure.settled) return await finish('deferred', failure.message, undefined, 'notice');
-          return await finish('failed', failure.message, asError(error), undefined, failure.settled);
-        }
-      }
-      await job.forget();
-      return await finish(
-        'converted',
-        this.context.dryRun
-          ? `dry run: would convert${job.record.filesystem !== undefined ? ` into ${job.record.filesystem}` : ''}; nothing was changed`
-          : `converted into ${job.record.filesystem ?? 'a new filesystem'}${summary(job.record.copied, Date.now() - started, copyMs(job.record.steps))}`,
-      );
+      return await this.convert(run);
     } catch (error) {
-      if (error instanceof BusyError) return await finish('busy', `left alone: ${error.message}`);
-      // The root went away under the job (its pool exported, say): tried again once it is back.
-      if (error instanceof RootGoneError) return await finish('deferred', `deferred: ${oneLine(error)}`, error, 'warn');
-      if (error instanceof LockLostError) return await finish('failed', error.message, error);
-      // Refused before anything changed: nothing to undo.
-      if (job.hasJournal && !job.record.committed) await job.forget().catch(() => undefined);
-      return await finish('failed', oneLine(error), asError(error));
+      return await this.outcomeOfError(run, error);
     } finally {
       job.slot.give();
       this.running.delete(name);
-      await lock?.release();
-      await recovering;
+      await run.lock?.release();
+      await run.recovering;
     }
+  }
+
+  /** handle()'s job from the filters to its end; throws what ends it early (outcomeOfError). */
+  private async convert(run: HandleRun): Promise<Outcome> {
+    const { job, name, id, options, signal } = run;
+    const { rootdir, stateDir, dryRun } = this.context;
+    checkName(name);
+    const early = await this.beforeLock(run);
+    if ('outcome' in early) return early.outcome;
+    let decided = early.decided;
+    await this.prepare();
+    // The root's other interrupted jobs are finished beside this one, not before it: a held
+    // original waits out its grace period without keeping this directory from its turn.
+    if (options.recoverRoot && !dryRun) run.recovering = this.recoverBeside(name, signal, options);
+    if (!dryRun) {
+      run.lock = await acquireLock(stateDir, id, { waitMs: options.lockWaitMs ?? 0 });
+      job.guard = lockGuard(run.lock);
+    }
+    // An interrupted job for this name is finished (or undone) first.
+    const leftover = await this.journal.read(id, { setAside: !dryRun });
+    if (leftover) {
+      decided = undefined;
+      const recovered = await this.recoverLocked(leftover, signal, run.lock, options.slots);
+      if (recovered.kind === 'failed' || leftover.committed) return await this.finish(run, recovered.kind, recovered.message, recovered.error);
+    }
+    const identity = await directoryIdentity(job.path);
+    job.setInMemory({ identity });
+    job.slot.owner = await ownerOf(rootdir, name);
+    if (decided === undefined || decided.dev !== identity.dev || decided.ino !== identity.ino) {
+      job.phase = 'filter';
+      const skip = await this.hooks.filter.promise(job);
+      if (skip) return await this.finish(run, 'skipped', `skipped: ${skip.skip}`);
+    }
+    const deferred = await this.waitTurn(run);
+    if (deferred) return deferred;
+    // What we convert must still be the directory we looked at.
+    await assertSameDirectory(job.path, identity);
+    return await this.runPhases(run);
+  }
+
+  /**
+   * The filters decide first (the incron path: every directory made in the root starts a run, and
+   * a name they leave alone is answered without environment checks, recovery or lock) — unless the
+   * journal has a job for the name, which must be recovered first. A remembered refusal answers at
+   * once. `decided`: the identity the filters passed, which stands under the lock only if the
+   * directory is still that one (undefined: they decide again).
+   */
+  private async beforeLock(run: HandleRun): Promise<{ outcome: Outcome } | { decided: Identity | undefined }> {
+    const { job, name, id, options, started } = run;
+    // A damaged record counts as a job: it is dealt with under the lock.
+    const record = await this.journal.read(id).catch((e: unknown) => (e instanceof DamagedStateError ? null : Promise.reject(e)));
+    // A remembered refusal answers at once, unless an interrupted job of the name waits.
+    const standing = record === undefined && !options.retryRefused ? await this.refusals.standing(name) : undefined;
+    if (standing) {
+      const message = `refused (remembered since ${humanTime(standing.since)}): ${standing.reason}; tried again when the directory or the config changes, or by 'zfs-dynamic-creator handle'`;
+      job.log.debug(message, { step: 'outcome' });
+      return { outcome: { kind: 'refused', message, durationMs: Date.now() - started, remembered: true } };
+    }
+    if (record !== undefined) return { decided: undefined };
+    let decided: Identity | undefined = await directoryIdentity(job.path);
+    job.setInMemory({ identity: decided });
+    job.phase = 'filter';
+    // Only a skip is final here: a refusal (a leftover dataset, say) is decided again after
+    // the root's recovery, as it always was.
+    const skip = await this.hooks.filter.promise(job).catch(() => {
+      decided = undefined;
+      return undefined;
+    });
+    if (skip) return { outcome: await this.finish(run, 'skipped', `skipped: ${skip.skip}`) };
+    return { decided };
+  }
+
+  /** The wait hook, then the job's turn for a work slot (holding none while it waited); an outcome when deferred. */
+  private async waitTurn(run: HandleRun): Promise<Outcome | undefined> {
+    const { job, signal } = run;
+    job.phase = 'wait';
+    if (this.runs('wait', job.log)) {
+      const defer = await this.hooks.wait.promise(job);
+      if (defer) return await this.finish(run, 'deferred', `deferred: ${defer.defer}`);
+    }
+    try {
+      job.waitingFor = 'a work slot';
+      await job.slot.take(signal);
+    } catch {
+      return await this.finish(run, 'deferred', 'deferred: stopped before its turn to work; the directory is as it was');
+    } finally {
+      job.waitingFor = undefined;
+    }
+    return undefined;
+  }
+
+  /** The journalled phases, in order; a failure rolls back (or, past the commit, is left for recovery). */
+  private async runPhases(run: HandleRun): Promise<Outcome> {
+    const { job, signal, options, started } = run;
+    for (const phase of JOURNALLED_PHASES) {
+      if (options.deferCleanup && CONTRACT[phase].phase?.deferrable && job.record.committed && !this.context.dryRun) {
+        await job.markStatus('cleanup-pending');
+        const kept = job.record.aside ? `, and removes the original kept at ${quoteName(job.record.aside)}` : '';
+        return await this.finish(run, 'converted', `converted into ${job.record.filesystem ?? 'a new filesystem'}, live and published; the ${phase} is left to the next run for this root (reconcile, the daemon's sweep, or 'zfs-dynamic-creator recover'), which waits out the grace period, verifies${kept}`);
+      }
+      try {
+        await job.enter(phase);
+        if (this.runs(phase, job.log)) await this.hooks[phase].promise(job);
+      } catch (error) {
+        // Asked to stop (SIGTERM): a clean stop, not an error, when everything was put back
+        // (or, past the commit, left for the next run as designed). Deferred: tried again later.
+        const stopping = signal.aborted && !(error instanceof LockLostError);
+        const failure = await this.rollBackOrKeep(job, phase, error, stopping);
+        if (stopping && failure.settled) return await this.finish(run, 'deferred', failure.message, undefined, 'notice');
+        return await this.finish(run, 'failed', failure.message, asError(error), undefined, failure.settled);
+      }
+    }
+    await job.forget();
+    return await this.finish(
+      run,
+      'converted',
+      this.context.dryRun
+        ? `dry run: would convert${job.record.filesystem !== undefined ? ` into ${job.record.filesystem}` : ''}; nothing was changed`
+        : `converted into ${job.record.filesystem ?? 'a new filesystem'}${summary(job.record.copied, Date.now() - started, copyMs(job.record.steps))}`,
+    );
+  }
+
+  /** What ends a handle() run early, as its outcome. */
+  private async outcomeOfError(run: HandleRun, error: unknown): Promise<Outcome> {
+    const { job } = run;
+    if (error instanceof BusyError) return await this.finish(run, 'busy', `left alone: ${error.message}`);
+    // The root went away under the job (its pool exported, say): tried again once it is back.
+    if (error instanceof RootGoneError) return await this.finish(run, 'deferred', `deferred: ${oneLine(error)}`, error, 'warn');
+    if (error instanceof LockLostError) return await this.finish(run, 'failed', error.message, error);
+    // Refused before anything changed: nothing to undo.
+    if (job.hasJournal && !job.record.committed) await job.forget().catch(() => undefined);
+    return await this.finish(run, 'failed', oneLine(error), asError(error));
+  }
+
+  /**
+   * Ends a handle() run: its outcome remembered (a refusal), logged, told to the outcome hook and
+   * the observers. A failure only a change to the directory or the config can lift, after which
+   * everything was put back (`settled`), is a refusal: remembered, said once. A rollback that
+   * failed stays a failure.
+   */
+  private async finish(run: HandleRun, given: OutcomeKind, message: string, error?: Error, chosen?: 'info' | 'notice' | 'warn' | 'error', settled = true): Promise<Outcome> {
+    const { job, name, started } = run;
+    const kind: OutcomeKind = given === 'failed' && settled && isPermanentRefusal(error) ? 'refused' : given;
+    const level = kind === given ? (chosen ?? levelOf(kind)) : levelOf(kind);
+    const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
+    // A root that is gone says nothing about the directory: what is remembered of it stays.
+    const remember = !this.context.dryRun && kind !== 'busy' && !(error instanceof RootGoneError);
+    if (remember) await this.rememberOutcome(name, outcome).catch((e: unknown) => job.log.warn(`the refusal could not be recorded: ${oneLine(e)}`));
+    job.log[level](message, { step: 'outcome' });
+    await this.hooks.outcome.promise(job, outcome).catch((e: unknown) => job.log.warn(`an outcome hook failed: ${oneLine(e)}`));
+    await this.ended(job, outcome);
+    return outcome;
   }
 
   /** handle()'s recovery of the root's other interrupted jobs, run beside its own job; never rejects. */
@@ -348,26 +400,19 @@ export class RootEngine {
   }
 
   /**
-   * Failure path: roll back before the commit, keep everything for recovery after it. `settled`
-   * is true when that went as designed (rolled back, or left for recovery past the commit), false
-   * when the rollback itself failed or the lock was lost. `stopping`: the job was asked to stop
-   * (SIGTERM), and the message says so instead of calling it a failure.
+   * The failure path of a phase: roll back before the commit, keep everything for recovery after
+   * it. `settled` is true when that went as designed (rolled back, or left for recovery past the
+   * commit), false when the rollback itself failed or the lock was lost. `stopping`: the job was
+   * asked to stop (SIGTERM), and the message says so instead of calling it a failure.
    */
-  private async failed(job: JobImpl, phase: PhaseName | 'recover', error: unknown, stopping = false): Promise<{ message: string; settled: boolean }> {
+  private async rollBackOrKeep(job: JobImpl, phase: PhaseName | 'recover', error: unknown, stopping = false): Promise<{ message: string; settled: boolean }> {
     // A stop is said as a stop: not with the runtime's words for the abort.
     const abort = error instanceof Error && error.name === 'AbortError';
     const reason = stopping ? `stopped during ${phase}${abort ? '' : `: ${oneLine(error)}`}` : `${phase} failed: ${oneLine(error)}`;
     // A dry run changed nothing: there is nothing to undo, and rollback does not run in one.
     if (job.dryRun && !CONTRACT.rollback.dryRun) return { message: reason, settled: true };
     if (error instanceof LockLostError) return { message: lockLostReport(job, error), settled: false };
-    if (job.record.committed) {
-      // Stopped during its cleanup: live and published, the cleanup left to the next run.
-      await job.markStatus(stopping && phase === 'cleanup' ? 'cleanup-pending' : 'incomplete', reason);
-      // The reason may already say where everything is and what to run; then it is not repeated.
-      if (reason.includes("'zfs-dynamic-creator recover'")) return { message: `${reason} (the job is past its commit point: nothing is undone)`, settled: true };
-      const kept = job.record.aside && !reason.includes(job.record.aside) ? `; the original is kept at ${quoteName(job.record.aside)}` : '';
-      return { message: `${reason}; the job is past its commit point, so nothing is undone${kept}; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`, settled: true };
-    }
+    if (job.record.committed) return { message: await this.keptForRecovery(job, phase, error, reason, stopping), settled: true };
     await job.markStatus('rolling-back', reason);
     try {
       await job.enter('recover');
@@ -379,6 +424,18 @@ export class RootEngine {
     }
     await job.forget();
     return { message: `${reason}; rolled back, the original directory is untouched${stopping ? '; it will be tried again' : ''}`, settled: true };
+  }
+
+  /** A failure past the commit point: nothing is undone, the job is left to recovery; what to say. */
+  private async keptForRecovery(job: JobImpl, phase: PhaseName | 'recover', error: unknown, reason: string, stopping: boolean): Promise<string> {
+    // Stopped during its cleanup: live and published, the cleanup left to the next run.
+    await job.markStatus(stopping && phase === 'cleanup' ? 'cleanup-pending' : 'incomplete', reason);
+    // An error that says where everything is and what to run (its kind says so) is not repeated.
+    if (error instanceof AdvisedError) return `${reason} (the job is past its commit point: nothing is undone)`;
+    // Where the original is now, not where the swap put it: the cleanup may have removed it.
+    const place = job.record.aside ? await originalPlace(job).catch(() => undefined) : undefined;
+    const kept = place?.at === 'aside' ? `; the original is kept at ${quoteName(place.path)}` : '';
+    return `${reason}; the job is past its commit point, so nothing is undone${kept}; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`;
   }
 
   /** Finishes or undoes one interrupted job, taking its lock. */
@@ -506,7 +563,7 @@ export class RootEngine {
         job.waitingFor = undefined;
       }
       const assessment = await this.hooks.assess.promise(job);
-      if (assessment?.fields) await job.adopt(assessment.fields);
+      if (assessment?.fields) await job.setJournalledUnchecked(assessment.fields);
       // Recorded, not observed: the journal or the filesystem's own record says whether the
       // commit point was passed. Once it was, users may have written into the new filesystem.
       const committed = record.committed || (assessment?.committed ?? false);
@@ -655,16 +712,13 @@ function checkName(name: string): void {
 }
 
 /**
- * Whose job a directory's is, for the fair turns (core/slots.ts): the uid of the directory at its
- * path, or of the original kept in the holding directory, or UNKNOWN_OWNER. Scheduling only:
+ * Whose job a directory's is, for the fair turns (core/slots.ts): the uid of its original
+ * directory (originalPlace: kept in the holding directory, or at its path), or UNKNOWN_OWNER. Scheduling only:
  * nothing is decided about the data from it.
  */
 export async function ownerOf(rootdir: string, name: string): Promise<number> {
-  for (const path of [`${rootdir}/${name}`, jobPaths(rootdir, name).aside]) {
-    const stats = await lstat(path).catch(() => undefined);
-    if (stats) return stats.uid;
-  }
-  return UNKNOWN_OWNER;
+  const place = await originalPlace({ root: { rootdir }, name }).catch(() => undefined);
+  return place?.uid ?? UNKNOWN_OWNER;
 }
 
 /** Stops a job whose lock file was removed or replaced, before it writes or changes anything more. */

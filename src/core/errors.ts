@@ -94,6 +94,16 @@ export function unknownKey(where: string, key: string, known: readonly string[])
   return `${where}: unknown key ${JSON.stringify(key)}${near !== undefined ? ` (did you mean ${JSON.stringify(near)}?)` : ''}`;
 }
 
+/**
+ * A failure whose message already says where the job's things are (the original kept at ...) and
+ * what to do next (then run 'zfs-dynamic-creator recover'): the engine's report of it adds only
+ * that nothing is undone, never its own advice again. Its kind, not its words, says so. To keep
+ * another error's kind as well, give that error as its `cause`.
+ */
+export class AdvisedError extends Error {
+  override readonly name = 'AdvisedError';
+}
+
 /** The job is being handled by another process. */
 export class BusyError extends Error {
   override readonly name = 'BusyError';

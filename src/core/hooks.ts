@@ -43,10 +43,10 @@ export interface Hooks {
   readonly migrate: AsyncSeriesHook<[Job]>;
   /** Move the original aside, put the new filesystem at the original path, catch up, verify. */
   readonly swap: AsyncSeriesHook<[Job]>;
+  /** Make the new filesystem known (exports, notifications) as soon as it is live. */
+  readonly publish: AsyncSeriesHook<[Job]>;
   /** After a grace period and a last verification, remove the original and the helpers. */
   readonly cleanup: AsyncSeriesHook<[Job]>;
-  /** Make the new filesystem known (exports, notifications). */
-  readonly publish: AsyncSeriesHook<[Job]>;
   /**
    * Around every step a phase runs through job.step(): called with the step's full name
    * ("swap/move-aside") once it is journalled as started ('before'), as soon as its action has
@@ -94,11 +94,11 @@ export type HooksMatchContract = Assert<
   >
 >;
 
-/** The hooks of one root, made from the contract, in its order. */
+/** The hooks of one root, made from the contract, in its order; frozen: a plugin taps them, never replaces one. */
 export function createHooks(): Hooks {
   const hooks: Partial<Record<HookName, unknown>> = {};
   for (const name of HOOK_ORDER) hooks[name] = makeHook(name, CONTRACT[name]);
-  return hooks as unknown as Hooks;
+  return Object.freeze(hooks) as unknown as Hooks;
 }
 
 type AnyHook = AsyncSeriesHook<unknown[]> | AsyncSeriesBailHook<unknown[], unknown> | AsyncSeriesWaterfallHook<unknown[]> | SyncHook<unknown[]>;
@@ -201,4 +201,3 @@ function describe(value: unknown): string {
   }
 }
 
-export { CONTRACT, HOOK_ORDER, PHASE_ORDER, type HookName } from './contract.js';

@@ -161,24 +161,43 @@ export class JobImpl implements Job {
     return result;
   }
 
-  /** Keep fields in memory only (the journal is written when the first phase that changes anything begins). */
-  note(fields: JobFields): void {
+  /** The engine's: sets fields in memory only; the first journalled phase writes them (durably). */
+  setInMemory(fields: JobFields): void {
     Object.assign(this.state, fields);
   }
 
-  async set(fields: JobFields): Promise<void> {
+  /** Sets job fields the current phase sets (checked: contract.ts) and journals them durably before returning. */
+  async setJournalled(fields: JobFields): Promise<void> {
     this.checkFields(fields);
     Object.assign(this.state, fields);
     await this.save();
   }
 
-  /** The engine's job.set(): fields an `assess` tap found on disk, recorded whatever the phase. */
-  async adopt(fields: JobFields): Promise<void> {
+  /** The engine's: journals fields an `assess` tap found on disk, durably, whatever the phase (not checked). */
+  async setJournalledUnchecked(fields: JobFields): Promise<void> {
     Object.assign(this.state, fields);
     await this.save();
   }
 
-  /** Throws a ContractError unless every field is a job field the current phase sets (contract.ts). */
+  /** @deprecated the same as setInMemory() (its old name). */
+  note(fields: JobFields): void {
+    this.setInMemory(fields);
+  }
+
+  /** @deprecated the same as setJournalled() (its old name). */
+  set(fields: JobFields): Promise<void> {
+    return this.setJournalled(fields);
+  }
+
+  /** @deprecated the same as setJournalledUnchecked() (its old name). */
+  adopt(fields: JobFields): Promise<void> {
+    return this.setJournalledUnchecked(fields);
+  }
+
+  /**
+   * Throws a ContractError unless every field is a job field the current phase sets (contract.ts).
+   * Its messages say job.set(), the name plugins knew it by (test/unit/job.test.ts asserts them).
+   */
   private checkFields(fields: JobFields): void {
     const who = this.actingPlugin !== undefined ? `plugin "${this.actingPlugin}"` : 'a plugin';
     const where = this.phase === 'recover' ? 'a rollback' : `the ${this.phase} phase`;

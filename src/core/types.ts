@@ -3,10 +3,10 @@
  * filesystem, copy tool or export mechanism: those are plugins.
  */
 import type { Hooks } from './hooks.js';
-import type { JobField, PhaseName } from './contract.js';
+import type { JobField, OutcomeKind, PhaseName } from './contract.js';
 import type { ProgressReport } from './progress.js';
 
-export type { JobField, PhaseName, ProgressReport };
+export type { JobField, OutcomeKind, PhaseName, ProgressReport };
 
 export type LogLevel = 'debug' | 'info' | 'notice' | 'warning' | 'error';
 
@@ -178,13 +178,15 @@ export interface Job {
   step<T>(name: string, description: string, action: () => Promise<T>): Promise<T | undefined>;
   step<T>(name: string, description: string, action: () => Promise<T>, options: StepOptions<T>): Promise<T>;
   /**
-   * Record job fields of the contract in the journal (durably) for later phases and for recovery.
-   * Only in the phase that sets them (CONTRACT[phase].phase.sets): otherwise, and for a name
-   * that is not a job field, it throws a ContractError naming the plugin.
+   * Record job fields of the contract in the journal (durably, before it returns) for later phases
+   * and for recovery. Only in the phase that sets them (CONTRACT[phase].phase.sets): otherwise,
+   * and for a name that is not a job field, it throws a ContractError naming the plugin.
    */
+  setJournalled(fields: JobFields): Promise<void>;
+  /** @deprecated the same as setJournalled() (its old name). */
   set(fields: JobFields): Promise<void>;
   /**
-   * A plugin's own namespace in the job record, journalled like job.set(). Without a name: the
+   * A plugin's own namespace in the job record, journalled like job.setJournalled(). Without a name: the
    * namespace of the plugin whose tap is running (its tap name). With one, any plugin's may be
    * read; only its own written.
    *
@@ -238,13 +240,8 @@ export interface Assessment {
   readonly fields?: JobFields;
 }
 
-/**
- * How a job ended. refused: for a reason only a change to the directory or the config can lift
- * (a permanent RefusedError); remembered, not retried until then (src/core/refusals.ts).
- */
-export const OUTCOME_KINDS = ['converted', 'skipped', 'deferred', 'failed', 'refused', 'busy', 'recovered', 'rolled-back'] as const;
-/** The one outcome vocabulary: logs, reconcile, recover, status, metrics (docs/operating.md "Outcomes"). */
-export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
+/** How a job ended: the contract's one list (contract.ts OUTCOME_KINDS). */
+export { OUTCOME_KINDS } from './contract.js';
 
 export interface Outcome {
   readonly kind: OutcomeKind;

@@ -19,15 +19,16 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listRefusals } from '../core/refusals.js';
 import { Journal } from '../core/journal.js';
-import { acquireLock, isLocked, writeFileAtomic, type JobObserver, type JobProgress, type JobRecord, type Outcome, type OutcomeKind } from '../core/index.js';
+import { OUTCOME_KINDS, acquireLock, isLocked, writeFileAtomic, type JobObserver, type JobProgress, type JobRecord, type Outcome, type OutcomeKind } from '../core/index.js';
 
 export const PREFIX = 'zfs_dynamic_creator';
 /**
  * The outcomes counted. Not 'skipped': incron starts a process for every directory made in a
  * root, and a name the filters leave alone is answered without a lock or a write (start-up time
- * of that path matters more than a count of names nobody asked to convert).
+ * of that path matters more than a count of names nobody asked to convert). Not 'refused': the
+ * refusals standing are a gauge of their own.
  */
-export const OUTCOMES: readonly OutcomeKind[] = ['converted', 'failed', 'deferred', 'busy', 'recovered', 'rolled-back'];
+export const OUTCOMES: readonly OutcomeKind[] = OUTCOME_KINDS.filter((kind) => kind !== 'skipped' && kind !== 'refused');
 /** Conversion durations (seconds): from the job's start (waits included) to its end. */
 export const DURATION_BUCKETS: readonly number[] = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
 const LOCK_ID = 'metrics';

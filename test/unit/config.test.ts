@@ -15,6 +15,14 @@ describe('config validation', () => {
     expect(c.watch.concurrency).toBe(2);
   });
 
+  it('accepts a removed key (lockStaleSeconds), ignores it, and names it in one notice line', () => {
+    expect(validateConfig({ roots: [root] }, 'x.yaml', DEFAULT_PLUGINS).notices).toEqual([]);
+    const c = validateConfig({ lockStaleSeconds: 30, roots: [root] }, 'x.yaml', DEFAULT_PLUGINS);
+    expect(c.notices).toEqual([
+      'config x.yaml: lockStaleSeconds: no longer used, ignored: a lock is a kernel flock(2) lock, which ends with its process and is never taken over after a timeout; remove the key',
+    ]);
+  });
+
   it('accepts "name" and ["name", {options}]', () => {
     const c = validateConfig({ roots: [{ ...root, plugins: ['zfs', ['rsync', { graceSeconds: 5 }]] }] }, 'x.yaml', DEFAULT_PLUGINS);
     expect(c.roots[0]!.plugins).toEqual(['zfs', ['rsync', { graceSeconds: 5 }]]);

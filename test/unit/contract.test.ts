@@ -3,6 +3,7 @@
  * from it, every list of hook or phase names derives from it, and what taps return is checked
  * against it. This test fails when anything disagrees with it.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { AsyncSeriesBailHook, AsyncSeriesHook, AsyncSeriesWaterfallHook, SyncHook } from 'tapable';
 import faultInjection from '../../plugins/fault-injection/index.js';
@@ -61,6 +62,18 @@ describe('the contract table', () => {
   it('states the order between plugins within a phase by name', () => {
     expect(STAGE.commit).toBeLessThan(STAGE.catchUp);
     expect(STAGE.retire).toBeLessThan(STAGE.finish);
+    const named = [STAGE.commit, STAGE.catchUp, STAGE.retire, STAGE.finish];
+    expect(STAGE.first).toBeLessThan(Math.min(...named));
+    expect(STAGE.last).toBeGreaterThan(Math.max(...named));
+  });
+
+  it('is what the Hooks interface lists, in the order they run; the hooks object is frozen', () => {
+    const source = readFileSync(new URL('../../src/core/hooks.ts', import.meta.url), 'utf8');
+    const body = source.slice(source.indexOf('export interface Hooks {'), source.indexOf('\n}\n', source.indexOf('export interface Hooks {')));
+    expect([...body.matchAll(/^ {2}readonly (\w+):/gm)].map((m) => m[1])).toEqual([...HOOK_ORDER]);
+    const hooks = createHooks();
+    expect(Object.isFrozen(hooks)).toBe(true);
+    expect(() => Object.assign(hooks, { publish: hooks.cleanup })).toThrow(TypeError);
   });
 });
 

@@ -5,13 +5,14 @@
  * directory is the root. Runs in a few seconds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, realpath, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, realpath, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RootEngine, summary } from '../../src/core/engine.js';
+import { AdvisedError } from '../../src/core/errors.js';
 import { jobPaths } from '../../src/core/places.js';
 import type { Hooks } from '../../src/core/hooks.js';
 import { newRecord } from '../../src/core/job.js';
@@ -161,6 +162,51 @@ describe('a job through the lifecycle', () => {
     const outcome = await e.handle('d');
     expect(outcome.message).toBe("migrate failed: migrate broke on purpose; rollback failed: rollback broke on purpose; the next run for this root, or 'zfs-dynamic-creator recover', tries again");
     expect(await e.journal.read(id())).toMatchObject({ committed: false, status: 'incomplete' });
+  });
+
+  /** A swap that moves the original aside (as the zfs plugin does) and a cleanup that fails, after removing it or not. */
+  const failingAfterAside = (hooks: Hooks, cleanup: { remove: boolean; error: Error }) => {
+    hooks.swap.tapPromise('mover', async (job) => {
+      const { aside } = jobPaths(job.root.rootdir, job.name);
+      await rename(job.path, aside);
+      await job.setJournalled({ aside });
+      await mkdir(job.path);
+    });
+    fakePlugin(hooks);
+    hooks.cleanup.tapPromise('remover', async (job) => {
+      if (cleanup.remove) await rm(jobPaths(job.root.rootdir, job.name).aside, { recursive: true });
+      throw cleanup.error;
+    });
+  };
+
+  it('a failure past the commit point says where the original is kept while it is there, and not once it was removed', async () => {
+    const kept = engine();
+    failingAfterAside(kept.engine.hooks, { remove: false, error: new Error('finish broke') });
+    const aside = jobPaths(rootdir, 'd').aside;
+    expect((await kept.engine.handle('d')).message).toBe(
+      `cleanup failed: finish broke; the job is past its commit point, so nothing is undone; the original is kept at ${JSON.stringify(aside)}; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`,
+    );
+    await rm(jobPaths(rootdir, 'd').holding, { recursive: true });
+    await rm(join(stateDir, 'jobs'), { recursive: true });
+    const removed = engine();
+    failingAfterAside(removed.engine.hooks, { remove: true, error: new Error('finish broke') });
+    expect((await removed.engine.handle('d')).message).toBe(
+      "cleanup failed: finish broke; the job is past its commit point, so nothing is undone; the next run for this root, or 'zfs-dynamic-creator recover', finishes it",
+    );
+  });
+
+  it("an AdvisedError's own advice is not repeated; the same words in any other error do not count", async () => {
+    const advice = "the original is kept aside: settle it, then run 'zfs-dynamic-creator recover'";
+    const advised = engine();
+    failingAfterAside(advised.engine.hooks, { remove: false, error: new AdvisedError(advice) });
+    expect((await advised.engine.handle('d')).message).toBe(`cleanup failed: ${advice} (the job is past its commit point: nothing is undone)`);
+    await rm(jobPaths(rootdir, 'd').holding, { recursive: true });
+    await rm(join(stateDir, 'jobs'), { recursive: true });
+    const plain = engine();
+    failingAfterAside(plain.engine.hooks, { remove: true, error: new Error(advice) });
+    expect((await plain.engine.handle('d')).message).toBe(
+      `cleanup failed: ${advice}; the job is past its commit point, so nothing is undone; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`,
+    );
   });
 
   it("names the plugin in the lines its taps log through the job's logger, and no plugin in the core's", async () => {
