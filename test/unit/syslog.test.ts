@@ -34,7 +34,7 @@ describe('syslog', () => {
     const file = join(root.dir, 'received.log');
     receiver = await startSyslogReceiver(socket, file);
     // journal: send, so that a test run under systemd sends them too
-    expect(await root.use(syslog, { socket, facility: 'local3', tag: 'zdc-kit', level: 'notice', journal: 'send' })).toEqual(['log', 'close']);
+    expect(await root.use(syslog, { socket, facility: 'local3', tag: 'zdc-kit', level: 'notice', journal: 'send' })).toEqual(['doctor', 'log', 'close']);
     const job = await root.job('run 1', { fields: { filesystem: 'tank/test/run 1' } });
     job.log.info('below the level');
     job.log.notice('copied', { step: 'migrate/copy' });
