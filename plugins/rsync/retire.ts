@@ -144,7 +144,7 @@ export async function retire(ctx: RsyncContext, job: Job): Promise<void> {
     const manifest = await openBaseline(ctx, job, found.path);
     const { verified, caughtUp } = await verify(ctx, job, found, live, manifest);
     // What the verified copy holds, for the conversion's history (the filesystem plugin records it).
-    if (manifest !== undefined) await job.set({ copied: await copiedOf(manifest) });
+    if (manifest !== undefined) await job.setJournalled({ copied: await copiedOf(manifest) });
     const late = caughtUp ? ` (${caughtUp} late change(s) caught up)` : '';
     await job.step('remove-original', `remove the verified original ${quoteName(found.path)}${late}`, () => remove(job, found.ref, found.path, verified));
     await removeManifest(manifestOf(ctx, job));

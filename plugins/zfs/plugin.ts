@@ -161,7 +161,7 @@ export class ZfsPlugin {
   async provision(job: Job): Promise<void> {
     const filesystem = this.datasetOf(job);
     const { staging } = jobPaths(job.root.rootdir, job.name);
-    await job.set({ filesystem, staging });
+    await job.setJournalled({ filesystem, staging });
     const existing = await this.zfs.get(filesystem);
     if (existing && existing.state !== 'staging') {
       throw new RefusedError(`${filesystem} already exists and was not made by this job`);
@@ -236,7 +236,7 @@ export class ZfsPlugin {
         await this.zfs.setAll(filesystem, { [PROP_ASIDE]: aside, [PROP_STATE]: 'swapping' });
       });
     }
-    await job.set({ aside });
+    await job.setJournalled({ aside });
     const identity = job.record.identity ?? ds.origin;
     if (!identity) throw new Error('the original directory was never identified');
     if (!(await exists(aside))) {
