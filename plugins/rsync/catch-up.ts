@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { constants as osConstants } from 'node:os';
-import { isErrno, oneLine, quoteName, type DirRef, type Job } from '../../src/index.js';
+import { AdvisedError, isErrno, oneLine, quoteName, type DirRef, type Job } from '../../src/index.js';
 import type { Manifest } from './manifest.js';
 import type { RsyncContext } from './options.js';
 import { NO_PASS, pass, type PassResult } from './pass.js';
@@ -22,7 +22,7 @@ export function noRoom(job: Job, aside: string, error: unknown): unknown {
   const errno = (error as NodeJS.ErrnoException | undefined)?.errno;
   if (!isErrno(error, 'EDQUOT') && !isErrno(error, 'ENOSPC') && errno !== -osConstants.errno.EDQUOT && errno !== -osConstants.errno.ENOSPC) return error;
   const fs = job.record.filesystem ?? `${job.root.rootfs}/${job.name}`;
-  return new Error(
+  return new AdvisedError(
     `a late change to the original does not fit in ${fs} (${(error as Error).message.split('\n')[0]}): over its quota or refquota (set at the commit), or the pool is full; ` +
       `the original is kept at ${quoteName(aside)}; raise the quota (zfs get quota,refquota ${fs}) or make room, then run 'zfs-dynamic-creator recover'`,
   );

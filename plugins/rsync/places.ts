@@ -2,7 +2,7 @@
  * The places a job's steps meet: its manifest (the baseline), the moved-aside original, the live
  * dataset. Each opened by descriptor, identity-checked where it is the user's.
  */
-import { DamagedStateError, jobPaths, rootLevelHelperPath, oneLine, openDir, quoteName, type DirRef, type Job } from '../../src/index.js';
+import { AdvisedError, DamagedStateError, jobPaths, rootLevelHelperPath, oneLine, openDir, quoteName, type DirRef, type Job } from '../../src/index.js';
 import { Manifest, manifestPath, setAsideManifest } from './manifest.js';
 import type { RsyncContext } from './options.js';
 
@@ -21,12 +21,11 @@ async function damaged(e: DamagedStateError, aside: string): Promise<Error> {
   const moved = await setAsideManifest(e.file).catch((m: unknown) => new Error(oneLine(m)));
   const without = 'verifies without it and keeps, as conflicts to settle, the entries the original and the dataset disagree on';
   const kept = `the original is kept at ${quoteName(aside)}`;
-  return new DamagedStateError(
-    e.file,
-    e.detail,
+  return new AdvisedError(
     typeof moved === 'string'
       ? `${what}: moved to ${quoteName(moved)}; ${kept}; the next 'zfs-dynamic-creator recover' ${without}`
       : `${what} and could not be moved aside (${moved.message}); ${kept}; move the file away, then run 'zfs-dynamic-creator recover', which ${without}`,
+    { cause: e },
   );
 }
 

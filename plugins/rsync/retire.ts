@@ -7,6 +7,7 @@
  */
 import { basename, dirname } from 'node:path';
 import {
+  AdvisedError,
   UnverifiedEntriesError,
   VerifiedSet,
   describeHolders,
@@ -26,7 +27,7 @@ import { manifestOf, openAside, openBaseline, openLive, removalBegan } from './p
 
 /** Conflicts are final: both versions are kept, and the message says how to settle them. */
 function conflictError(job: Job, aside: string, conflicts: readonly string[]): Error {
-  return new Error(
+  return new AdvisedError(
     `${conflicts.length} entr${conflicts.length === 1 ? 'y was' : 'ies were'} changed both in the original and in the dataset (${conflicts.slice(0, 3).join('; ')}${conflicts.length > 3 ? '; …' : ''}); ` +
       `neither was overwritten, and the original is kept at ${quoteName(aside)}: for each, keep the version you want in ${quoteName(job.path)} and delete it from the kept original, then run 'zfs-dynamic-creator recover'`,
   );
@@ -36,7 +37,7 @@ function conflictError(job: Job, aside: string, conflicts: readonly string[]): E
 function unverifiedError(job: Job, aside: string, error: UnverifiedEntriesError): Error {
   const named = error.rels.slice(0, 3).map((rel) => quoteName(`${dirname(aside)}/${displayPath(rel)}`));
   for (const rel of error.rels) job.log.warn(`not removed (the verification never saw it): ${quoteName(`${dirname(aside)}/${displayPath(rel)}`)}`, { step: 'cleanup/remove-original' });
-  return new Error(
+  return new AdvisedError(
     `${error.count} entr${error.count === 1 ? 'y' : 'ies'} appeared in the original during its removal that the verification never saw (${named.join(', ')}${error.count > 3 ? ', …' : ''}): ` +
       `left where ${error.count === 1 ? 'it is' : 'they are'}, and what is left of the original is kept at ${quoteName(aside)}; give each back to its owner, then run 'zfs-dynamic-creator recover'`,
   );

@@ -1,6 +1,7 @@
 /** The zfs plugin's steps: one method per tap (index.ts says what each does and wires them). */
 import { lstat, realpath, rename, stat } from 'node:fs/promises';
 import {
+  AdvisedError,
   RefusedError,
   RootGoneError,
   assertSameDirectory,
@@ -256,7 +257,7 @@ export class ZfsPlugin {
     await job.step('make-mountpoint', `make the mountpoint ${quoteName(job.path)} (root's, empty)`, async () => {
       const place = await makeMountpoint(job.root.rootdir, job.path);
       if ('problem' in place) {
-        throw new Error(`${quoteName(job.path)} was made again while the original was being moved aside (${place.problem.why}); keeping both (the original at ${quoteName(aside)}): move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover'`);
+        throw new AdvisedError(`${quoteName(job.path)} was made again while the original was being moved aside (${place.problem.why}); keeping both (the original at ${quoteName(aside)}): move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover'`);
       }
     });
     // The commit point, recorded before the dataset is made visible: from here on users may
@@ -294,7 +295,7 @@ export class ZfsPlugin {
     // Something made at the path (before or in the instant of the mount) is never hidden under
     // it, and nothing is mounted through what a user put there (mount(2) follows links).
     const inTheWay = (problem?: MountpointProblem): Error =>
-      new Error(
+      new AdvisedError(
         `${quoteName(job.path)} ${problem === undefined || problem.kind === 'not-empty' ? 'was made again and is not empty' : `is in the way (${problem.why})`}; keeping both: ${filesystem} (the converted data) stays unmounted at that path` +
           `${aside ? ` and the original at ${quoteName(aside)}` : ''}; move ${quoteName(job.path)} out of the way (mv -- ${quoteName(job.path)} ${quoteName(`${job.path}.moved`)}), then run 'zfs-dynamic-creator recover'`,
       );
@@ -365,7 +366,7 @@ export class ZfsPlugin {
     if (aside !== undefined) {
       // The tool's own empty mountpoint (made after the move aside) goes first.
       if (!(await removeOwnMountpoint(job.path))) {
-        throw new Error(
+        throw new AdvisedError(
           `both the original (kept at ${quoteName(aside)}) and a new ${quoteName(job.path)} exist; keeping both: move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover' (it moves the original back)`,
         );
       }
