@@ -355,7 +355,7 @@ class TreeCloner {
   constructor(
     dst: DirRef,
     private readonly signal: AbortSignal,
-    private readonly concurrency: number,
+    concurrency: number,
     private readonly onFile: ((sofar: { files: number; bytes: number }) => void) | undefined,
   ) {
     this.limiter = new Limiter(concurrency);
@@ -420,14 +420,7 @@ class TreeCloner {
     this.checkStopped();
     // A file on another filesystem (bind-mounted over a name) is not ours to copy.
     const regular = entries.filter((e) => e.type === 'file' && !e.crossDevice);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < regular.length) {
-        const e = regular[next++]!;
-        await this.limiter.run(() => this.linkOrClone(dir, out, e));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, regular.length) }, worker));
+    await this.limiter.forEach(regular, (e) => this.linkOrClone(dir, out, e));
   }
 
   /** The directory `child` is made in `out` (root's, 0700: rsync sets the real owner and mode) and opened. */

@@ -6,8 +6,7 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
-import { TreeChangedError, UnsupportedEntryError, at, copyEntry, displayPath, ensureDir, openChild, statAt, walk, type DirRef, type EntryInfo, type Job } from '../../src/index.js';
-import { nameOf, parentOf } from './rel.js';
+import { nameOf, parentOf, TreeChangedError, UnsupportedEntryError, at, copyEntry, displayPath, ensureDir, openChild, statAt, walk, type DirRef, type EntryInfo, type Job } from '../../src/index.js';
 import { metaOf, type Meta } from './threeway.js';
 
 /** An entry a pass decided to copy: the original's version, and the dataset's as judged. */

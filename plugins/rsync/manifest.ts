@@ -24,8 +24,7 @@
  */
 import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { DamagedStateError, fsyncDir, isErrno } from '../../src/index.js';
-import { nameOf, parentOf } from './rel.js';
+import { nameOf, parentOf, DamagedStateError, fsyncDir, isErrno } from '../../src/index.js';
 import type { Kind, Meta } from './threeway.js';
 
 type Fields = [type: Kind, mode: number, uid: number, gid: number, size: number, mtimeMs: number, rdev: number, target: string | null];

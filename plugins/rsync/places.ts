@@ -2,7 +2,7 @@
  * The places a job's steps meet: its manifest (the baseline), the moved-aside original, the live
  * dataset. Each opened by descriptor, identity-checked where it is the user's.
  */
-import { AdvisedError, DamagedStateError, jobPaths, rootLevelHelperPath, oneLine, openDir, quoteName, type DirRef, type Job } from '../../src/index.js';
+import { originalPlace, AdvisedError, DamagedStateError, oneLine, openDir, quoteName, type DirRef, type Job } from '../../src/index.js';
 import { Manifest, manifestPath, setAsideManifest } from './manifest.js';
 import type { RsyncContext } from './options.js';
 
@@ -41,22 +41,16 @@ export async function openBaseline(ctx: RsyncContext, job: Job, aside: string): 
 }
 
 /** The moved-aside original, if it is still there: new layout, or that of older versions. */
-function asidePaths(job: Job): string[] {
-  const legacy = rootLevelHelperPath(job.root.rootdir, job.name, 'orig');
-  // The root-level name of older versions only for a job whose record says it used it.
-  return [jobPaths(job.root.rootdir, job.name).aside, ...(job.record.aside === legacy ? [legacy] : [])];
-}
-
+/** The original moved aside, opened and identity-checked (undefined: not aside, e.g. already removed). */
 export async function openAside(job: Job): Promise<{ ref: DirRef; path: string } | undefined> {
-  for (const path of asidePaths(job)) {
-    try {
-      return { ref: await openDir(path, job.record.identity), path };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw error;
-    }
+  const place = await originalPlace(job, { anyDirectory: true });
+  if (place?.at !== 'aside') return undefined;
+  try {
+    return { ref: await openDir(place.path, job.record.identity), path: place.path };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
   }
-  return undefined;
 }
 
 /** The live dataset at the original path: a mount, never a symlink. */

@@ -6,12 +6,11 @@
  * (a pass), still before the commit, so that the copy is complete when it becomes visible.
  */
 import { unlink } from 'node:fs/promises';
-import { TreeChangedError, at, ensureDir, openDir, removeTree, walkPair, type DirRef, type EntryInfo, type Job } from '../../src/index.js';
+import { nameOf, parentOf, TreeChangedError, at, ensureDir, openDir, removeTree, walkPair, type DirRef, type EntryInfo, type Job } from '../../src/index.js';
 import { Manifest, ManifestWriter } from './manifest.js';
 import type { RsyncContext } from './options.js';
 import { pass } from './pass.js';
 import { manifestOf } from './places.js';
-import { nameOf, parentOf } from './rel.js';
 import { metaOf, same, type Meta } from './threeway.js';
 
 /** Tries of the comparison when the original changes under it. */

@@ -1,6 +1,7 @@
 /** The zfs plugin's steps: one method per tap (index.ts says what each does and wires them). */
 import { lstat, realpath, rename, stat } from 'node:fs/promises';
 import {
+  originalPlace,
   AdvisedError,
   RefusedError,
   RootGoneError,
@@ -93,10 +94,8 @@ export class ZfsPlugin {
   }
 
   private async asideOf(job: Job): Promise<string | undefined> {
-    for (const path of [jobPaths(job.root.rootdir, job.name).aside, ...this.legacy(job, 'orig')]) {
-      if (await exists(path)) return path;
-    }
-    return undefined;
+    const place = await originalPlace(job, { anyDirectory: true });
+    return place?.at === 'aside' ? place.path : undefined;
   }
 
   private stagingDirs(job: Job): string[] {
