@@ -103,7 +103,7 @@ export class App {
     const all = [...(base?.roots.map((r) => ({ rootfs: r.rootfs, rootdir: r.rootdir, plugins: [...r.plugins] })) ?? []), ...roots.values()];
     const source = base ? `${base.source} and the journal in ${stateDir}` : `the journal in ${stateDir}`;
     return validateConfig(
-      { stateDir, roots: all, ...(base ? { lockStaleSeconds: base.lockStaleSeconds, watch: base.watch, ...(base.metrics ? { metrics: base.metrics } : {}) } : {}) },
+      { stateDir, roots: all, ...(base ? { watch: base.watch, ...(base.metrics ? { metrics: base.metrics } : {}) } : {}) },
       source,
       DEFAULT_PLUGINS,
       base?.baseDir ?? baseDir ?? '/',

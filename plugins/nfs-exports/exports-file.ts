@@ -82,7 +82,7 @@ export class ExportsFile {
   /** Serializes writers of the target file across processes. */
   async locked<T>(body: () => Promise<T>): Promise<T> {
     const id = `nfs-exports-${createHash('sha256').update(this.target).digest('hex').slice(0, 16)}`;
-    const lock = await acquireLock(this.stateDir, id, { staleMs: 30_000, waitMs: 60_000 });
+    const lock = await acquireLock(this.stateDir, id, { waitMs: 60_000 });
     try {
       return await body();
     } finally {

@@ -158,6 +158,7 @@ export class Doctor {
       return false;
     }
     this.add('config', 'ok', `${config.source}: valid, ${config.roots.length} root(s)`);
+    for (const notice of config.notices) this.add('config', 'warn', notice);
     let trusted = false;
     try {
       const real = await prepareStateDir(config.stateDir, { create: false });

@@ -53,7 +53,7 @@ export function originalConfig(rootfs: string, rootdir: string, flags: OriginalF
     plugins = withPluginOptions(plugins, 'nfs-exports', patch, 'syslog');
   }
   const raw = {
-    ...(file ? { stateDir: file.stateDir, lockStaleSeconds: file.lockStaleSeconds, watch: file.watch } : {}),
+    ...(file ? { stateDir: file.stateDir, watch: file.watch } : {}),
     roots: [{ rootfs, rootdir: dir, plugins }],
   };
   return validateConfig(raw, file ? `${file.source} (with command-line options)` : 'command line', DEFAULT_PLUGINS, file?.baseDir);

@@ -143,18 +143,17 @@ const SWEEP_WAIT_MS = 60 * 60 * 1000;
  */
 export async function lockSweep(engine: RootEngine, app: App, mode: 'wait' | 'coalesce'): Promise<Lock | 'queued'> {
   const id = `sweep-${createHash('sha256').update(engine.context.rootdir).digest('hex').slice(0, 20)}`;
-  const staleMs = app.config.lockStaleSeconds * 1000;
   let queued: Lock | undefined;
   try {
     if (mode === 'coalesce') {
       try {
-        queued = await acquireLock(engine.context.stateDir, `${id}.queued`, { staleMs });
+        queued = await acquireLock(engine.context.stateDir, `${id}.queued`);
       } catch (error) {
         if (error instanceof BusyError) return 'queued';
         throw error;
       }
     }
-    return await acquireLock(engine.context.stateDir, `${id}.running`, { staleMs, waitMs: SWEEP_WAIT_MS });
+    return await acquireLock(engine.context.stateDir, `${id}.running`, { waitMs: SWEEP_WAIT_MS });
   } catch (error) {
     if (error instanceof BusyError) throw new BusyError(`another sweep of ${engine.context.rootdir} has run for over ${SWEEP_WAIT_MS / 60000} minutes`);
     throw error;

@@ -122,7 +122,7 @@ export function fastPlugins(extra: { quiet?: Record<string, unknown>; rsync?: Re
 /** Writes a config for the pool's root (to `name` in the pool's work directory, so that several can coexist) and returns its path. */
 export async function writeConfig(p: TestPool, plugins: unknown[], more: Record<string, unknown> = {}, name = 'config.json'): Promise<string> {
   const file = join(p.work, name);
-  await writeFile(file, JSON.stringify({ stateDir: p.stateDir, lockStaleSeconds: 3, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins }], ...more }, null, 1));
+  await writeFile(file, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins }], ...more }, null, 1));
   return file;
 }
 

@@ -11,7 +11,7 @@ export { helperPath as stagingPath } from '../helpers/state.js';
 /** Writes a config file of its own (so that several can coexist) and returns its path. */
 export async function writeNamedConfig(p: TestPool, file: string, plugins: unknown[]): Promise<string> {
   const path = join(p.work, file);
-  await writeFile(path, JSON.stringify({ stateDir: p.stateDir, lockStaleSeconds: 3, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins }] }, null, 1));
+  await writeFile(path, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins }] }, null, 1));
   return path;
 }
 

@@ -34,8 +34,8 @@ describe('a root that is gone (item 12)', () => {
     state = join(await mkdtemp(join(tmpdir(), 'zdc-roots-')), 'state');
     // One job of each root killed past its commit, its original kept for the cleanup.
     const kill = ['fault-injection', { killAt: 'cleanup/remove-original', when: 'before' }];
-    both = await writeJson(join(other.work, 'both.json'), { stateDir: state, lockStaleSeconds: 3, roots: [root(gone, fastPlugins({ more: [kill] })), root(other, fastPlugins({ more: [kill] }))] });
-    onlyOther = await writeJson(join(other.work, 'other.json'), { stateDir: state, lockStaleSeconds: 3, roots: [root(other, fastPlugins())] });
+    both = await writeJson(join(other.work, 'both.json'), { stateDir: state, roots: [root(gone, fastPlugins({ more: [kill] })), root(other, fastPlugins({ more: [kill] }))] });
+    onlyOther = await writeJson(join(other.work, 'other.json'), { stateDir: state, roots: [root(other, fastPlugins())] });
     for (const p of [gone, other]) {
       await makeTree(join(p.mount, 'job'), 6, 7);
       const r = await cli(['--config', both, 'handle', join(p.mount, 'job')], { stateDir: state });
@@ -99,7 +99,7 @@ describe('a root that is gone (item 12)', () => {
   });
 
   it('the daemon says so once and goes on with the other root', async () => {
-    const config = await writeJson(join(other.work, 'daemon.json'), { stateDir: state, lockStaleSeconds: 3, watch: { sweepIntervalSeconds: 1 }, roots: [root(gone, fastPlugins()), root(other, fastPlugins())] });
+    const config = await writeJson(join(other.work, 'daemon.json'), { stateDir: state, watch: { sweepIntervalSeconds: 1 }, roots: [root(gone, fastPlugins()), root(other, fastPlugins())] });
     const daemon = await startDaemon({ stateDir: state }, config);
     await makeTree(join(other.mount, 'new'), 3, 9);
     await waitLive(other, ['new'], scaled(60_000));
@@ -135,8 +135,8 @@ describe('two instances with different stateDirs on one root', () => {
   beforeAll(async () => {
     p = await createPool('rtwo');
     otherState = join(p.work, 'other-state');
-    first = await writeJson(join(p.work, 'first.json'), { stateDir: p.stateDir, lockStaleSeconds: 3, roots: [root(p, fastPlugins())] });
-    second = await writeJson(join(p.work, 'second.json'), { stateDir: otherState, lockStaleSeconds: 3, roots: [root(p, fastPlugins())] });
+    first = await writeJson(join(p.work, 'first.json'), { stateDir: p.stateDir, roots: [root(p, fastPlugins())] });
+    second = await writeJson(join(p.work, 'second.json'), { stateDir: otherState, roots: [root(p, fastPlugins())] });
   });
   afterAll(async () => {
     await p?.destroy();

@@ -37,7 +37,7 @@ const PLANTS: readonly Planted[] = [
 
 /** The planted config: valid, for this pool, with its own stateDir, so that using it would work and show. */
 function plantedConfig(label: string): string {
-  return JSON.stringify({ stateDir: join(markers, `state-${label}`), lockStaleSeconds: 3, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: fastPlugins() }] });
+  return JSON.stringify({ stateDir: join(markers, `state-${label}`), roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: fastPlugins() }] });
 }
 
 /** A run directory owned by nobody, with the files of `plant` written by its owner. */
