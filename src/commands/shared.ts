@@ -4,7 +4,7 @@
  */
 import { App, type GlobalOptions } from '../app.js';
 import { stopOnSignals } from '../core/stop.js';
-import { ConfigError, JOURNAL_PRIORITY, journalIsStderr, logToStderr, oneLineText, writeStderr, type LogLevel, type Outcome } from '../core/index.js';
+import { ConfigError, JOURNAL_PRIORITY, didYouMean, journalIsStderr, logToStderr, oneLineText, writeStderr, type LogLevel, type Outcome } from '../core/index.js';
 
 /** Exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, deferred: 75 } as const;
@@ -76,27 +76,7 @@ export function summaryOptions(options: GlobalOptions, o: { json?: boolean; summ
   return o.summary ? { ...options, quiet: true } : options;
 }
 
-/** Optimal string alignment distance (a swap of two neighbours counts one). */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = best;
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
 /** The command `word` is probably a misspelling of (one edit for short names, two for longer ones), if any. */
 export function closestCommand(word: string, commands: readonly string[]): string | undefined {
-  let best: { name: string; distance: number } | undefined;
-  for (const name of commands) {
-    const distance = editDistance(word.toLowerCase(), name);
-    const allowed = name.length <= 5 ? 1 : 2;
-    if (distance <= allowed && (best === undefined || distance < best.distance)) best = { name, distance };
-  }
-  return best?.name;
+  return didYouMean(word, commands, (name) => (name.length <= 5 ? 1 : 2));
 }

@@ -61,31 +61,34 @@ export class ConfigError extends Error {
   }
 }
 
-/** The candidate `word` was most likely meant to be (a mistyped key or option), if any. */
-export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+/**
+ * The candidate `word` was most likely meant to be (a mistyped key, option or command), if any:
+ * the nearest within `allowed(candidate)` edits (a swap of two letters is one).
+ */
+export function didYouMean(word: string, candidates: readonly string[], allowed = (c: string): number => Math.max(2, Math.floor(c.length / 4))): string | undefined {
   const lower = word.toLowerCase();
   const same = candidates.find((c) => c.toLowerCase() === lower);
   if (same !== undefined) return same;
   let best: { word: string; d: number } | undefined;
   for (const c of candidates) {
     const d = editDistance(lower, c.toLowerCase());
-    if (d <= Math.max(2, Math.floor(c.length / 4)) && (best === undefined || d < best.d)) best = { word: c, d };
+    if (d <= allowed(c) && (best === undefined || d < best.d)) best = { word: c, d };
   }
   return best?.word;
 }
 
+/** Edits (insert, delete, replace, or swap two neighbours) from `a` to `b`. */
 function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]!;
-    row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const next = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = row[j]!;
-      row[j] = next;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = best;
     }
   }
-  return row[b.length]!;
+  return d[a.length]![b.length]!;
 }
 
 /** One line for a mistyped key, config and plugin options alike. */

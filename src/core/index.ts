@@ -1,7 +1,7 @@
 export * from './types.js';
 export { createHooks, ContractError, type Hooks } from './hooks.js';
 export { CONTRACT, STAGE, HOOK_ORDER, PHASE_ORDER, JOURNALLED_PHASES, AFTER_COMMIT, JOB_FIELDS, OUTCOME_KINDS, phasesSetting, type HookContract, type JobField, type HookKind, type HookName, type JournalledPhase, type PhaseContract } from './contract.js';
-export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, AdvisedError, oneLine, quoteName } from './errors.js';
+export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, AdvisedError, didYouMean, oneLine, quoteName } from './errors.js';
 export { originalPlace, type OriginalPlace, type OriginalOf } from './original.js';
 export { run, CommandError, type RunOptions, type RunResult } from './exec.js';
 export { retry, type RetryOptions } from './retry.js';

@@ -186,7 +186,7 @@ export class JobImpl implements Job {
 
   /**
    * Throws a ContractError unless every field is a job field the current phase sets (contract.ts).
-   * Its messages say job.setJournalled(), the name plugins knew it by (test/unit/job.test.ts asserts them).
+   * Its messages say job.set(), the name plugins knew it by (test/unit/job.test.ts asserts them).
    */
   private checkFields(fields: JobFields): void {
     const who = this.actingPlugin !== undefined ? `plugin "${this.actingPlugin}"` : 'a plugin';
@@ -194,12 +194,12 @@ export class JobImpl implements Job {
     const sets: readonly JobField[] = this.phase === 'recover' ? [] : (CONTRACT[this.phase].phase?.sets ?? []);
     for (const key of Object.keys(fields)) {
       if (!(JOB_FIELDS as readonly string[]).includes(key)) {
-        throw new ContractError(`${who}: job.setJournalled() in ${where} of ${JSON.stringify(key)}, which is not a job field (${JOB_FIELDS.join(', ')}); a plugin's own data goes in job.data()`);
+        throw new ContractError(`${who}: job.set() in ${where} of ${JSON.stringify(key)}, which is not a job field (${JOB_FIELDS.join(', ')}); a plugin's own data goes in job.data()`);
       }
       if (!sets.includes(key as JobField)) {
         const setters = phasesSetting(key as JobField);
         const by = setters.length > 0 ? `only the ${setters.join(' and ')} phase sets it` : 'the engine records it';
-        throw new ContractError(`${who}: job.setJournalled() of the job field "${key}" in ${where}, which does not set it (${by}; src/core/contract.ts)`);
+        throw new ContractError(`${who}: job.set() of the job field "${key}" in ${where}, which does not set it (${by}; src/core/contract.ts)`);
       }
     }
   }
