@@ -480,6 +480,7 @@ export class RootEngine {
    * its cleanup to later does not wait out others' grace periods); `except`: not this name.
    */
   async interrupted(survey?: Survey, options: { leavePendingCleanups?: boolean; except?: string } = {}): Promise<{ name: string; fromJournal: boolean }[]> {
+    if (!this.context.dryRun) await this.journal.removeOrphanedTemps();
     const all = await this.journal.list(this.context.rootdir);
     const known = new Set(all.map((r) => r.name));
     const records = all.filter((r) => !(options.leavePendingCleanups && r.status === 'cleanup-pending')).map((r) => ({ name: r.name, fromJournal: true }));

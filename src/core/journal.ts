@@ -69,6 +69,18 @@ export class Journal {
     }
   }
 
+  /**
+   * Removes the temporary files of record writes whose process is gone (killed between the write
+   * and the rename, see fsutil's writeTempFile): never a record, never a live writer's file.
+   */
+  async removeOrphanedTemps(): Promise<void> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    for (const name of names) {
+      const pid = TEMP_NAME.exec(name)?.[1];
+      if (pid !== undefined && !processAlive(Number(pid))) await unlink(join(this.dir, name)).catch(() => undefined);
+    }
+  }
+
   /** Every record in the journal (optionally of one root). Unreadable files are skipped. */
   async list(rootdir?: string): Promise<JobRecord[]> {
     let names: string[];
@@ -90,6 +102,18 @@ export class Journal {
       }
     }
     return records;
+  }
+}
+
+/** `.<id>.json.<pid>.<ms>[.<random>].tmp`, fsutil's temporary name of a record being written. */
+const TEMP_NAME = /^\.[0-9a-f]+\.json\.(\d+)\.\d+(?:\.[0-9a-z]+)?\.tmp$/;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return !isErrno(error, 'ESRCH');
   }
 }
 
