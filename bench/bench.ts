@@ -46,7 +46,8 @@ function parseArgs(argv: readonly string[]): { only: Set<Scenario>; runs: number
     else if (a === '--large-files') largeFiles = Number(argv[++i]);
     else if (a === '--json') json = argv[++i]!;
     else if ((SCENARIOS as readonly string[]).includes(a)) only.add(a as Scenario);
-    else throw new Error(`unknown argument ${JSON.stringify(a)} (scenarios: ${SCENARIOS.join(', ')}; --runs N, --large-files N, --json FILE)`);
+    else
+      throw new Error(`unknown argument ${JSON.stringify(a)} (scenarios: ${SCENARIOS.join(', ')}; --runs N, --large-files N, --json FILE)`);
   }
   if (!(runs >= 1)) throw new Error('--runs needs a number of at least 1');
   return { only: only.size > 0 ? only : new Set(SCENARIOS), runs, largeFiles, json };
@@ -56,21 +57,37 @@ async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
   const { execa } = await import('execa');
-  const zfs = await execa('zfs', ['version'], { reject: false }).then((r) => (r.exitCode === 0 ? r.stdout.split('\n')[0]! : 'zfs-fuse (no zfs version)'));
+  const zfs = await execa('zfs', ['version'], { reject: false }).then((r) =>
+    r.exitCode === 0 ? r.stdout.split('\n')[0]! : 'zfs-fuse (no zfs version)',
+  );
   const results: Results = {
-    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '?', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, zfs },
+    machine: {
+      cpus: cpus().length,
+      model: cpus()[0]?.model ?? '?',
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      zfs,
+    },
     at: new Date().toISOString(),
   };
   const rows: [string, string, string][] = [];
   if (args.only.has('convert')) {
-    log('convert: 20,000 files of 4 KiB + 256 MiB, tool (waits at their minimum) vs the seed\'s sequence');
+    log("convert: 20,000 files of 4 KiB + 256 MiB, tool (waits at their minimum) vs the seed's sequence");
     const r = (results.convert = await benchConvert({ files: 20_000, bigMiB: 256, runs: args.runs, log }));
-    rows.push(['convert 20k files + 256 MiB', `tool ${r.toolMedian.toFixed(1)} s, seed ${r.seedMedian.toFixed(1)} s: ${r.ratio.toFixed(2)}×, ${r.maxRssMiB.toFixed(0)} MiB`, '≤ 1.3×']);
+    rows.push([
+      'convert 20k files + 256 MiB',
+      `tool ${r.toolMedian.toFixed(1)} s, seed ${r.seedMedian.toFixed(1)} s: ${r.ratio.toFixed(2)}×, ${r.maxRssMiB.toFixed(0)} MiB`,
+      '≤ 1.3×',
+    ]);
   }
   if (args.only.has('large')) {
     log(`large: ${args.largeFiles} files of 4 KiB + 256 MiB`);
     const r = (results.large = await benchConvert({ files: args.largeFiles, bigMiB: 256, runs: args.runs, log }));
-    rows.push([`convert ${args.largeFiles / 1000}k files + 256 MiB`, `tool ${r.toolMedian.toFixed(1)} s, seed ${r.seedMedian.toFixed(1)} s: ${r.ratio.toFixed(2)}×, ${r.maxRssMiB.toFixed(0)} MiB`, '< 200 MiB']);
+    rows.push([
+      `convert ${args.largeFiles / 1000}k files + 256 MiB`,
+      `tool ${r.toolMedian.toFixed(1)} s, seed ${r.seedMedian.toFixed(1)} s: ${r.ratio.toFixed(2)}×, ${r.maxRssMiB.toFixed(0)} MiB`,
+      '< 200 MiB',
+    ]);
   }
   if (args.only.has('burst')) {
     results.burst = [];
@@ -78,13 +95,21 @@ async function main(): Promise<number> {
       log(`burst: 40 directories with the default waits, through ${via}`);
       const r = await benchBurst({ via, directories: 40, log });
       results.burst.push(r);
-      rows.push([`burst of 40 via ${via}`, `live ${r.liveSeconds.toFixed(1)} s, done ${r.doneSeconds.toFixed(1)} s`, 'live ≤ 40 s, done ≤ 100 s']);
+      rows.push([
+        `burst of 40 via ${via}`,
+        `live ${r.liveSeconds.toFixed(1)} s, done ${r.doneSeconds.toFixed(1)} s`,
+        'live ≤ 40 s, done ≤ 100 s',
+      ]);
     }
   }
   if (args.only.has('startup')) {
     log('startup: a run that rejects a name vs node -e 0');
     const r = (results.startup = await benchStartup({ runs: Math.max(10, args.runs), log }));
-    rows.push(['start-up, rejected name', `${(r.tool * 1000).toFixed(0)} ms vs ${(r.node * 1000).toFixed(0)} ms: ${r.ratio.toFixed(2)}×`, '≤ 2×']);
+    rows.push([
+      'start-up, rejected name',
+      `${(r.tool * 1000).toFixed(0)} ms vs ${(r.node * 1000).toFixed(0)} ms: ${r.ratio.toFixed(2)}×`,
+      '≤ 2×',
+    ]);
   }
   if (args.only.has('sweep')) {
     log('sweep: reconcile with nothing to do, 1000 datasets and 100 directories the filter skips');

@@ -145,18 +145,24 @@ async function convert(work: string, tree: Tree, mode: 'off' | 'auto'): Promise<
   ];
   await writeFile(config, JSON.stringify({ stateDir: join(work, 'state'), roots: [{ rootfs: POOL, rootdir: MOUNT, plugins }] }));
   const start = process.hrtime.bigint();
-  const r = await execa(process.execPath, [CLI, '--config', config, ...(process.env.BENCH_LOG_DIR ? ['-v'] : []), 'handle', dir], { reject: false, stdin: 'ignore', cwd: '/' });
+  const r = await execa(process.execPath, [CLI, '--config', config, ...(process.env.BENCH_LOG_DIR ? ['-v'] : []), 'handle', dir], {
+    reject: false,
+    stdin: 'ignore',
+    cwd: '/',
+  });
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   // BENCH_LOG_DIR=<dir> keeps each conversion's log (with -w <dir> in the guest), to see where the time goes
   if (process.env.BENCH_LOG_DIR) await writeFile(join(process.env.BENCH_LOG_DIR, `${name}.log`), String(r.stderr));
   const lines = String(r.stderr).split('\n');
-  if (r.exitCode !== 0 || !lines.some((l) => l.includes('converted into'))) throw new Error(`${name}: the conversion failed:\n${String(r.stderr)}`);
+  if (r.exitCode !== 0 || !lines.some((l) => l.includes('converted into')))
+    throw new Error(`${name}: the conversion failed:\n${String(r.stderr)}`);
   const copyStart = lines.find((l) => /INFO: \[rsync\] \[[^\]]+\] copy "/.test(l));
   const sealStart = lines.find((l) => /INFO: \[rsync\] \[[^\]]+\] check the copy against the original/.test(l));
   const path = lines.find((l) => /copy: (rsync|block cloning)/.test(l)) ?? '(no copy line)';
   const seal = JSON.parse(await readFile(report, 'utf8')) as { bclonesaved: number; allocated: number };
   const after = await describeTree(dir, { mtimes: true });
-  if (JSON.stringify([...after]) !== JSON.stringify([...before])) throw new Error(`${name}: the dataset does not hold what the directory held`);
+  if (JSON.stringify([...after]) !== JSON.stringify([...before]))
+    throw new Error(`${name}: the dataset does not hold what the directory held`);
   await zfs('destroy', `${POOL}/${name}`);
   return {
     seconds,
@@ -175,7 +181,9 @@ async function main(): Promise<number> {
   await zpool('create', '-f', '-O', 'compression=off', '-O', 'atime=off', '-m', MOUNT, POOL, IMAGE);
   const work = await mkdtemp(join(tmpdir(), 'zdc-bench-clone-'));
   try {
-    log(`${(await zfs('version')).split('\n').join(', ')}; feature@block_cloning ${(await zpool('get', '-H', '-o', 'value', 'feature@block_cloning', POOL)).trim()}`);
+    log(
+      `${(await zfs('version')).split('\n').join(', ')}; feature@block_cloning ${(await zpool('get', '-H', '-o', 'value', 'feature@block_cloning', POOL)).trim()}`,
+    );
     await zfs('create', `${POOL}/probe`);
     const probe = await probeBlockCloning({ pool: POOL, sourceDir: MOUNT, targetDir: join(MOUNT, 'probe') });
     log(`probe: ${probe.clones ? 'clones' : 'does not clone'}: ${probe.reason}`);
@@ -186,9 +194,13 @@ async function main(): Promise<number> {
     for (const tree of [bigTree, manyTree].filter((t) => wanted.includes(t.files === 16 ? 'big' : 'many'))) {
       log(`${tree.label}: ${mib(tree.bytes)}`);
       const a = await convert(work, tree, 'off');
-      log(`  blockCloning off: ${a.seconds.toFixed(1)} s (copy step ${a.copySeconds.toFixed(1)} s), bclonesaved +${mib(a.saved)}, allocated +${mib(a.allocated)} at the seal; ${a.path}`);
+      log(
+        `  blockCloning off: ${a.seconds.toFixed(1)} s (copy step ${a.copySeconds.toFixed(1)} s), bclonesaved +${mib(a.saved)}, allocated +${mib(a.allocated)} at the seal; ${a.path}`,
+      );
       const b = await convert(work, tree, 'auto');
-      log(`  blockCloning auto: ${b.seconds.toFixed(1)} s (copy step ${b.copySeconds.toFixed(1)} s), bclonesaved +${mib(b.saved)}, allocated +${mib(b.allocated)} at the seal; ${b.path}`);
+      log(
+        `  blockCloning auto: ${b.seconds.toFixed(1)} s (copy step ${b.copySeconds.toFixed(1)} s), bclonesaved +${mib(b.saved)}, allocated +${mib(b.allocated)} at the seal; ${b.path}`,
+      );
       rows.push(
         `| ${tree.label} (${mib(tree.bytes)}) | ${a.seconds.toFixed(1)} s (copy ${a.copySeconds.toFixed(1)} s), +${mib(a.allocated)} allocated | ${b.seconds.toFixed(1)} s (copy ${b.copySeconds.toFixed(1)} s), +${mib(b.allocated)} allocated | ${(a.seconds / b.seconds).toFixed(1)}x (copy ${(a.copySeconds / b.copySeconds).toFixed(1)}x) | +${mib(b.saved)} |`,
       );

@@ -35,7 +35,10 @@ export async function benchPool(label: string, sizeMiB: number): Promise<BenchPo
     stateDir,
     async config(plugins, more = {}) {
       const file = join(work, `config${n++}.json`);
-      await writeFile(file, JSON.stringify({ stateDir, roots: [{ rootfs: pool, rootdir: mount, ...(plugins ? { plugins } : {}) }], ...more }));
+      await writeFile(
+        file,
+        JSON.stringify({ stateDir, roots: [{ rootfs: pool, rootdir: mount, ...(plugins ? { plugins } : {}) }], ...more }),
+      );
       return file;
     },
     async destroy() {
@@ -73,11 +76,16 @@ export function makeTree(dir: string, files: number, bigMiB: number): void {
  * preloaded hook at exit: GNU time's figure would be the largest of the process and its children,
  * rsync included).
  */
-export async function timedNode(args: readonly string[]): Promise<{ seconds: number; maxRssMiB: number; exitCode: number; stderr: string }> {
+export async function timedNode(
+  args: readonly string[],
+): Promise<{ seconds: number; maxRssMiB: number; exitCode: number; stderr: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'zdc-bench-rss-'));
   const hook = join(dir, 'rss.cjs');
   const out = join(dir, 'rss');
-  await writeFile(hook, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));\n`);
+  await writeFile(
+    hook,
+    `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));\n`,
+  );
   const started = process.hrtime.bigint();
   const r = await execa(process.execPath, ['--require', hook, ...args], { reject: false });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -97,10 +105,17 @@ export async function destroyDataset(name: string): Promise<void> {
 }
 
 /** Runs a command under GNU time: wall seconds and peak RSS in MiB (the largest of it and its children). */
-export async function timed(file: string, args: readonly string[], env?: Record<string, string>): Promise<{ seconds: number; maxRssMiB: number; exitCode: number; stderr: string }> {
+export async function timed(
+  file: string,
+  args: readonly string[],
+  env?: Record<string, string>,
+): Promise<{ seconds: number; maxRssMiB: number; exitCode: number; stderr: string }> {
   const out = join(tmpdir(), `zdc-bench-time-${randomBytes(4).toString('hex')}`);
   const started = process.hrtime.bigint();
-  const r = await execa('/usr/bin/time', ['-o', out, '-f', '%M', file, ...args], { reject: false, ...(env ? { env: { ...process.env, ...env } } : {}) });
+  const r = await execa('/usr/bin/time', ['-o', out, '-f', '%M', file, ...args], {
+    reject: false,
+    ...(env ? { env: { ...process.env, ...env } } : {}),
+  });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const kib = Number((await readFile(out, 'utf8').catch(() => '0')).trim().split('\n').pop());
   await rm(out, { force: true });

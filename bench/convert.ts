@@ -68,5 +68,14 @@ export async function benchConvert(o: { files: number; bigMiB: number; runs: num
   const toolMedian = median(tool);
   const seedMedian = median(seed);
   // Each run's pair ran back to back on the same machine state: the ratio is the median of theirs.
-  return { files: o.files, bigMiB: o.bigMiB, tool, seed, toolMedian, seedMedian, ratio: median(tool.map((t, i) => t / seed[i]!)), maxRssMiB };
+  return {
+    files: o.files,
+    bigMiB: o.bigMiB,
+    tool,
+    seed,
+    toolMedian,
+    seedMedian,
+    ratio: median(tool.map((t, i) => t / seed[i]!)),
+    maxRssMiB,
+  };
 }

@@ -78,7 +78,11 @@ export async function benchSweep(options: SweepOptions = {}): Promise<SweepResul
     for (let i = 0; i < runs; i++) {
       await writeFile(calls, '');
       const t0 = process.hrtime.bigint();
-      const r = await execa(process.execPath, [CLI, '--config', config, '-q', 'reconcile', '--json'], { env, reject: false, stdin: 'ignore' });
+      const r = await execa(process.execPath, [CLI, '--config', config, '-q', 'reconcile', '--json'], {
+        env,
+        reject: false,
+        stdin: 'ignore',
+      });
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       if (r.exitCode !== 0) throw new Error(`reconcile failed (${r.exitCode}): ${r.stderr}`);
       const summary = (JSON.parse(r.stdout) as { roots: { counts: Record<string, number> }[] }).roots;

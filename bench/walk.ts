@@ -113,7 +113,8 @@ async function main(): Promise<void> {
     ['walksync-32', {}],
     ['digest-32', {}],
   ];
-  const label = ([m, env]: [string, Record<string, string>]): string => (env.UV_THREADPOOL_SIZE ? `${m} (UV_THREADPOOL_SIZE=${env.UV_THREADPOOL_SIZE})` : m);
+  const label = ([m, env]: [string, Record<string, string>]): string =>
+    env.UV_THREADPOOL_SIZE ? `${m} (UV_THREADPOOL_SIZE=${env.UV_THREADPOOL_SIZE})` : m;
   const rows: Record<string, unknown>[] = [];
   try {
     const noop = await measure('noop', work);
@@ -145,7 +146,9 @@ async function main(): Promise<void> {
           runs: list.map((m) => Number(m.seconds.toFixed(3))),
         };
         rows.push(row);
-        log(`${String(files).padStart(7)} files  ${name.padEnd(44)} ${row.medianSeconds.toFixed(3).padStart(8)} s  x${row.vsSequential.toFixed(2)}  peak RSS ${row.peakRssMiB} MiB`);
+        log(
+          `${String(files).padStart(7)} files  ${name.padEnd(44)} ${row.medianSeconds.toFixed(3).padStart(8)} s  x${row.vsSequential.toFixed(2)}  peak RSS ${row.peakRssMiB} MiB`,
+        );
       }
       if (!args.includes('--no-remove')) {
         const times: Record<string, number[]> = { remove: [], 'remove-sync': [], 'rm-rf': [] };
@@ -159,7 +162,9 @@ async function main(): Promise<void> {
         }
         for (const [mode, list] of Object.entries(times)) {
           rows.push({ files, variant: mode, medianSeconds: Number(median(list).toFixed(3)), runs: list.map((x) => Number(x.toFixed(3))) });
-          log(`${String(files).padStart(7)} files  ${`removal: ${mode === 'remove' ? 'removeTree' : mode === 'remove-sync' ? 'removeTree (syncStat)' : 'rm -rf'}`.padEnd(44)} ${median(list).toFixed(3).padStart(8)} s`);
+          log(
+            `${String(files).padStart(7)} files  ${`removal: ${mode === 'remove' ? 'removeTree' : mode === 'remove-sync' ? 'removeTree (syncStat)' : 'rm -rf'}`.padEnd(44)} ${median(list).toFixed(3).padStart(8)} s`,
+          );
         }
       }
       await rm(root, { recursive: true, force: true });
@@ -168,7 +173,9 @@ async function main(): Promise<void> {
     await rm(work, { recursive: true, force: true });
     if (pool) await destroyThrowawayPool(pool);
   }
-  process.stdout.write(`${JSON.stringify({ machine: `${(await execa('nproc')).stdout} cores, node ${process.version}`, base: baseDir, rows }, null, 2)}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ machine: `${(await execa('nproc')).stdout} cores, node ${process.version}`, base: baseDir, rows }, null, 2)}\n`,
+  );
 }
 
 await main();

@@ -51,7 +51,9 @@ const result = await build({
   // cosmiconfig's loader for config.ts files (never used: the config files are YAML, JSON or JS).
   external: ['typescript'],
   // CommonJS dependencies (commander, tapable, cosmiconfig, cross-spawn) call require().
-  banner: { js: "import { createRequire as __zdcCreateRequire } from 'node:module';\nconst require = __zdcCreateRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __zdcCreateRequire } from 'node:module';\nconst require = __zdcCreateRequire(import.meta.url);",
+  },
   metafile: true,
   logLevel: 'warning',
   // Less source for V8 to parse at every start (a run that rejects a name loads about 0.95 MB of

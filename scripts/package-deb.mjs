@@ -37,7 +37,14 @@ const tool = (file, args, options = {}) => {
   try {
     return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...options }).trim();
   } catch (error) {
-    fail(error.code === 'ENOENT' ? `${file} is not installed (Debian: apt install dpkg-dev)` : `${file} ${args.join(' ')}: ${String(error.stderr || error.message).trim().split('\n').at(-1)}`);
+    fail(
+      error.code === 'ENOENT'
+        ? `${file} is not installed (Debian: apt install dpkg-dev)`
+        : `${file} ${args.join(' ')}: ${String(error.stderr || error.message)
+            .trim()
+            .split('\n')
+            .at(-1)}`,
+    );
   }
 };
 
@@ -47,7 +54,9 @@ const version = manifest.version;
 const man = join(project, manifest.man[0]);
 if (!existsSync(man)) fail(`no man page at ${relative(project, man)}: run npm run build first`);
 const arch = tool('dpkg', ['--print-architecture']);
-const maintainer = process.env.DEBEMAIL ? `${process.env.DEBFULLNAME ?? NAME} <${process.env.DEBEMAIL}>` : 'zfs-dynamic-creator maintainers <maintainers@zfs-dynamic-creator.org>';
+const maintainer = process.env.DEBEMAIL
+  ? `${process.env.DEBFULLNAME ?? NAME} <${process.env.DEBEMAIL}>`
+  : 'zfs-dynamic-creator maintainers <maintainers@zfs-dynamic-creator.org>';
 // The changelog's date: the commit's, so the same checkout makes the same package.
 const epoch = Number(process.env.SOURCE_DATE_EPOCH || tool('git', ['-C', project, 'log', '-1', '--format=%ct']));
 
@@ -76,7 +85,10 @@ put(`/usr/bin/${NAME}`, readFileSync(join(sea, NAME)), 0o755);
 put(`/usr/share/man/man1/${NAME}.1.gz`, gz(readFileSync(man)));
 for (const unit of readdirSync(join(project, 'contrib', 'systemd')).sort()) {
   // Documentation= names the README where this package puts it.
-  const text = readFileSync(join(project, 'contrib', 'systemd', unit), 'utf8').replace(/^Documentation=file:\/\/\/\S+\/README\.md$/m, `Documentation=file://${doc}/README.md`);
+  const text = readFileSync(join(project, 'contrib', 'systemd', unit), 'utf8').replace(
+    /^Documentation=file:\/\/\/\S+\/README\.md$/m,
+    `Documentation=file://${doc}/README.md`,
+  );
   put(`/lib/systemd/system/${unit}`, text);
 }
 put(`/usr/share/bash-completion/completions/${NAME}`, from('contrib/bash-completion/zfs-dynamic-creator'));
@@ -85,10 +97,16 @@ for (const file of readdirSync(join(project, 'docs')).filter((f) => f.endsWith('
 put(`${doc}/examples/incron.d/${NAME}`, from('contrib/incron.d/zfs-dynamic-creator'));
 put(`${doc}/examples/config.yaml`, from('contrib/examples/config.yaml'));
 for (const dir of ['grafana', 'prometheus']) {
-  for (const file of existsSync(join(project, 'contrib', dir)) ? readdirSync(join(project, 'contrib', dir)) : []) put(`${doc}/examples/${dir}/${file}`, from(`contrib/${dir}/${file}`));
+  for (const file of existsSync(join(project, 'contrib', dir)) ? readdirSync(join(project, 'contrib', dir)) : [])
+    put(`${doc}/examples/${dir}/${file}`, from(`contrib/${dir}/${file}`));
 }
 put(`${doc}/copyright`, copyright());
-put(`${doc}/changelog.gz`, gz(`${NAME} (${version}) unstable; urgency=medium\n\n  * Release ${version}. The project's history is its git log.\n\n -- ${maintainer}  ${new Date(epoch * 1000).toUTCString().replace(/GMT$/, '+0000')}\n`));
+put(
+  `${doc}/changelog.gz`,
+  gz(
+    `${NAME} (${version}) unstable; urgency=medium\n\n  * Release ${version}. The project's history is its git log.\n\n -- ${maintainer}  ${new Date(epoch * 1000).toUTCString().replace(/GMT$/, '+0000')}\n`,
+  ),
+);
 put(`/usr/share/lintian/overrides/${NAME}`, from('contrib/debian/lintian-overrides'));
 
 // 3. The control files.
@@ -157,8 +175,15 @@ function copyright() {
   return [
     `Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: ${NAME}\n`,
     stanza('*', `Copyright ${new Date(epoch * 1000).getUTCFullYear()} the ${NAME} authors`, 'GPL-3+'),
-    stanza(`usr/bin/${NAME}`, 'Copyright Node.js contributors and the authors of the libraries it bundles (the runtime the program carries)', 'Expat'),
-    ...bundled.map((p) => `${stanza(`usr/bin/${NAME}`, `Copyright the authors of the npm package ${p.name} ${p.version}`, p.license === 'MIT' ? 'Expat' : p.license)}Comment: bundled into the program\n`),
+    stanza(
+      `usr/bin/${NAME}`,
+      'Copyright Node.js contributors and the authors of the libraries it bundles (the runtime the program carries)',
+      'Expat',
+    ),
+    ...bundled.map(
+      (p) =>
+        `${stanza(`usr/bin/${NAME}`, `Copyright the authors of the npm package ${p.name} ${p.version}`, p.license === 'MIT' ? 'Expat' : p.license)}Comment: bundled into the program\n`,
+    ),
     'License: GPL-3+\n This program is free software: you can redistribute it and/or modify it under the terms of\n the GNU General Public License as published by the Free Software Foundation, either version 3\n of the License, or (at your option) any later version.\n .\n On Debian systems, the full text of the GNU General Public License version 3 can be found in\n /usr/share/common-licenses/GPL-3.\n',
     'License: Expat\n Permission is hereby granted, free of charge, to any person obtaining a copy of this software\n and associated documentation files (the "Software"), to deal in the Software without\n restriction, including without limitation the rights to use, copy, modify, merge, publish,\n distribute, sublicense, and/or sell copies of the Software, and to permit persons to whom the\n Software is furnished to do so, subject to the following conditions:\n .\n The above copyright notice and this permission notice shall be included in all copies or\n substantial portions of the Software.\n .\n THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED.\n',
     'License: Apache-2.0\n On Debian systems, the full text of the Apache License version 2.0 can be found in\n /usr/share/common-licenses/Apache-2.0.\n',

@@ -28,7 +28,8 @@ const fail = (message) => {
 };
 
 const node = process.env.ZDC_SEA_NODE || process.execPath;
-if (!existsSync(node)) fail(`no Node binary at ${node} (the program carries the build machine's Node: install Node.js 20.19 or later, or set ZDC_SEA_NODE)`);
+if (!existsSync(node))
+  fail(`no Node binary at ${node} (the program carries the build machine's Node: install Node.js 20.19 or later, or set ZDC_SEA_NODE)`);
 let postject;
 try {
   postject = createRequire(join(project, 'package.json')).resolve('postject/dist/cli.js');
@@ -74,7 +75,14 @@ for (const input of Object.keys(metafile.inputs)) {
   const { name, version, license } = JSON.parse(readFileSync(join(project, dir, 'package.json'), 'utf8'));
   bundled.set(dir, { name, version, license: String(license ?? 'see the package') });
 }
-writeFileSync(join(out, 'bundled.json'), `${JSON.stringify([...bundled.values()].sort((a, b) => a.name.localeCompare(b.name)), null, 2)}\n`);
+writeFileSync(
+  join(out, 'bundled.json'),
+  `${JSON.stringify(
+    [...bundled.values()].sort((a, b) => a.name.localeCompare(b.name)),
+    null,
+    2,
+  )}\n`,
+);
 
 const blob = join(out, 'sea.blob');
 const config = join(out, 'sea-config.json');
@@ -83,7 +91,12 @@ const run = (file, args) => {
   try {
     execFileSync(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (error) {
-    fail(`${[file, ...args].join(' ')} failed: ${String(error.stderr ?? error.message).trim().split('\n').at(-1)}`);
+    fail(
+      `${[file, ...args].join(' ')} failed: ${String(error.stderr ?? error.message)
+        .trim()
+        .split('\n')
+        .at(-1)}`,
+    );
   }
 };
 run(node, ['--experimental-sea-config', config]);

@@ -118,7 +118,10 @@ export class App {
     const journal = new Journal(stateDir);
     return (await journal.list())
       .filter((r) => r.id !== jobId(r.rootdir, r.name))
-      .map((r) => `journal record ${r.id} is not trusted (its id does not belong to its rootdir ${JSON.stringify(r.rootdir)} and name ${JSON.stringify(r.name)}); nothing was read from it or changed; inspect ${journal.file(r.id)}`);
+      .map(
+        (r) =>
+          `journal record ${r.id} is not trusted (its id does not belong to its rootdir ${JSON.stringify(r.rootdir)} and name ${JSON.stringify(r.name)}); nothing was read from it or changed; inspect ${journal.file(r.id)}`,
+      );
   }
 
   /** The engine whose rootdir is `dir`'s parent, and the name of `dir` in it. */
@@ -133,7 +136,8 @@ export class App {
         return p;
       }
     };
-    const engine = this.engines.find((e) => e.context.rootdir === parent) ?? this.engines.find((e) => e.context.rootdir === canonical(parent));
+    const engine =
+      this.engines.find((e) => e.context.rootdir === parent) ?? this.engines.find((e) => e.context.rootdir === canonical(parent));
     if (!engine) {
       const roots = this.engines.map((e) => e.context.rootdir).join(', ');
       throw new ConfigError(`${JSON.stringify(absolute)} is not a direct child of a configured root (${roots})`);

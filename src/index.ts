@@ -56,12 +56,33 @@ export type {
   StepWhen,
   Survey,
 } from './core/types.js';
-export { checkBinary, commandFailure, type BinarySpec, type CheckStatus, type DoctorCheck, type DoctorContext, type HistoryEntry, type HistoryField } from './core/reports.js';
+export {
+  checkBinary,
+  commandFailure,
+  type BinarySpec,
+  type CheckStatus,
+  type DoctorCheck,
+  type DoctorContext,
+  type HistoryEntry,
+  type HistoryField,
+} from './core/reports.js';
 export { didYouMean } from './core/errors.js';
 
 // ---- errors, names in messages, logging -------------------------------------------------------------
 /** RefusedError: leave this directory alone (exit 2); TransientError: try again later; BusyError: someone else is on it. */
-export { RefusedError, RootGoneError, RootClaimedError, isPermanentRefusal, TransientError, ConfigError, BusyError, DamagedStateError, AdvisedError, oneLine, quoteName } from './core/errors.js';
+export {
+  RefusedError,
+  RootGoneError,
+  RootClaimedError,
+  isPermanentRefusal,
+  TransientError,
+  ConfigError,
+  BusyError,
+  DamagedStateError,
+  AdvisedError,
+  oneLine,
+  quoteName,
+} from './core/errors.js';
 export { createLogger, oneLineText, stderrIsJournal, journalIsStderr, inJournal, logToStderr, type LogSink } from './core/logger.js';
 /** This program's version (its package.json's), e.g. for records a plugin leaves behind. */
 export { ownVersion } from './core/version.js';

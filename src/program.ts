@@ -47,8 +47,14 @@ const FAILED_EXIT = [EXIT.failed, 'failed; a one-line reason on stderr'] as cons
 export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
   '': {
     examples: [
-      ['zfs-dynamic-creator --add-export --delay=30 tank/runs /tank/runs run42 IN_CREATE,IN_ISDIR', "the original script's incron invocation: convert /tank/runs/run42 and export it"],
-      ['zfs-dynamic-creator --add-remove-all-exports tank/runs /tank/runs', 'maintenance: finish interrupted jobs, make the exports match the filesystems; prints a summary'],
+      [
+        'zfs-dynamic-creator --add-export --delay=30 tank/runs /tank/runs run42 IN_CREATE,IN_ISDIR',
+        "the original script's incron invocation: convert /tank/runs/run42 and export it",
+      ],
+      [
+        'zfs-dynamic-creator --add-remove-all-exports tank/runs /tank/runs',
+        'maintenance: finish interrupted jobs, make the exports match the filesystems; prints a summary',
+      ],
       ['zfs-dynamic-creator help reconcile', "a command's help"],
     ],
     exits: [
@@ -62,14 +68,23 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     examples: [
       ['zfs-dynamic-creator handle /tank/runs/run42', 'convert one directory of a configured root now'],
       ['zfs-dynamic-creator --dry-run -v handle /tank/runs/run42', 'say what would be done, change nothing'],
-      ['zfs-dynamic-creator handle --no-wait /tank/runs/run42', 'return once it is live and exported; the grace period and the removal of the original are left to the next run'],
-      ['zfs-dynamic-creator handle --event=IN_CREATE,IN_ISDIR /tank/runs/run42', 'from incron (trusted roots only: incron runs the line through a shell)'],
+      [
+        'zfs-dynamic-creator handle --no-wait /tank/runs/run42',
+        'return once it is live and exported; the grace period and the removal of the original are left to the next run',
+      ],
+      [
+        'zfs-dynamic-creator handle --event=IN_CREATE,IN_ISDIR /tank/runs/run42',
+        'from incron (trusted roots only: incron runs the line through a shell)',
+      ],
     ],
     exits: [
       [EXIT.ok, 'converted, deliberately skipped, or handled by another process; with --event, a directory gone before its turn'],
       [EXIT.deferred, 'deferred: not quiet in time, or stopped by SIGTERM and rolled back; it will be tried again'],
       [EXIT.usage, 'usage or configuration error, a mistyped path among them ("no such directory", said once); restarting does not help'],
-      [EXIT.failed, 'failed, or refused (a name ZFS forbids, over the quota: remembered, so sweeps do not try it again until the directory or the config changes; handle always tries); a one-line reason on stderr'],
+      [
+        EXIT.failed,
+        'failed, or refused (a name ZFS forbids, over the quota: remembered, so sweeps do not try it again until the directory or the config changes; handle always tries); a one-line reason on stderr',
+      ],
     ],
   },
   recover: {
@@ -77,17 +92,24 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
       ['zfs-dynamic-creator recover', "finish or undo every interrupted job of the config's roots and of roots only the journal knows"],
       ['zfs-dynamic-creator recover --json', 'the same, the summary as JSON'],
     ],
-    exits: [[EXIT.ok, 'nothing left to finish, or everything finished or undone'], USAGE_EXIT, [EXIT.failed, 'a job could not be finished or undone (named on stdout and stderr)']],
+    exits: [
+      [EXIT.ok, 'nothing left to finish, or everything finished or undone'],
+      USAGE_EXIT,
+      [EXIT.failed, 'a job could not be finished or undone (named on stdout and stderr)'],
+    ],
   },
   reconcile: {
     examples: [
       ['zfs-dynamic-creator reconcile', 'sweep every configured root once (what the timer runs)'],
-      ['zfs-dynamic-creator reconcile --root /tank/runs', "sweep one root (the incrontab line: IN_CREATE,IN_ONLYDIR on the root)"],
+      ['zfs-dynamic-creator reconcile --root /tank/runs', 'sweep one root (the incrontab line: IN_CREATE,IN_ONLYDIR on the root)'],
       ['zfs-dynamic-creator --dry-run reconcile', 'list what would be converted ("would convert")'],
       ['zfs-dynamic-creator reconcile --summary', 'from cron: one line per job that is news, nothing (no mail) when nothing happened'],
     ],
     exits: [
-      [EXIT.ok, 'every root swept (deferred directories are tried again at the next sweep; refused ones, said once and listed by status, when they or the config change)'],
+      [
+        EXIT.ok,
+        'every root swept (deferred directories are tried again at the next sweep; refused ones, said once and listed by status, when they or the config change)',
+      ],
       USAGE_EXIT,
       [EXIT.failed, 'a job failed or a root could not be swept'],
     ],
@@ -103,7 +125,10 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
     examples: [
       ['zfs-dynamic-creator status', 'directories waiting, jobs running or interrupted, and why a job stopped'],
       ['zfs-dynamic-creator status --json', 'the same as JSON'],
-      ['zfs-dynamic-creator status', "a dead daemon: 'daemon not running (pid N, last seen T)'; refused directories: 'refused \"NAME\" needs attention: REASON'"],
+      [
+        'zfs-dynamic-creator status',
+        "a dead daemon: 'daemon not running (pid N, last seen T)'; refused directories: 'refused \"NAME\" needs attention: REASON'",
+      ],
     ],
     exits: [[EXIT.ok, 'shown'], USAGE_EXIT, FAILED_EXIT],
   },
@@ -135,14 +160,24 @@ export const COMMAND_HELP: Readonly<Record<string, CommandHelp>> = {
       ['zfs-dynamic-creator --config ./new.yaml check-config', 'check a new config before putting it in place'],
       ['zfs-dynamic-creator check-config --options', "and show each root's plugins with their effective options"],
     ],
-    exits: [[EXIT.ok, "the config is valid: its keys, its plugins and their options, its files and stateDir in trusted places, each root's dataset mounted at its rootdir, the ZFS property names"], [EXIT.usage, 'the config is not valid: every problem on its own line, with "did you mean" for a mistyped key or option'], [EXIT.failed, "a root's dataset is not mounted at its rootdir (the config may be right and the pool not imported yet)"]],
+    exits: [
+      [
+        EXIT.ok,
+        "the config is valid: its keys, its plugins and their options, its files and stateDir in trusted places, each root's dataset mounted at its rootdir, the ZFS property names",
+      ],
+      [EXIT.usage, 'the config is not valid: every problem on its own line, with "did you mean" for a mistyped key or option'],
+      [EXIT.failed, "a root's dataset is not mounted at its rootdir (the config may be right and the pool not imported yet)"],
+    ],
   },
   help: {
     examples: [
       ['zfs-dynamic-creator help', "the program's help"],
       ['zfs-dynamic-creator help handle', "handle's help (the same as handle --help)"],
     ],
-    exits: [[EXIT.ok, 'shown'], [EXIT.usage, 'no such command']],
+    exits: [
+      [EXIT.ok, 'shown'],
+      [EXIT.usage, 'no such command'],
+    ],
   },
 };
 
@@ -168,7 +203,10 @@ export const CONFIG_ENV = 'ZFS_DYNAMIC_CREATOR_CONFIG';
 const WITHOUT_DRY_RUN = new Set(['status', 'list-plugins', 'history', 'check-config']);
 
 function addGlobal(command: Command): Command {
-  command.option('--config <path>', `configuration file (default: $${CONFIG_ENV}, else /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}; never searched for in the working directory)`);
+  command.option(
+    '--config <path>',
+    `configuration file (default: $${CONFIG_ENV}, else /etc/zfs-dynamic-creator/config.{yaml,yml,json,js,mjs,cjs}; never searched for in the working directory)`,
+  );
   // Kept hidden where it means nothing, so that giving it there is refused by globals() in words.
   const dryRun = new Option('--dry-run', 'say what would be done, change nothing');
   command.addOption(WITHOUT_DRY_RUN.has(command.name()) ? dryRun.hideHelp() : dryRun);
@@ -182,7 +220,12 @@ function globals(command: Command): GlobalOptions {
   }
   // --config wins over the environment; either is checked as trusted the same way.
   const config = o.config ?? (process.env[CONFIG_ENV] || undefined);
-  return { config: config !== undefined ? resolve(config) : undefined, dryRun: o.dryRun ?? false, verbose: o.verbose ?? false, quiet: o.quiet ?? false };
+  return {
+    config: config !== undefined ? resolve(config) : undefined,
+    dryRun: o.dryRun ?? false,
+    verbose: o.verbose ?? false,
+    quiet: o.quiet ?? false,
+  };
 }
 
 /** The program: the original command line and every command, with their options and help. */
@@ -224,22 +267,45 @@ function addOriginal(program: Command, setExit: (code: number) => void): void {
     .option('--only-dirs-matching <regex>', 'convert only names matching this (Python) regular expression');
   addGlobal(program);
   program.addHelpText('after', () => helpEpilogue(''));
-  program.action(async (rootfs: string | undefined, rootdir: string | undefined, filename: string | undefined, event: string | undefined, _o: unknown, command: Command) => {
-    const commands = program.commands.map((c) => c.name());
-    setExit(await original({ rootfs, rootdir, filename, event }, commands, globals(command), command.opts<OriginalFlags>()));
-  });
+  program.action(
+    async (
+      rootfs: string | undefined,
+      rootdir: string | undefined,
+      filename: string | undefined,
+      event: string | undefined,
+      _o: unknown,
+      command: Command,
+    ) => {
+      const commands = program.commands.map((c) => c.name());
+      setExit(await original({ rootfs, rootdir, filename, event }, commands, globals(command), command.opts<OriginalFlags>()));
+    },
+  );
 }
 
 /** The commands that run jobs: handle, recover, reconcile, watch. */
 function addJobCommands(program: Command, setExit: (code: number) => void): void {
-  addGlobal(program.command('handle').description('convert one directory, a direct child of a configured root').argument('<dir>', 'the directory to convert'))
-    .option('--event <mask>', "the incron event ($%): anything but IN_CREATE,IN_ISDIR is ignored quietly")
-    .option('--no-wait', 'return once the new filesystem is live and published; the grace period and removal of the original are left to the next run for this root (reconcile, the daemon, recover)')
+  addGlobal(
+    program
+      .command('handle')
+      .description('convert one directory, a direct child of a configured root')
+      .argument('<dir>', 'the directory to convert'),
+  )
+    .option('--event <mask>', 'the incron event ($%): anything but IN_CREATE,IN_ISDIR is ignored quietly')
+    .option(
+      '--no-wait',
+      'return once the new filesystem is live and published; the grace period and removal of the original are left to the next run for this root (reconcile, the daemon, recover)',
+    )
     .action(async (dir: string, o: { event?: string; wait: boolean }, command: Command) => {
       setExit(await handle(globals(command), dir, o));
     });
 
-  addGlobal(program.command('recover').description('finish or undo every interrupted job (without a config: the jobs the journal recorded, with their own roots and plugins)'))
+  addGlobal(
+    program
+      .command('recover')
+      .description(
+        'finish or undo every interrupted job (without a config: the jobs the journal recorded, with their own roots and plugins)',
+      ),
+  )
     .option('--json', 'print the summary as JSON')
     .option('--summary', SUMMARY_HELP)
     .action(async (o: { json?: boolean; summary?: boolean }, command: Command) => {
@@ -254,23 +320,35 @@ function addJobCommands(program: Command, setExit: (code: number) => void): void
     .option('--root <rootdir>', 'sweep only this configured root (for incron: the line passes no directory name)')
     .action(async (o: { json?: boolean; summary?: boolean; root?: string }, command: Command) => {
       const options = summaryOptions(globals(command), o);
-      setExit(await withApp(options, (app) => reconcile(app, { json: o.json ?? false, summary: o.summary ?? false, ...(o.root !== undefined ? { root: resolve(o.root) } : {}) })));
+      setExit(
+        await withApp(options, (app) =>
+          reconcile(app, {
+            json: o.json ?? false,
+            summary: o.summary ?? false,
+            ...(o.root !== undefined ? { root: resolve(o.root) } : {}),
+          }),
+        ),
+      );
     });
 
-  addGlobal(program.command('watch').description('watch every root and convert new directories (the daemon)')).action(async (_o: unknown, command: Command) => {
-    const options = globals(command);
-    leaveWorkingDirectory();
-    const { watch } = await import('./commands/watch.js');
-    setExit(await watch(options));
-  });
+  addGlobal(program.command('watch').description('watch every root and convert new directories (the daemon)')).action(
+    async (_o: unknown, command: Command) => {
+      const options = globals(command);
+      leaveWorkingDirectory();
+      const { watch } = await import('./commands/watch.js');
+      setExit(await watch(options));
+    },
+  );
 }
 
 /** The commands that show or check: status, list-plugins, history, doctor, check-config. */
 function addViewCommands(program: Command, setExit: (code: number) => void): void {
-  addGlobal(program.command('status').description('show interrupted and running jobs')).option('--json', 'print as JSON').action(async (o: { json?: boolean }, command: Command) => {
-    const { status } = await import('./commands/status.js');
-    setExit(await withApp(globals(command), (app) => status(app, { json: o.json ?? false })));
-  });
+  addGlobal(program.command('status').description('show interrupted and running jobs'))
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }, command: Command) => {
+      const { status } = await import('./commands/status.js');
+      setExit(await withApp(globals(command), (app) => status(app, { json: o.json ?? false })));
+    });
 
   addGlobal(program.command('list-plugins').description('show, for each root, every plugin, where it came from, and the hooks it taps'))
     .option('--json', 'print as JSON (with the options)')
@@ -279,14 +357,22 @@ function addViewCommands(program: Command, setExit: (code: number) => void): voi
       setExit(await withApp(globals(command), (app) => listPlugins(app, { json: o.json ?? false, options: o.options ?? false })));
     });
 
-  addGlobal(program.command('history').description('list conversions (when, by which version, files, bytes, duration) from the datasets\' own properties'))
+  addGlobal(
+    program
+      .command('history')
+      .description("list conversions (when, by which version, files, bytes, duration) from the datasets' own properties"),
+  )
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }, command: Command) => {
       const { history } = await import('./commands/history.js');
       setExit(await withApp(globals(command), (app) => history(app, { json: o.json ?? false })));
     });
 
-  addGlobal(program.command('doctor').description('check the config, the pool, the binaries and the state before it matters; exit 0 only when nothing failed'))
+  addGlobal(
+    program
+      .command('doctor')
+      .description('check the config, the pool, the binaries and the state before it matters; exit 0 only when nothing failed'),
+  )
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }, command: Command) => {
       const options = globals(command);
@@ -298,7 +384,9 @@ function addViewCommands(program: Command, setExit: (code: number) => void): voi
   addGlobal(
     program
       .command('check-config')
-      .description('check the configuration and exit: syntax, keys, plugins and their options, trusted places (what the systemd units run first)'),
+      .description(
+        'check the configuration and exit: syntax, keys, plugins and their options, trusted places (what the systemd units run first)',
+      ),
   )
     .option('--options', "also show each root's plugins with their effective options (the root's overrides merged in)")
     .option('--json', 'print the result as JSON: ok and every problem found')
@@ -321,8 +409,13 @@ function addHelpCommand(program: Command): void {
       }
       const found = program.commands.find((c) => c.name() === name || c.aliases().includes(name));
       if (!found) {
-        const near = closestCommand(name, program.commands.map((c) => c.name()));
-        throw new UsageError(`unknown command ${JSON.stringify(name)}${near !== undefined ? ` (did you mean ${near}?)` : ''}; the commands: ${program.commands.map((c) => c.name()).join(', ')}`);
+        const near = closestCommand(
+          name,
+          program.commands.map((c) => c.name()),
+        );
+        throw new UsageError(
+          `unknown command ${JSON.stringify(name)}${near !== undefined ? ` (did you mean ${near}?)` : ''}; the commands: ${program.commands.map((c) => c.name()).join(', ')}`,
+        );
       }
       found.outputHelp();
     });

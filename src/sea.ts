@@ -40,7 +40,9 @@ function importModule(url: string): Promise<unknown> {
   if (importer === undefined) {
     (globalThis as Record<symbol, unknown>)[Symbol.for(GLOBAL)] = api;
     register(`data:text/javascript,${encodeURIComponent(hooksSource(Object.keys(api)))}`);
-    importer = new Script('(url) => import(url)', { importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER }).runInThisContext() as (url: string) => Promise<unknown>;
+    importer = new Script('(url) => import(url)', {
+      importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+    }).runInThisContext() as (url: string) => Promise<unknown>;
   }
   return importer(url);
 }

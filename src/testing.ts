@@ -25,7 +25,19 @@ import { createHooks, type Hooks } from './core/hooks.js';
 import { JobImpl, newRecord } from './core/job.js';
 import { Journal, jobId } from './core/journal.js';
 import { createLogger } from './core/logger.js';
-import type { Assessment, Defer, Job, JobFields, JobRecord, LogRecord, OutcomeKind, PluginDefinition, RootContext, Skip, Survey } from './core/types.js';
+import type {
+  Assessment,
+  Defer,
+  Job,
+  JobFields,
+  JobRecord,
+  LogRecord,
+  OutcomeKind,
+  PluginDefinition,
+  RootContext,
+  Skip,
+  Survey,
+} from './core/types.js';
 
 export interface TestRootOptions {
   /** The root's filesystem (for ZFS: the parent dataset); nothing checks it exists. Default tank/test. */
@@ -88,7 +100,13 @@ export class TestRoot {
     const parsed = plugin.options ? plugin.options.parse(options) : (options as O);
     const before = new Map(HOOK_ORDER.map((h) => [h, this.hooks[h].taps.length]));
     const { rootfs, rootdir, dryRun, stateDir, log } = this.context;
-    await plugin.apply(this.hooks, { options: parsed, root: { rootfs, rootdir }, log: log.child({ plugin: plugin.name }), dryRun, stateDir });
+    await plugin.apply(this.hooks, {
+      options: parsed,
+      root: { rootfs, rootdir },
+      log: log.child({ plugin: plugin.name }),
+      dryRun,
+      stateDir,
+    });
     return HOOK_ORDER.filter((h) => this.hooks[h].taps.length > (before.get(h) ?? 0));
   }
 
@@ -101,8 +119,14 @@ export class TestRoot {
 
   /** A job for the directory `name` (its identity recorded when it exists), before its filter. */
   async job(name: string, options: TestJobOptions = {}): Promise<Job> {
-    const record: JobRecord = { ...newRecord(this.context, jobId(this.rootdir, name), name), ...options.fields, committed: options.committed ?? false };
-    const stats = await lstat(join(this.rootdir, name)).catch((error: unknown) => (isErrno(error, 'ENOENT') ? undefined : Promise.reject(error)));
+    const record: JobRecord = {
+      ...newRecord(this.context, jobId(this.rootdir, name), name),
+      ...options.fields,
+      committed: options.committed ?? false,
+    };
+    const stats = await lstat(join(this.rootdir, name)).catch((error: unknown) =>
+      isErrno(error, 'ENOENT') ? undefined : Promise.reject(error),
+    );
     if (stats) record.identity = { dev: stats.dev, ino: stats.ino };
     return new JobImpl(this.context, record, this.journal, options.signal ?? new AbortController().signal, this.hooks);
   }
@@ -164,7 +188,9 @@ export class TestRoot {
 
   /** The job's record as the journal holds it on disk, or undefined (nothing journalled, or forgotten). */
   async journalled(job: Job): Promise<JobRecord | undefined> {
-    const text = await readFile(this.journal.file(job.id), 'utf8').catch((error: unknown) => (isErrno(error, 'ENOENT') ? undefined : Promise.reject(error)));
+    const text = await readFile(this.journal.file(job.id), 'utf8').catch((error: unknown) =>
+      isErrno(error, 'ENOENT') ? undefined : Promise.reject(error),
+    );
     return text === undefined ? undefined : (JSON.parse(text) as JobRecord);
   }
 

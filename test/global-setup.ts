@@ -16,7 +16,10 @@ export default async function setup(): Promise<() => Promise<void>> {
     const left = await registeredPools(dir);
     let kept = 0;
     for (const files of left) if (!(await destroyThrowawayPool(files, 120_000))) kept++;
-    if (left.length > 0) console.warn(`test teardown: ${left.length - kept} throwaway pool(s) a test left were destroyed${kept ? `, ${kept} could not be (scripts/zfs-fuse.sh clean tries again)` : ''}`);
+    if (left.length > 0)
+      console.warn(
+        `test teardown: ${left.length - kept} throwaway pool(s) a test left were destroyed${kept ? `, ${kept} could not be (scripts/zfs-fuse.sh clean tries again)` : ''}`,
+      );
     await rm(dir, { recursive: true, force: true });
   };
 }

@@ -12,5 +12,6 @@ afterEach(async () => {
   // Warnings are emitted on the next tick: let those of the test's last moment arrive.
   await new Promise((resolve) => setImmediate(resolve));
   const warnings = seen.splice(0);
-  if (warnings.length > 0) throw new Error(`runtime warning(s) during the test: ${warnings.map((w) => `${w.name}: ${w.message}`).join('; ')}`);
+  if (warnings.length > 0)
+    throw new Error(`runtime warning(s) during the test: ${warnings.map((w) => `${w.name}: ${w.message}`).join('; ')}`);
 });

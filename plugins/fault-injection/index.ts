@@ -40,12 +40,17 @@ const PHASES: readonly JournalledPhase[] = JOURNALLED_PHASES;
 
 const options = z
   .object({
-    killAt: z
-      .string()
-      .refine((v) => {
+    killAt: z.string().refine(
+      (v) => {
         const [phase, step, more] = v.split('/');
-        return (PHASES as readonly string[]).includes(phase ?? '') && more === undefined && (step === undefined || /^[a-z][a-z0-9-]*$/.test(step));
-      }, `a phase (${PHASES.join(', ')}) or "<phase>/<step>", e.g. "swap/move-aside"`),
+        return (
+          (PHASES as readonly string[]).includes(phase ?? '') &&
+          more === undefined &&
+          (step === undefined || /^[a-z][a-z0-9-]*$/.test(step))
+        );
+      },
+      `a phase (${PHASES.join(', ')}) or "<phase>/<step>", e.g. "swap/move-aside"`,
+    ),
     when: z.enum(['before', 'after', 'during']).default('before'),
     /** For when: 'during': how long after the step started. */
     duringMs: z.number().int().min(0).default(500),
@@ -59,7 +64,10 @@ const options = z
     pauseSeconds: z.number().min(0).default(0),
   })
   .strict()
-  .refine((o) => o.when !== 'during' || o.killAt.includes('/'), { message: "when: 'during' needs a step (\"<phase>/<step>\")", path: ['when'] });
+  .refine((o) => o.when !== 'during' || o.killAt.includes('/'), {
+    message: 'when: \'during\' needs a step ("<phase>/<step>")',
+    path: ['when'],
+  });
 
 type Options = z.infer<typeof options>;
 

@@ -99,7 +99,9 @@ export function sameState(a: FileState, b: FileState): boolean {
 function sameInodeSync(path: string, expected: FileState): boolean {
   try {
     const st = statSync(path, { bigint: true });
-    return expected.exists && st.dev === expected.dev && st.ino === expected.ino && st.size === expected.size && st.mtimeNs === expected.mtimeNs;
+    return (
+      expected.exists && st.dev === expected.dev && st.ino === expected.ino && st.size === expected.size && st.mtimeNs === expected.mtimeNs
+    );
   } catch (error) {
     if (isErrno(error, 'ENOENT')) return !expected.exists;
     throw error;

@@ -24,7 +24,15 @@ export async function exportsDoctor(checks: DoctorCheck[], doctor: DoctorContext
   if (doctor.scope !== 'all') return checks;
   const found: DoctorCheck[] = [];
   if (opts.mode !== 'sharenfs' && doctor.once('binary exportfs')) {
-    found.push((await checkBinary({ name: 'exportfs', command: opts.exportfsCommand, why: `the nfs-exports plugin (${doctor.pluginAt(NAME)}) runs it` })).check);
+    found.push(
+      (
+        await checkBinary({
+          name: 'exportfs',
+          command: opts.exportfsCommand,
+          why: `the nfs-exports plugin (${doctor.pluginAt(NAME)}) runs it`,
+        })
+      ).check,
+    );
   }
   return [...checks, ...found, ...(await exportsFiles(doctor, opts))];
 }
@@ -33,7 +41,13 @@ export async function exportsDoctor(checks: DoctorCheck[], doctor: DoctorContext
 async function exportsFiles(doctor: DoctorContext, opts: DoctorOptions): Promise<DoctorCheck[]> {
   const name = `${doctor.label}.exports`;
   const dir = dirname(opts.dropInFile);
-  const files = [opts.exportsFile, ...(await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.exports')).sort().map((n) => join(dir, n))];
+  const files = [
+    opts.exportsFile,
+    ...(await readdir(dir).catch(() => [] as string[]))
+      .filter((n) => n.endsWith('.exports'))
+      .sort()
+      .map((n) => join(dir, n)),
+  ];
   const checks: DoctorCheck[] = [];
   let clientsFrom: string | undefined;
   let read = 0;
@@ -50,16 +64,29 @@ async function exportsFiles(doctor: DoctorContext, opts: DoctorOptions): Promise
     const entries = parseExports(text);
     for (const e of entries) {
       const bad = e.clients.find((c) => !CLIENT_TOKEN.test(c) && !/^[^\s()"'#\\]+$/.test(c));
-      if (bad !== undefined) checks.push({ name, status: 'warn', message: `${file}:${e.first + 1}: ${quoteName(bad)} is not host(options) as exportfs reads it` });
+      if (bad !== undefined)
+        checks.push({
+          name,
+          status: 'warn',
+          message: `${file}:${e.first + 1}: ${quoteName(bad)} is not host(options) as exportfs reads it`,
+        });
     }
     if (clientsFrom === undefined && (clientsOf(entries, doctor.rootdir)?.length ?? 0) > 0) clientsFrom = file;
   }
   const configured = opts.clients !== undefined;
   if (!configured && opts.mode !== 'sharenfs' && clientsFrom === undefined) {
     const lines = `${quoteName(doctor.rootdir)} has no line in ${opts.exportsFile} or ${dir}/*.exports to take NFS clients from`;
-    checks.push({ name, status: 'fail', message: `${doctor.optionAt(NAME, ['clients'])}: not set, and ${lines}: every export would be refused` });
+    checks.push({
+      name,
+      status: 'fail',
+      message: `${doctor.optionAt(NAME, ['clients'])}: not set, and ${lines}: every export would be refused`,
+    });
   } else if (checks.length === 0) {
-    const from = configured ? 'the configured clients' : opts.mode === 'sharenfs' ? 'sharenfs' : `the clients of ${quoteName(doctor.rootdir)}'s line in ${clientsFrom}`;
+    const from = configured
+      ? 'the configured clients'
+      : opts.mode === 'sharenfs'
+        ? 'sharenfs'
+        : `the clients of ${quoteName(doctor.rootdir)}'s line in ${clientsFrom}`;
     checks.push({ name, status: 'ok', message: `${read} exports file(s) parsed; new exports get ${from}` });
   }
   return checks;

@@ -6,7 +6,17 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { RefusedError, acquireLock, isErrno, oneLine, quoteName, run, writeFileAtomic, type Logger, type RootContext } from '../../src/index.js';
+import {
+  RefusedError,
+  acquireLock,
+  isErrno,
+  oneLine,
+  quoteName,
+  run,
+  writeFileAtomic,
+  type Logger,
+  type RootContext,
+} from '../../src/index.js';
 import { readState, replaceIf, sameState, type FileState } from './cas.js';
 import { clientsOf, inheritableClients, parseExports, planExports, undoOnTop, type Plan } from './exports.js';
 import type { Options } from './options.js';
@@ -57,7 +67,13 @@ export class ExportsFile {
   /** Every exports file exportfs reads, except the one we write. */
   private async otherFiles(): Promise<string[]> {
     const names = await readdir(this.exportsDir).catch(() => [] as string[]);
-    const files = [this.opts.exportsFile, ...names.filter((n) => n.endsWith('.exports')).sort().map((n) => join(this.exportsDir, n))];
+    const files = [
+      this.opts.exportsFile,
+      ...names
+        .filter((n) => n.endsWith('.exports'))
+        .sort()
+        .map((n) => join(this.exportsDir, n)),
+    ];
     const texts: string[] = [];
     for (const file of files) {
       if (file === this.target) continue;
@@ -128,23 +144,40 @@ export class ExportsFile {
         const undone = undoOnTop(textOf(before), ours, textOf(current), rootdir);
         if (undone === undefined) {
           const saved = before.exists ? `the version before our change is in ${this.backup}` : 'there was no file before our change';
-          throw new Error(`${why}; ${target} was changed by someone else after our write, so it was left as it is, not restored (${saved}): check it and run exportfs -r`);
+          throw new Error(
+            `${why}; ${target} was changed by someone else after our write, so it was left as it is, not restored (${saved}): check it and run exportfs -r`,
+          );
         }
         goal = Buffer.from(undone, 'latin1');
         merged = true;
       }
       const swap = await replaceIf(target, current, goal);
       if (swap.ok) break;
-      if (attempt >= ATTEMPTS) throw new Error(`${why}; ${target} kept changing while we tried to take our change out, so it was left as it is: check it and run exportfs -r`);
+      if (attempt >= ATTEMPTS)
+        throw new Error(
+          `${why}; ${target} kept changing while we tried to take our change out, so it was left as it is: check it and run exportfs -r`,
+        );
       log.warn(`${target} was changed by someone else after our write; taking our change out on top of their version`);
       current = swap.current;
     }
-    await run(this.opts.exportfsCommand, ['-r']).catch((again: unknown) => log.warn(`exportfs -r still fails after restoring ${target}: ${oneLine(again)}`));
-    throw new Error(merged ? `${why}; our change was taken out again, keeping the edit someone else made meanwhile` : `${why}; the previous version was restored`);
+    await run(this.opts.exportfsCommand, ['-r']).catch((again: unknown) =>
+      log.warn(`exportfs -r still fails after restoring ${target}: ${oneLine(again)}`),
+    );
+    throw new Error(
+      merged
+        ? `${why}; our change was taken out again, keeping the edit someone else made meanwhile`
+        : `${why}; the previous version was restored`,
+    );
   }
 
   /** Adds exports of `add` (and with keepOnly, removes ours of other paths). Returns what changed. */
-  async update(ctx: RootContext, log: Logger, add: readonly string[], keepOnly?: ReadonlySet<string>, datasets?: ReadonlySet<string>): Promise<Plan> {
+  async update(
+    ctx: RootContext,
+    log: Logger,
+    add: readonly string[],
+    keepOnly?: ReadonlySet<string>,
+    datasets?: ReadonlySet<string>,
+  ): Promise<Plan> {
     for (let attempt = 1; ; attempt++) {
       const before = await readState(this.target);
       const others = await this.otherFiles();
@@ -161,7 +194,10 @@ export class ExportsFile {
       });
       if (plan.text === text || ctx.dryRun) return plan;
       if (await this.install(ctx.rootdir, before, plan.text, log)) return plan;
-      if (attempt >= ATTEMPTS) throw new Error(`${this.target} kept changing while we tried to write it (someone else is editing it); nothing was written, try again`);
+      if (attempt >= ATTEMPTS)
+        throw new Error(
+          `${this.target} kept changing while we tried to write it (someone else is editing it); nothing was written, try again`,
+        );
       log.info(`${this.target} was changed by someone else while we were writing it; planning again on top of their version`);
     }
   }

@@ -112,7 +112,11 @@ export function parseExports(text: string): Entry[] {
     }
     const tokens = tokenize(logical);
     const [pathToken, ...clients] = tokens;
-    entries.push(pathToken === undefined || pathToken.startsWith('-') ? { first, last: i, clients: [] } : { first, last: i, pathToken, path: unescapePath(pathToken), clients });
+    entries.push(
+      pathToken === undefined || pathToken.startsWith('-')
+        ? { first, last: i, clients: [] }
+        : { first, last: i, pathToken, path: unescapePath(pathToken), clients },
+    );
   }
   return entries;
 }
@@ -197,7 +201,12 @@ export function withBlock(text: string, rootdir: string, exports: ReadonlyMap<st
   const block =
     exports.size === 0
       ? []
-      : [begin, '# Managed by zfs-dynamic-creator (nfs-exports plugin): lines in this block are rewritten.', ...[...exports].map(([p, c]) => renderLine(p, c)), end];
+      : [
+          begin,
+          '# Managed by zfs-dynamic-creator (nfs-exports plugin): lines in this block are rewritten.',
+          ...[...exports].map(([p, c]) => renderLine(p, c)),
+          end,
+        ];
   let out: string[];
   if (range) {
     out = [...lines.slice(0, range.begin), ...block, ...lines.slice(range.end + 1)];
@@ -296,7 +305,8 @@ export function planExports(input: {
   const owned = ownedBlock(input.target, input.rootdir);
   const range = owned.range;
   const outside = parseExports(input.target).filter(
-    (e): e is Entry & { path: string; pathToken: string } => e.path !== undefined && e.pathToken !== undefined && (!range || e.last < range.begin || e.first > range.end),
+    (e): e is Entry & { path: string; pathToken: string } =>
+      e.path !== undefined && e.pathToken !== undefined && (!range || e.last < range.begin || e.first > range.end),
   );
   // The original script's lines: outside every marked block (another root's block is that root's).
   const marked = markedRanges(input.target);
@@ -385,6 +395,6 @@ export function undoOnTop(before: string, ours: string, now: string, rootdir: st
   if (withBlock(before, rootdir, mine) !== ours) return undefined;
   const render = (m: ReadonlyMap<string, readonly string[]>): string => JSON.stringify([...m]);
   const theirs = ownedBlock(now, rootdir);
-  if (render(theirs.lines) !== render(mine) || (mine.size > 0) !== (theirs.range !== undefined)) return undefined;
+  if (render(theirs.lines) !== render(mine) || mine.size > 0 !== (theirs.range !== undefined)) return undefined;
   return withBlock(now, rootdir, ownedBlock(before, rootdir).lines);
 }

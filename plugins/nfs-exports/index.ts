@@ -56,7 +56,12 @@ async function publish(file: ExportsFile, job: Job): Promise<void> {
   const target = file.target;
   await job.step('nfs-export', `export ${quoteName(job.path)} in ${target}`, async () => {
     const { added, updated } = await file.locked(() => file.update(job.root, job.log, [job.path]));
-    const what = added.length > 0 ? `exported over NFS in ${target}` : updated.length > 0 ? `its existing line in ${target} now has the clients of the root` : 'already exported over NFS';
+    const what =
+      added.length > 0
+        ? `exported over NFS in ${target}`
+        : updated.length > 0
+          ? `its existing line in ${target} now has the clients of the root`
+          : 'already exported over NFS';
     job.log.info(what, { step: 'publish/nfs-export' });
   });
 }
@@ -74,8 +79,12 @@ async function sync(file: ExportsFile, removeStale: boolean, root: RootContext, 
   const { added, removed, updated } = root.dryRun ? await body() : await file.locked(body);
   const would = root.dryRun ? 'would ' : '';
   for (const p of added) root.log.notice(`${would}export ${quoteName(p)} in ${target}`, { step: 'sync/nfs-export' });
-  for (const p of updated) root.log.notice(`${would}give the existing export of ${quoteName(p)} in ${target} the clients of ${quoteName(root.rootdir)}`, { step: 'sync/nfs-export' });
-  for (const p of removed) root.log.notice(`${would}remove the stale export of ${quoteName(p)} from ${target}`, { step: 'sync/nfs-export' });
+  for (const p of updated)
+    root.log.notice(`${would}give the existing export of ${quoteName(p)} in ${target} the clients of ${quoteName(root.rootdir)}`, {
+      step: 'sync/nfs-export',
+    });
+  for (const p of removed)
+    root.log.notice(`${would}remove the stale export of ${quoteName(p)} from ${target}`, { step: 'sync/nfs-export' });
 }
 
 export default definePlugin<Options>({

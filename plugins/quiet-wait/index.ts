@@ -50,7 +50,8 @@ export default definePlugin<Options>({
       const deadline = started + Math.max(opts.maxWaitSeconds, opts.delaySeconds) * 1000;
       if (opts.delaySeconds > 0) {
         job.log.info(`waiting ${opts.delaySeconds} s before starting`, { step: 'wait/delay' });
-        if (!(await job.waiting('the start delay', () => abortableSleep(opts.delaySeconds * 1000, job.signal)))) return { defer: 'stopped while waiting' };
+        if (!(await job.waiting('the start delay', () => abortableSleep(opts.delaySeconds * 1000, job.signal))))
+          return { defer: 'stopped while waiting' };
       }
       if (opts.quietSeconds === 0 && !opts.checkOpenFiles) return undefined; // nothing to wait for
       // Waiting, for status and the progress line ("waiting for a quiet period since …").
@@ -81,7 +82,8 @@ export default definePlugin<Options>({
             reported = who;
           },
           onTick: (quietFor, changes) => {
-            if (quietFor < quietMs) job.progress({ note: `quiet for ${Math.floor(quietFor / 1000)} of ${opts.quietSeconds} s${seen(changes)}` });
+            if (quietFor < quietMs)
+              job.progress({ note: `quiet for ${Math.floor(quietFor / 1000)} of ${opts.quietSeconds} s${seen(changes)}` });
           },
         });
         if (r.quiet) {

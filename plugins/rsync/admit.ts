@@ -25,7 +25,8 @@ export async function prepareRoot(ctx: RsyncContext, root: RootContext): Promise
   if (!rsync.ok) throw new RefusedError(rsync.detail);
   // A block-cloning probe a killed process left in the root-only holding directory.
   if (!root.dryRun) {
-    for (const name of await removeStaleProbes(holdingDir(root.rootdir))) root.log.info(`removed ${quoteName(name)}, a block-cloning probe left by a process that is gone`);
+    for (const name of await removeStaleProbes(holdingDir(root.rootdir)))
+      root.log.info(`removed ${quoteName(name)}, a block-cloning probe left by a process that is gone`);
   }
 }
 

@@ -20,7 +20,8 @@ import { openAside, openBaseline, openLive } from './places.js';
 export function noRoom(job: Job, aside: string, error: unknown): unknown {
   // Node names EDQUOT "Unknown system error -122" (no code): known by its number.
   const errno = (error as NodeJS.ErrnoException | undefined)?.errno;
-  if (!isErrno(error, 'EDQUOT') && !isErrno(error, 'ENOSPC') && errno !== -osConstants.errno.EDQUOT && errno !== -osConstants.errno.ENOSPC) return error;
+  if (!isErrno(error, 'EDQUOT') && !isErrno(error, 'ENOSPC') && errno !== -osConstants.errno.EDQUOT && errno !== -osConstants.errno.ENOSPC)
+    return error;
   const fs = job.record.filesystem ?? `${job.root.rootfs}/${job.name}`;
   return new AdvisedError(
     `a late change to the original does not fit in ${fs} (${(error as Error).message.split('\n')[0]}): over its quota or refquota (set at the commit), or the pool is full; ` +
@@ -29,12 +30,23 @@ export function noRoom(job: Job, aside: string, error: unknown): unknown {
 }
 
 /** One round: its result, or undefined (and a warning) when a late change does not fit. */
-async function round(ctx: RsyncContext, job: Job, n: number, aside: { ref: DirRef; path: string }, live: DirRef, manifest: Manifest | undefined): Promise<PassResult | undefined> {
+async function round(
+  ctx: RsyncContext,
+  job: Job,
+  n: number,
+  aside: { ref: DirRef; path: string },
+  live: DirRef,
+  manifest: Manifest | undefined,
+): Promise<PassResult | undefined> {
   let full: unknown;
-  const r = await job.step('catch-up', `catch up what the original changed (round ${n})`, () => pass(ctx, job, aside.ref, live, manifest), { dryRun: NO_PASS }).catch((e: unknown) => {
-    if ((full = noRoom(job, aside.path, e)) === e) throw e;
-    return undefined;
-  });
+  const r = await job
+    .step('catch-up', `catch up what the original changed (round ${n})`, () => pass(ctx, job, aside.ref, live, manifest), {
+      dryRun: NO_PASS,
+    })
+    .catch((e: unknown) => {
+      if ((full = noRoom(job, aside.path, e)) === e) throw e;
+      return undefined;
+    });
   // Published all the same (users see their dataset); the cleanup keeps the original and says why.
   if (r === undefined) job.log.warn(oneLine(full), { step: 'swap/catch-up' });
   return r;
@@ -55,12 +67,18 @@ export async function catchUp(ctx: RsyncContext, job: Job): Promise<void> {
       const r = await round(ctx, job, n, found, live, manifest);
       if (r === undefined) return;
       if (r.copied === 0 && r.conflicts.length === 0 && !r.changing) {
-        job.log.info(`verified: all ${r.entries} entries of the original are in ${job.record.filesystem ?? 'the new filesystem'} (or were changed there since)`, { step: 'swap/verify' });
+        job.log.info(
+          `verified: all ${r.entries} entries of the original are in ${job.record.filesystem ?? 'the new filesystem'} (or were changed there since)`,
+          { step: 'swap/verify' },
+        );
         return;
       }
-      if (r.copied > 0) job.log.info(`${r.copied} entr${r.copied === 1 ? 'y' : 'ies'} (${r.bytes} bytes) caught up`, { step: 'swap/catch-up' });
+      if (r.copied > 0)
+        job.log.info(`${r.copied} entr${r.copied === 1 ? 'y' : 'ies'} (${r.bytes} bytes) caught up`, { step: 'swap/catch-up' });
       if (n >= ctx.options.catchUpRounds || r.conflicts.length > 0) {
-        job.log.info('the cleanup waits for the original to stay unchanged, catches up and verifies before removing anything', { step: 'swap/verify' });
+        job.log.info('the cleanup waits for the original to stay unchanged, catches up and verifies before removing anything', {
+          step: 'swap/verify',
+        });
         return;
       }
       await job.waiting('a pause between catch-up passes', () => sleep(Math.min(5000, 250 * 2 ** n)));

@@ -77,7 +77,12 @@ export interface ProbeOptions {
 
 const PARAMETER = '/sys/module/zfs/parameters/zfs_bclone_enabled';
 
-async function poolProperties(zpool: string, pool: string, properties: readonly string[], signal?: AbortSignal): Promise<Map<string, string>> {
+async function poolProperties(
+  zpool: string,
+  pool: string,
+  properties: readonly string[],
+  signal?: AbortSignal,
+): Promise<Map<string, string>> {
   const { stdout } = await run(zpool, ['get', '-Hp', '-o', 'property,value', properties.join(','), pool], signal ? { signal } : {});
   const values = new Map<string, string>();
   for (const line of stdout.split('\n')) {
@@ -91,11 +96,13 @@ async function bclonesaved(zpool: string, pool: string, signal?: AbortSignal): P
   await run(zpool, ['sync', pool], signal ? { signal } : {});
   const value = (await poolProperties(zpool, pool, ['bclonesaved'], signal)).get('bclonesaved');
   const n = Number(value);
-  if (value === undefined || !Number.isSafeInteger(n)) throw new Error(`zpool get bclonesaved ${pool}: unexpected value ${JSON.stringify(value)}`);
+  if (value === undefined || !Number.isSafeInteger(n))
+    throw new Error(`zpool get bclonesaved ${pool}: unexpected value ${JSON.stringify(value)}`);
   return n;
 }
 
-export type BlockCloningSupport = { readonly possible: true; readonly feature: string } | { readonly possible: false; readonly reason: string; readonly feature?: string };
+export type BlockCloningSupport =
+  { readonly possible: true; readonly feature: string } | { readonly possible: false; readonly reason: string; readonly feature?: string };
 
 const UNKNOWN = 'this ZFS does not know block cloning (zfs-fuse, or OpenZFS before 2.2)';
 
@@ -116,7 +123,8 @@ export async function blockCloningSupport(pool: string, zpool = 'zpool', signal?
   }
   const feature = props.get('feature@block_cloning');
   if (feature === undefined || !props.has('bclonesaved')) return { possible: false, reason: UNKNOWN };
-  if (feature !== 'enabled' && feature !== 'active') return { possible: false, reason: `feature@block_cloning is ${feature} on pool ${pool}`, feature };
+  if (feature !== 'enabled' && feature !== 'active')
+    return { possible: false, reason: `feature@block_cloning is ${feature} on pool ${pool}`, feature };
   const parameter = await open(PARAMETER, 'r')
     .then(async (fh) => {
       try {
@@ -174,7 +182,8 @@ export async function probeBlockCloning(options: ProbeOptions): Promise<BlockClo
   const zpool = options.zpool ?? 'zpool';
   const size = options.probeBytes ?? 1 << 20;
   const support = await blockCloningSupport(options.pool, zpool, options.signal);
-  if (!support.possible) return { clones: false, reason: support.reason, ...(support.feature !== undefined ? { feature: support.feature } : {}) };
+  if (!support.possible)
+    return { clones: false, reason: support.reason, ...(support.feature !== undefined ? { feature: support.feature } : {}) };
   const feature = support.feature;
 
   const tag = `${PROBE_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -201,7 +210,6 @@ export async function probeBlockCloning(options: ProbeOptions): Promise<BlockClo
   }
 }
 
-
 export interface CloneResult {
   /** Regular files cloned (one per hard-link group). */
   readonly files: number;
@@ -212,7 +220,6 @@ export interface CloneResult {
   /** Entries left to rsync: already in the target, changed under us, or not what they were listed as. */
   readonly skipped: number;
 }
-
 
 function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error('clone stopped');
@@ -396,7 +403,10 @@ class TreeCloner {
     const first = this.groups.get(key);
     if (first === undefined) {
       const cloning = this.cloneFile(dir, out, e);
-      this.groups.set(key, cloning.catch(() => undefined));
+      this.groups.set(
+        key,
+        cloning.catch(() => undefined),
+      );
       if ((await cloning) === undefined) this.skipped++;
       return;
     }
@@ -449,7 +459,13 @@ class TreeCloner {
   }
 }
 
-async function cloneOpenTree(src: DirRef, dst: DirRef, signal: AbortSignal, concurrency: number, onFile: ((sofar: { files: number; bytes: number }) => void) | undefined): Promise<CloneResult> {
+async function cloneOpenTree(
+  src: DirRef,
+  dst: DirRef,
+  signal: AbortSignal,
+  concurrency: number,
+  onFile: ((sofar: { files: number; bytes: number }) => void) | undefined,
+): Promise<CloneResult> {
   const cloner = new TreeCloner(dst, signal, concurrency, onFile);
   await walkDirs<DirRef>(
     src,
@@ -511,7 +527,12 @@ export interface CloneStageOptions {
  * rsync that follows completes everything either way; a clone that fails half-way is logged
  * and left to it. Returns what was cloned (undefined when nothing was).
  */
-export async function cloneIntoStaging(job: Job, original: DirRef, staging: string, options: CloneStageOptions): Promise<CloneResult | undefined> {
+export async function cloneIntoStaging(
+  job: Job,
+  original: DirRef,
+  staging: string,
+  options: CloneStageOptions,
+): Promise<CloneResult | undefined> {
   const fields = { step: 'migrate/copy' };
   if (options.setting === 'off') {
     job.log.info('copy: rsync (block cloning off)', fields);
@@ -530,7 +551,13 @@ export async function cloneIntoStaging(job: Job, original: DirRef, staging: stri
     try {
       const { holding } = jobPaths(job.root.rootdir, job.name);
       probe = await probeOnce(`${job.root.rootdir}\0${pool}`, () =>
-        probeBlockCloning({ pool, sourceDir: holding, targetDir: staging, ...(options.zpool !== undefined ? { zpool: options.zpool } : {}), signal: job.signal }),
+        probeBlockCloning({
+          pool,
+          sourceDir: holding,
+          targetDir: staging,
+          ...(options.zpool !== undefined ? { zpool: options.zpool } : {}),
+          signal: job.signal,
+        }),
       );
     } catch (error) {
       if (job.signal.aborted) throw error;
@@ -569,7 +596,8 @@ export async function describeCopyPath(job: Job, options: CloneStageOptions): Pr
   const known = probes.get(`${job.root.rootdir}\0${pool}`);
   if (known !== undefined) {
     const probe = await known.catch(() => undefined);
-    if (probe !== undefined) return probe.clones ? 'block cloning (probed earlier), then rsync' : `rsync (block cloning not available: ${probe.reason})`;
+    if (probe !== undefined)
+      return probe.clones ? 'block cloning (probed earlier), then rsync' : `rsync (block cloning not available: ${probe.reason})`;
   }
   try {
     const support = await blockCloningSupport(pool, options.zpool ?? 'zpool', job.signal);

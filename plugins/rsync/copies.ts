@@ -6,7 +6,22 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
-import { nameOf, parentOf, TreeChangedError, UnsupportedEntryError, at, copyEntry, displayPath, ensureDir, openChild, statAt, walk, type DirRef, type EntryInfo, type Job } from '../../src/index.js';
+import {
+  nameOf,
+  parentOf,
+  TreeChangedError,
+  UnsupportedEntryError,
+  at,
+  copyEntry,
+  displayPath,
+  ensureDir,
+  openChild,
+  statAt,
+  walk,
+  type DirRef,
+  type EntryInfo,
+  type Job,
+} from '../../src/index.js';
 import { metaOf, type Meta } from './threeway.js';
 
 /** An entry a pass decided to copy: the original's version, and the dataset's as judged. */
@@ -96,7 +111,8 @@ class CopyRun {
   /** The root's own metadata, through the open directory, if it is still as judged. */
   private async copyRoot(o: EntryInfo, d: EntryInfo | undefined): Promise<void> {
     const now = await this.live.info();
-    if (d === undefined || now.ctimeExactMs !== d.ctimeExactMs) throw new TreeChangedError('', 'the dataset\'s top directory changed after the copy was decided');
+    if (d === undefined || now.ctimeExactMs !== d.ctimeExactMs)
+      throw new TreeChangedError('', "the dataset's top directory changed after the copy was decided");
     await this.live.handle.chown(o.uid, o.gid);
     await this.live.handle.chmod(o.mode & 0o7777);
     this.done.copied++;
@@ -135,7 +151,8 @@ class CopyRun {
       if (o.type === 'dir') await this.copyBelow(from, rel, o);
     } catch (error) {
       if (error instanceof TreeChangedError) this.done.changing = true;
-      else if (error instanceof UnsupportedEntryError) this.conflicts.push(`${displayPath(rel)}: a late ${o.type} cannot be caught up; copy it by hand`);
+      else if (error instanceof UnsupportedEntryError)
+        this.conflicts.push(`${displayPath(rel)}: a late ${o.type} cannot be caught up; copy it by hand`);
       else throw error;
     }
   }
@@ -156,14 +173,22 @@ class CopyRun {
  * Copies what a pass decided to copy (see the top of this file). A step of its own
  * (`<phase>/catch-up-copy`) when there is anything to copy.
  */
-export async function applyCopies(job: Job, original: DirRef, live: DirRef, copies: Copy[], sameFiles: string[], conflicts: string[]): Promise<Applied> {
+export async function applyCopies(
+  job: Job,
+  original: DirRef,
+  live: DirRef,
+  copies: Copy[],
+  sameFiles: string[],
+  conflicts: string[],
+): Promise<Applied> {
   const run = new CopyRun(original, live, copies, conflicts);
   const apply = async (): Promise<void> => {
     for (const c of copies.sort(byRel)) await run.copy(c);
     for (const rel of sameFiles) await run.compare(rel);
   };
   try {
-    if (copies.length > 0) await job.step('catch-up-copy', `copy ${copies.length} entr${copies.length === 1 ? 'y' : 'ies'} the original changed`, apply);
+    if (copies.length > 0)
+      await job.step('catch-up-copy', `copy ${copies.length} entr${copies.length === 1 ? 'y' : 'ies'} the original changed`, apply);
     else await apply();
   } finally {
     await Promise.all([run.src.close(), run.dst.close()]);

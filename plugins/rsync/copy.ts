@@ -18,10 +18,14 @@ const NO_SPACE = /No space left on device|Disk quota exceeded|quota exceeded/i;
  * message names the first real error instead, and says plainly when it is a full pool or quota.
  */
 export function explainCopyError(error: CommandError): Error {
-  const lines = error.stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = error.stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const errors = lines.filter((l) => l.startsWith('rsync: ') || l.startsWith('rsync error: '));
   const telling =
-    lines.find((l) => NO_SPACE.test(l)) ?? lines.find((l) => l.startsWith('rsync: ') && !/Broken pipe|connection unexpectedly closed/.test(l));
+    lines.find((l) => NO_SPACE.test(l)) ??
+    lines.find((l) => l.startsWith('rsync: ') && !/Broken pipe|connection unexpectedly closed/.test(l));
   if (telling === undefined) return error;
   const cause = NO_SPACE.test(telling) ? (/quota/i.test(telling) ? 'the new filesystem is over its quota: ' : 'no space left: ') : '';
   const more = errors.filter((l) => l.startsWith('rsync: ')).length - 1;
@@ -72,7 +76,15 @@ async function bulkCopy(ctx: RsyncContext, job: Job, src: DirRef, dst: string, c
   // --force: a directory the clone made that the original has since replaced by a symlink or
   // a file is replaced too (in the root-only staging copy), as a fresh copy would.
   // --sparse whatever the flags say: the room check counts a sparse file by what it allocates.
-  const args = [...flags, ...(flags.includes('--sparse') ? [] : ['--sparse']), ...(cloned ? ['--force'] : []), '--out-format=%i %l', '--', `/proc/${process.pid}/fd/${src.fd}/`, `${dst}/`];
+  const args = [
+    ...flags,
+    ...(flags.includes('--sparse') ? [] : ['--sparse']),
+    ...(cloned ? ['--force'] : []),
+    '--out-format=%i %l',
+    '--',
+    `/proc/${process.pid}/fd/${src.fd}/`,
+    `${dst}/`,
+  ];
   // rsync sends nothing for what was cloned: its counts go on from the clone's.
   const counted = { files: cloned?.files ?? 0, bytes: cloned?.bytes ?? 0 };
   const onLine = (line: string): void => {

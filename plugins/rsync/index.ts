@@ -36,7 +36,7 @@ const NAME = 'rsync';
 
 export default definePlugin<Options>({
   name: NAME,
-  description: 'copies the data in, catches up only the original\'s own changes, verifies, and removes the original only once verified',
+  description: "copies the data in, catches up only the original's own changes, verifies, and removes the original only once verified",
   options,
   apply(hooks, { options: opts, stateDir }) {
     const ctx: RsyncContext = { options: opts, stateDir };

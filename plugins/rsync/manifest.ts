@@ -89,7 +89,7 @@ export function manifestPath(stateDir: string, jobId: string): string {
 
 /** Writes all of `data` at `position` (a write may be short). */
 async function writeAt(handle: FileHandle, data: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < data.length; ) {
+  for (let done = 0; done < data.length;) {
     const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
     done += bytesWritten;
   }
@@ -189,7 +189,7 @@ export class ManifestWriter {
 /** `length` bytes at `position` (a manifest is never shortened while it is read). */
 async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
   const buffer = Buffer.alloc(length);
-  for (let done = 0; done < length; ) {
+  for (let done = 0; done < length;) {
     const { bytesRead } = await handle.read(buffer, done, length - done, position + done);
     if (bytesRead === 0) throw new Error('the manifest is shorter than its index says');
     done += bytesRead;
@@ -234,7 +234,10 @@ export class Manifest {
    * The manifest, or undefined when there is none (a job of an older version, or a lost state
    * directory). Damage found, now or when a block is read, is thrown as onDamage makes it (once).
    */
-  static async open(path: string, opts?: { hash?: (text: string) => number; onDamage?: (error: DamagedStateError) => Promise<Error> }): Promise<Manifest | undefined> {
+  static async open(
+    path: string,
+    opts?: { hash?: (text: string) => number; onDamage?: (error: DamagedStateError) => Promise<Error> },
+  ): Promise<Manifest | undefined> {
     let handle: FileHandle;
     try {
       handle = await open(path, 'r');
@@ -318,8 +321,13 @@ export class Manifest {
     // The tail after the last line that read: a torn change (dropped, and cut off before the next
     // append), or damage.
     const tail = bad?.bytes ?? pending;
-    if (bad !== undefined && pending.length > 0) throw new DamagedStateError(this.path, `line ${bad.line} does not read (${bad.why}) and more follow it`);
-    if (tail.length > 0 && state.version !== 1 && !tornChange(tail)) throw new DamagedStateError(this.path, `its last line does not read and is not a change cut short (${JSON.stringify(tail.toString('latin1').slice(0, 40))})`);
+    if (bad !== undefined && pending.length > 0)
+      throw new DamagedStateError(this.path, `line ${bad.line} does not read (${bad.why}) and more follow it`);
+    if (tail.length > 0 && state.version !== 1 && !tornChange(tail))
+      throw new DamagedStateError(
+        this.path,
+        `its last line does not read and is not a change cut short (${JSON.stringify(tail.toString('latin1').slice(0, 40))})`,
+      );
     this.torn = position > this.end;
     this.order = Uint32Array.from({ length: this.blocks }, (_, i) => i).sort((a, b) => this.hashes[a]! - this.hashes[b]!);
   }

@@ -59,7 +59,10 @@ class Judge {
     const where = displayPath(rel) || '/';
     if (this.resumed && b !== undefined) o = unlocked(o, b, this.verified);
     if (alone) {
-      if (decideBelowGone(o, b) === 'conflict') this.conflicts.push(`${where}: changed in the original${b ? ` (${difference(b, o)})` : ' (new)'}, below a directory renamed, deleted or replaced in the dataset`);
+      if (decideBelowGone(o, b) === 'conflict')
+        this.conflicts.push(
+          `${where}: changed in the original${b ? ` (${difference(b, o)})` : ' (new)'}, below a directory renamed, deleted or replaced in the dataset`,
+        );
       return;
     }
     let decision = decide(o, b, d);
@@ -76,7 +79,8 @@ class Judge {
     if (this.manifest === undefined) {
       return `${where}: differs (${d ? difference(metaOf(o), metaOf(d)) : 'missing from the dataset'}) and there is no record of what was copied to tell whose change it is`;
     }
-    if (d && b && same(b, d) && d.type !== o.type) return `${where}: became a ${o.type} in the original; the ${d.type} in the dataset is never replaced by another type`;
+    if (d && b && same(b, d) && d.type !== o.type)
+      return `${where}: became a ${o.type} in the original; the ${d.type} in the dataset is never replaced by another type`;
     return `${where}: changed in the original${b ? ` (${difference(b, o)})` : ' (new)'} and in the dataset${d ? ` (${difference(b ?? o, d)})` : ' (deleted)'}`;
   }
 }
@@ -88,7 +92,14 @@ class Judge {
  * Once a removal began (and was interrupted), the directories it locked (root's, 0700) are taken
  * for their baseline's metadata, in every pass of a recover.
  */
-export async function pass(ctx: RsyncContext, job: Job, original: DirRef, live: DirRef, manifest: Manifest | undefined, verified?: VerifiedSet): Promise<PassResult> {
+export async function pass(
+  ctx: RsyncContext,
+  job: Job,
+  original: DirRef,
+  live: DirRef,
+  manifest: Manifest | undefined,
+  verified?: VerifiedSet,
+): Promise<PassResult> {
   const judge = new Judge(ctx.options.verifyContent, manifest, removalBegan(job), verified);
   const { conflicts } = judge;
   let entries = 0;
@@ -115,7 +126,8 @@ export async function pass(ctx: RsyncContext, job: Job, original: DirRef, live: 
     throw error;
   }
   let applied: Applied = { copied: 0, bytes: 0, changes: [], changing: false };
-  if (judge.copies.length > 0 || judge.sameFiles.length > 0) applied = await applyCopies(job, original, live, judge.copies, judge.sameFiles, conflicts);
+  if (judge.copies.length > 0 || judge.sameFiles.length > 0)
+    applied = await applyCopies(job, original, live, judge.copies, judge.sameFiles, conflicts);
   if (manifest !== undefined) await manifest.record([...judge.adopted, ...applied.changes]);
   return { copied: applied.copied, bytes: applied.bytes, conflicts, changing: applied.changing, entries };
 }

@@ -36,7 +36,10 @@ async function damaged(e: DamagedStateError, aside: string): Promise<Error> {
  */
 export async function openBaseline(ctx: RsyncContext, job: Job, aside: string): Promise<Manifest | undefined> {
   const manifest = await Manifest.open(manifestOf(ctx, job), { onDamage: (e) => damaged(e, aside) });
-  if (manifest?.torn) job.log.info(`the last line of ${quoteName(manifest.path)} was cut short (a crash or a full disk); it is dropped and cut off before the next record`);
+  if (manifest?.torn)
+    job.log.info(
+      `the last line of ${quoteName(manifest.path)} was cut short (a crash or a full disk); it is dropped and cut off before the next record`,
+    );
   return manifest;
 }
 

@@ -36,7 +36,10 @@ function conflictError(job: Job, aside: string, conflicts: readonly string[]): E
 /** Entries moved into the original during its removal: left where they are, the original kept. */
 function unverifiedError(job: Job, aside: string, error: UnverifiedEntriesError): Error {
   const named = error.rels.slice(0, 3).map((rel) => quoteName(`${dirname(aside)}/${displayPath(rel)}`));
-  for (const rel of error.rels) job.log.warn(`not removed (the verification never saw it): ${quoteName(`${dirname(aside)}/${displayPath(rel)}`)}`, { step: 'cleanup/remove-original' });
+  for (const rel of error.rels)
+    job.log.warn(`not removed (the verification never saw it): ${quoteName(`${dirname(aside)}/${displayPath(rel)}`)}`, {
+      step: 'cleanup/remove-original',
+    });
   return new AdvisedError(
     `${error.count} entr${error.count === 1 ? 'y' : 'ies'} appeared in the original during its removal that the verification never saw (${named.join(', ')}${error.count > 3 ? ', …' : ''}): ` +
       `left where ${error.count === 1 ? 'it is' : 'they are'}, and what is left of the original is kept at ${quoteName(aside)}; give each back to its owner, then run 'zfs-dynamic-creator recover'`,
@@ -71,7 +74,11 @@ async function grace(ctx: RsyncContext, job: Job, original: DirRef, deadline: nu
     // Says (once per change of cast) who keeps the original busy.
     onHolders: (holders, changed) => {
       const who =
-        holders.length > 0 ? `${describeHolders(holders)} still hold files in the original` : changed ? 'the original is still changing (NFS clients or processes elsewhere)' : '';
+        holders.length > 0
+          ? `${describeHolders(holders)} still hold files in the original`
+          : changed
+            ? 'the original is still changing (NFS clients or processes elsewhere)'
+            : '';
       if (who !== '' && who !== reported) job.log.info(`waiting: ${who}`, { step: 'cleanup/wait' });
       reported = who;
     },
@@ -87,7 +94,13 @@ async function grace(ctx: RsyncContext, job: Job, original: DirRef, deadline: nu
  * Grace periods and catch-up passes until one verifies the original (returns every entry it saw
  * and how many late changes were caught up), finds conflicts (thrown), or the deadline passes.
  */
-async function verify(ctx: RsyncContext, job: Job, found: { ref: DirRef; path: string }, live: DirRef, manifest: Manifest | undefined): Promise<{ verified: VerifiedSet; caughtUp: number }> {
+async function verify(
+  ctx: RsyncContext,
+  job: Job,
+  found: { ref: DirRef; path: string },
+  live: DirRef,
+  manifest: Manifest | undefined,
+): Promise<{ verified: VerifiedSet; caughtUp: number }> {
   const { ref: original, path: aside } = found;
   // An earlier run verified the original and began removing it, then died: what is left
   // needs no grace period again, only a pass proving it is all represented.
@@ -96,17 +109,28 @@ async function verify(ctx: RsyncContext, job: Job, found: { ref: DirRef; path: s
   let caughtUp = 0;
   for (;;) {
     // Waiting, not work: the grace period holds no work slot (other jobs copy meanwhile).
-    const { quiet, busy } = resuming ? { quiet: true, busy: '' } : await job.waiting('grace period', () => grace(ctx, job, original, deadline));
+    const { quiet, busy } = resuming
+      ? { quiet: true, busy: '' }
+      : await job.waiting('grace period', () => grace(ctx, job, original, deadline));
     const seen = new VerifiedSet(original.dev);
-    const r = await job.step('catch-up', `catch up late changes from ${quoteName(aside)}`, () => pass(ctx, job, original, live, manifest, seen).catch((e: unknown) => Promise.reject(noRoom(job, aside, e))), { dryRun: NO_PASS });
+    const r = await job.step(
+      'catch-up',
+      `catch up late changes from ${quoteName(aside)}`,
+      () => pass(ctx, job, original, live, manifest, seen).catch((e: unknown) => Promise.reject(noRoom(job, aside, e))),
+      { dryRun: NO_PASS },
+    );
     caughtUp += r.copied;
-    if (r.copied > 0) job.log.warn(`${r.copied} late change(s) to the original were caught up after the swap (old NFS handles or open files)`, { step: 'cleanup/catch-up' });
+    if (r.copied > 0)
+      job.log.warn(`${r.copied} late change(s) to the original were caught up after the swap (old NFS handles or open files)`, {
+        step: 'cleanup/catch-up',
+      });
     if (quiet && r.copied === 0 && !r.changing) {
       if (r.conflicts.length === 0) return { verified: seen, caughtUp };
       // Every one named in the log (and the first in the job's error, which status shows).
       const shown = r.conflicts.slice(0, 1000);
       for (const c of shown) job.log.warn(`conflict: ${c}`, { step: 'cleanup/conflict' });
-      if (r.conflicts.length > shown.length) job.log.warn(`… and ${r.conflicts.length - shown.length} more conflict(s)`, { step: 'cleanup/conflict' });
+      if (r.conflicts.length > shown.length)
+        job.log.warn(`… and ${r.conflicts.length - shown.length} more conflict(s)`, { step: 'cleanup/conflict' });
       throw conflictError(job, aside, r.conflicts);
     }
     if (Date.now() > deadline) {
@@ -132,7 +156,11 @@ async function remove(job: Job, original: DirRef, aside: string, verified: Verif
 /** The cleanup's retirement of one job's original. */
 export async function retire(ctx: RsyncContext, job: Job): Promise<void> {
   if (job.dryRun) {
-    await job.step('remove-original', `after ${ctx.options.graceSeconds} s without changes, verify again and remove the original`, async () => undefined);
+    await job.step(
+      'remove-original',
+      `after ${ctx.options.graceSeconds} s without changes, verify again and remove the original`,
+      async () => undefined,
+    );
     return;
   }
   const found = await openAside(job);
@@ -147,7 +175,9 @@ export async function retire(ctx: RsyncContext, job: Job): Promise<void> {
     // What the verified copy holds, for the conversion's history (the filesystem plugin records it).
     if (manifest !== undefined) await job.setJournalled({ copied: await copiedOf(manifest) });
     const late = caughtUp ? ` (${caughtUp} late change(s) caught up)` : '';
-    await job.step('remove-original', `remove the verified original ${quoteName(found.path)}${late}`, () => remove(job, found.ref, found.path, verified));
+    await job.step('remove-original', `remove the verified original ${quoteName(found.path)}${late}`, () =>
+      remove(job, found.ref, found.path, verified),
+    );
     await removeManifest(manifestOf(ctx, job));
   } finally {
     await Promise.all([found.ref.close(), live.close()]);

@@ -6,7 +6,19 @@
  * (a pass), still before the commit, so that the copy is complete when it becomes visible.
  */
 import { unlink } from 'node:fs/promises';
-import { nameOf, parentOf, TreeChangedError, at, ensureDir, openDir, removeTree, walkPair, type DirRef, type EntryInfo, type Job } from '../../src/index.js';
+import {
+  nameOf,
+  parentOf,
+  TreeChangedError,
+  at,
+  ensureDir,
+  openDir,
+  removeTree,
+  walkPair,
+  type DirRef,
+  type EntryInfo,
+  type Job,
+} from '../../src/index.js';
 import { Manifest, ManifestWriter } from './manifest.js';
 import type { RsyncContext } from './options.js';
 import { pass } from './pass.js';
@@ -45,7 +57,7 @@ class Comparison {
     // In the copy but not (as such) in the original: deleted meanwhile, or read
     // through a symlink swapped in during the copy. Never let it become visible.
     if (o === undefined || o.type !== s.type || o.uid !== s.uid || o.gid !== s.gid || o.crossDevice) {
-      if (rel === '') throw new Error('the copy\'s top directory does not match the original');
+      if (rel === '') throw new Error("the copy's top directory does not match the original");
       this.extra.push({ rel, info: s });
       if (s.type === 'dir') this.dropped.add(rel);
       return;
@@ -107,14 +119,18 @@ export async function seal(ctx: RsyncContext, job: Job, original: DirRef, stagin
     writer = c.writer;
     await takeOut(copy, c.extra);
     const n = c.extra.length;
-    if (n > 0) job.log.info(`${n} entr${n === 1 ? 'y' : 'ies'} of the copy not as in the original (changed or deleted meanwhile) taken out`, { step: 'migrate/seal' });
+    if (n > 0)
+      job.log.info(`${n} entr${n === 1 ? 'y' : 'ies'} of the copy not as in the original (changed or deleted meanwhile) taken out`, {
+        step: 'migrate/seal',
+      });
     await writer.commit();
     writer = undefined;
     // What the original holds and the copy now lacks is copied in by descriptor. (A copy that
     // matched the original entry for entry needs no second walk for that.)
     if (n === 0 && c.missing === 0) return;
     const refill = await pass(ctx, job, original, copy, await Manifest.open(manifestOf(ctx, job)));
-    if (refill.copied > 0) job.log.info(`${refill.copied} entr${refill.copied === 1 ? 'y' : 'ies'} copied again by descriptor`, { step: 'migrate/seal' });
+    if (refill.copied > 0)
+      job.log.info(`${refill.copied} entr${refill.copied === 1 ? 'y' : 'ies'} copied again by descriptor`, { step: 'migrate/seal' });
   } finally {
     await writer?.abort();
     await copy.close();

@@ -31,7 +31,16 @@ export interface Meta {
 
 /** What is compared of a walk's entry. */
 export function metaOf(e: EntryInfo): Meta {
-  return { type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, mtimeMs: e.mtimeMs, rdev: e.rdev, ...(e.target !== undefined ? { target: e.target } : {}) };
+  return {
+    type: e.type,
+    mode: e.mode,
+    uid: e.uid,
+    gid: e.gid,
+    size: e.size,
+    mtimeMs: e.mtimeMs,
+    rdev: e.rdev,
+    ...(e.target !== undefined ? { target: e.target } : {}),
+  };
 }
 
 /** Whether two versions of an entry are the same for the purposes of catching up and verifying. */
@@ -57,9 +66,11 @@ export function difference(a: Meta, b: Meta): string {
   if (a.type !== b.type) return `a ${a.type} in one, a ${b.type} in the other`;
   const parts: string[] = [];
   if (a.uid !== b.uid || a.gid !== b.gid) parts.push(`owner ${a.uid}:${a.gid} vs ${b.uid}:${b.gid}`);
-  if (a.type !== 'symlink' && (a.mode & 0o7777) !== (b.mode & 0o7777)) parts.push(`mode ${(a.mode & 0o7777).toString(8)} vs ${(b.mode & 0o7777).toString(8)}`);
+  if (a.type !== 'symlink' && (a.mode & 0o7777) !== (b.mode & 0o7777))
+    parts.push(`mode ${(a.mode & 0o7777).toString(8)} vs ${(b.mode & 0o7777).toString(8)}`);
   if (a.type === 'file' && a.size !== b.size) parts.push(`size ${a.size} vs ${b.size}`);
-  if (a.type === 'file' && Math.floor(a.mtimeMs) !== Math.floor(b.mtimeMs)) parts.push(`mtime ${new Date(a.mtimeMs).toISOString()} vs ${new Date(b.mtimeMs).toISOString()}`);
+  if (a.type === 'file' && Math.floor(a.mtimeMs) !== Math.floor(b.mtimeMs))
+    parts.push(`mtime ${new Date(a.mtimeMs).toISOString()} vs ${new Date(b.mtimeMs).toISOString()}`);
   if (a.type === 'symlink' && a.target !== b.target) parts.push('link target');
   if ((a.type === 'char' || a.type === 'block') && a.rdev !== b.rdev) parts.push('device number');
   return parts.join(', ') || 'equal';

@@ -77,17 +77,29 @@ export async function checkRsync(command: string): Promise<RsyncSafety> {
   const parsed = parseRsyncVersion(stdout);
   const version = parsed?.join('.') ?? (stdout.split('\n')[0] ?? '').trim();
   if (parsed !== undefined && atLeast(parsed, REQUIRED_RSYNC)) {
-    return { ok: true, version, detail: `rsync ${version} (${REQUIRED} or later: it never reads through a directory swapped for a symlink during the copy)` };
+    return {
+      ok: true,
+      version,
+      detail: `rsync ${version} (${REQUIRED} or later: it never reads through a directory swapped for a symlink during the copy)`,
+    };
   }
   let refuses: boolean;
   try {
     refuses = await probeSymlinkRefusal(command);
   } catch (error) {
     const why = (error as NodeJS.ErrnoException).code === 'EPERM' ? 'not running as root' : (error as Error).message;
-    return { ok: false, version, detail: `rsync ${version} is older than ${REQUIRED} and its protection against symlink races could not be probed (${why}); install rsync ${REQUIRED} or later` };
+    return {
+      ok: false,
+      version,
+      detail: `rsync ${version} is older than ${REQUIRED} and its protection against symlink races could not be probed (${why}); install rsync ${REQUIRED} or later`,
+    };
   }
   return refuses
-    ? { ok: true, version, detail: `rsync ${version} is older than ${REQUIRED}, but a probe shows it refuses to read through a directory swapped for a symlink (the fix is backported)` }
+    ? {
+        ok: true,
+        version,
+        detail: `rsync ${version} is older than ${REQUIRED}, but a probe shows it refuses to read through a directory swapped for a symlink (the fix is backported)`,
+      }
     : {
         ok: false,
         version,

@@ -66,8 +66,13 @@ async function descendants(pid: number): Promise<number[]> {
 
 /** rchar + wchar + utime + stime of one process ('' when it is gone). */
 async function countersOf(pid: number): Promise<string> {
-  const [ioText, stat] = await Promise.all([readFile(`/proc/${pid}/io`, 'utf8').catch(() => ''), readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')]);
-  const io = new Map(ioText.split('\n').map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()] as const));
+  const [ioText, stat] = await Promise.all([
+    readFile(`/proc/${pid}/io`, 'utf8').catch(() => ''),
+    readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''),
+  ]);
+  const io = new Map(
+    ioText.split('\n').map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim()] as const),
+  );
   const field = (name: string): string => io.get(name) ?? '';
   // After the command name (which may hold spaces and parentheses): state is field 3, utime 14, stime 15.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

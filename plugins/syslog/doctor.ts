@@ -9,7 +9,11 @@ import { checkBinary, type DoctorCheck, type DoctorContext } from '../../src/ind
 const NAME = 'syslog';
 
 /** The doctor tap: this plugin's checks appended to `checks`. */
-export async function syslogDoctor(checks: DoctorCheck[], doctor: DoctorContext, opts: { readonly command: string; readonly socket: string }): Promise<DoctorCheck[]> {
+export async function syslogDoctor(
+  checks: DoctorCheck[],
+  doctor: DoctorContext,
+  opts: { readonly command: string; readonly socket: string },
+): Promise<DoctorCheck[]> {
   if (doctor.scope !== 'all') return checks;
   const found: DoctorCheck[] = [];
   if (doctor.once('binary logger')) {
@@ -19,7 +23,12 @@ export async function syslogDoctor(checks: DoctorCheck[], doctor: DoctorContext,
   if (doctor.once(`syslog ${opts.socket}`)) {
     const stats = await lstat(opts.socket).catch(() => undefined);
     if (stats?.isSocket()) found.push({ name: 'syslog', status: 'ok', message: `${opts.socket} is a socket (${doctor.pluginAt(NAME)})` });
-    else found.push({ name: 'syslog', status: 'warn', message: `${doctor.optionAt(NAME, ['socket'])}: ${opts.socket} ${stats ? 'is not a socket' : 'does not exist'}: no syslog daemon listens; log lines reach only stderr` });
+    else
+      found.push({
+        name: 'syslog',
+        status: 'warn',
+        message: `${doctor.optionAt(NAME, ['socket'])}: ${opts.socket} ${stats ? 'is not a socket' : 'does not exist'}: no syslog daemon listens; log lines reach only stderr`,
+      });
   }
   return [...checks, ...found];
 }

@@ -19,8 +19,26 @@ import { syslogDoctor } from './doctor.js';
 const NAME = 'syslog';
 
 const FACILITIES = {
-  kern: 0, user: 1, mail: 2, daemon: 3, auth: 4, syslog: 5, lpr: 6, news: 7, uucp: 8, cron: 9, authpriv: 10, ftp: 11,
-  local0: 16, local1: 17, local2: 18, local3: 19, local4: 20, local5: 21, local6: 22, local7: 23,
+  kern: 0,
+  user: 1,
+  mail: 2,
+  daemon: 3,
+  auth: 4,
+  syslog: 5,
+  lpr: 6,
+  news: 7,
+  uucp: 8,
+  cron: 9,
+  authpriv: 10,
+  ftp: 11,
+  local0: 16,
+  local1: 17,
+  local2: 18,
+  local3: 19,
+  local4: 20,
+  local5: 21,
+  local6: 22,
+  local7: 23,
 } as const;
 const SEVERITIES = { emerg: 0, alert: 1, crit: 2, err: 3, warning: 4, notice: 5, info: 6, debug: 7 } as const;
 type Severity = keyof typeof SEVERITIES;
@@ -29,14 +47,23 @@ const severity = z.enum(Object.keys(SEVERITIES) as [Severity, ...Severity[]]);
 const options = z
   .object({
     facility: z.enum(Object.keys(FACILITIES) as [keyof typeof FACILITIES, ...(keyof typeof FACILITIES)[]]).default('daemon'),
-    tag: z.string().regex(/^[^\s[\]:]{1,48}$/, 'a tag without spaces, brackets or colons').default('zfs-dynamic-creator'),
+    tag: z
+      .string()
+      .regex(/^[^\s[\]:]{1,48}$/, 'a tag without spaces, brackets or colons')
+      .default('zfs-dynamic-creator'),
     /** The syslog socket. */
     socket: z.string().startsWith('/').default('/dev/log'),
     /** The lowest level sent. */
     level: z.enum(['debug', 'info', 'notice', 'warning', 'error']).default('info'),
     /** The syslog severity for each level. */
     severities: z
-      .object({ debug: severity.default('debug'), info: severity.default('info'), notice: severity.default('notice'), warning: severity.default('warning'), error: severity.default('err') })
+      .object({
+        debug: severity.default('debug'),
+        info: severity.default('info'),
+        notice: severity.default('notice'),
+        warning: severity.default('warning'),
+        error: severity.default('err'),
+      })
       .strict()
       .default({ debug: 'debug', info: 'info', notice: 'notice', warning: 'warning', error: 'err' }),
     command: z.string().min(1).default('logger'),

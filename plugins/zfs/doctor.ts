@@ -57,15 +57,35 @@ async function mounted(doctor: DoctorContext, zfs: string): Promise<{ check: Doc
   } catch (error) {
     return { check: { name, status: 'fail', message: `${where}.rootfs: ${commandFailure(error)}` }, answered: false };
   }
-  const props = new Map(out.split('\n').filter(Boolean).map((l) => l.split('\t') as [string, string]));
+  const props = new Map(
+    out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split('\t') as [string, string]),
+  );
   const mountpoint = props.get('mountpoint') ?? '';
   if (props.get('mounted') !== 'yes') {
-    return { check: { name, status: 'fail', message: `${where}.rootfs: ${rootfs} is not mounted (its mountpoint is ${mountpoint})`, fix: ['zfs', 'mount', rootfs] }, answered: true };
+    return {
+      check: {
+        name,
+        status: 'fail',
+        message: `${where}.rootfs: ${rootfs} is not mounted (its mountpoint is ${mountpoint})`,
+        fix: ['zfs', 'mount', rootfs],
+      },
+      answered: true,
+    };
   }
   const [a, b] = await Promise.all([stat(rootdir).catch(() => undefined), stat(mountpoint).catch(() => undefined)]);
   const real = await realpath(mountpoint).catch(() => mountpoint);
   if (!a || !b || a.dev !== b.dev || a.ino !== b.ino || real !== rootdir) {
-    return { check: { name, status: 'fail', message: `${where}.rootdir: ${quoteName(rootdir)} is not where ${rootfs} is mounted (${quoteName(mountpoint)})` }, answered: true };
+    return {
+      check: {
+        name,
+        status: 'fail',
+        message: `${where}.rootdir: ${quoteName(rootdir)} is not where ${rootfs} is mounted (${quoteName(mountpoint)})`,
+      },
+      answered: true,
+    };
   }
   return { check: { name, status: 'ok', message: `${rootfs} is mounted at ${quoteName(rootdir)}` }, answered: true };
 }
@@ -78,7 +98,9 @@ async function properties(doctor: DoctorContext, opts: DoctorOptions): Promise<D
   if (entries.length === 0) return [{ name, status: 'ok', message: `no ZFS properties configured for ${rootfs}'s new datasets` }];
   let known: string[];
   try {
-    known = (await run(opts.command, ['get', '-H', '-o', 'property', 'all', rootfs], { timeoutMs: doctor.timeoutMs })).stdout.split('\n').filter(Boolean);
+    known = (await run(opts.command, ['get', '-H', '-o', 'property', 'all', rootfs], { timeoutMs: doctor.timeoutMs })).stdout
+      .split('\n')
+      .filter(Boolean);
   } catch (error) {
     return [{ name, status: 'fail', message: `cannot list the properties of ${rootfs}: ${commandFailure(error)}` }];
   }
@@ -87,24 +109,47 @@ async function properties(doctor: DoctorContext, opts: DoctorOptions): Promise<D
   const toTry: [string, string][] = [];
   for (const [key, value] of entries) {
     if (SET_BY_THE_TOOL.has(key)) {
-      checks.push({ name, status: 'warn', message: `${keyOf(key)}: the zfs plugin sets ${key} itself on every new dataset; this value is ignored` });
+      checks.push({
+        name,
+        status: 'warn',
+        message: `${keyOf(key)}: the zfs plugin sets ${key} itself on every new dataset; this value is ignored`,
+      });
     } else if (key.includes(':') || key.includes('@') || known.includes(key)) {
       // user properties (with ':') are always accepted; userquota@… and friends are tried
       if (!key.includes(':')) toTry.push([key, value]);
     } else {
       const hint = didYouMean(key, known);
-      checks.push({ name, status: 'fail', message: `${keyOf(key)}: ${rootfs}'s pool has no property ${quoteName(key)}${hint ? ` (did you mean ${quoteName(hint)}?)` : ''}` });
+      checks.push({
+        name,
+        status: 'fail',
+        message: `${keyOf(key)}: ${rootfs}'s pool has no property ${quoteName(key)}${hint ? ` (did you mean ${quoteName(hint)}?)` : ''}`,
+      });
     }
   }
   let failed = checks.some((c) => c.status === 'fail');
   if (toTry.length > 0 && !doctor.probe) {
-    if (!failed) checks.push({ name, status: 'ok', message: `${rootfs} knows ${toTry.map(([k]) => k).join(', ')} (their values not tried: a dry run makes no probe dataset)` });
+    if (!failed)
+      checks.push({
+        name,
+        status: 'ok',
+        message: `${rootfs} knows ${toTry.map(([k]) => k).join(', ')} (their values not tried: a dry run makes no probe dataset)`,
+      });
   } else if (toTry.length > 0) {
     const problems = await tryValues(opts.command, rootfs, toTry, doctor.timeoutMs);
-    for (const [key, problem] of problems) checks.push({ name, status: 'fail', message: `${keyOf(key)}: ${quoteName(opts.properties[key] ?? '')} is refused by ${rootfs}'s pool: ${problem}` });
+    for (const [key, problem] of problems)
+      checks.push({
+        name,
+        status: 'fail',
+        message: `${keyOf(key)}: ${quoteName(opts.properties[key] ?? '')} is refused by ${rootfs}'s pool: ${problem}`,
+      });
     failed ||= problems.size > 0;
     const users = entries.length > toTry.length ? ' (and the user properties)' : '';
-    if (!failed) checks.push({ name, status: 'ok', message: `${rootfs} accepts ${toTry.map(([k, v]) => `${k}=${v}`).join(' ')}${users} (tried on a throwaway child)` });
+    if (!failed)
+      checks.push({
+        name,
+        status: 'ok',
+        message: `${rootfs} accepts ${toTry.map(([k, v]) => `${k}=${v}`).join(' ')}${users} (tried on a throwaway child)`,
+      });
   } else if (!failed) {
     checks.push({ name, status: 'ok', message: `${rootfs}: only user properties configured (always accepted)` });
   }
@@ -112,7 +157,12 @@ async function properties(doctor: DoctorContext, opts: DoctorOptions): Promise<D
 }
 
 /** Creates an unmounted throwaway child with the properties; on refusal, one at a time to name the culprits. */
-async function tryValues(zfs: string, rootfs: string, properties: readonly [string, string][], timeoutMs: number): Promise<Map<string, string>> {
+async function tryValues(
+  zfs: string,
+  rootfs: string,
+  properties: readonly [string, string][],
+  timeoutMs: number,
+): Promise<Map<string, string>> {
   const attempt = async (set: readonly [string, string][]): Promise<string | undefined> => {
     const name = `${rootfs}/.zdc-doctor-${randomBytes(4).toString('hex')}`;
     const args = ['create', '-o', 'mountpoint=none', '-o', 'canmount=off'];
@@ -124,7 +174,10 @@ async function tryValues(zfs: string, rootfs: string, properties: readonly [stri
     }
     // zfs-fuse may answer busy right after a create: try again a little later.
     for (let i = 0; i < 20; i++) {
-      const r = await run(zfs, ['destroy', name], { timeoutMs }).then(() => true, () => false);
+      const r = await run(zfs, ['destroy', name], { timeoutMs }).then(
+        () => true,
+        () => false,
+      );
       if (r) break;
       await sleep(100 * (i + 1));
     }
@@ -145,7 +198,11 @@ async function leftovers(doctor: DoctorContext, zfs: string, journalled: Readonl
   const { rootfs } = doctor;
   let out: string;
   try {
-    out = (await run(zfs, ['list', '-H', '-r', '-d', '1', '-t', 'filesystem', '-o', `name,${PROP_STATE}`, rootfs], { timeoutMs: doctor.timeoutMs })).stdout;
+    out = (
+      await run(zfs, ['list', '-H', '-r', '-d', '1', '-t', 'filesystem', '-o', `name,${PROP_STATE}`, rootfs], {
+        timeoutMs: doctor.timeoutMs,
+      })
+    ).stdout;
   } catch {
     return []; // the mount check said why
   }
@@ -154,7 +211,12 @@ async function leftovers(doctor: DoctorContext, zfs: string, journalled: Readonl
     const [name = '', state = '-'] = line.split('\t');
     if (!name.startsWith(`${rootfs}/`) || state === '-' || state === 'live') continue;
     if (journalled.has(name.slice(rootfs.length + 1))) continue;
-    checks.push({ name: 'jobs', status: 'warn', message: `${name}: left by an interrupted conversion (state ${state}, no journal record); finish it with`, fix: doctor.recover });
+    checks.push({
+      name: 'jobs',
+      status: 'warn',
+      message: `${name}: left by an interrupted conversion (state ${state}, no journal record); finish it with`,
+      fix: doctor.recover,
+    });
   }
   return checks;
 }

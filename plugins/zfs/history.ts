@@ -6,7 +6,16 @@
 import { run, type HistoryEntry, type HistoryField, type RootContext } from '../../src/index.js';
 import { PROP_HISTORY, PROP_STATE } from './zfs.js';
 
-const COLUMNS = ['name', 'mountpoint', PROP_STATE, PROP_HISTORY.converted, PROP_HISTORY.version, PROP_HISTORY.seconds, PROP_HISTORY.files, PROP_HISTORY.bytes];
+const COLUMNS = [
+  'name',
+  'mountpoint',
+  PROP_STATE,
+  PROP_HISTORY.converted,
+  PROP_HISTORY.version,
+  PROP_HISTORY.seconds,
+  PROP_HISTORY.files,
+  PROP_HISTORY.bytes,
+];
 
 const text = (value: string | undefined): string | null => (value === undefined || value === '-' || value === '' ? null : value);
 const number = (value: string | undefined): number | null => {
@@ -46,7 +55,12 @@ export async function zfsHistory(entries: HistoryEntry[], root: RootContext, zfs
     const [dataset = '', mountpoint = '', state, converted, version, seconds, files, bytes] = line.split('\t');
     // Only the root's children that a conversion finished (state=live); in-flight ones are status's.
     if (dataset === root.rootfs || state !== 'live') continue;
-    found.push({ filesystem: dataset, mountpoint, converted: text(converted), fields: fieldsOf(text(version), number(seconds), number(files), number(bytes)) });
+    found.push({
+      filesystem: dataset,
+      mountpoint,
+      converted: text(converted),
+      fields: fieldsOf(text(version), number(seconds), number(files), number(bytes)),
+    });
   }
   return [...entries, ...found];
 }

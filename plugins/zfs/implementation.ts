@@ -37,7 +37,11 @@ export async function detectZfs(command = 'zfs'): Promise<ZfsImplementation> {
     return { kind: 'unknown', version: stdout.trim().split('\n')[0] ?? '', summary: `unknown ZFS (${stdout.trim().split('\n')[0] ?? ''})` };
   } catch (error) {
     if (error instanceof CommandError && /unrecognized command 'version'/.test(error.stderr)) {
-      return { kind: 'zfs-fuse', version: '0.7', summary: 'zfs-fuse (pool version 23 at most: no overlay, xattrs, ACLs, zfs list -p/-j, rename -u or block cloning)' };
+      return {
+        kind: 'zfs-fuse',
+        version: '0.7',
+        summary: 'zfs-fuse (pool version 23 at most: no overlay, xattrs, ACLs, zfs list -p/-j, rename -u or block cloning)',
+      };
     }
     throw error;
   }

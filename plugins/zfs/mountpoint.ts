@@ -81,7 +81,8 @@ export async function checkMountpoint(rootdir: string, path: string, identity: I
   const place = await checkPlace(path);
   if (place === 'absent') return { kind: 'foreign', why: 'it is gone' };
   if ('problem' in place) return place.problem;
-  if (place.identity.dev !== identity.dev || place.identity.ino !== identity.ino) return { kind: 'foreign', why: 'it is not the directory the tool made' };
+  if (place.identity.dev !== identity.dev || place.identity.ino !== identity.ino)
+    return { kind: 'foreign', why: 'it is not the directory the tool made' };
   return undefined;
 }
 

@@ -33,7 +33,8 @@ export const options = z
   .strict()
   .refine((o) => !Object.hasOwn(o.properties, 'readonly'), {
     path: ['properties', 'readonly'],
-    message: 'set at creation it would make the copy fail; use the zfs plugin\'s option readonly: true, which sets it once the conversion is finished',
+    message:
+      "set at creation it would make the copy fail; use the zfs plugin's option readonly: true, which sets it once the conversion is finished",
   });
 
 export type Options = z.infer<typeof options>;

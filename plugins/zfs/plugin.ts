@@ -23,7 +23,17 @@ import { emptyOrAbsent, exists, holdsReservedZfsName, identityOf, mountedAt, rem
 import { checkMountpoint, makeMountpoint, removeOwnMountpoint, type MountpointProblem } from './mountpoint.js';
 import { LIMITS, type Options } from './options.js';
 import { checkRoom } from './space.js';
-import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_ORIGIN, PROP_STATE, Zfs, datasetNameProblem, parseSize, type DatasetInfo } from './zfs.js';
+import {
+  MAX_DATASET_NAME,
+  PROP_ASIDE,
+  PROP_HISTORY,
+  PROP_ORIGIN,
+  PROP_STATE,
+  Zfs,
+  datasetNameProblem,
+  parseSize,
+  type DatasetInfo,
+} from './zfs.js';
 
 /** The history properties of a conversion ending now (see PROP_HISTORY). */
 function historyOf(job: Job): Record<string, string> {
@@ -71,14 +81,18 @@ export class ZfsPlugin {
    * overlay=off the mount fails instead, and the job keeps both. zfs-fuse never overlays.
    */
   private overlayOff(rootfs: string): Promise<Record<string, string>> {
-    return (this.noOverlay ??= this.zfs.knowsProperty(rootfs, 'overlay').then((known): Record<string, string> => (known ? { overlay: 'off' } : {})));
+    return (this.noOverlay ??= this.zfs
+      .knowsProperty(rootfs, 'overlay')
+      .then((known): Record<string, string> => (known ? { overlay: 'off' } : {})));
   }
 
   /** The dataset's name, derived; a record that names another dataset is not followed. */
   private datasetOf(job: Job): string {
     const derived = `${job.root.rootfs}/${job.name}`;
     if (job.record.filesystem !== undefined && job.record.filesystem !== derived) {
-      throw new RefusedError(`the job's record names the dataset ${quoteName(job.record.filesystem)}, not ${quoteName(derived)}; left alone`);
+      throw new RefusedError(
+        `the job's record names the dataset ${quoteName(job.record.filesystem)}, not ${quoteName(derived)}; left alone`,
+      );
     }
     return derived;
   }
@@ -109,7 +123,10 @@ export class ZfsPlugin {
     if (!info) throw new RootGoneError(`ZFS filesystem ${root.rootfs} does not exist`);
     if (!info.mounted) throw new RootGoneError(`ZFS filesystem ${root.rootfs} is not mounted`);
     const [a, b] = await Promise.all([stat(root.rootdir).catch(() => undefined), stat(info.mountpoint).catch(() => undefined)]);
-    const [ra, rb] = await Promise.all([realpath(root.rootdir).catch(() => root.rootdir), realpath(info.mountpoint).catch(() => info.mountpoint)]);
+    const [ra, rb] = await Promise.all([
+      realpath(root.rootdir).catch(() => root.rootdir),
+      realpath(info.mountpoint).catch(() => info.mountpoint),
+    ]);
     if (!a || !b || a.dev !== b.dev || a.ino !== b.ino || ra !== rb) {
       throw new RefusedError(`${root.rootdir} is not the mountpoint of ${root.rootfs} (it is mounted at ${info.mountpoint})`);
     }
@@ -135,10 +152,14 @@ export class ZfsPlugin {
   async filter(job: Job): Promise<Skip | undefined> {
     if (isHelperName(job.name)) return { skip: 'a helper directory of zfs-dynamic-creator itself' };
     const problem = datasetNameProblem(job.root.rootfs, job.name);
-    if (problem) throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${problem}; left as it is`, { permanent: true });
+    if (problem)
+      throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${problem}; left as it is`, { permanent: true });
     const snapshot = this.opts.snapshot !== undefined ? `${job.root.rootfs}/${job.name}@${this.opts.snapshot}` : undefined;
     if (snapshot !== undefined && Buffer.byteLength(snapshot) > MAX_DATASET_NAME) {
-      throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset with the snapshot the zfs plugin's option snapshot asks for: ${quoteName(snapshot)} would be ${Buffer.byteLength(snapshot)} bytes long, and ZFS allows ${MAX_DATASET_NAME}; left as it is`, { permanent: true });
+      throw new RefusedError(
+        `${quoteName(job.name)} cannot become a ZFS dataset with the snapshot the zfs plugin's option snapshot asks for: ${quoteName(snapshot)} would be ${Buffer.byteLength(snapshot)} bytes long, and ZFS allows ${MAX_DATASET_NAME}; left as it is`,
+        { permanent: true },
+      );
     }
     const [dir, parent] = await Promise.all([lstat(job.path), lstat(job.root.rootdir)]);
     this.datasetOf(job); // refuses a record that names another dataset
@@ -152,7 +173,9 @@ export class ZfsPlugin {
     }
     if (dir.dev !== parent.dev) return { skip: 'already a mountpoint of another filesystem' };
     if (await holdsReservedZfsName(job)) {
-      throw new RefusedError(`${quoteName(job.name)} holds an entry named .zfs at its top, the name ZFS keeps for a dataset's snapshot directory: it could not be copied into the dataset; rename it, and the next run converts the directory; left as it is`);
+      throw new RefusedError(
+        `${quoteName(job.name)} holds an entry named .zfs at its top, the name ZFS keeps for a dataset's snapshot directory: it could not be copied into the dataset; rename it, and the next run converts the directory; left as it is`,
+      );
     }
     return undefined;
   }
@@ -178,7 +201,14 @@ export class ZfsPlugin {
       const origin: Record<string, string> = identity ? { [PROP_ORIGIN]: `${identity.dev}:${identity.ino}` } : {};
       await job.step('create', `create ${filesystem} at the staging mountpoint ${quoteName(staging)}`, () =>
         this.overlayOff(job.root.rootfs).then((overlay) =>
-          this.zfs.create(filesystem, { ...this.createProperties, ...this.bounds, ...overlay, mountpoint: staging, [PROP_STATE]: 'staging', ...origin }),
+          this.zfs.create(filesystem, {
+            ...this.createProperties,
+            ...this.bounds,
+            ...overlay,
+            mountpoint: staging,
+            [PROP_STATE]: 'staging',
+            ...origin,
+          }),
         ),
       );
     }
@@ -194,7 +224,10 @@ export class ZfsPlugin {
     const used = await this.zfs.usedBytes(filesystem);
     for (const [key, bytes] of quota) {
       if (bytes !== undefined && used > bytes) {
-        throw new RefusedError(`the new filesystem would be over its ${key}: the copy uses ${used} bytes, ${key} is ${this.opts.properties[key]} (${bytes} bytes)`, { permanent: true });
+        throw new RefusedError(
+          `the new filesystem would be over its ${key}: the copy uses ${used} bytes, ${key} is ${this.opts.properties[key]} (${bytes} bytes)`,
+          { permanent: true },
+        );
       }
     }
   }
@@ -256,7 +289,9 @@ export class ZfsPlugin {
     await job.step('make-mountpoint', `make the mountpoint ${quoteName(job.path)} (root's, empty)`, async () => {
       const place = await makeMountpoint(job.root.rootdir, job.path);
       if ('problem' in place) {
-        throw new AdvisedError(`${quoteName(job.path)} was made again while the original was being moved aside (${place.problem.why}); keeping both (the original at ${quoteName(aside)}): move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover'`);
+        throw new AdvisedError(
+          `${quoteName(job.path)} was made again while the original was being moved aside (${place.problem.why}); keeping both (the original at ${quoteName(aside)}): move ${quoteName(job.path)} out of the way, then run 'zfs-dynamic-creator recover'`,
+        );
       }
     });
     // The commit point, recorded before the dataset is made visible: from here on users may
@@ -276,7 +311,9 @@ export class ZfsPlugin {
         } catch (error) {
           // Past the commit (users may already have written more, or the pool has no room for a
           // reservation): reported with the command to run, not a reason to leave the job unfinished.
-          job.log.error(`could not set ${key}=${value} on ${filesystem}: ${(error as Error).message.split('\n')[0]}; set it by hand once there is room: zfs set ${key}=${value} ${filesystem}`);
+          job.log.error(
+            `could not set ${key}=${value} on ${filesystem}: ${(error as Error).message.split('\n')[0]}; set it by hand once there is room: zfs set ${key}=${value} ${filesystem}`,
+          );
         }
       });
     }
@@ -337,12 +374,15 @@ export class ZfsPlugin {
     // Both are safe to run again (recovery after a crash between them): readonly=on is set
     // again, and a snapshot already there (only this job makes one on its new dataset) is kept.
     if (this.opts.readonly) {
-      await job.step('readonly', `set readonly=on on ${filesystem} (a finished run: nobody can write to it any more)`, () => this.zfs.set(filesystem, 'readonly', 'on'));
+      await job.step('readonly', `set readonly=on on ${filesystem} (a finished run: nobody can write to it any more)`, () =>
+        this.zfs.set(filesystem, 'readonly', 'on'),
+      );
     }
     if (this.opts.snapshot !== undefined) {
       const snapshot = `${filesystem}@${this.opts.snapshot}`;
       await job.step('snapshot', `snapshot ${snapshot}`, async () => {
-        if (await this.zfs.snapshotExists(snapshot)) job.log.info(`${snapshot} is already there (made by an earlier run of this job); kept`);
+        if (await this.zfs.snapshotExists(snapshot))
+          job.log.info(`${snapshot} is already there (made by an earlier run of this job); kept`);
         else await this.zfs.snapshot(snapshot);
       });
     }
@@ -378,12 +418,15 @@ export class ZfsPlugin {
       // Destroyed only when it provably holds nothing but a copy: never mounted at the
       // original path (its state says so) and the original back at its path, the same directory.
       if (!sameIdentity(await identityOf(job.path), identity)) {
-        throw new Error(`the original directory is not at ${quoteName(job.path)} with its recorded identity; ${filesystem} (a copy) is kept`);
+        throw new Error(
+          `the original directory is not at ${quoteName(job.path)} with its recorded identity; ${filesystem} (a copy) is kept`,
+        );
       }
       await job.step('destroy', `destroy ${filesystem}, which held only a copy`, () => this.zfs.destroy(filesystem));
     }
     for (const staging of this.stagingDirs(job)) {
-      if (await exists(staging)) await job.step('remove-staging-dir', `remove the staging mountpoint ${quoteName(staging)}`, () => removeEmptyDir(staging));
+      if (await exists(staging))
+        await job.step('remove-staging-dir', `remove the staging mountpoint ${quoteName(staging)}`, () => removeEmptyDir(staging));
     }
   }
 
@@ -396,7 +439,12 @@ export class ZfsPlugin {
     let stagingThere = false;
     for (const dir of this.stagingDirs(job)) stagingThere ||= await exists(dir);
     const ours = ds !== undefined && ds.state !== undefined;
-    const fields = { filesystem, staging, ...(aside !== undefined ? { aside } : {}), ...(job.record.identity === undefined && ds?.origin ? { identity: ds.origin } : {}) };
+    const fields = {
+      filesystem,
+      staging,
+      ...(aside !== undefined ? { aside } : {}),
+      ...(job.record.identity === undefined && ds?.origin ? { identity: ds.origin } : {}),
+    };
     if (!ours && aside === undefined && !stagingThere) return { committed: false, nothingLeft: true, fields };
     return { committed: isCommitted(ds), fields };
   }

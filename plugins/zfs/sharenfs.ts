@@ -27,7 +27,10 @@ export class Sharenfs {
   /** The zfs plugin's Zfs for this root, looked up when a tap runs (plugins are applied in the config's order). */
   private get zfs(): Zfs {
     const zfs = lent.get(this.hooks);
-    if (zfs === undefined) throw new Error("nfs-exports' mode sharenfs sets a ZFS property with the zfs plugin's command, and this root does not load the zfs plugin");
+    if (zfs === undefined)
+      throw new Error(
+        "nfs-exports' mode sharenfs sets a ZFS property with the zfs plugin's command, and this root does not load the zfs plugin",
+      );
     return zfs;
   }
 
@@ -40,7 +43,10 @@ export class Sharenfs {
     // The dataset the filesystem plugin recorded (the provision phase sets it, recovery's
     // assessment too), never a name derived here.
     const dataset = job.record.filesystem;
-    if (dataset === undefined) throw new Error('no filesystem was recorded for this job (the provision phase records it), so there is no dataset to set sharenfs on');
+    if (dataset === undefined)
+      throw new Error(
+        'no filesystem was recorded for this job (the provision phase records it), so there is no dataset to set sharenfs on',
+      );
     await job.step('sharenfs', `set sharenfs=${this.value} on ${dataset}`, () => this.set(dataset, job.log));
   }
 
@@ -49,7 +55,12 @@ export class Sharenfs {
     // Root-wide, one call: the sharenfs value of every dataset (not in the survey), so that
     // only those that lack it are set.
     const out = await this.zfs.exec(['list', '-H', '-r', '-t', 'filesystem', '-o', 'name,sharenfs', root.rootfs]);
-    const current = new Map(out.split('\n').filter(Boolean).map((l) => l.split('\t') as [string, string]));
+    const current = new Map(
+      out
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t') as [string, string]),
+    );
     for (const dataset of datasets) {
       if (current.get(dataset) === this.value) continue;
       if (root.dryRun) root.log.info(`would set sharenfs=${this.value} on ${dataset}`, { step: 'sync/sharenfs' });

@@ -59,7 +59,11 @@ export async function allocatedBytes(job: Job): Promise<number> {
 }
 
 /** The smallest of the space available to `rootfs` and the configured quota and refquota. */
-export async function roomFor(zfs: Zfs, rootfs: string, limits: Readonly<Record<string, string>>): Promise<Room & { referenced: number; limited: boolean }> {
+export async function roomFor(
+  zfs: Zfs,
+  rootfs: string,
+  limits: Readonly<Record<string, string>>,
+): Promise<Room & { referenced: number; limited: boolean }> {
   const out = await zfs.exec(['get', '-H', '-p', '-o', 'value', 'available,referenced', rootfs]);
   const [available, referenced] = out.trim().split('\n').map(Number);
   if (available === undefined || referenced === undefined || !Number.isFinite(available) || !Number.isFinite(referenced)) {
@@ -69,7 +73,8 @@ export async function roomFor(zfs: Zfs, rootfs: string, limits: Readonly<Record<
   for (const key of ['quota', 'refquota']) {
     const value = limits[key];
     const bytes = value === undefined ? undefined : parseSize(value);
-    if (bytes !== undefined && bytes > 0 && bytes < room.bytes) room = { bytes, why: `the new dataset's ${key} is ${value} (the zfs plugin's properties)` };
+    if (bytes !== undefined && bytes > 0 && bytes < room.bytes)
+      room = { bytes, why: `the new dataset's ${key} is ${value} (the zfs plugin's properties)` };
   }
   return { ...room, referenced, limited: room.bytes < available };
 }

@@ -83,7 +83,8 @@ export function snapshotNameProblem(name: string): string | undefined {
     const bad = [...name].find((c) => !/[A-Za-z0-9_.:-]/.test(c)) ?? '?';
     return `${JSON.stringify(name)} is not a ZFS snapshot name: it holds ${JSON.stringify(bad)}, and a snapshot name allows only letters, digits and - _ . :`;
   }
-  if (Buffer.byteLength(name) >= MAX_DATASET_NAME) return `${JSON.stringify(name)} is too long for a ZFS snapshot name (with the dataset's name, ZFS allows ${MAX_DATASET_NAME} bytes)`;
+  if (Buffer.byteLength(name) >= MAX_DATASET_NAME)
+    return `${JSON.stringify(name)} is too long for a ZFS snapshot name (with the dataset's name, ZFS allows ${MAX_DATASET_NAME} bytes)`;
   return undefined;
 }
 
@@ -186,11 +187,15 @@ export class Zfs {
         transient: isBusy,
         signal,
         onRetry: (_e, attempt, delay) =>
-          this.log.info(`zfs ${args[0]} ${args.at(-1)}: dataset is busy (a process may hold files in it); trying again in ${delay} ms (try ${attempt + 1} of ${this.busyAttempts})`),
+          this.log.info(
+            `zfs ${args[0]} ${args.at(-1)}: dataset is busy (a process may hold files in it); trying again in ${delay} ms (try ${attempt + 1} of ${this.busyAttempts})`,
+          ),
       });
     } catch (error) {
       if (isBusy(error)) {
-        throw new TransientError(`zfs ${args[0]} ${args.at(-1)}: dataset is still busy after ${this.busyAttempts} tries (a process holds files in it: see fuser -vm)`);
+        throw new TransientError(
+          `zfs ${args[0]} ${args.at(-1)}: dataset is still busy after ${this.busyAttempts} tries (a process holds files in it: see fuser -vm)`,
+        );
       }
       throw error;
     }
@@ -230,7 +235,9 @@ export class Zfs {
         firstDelayMs: 250,
         transient: isIoError,
         onRetry: (error, attempt, delay) =>
-          this.log.info(`zfs list ${name}: ${(error as CommandError).stderr.trim()}; trying again in ${delay} ms (try ${attempt + 1} of ${LOOKUP_ATTEMPTS})`),
+          this.log.info(
+            `zfs list ${name}: ${(error as CommandError).stderr.trim()}; trying again in ${delay} ms (try ${attempt + 1} of ${LOOKUP_ATTEMPTS})`,
+          ),
       });
       return Zfs.parse(out.split('\n')[0] ?? '');
     } catch (error) {
@@ -240,7 +247,10 @@ export class Zfs {
   }
 
   /** Lookups of direct children waiting for the next listing, by parent. */
-  private readonly lookups = new Map<string, { waiting: { name: string; answer: (info: Promise<DatasetInfo | undefined>) => void }[]; busy: boolean }>();
+  private readonly lookups = new Map<
+    string,
+    { waiting: { name: string; answer: (info: Promise<DatasetInfo | undefined>) => void }[]; busy: boolean }
+  >();
 
   /**
    * The direct child `name` of `parent`, as get(`${parent}/${name}`) answers. Lookups asked for
@@ -314,7 +324,10 @@ export class Zfs {
       }
       throw error;
     }
-    const all = out.split('\n').filter((l) => l.length > 0).map(Zfs.parse);
+    const all = out
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map(Zfs.parse);
     const root = all.find((d) => d.name === rootfs);
     if (!root) throw new RefusedError(`ZFS filesystem ${rootfs} does not exist`);
     return { root, children: all.filter((d) => d.name !== rootfs) };

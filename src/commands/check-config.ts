@@ -25,7 +25,9 @@ export async function checkConfig(globals: GlobalOptions, o: { options?: boolean
   try {
     const roots = app.engines.map((e) => `${e.context.rootdir} (${e.context.rootfs}): ${e.plugins.map((p) => p.name).join(', ')}`);
     const effective = o.options ? pluginRows(app).map((root) => optionLines(root, '    ')) : [];
-    writeStdout(`config ${app.config.source}: valid; stateDir ${app.config.stateDir}; ${roots.length} root(s)\n${roots.map((r, i) => `  ${r}\n${(effective[i] ?? []).map((l) => `${l}\n`).join('')}`).join('')}`);
+    writeStdout(
+      `config ${app.config.source}: valid; stateDir ${app.config.stateDir}; ${roots.length} root(s)\n${roots.map((r, i) => `  ${r}\n${(effective[i] ?? []).map((l) => `${l}\n`).join('')}`).join('')}`,
+    );
   } finally {
     await app.close();
   }

@@ -114,7 +114,10 @@ export class Doctor {
     try {
       this.user();
       const stateDirTrusted = await this.loadConfig();
-      this.report((await checkBinary({ name: 'flock', command: 'flock', why: 'every job\'s lock is taken with it', versionArgs: ['--version'] })).check);
+      this.report(
+        (await checkBinary({ name: 'flock', command: 'flock', why: "every job's lock is taken with it", versionArgs: ['--version'] }))
+          .check,
+      );
       for (const root of this.roots) {
         await this.owner(root);
         await this.rootMode(root);
@@ -141,7 +144,12 @@ export class Doctor {
   private user(): void {
     const uid = typeof process.geteuid === 'function' ? process.geteuid() : 0;
     if (uid === 0) this.add('user', 'ok', 'running as root');
-    else this.add('user', 'fail', `running as uid ${uid}: zfs-dynamic-creator must run as root (it creates and mounts datasets and moves users' directories)`);
+    else
+      this.add(
+        'user',
+        'fail',
+        `running as uid ${uid}: zfs-dynamic-creator must run as root (it creates and mounts datasets and moves users' directories)`,
+      );
   }
 
   /** The config, its plugins per root (options validated), and the stateDir. Returns whether the stateDir may be read. */
@@ -162,8 +170,17 @@ export class Doctor {
     let trusted = false;
     try {
       const real = await prepareStateDir(config.stateDir, { create: false });
-      const exists = await lstat(real).then(() => true, () => false);
-      this.add('stateDir', 'ok', exists ? `${quoteName(config.stateDir)}: trusted (root's alone)` : `${quoteName(config.stateDir)} does not exist yet; its parent is trusted, and the first run creates it (mode 0700)`);
+      const exists = await lstat(real).then(
+        () => true,
+        () => false,
+      );
+      this.add(
+        'stateDir',
+        'ok',
+        exists
+          ? `${quoteName(config.stateDir)}: trusted (root's alone)`
+          : `${quoteName(config.stateDir)} does not exist yet; its parent is trusted, and the first run creates it (mode 0700)`,
+      );
       trusted = true;
     } catch (error) {
       this.add('stateDir', 'fail', `config ${config.source}: ${oneLine(error)}`);
@@ -176,7 +193,15 @@ export class Doctor {
   private async loadRoot(config: Config, index: number): Promise<void> {
     const root = config.roots[index]!;
     const rootdir = await realpath(root.rootdir).catch(() => root.rootdir);
-    const engine = new RootEngine({ rootfs: root.rootfs, rootdir, stateDir: config.stateDir, dryRun: true, sinks: [], plugins: root.plugins, baseDir: config.baseDir });
+    const engine = new RootEngine({
+      rootfs: root.rootfs,
+      rootdir,
+      stateDir: config.stateDir,
+      dryRun: true,
+      sinks: [],
+      plugins: root.plugins,
+      baseDir: config.baseDir,
+    });
     try {
       const plugins = await loadPlugins(root.plugins, {
         hooks: engine.hooks,
@@ -261,7 +286,11 @@ export class Doctor {
     if (s === undefined) return;
     const problem = rootModeProblem(root.rootdir, s, process.getuid?.() ?? 0);
     const mode = (s.mode & 0o7777).toString(8).padStart(4, '0');
-    this.add(`roots[${root.index}].mode`, problem === undefined ? 'ok' : 'fail', problem ?? `${quoteName(root.rootdir)} is mode ${mode}, owned by uid ${s.uid}: nobody else can rename what the tool makes in it`);
+    this.add(
+      `roots[${root.index}].mode`,
+      problem === undefined ? 'ok' : 'fail',
+      problem ?? `${quoteName(root.rootdir)} is mode ${mode}, owned by uid ${s.uid}: nobody else can rename what the tool makes in it`,
+    );
   }
 
   /** The Prometheus textfile, when configured: its directory must exist and be a directory root can write to. */
@@ -278,7 +307,11 @@ export class Doctor {
       }
       await access(dir, constants.W_OK);
     } catch (error) {
-      this.add('metrics', 'fail', `${where}: ${dir}: ${(error as NodeJS.ErrnoException).code ?? oneLine(error)} (node_exporter's textfile directory must exist and be writable)`);
+      this.add(
+        'metrics',
+        'fail',
+        `${where}: ${dir}: ${(error as NodeJS.ErrnoException).code ?? oneLine(error)} (node_exporter's textfile directory must exist and be writable)`,
+      );
       return;
     }
     this.add('metrics', 'ok', `${textfile}: its directory is writable; counters in the stateDir's metrics.json`);
@@ -296,12 +329,20 @@ export class Doctor {
     for (const name of await readdir('/etc/incron.d').catch(() => [] as string[])) {
       const text = await readFile(join('/etc/incron.d', name), 'utf8').catch(() => '');
       for (const [i, line] of text.split('\n').entries()) {
-        if (line.includes('zfs-dynamic-creator') && this.roots.some((r) => line.startsWith(`${r.rootdir} `) || line.startsWith(`${r.rootdir}\t`))) lines.push(`/etc/incron.d/${name}:${i + 1}`);
+        if (
+          line.includes('zfs-dynamic-creator') &&
+          this.roots.some((r) => line.startsWith(`${r.rootdir} `) || line.startsWith(`${r.rootdir}\t`))
+        )
+          lines.push(`/etc/incron.d/${name}:${i + 1}`);
       }
     }
     const running = pids.length > 0 ? `incrond runs (pid ${pids.join(', ')})` : 'incrond does not run';
     const table = lines.length > 0 ? `a line for a configured root in ${lines.join(', ')}` : 'no /etc/incron.d line for a configured root';
-    this.add('incron', 'info', `${running}; ${table}; incron drops directory events in bursts, so run the daemon (watch) or a periodic reconcile to sweep what it misses`);
+    this.add(
+      'incron',
+      'info',
+      `${running}; ${table}; incron drops directory events in bursts, so run the daemon (watch) or a periodic reconcile to sweep what it misses`,
+    );
   }
 
   /** Interrupted jobs in the journal (what the plugins found that it does not know, they said). */
@@ -316,11 +357,19 @@ export class Doctor {
       for (const r of records) {
         if (await isLocked(config.stateDir, r.id)) continue;
         if (r.status === 'cleanup-pending') {
-          this.add('jobs', 'info', `${quoteName(`${root.rootdir}/${r.name}`)}: live and published; its cleanup was left to the next run for the root (handle --no-wait)${r.aside ? `, the original kept at ${quoteName(r.aside)} until then` : ''}; or run: ${recover}`);
+          this.add(
+            'jobs',
+            'info',
+            `${quoteName(`${root.rootdir}/${r.name}`)}: live and published; its cleanup was left to the next run for the root (handle --no-wait)${r.aside ? `, the original kept at ${quoteName(r.aside)} until then` : ''}; or run: ${recover}`,
+          );
           continue;
         }
         problems += 1;
-        this.add('jobs', 'warn', `${quoteName(`${root.rootdir}/${r.name}`)}: interrupted in phase ${r.phase}${r.committed ? ' (past its commit point)' : ''}${r.aside ? `, the original kept at ${quoteName(r.aside)}` : ''}${r.error ? `: ${r.error}` : ''}; finish it with: ${recover}`);
+        this.add(
+          'jobs',
+          'warn',
+          `${quoteName(`${root.rootdir}/${r.name}`)}: interrupted in phase ${r.phase}${r.committed ? ' (past its commit point)' : ''}${r.aside ? `, the original kept at ${quoteName(r.aside)}` : ''}${r.error ? `: ${r.error}` : ''}; finish it with: ${recover}`,
+        );
       }
     }
     problems += await this.otherRoots();
@@ -336,10 +385,20 @@ export class Doctor {
     for (const r of await new Journal(config.stateDir).list()) byRoot.set(r.rootdir, (byRoot.get(r.rootdir) ?? 0) + 1);
     let problems = 0;
     for (const rootdir of new Set([...notes.keys(), ...[...byRoot.keys()].filter((d) => !configured.has(d))])) {
-      const reason = notes.get(rootdir)?.reason ?? (await lstat(rootdir).then(() => undefined, () => `${quoteName(rootdir)} does not exist`));
+      const reason =
+        notes.get(rootdir)?.reason ??
+        (await lstat(rootdir).then(
+          () => undefined,
+          () => `${quoteName(rootdir)} does not exist`,
+        ));
       problems += 1;
       if (reason !== undefined) this.add('root gone', 'warn', goneLine(rootdir, reason, byRoot.get(rootdir) ?? 0));
-      else this.add('jobs', 'warn', `${quoteName(rootdir)}: not in the configuration; ${byRoot.get(rootdir)} job(s) in the journal, which 'zfs-dynamic-creator recover' finishes`);
+      else
+        this.add(
+          'jobs',
+          'warn',
+          `${quoteName(rootdir)}: not in the configuration; ${byRoot.get(rootdir)} job(s) in the journal, which 'zfs-dynamic-creator recover' finishes`,
+        );
     }
     return problems;
   }
@@ -349,7 +408,12 @@ export class Doctor {
     const all = await listRefusals(join(this.config!.stateDir, 'refusals'));
     const roots = new Set(this.roots.map((r) => r.rootdir));
     const ours = all.filter((r) => roots.has(r.rootdir));
-    for (const r of ours) this.add('refusals', 'warn', `${quoteName(`${r.rootdir}/${r.name}`)} needs attention: ${r.reason} (refused at ${humanTime(r.since)}; tried again once the directory or the config changes, or by: zfs-dynamic-creator handle ${shellWord(`${r.rootdir}/${r.name}`)})`);
+    for (const r of ours)
+      this.add(
+        'refusals',
+        'warn',
+        `${quoteName(`${r.rootdir}/${r.name}`)} needs attention: ${r.reason} (refused at ${humanTime(r.since)}; tried again once the directory or the config changes, or by: zfs-dynamic-creator handle ${shellWord(`${r.rootdir}/${r.name}`)})`,
+      );
     if (ours.length === 0) this.add('refusals', 'ok', 'no directory refused');
   }
 }
@@ -370,7 +434,9 @@ export async function doctor(options: GlobalOptions, output: { json: boolean }):
     const width = Math.max(...report.checks.map((c) => c.check.length));
     const lines = report.checks.map((c) => `${LABEL[c.status].padEnd(5)} ${c.check.padEnd(width)}  ${c.detail}`);
     const count = (s: CheckStatus): number => report.checks.filter((c) => c.status === s).length;
-    lines.push(`${report.ok ? 'all checks passed' : 'some checks FAILED'}: ${count('ok')} ok, ${count('warn')} warning(s), ${count('fail')} failed`);
+    lines.push(
+      `${report.ok ? 'all checks passed' : 'some checks FAILED'}: ${count('ok')} ok, ${count('warn')} warning(s), ${count('fail')} failed`,
+    );
     process.stdout.write(`${lines.join('\n')}\n`);
   }
   return report.ok ? 0 : 1;

@@ -40,10 +40,15 @@ async function listRoot(engine: RootEngine, rootfs: string, rootdir: string): Pr
     entries = await engine.hooks.history.promise([], engine.context);
   } catch (error) {
     const stderr = (error as { stderr?: string }).stderr;
-    return { root: { rootfs, rootdir, conversions: [], error: (stderr ?? (error as Error).message).trim().split('\n')[0] ?? '' }, entries: [] };
+    return {
+      root: { rootfs, rootdir, conversions: [], error: (stderr ?? (error as Error).message).trim().split('\n')[0] ?? '' },
+      entries: [],
+    };
   }
   // Oldest first; those without a record (older versions) before them.
-  const sorted = [...entries].sort((a, b) => (a.converted ?? '').localeCompare(b.converted ?? '') || a.filesystem.localeCompare(b.filesystem));
+  const sorted = [...entries].sort(
+    (a, b) => (a.converted ?? '').localeCompare(b.converted ?? '') || a.filesystem.localeCompare(b.filesystem),
+  );
   const conversions = sorted.map((e): Conversion => ({
     rootdir,
     dataset: e.filesystem,

@@ -67,7 +67,10 @@ export function pluginRows(app: App): RootRow[] {
 
 /** The effective options of each plugin of each root, indented, one plugin per line (for --options). */
 export function optionLines(root: RootRow, indent: string): string[] {
-  return root.plugins.map((p) => `${indent}${p.name}: ${JSON.stringify(p.options)}${p.overriddenAt ? `  (${p.configuredAt ?? '?'} with ${p.overriddenAt} merged in)` : ''}`);
+  return root.plugins.map(
+    (p) =>
+      `${indent}${p.name}: ${JSON.stringify(p.options)}${p.overriddenAt ? `  (${p.configuredAt ?? '?'} with ${p.overriddenAt} merged in)` : ''}`,
+  );
 }
 
 export async function listPlugins(app: App, options: { json: boolean; options?: boolean }): Promise<number> {

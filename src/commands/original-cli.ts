@@ -18,7 +18,12 @@ export interface OriginalFlags {
 }
 
 /** Sets options of plugin `name` in `specs` (adding the plugin before `before`, or at the end). */
-export function withPluginOptions(specs: readonly PluginSpec[], name: string, patch: Record<string, unknown>, before?: string): PluginSpec[] {
+export function withPluginOptions(
+  specs: readonly PluginSpec[],
+  name: string,
+  patch: Record<string, unknown>,
+  before?: string,
+): PluginSpec[] {
   const out = [...specs];
   const index = out.findIndex((s) => (typeof s === 'string' ? s : s[0]) === name);
   if (index >= 0) {
@@ -68,7 +73,8 @@ export function originalConfig(rootfs: string, rootdir: string, flags: OriginalF
 export function notTheOriginalForm(operands: readonly string[], commands: readonly string[]): string | undefined {
   const [first, second] = operands;
   const hint = "run 'zfs-dynamic-creator --help' for the commands and the original form";
-  if (first === undefined) return `usage: zfs-dynamic-creator <command> … or zfs-dynamic-creator [options] <rootfs> <rootdir> [<filename> <event>]; ${hint}`;
+  if (first === undefined)
+    return `usage: zfs-dynamic-creator <command> … or zfs-dynamic-creator [options] <rootfs> <rootdir> [<filename> <event>]; ${hint}`;
   const bare = !first.includes('/');
   const near = bare ? closestCommand(first, commands) : undefined;
   if (near !== undefined) return `unknown command ${JSON.stringify(first)} (did you mean ${near}?); ${hint}`;
@@ -94,10 +100,19 @@ export interface OriginalOperands {
  * without, finishes the root's interrupted jobs and syncs its exports (maintenance). Returns the
  * exit code; `commands` are the program's commands (for "did you mean").
  */
-export async function original(operands: OriginalOperands, commands: readonly string[], options: GlobalOptions, flags: OriginalFlags): Promise<number> {
+export async function original(
+  operands: OriginalOperands,
+  commands: readonly string[],
+  options: GlobalOptions,
+  flags: OriginalFlags,
+): Promise<number> {
   const { rootfs, rootdir, filename, event } = operands;
-  const problem = notTheOriginalForm([rootfs, rootdir].filter((x): x is string => x !== undefined), commands);
-  if (problem !== undefined || rootfs === undefined || rootdir === undefined) throw new UsageError(problem ?? 'usage: zfs-dynamic-creator [options] <rootfs> <rootdir> [<filename> <event>]');
+  const problem = notTheOriginalForm(
+    [rootfs, rootdir].filter((x): x is string => x !== undefined),
+    commands,
+  );
+  if (problem !== undefined || rootfs === undefined || rootdir === undefined)
+    throw new UsageError(problem ?? 'usage: zfs-dynamic-creator [options] <rootfs> <rootdir> [<filename> <event>]');
   if (filename !== undefined && event === undefined) throw new ConfigError('usage: give both <filename> and <event>, or neither');
   if (event !== undefined && !isDirectoryCreation(event)) return EXIT.ok; // not a directory being created: ignored quietly
   const file = await loadConfig(options.config, DEFAULT_PLUGINS);
@@ -111,10 +126,22 @@ export async function original(operands: OriginalOperands, commands: readonly st
         const recovered = await engine.recoverRoot();
         await engine.sync();
         // What it did, like reconcile's summary (not with -q: cron mails any output).
-        if (!options.quiet) writeStdout(maintenanceSummary(engine.context.rootdir, engine.context.rootfs, recovered.map((r) => ({ name: r.name, kind: r.outcome.kind, message: r.outcome.message })), {
-          exports: engine.plugins.some((p) => p.name === 'nfs-exports') ? (flags.addRemoveAllExports ? 'made to match the filesystems' : 'added where missing') : undefined,
-          dryRun: options.dryRun ?? false,
-        }));
+        if (!options.quiet)
+          writeStdout(
+            maintenanceSummary(
+              engine.context.rootdir,
+              engine.context.rootfs,
+              recovered.map((r) => ({ name: r.name, kind: r.outcome.kind, message: r.outcome.message })),
+              {
+                exports: engine.plugins.some((p) => p.name === 'nfs-exports')
+                  ? flags.addRemoveAllExports
+                    ? 'made to match the filesystems'
+                    : 'added where missing'
+                  : undefined,
+                dryRun: options.dryRun ?? false,
+              },
+            ),
+          );
         return recovered.some((r) => r.outcome.kind === 'failed') ? EXIT.failed : EXIT.ok;
       }
       const outcome = await engine.handle(filename, { signal: stopSafely(), recoverRoot: true });
@@ -134,7 +161,10 @@ export function maintenanceSummary(
   const counts = new Map<string, number>();
   for (const j of jobs) counts.set(outcomeLabel(j.kind, options.dryRun), (counts.get(outcomeLabel(j.kind, options.dryRun)) ?? 0) + 1);
   const recovered = jobs.length === 0 ? 'no interrupted job' : [...counts].map(([k, n]) => `${n} ${k}`).join(', ');
-  const exports = options.exports === undefined ? 'exports not managed (no nfs-exports plugin, --add-export or --add-remove-all-exports)' : `exports ${options.dryRun ? `would be ${options.exports}` : options.exports}`;
+  const exports =
+    options.exports === undefined
+      ? 'exports not managed (no nfs-exports plugin, --add-export or --add-remove-all-exports)'
+      : `exports ${options.dryRun ? `would be ${options.exports}` : options.exports}`;
   const lines = [`${rootdir} (${rootfs}): ${recovered}; ${exports}\n`];
   for (const j of jobs) lines.push(`  ${outcomeLabel(j.kind, options.dryRun).padEnd(11)} ${JSON.stringify(j.name)}: ${j.message}\n`);
   return lines.join('');

@@ -15,13 +15,23 @@ import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { App } from '../app.js';
-import { BusyError, ConfigError, RootEngine, RootGoneError, Slots, oneLine, writeStdout, type Outcome, type OutcomeKind, type Survey } from '../core/index.js';
+import {
+  BusyError,
+  ConfigError,
+  RootEngine,
+  RootGoneError,
+  Slots,
+  oneLine,
+  writeStdout,
+  type Outcome,
+  type OutcomeKind,
+  type Survey,
+} from '../core/index.js';
 import { acquireLock, type Lock } from '../core/lock.js';
 import { stopOnSignals } from '../core/stop.js';
 import { JobQueue } from '../daemon/queue.js';
 import { runItem, sweepItems } from '../daemon/sweeper.js';
 import { jsonText } from './envelope.js';
-
 
 export interface SweepSummary {
   readonly rootdir: string;
@@ -68,7 +78,12 @@ export async function sweepRoot(engine: RootEngine, limits: SweepLimits, signal?
   const counts: Partial<Record<OutcomeKind, number>> = {};
   let changed = false;
   const note = (name: string, outcome: Outcome): void => {
-    jobs.push({ name, outcome: outcome.kind, message: outcome.message, ...(outcome.kind === 'refused' && outcome.remembered ? { remembered: true as const } : {}) });
+    jobs.push({
+      name,
+      outcome: outcome.kind,
+      message: outcome.message,
+      ...(outcome.kind === 'refused' && outcome.remembered ? { remembered: true as const } : {}),
+    });
     counts[outcome.kind] = (counts[outcome.kind] ?? 0) + 1;
     if (CHANGES.has(outcome.kind)) changed = true;
   };
@@ -123,9 +138,12 @@ export function enginesFor(app: App, root: string | undefined): readonly RootEng
       return p;
     }
   };
-  const engine = app.engines.find((e) => e.context.rootdir === wanted) ?? app.engines.find((e) => canonical(e.context.rootdir) === canonical(wanted));
+  const engine =
+    app.engines.find((e) => e.context.rootdir === wanted) ?? app.engines.find((e) => canonical(e.context.rootdir) === canonical(wanted));
   if (!engine) {
-    throw new ConfigError(`--root ${JSON.stringify(root)} is not a configured root (${app.engines.map((e) => e.context.rootdir).join(', ')})`);
+    throw new ConfigError(
+      `--root ${JSON.stringify(root)} is not a configured root (${app.engines.map((e) => e.context.rootdir).join(', ')})`,
+    );
   }
   return [engine];
 }
@@ -155,7 +173,8 @@ export async function lockSweep(engine: RootEngine, app: App, mode: 'wait' | 'co
     }
     return await acquireLock(engine.context.stateDir, `${id}.running`, { waitMs: SWEEP_WAIT_MS });
   } catch (error) {
-    if (error instanceof BusyError) throw new BusyError(`another sweep of ${engine.context.rootdir} has run for over ${SWEEP_WAIT_MS / 60000} minutes`);
+    if (error instanceof BusyError)
+      throw new BusyError(`another sweep of ${engine.context.rootdir} has run for over ${SWEEP_WAIT_MS / 60000} minutes`);
     throw error;
   } finally {
     await queued?.release();
@@ -167,7 +186,9 @@ async function sweptGauge(app: App, rootdir: string): Promise<void> {
   const textfile = app.config.metrics?.textfile;
   if (textfile === undefined) return;
   const { MetricsTextfile } = await import('../metrics/textfile.js');
-  await new MetricsTextfile(textfile, app.config.stateDir).swept(rootdir).catch((error: unknown) => app.engines[0]?.log.warn(oneLine(error)));
+  await new MetricsTextfile(textfile, app.config.stateDir)
+    .swept(rootdir)
+    .catch((error: unknown) => app.engines[0]?.log.warn(oneLine(error)));
 }
 
 /**
@@ -208,7 +229,13 @@ export async function reconcile(app: App, options: { json: boolean; summary?: bo
         // A dry run changes nothing, the stateDir included.
         if (!engine.context.dryRun) lock = await lockSweep(engine, app, options.root !== undefined ? 'coalesce' : 'wait');
       } catch (error) {
-        summaries.push({ rootdir: engine.context.rootdir, rootfs: engine.context.rootfs, jobs: [], counts: {}, error: (error as Error).message });
+        summaries.push({
+          rootdir: engine.context.rootdir,
+          rootfs: engine.context.rootfs,
+          jobs: [],
+          counts: {},
+          error: (error as Error).message,
+        });
         continue;
       }
       if (lock === 'queued') {
@@ -235,10 +262,15 @@ export async function reconcile(app: App, options: { json: boolean; summary?: bo
     if (stop.signal.aborted) writeStdout('stopped before the end; the next reconcile goes on\n');
   } else {
     for (const s of summaries) {
-      const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${outcomeLabel(k as OutcomeKind, dryRun)}`).join(', ') || 'nothing to do';
+      const counts =
+        Object.entries(s.counts)
+          .map(([k, v]) => `${v} ${outcomeLabel(k as OutcomeKind, dryRun)}`)
+          .join(', ') || 'nothing to do';
       if (s.gone) writeStdout(`${s.gone.message}\n`);
       else writeStdout(`${s.rootdir} (${s.rootfs}): ${counts}${s.error ? `; error: ${s.error}` : ''}\n`);
-      for (const j of s.jobs) if (j.outcome !== 'skipped') writeStdout(`  ${outcomeLabel(j.outcome, dryRun).padEnd(11)} ${JSON.stringify(j.name)}: ${j.message}\n`);
+      for (const j of s.jobs)
+        if (j.outcome !== 'skipped')
+          writeStdout(`  ${outcomeLabel(j.outcome, dryRun).padEnd(11)} ${JSON.stringify(j.name)}: ${j.message}\n`);
     }
     if (stop.signal.aborted) writeStdout('stopped before the end; the next reconcile goes on\n');
   }

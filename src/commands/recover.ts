@@ -1,6 +1,15 @@
 /** recover: finish (after the commit) or undo (before it) every interrupted job of every root. */
 import { App, DEFAULT_PLUGINS, type GlobalOptions } from '../app.js';
-import { DEFAULT_STATE_DIR, RootGoneError, loadConfig, logToStderr, oneLine, writeStdout, type Config, type RecoveryResult } from '../core/index.js';
+import {
+  DEFAULT_STATE_DIR,
+  RootGoneError,
+  loadConfig,
+  logToStderr,
+  oneLine,
+  writeStdout,
+  type Config,
+  type RecoveryResult,
+} from '../core/index.js';
 import { jsonText } from './envelope.js';
 import { outcomeLabel } from './reconcile.js';
 import { EXIT, withApp } from './shared.js';
@@ -21,7 +30,12 @@ export async function recoverCommand(options: GlobalOptions, o: { json?: boolean
   }
   const given: Config | undefined = await App.fromJournal(stateDir, file);
   if (given === undefined) {
-    if (untrusted.length === 0 && !o.summary) writeStdout(o.json ? jsonText('recover', { config: null, results: [] }) : 'nothing to recover (no configuration, and no interrupted job in the journal)\n');
+    if (untrusted.length === 0 && !o.summary)
+      writeStdout(
+        o.json
+          ? jsonText('recover', { config: null, results: [] })
+          : 'nothing to recover (no configuration, and no interrupted job in the journal)\n',
+      );
     return untrusted.length > 0 ? EXIT.failed : EXIT.ok;
   }
   const code = await withApp(options, (app) => recover(app, { json: o.json ?? false, summary: o.summary ?? false }), given);
@@ -74,7 +88,8 @@ export async function recover(app: App, options: { json: boolean; summary?: bool
   } else {
     // --summary (cron, mail): the same lines, with the root in each, and nothing when there was nothing to do.
     if (results.length === 0 && gone.length === 0 && refused.length === 0 && !options.summary) writeStdout('nothing to recover\n');
-    for (const r of results) writeStdout(`${outcomeLabel(r.outcome.kind, dryRun).padEnd(11)} ${JSON.stringify(`${r.rootdir}/${r.name}`)}: ${r.outcome.message}\n`);
+    for (const r of results)
+      writeStdout(`${outcomeLabel(r.outcome.kind, dryRun).padEnd(11)} ${JSON.stringify(`${r.rootdir}/${r.name}`)}: ${r.outcome.message}\n`);
     for (const g of gone) if (!options.summary || g.newly) writeStdout(`${'gone'.padEnd(11)} ${g.line}\n`);
     for (const r of refused) writeStdout(`${'failed'.padEnd(11)} ${JSON.stringify(r.rootdir)}: ${r.message}\n`);
   }

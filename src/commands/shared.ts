@@ -4,7 +4,17 @@
  */
 import { App, type GlobalOptions } from '../app.js';
 import { stopOnSignals } from '../core/stop.js';
-import { ConfigError, JOURNAL_PRIORITY, didYouMean, journalIsStderr, logToStderr, oneLineText, writeStderr, type LogLevel, type Outcome } from '../core/index.js';
+import {
+  ConfigError,
+  JOURNAL_PRIORITY,
+  didYouMean,
+  journalIsStderr,
+  logToStderr,
+  oneLineText,
+  writeStderr,
+  type LogLevel,
+  type Outcome,
+} from '../core/index.js';
 
 /** Exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, deferred: 75 } as const;
@@ -58,7 +68,11 @@ export function leaveWorkingDirectory(): void {
 }
 
 /** Runs `body` with an app, closing it whatever happens; returns the exit code. */
-export async function withApp(options: GlobalOptions, body: (app: App) => Promise<number>, given?: Parameters<typeof App.open>[1]): Promise<number> {
+export async function withApp(
+  options: GlobalOptions,
+  body: (app: App) => Promise<number>,
+  given?: Parameters<typeof App.open>[1],
+): Promise<number> {
   leaveWorkingDirectory();
   const app = await App.open(options, given);
   try {
@@ -68,7 +82,8 @@ export async function withApp(options: GlobalOptions, body: (app: App) => Promis
   }
 }
 
-export const SUMMARY_HELP = 'for cron and mail: one line per job that is news ("<outcome> "<dir>": <message>"), nothing when nothing happened; logs as with -q';
+export const SUMMARY_HELP =
+  'for cron and mail: one line per job that is news ("<outcome> "<dir>": <message>"), nothing when nothing happened; logs as with -q';
 
 /** --summary: logs as with -q (errors only); not with --json. */
 export function summaryOptions(options: GlobalOptions, o: { json?: boolean; summary?: boolean }): GlobalOptions {

@@ -12,7 +12,7 @@ import { Journal, RootEngine, RootGoneError, humanTime, isLocked, jobId, oneLine
 import { goneLine, goneRoots } from '../core/roots.js';
 import { etcConfigFile } from '../core/config.js';
 import { previewFilter } from '../core/preview.js';
-import { daemonLiveness } from '../daemon/status-file.js';
+import { daemonLiveness, type DaemonStatus } from '../daemon/status-file.js';
 import { jsonText } from './envelope.js';
 
 /** A job in the journal, as status reports it. */
@@ -120,7 +120,17 @@ async function journalOnlyRoots(app: App): Promise<StatusRoot[]> {
   const roots: StatusRoot[] = [];
   for (const [rootdir, records] of byRoot) {
     const note = notes.get(rootdir);
-    const base = { rootfs: records[0]!.rootfs, rootdir, filesystems: 0, waiting: [], ignored: [], refused: [], leftovers: records.map((r) => r.name), jobs: await statusJobs(app, records), unconfigured: true };
+    const base = {
+      rootfs: records[0]!.rootfs,
+      rootdir,
+      filesystems: 0,
+      waiting: [],
+      ignored: [],
+      refused: [],
+      leftovers: records.map((r) => r.name),
+      jobs: await statusJobs(app, records),
+      unconfigured: true,
+    };
     roots.push(note ? { ...base, gone: note.reason } : base);
   }
   return roots;
@@ -171,21 +181,16 @@ export function progressText(p: ActiveJob['progress']): string {
   return parts.length > 0 ? `: ${parts.join(', ')}` : '';
 }
 
-export async function status(app: App, options: { json: boolean }): Promise<number> {
-  const roots = await collectStatus(app);
-  const liveness = await daemonLiveness(app.config.stateDir);
-  const daemon = liveness && 'running' in liveness ? liveness.running : undefined;
-  const gone = liveness && 'gone' in liveness ? liveness.gone : undefined;
-  if (options.json) {
-    const lastDaemon = gone ? { pid: gone.pid, startedAt: gone.startedAt, updatedAt: gone.updatedAt } : null;
-    process.stdout.write(jsonText('status', { config: app.config.source, stateDir: app.config.stateDir, daemon: daemon ?? null, lastDaemon, roots }));
-    return 0;
-  }
+/** The daemon's lines: gone without stopping, or running with its jobs. */
+function daemonLines(gone: DaemonStatus | undefined, daemon: DaemonStatus | undefined): string[] {
   const q = JSON.stringify;
   const lines: string[] = [];
   if (gone) {
-    const jobs = gone.active.length > 0 ? `; it had ${gone.active.length} job(s) in flight, which the next run for their root finishes or undoes` : '';
-    lines.push(`daemon not running (pid ${gone.pid}, last seen ${humanTime(gone.updatedAt)}): it ended without stopping (killed, crashed or hung)${jobs}; start it again (systemctl start zfs-dynamic-creator)`);
+    const jobs =
+      gone.active.length > 0 ? `; it had ${gone.active.length} job(s) in flight, which the next run for their root finishes or undoes` : '';
+    lines.push(
+      `daemon not running (pid ${gone.pid}, last seen ${humanTime(gone.updatedAt)}): it ended without stopping (killed, crashed or hung)${jobs}; start it again (systemctl start zfs-dynamic-creator)`,
+    );
   }
   if (daemon) {
     const waiting = daemon.active.filter((a) => !a.working);
@@ -194,10 +199,30 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
     );
     for (const a of daemon.active) {
       const step = a.step !== undefined && a.stepSince !== undefined ? `, step ${a.step} since ${humanTime(a.stepSince)}` : '';
-      lines.push(`  ${(a.working ? 'working' : 'waiting').padEnd(12)} ${q(`${a.rootdir}/${a.name}`)} phase ${a.phase}${a.waiting ? `, waiting for ${a.waiting}` : ''} (since ${humanTime(a.since)})${step}${progressText(a.progress)}`);
+      lines.push(
+        `  ${(a.working ? 'working' : 'waiting').padEnd(12)} ${q(`${a.rootdir}/${a.name}`)} phase ${a.phase}${a.waiting ? `, waiting for ${a.waiting}` : ''} (since ${humanTime(a.since)})${step}${progressText(a.progress)}`,
+      );
     }
     for (const x of daemon.queued) lines.push(`  ${'queued'.padEnd(12)} ${q(`${x.rootdir}/${x.name}`)}`);
   }
+  return lines;
+}
+
+export async function status(app: App, options: { json: boolean }): Promise<number> {
+  const roots = await collectStatus(app);
+  const liveness = await daemonLiveness(app.config.stateDir);
+  const daemon = liveness && 'running' in liveness ? liveness.running : undefined;
+  const gone = liveness && 'gone' in liveness ? liveness.gone : undefined;
+  if (options.json) {
+    const lastDaemon = gone ? { pid: gone.pid, startedAt: gone.startedAt, updatedAt: gone.updatedAt } : null;
+    process.stdout.write(
+      jsonText('status', { config: app.config.source, stateDir: app.config.stateDir, daemon: daemon ?? null, lastDaemon, roots }),
+    );
+    return 0;
+  }
+  const q = JSON.stringify;
+  const lines: string[] = [];
+  lines.push(...daemonLines(gone, daemon));
   let toRecover: string | undefined;
   for (const root of roots) {
     if (root.gone !== undefined) {
@@ -206,17 +231,24 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
       continue;
     }
     if (root.unconfigured) {
-      lines.push(`${root.rootdir} (${root.rootfs}): not in the configuration; ${root.jobs.length} job(s) in the journal, which 'zfs-dynamic-creator recover' finishes`);
+      lines.push(
+        `${root.rootdir} (${root.rootfs}): not in the configuration; ${root.jobs.length} job(s) in the journal, which 'zfs-dynamic-creator recover' finishes`,
+      );
     } else if (root.error !== undefined) {
       lines.push(`${root.rootdir} (${root.rootfs}): cannot be surveyed: ${root.error}; ${root.jobs.length} job(s) in the journal`);
     } else {
       const ignored = root.ignored.length > 0 ? `, ${root.ignored.length} skipped by the filters` : '';
       const refused = root.refused.length > 0 ? `, ${root.refused.length} refused (need attention)` : '';
-      lines.push(`${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting${refused}${ignored}, ${root.jobs.length} job(s) in the journal`);
+      lines.push(
+        `${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting${refused}${ignored}, ${root.jobs.length} job(s) in the journal`,
+      );
     }
     for (const name of root.waiting) lines.push(`  ${'waiting'.padEnd(12)} ${q(name)}`);
     for (const r of root.refused) {
-      const when = r.since !== undefined ? `refused at ${humanTime(r.since)}, not tried again until the directory or the config changes` : 'a job for it would be refused';
+      const when =
+        r.since !== undefined
+          ? `refused at ${humanTime(r.since)}, not tried again until the directory or the config changes`
+          : 'a job for it would be refused';
       lines.push(`  ${'refused'.padEnd(12)} ${q(r.name)} needs attention: ${r.reason} (${when})`);
     }
     for (const i of root.ignored) lines.push(`  ${'skipped'.padEnd(12)} ${q(i.name)} (${i.reason})`);
@@ -236,7 +268,9 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
     const journalled = new Set(root.jobs.map((j) => j.name));
     for (const name of root.leftovers.filter((n) => !journalled.has(n))) {
       toRecover = recoverCommand(app);
-      lines.push(`  ${'leftover'.padEnd(12)} ${q(name)} left by an interrupted conversion (no journal record); finish it with: ${toRecover}`);
+      lines.push(
+        `  ${'leftover'.padEnd(12)} ${q(name)} left by an interrupted conversion (no journal record); finish it with: ${toRecover}`,
+      );
     }
   }
   if (toRecover !== undefined) lines.push(`interrupted work is left; to finish (or undo) all of it, run: ${toRecover}`);

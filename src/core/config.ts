@@ -42,7 +42,10 @@ const absolutePath = z
 
 const rootSchema = z
   .object({
-    rootfs: z.string().min(1).refine((s) => !s.startsWith('-') && !s.startsWith('/') && !s.endsWith('/'), 'must be a filesystem name such as tank/runs'),
+    rootfs: z
+      .string()
+      .min(1)
+      .refine((s) => !s.startsWith('-') && !s.startsWith('/') && !s.endsWith('/'), 'must be a filesystem name such as tank/runs'),
     rootdir: absolutePath,
     /** A list of its own (replacing the shared one), or overrides merged into the shared list (see mergePlugins). */
     plugins: z.unknown().transform(rootPlugins).optional(),
@@ -88,7 +91,8 @@ const metricsSchema = z
  * Config.notices (for check-config and doctor to show) with what became of them.
  */
 export const REMOVED_KEYS = {
-  lockStaleSeconds: 'no longer used, ignored: a lock is a kernel flock(2) lock, which ends with its process and is never taken over after a timeout; remove the key',
+  lockStaleSeconds:
+    'no longer used, ignored: a lock is a kernel flock(2) lock, which ends with its process and is never taken over after a timeout; remove the key',
 } as const;
 
 export const configSchema = z
@@ -152,7 +156,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
 /** The keys the config allows where `path` points (numbers, list indices, ignored). */
 function knownKeys(path: readonly PropertyKey[]): string[] {
   const at = path.filter((p) => typeof p !== 'number').join('.');
-  const schema = at === '' ? configSchema : at === 'watch' ? watchSchema : at === 'metrics' ? metricsSchema : at === 'roots' ? rootSchema : undefined;
+  const schema =
+    at === '' ? configSchema : at === 'watch' ? watchSchema : at === 'metrics' ? metricsSchema : at === 'roots' ? rootSchema : undefined;
   return schema ? Object.keys(schema.shape) : [];
 }
 
@@ -240,13 +245,22 @@ function rootPlugins(value: unknown, ctx: z.RefinementCtx): PluginSpec[] | Plugi
     return z.NEVER;
   }
   if (!isPlainObject(value)) {
-    ctx.addIssue({ code: 'custom', message: 'must be a list of plugins (replacing the shared list) or a map of plugin name to the options to merge into its own (or false to leave it out)' });
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        'must be a list of plugins (replacing the shared list) or a map of plugin name to the options to merge into its own (or false to leave it out)',
+    });
     return z.NEVER;
   }
   const out: Record<string, Readonly<Record<string, unknown>> | false> = {};
   for (const [name, options] of Object.entries(value)) {
     if (options === false || isPlainObject(options)) out[name] = options;
-    else ctx.addIssue({ code: 'custom', path: [name], message: 'must be the options to merge into the plugin\'s own (a mapping), or false to leave the plugin out for this root' });
+    else
+      ctx.addIssue({
+        code: 'custom',
+        path: [name],
+        message: "must be the options to merge into the plugin's own (a mapping), or false to leave the plugin out for this root",
+      });
   }
   return out;
 }
@@ -270,12 +284,16 @@ export function mergePlugins(
   const names = shared.map(specName);
   for (const name of Object.keys(overrides)) {
     const count = names.filter((n) => n === name).length;
-    const list = at.sharedAt !== undefined ? `the plugin list (${at.sharedAt}: ${names.join(', ')})` : `the default plugin list (${names.join(', ')}; a top-level "plugins" list replaces it)`;
+    const list =
+      at.sharedAt !== undefined
+        ? `the plugin list (${at.sharedAt}: ${names.join(', ')})`
+        : `the default plugin list (${names.join(', ')}; a top-level "plugins" list replaces it)`;
     if (count === 0) {
       const near = closest(name, names);
       return `${rootAt}.${name}: no plugin ${JSON.stringify(name)} in ${list}${near !== undefined ? ` (did you mean ${JSON.stringify(near)}?)` : ''}; an override changes the options of a plugin in that list (to add one, give this root a list of its own)`;
     }
-    if (count > 1) return `${rootAt}.${name}: plugin ${JSON.stringify(name)} is in ${list} ${count} times; an override cannot tell which (give this root a list of its own)`;
+    if (count > 1)
+      return `${rootAt}.${name}: plugin ${JSON.stringify(name)} is in ${list} ${count} times; an override cannot tell which (give this root a list of its own)`;
   }
   const plugins: PluginSpec[] = [];
   const origins: PluginOrigin[] = [];
@@ -322,7 +340,9 @@ export function optionsLocation(origin: PluginOrigin, path: readonly PropertyKey
 export function closest(word: string, candidates: readonly string[]): string | undefined {
   // Edit distance with a swap of two neighbours counting as one edit (zsf → zfs).
   const distance = (a: string, b: string): number => {
-    const d: number[][] = Array.from({ length: a.length + 1 }, (_v, i) => Array.from({ length: b.length + 1 }, (_w, j) => (i === 0 ? j : j === 0 ? i : 0)));
+    const d: number[][] = Array.from({ length: a.length + 1 }, (_v, i) =>
+      Array.from({ length: b.length + 1 }, (_w, j) => (i === 0 ? j : j === 0 ? i : 0)),
+    );
     for (let i = 1; i <= a.length; i++) {
       for (let j = 1; j <= b.length; j++) {
         let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
@@ -365,7 +385,10 @@ export function syntaxError(error: unknown, content: string): string {
   if (e?.name === 'YAMLException' && typeof e.mark?.line === 'number' && typeof e.mark.column === 'number') {
     return `YAML syntax error at line ${e.mark.line + 1}, column ${e.mark.column + 1}: ${typeof e.reason === 'string' ? e.reason : 'invalid YAML'}`;
   }
-  const lines = String(e?.message ?? error).split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = String(e?.message ?? error)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const json = lines.map((l) => /^(.*?)(?: in JSON)? at position (\d+)/.exec(l)).find((m) => m !== null);
   if (json) {
     const before = content.slice(0, Number(json[2]));
@@ -389,7 +412,8 @@ export function etcConfigFile(): string | undefined {
 async function readConfigFile(file: string, real: string): Promise<unknown> {
   const extension = extname(real);
   const loader = LOADERS[extension];
-  if (!loader) throw new ConfigError(`config ${file}: unknown file type ${JSON.stringify(extension)}; use .yaml, .yml, .json, .js, .mjs or .cjs`);
+  if (!loader)
+    throw new ConfigError(`config ${file}: unknown file type ${JSON.stringify(extension)}; use .yaml, .yml, .json, .js, .mjs or .cjs`);
   let content: string;
   try {
     content = await readFile(real, 'utf8');

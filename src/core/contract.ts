@@ -93,8 +93,12 @@ export const HISTORY_KEYS = ['rootdir', 'dataset', 'mountpoint', 'converted'] as
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** undefined, or an object whose `key` is a non-empty string. */
-const reason = (key: string) => (value: unknown): string | undefined =>
-  value === undefined || (isObject(value) && typeof value[key] === 'string' && value[key] !== '') ? undefined : `expected undefined or { ${key}: a non-empty string }`;
+const reason =
+  (key: string) =>
+  (value: unknown): string | undefined =>
+    value === undefined || (isObject(value) && typeof value[key] === 'string' && value[key] !== '')
+      ? undefined
+      : `expected undefined or { ${key}: a non-empty string }`;
 
 function checkAssessment(value: unknown): string | undefined {
   if (value === undefined) return undefined;
@@ -107,24 +111,40 @@ function checkAssessment(value: unknown): string | undefined {
 
 const isText = (value: unknown): value is string => typeof value === 'string' && value !== '';
 const optionalString = (value: unknown): boolean => value === undefined || typeof value === 'string';
-const optionalWords = (value: unknown): boolean => value === undefined || (Array.isArray(value) && value.every((w) => typeof w === 'string'));
+const optionalWords = (value: unknown): boolean =>
+  value === undefined || (Array.isArray(value) && value.every((w) => typeof w === 'string'));
 
 /** The checks, each { name, status, message, fix? } (undefined leaves the list as it was). */
 function checkDoctor(value: unknown): string | undefined {
   if (value === undefined) return undefined;
   const ok = (c: unknown): boolean =>
-    isObject(c) && isText(c.name) && (CHECK_STATUSES as readonly unknown[]).includes(c.status) && typeof c.message === 'string' && optionalWords(c.fix);
-  return Array.isArray(value) && value.every(ok) ? undefined : `expected an array of { name, status: ${CHECK_STATUSES.join('|')}, message, fix?: string[] }`;
+    isObject(c) &&
+    isText(c.name) &&
+    (CHECK_STATUSES as readonly unknown[]).includes(c.status) &&
+    typeof c.message === 'string' &&
+    optionalWords(c.fix);
+  return Array.isArray(value) && value.every(ok)
+    ? undefined
+    : `expected an array of { name, status: ${CHECK_STATUSES.join('|')}, message, fix?: string[] }`;
 }
 
 /** The conversions, each { filesystem, mountpoint, converted, fields: [{ key, value, text? }] } with keys of its own. */
 function checkHistory(value: unknown): string | undefined {
   if (value === undefined) return undefined;
   const field = (f: unknown): boolean =>
-    isObject(f) && isText(f.key) && !(HISTORY_KEYS as readonly unknown[]).includes(f.key) && (f.value === null || ['string', 'number'].includes(typeof f.value)) && optionalString(f.text);
+    isObject(f) &&
+    isText(f.key) &&
+    !(HISTORY_KEYS as readonly unknown[]).includes(f.key) &&
+    (f.value === null || ['string', 'number'].includes(typeof f.value)) &&
+    optionalString(f.text);
   const entry = (e: unknown): boolean =>
-    isObject(e) && isText(e.filesystem) && typeof e.mountpoint === 'string' && (e.converted === null || typeof e.converted === 'string') &&
-    Array.isArray(e.fields) && e.fields.every(field) && new Set(e.fields.map((f: { key: string }) => f.key)).size === e.fields.length;
+    isObject(e) &&
+    isText(e.filesystem) &&
+    typeof e.mountpoint === 'string' &&
+    (e.converted === null || typeof e.converted === 'string') &&
+    Array.isArray(e.fields) &&
+    e.fields.every(field) &&
+    new Set(e.fields.map((f: { key: string }) => f.key)).size === e.fields.length;
   return Array.isArray(value) && value.every(entry)
     ? undefined
     : `expected an array of { filesystem, mountpoint, converted: string|null, fields: [{ key (unique, not ${HISTORY_KEYS.join(', ')}), value: string|number|null, text? }] }`;
@@ -132,73 +152,179 @@ function checkHistory(value: unknown): string | undefined {
 
 const table = {
   // ---- once per root, before any job ------------------------------------------------------------
-  prepare: { kind: 'series', args: ['root'], required: false, dryRun: true, returns: 'nothing; throw to refuse the root', description: 'check the environment once per run' },
-  survey: { kind: 'waterfall', args: ['survey', 'root'], required: false, dryRun: true, returns: 'the survey, completed', description: 'learn directories, filesystems and leftovers of a root' },
+  prepare: {
+    kind: 'series',
+    args: ['root'],
+    required: false,
+    dryRun: true,
+    returns: 'nothing; throw to refuse the root',
+    description: 'check the environment once per run',
+  },
+  survey: {
+    kind: 'waterfall',
+    args: ['survey', 'root'],
+    required: false,
+    dryRun: true,
+    returns: 'the survey, completed',
+    description: 'learn directories, filesystems and leftovers of a root',
+  },
 
   // ---- one job: the phases, in the order they run ------------------------------------------------
   filter: {
-    kind: 'bail', args: ['job'], required: false, dryRun: true,
-    returns: '{ skip: reason } to leave the directory alone; throw to refuse it', description: 'decide whether a directory is converted',
-    phase: { journalled: false, afterCommit: false }, check: reason('skip'),
+    kind: 'bail',
+    args: ['job'],
+    required: false,
+    dryRun: true,
+    returns: '{ skip: reason } to leave the directory alone; throw to refuse it',
+    description: 'decide whether a directory is converted',
+    phase: { journalled: false, afterCommit: false },
+    check: reason('skip'),
   },
   wait: {
-    kind: 'bail', args: ['job'], required: false, dryRun: false,
-    returns: '{ defer: reason } to try later', description: 'wait until the directory is quiet',
-    phase: { journalled: false, afterCommit: false }, check: reason('defer'),
+    kind: 'bail',
+    args: ['job'],
+    required: false,
+    dryRun: false,
+    returns: '{ defer: reason } to try later',
+    description: 'wait until the directory is quiet',
+    phase: { journalled: false, afterCommit: false },
+    check: reason('defer'),
   },
   provision: {
-    kind: 'series', args: ['job'], required: true, dryRun: true,
-    returns: 'nothing', description: 'make the new, empty filesystem at a staging place',
+    kind: 'series',
+    args: ['job'],
+    required: true,
+    dryRun: true,
+    returns: 'nothing',
+    description: 'make the new, empty filesystem at a staging place',
     phase: { journalled: true, afterCommit: false, sets: ['filesystem', 'staging'] },
   },
   migrate: {
-    kind: 'series', args: ['job'], required: true, dryRun: true,
-    returns: 'nothing', description: 'copy the contents into the new filesystem',
+    kind: 'series',
+    args: ['job'],
+    required: true,
+    dryRun: true,
+    returns: 'nothing',
+    description: 'copy the contents into the new filesystem',
     phase: { journalled: true, afterCommit: false },
   },
   swap: {
-    kind: 'series', args: ['job'], required: true, dryRun: true,
-    returns: 'nothing; call job.commit() just before the new filesystem is put at the original path', description: 'move the original aside, mount the new filesystem in its place, catch up, verify',
+    kind: 'series',
+    args: ['job'],
+    required: true,
+    dryRun: true,
+    returns: 'nothing; call job.commit() just before the new filesystem is put at the original path',
+    description: 'move the original aside, mount the new filesystem in its place, catch up, verify',
     phase: { journalled: true, afterCommit: true, sets: ['aside'] },
   },
   publish: {
-    kind: 'series', args: ['job'], required: false, dryRun: true,
-    returns: 'nothing', description: 'make the new filesystem known (exports, notifications) as soon as it is live',
+    kind: 'series',
+    args: ['job'],
+    required: false,
+    dryRun: true,
+    returns: 'nothing',
+    description: 'make the new filesystem known (exports, notifications) as soon as it is live',
     phase: { journalled: true, afterCommit: true },
   },
   // Published at the commit, before the cleanup: the data at the path is in the new filesystem
   // from the swap on, and clients of the root's export cannot see into it until it is exported.
   // The cleanup's grace period is waiting, not work (job.waiting): it holds no work slot.
   cleanup: {
-    kind: 'series', args: ['job'], required: false, dryRun: true,
-    returns: 'nothing', description: 'after a grace period and a last verification, remove the original',
+    kind: 'series',
+    args: ['job'],
+    required: false,
+    dryRun: true,
+    returns: 'nothing',
+    description: 'after a grace period and a last verification, remove the original',
     phase: { journalled: true, afterCommit: true, deferrable: true, sets: ['copied'] },
   },
-  step: { kind: 'series', args: ['job', 'step', 'when'], required: false, dryRun: false, returns: 'nothing; throw to fail the step (the journal already says it started)', description: 'hear each step of a phase before it runs, when it ends and after it is done' },
+  step: {
+    kind: 'series',
+    args: ['job', 'step', 'when'],
+    required: false,
+    dryRun: false,
+    returns: 'nothing; throw to fail the step (the journal already says it started)',
+    description: 'hear each step of a phase before it runs, when it ends and after it is done',
+  },
 
   // ---- failure path and recovery -----------------------------------------------------------------
   // Not in a dry run: nothing was changed, so there is nothing to undo (and rollback taps act on
   // what is on disk, which in a dry run may belong to a real interrupted job).
-  rollback: { kind: 'series', args: ['job', 'error'], required: false, dryRun: false, returns: 'nothing; must be idempotent and judge from what is on disk', description: 'undo an uncommitted job' },
-  assess: { kind: 'bail', args: ['job'], required: false, dryRun: true, returns: '{ committed, nothingLeft?, fields? } for an interrupted job', description: 'recovery: say what an interrupted job left', check: checkAssessment },
+  rollback: {
+    kind: 'series',
+    args: ['job', 'error'],
+    required: false,
+    dryRun: false,
+    returns: 'nothing; must be idempotent and judge from what is on disk',
+    description: 'undo an uncommitted job',
+  },
+  assess: {
+    kind: 'bail',
+    args: ['job'],
+    required: false,
+    dryRun: true,
+    returns: '{ committed, nothingLeft?, fields? } for an interrupted job',
+    description: 'recovery: say what an interrupted job left',
+    check: checkAssessment,
+  },
 
   // ---- after a job, and after a sweep ------------------------------------------------------------
-  outcome: { kind: 'series', args: ['job', 'outcome'], required: false, dryRun: true, returns: 'nothing', description: 'hear how a job ended' },
-  sync: { kind: 'series', args: ['root', 'survey'], required: false, dryRun: true, returns: 'nothing', description: 'make root-wide published state match the survey' },
+  outcome: {
+    kind: 'series',
+    args: ['job', 'outcome'],
+    required: false,
+    dryRun: true,
+    returns: 'nothing',
+    description: 'hear how a job ended',
+  },
+  sync: {
+    kind: 'series',
+    args: ['root', 'survey'],
+    required: false,
+    dryRun: true,
+    returns: 'nothing',
+    description: 'make root-wide published state match the survey',
+  },
 
   // ---- reports: doctor and history (not the lifecycle: run by those commands alone) ----------------
   doctor: {
-    kind: 'waterfall', args: ['checks', 'doctor'], required: false, dryRun: true, report: true,
-    returns: 'the checks, with this plugin\'s appended', description: 'check, for doctor and check-config, what the plugin needs of the machine and the root', check: checkDoctor,
+    kind: 'waterfall',
+    args: ['checks', 'doctor'],
+    required: false,
+    dryRun: true,
+    report: true,
+    returns: "the checks, with this plugin's appended",
+    description: 'check, for doctor and check-config, what the plugin needs of the machine and the root',
+    check: checkDoctor,
   },
   history: {
-    kind: 'waterfall', args: ['entries', 'root'], required: false, dryRun: true, report: true,
-    returns: 'the conversions, with this plugin\'s appended or its fields added to each', description: 'list, for history, the root\'s finished conversions', check: checkHistory,
+    kind: 'waterfall',
+    args: ['entries', 'root'],
+    required: false,
+    dryRun: true,
+    report: true,
+    returns: "the conversions, with this plugin's appended or its fields added to each",
+    description: "list, for history, the root's finished conversions",
+    check: checkHistory,
   },
 
   // ---- everywhere --------------------------------------------------------------------------------
-  log: { kind: 'sync', args: ['record'], required: false, dryRun: true, returns: 'nothing (synchronous)', description: 'receive every log record' },
-  close: { kind: 'series', args: [], required: false, dryRun: true, returns: 'nothing', description: 'flush and close before the process exits' },
+  log: {
+    kind: 'sync',
+    args: ['record'],
+    required: false,
+    dryRun: true,
+    returns: 'nothing (synchronous)',
+    description: 'receive every log record',
+  },
+  close: {
+    kind: 'series',
+    args: [],
+    required: false,
+    dryRun: true,
+    returns: 'nothing',
+    description: 'flush and close before the process exits',
+  },
 } as const satisfies Record<string, HookContract>;
 
 /** The table's exact type (literal kinds and argument names), for compile-time checks. */
@@ -210,7 +336,9 @@ export type HookName = keyof typeof table;
 export type PhaseName = { [K in HookName]: (typeof table)[K] extends { readonly phase: PhaseContract } ? K : never }[HookName];
 
 /** A phase entered through the journal (which may change something). */
-export type JournalledPhase = { [K in HookName]: (typeof table)[K] extends { readonly phase: { readonly journalled: true } } ? K : never }[HookName];
+export type JournalledPhase = {
+  [K in HookName]: (typeof table)[K] extends { readonly phase: { readonly journalled: true } } ? K : never;
+}[HookName];
 
 export const CONTRACT: Readonly<Record<HookName, HookContract>> = table;
 

@@ -11,25 +11,23 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { createHooks, type Hooks } from './hooks.js';
 import { AFTER_COMMIT, CONTRACT, JOURNALLED_PHASES, type HookName } from './contract.js';
-import { AdvisedError, BusyError, DamagedStateError, RefusedError, RootGoneError, isPermanentRefusal, oneLine, quoteName } from './errors.js';
+import {
+  AdvisedError,
+  BusyError,
+  DamagedStateError,
+  RefusedError,
+  RootGoneError,
+  isPermanentRefusal,
+  oneLine,
+  quoteName,
+} from './errors.js';
 import { RefusalMemory, configHash } from './refusals.js';
 import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
 import { Journal, jobId } from './journal.js';
 import { acquireLock, type Lock } from './lock.js';
 import { SlotHold, UNKNOWN_OWNER, type Slots } from './slots.js';
-import type {
-  Identity,
-  JobRecord,
-  StepRecord,
-  Logger,
-  Outcome,
-  OutcomeKind,
-  PhaseName,
-  PluginSpec,
-  RootContext,
-  Survey,
-} from './types.js';
+import type { Identity, JobRecord, StepRecord, Logger, Outcome, OutcomeKind, PhaseName, PluginSpec, RootContext, Survey } from './types.js';
 import type { LoadedPlugin } from './loader.js';
 import { createLogger, humanTime, type LogSink } from './logger.js';
 import type { JobObserver } from './progress.js';
@@ -94,7 +92,14 @@ export interface ActiveJob {
   readonly step?: string;
   readonly stepSince?: string;
   /** The copy's progress as the terminal line shows it: rate over the step alone, ETA from it. */
-  readonly progress?: { files?: number; bytes?: number; totalFiles?: number; totalBytes?: number; bytesPerSecond?: number; etaSeconds?: number };
+  readonly progress?: {
+    files?: number;
+    bytes?: number;
+    totalFiles?: number;
+    totalBytes?: number;
+    bytesPerSecond?: number;
+    etaSeconds?: number;
+  };
 }
 
 function progressOf(live: JobImpl['live'], now: number): ActiveJob['progress'] {
@@ -103,7 +108,14 @@ function progressOf(live: JobImpl['live'], now: number): ActiveJob['progress'] {
   const rate = live.bytes !== undefined && seconds > 0 ? live.bytes / seconds : undefined;
   const left = live.totalBytes !== undefined && live.bytes !== undefined ? Math.max(0, live.totalBytes - live.bytes) : undefined;
   const eta = rate !== undefined && rate > 0 && left !== undefined ? Math.round(left / rate) : undefined;
-  const defined = Object.entries({ files: live.files, bytes: live.bytes, totalFiles: live.totalFiles, totalBytes: live.totalBytes, bytesPerSecond: rate && Math.round(rate), etaSeconds: eta }).filter(([, v]) => v !== undefined);
+  const defined = Object.entries({
+    files: live.files,
+    bytes: live.bytes,
+    totalFiles: live.totalFiles,
+    totalBytes: live.totalBytes,
+    bytesPerSecond: rate && Math.round(rate),
+    etaSeconds: eta,
+  }).filter(([, v]) => v !== undefined);
   return Object.fromEntries(defined) as ActiveJob['progress'];
 }
 
@@ -115,7 +127,13 @@ export interface RecoveryResult {
 
 /** The log level of an outcome: failures are errors, deferrals warnings, results notices. */
 function levelOf(kind: OutcomeKind): 'info' | 'notice' | 'warn' | 'error' {
-  return kind === 'failed' ? 'error' : kind === 'deferred' || kind === 'refused' ? 'warn' : kind === 'converted' || kind === 'recovered' ? 'notice' : 'info';
+  return kind === 'failed'
+    ? 'error'
+    : kind === 'deferred' || kind === 'refused'
+      ? 'warn'
+      : kind === 'converted' || kind === 'recovered'
+        ? 'notice'
+        : 'info';
 }
 
 /** The job lost its lock: it must not write anything more, the journal included. */
@@ -259,7 +277,8 @@ export class RootEngine {
     if (leftover) {
       decided = undefined;
       const recovered = await this.recoverLocked(leftover, signal, run.lock, options.slots);
-      if (recovered.kind === 'failed' || leftover.committed) return await this.finish(run, recovered.kind, recovered.message, recovered.error);
+      if (recovered.kind === 'failed' || leftover.committed)
+        return await this.finish(run, recovered.kind, recovered.message, recovered.error);
     }
     const identity = await directoryIdentity(job.path);
     job.setInMemory({ identity });
@@ -334,7 +353,11 @@ export class RootEngine {
       if (options.deferCleanup && CONTRACT[phase].phase?.deferrable && job.record.committed && !this.context.dryRun) {
         await job.markStatus('cleanup-pending');
         const kept = job.record.aside ? `, and removes the original kept at ${quoteName(job.record.aside)}` : '';
-        return await this.finish(run, 'converted', `converted into ${job.record.filesystem ?? 'a new filesystem'}, live and published; the ${phase} is left to the next run for this root (reconcile, the daemon's sweep, or 'zfs-dynamic-creator recover'), which waits out the grace period, verifies${kept}`);
+        return await this.finish(
+          run,
+          'converted',
+          `converted into ${job.record.filesystem ?? 'a new filesystem'}, live and published; the ${phase} is left to the next run for this root (reconcile, the daemon's sweep, or 'zfs-dynamic-creator recover'), which waits out the grace period, verifies${kept}`,
+        );
       }
       try {
         await job.enter(phase);
@@ -376,14 +399,22 @@ export class RootEngine {
    * everything was put back (`settled`), is a refusal: remembered, said once. A rollback that
    * failed stays a failure.
    */
-  private async finish(run: HandleRun, given: OutcomeKind, message: string, error?: Error, chosen?: 'info' | 'notice' | 'warn' | 'error', settled = true): Promise<Outcome> {
+  private async finish(
+    run: HandleRun,
+    given: OutcomeKind,
+    message: string,
+    error?: Error,
+    chosen?: 'info' | 'notice' | 'warn' | 'error',
+    settled = true,
+  ): Promise<Outcome> {
     const { job, name, started } = run;
     const kind: OutcomeKind = given === 'failed' && settled && isPermanentRefusal(error) ? 'refused' : given;
     const level = kind === given ? (chosen ?? levelOf(kind)) : levelOf(kind);
     const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
     // A root that is gone says nothing about the directory: what is remembered of it stays.
     const remember = !this.context.dryRun && kind !== 'busy' && !(error instanceof RootGoneError);
-    if (remember) await this.rememberOutcome(name, outcome).catch((e: unknown) => job.log.warn(`the refusal could not be recorded: ${oneLine(e)}`));
+    if (remember)
+      await this.rememberOutcome(name, outcome).catch((e: unknown) => job.log.warn(`the refusal could not be recorded: ${oneLine(e)}`));
     job.log[level](message, { step: 'outcome' });
     await this.hooks.outcome.promise(job, outcome).catch((e: unknown) => job.log.warn(`an outcome hook failed: ${oneLine(e)}`));
     await this.ended(job, outcome);
@@ -405,7 +436,12 @@ export class RootEngine {
    * commit), false when the rollback itself failed or the lock was lost. `stopping`: the job was
    * asked to stop (SIGTERM), and the message says so instead of calling it a failure.
    */
-  private async rollBackOrKeep(job: JobImpl, phase: PhaseName | 'recover', error: unknown, stopping = false): Promise<{ message: string; settled: boolean }> {
+  private async rollBackOrKeep(
+    job: JobImpl,
+    phase: PhaseName | 'recover',
+    error: unknown,
+    stopping = false,
+  ): Promise<{ message: string; settled: boolean }> {
     // A stop is said as a stop: not with the runtime's words for the abort.
     const abort = error instanceof Error && error.name === 'AbortError';
     const reason = stopping ? `stopped during ${phase}${abort ? '' : `: ${oneLine(error)}`}` : `${phase} failed: ${oneLine(error)}`;
@@ -420,14 +456,26 @@ export class RootEngine {
     } catch (rollbackError) {
       if (rollbackError instanceof LockLostError) return { message: lockLostReport(job, rollbackError), settled: false };
       await job.markStatus('incomplete', `${reason}; rollback failed: ${oneLine(rollbackError)}`).catch(() => undefined);
-      return { message: `${reason}; rollback failed: ${oneLine(rollbackError)}; the next run for this root, or 'zfs-dynamic-creator recover', tries again`, settled: false };
+      return {
+        message: `${reason}; rollback failed: ${oneLine(rollbackError)}; the next run for this root, or 'zfs-dynamic-creator recover', tries again`,
+        settled: false,
+      };
     }
     await job.forget();
-    return { message: `${reason}; rolled back, the original directory is untouched${stopping ? '; it will be tried again' : ''}`, settled: true };
+    return {
+      message: `${reason}; rolled back, the original directory is untouched${stopping ? '; it will be tried again' : ''}`,
+      settled: true,
+    };
   }
 
   /** A failure past the commit point: nothing is undone, the job is left to recovery; what to say. */
-  private async keptForRecovery(job: JobImpl, phase: PhaseName | 'recover', error: unknown, reason: string, stopping: boolean): Promise<string> {
+  private async keptForRecovery(
+    job: JobImpl,
+    phase: PhaseName | 'recover',
+    error: unknown,
+    reason: string,
+    stopping: boolean,
+  ): Promise<string> {
     // Stopped during its cleanup: live and published, the cleanup left to the next run.
     await job.markStatus(stopping && phase === 'cleanup' ? 'cleanup-pending' : 'incomplete', reason);
     // An error that says where everything is and what to run (its kind says so) is not repeated.
@@ -464,7 +512,12 @@ export class RootEngine {
    * Every interrupted job of this root: the journal's, and leftovers found on disk without one.
    * A job whose lock is held (running in this or another process) comes back 'busy' and is left alone.
    */
-  async recoverRoot(signal?: AbortSignal, survey?: Survey, slots?: Slots, options: { leavePendingCleanups?: boolean; except?: string } = {}): Promise<RecoveryResult[]> {
+  async recoverRoot(
+    signal?: AbortSignal,
+    survey?: Survey,
+    slots?: Slots,
+    options: { leavePendingCleanups?: boolean; except?: string } = {},
+  ): Promise<RecoveryResult[]> {
     const results: RecoveryResult[] = [];
     for (const { name, fromJournal } of await this.interrupted(survey, options)) {
       if (signal?.aborted) break;
@@ -479,11 +532,16 @@ export class RootEngine {
    * one. `leavePendingCleanups`: not the cleanups a run left to later (a run that itself leaves
    * its cleanup to later does not wait out others' grace periods); `except`: not this name.
    */
-  async interrupted(survey?: Survey, options: { leavePendingCleanups?: boolean; except?: string } = {}): Promise<{ name: string; fromJournal: boolean }[]> {
+  async interrupted(
+    survey?: Survey,
+    options: { leavePendingCleanups?: boolean; except?: string } = {},
+  ): Promise<{ name: string; fromJournal: boolean }[]> {
     if (!this.context.dryRun) await this.journal.removeOrphanedTemps();
     const all = await this.journal.list(this.context.rootdir);
     const known = new Set(all.map((r) => r.name));
-    const records = all.filter((r) => !(options.leavePendingCleanups && r.status === 'cleanup-pending')).map((r) => ({ name: r.name, fromJournal: true }));
+    const records = all
+      .filter((r) => !(options.leavePendingCleanups && r.status === 'cleanup-pending'))
+      .map((r) => ({ name: r.name, fromJournal: true }));
     const { leftovers } = survey ?? (await this.survey());
     const orphans = [...leftovers].filter((name) => !known.has(name)).map((name) => ({ name, fromJournal: false }));
     return [...records, ...orphans].filter((r) => r.name !== options.except);
@@ -495,7 +553,11 @@ export class RootEngine {
    */
   async recoverName(name: string, options: HandleOptions & { fromJournal?: boolean } = {}): Promise<Outcome> {
     const record = await this.journal.read(jobId(this.context.rootdir, name));
-    return this.recover(record ?? this.orphanRecord(name), { ...options, lockWaitMs: options.lockWaitMs ?? 0, fromJournal: options.fromJournal ?? record !== undefined });
+    return this.recover(record ?? this.orphanRecord(name), {
+      ...options,
+      lockWaitMs: options.lockWaitMs ?? 0,
+      fromJournal: options.fromJournal ?? record !== undefined,
+    });
   }
 
   /** A record for an interrupted job found on disk but not in the journal. */
@@ -510,8 +572,10 @@ export class RootEngine {
    * and path in it must be what the tool derives itself from the root and the directory's name.
    */
   private untrusted(record: JobRecord): string | undefined {
-    if (record.rootdir !== this.context.rootdir) return `its rootdir ${quoteName(String(record.rootdir))} is not ${quoteName(this.context.rootdir)}`;
-    if (record.rootfs !== this.context.rootfs) return `its rootfs ${quoteName(String(record.rootfs))} is not ${quoteName(this.context.rootfs)}`;
+    if (record.rootdir !== this.context.rootdir)
+      return `its rootdir ${quoteName(String(record.rootdir))} is not ${quoteName(this.context.rootdir)}`;
+    if (record.rootfs !== this.context.rootfs)
+      return `its rootfs ${quoteName(String(record.rootfs))} is not ${quoteName(this.context.rootfs)}`;
     try {
       checkName(record.name);
     } catch {
@@ -519,7 +583,10 @@ export class RootEngine {
     }
     if (record.id !== jobId(record.rootdir, record.name)) return 'its id does not belong to its root and name';
     const derived = jobPaths(this.context.rootdir, record.name);
-    for (const [key, kind] of [['staging', 'staging'], ['aside', 'orig']] as const) {
+    for (const [key, kind] of [
+      ['staging', 'staging'],
+      ['aside', 'orig'],
+    ] as const) {
       const value = record[key];
       if (value !== undefined && value !== derived[key] && value !== rootLevelHelperPath(this.context.rootdir, record.name, kind)) {
         return `its ${key} path ${quoteName(String(value))} is not the one the tool derives (${quoteName(derived[key])})`;
@@ -527,7 +594,8 @@ export class RootEngine {
     }
     if (record.steps !== undefined && !Array.isArray(record.steps)) return 'its steps are not a list';
     const data: unknown = record.data;
-    if (data !== undefined && (typeof data !== 'object' || data === null || Array.isArray(data))) return "its plugins' data is not an object";
+    if (data !== undefined && (typeof data !== 'object' || data === null || Array.isArray(data)))
+      return "its plugins' data is not an object";
     return undefined;
   }
 
@@ -574,10 +642,14 @@ export class RootEngine {
           return done('rolled-back', 'recovery: nothing of the interrupted job was left; the directory is as it was');
         }
         await job.enter('recover');
-        if (!this.runs('rollback', job.log)) return done('rolled-back', 'dry run: recovery would roll back an interrupted job that had not reached its commit point');
+        if (!this.runs('rollback', job.log))
+          return done('rolled-back', 'dry run: recovery would roll back an interrupted job that had not reached its commit point');
         await this.hooks.rollback.promise(job, new Error(record.error ?? 'interrupted'));
         await job.forget();
-        return done('rolled-back', 'recovery: rolled back an interrupted job that had not reached its commit point; the original directory is at its path, untouched');
+        return done(
+          'rolled-back',
+          'recovery: rolled back an interrupted job that had not reached its commit point; the original directory is at its path, untouched',
+        );
       }
       await job.commit();
       // Every phase after the commit again, from the swap: each is idempotent, and whatever the
@@ -594,7 +666,11 @@ export class RootEngine {
       if (error instanceof LockLostError) return done('failed', lockLostReport(job, error), error);
       await job.markStatus('incomplete', oneLine(error)).catch(() => undefined);
       // Asked to stop (SIGTERM) meanwhile: the job stays in the journal for the next run.
-      if (signal.aborted) return done('deferred', `stopped during recovery: ${oneLine(error)}; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`);
+      if (signal.aborted)
+        return done(
+          'deferred',
+          `stopped during recovery: ${oneLine(error)}; the next run for this root, or 'zfs-dynamic-creator recover', finishes it`,
+        );
       return done('failed', `recovery failed: ${oneLine(error)}`, asError(error));
     } finally {
       job.slot.give();
@@ -692,7 +768,10 @@ export function summary(copied: { files: number; bytes: number } | undefined, ms
   if (copied === undefined || !Number.isFinite(copied.files) || !Number.isFinite(copied.bytes)) return '';
   const seconds = Math.max(ms, 1) / 1000;
   const mib = copied.bytes / 2 ** 20;
-  const rate = copy === undefined ? `${(mib / seconds).toFixed(1)} MiB/s` : `copy ${(copy / 1000).toFixed(1)} s, ${(mib / (Math.max(copy, 1) / 1000)).toFixed(1)} MiB/s`;
+  const rate =
+    copy === undefined
+      ? `${(mib / seconds).toFixed(1)} MiB/s`
+      : `copy ${(copy / 1000).toFixed(1)} s, ${(mib / (Math.max(copy, 1) / 1000)).toFixed(1)} MiB/s`;
   return `: ${copied.files.toLocaleString('en-US')} file${copied.files === 1 ? '' : 's'}, ${mib.toFixed(1)} MiB in ${seconds.toFixed(1)} s (${rate})`;
 }
 

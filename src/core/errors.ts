@@ -65,7 +65,11 @@ export class ConfigError extends Error {
  * The candidate `word` was most likely meant to be (a mistyped key, option or command), if any:
  * the nearest within `allowed(candidate)` edits (a swap of two letters is one).
  */
-export function didYouMean(word: string, candidates: readonly string[], allowed = (c: string): number => Math.max(2, Math.floor(c.length / 4))): string | undefined {
+export function didYouMean(
+  word: string,
+  candidates: readonly string[],
+  allowed = (c: string): number => Math.max(2, Math.floor(c.length / 4)),
+): string | undefined {
   const lower = word.toLowerCase();
   const same = candidates.find((c) => c.toLowerCase() === lower);
   if (same !== undefined) return same;
@@ -79,7 +83,9 @@ export function didYouMean(word: string, candidates: readonly string[], allowed 
 
 /** Edits (insert, delete, replace, or swap two neighbours) from `a` to `b`. */
 function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
@@ -139,7 +145,11 @@ export class DamagedStateError extends Error {
 /** The first line of an error's message, for one-line reports. */
 export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
-  const line = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? 'unknown error';
+  const line =
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l.length > 0) ?? 'unknown error';
   return line.length > 1000 ? `${line.slice(0, 1000)}…` : line;
 }
 

@@ -4,25 +4,10 @@
  * whether it runs in a dry run and what its taps may return is the contract (./contract.ts),
  * from which createHooks() makes them.
  */
-import {
-  AsyncSeriesBailHook,
-  AsyncSeriesHook,
-  AsyncSeriesWaterfallHook,
-  SyncHook,
-} from 'tapable';
+import { AsyncSeriesBailHook, AsyncSeriesHook, AsyncSeriesWaterfallHook, SyncHook } from 'tapable';
 import { CONTRACT, HOOK_ORDER, type ContractTable, type HookContract, type HookName } from './contract.js';
 import { ContractError } from './errors.js';
-import type {
-  Assessment,
-  Defer,
-  Job,
-  LogRecord,
-  Outcome,
-  RootContext,
-  Skip,
-  StepWhen,
-  Survey,
-} from './types.js';
+import type { Assessment, Defer, Job, LogRecord, Outcome, RootContext, Skip, StepWhen, Survey } from './types.js';
 import type { DoctorCheck, DoctorContext, HistoryEntry } from './reports.js';
 
 export interface Hooks {
@@ -101,86 +86,114 @@ export function createHooks(): Hooks {
   return Object.freeze(hooks) as unknown as Hooks;
 }
 
-type AnyHook = AsyncSeriesHook<unknown[]> | AsyncSeriesBailHook<unknown[], unknown> | AsyncSeriesWaterfallHook<unknown[]> | SyncHook<unknown[]>;
+type AnyHook =
+  AsyncSeriesHook<unknown[]> | AsyncSeriesBailHook<unknown[], unknown> | AsyncSeriesWaterfallHook<unknown[]> | SyncHook<unknown[]>;
 
 function makeHook(name: HookName, contract: HookContract): AnyHook {
   // tapable types the names as a fixed-size tuple; their count is checked by test/unit/contract.test.ts.
   const args = [...contract.args] as never;
   const hook: AnyHook =
-    contract.kind === 'bail' ? new AsyncSeriesBailHook<unknown[], unknown>(args, name)
-      : contract.kind === 'waterfall' ? new AsyncSeriesWaterfallHook<unknown[]>(args, name)
-        : contract.kind === 'sync' ? new SyncHook<unknown[]>(args, name)
+    contract.kind === 'bail'
+      ? new AsyncSeriesBailHook<unknown[], unknown>(args, name)
+      : contract.kind === 'waterfall'
+        ? new AsyncSeriesWaterfallHook<unknown[]>(args, name)
+        : contract.kind === 'sync'
+          ? new SyncHook<unknown[]>(args, name)
           : new AsyncSeriesHook<unknown[]>(args, name);
-  const check = contract.check;
-  if (check) {
-    // Every tap's return value is checked as it returns, so a wrong shape names the tap (its plugin).
-    hook.intercept({
-      register: (tap) => {
-        const fn = tap.fn as (...a: unknown[]) => unknown;
-        const verify = (value: unknown): unknown => {
-          const problem = check(value);
-          if (problem !== undefined) throw new ContractError(`plugin "${tap.name}": its ${name} tap returned ${describe(value)}; ${problem} (${contract.returns})`);
-          return value;
+  if (contract.check) checkReturns(hook, name, contract, contract.check);
+  if (contract.args[0] === 'job') nameActingPlugin(hook);
+  return hook;
+}
+
+/** Every tap's return value is checked as it returns, so a wrong shape names the tap (its plugin). */
+function checkReturns(hook: AnyHook, name: HookName, contract: HookContract, check: NonNullable<HookContract['check']>): void {
+  hook.intercept({
+    register: (tap) => {
+      const fn = tap.fn as (...a: unknown[]) => unknown;
+      const verify = (value: unknown): unknown => {
+        const problem = check(value);
+        if (problem !== undefined)
+          throw new ContractError(`plugin "${tap.name}": its ${name} tap returned ${describe(value)}; ${problem} (${contract.returns})`);
+        return value;
+      };
+      if (tap.type === 'promise') return { ...tap, fn: (...a: unknown[]) => Promise.resolve(fn(...a)).then(verify) };
+      if (tap.type === 'sync') return { ...tap, fn: (...a: unknown[]) => verify(fn(...a)) };
+      // A callback tap: its callback is the last argument.
+      return {
+        ...tap,
+        fn: (...a: unknown[]) => {
+          const callback = a.pop() as (error?: unknown, result?: unknown) => void;
+          fn(...a, (error?: unknown, result?: unknown) => {
+            if (error) return callback(error);
+            try {
+              callback(null, verify(result));
+            } catch (problem) {
+              callback(problem);
+            }
+          });
+        },
+      };
+    },
+  });
+}
+
+/**
+ * While a tap of a job hook runs, the job's logger names the tap (its plugin): job.log lines,
+ * job.step's included, can be attributed. Restored when the tap returns (hooks run in series).
+ */
+function nameActingPlugin(hook: AnyHook): void {
+  hook.intercept({
+    register: (tap) => {
+      const fn = tap.fn as (...a: unknown[]) => unknown;
+      const enter = (job: Acting): (() => void) => {
+        const previous = job.actingPlugin;
+        job.actingPlugin = tap.name;
+        return () => {
+          job.actingPlugin = previous;
         };
-        if (tap.type === 'promise') return { ...tap, fn: (...a: unknown[]) => Promise.resolve(fn(...a)).then(verify) };
-        if (tap.type === 'sync') return { ...tap, fn: (...a: unknown[]) => verify(fn(...a)) };
-        // A callback tap: its callback is the last argument.
+      };
+      if (tap.type === 'promise') {
         return {
           ...tap,
           fn: (...a: unknown[]) => {
-            const callback = a.pop() as (error?: unknown, result?: unknown) => void;
-            fn(...a, (error?: unknown, result?: unknown) => {
-              if (error) return callback(error);
-              try {
-                callback(null, verify(result));
-              } catch (problem) {
-                callback(problem);
-              }
-            });
+            const leave = enter(a[0] as Acting);
+            return Promise.resolve()
+              .then(() => fn(...a))
+              .finally(leave);
           },
         };
-      },
-    });
-  }
-  if (contract.args[0] === 'job') {
-    // While a tap of a job hook runs, the job's logger names the tap (its plugin): job.log lines,
-    // job.step's included, can be attributed. Restored when the tap returns (hooks run in series).
-    hook.intercept({
-      register: (tap) => {
-        const fn = tap.fn as (...a: unknown[]) => unknown;
-        const enter = (job: Acting): (() => void) => {
-          const previous = job.actingPlugin;
-          job.actingPlugin = tap.name;
-          return () => {
-            job.actingPlugin = previous;
-          };
-        };
-        if (tap.type === 'promise') {
-          return { ...tap, fn: (...a: unknown[]) => { const leave = enter(a[0] as Acting); return Promise.resolve().then(() => fn(...a)).finally(leave); } };
-        }
-        if (tap.type === 'sync') {
-          return { ...tap, fn: (...a: unknown[]) => { const leave = enter(a[0] as Acting); try { return fn(...a); } finally { leave(); } } };
-        }
+      }
+      if (tap.type === 'sync') {
         return {
           ...tap,
           fn: (...a: unknown[]) => {
-            const callback = a.pop() as (error?: unknown, result?: unknown) => void;
             const leave = enter(a[0] as Acting);
             try {
-              fn(...a, (error?: unknown, result?: unknown) => {
-                leave();
-                callback(error, result);
-              });
-            } catch (error) {
+              return fn(...a);
+            } finally {
               leave();
-              throw error;
             }
           },
         };
-      },
-    });
-  }
-  return hook;
+      }
+      return {
+        ...tap,
+        fn: (...a: unknown[]) => {
+          const callback = a.pop() as (error?: unknown, result?: unknown) => void;
+          const leave = enter(a[0] as Acting);
+          try {
+            fn(...a, (error?: unknown, result?: unknown) => {
+              leave();
+              callback(error, result);
+            });
+          } catch (error) {
+            leave();
+            throw error;
+          }
+        },
+      };
+    },
+  });
 }
 
 /** A job while one of its hooks' taps runs: the tap's name, for its logger. */
@@ -200,4 +213,3 @@ function describe(value: unknown): string {
     return Object.prototype.toString.call(value);
   }
 }
-

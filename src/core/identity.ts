@@ -11,7 +11,8 @@ export async function directoryIdentity(path: string): Promise<Identity> {
     stats = await lstat(path);
   } catch (error) {
     if (isErrno(error, 'ENOENT')) {
-      if (path.includes('\uFFFD')) throw new RefusedError(`${quoteName(path)} is not valid UTF-8 and cannot become a ZFS dataset; left as it is`);
+      if (path.includes('\uFFFD'))
+        throw new RefusedError(`${quoteName(path)} is not valid UTF-8 and cannot become a ZFS dataset; left as it is`);
       throw new RefusedError(`${quoteName(path)} vanished before its turn; nothing to do`);
     }
     throw error;

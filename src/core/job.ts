@@ -5,17 +5,7 @@ import type { Hooks } from './hooks.js';
 import type { Journal } from './journal.js';
 import { SlotHold } from './slots.js';
 import { newProgress, type JobObserver, type JobProgress, type ProgressReport } from './progress.js';
-import type {
-  Job,
-  JobData,
-  JobFields,
-  JobRecord,
-  Logger,
-  PhaseName,
-  PluginSpec,
-  RootContext,
-  StepOptions,
-} from './types.js';
+import type { Job, JobData, JobFields, JobRecord, Logger, PhaseName, PluginSpec, RootContext, StepOptions } from './types.js';
 
 export class JobImpl implements Job {
   readonly id: string;
@@ -76,7 +66,13 @@ export class JobImpl implements Job {
     this.name = state.name;
     this.path = `${root.rootdir}/${state.name}`;
     this.journalled = state.steps.length > 0 || state.phase !== 'new';
-    this.live = newProgress({ rootdir: root.rootdir, name: state.name, dryRun: root.dryRun, log: root.log.child({ dir: state.name }), phase: this.currentPhase });
+    this.live = newProgress({
+      rootdir: root.rootdir,
+      name: state.name,
+      dryRun: root.dryRun,
+      log: root.log.child({ dir: state.name }),
+      phase: this.currentPhase,
+    });
   }
 
   progress(report: ProgressReport): void {
@@ -150,7 +146,11 @@ export class JobImpl implements Job {
     } catch (error) {
       this.stepEnded();
       // The step ended (badly): taps hear it before the failure goes on; theirs cannot mask it.
-      await this.hooks?.step.promise(this, fields.step, 'end').catch((e: unknown) => this.log.warn(`a step hook failed at the end of ${fields.step}: ${e instanceof Error ? e.message : String(e)}`, fields));
+      await this.hooks?.step
+        .promise(this, fields.step, 'end')
+        .catch((e: unknown) =>
+          this.log.warn(`a step hook failed at the end of ${fields.step}: ${e instanceof Error ? e.message : String(e)}`, fields),
+        );
       throw error;
     }
     this.stepEnded();
@@ -194,22 +194,29 @@ export class JobImpl implements Job {
     const sets: readonly JobField[] = this.phase === 'recover' ? [] : (CONTRACT[this.phase].phase?.sets ?? []);
     for (const key of Object.keys(fields)) {
       if (!(JOB_FIELDS as readonly string[]).includes(key)) {
-        throw new ContractError(`${who}: job.set() in ${where} of ${JSON.stringify(key)}, which is not a job field (${JOB_FIELDS.join(', ')}); a plugin's own data goes in job.data()`);
+        throw new ContractError(
+          `${who}: job.set() in ${where} of ${JSON.stringify(key)}, which is not a job field (${JOB_FIELDS.join(', ')}); a plugin's own data goes in job.data()`,
+        );
       }
       if (!sets.includes(key as JobField)) {
         const setters = phasesSetting(key as JobField);
         const by = setters.length > 0 ? `only the ${setters.join(' and ')} phase sets it` : 'the engine records it';
-        throw new ContractError(`${who}: job.set() of the job field "${key}" in ${where}, which does not set it (${by}; src/core/contract.ts)`);
+        throw new ContractError(
+          `${who}: job.set() of the job field "${key}" in ${where}, which does not set it (${by}; src/core/contract.ts)`,
+        );
       }
     }
   }
 
   data<T>(plugin?: string): JobData<T> {
     const owner = plugin ?? this.actingPlugin;
-    if (owner === undefined || owner === '') throw new ContractError('job.data() outside a tap needs the name of the plugin whose data it is');
+    if (owner === undefined || owner === '')
+      throw new ContractError('job.data() outside a tap needs the name of the plugin whose data it is');
     const write = async (value: unknown): Promise<void> => {
       if (this.actingPlugin !== undefined && this.actingPlugin !== owner) {
-        throw new ContractError(`plugin "${this.actingPlugin}": job.data(${JSON.stringify(owner)}).set() writes another plugin's data; a plugin writes only its own`);
+        throw new ContractError(
+          `plugin "${this.actingPlugin}": job.data(${JSON.stringify(owner)}).set() writes another plugin's data; a plugin writes only its own`,
+        );
       }
       const data = { ...(this.state.data ?? {}) };
       if (value === undefined) delete data[owner];
@@ -227,7 +234,8 @@ export class JobImpl implements Job {
       },
       set: async (value: T) => {
         const json = JSON.stringify(value) as string | undefined;
-        if (json === undefined) throw new ContractError(`job.data(${JSON.stringify(owner)}).set(): the value is not JSON; use clear() to remove it`);
+        if (json === undefined)
+          throw new ContractError(`job.data(${JSON.stringify(owner)}).set(): the value is not JSON; use clear() to remove it`);
         await write(JSON.parse(json));
       },
       clear: () => write(undefined),
@@ -289,7 +297,12 @@ export class JobImpl implements Job {
   }
 }
 
-export function newRecord(root: RootContext, id: string, name: string, setup?: { plugins?: readonly PluginSpec[]; baseDir?: string }): JobRecord {
+export function newRecord(
+  root: RootContext,
+  id: string,
+  name: string,
+  setup?: { plugins?: readonly PluginSpec[]; baseDir?: string },
+): JobRecord {
   const now = new Date().toISOString();
   return {
     version: 1,

@@ -49,7 +49,9 @@ export function builtinNames(): string[] {
   const embedded = embeddedProgram();
   if (embedded) return [...embedded.plugins.keys()].sort();
   try {
-    return readdirSync(BUILTIN_DIR).filter((n) => builtinEntry(n) !== undefined).sort();
+    return readdirSync(BUILTIN_DIR)
+      .filter((n) => builtinEntry(n) !== undefined)
+      .sort();
   } catch {
     return [];
   }
@@ -105,7 +107,12 @@ function packageVersionOf(name: string, entry: string): string | undefined {
 }
 
 function isDefinition(value: unknown): value is PluginDefinition<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as { apply?: unknown }).apply === 'function' && typeof (value as { name?: unknown }).name === 'string';
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { apply?: unknown }).apply === 'function' &&
+    typeof (value as { name?: unknown }).name === 'string'
+  );
 }
 
 export interface LoadContext {
@@ -229,7 +236,8 @@ function describeOptionsError(error: unknown): { path: (string | number)[]; mess
   const issues = (error as { issues?: { path: (string | number)[]; message: string; code?: string; keys?: unknown }[] }).issues;
   if (!Array.isArray(issues) || issues.length === 0) return [{ path: [], message: oneLine(error) }];
   return issues.flatMap((issue) => {
-    const keys = issue.code === 'unrecognized_keys' && Array.isArray(issue.keys) ? issue.keys.filter((k): k is string => typeof k === 'string') : [];
+    const keys =
+      issue.code === 'unrecognized_keys' && Array.isArray(issue.keys) ? issue.keys.filter((k): k is string => typeof k === 'string') : [];
     if (keys.length === 0) return [{ path: [...issue.path], message: issue.message }];
     return keys.map((key) => ({ path: [...issue.path, key], message: 'unknown key', key }));
   });

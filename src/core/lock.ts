@@ -81,7 +81,8 @@ export async function acquireLock(stateDir: string, id: string, options: LockOpt
     // Not locked, or locked a file that its holder had just removed: let go and try again.
     await handle.close();
     if (locked) continue;
-    if (Date.now() >= deadline) throw new BusyError(options.busyMessage ?? 'another zfs-dynamic-creator process is handling this directory');
+    if (Date.now() >= deadline)
+      throw new BusyError(options.busyMessage ?? 'another zfs-dynamic-creator process is handling this directory');
     await sleep(Math.min(250, Math.max(10, deadline - Date.now())));
   }
 }

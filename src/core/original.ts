@@ -45,7 +45,8 @@ export async function originalPlace(job: OriginalOf, options: { anyDirectory?: b
       if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
       throw error;
     });
-    if (stats?.isDirectory() && (identity === undefined || (stats.dev === identity.dev && stats.ino === identity.ino))) return { ...place, uid: stats.uid };
+    if (stats?.isDirectory() && (identity === undefined || (stats.dev === identity.dev && stats.ino === identity.ino)))
+      return { ...place, uid: stats.uid };
   }
   return undefined;
 }

@@ -135,7 +135,9 @@ export async function ensureHoldingDir(rootdir: string, create: boolean): Promis
     try {
       const why = dir === undefined ? await whatIsThere(root) : holdingProblem(await dir.stat(), uid);
       if (why !== undefined) {
-        throw new RefusedError(`${quoteName(path)}, the tool's holding directory, ${why}; somebody else made it: move it away and run again`);
+        throw new RefusedError(
+          `${quoteName(path)}, the tool's holding directory, ${why}; somebody else made it: move it away and run again`,
+        );
       }
     } finally {
       await dir?.close();

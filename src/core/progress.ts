@@ -54,7 +54,14 @@ export interface JobObserver {
   end?(job: JobProgress, outcome: Outcome, record: Readonly<JobRecord>): void | Promise<void>;
 }
 
-export function newProgress(init: { rootdir: string; name: string; dryRun: boolean; log: Logger; phase: string; startedAt?: number }): JobProgress {
+export function newProgress(init: {
+  rootdir: string;
+  name: string;
+  dryRun: boolean;
+  log: Logger;
+  phase: string;
+  startedAt?: number;
+}): JobProgress {
   const now = init.startedAt ?? Date.now();
   return {
     rootdir: init.rootdir,

@@ -35,7 +35,10 @@ export interface Refusal {
 
 /** A hash of what decides a root's refusals: its dataset and its plugins with their options. */
 export function configHash(rootfs: string, plugins: readonly PluginSpec[] | undefined): string {
-  return createHash('sha256').update(JSON.stringify({ rootfs, plugins: plugins ?? [] })).digest('hex').slice(0, 20);
+  return createHash('sha256')
+    .update(JSON.stringify({ rootfs, plugins: plugins ?? [] }))
+    .digest('hex')
+    .slice(0, 20);
 }
 
 /** The directory's stamp now, or undefined when it is not a directory any more. */
@@ -48,7 +51,8 @@ export async function stampOf(path: string): Promise<DirectoryStamp | undefined>
   }
 }
 
-const sameStamp = (a: DirectoryStamp, b: DirectoryStamp): boolean => a.dev === b.dev && a.ino === b.ino && a.ctimeMs === b.ctimeMs && a.mtimeMs === b.mtimeMs;
+const sameStamp = (a: DirectoryStamp, b: DirectoryStamp): boolean =>
+  a.dev === b.dev && a.ino === b.ino && a.ctimeMs === b.ctimeMs && a.mtimeMs === b.mtimeMs;
 
 export class RefusalMemory {
   readonly dir: string;
@@ -82,7 +86,15 @@ export class RefusalMemory {
   async remember(name: string, reason: string): Promise<Refusal | undefined> {
     const stamp = await stampOf(join(this.rootdir, name));
     if (stamp === undefined) return undefined;
-    const refusal: Refusal = { version: 1, rootdir: this.rootdir, name, reason, since: new Date().toISOString(), stamp, configHash: this.hash };
+    const refusal: Refusal = {
+      version: 1,
+      rootdir: this.rootdir,
+      name,
+      reason,
+      since: new Date().toISOString(),
+      stamp,
+      configHash: this.hash,
+    };
     await mkdir(this.dir, { mode: 0o700 }).catch((error: unknown) => {
       if (!isErrno(error, 'EEXIST')) throw error;
     });
@@ -129,8 +141,16 @@ function parse(text: string, rootdir?: string, name?: string): Refusal | undefin
     return undefined;
   }
   const r = raw as Partial<Refusal> | null;
-  if (typeof r !== 'object' || r === null || r.version !== 1 || typeof r.rootdir !== 'string' || typeof r.name !== 'string') return undefined;
-  if (typeof r.reason !== 'string' || typeof r.since !== 'string' || typeof r.configHash !== 'string' || typeof r.stamp !== 'object' || r.stamp === null) return undefined;
+  if (typeof r !== 'object' || r === null || r.version !== 1 || typeof r.rootdir !== 'string' || typeof r.name !== 'string')
+    return undefined;
+  if (
+    typeof r.reason !== 'string' ||
+    typeof r.since !== 'string' ||
+    typeof r.configHash !== 'string' ||
+    typeof r.stamp !== 'object' ||
+    r.stamp === null
+  )
+    return undefined;
   if ((rootdir !== undefined && r.rootdir !== rootdir) || (name !== undefined && r.name !== name)) return undefined;
   return r as Refusal;
 }

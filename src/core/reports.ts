@@ -82,7 +82,12 @@ export function commandFailure(error: unknown): string {
 
 /** Where a command is: its path, or undefined when it is not found (PATH as this process has it). */
 export async function which(command: string): Promise<string | undefined> {
-  const candidates = command.includes('/') ? [command] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, command));
+  const candidates = command.includes('/')
+    ? [command]
+    : (process.env.PATH ?? '')
+        .split(delimiter)
+        .filter(Boolean)
+        .map((d) => join(d, command));
   for (const candidate of candidates) {
     try {
       await access(candidate, constants.X_OK);
@@ -112,7 +117,14 @@ export async function checkBinary(spec: BinarySpec): Promise<{ check: DoctorChec
   const name = `binary ${spec.name}`;
   const path = await which(spec.command);
   if (path === undefined) {
-    return { check: { name, status: spec.missing ?? 'fail', message: `${spec.command}: not found in PATH (${process.env.PATH ?? ''}); ${spec.why}` }, path };
+    return {
+      check: {
+        name,
+        status: spec.missing ?? 'fail',
+        message: `${spec.command}: not found in PATH (${process.env.PATH ?? ''}); ${spec.why}`,
+      },
+      path,
+    };
   }
   const version = spec.versionArgs ? await firstLine(path, spec.versionArgs) : undefined;
   return { check: { name, status: 'ok', message: `${path}${version ? `: ${version}` : ''}` }, path };
@@ -121,7 +133,10 @@ export async function checkBinary(spec: BinarySpec): Promise<{ check: DoctorChec
 async function firstLine(command: string, args: readonly string[]): Promise<string | undefined> {
   try {
     const r = await run(command, args, { timeoutMs: DOCTOR_TIMEOUT_MS });
-    return `${r.stdout}\n${r.stderr}`.split('\n').map((l) => l.trim()).find(Boolean);
+    return `${r.stdout}\n${r.stderr}`
+      .split('\n')
+      .map((l) => l.trim())
+      .find(Boolean);
   } catch {
     return undefined;
   }

@@ -150,7 +150,10 @@ export class Slots {
     this.heldBy.add(owner, -1);
     for (;;) {
       if (this.held >= this.size) return;
-      const next = this.waiters.take((o) => this.heldBy.of(o) < this.perOwner, (o) => this.heldBy.of(o));
+      const next = this.waiters.take(
+        (o) => this.heldBy.of(o) < this.perOwner,
+        (o) => this.heldBy.of(o),
+      );
       if (!next) return;
       this.grant(next.owner);
       next.item.resolve();

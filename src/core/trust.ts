@@ -85,7 +85,11 @@ function directoryProblem(dir: string, stats: Stats, owners: readonly number[], 
  * Why the real (symlink-free, absolute) path `path` is not a trusted place, or
  * undefined when it is. `kind` is what the path itself must be.
  */
-export async function untrustedReason(path: string, kind: TrustKind, owners: readonly number[] = trustedOwners()): Promise<string | undefined> {
+export async function untrustedReason(
+  path: string,
+  kind: TrustKind,
+  owners: readonly number[] = trustedOwners(),
+): Promise<string | undefined> {
   return untrustedReasonSync(path, kind, owners);
 }
 
@@ -116,7 +120,7 @@ function untrustedReasonSync(path: string, kind: TrustKind, owners: readonly num
 function linkProblem(path: string, owners: readonly number[] = trustedOwners()): string | undefined {
   const pending = resolve(path).split('/').filter(Boolean);
   let current = '/';
-  for (let links = 0; pending.length > 0; ) {
+  for (let links = 0; pending.length > 0;) {
     const name = pending.shift()!;
     if (name === '.') continue;
     if (name === '..') {
@@ -134,7 +138,8 @@ function linkProblem(path: string, owners: readonly number[] = trustedOwners()):
       current = next;
       continue;
     }
-    if (!owners.includes(stats.uid)) return `the symbolic link ${quoteName(next)} is owned by uid ${stats.uid}, not ${owners.length === 1 ? 'root' : `root or uid ${owners[1]}`}`;
+    if (!owners.includes(stats.uid))
+      return `the symbolic link ${quoteName(next)} is owned by uid ${stats.uid}, not ${owners.length === 1 ? 'root' : `root or uid ${owners[1]}`}`;
     if (++links > 40) return `too many symbolic links in ${quoteName(path)}`;
     const target = readlinkSync(next);
     pending.unshift(...target.split('/').filter(Boolean));
@@ -149,7 +154,12 @@ function linkProblem(path: string, owners: readonly number[] = trustedOwners()):
  * Throws a one-line ConfigError starting with `what` (for example
  * "config /etc/zfs-dynamic-creator/config.js") and saying why.
  */
-export async function assertTrusted(path: string, kind: TrustKind, what: string, owners: readonly number[] = trustedOwners()): Promise<string> {
+export async function assertTrusted(
+  path: string,
+  kind: TrustKind,
+  what: string,
+  owners: readonly number[] = trustedOwners(),
+): Promise<string> {
   return assertTrustedSync(path, kind, what, owners);
 }
 
@@ -161,7 +171,9 @@ export function assertTrustedSync(path: string, kind: TrustKind, what: string, o
   try {
     real = realpathSync.native(path);
   } catch (error) {
-    throw new ConfigError(`${what}: cannot resolve ${quoteName(path)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new ConfigError(
+      `${what}: cannot resolve ${quoteName(path)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
   }
   let reason: string | undefined;
   try {
@@ -186,7 +198,10 @@ function ruleText(owners: readonly number[]): string {
  * rest (mode 0700) unless `create` is false, then checks the whole path.
  * Returns the real path (or `stateDir` itself when it does not exist and was not created).
  */
-export async function prepareStateDir(stateDir: string, options: { create: boolean; owners?: readonly number[] } = { create: true }): Promise<string> {
+export async function prepareStateDir(
+  stateDir: string,
+  options: { create: boolean; owners?: readonly number[] } = { create: true },
+): Promise<string> {
   return prepareTrustedDir(stateDir, { ...options, what: `stateDir ${quoteName(stateDir)}` });
 }
 
@@ -207,7 +222,10 @@ export function prepareTrustedDir(dir: string, options: { create: boolean; what:
       lstat(existing);
       break;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConfigError(`${what}: cannot check ${quoteName(existing)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new ConfigError(
+          `${what}: cannot check ${quoteName(existing)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        );
       const parent = dirname(existing);
       if (parent === existing) break;
       existing = parent;
@@ -224,7 +242,8 @@ export function prepareTrustedDir(dir: string, options: { create: boolean; what:
       mkdir(d, { mode: 0o700 });
     } catch (error) {
       // Made by someone else in the instant between: checked below like one made here.
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new ConfigError(`${what}: cannot create it: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new ConfigError(`${what}: cannot create it: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
     real = assertTrustedSync(d, d === dir ? 'directory' : 'parent', what, owners);
   }

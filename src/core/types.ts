@@ -61,7 +61,6 @@ export interface Identity {
   readonly ino: number;
 }
 
-
 /** What the journal holds about a job. Written durably before every step that changes anything. */
 export interface JobRecord {
   readonly version: 1;

@@ -51,7 +51,12 @@ export class Daemon {
     this.slots = slotsOf(app.config.watch);
     const signal = this.stop.signal;
     const watch = (): Config['watch'] => this.app.config.watch;
-    this.queue = new JobQueue({ maxJobs: () => watch().maxJobs, maxJobsPerOwner: () => watch().maxJobsPerOwner, run: (item) => this.runJob(item), signal });
+    this.queue = new JobQueue({
+      maxJobs: () => watch().maxJobs,
+      maxJobsPerOwner: () => watch().maxJobsPerOwner,
+      run: (item) => this.runJob(item),
+      signal,
+    });
     this.watcher = new RootWatcher((rootdir, name) => this.enqueue(rootdir, name));
     this.sweeper = new Sweeper({
       engines: () => this.app.engines,
@@ -80,9 +85,11 @@ export class Daemon {
     const daemon = new Daemon(await App.open(options), options);
     await daemon.watchRoots();
     const { concurrency, concurrencyPerOwner, maxJobs, maxJobsPerOwner, sweepIntervalSeconds } = daemon.app.config.watch;
-    daemon.log().notice(
-      `watching ${daemon.rootdirs()} (concurrency ${concurrency}, up to ${maxJobs} jobs waiting or working; per owner ${concurrencyPerOwner} working, ${maxJobsPerOwner} in flight; sweep every ${sweepIntervalSeconds} s)`,
-    );
+    daemon
+      .log()
+      .notice(
+        `watching ${daemon.rootdirs()} (concurrency ${concurrency}, up to ${maxJobs} jobs waiting or working; per owner ${concurrencyPerOwner} working, ${maxJobsPerOwner} in flight; sweep every ${sweepIntervalSeconds} s)`,
+      );
     daemon.sweeper.start();
     daemon.status.publish();
     return daemon;
@@ -187,7 +194,9 @@ export class Daemon {
       const { outcome, after } = await runItem(engine, item, { signal: this.stop.signal, slots: this.slots });
       this.retryLater(item, outcome.kind === 'failed');
       if (outcome.kind === 'deferred' && !this.stop.signal.aborted) {
-        engine.log.info(`will be tried again at the next sweep (in at most ${this.app.config.watch.sweepIntervalSeconds} s)`, { dir: name });
+        engine.log.info(`will be tried again at the next sweep (in at most ${this.app.config.watch.sweepIntervalSeconds} s)`, {
+          dir: name,
+        });
       }
       return after;
     } catch (error) {

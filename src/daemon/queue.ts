@@ -86,7 +86,10 @@ export class JobQueue {
   private pump(): void {
     const cap = this.options.maxJobsPerOwner?.() ?? Infinity;
     while (!this.options.signal.aborted && this.inFlight.size < this.options.maxJobs()) {
-      const next = this.pending.take((owner) => this.perOwner.of(owner) < cap, (owner) => this.perOwner.of(owner));
+      const next = this.pending.take(
+        (owner) => this.perOwner.of(owner) < cap,
+        (owner) => this.perOwner.of(owner),
+      );
       if (!next) break;
       this.start(next.owner, next.item);
     }

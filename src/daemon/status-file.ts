@@ -56,7 +56,10 @@ export const STALE_MS = 60_000;
  * (the file of a daemon that died without removing it: SIGKILL, a crash, a reboot, a hang), or
  * undefined when no daemon left a file (never started, or stopped cleanly).
  */
-export async function daemonLiveness(stateDir: string, now: number = Date.now()): Promise<{ running: DaemonStatus } | { gone: DaemonStatus } | undefined> {
+export async function daemonLiveness(
+  stateDir: string,
+  now: number = Date.now(),
+): Promise<{ running: DaemonStatus } | { gone: DaemonStatus } | undefined> {
   const status = await readDaemonStatus(stateDir, { evenIfGone: true });
   if (status === undefined) return undefined;
   const fresh = now - Date.parse(status.updatedAt) < STALE_MS;

@@ -43,15 +43,30 @@ export class StatusPublisher {
   /** Writes the status file soon (at most once a second), then the gauges. */
   publish(): void {
     if (this.pendingWrite || this.source.signal.aborted) return;
-    this.pendingWrite = setTimeout(() => {
-      this.pendingWrite = undefined;
-      this.lastWrite = Date.now();
-      const snapshot: DaemonStatus = { version: 1, pid: process.pid, startedAt: this.startedAt, updatedAt: new Date().toISOString(), ...this.source.snapshot() };
-      this.writing = this.writing
-        .then(() => writeDaemonStatus(this.source.config().stateDir, snapshot))
-        .catch((error: unknown) => this.source.log().debug(`status file not written: ${oneLine(error)}`))
-        .then(() => this.gauges({ queued: snapshot.queued.length, working: snapshot.active.filter((a) => a.working).length, waiting: snapshot.active.filter((a) => !a.working).length }));
-    }, Math.max(0, 1000 - (Date.now() - this.lastWrite)));
+    this.pendingWrite = setTimeout(
+      () => {
+        this.pendingWrite = undefined;
+        this.lastWrite = Date.now();
+        const snapshot: DaemonStatus = {
+          version: 1,
+          pid: process.pid,
+          startedAt: this.startedAt,
+          updatedAt: new Date().toISOString(),
+          ...this.source.snapshot(),
+        };
+        this.writing = this.writing
+          .then(() => writeDaemonStatus(this.source.config().stateDir, snapshot))
+          .catch((error: unknown) => this.source.log().debug(`status file not written: ${oneLine(error)}`))
+          .then(() =>
+            this.gauges({
+              queued: snapshot.queued.length,
+              working: snapshot.active.filter((a) => a.working).length,
+              waiting: snapshot.active.filter((a) => !a.working).length,
+            }),
+          );
+      },
+      Math.max(0, 1000 - (Date.now() - this.lastWrite)),
+    );
   }
 
   /** Nothing more is scheduled (at the stop). */
@@ -72,7 +87,9 @@ export class StatusPublisher {
     const textfile = this.source.config().metrics?.textfile;
     if (textfile === undefined) return;
     const { MetricsTextfile } = await import('../metrics/textfile.js');
-    await new MetricsTextfile(textfile, this.source.config().stateDir).swept(rootdir).catch((error: unknown) => this.source.log().debug(`metrics textfile not written: ${oneLine(error)}`));
+    await new MetricsTextfile(textfile, this.source.config().stateDir)
+      .swept(rootdir)
+      .catch((error: unknown) => this.source.log().debug(`metrics textfile not written: ${oneLine(error)}`));
   }
 
   /** The Prometheus textfile's daemon gauges (none: the daemon stopped), written when they change. */
@@ -80,7 +97,11 @@ export class StatusPublisher {
     const textfile = this.source.config().metrics?.textfile;
     if (textfile === undefined) return;
     try {
-      if (this.metrics?.textfile !== textfile) this.metrics = { textfile, file: new (await import('../metrics/textfile.js')).MetricsTextfile(textfile, this.source.config().stateDir) };
+      if (this.metrics?.textfile !== textfile)
+        this.metrics = {
+          textfile,
+          file: new (await import('../metrics/textfile.js')).MetricsTextfile(textfile, this.source.config().stateDir),
+        };
       await this.metrics.file.daemon(gauges);
       this.metricsFailed = '';
     } catch (error) {

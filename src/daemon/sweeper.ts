@@ -28,7 +28,11 @@ export interface SweeperOptions {
 export async function sweepItems(engine: RootEngine, survey: Survey): Promise<QueueItem[]> {
   const { rootdir } = engine.context;
   const items: QueueItem[] = [
-    ...(await engine.interrupted(survey)).map(({ name, fromJournal }) => ({ rootdir, name, recover: fromJournal ? ('journal' as const) : ('disk' as const) })),
+    ...(await engine.interrupted(survey)).map(({ name, fromJournal }) => ({
+      rootdir,
+      name,
+      recover: fromJournal ? ('journal' as const) : ('disk' as const),
+    })),
     ...RootEngine.candidates(survey).map((name) => ({ rootdir, name })),
   ];
   const ring = new OwnerRing<QueueItem>();
@@ -43,12 +47,18 @@ export async function sweepItems(engine: RootEngine, survey: Survey): Promise<Qu
  * Runs one queued item: converts the directory, or finishes or undoes the interrupted job; a
  * job rolled back leaves a plain directory, queued again (`after`) to be converted.
  */
-export async function runItem(engine: RootEngine, item: QueueItem, options: { signal: AbortSignal; slots: Slots }): Promise<{ outcome: Outcome; after?: QueueItem }> {
+export async function runItem(
+  engine: RootEngine,
+  item: QueueItem,
+  options: { signal: AbortSignal; slots: Slots },
+): Promise<{ outcome: Outcome; after?: QueueItem }> {
   if (!item.recover) return { outcome: await engine.handle(item.name, options) };
   const outcome = await engine.recoverName(item.name, { ...options, fromJournal: item.recover === 'journal' });
   if (outcome.kind !== 'rolled-back' || options.signal.aborted) return { outcome };
   const plain = RootEngine.candidates(await engine.survey()).includes(item.name);
-  return plain ? { outcome, after: { rootdir: item.rootdir, name: item.name, ...(item.owner !== undefined ? { owner: item.owner } : {}) } } : { outcome };
+  return plain
+    ? { outcome, after: { rootdir: item.rootdir, name: item.name, ...(item.owner !== undefined ? { owner: item.owner } : {}) } }
+    : { outcome };
 }
 
 export class Sweeper {

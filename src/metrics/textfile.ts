@@ -19,7 +19,17 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listRefusals } from '../core/refusals.js';
 import { Journal } from '../core/journal.js';
-import { OUTCOME_KINDS, acquireLock, isLocked, writeFileAtomic, type JobObserver, type JobProgress, type JobRecord, type Outcome, type OutcomeKind } from '../core/index.js';
+import {
+  OUTCOME_KINDS,
+  acquireLock,
+  isLocked,
+  writeFileAtomic,
+  type JobObserver,
+  type JobProgress,
+  type JobRecord,
+  type Outcome,
+  type OutcomeKind,
+} from '../core/index.js';
 
 export const PREFIX = 'zfs_dynamic_creator';
 /**
@@ -60,7 +70,14 @@ export interface MetricsState {
 
 export const emptyState = (): MetricsState => ({ version: 1, roots: {} });
 
-const emptyRoot = (): RootMetrics => ({ outcomes: {}, files: 0, bytes: 0, durationBuckets: DURATION_BUCKETS.map(() => 0), durationSum: 0, durationCount: 0 });
+const emptyRoot = (): RootMetrics => ({
+  outcomes: {},
+  files: 0,
+  bytes: 0,
+  durationBuckets: DURATION_BUCKETS.map(() => 0),
+  durationSum: 0,
+  durationCount: 0,
+});
 
 const finite = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
 
@@ -86,7 +103,8 @@ export function parseState(text: string): MetricsState {
       }
       root.files = finite(v.files);
       root.bytes = finite(v.bytes);
-      if (Array.isArray(v.durationBuckets) && v.durationBuckets.length === DURATION_BUCKETS.length) root.durationBuckets = v.durationBuckets.map(finite);
+      if (Array.isArray(v.durationBuckets) && v.durationBuckets.length === DURATION_BUCKETS.length)
+        root.durationBuckets = v.durationBuckets.map(finite);
       root.durationSum = finite(v.durationSum);
       root.durationCount = finite(v.durationCount);
       if (finite(v.lastSuccess) > 0) root.lastSuccess = finite(v.lastSuccess);
@@ -96,7 +114,12 @@ export function parseState(text: string): MetricsState {
   }
   const daemon = (raw as { daemon?: unknown }).daemon as Record<string, unknown> | undefined;
   if (daemon && Number.isInteger(daemon.pid) && (daemon.pid as number) > 0) {
-    state.daemon = { pid: daemon.pid as number, queued: finite(daemon.queued), working: finite(daemon.working), waiting: finite(daemon.waiting) };
+    state.daemon = {
+      pid: daemon.pid as number,
+      queued: finite(daemon.queued),
+      working: finite(daemon.working),
+      waiting: finite(daemon.waiting),
+    };
   }
   const heartbeat = finite((raw as { heartbeat?: unknown }).heartbeat);
   if (heartbeat > 0) state.heartbeat = heartbeat;
@@ -104,7 +127,13 @@ export function parseState(text: string): MetricsState {
 }
 
 /** Adds one job's end to the state. */
-export function recordOutcome(state: MetricsState, rootdir: string, outcome: Outcome, copied: JobRecord['copied'], at: Date = new Date()): void {
+export function recordOutcome(
+  state: MetricsState,
+  rootdir: string,
+  outcome: Outcome,
+  copied: JobRecord['copied'],
+  at: Date = new Date(),
+): void {
   if (!OUTCOMES.includes(outcome.kind)) return;
   const root = (state.roots[rootdir] ??= emptyRoot());
   root.outcomes[outcome.kind] = (root.outcomes[outcome.kind] ?? 0) + 1;
@@ -158,48 +187,122 @@ export async function interruptedJobs(stateDir: string): Promise<Map<string, Int
  * still runs; `refused`: remembered refusals per root (src/core/refusals.ts); `interrupted`: the
  * journal's jobs no process works on.
  */
-export function renderMetrics(state: MetricsState, alive: (pid: number) => boolean = pidAlive, refused: ReadonlyMap<string, number> = new Map(), interrupted: ReadonlyMap<string, Interrupted> = new Map()): string {
+export function renderMetrics(
+  state: MetricsState,
+  alive: (pid: number) => boolean = pidAlive,
+  refused: ReadonlyMap<string, number> = new Map(),
+  interrupted: ReadonlyMap<string, Interrupted> = new Map(),
+): string {
   const out: string[] = [];
-  const family = (name: string, type: 'counter' | 'gauge' | 'histogram', help: string): void => {
-    out.push(`# HELP ${PREFIX}_${name} ${help}`, `# TYPE ${PREFIX}_${name} ${type}`);
-  };
   const roots = Object.keys(state.roots).sort();
   const root = (r: string): string => `root="${labelValue(r)}"`;
 
-  family('conversions_total', 'counter', `Jobs that ended, by root and outcome (${OUTCOMES.join(', ')}; directories the filters leave alone are not counted).`);
-  for (const r of roots) for (const kind of OUTCOMES) out.push(`${PREFIX}_conversions_total{${root(r)},outcome="${kind}"} ${number(state.roots[r]!.outcomes[kind] ?? 0)}`);
-  family('converted_files_total', 'counter', 'Regular files in the verified copies of converted directories.');
+  family(
+    out,
+    'conversions_total',
+    'counter',
+    `Jobs that ended, by root and outcome (${OUTCOMES.join(', ')}; directories the filters leave alone are not counted).`,
+  );
+  for (const r of roots)
+    for (const kind of OUTCOMES)
+      out.push(`${PREFIX}_conversions_total{${root(r)},outcome="${kind}"} ${number(state.roots[r]!.outcomes[kind] ?? 0)}`);
+  family(out, 'converted_files_total', 'counter', 'Regular files in the verified copies of converted directories.');
   for (const r of roots) out.push(`${PREFIX}_converted_files_total{${root(r)}} ${number(state.roots[r]!.files)}`);
-  family('converted_bytes_total', 'counter', 'Bytes (apparent sizes of regular files) in the verified copies of converted directories.');
+  family(
+    out,
+    'converted_bytes_total',
+    'counter',
+    'Bytes (apparent sizes of regular files) in the verified copies of converted directories.',
+  );
   for (const r of roots) out.push(`${PREFIX}_converted_bytes_total{${root(r)}} ${number(state.roots[r]!.bytes)}`);
-  family('conversion_duration_seconds', 'histogram', 'How long a conversion took, from the start of its job (waits included) to its end.');
+  family(
+    out,
+    'conversion_duration_seconds',
+    'histogram',
+    'How long a conversion took, from the start of its job (waits included) to its end.',
+  );
   for (const r of roots) {
     const m = state.roots[r]!;
-    DURATION_BUCKETS.forEach((le, i) => out.push(`${PREFIX}_conversion_duration_seconds_bucket{${root(r)},le="${le}"} ${number(m.durationBuckets[i] ?? 0)}`));
+    DURATION_BUCKETS.forEach((le, i) =>
+      out.push(`${PREFIX}_conversion_duration_seconds_bucket{${root(r)},le="${le}"} ${number(m.durationBuckets[i] ?? 0)}`),
+    );
     out.push(`${PREFIX}_conversion_duration_seconds_bucket{${root(r)},le="+Inf"} ${number(m.durationCount)}`);
     out.push(`${PREFIX}_conversion_duration_seconds_sum{${root(r)}} ${number(m.durationSum)}`);
     out.push(`${PREFIX}_conversion_duration_seconds_count{${root(r)}} ${number(m.durationCount)}`);
   }
-  family('last_success_timestamp_seconds', 'gauge', 'When a conversion last succeeded (converted or recovered), in seconds since the epoch; 0 if never.');
+  family(
+    out,
+    'last_success_timestamp_seconds',
+    'gauge',
+    'When a conversion last succeeded (converted or recovered), in seconds since the epoch; 0 if never.',
+  );
   for (const r of roots) out.push(`${PREFIX}_last_success_timestamp_seconds{${root(r)}} ${number(state.roots[r]!.lastSuccess ?? 0)}`);
-  family('refused_directories', 'gauge', "Directories refused for a reason only a change to the directory or the config lifts (a name ZFS forbids, over the quota): remembered, not retried, not counted as failures; 'status' lists them.");
-  for (const r of [...new Set([...roots, ...refused.keys()])].sort()) out.push(`${PREFIX}_refused_directories{${root(r)}} ${number(refused.get(r) ?? 0)}`);
-  family('interrupted_jobs', 'gauge', "Jobs no process works on (interrupted, or failed mid-way), left for 'recover' or the next sweep; 'status' lists them.");
-  for (const r of [...new Set([...roots, ...interrupted.keys()])].sort()) out.push(`${PREFIX}_interrupted_jobs{${root(r)}} ${number(interrupted.get(r)?.count ?? 0)}`);
-  family('oldest_interrupted_job_timestamp_seconds', 'gauge', 'When the oldest of those jobs was last written to the journal, in seconds since the epoch; only for a root that has one. Alert on its age.');
-  for (const r of [...interrupted.keys()].sort()) out.push(`${PREFIX}_oldest_interrupted_job_timestamp_seconds{${root(r)}} ${number(interrupted.get(r)!.oldest)}`);
-  family('last_sweep_timestamp_seconds', 'gauge', 'When a sweep of the root (reconcile, its timer, or the daemon) last ended, in seconds since the epoch; 0 if never. Alert on its age to learn that the timer or the daemon stopped sweeping.');
+  attentionFamilies(out, roots, refused, interrupted);
+  family(
+    out,
+    'last_sweep_timestamp_seconds',
+    'gauge',
+    'When a sweep of the root (reconcile, its timer, or the daemon) last ended, in seconds since the epoch; 0 if never. Alert on its age to learn that the timer or the daemon stopped sweeping.',
+  );
   for (const r of roots) out.push(`${PREFIX}_last_sweep_timestamp_seconds{${root(r)}} ${number(state.roots[r]!.lastSweep ?? 0)}`);
+  daemonFamilies(out, state, alive);
+  return `${out.join('\n')}\n`;
+}
+
+/** What needs someone: refused directories and interrupted jobs, per root. */
+function attentionFamilies(
+  out: string[],
+  roots: readonly string[],
+  refused: ReadonlyMap<string, number>,
+  interrupted: ReadonlyMap<string, Interrupted>,
+): void {
+  const root = (r: string): string => `root="${labelValue(r)}"`;
+  family(
+    out,
+    'refused_directories',
+    'gauge',
+    "Directories refused for a reason only a change to the directory or the config lifts (a name ZFS forbids, over the quota): remembered, not retried, not counted as failures; 'status' lists them.",
+  );
+  for (const r of [...new Set([...roots, ...refused.keys()])].sort())
+    out.push(`${PREFIX}_refused_directories{${root(r)}} ${number(refused.get(r) ?? 0)}`);
+  family(
+    out,
+    'interrupted_jobs',
+    'gauge',
+    "Jobs no process works on (interrupted, or failed mid-way), left for 'recover' or the next sweep; 'status' lists them.",
+  );
+  for (const r of [...new Set([...roots, ...interrupted.keys()])].sort())
+    out.push(`${PREFIX}_interrupted_jobs{${root(r)}} ${number(interrupted.get(r)?.count ?? 0)}`);
+  family(
+    out,
+    'oldest_interrupted_job_timestamp_seconds',
+    'gauge',
+    'When the oldest of those jobs was last written to the journal, in seconds since the epoch; only for a root that has one. Alert on its age.',
+  );
+  for (const r of [...interrupted.keys()].sort())
+    out.push(`${PREFIX}_oldest_interrupted_job_timestamp_seconds{${root(r)}} ${number(interrupted.get(r)!.oldest)}`);
+}
+
+function family(out: string[], name: string, type: 'counter' | 'gauge' | 'histogram', help: string): void {
+  out.push(`# HELP ${PREFIX}_${name} ${help}`, `# TYPE ${PREFIX}_${name} ${type}`);
+}
+
+/** The daemon's own lines: its heartbeat, and its queue and jobs while its pid runs. */
+function daemonFamilies(out: string[], state: MetricsState, alive: (pid: number) => boolean): void {
   // No "daemon_up": a file cannot say that its writer died. The heartbeat ages instead.
-  family('daemon_heartbeat_timestamp_seconds', 'gauge', `When the daemon (watch) last said it was alive (every ${HEARTBEAT_SECONDS} s while it runs), in seconds since the epoch; 0 if never. It stops on any end, SIGKILL included: alert on time() - this > ${HEARTBEAT_SECONDS * 6}.`);
+  family(
+    out,
+    'daemon_heartbeat_timestamp_seconds',
+    'gauge',
+    `When the daemon (watch) last said it was alive (every ${HEARTBEAT_SECONDS} s while it runs), in seconds since the epoch; 0 if never. It stops on any end, SIGKILL included: alert on time() - this > ${HEARTBEAT_SECONDS * 6}.`,
+  );
   out.push(`${PREFIX}_daemon_heartbeat_timestamp_seconds ${number(state.heartbeat ?? 0)}`);
   const daemon = state.daemon !== undefined && alive(state.daemon.pid) ? state.daemon : undefined;
-  family('queue_length', 'gauge', "Directories in the daemon's queue, seen and not yet started (as of its last heartbeat).");
+  family(out, 'queue_length', 'gauge', "Directories in the daemon's queue, seen and not yet started (as of its last heartbeat).");
   out.push(`${PREFIX}_queue_length ${number(daemon?.queued ?? 0)}`);
-  family('jobs', 'gauge', "The daemon's jobs in flight: working (holding a work slot) or waiting (quiet or grace period, a slot).");
+  family(out, 'jobs', 'gauge', "The daemon's jobs in flight: working (holding a work slot) or waiting (quiet or grace period, a slot).");
   out.push(`${PREFIX}_jobs{state="working"} ${number(daemon?.working ?? 0)}`);
   out.push(`${PREFIX}_jobs{state="waiting"} ${number(daemon?.waiting ?? 0)}`);
-  return `${out.join('\n')}\n`;
 }
 
 function pidAlive(pid: number): boolean {
@@ -225,7 +328,10 @@ export class MetricsTextfile {
 
   /** Applies `change` to the state under the lock and writes both files. */
   async update(change: (state: MetricsState) => void): Promise<void> {
-    const lock = await acquireLock(this.stateDir, LOCK_ID, { waitMs: LOCK_WAIT_MS, busyMessage: 'another process held the metrics lock for 30 s' });
+    const lock = await acquireLock(this.stateDir, LOCK_ID, {
+      waitMs: LOCK_WAIT_MS,
+      busyMessage: 'another process held the metrics lock for 30 s',
+    });
     try {
       const file = metricsStateFile(this.stateDir);
       const state = parseState(await readFile(file, 'utf8').catch(() => ''));
@@ -234,9 +340,13 @@ export class MetricsTextfile {
       // The counters are kept even when the textfile cannot be written: the next write shows them.
       const refused = new Map<string, number>();
       for (const r of await listRefusals(join(this.stateDir, 'refusals'))) refused.set(r.rootdir, (refused.get(r.rootdir) ?? 0) + 1);
-      await writeFileAtomic(this.textfile, renderMetrics(state, pidAlive, refused, await interruptedJobs(this.stateDir)), 0o644).catch((error: unknown) => {
-        throw new Error(`metrics textfile ${this.textfile} (config metrics.textfile) not written: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-      });
+      await writeFileAtomic(this.textfile, renderMetrics(state, pidAlive, refused, await interruptedJobs(this.stateDir)), 0o644).catch(
+        (error: unknown) => {
+          throw new Error(
+            `metrics textfile ${this.textfile} (config metrics.textfile) not written: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+          );
+        },
+      );
     } finally {
       await lock.release();
     }

@@ -98,12 +98,18 @@ export class RateMeter {
 }
 
 /** "1,234 of 3,000 files, 120 of 288 MiB (41%), 41.2 MiB/s, ETA 0:04" (as much of it as is known). */
-export function countsText(job: Pick<JobProgress, 'files' | 'bytes' | 'totalFiles' | 'totalBytes'>, rate: number | undefined, brief = false): string {
+export function countsText(
+  job: Pick<JobProgress, 'files' | 'bytes' | 'totalFiles' | 'totalBytes'>,
+  rate: number | undefined,
+  brief = false,
+): string {
   const parts: string[] = [];
   // Brief (a narrow terminal): the files' count goes first, the bytes, rate and ETA stay.
   if (job.files !== undefined && !(brief && job.bytes !== undefined)) {
     const total = job.totalFiles !== undefined && job.totalFiles >= job.files ? job.totalFiles : undefined;
-    parts.push(`${formatCount(job.files)}${total !== undefined ? ` of ${formatCount(total)}` : ''} file${(total ?? job.files) === 1 ? '' : 's'}`);
+    parts.push(
+      `${formatCount(job.files)}${total !== undefined ? ` of ${formatCount(total)}` : ''} file${(total ?? job.files) === 1 ? '' : 's'}`,
+    );
   }
   if (job.bytes !== undefined) {
     const total = job.totalBytes !== undefined && job.totalBytes >= job.bytes ? job.totalBytes : undefined;

@@ -63,7 +63,9 @@ export class Heartbeat implements JobObserver {
       tracked.said++;
       tracked.next = now + Math.min(FIRST_MS * 2 ** tracked.said, MAX_EVERY_MS);
       // "still waiting for a quiet period since 10:41:02 (1:00)…", "still at migrate/copy (1:00): 1,234 of 3,000 files…"
-      job.log.info(`still ${job.waiting !== undefined ? '' : 'at '}${activityText(job, now, tracked.meter.rate(now))}`, { step: job.step ?? job.phase });
+      job.log.info(`still ${job.waiting !== undefined ? '' : 'at '}${activityText(job, now, tracked.meter.rate(now))}`, {
+        step: job.step ?? job.phase,
+      });
     }
   }
 }

@@ -43,9 +43,7 @@ export function changesNothing(argv: readonly string[]): boolean {
   return words.includes('--dry-run') || words.includes('check-config');
 }
 
-export type CompileCacheResult =
-  | { readonly used: true; readonly directory: string }
-  | { readonly used: false; readonly why: string };
+export type CompileCacheResult = { readonly used: true; readonly directory: string } | { readonly used: false; readonly why: string };
 
 /**
  * Turns the compile cache on in `directory` when Node has one and the directory is a trusted place.
@@ -66,7 +64,8 @@ export function startCompileCache(
     const real = prepareTrustedDir(dir, { create: true, what: `compile cache ${quoteName(dir)}` });
     const result = api.enableCompileCache(real);
     // Node's statuses: 0 FAILED, 1 ENABLED, 2 ALREADY_ENABLED, 3 DISABLED (NODE_DISABLE_COMPILE_CACHE).
-    if (result.status !== 1 && result.status !== 2) return { used: false, why: result.message ?? `Node did not enable it (status ${result.status})` };
+    if (result.status !== 1 && result.status !== 2)
+      return { used: false, why: result.message ?? `Node did not enable it (status ${result.status})` };
     return { used: true, directory: real };
   } catch (error) {
     return { used: false, why: (error as NodeJS.ErrnoException).code ?? (error as Error).message };

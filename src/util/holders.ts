@@ -142,7 +142,13 @@ export function parseMounts(text: string): MountRecord[] {
     const dev = /^(\d+):(\d+)$/.exec(f[2] ?? '');
     if (!dev || f[3] === undefined || f[4] === undefined) continue;
     const readOnly = (f[5] ?? '').split(',').includes('ro');
-    out.push({ id: Number(f[0]), dev: makeDev(Number(dev[1]), Number(dev[2])), root: unescapeMountPath(f[3]), mountpoint: unescapeMountPath(f[4]), readOnly });
+    out.push({
+      id: Number(f[0]),
+      dev: makeDev(Number(dev[1]), Number(dev[2])),
+      root: unescapeMountPath(f[3]),
+      mountpoint: unescapeMountPath(f[4]),
+      readOnly,
+    });
   }
   return out;
 }
@@ -182,11 +188,22 @@ export function mountsInto(m: MountRecord, tree: HeldTree): boolean {
 export async function treeOf(fd: number): Promise<HeldTree | undefined> {
   const st = fstatSync(fd);
   if (st.nlink === 0) return undefined;
-  const [info, link, mounts] = await Promise.all([readFile(`/proc/self/fdinfo/${fd}`, 'utf8'), readlink(`/proc/self/fd/${fd}`), readFile('/proc/self/mountinfo', 'utf8')]);
+  const [info, link, mounts] = await Promise.all([
+    readFile(`/proc/self/fdinfo/${fd}`, 'utf8'),
+    readlink(`/proc/self/fd/${fd}`),
+    readFile('/proc/self/mountinfo', 'utf8'),
+  ]);
   const { mntId } = parseFdinfo(info);
   const m = parseMounts(mounts).find((x) => x.id === mntId);
   if (m === undefined) return undefined;
-  const rel = m.mountpoint === '/' ? link : link === m.mountpoint ? '' : link.startsWith(`${m.mountpoint}/`) ? link.slice(m.mountpoint.length) : undefined;
+  const rel =
+    m.mountpoint === '/'
+      ? link
+      : link === m.mountpoint
+        ? ''
+        : link.startsWith(`${m.mountpoint}/`)
+          ? link.slice(m.mountpoint.length)
+          : undefined;
   if (rel === undefined) return undefined;
   const path = m.root === '/' ? rel || '/' : `${m.root}${rel}`;
   return { dev: m.dev, path, uid: st.uid };
@@ -374,7 +391,12 @@ class HolderScan {
   }
 
   /** Whether the object behind a magic link is held: mount and inode from fdinfo, else stat. */
-  private check(info: FdInfo, link: string, devices: Map<number, number>, unknownMount: 'skip' | 'stat'): Promise<{ dir: boolean; dev: number; ino: number } | undefined> {
+  private check(
+    info: FdInfo,
+    link: string,
+    devices: Map<number, number>,
+    unknownMount: 'skip' | 'stat',
+  ): Promise<{ dir: boolean; dev: number; ino: number } | undefined> {
     return this.limiter.run(async () => {
       const { mntId, ino } = this.statOnly ? ({} as FdInfo) : info;
       const dev = mntId === undefined ? undefined : devices.get(mntId);
@@ -500,20 +522,39 @@ async function ownedBy(base: string, trees: readonly HeldTree[]): Promise<HeldTr
 
 /** The process's descriptors in flight count for the trees of its owner. */
 async function inflightHits(base: string, count: number, trees: readonly HeldTree[]): Promise<Omit<Hit, 'pid' | 'command'>[]> {
-  return (await ownedBy(base, trees)).map((tree) => ({ how: 'inflight' as const, isDirectory: false, dev: tree.dev, ino: 0, path: 'a socket', inflight: count, tree }));
+  return (await ownedBy(base, trees)).map((tree) => ({
+    how: 'inflight' as const,
+    isDirectory: false,
+    dev: tree.dev,
+    ino: 0,
+    path: 'a socket',
+    inflight: count,
+    tree,
+  }));
 }
 
 /**
  * A mount namespace no process is in, kept alive by a descriptor or an nsfs mount of it: its
  * mountinfo cannot be read, so it counts for the trees of the owner of the process that keeps it.
  */
-async function keptHits(kept: readonly { pid: string; base: string; ns: string }[], seen: ReadonlySet<string>, trees: readonly HeldTree[]): Promise<Hit[]> {
+async function keptHits(
+  kept: readonly { pid: string; base: string; ns: string }[],
+  seen: ReadonlySet<string>,
+  trees: readonly HeldTree[],
+): Promise<Hit[]> {
   const found: Hit[] = [];
   const done = new Set(seen);
   for (const k of kept) {
     if (done.has(k.ns)) continue;
     done.add(k.ns);
-    const hits = (await ownedBy(k.base, trees)).map((tree) => ({ how: 'namespace' as const, isDirectory: false, dev: tree.dev, ino: 0, path: k.ns, tree }));
+    const hits = (await ownedBy(k.base, trees)).map((tree) => ({
+      how: 'namespace' as const,
+      isDirectory: false,
+      dev: tree.dev,
+      ino: 0,
+      path: k.ns,
+      tree,
+    }));
     found.push(...(await named(k.pid, k.base, hits)));
   }
   return found;
@@ -527,8 +568,18 @@ async function nfsdHits(nfsdRoot: string, held: (dev: number, ino: number) => bo
     const states = await readFile(`${nfsdRoot}/clients/${client}/states`, 'utf8').catch(() => '');
     const mine = parseNfsdStates(states).filter((s) => held(s.dev, s.ino));
     if (mine.length === 0) continue;
-    const address = parseNfsdClientAddress(await readFile(`${nfsdRoot}/clients/${client}/info`, 'utf8').catch(() => '')) ?? `client ${client}`;
-    for (const s of mine) found.push({ pid: 0, command: `nfsd (NFSv4 client ${address}, ${s.type})`, how: 'nfsd', isDirectory: false, dev: s.dev, ino: s.ino, path: s.filename });
+    const address =
+      parseNfsdClientAddress(await readFile(`${nfsdRoot}/clients/${client}/info`, 'utf8').catch(() => '')) ?? `client ${client}`;
+    for (const s of mine)
+      found.push({
+        pid: 0,
+        command: `nfsd (NFSv4 client ${address}, ${s.type})`,
+        how: 'nfsd',
+        isDirectory: false,
+        dev: s.dev,
+        ino: s.ino,
+        path: s.filename,
+      });
   }
   return found;
 }

@@ -22,7 +22,11 @@ export class Limiter {
    * however many there are): stops taking items at the first error, or once `stopped()` says so,
    * waits for those started, and throws the first error.
    */
-  async forEach<T>(items: readonly T[], fn: (item: T, index: number) => Promise<void>, stopped: () => boolean = () => false): Promise<void> {
+  async forEach<T>(
+    items: readonly T[],
+    fn: (item: T, index: number) => Promise<void>,
+    stopped: () => boolean = () => false,
+  ): Promise<void> {
     let next = 0;
     let failed = false;
     const worker = async (): Promise<void> => {

@@ -55,7 +55,13 @@ export interface QuietOptions {
 export type QuietResult =
   | { readonly quiet: true; readonly changes: number }
   /** At the deadline (stopped: false) or stopped by the signal; `holders`: the last ones seen. */
-  | { readonly quiet: false; readonly stopped: boolean; readonly holders: readonly Holder[]; readonly busy: string; readonly changes: number };
+  | {
+      readonly quiet: false;
+      readonly stopped: boolean;
+      readonly holders: readonly Holder[];
+      readonly busy: string;
+      readonly changes: number;
+    };
 
 /** The state of one wait (see waitQuiet). */
 class QuietWait {

@@ -293,7 +293,14 @@ export async function startAgent(userDir: string, opts?: { parked?: boolean }): 
   const names = opts?.parked ? [`zdc-park-${randomBytes(6).toString('hex')}`, `zdc-back-${randomBytes(6).toString('hex')}`] : [];
   let friend: { process: ResultPromise; next: () => Promise<string> } | undefined;
   if (opts?.parked) {
-    const f = execa('setpriv', ['--reuid=65533', '--regid=65533', '--clear-groups', '--', PYTHON, '-c', FRIEND, ...names], { cwd: '/', reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false });
+    const f = execa('setpriv', ['--reuid=65533', '--regid=65533', '--clear-groups', '--', PYTHON, '-c', FRIEND, ...names], {
+      cwd: '/',
+      reject: false,
+      stdin: 'pipe',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      buffer: false,
+    });
     friend = { process: f, next: lineChild(f) };
     const up = await friend.next();
     if (up !== 'ready') throw new Error(`the friend did not start: ${up}`);

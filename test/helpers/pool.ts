@@ -68,10 +68,17 @@ export async function zfsFuseDiagnosis(): Promise<string> {
 export async function createThrowawayPool(files: PoolFiles, sizeMb: number): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     await execa('truncate', ['-s', `${sizeMb}M`, files.image]);
-    const r = await execa('zpool', ['create', '-f', '-m', files.mount, files.pool, files.image], { reject: false, timeout: scaled(120_000) });
+    const r = await execa('zpool', ['create', '-f', '-m', files.mount, files.pool, files.image], {
+      reject: false,
+      timeout: scaled(120_000),
+    });
     if (r.exitCode === 0) await register(files.pool);
     if (r.exitCode === 0 && (await answers(files.mount))) return;
-    const why = r.timedOut ? 'zpool create did not return' : r.exitCode !== 0 ? `zpool create: ${r.stderr.trim()}` : `its mount ${files.mount} does not answer`;
+    const why = r.timedOut
+      ? 'zpool create did not return'
+      : r.exitCode !== 0
+        ? `zpool create: ${r.stderr.trim()}`
+        : `its mount ${files.mount} does not answer`;
     if (attempt > 0 || !(await zfsFuse()) || (r.exitCode !== 0 && !r.timedOut)) {
       if (r.exitCode === 0) await destroyThrowawayPool(files);
       throw new Error(`throwaway pool ${files.pool}: ${why}`);
@@ -124,7 +131,9 @@ export async function destroyThrowawayPool(files: PoolFiles, deadlineMs = scaled
     if (Date.now() > deadline) break;
     await sleep(Math.min(250 * 2 ** i, 4000));
   }
-  console.warn(`throwaway pool ${files.pool}: not destroyed after ${Math.round(deadlineMs / 1000)} s (${last}); held by ${await holders(files.mount)}`);
+  console.warn(
+    `throwaway pool ${files.pool}: not destroyed after ${Math.round(deadlineMs / 1000)} s (${last}); held by ${await holders(files.mount)}`,
+  );
   return false;
 }
 

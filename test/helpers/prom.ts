@@ -69,7 +69,8 @@ export function parseExposition(text: string): Map<string, Family> {
         if (!TYPES.has(rest)) throw new Error(`bad type ${rest} for ${name}`);
         current.type = rest;
       }
-      if (current.help !== undefined && current.type !== undefined) families.set(name, { name, type: current.type, help: current.help, samples: [] });
+      if (current.help !== undefined && current.type !== undefined)
+        families.set(name, { name, type: current.type, help: current.help, samples: [] });
       continue;
     }
     if (line.startsWith('#')) continue;
@@ -79,9 +80,11 @@ export function parseExposition(text: string): Map<string, Family> {
     const value = valueText === '+Inf' ? Infinity : valueText === '-Inf' ? -Infinity : Number(valueText);
     if (valueText !== 'NaN' && Number.isNaN(value)) throw new Error(`bad value in ${JSON.stringify(line)}`);
     const family = [...families.values()].at(-1);
-    const base = family && [family.name, `${family.name}_bucket`, `${family.name}_sum`, `${family.name}_count`].includes(name) ? family : undefined;
+    const base =
+      family && [family.name, `${family.name}_bucket`, `${family.name}_sum`, `${family.name}_count`].includes(name) ? family : undefined;
     if (!base) throw new Error(`sample ${name} outside its family (HELP and TYPE must come first)`);
-    if (base.type !== 'histogram' && base.type !== 'summary' && name !== base.name) throw new Error(`sample ${name} in ${base.type} family ${base.name}`);
+    if (base.type !== 'histogram' && base.type !== 'summary' && name !== base.name)
+      throw new Error(`sample ${name} in ${base.type} family ${base.name}`);
     const labels = labelText === undefined ? {} : parseLabels(labelText, line);
     const key = `${name}${JSON.stringify(Object.entries(labels).sort())}`;
     if (series.has(key)) throw new Error(`series ${key} twice`);
@@ -95,7 +98,12 @@ export function parseExposition(text: string): Map<string, Family> {
 export function sampleValue(families: Map<string, Family>, name: string, labels: Record<string, string> = {}): number | undefined {
   for (const family of families.values()) {
     for (const s of family.samples) {
-      if (s.name === name && Object.keys(labels).every((k) => s.labels[k] === labels[k]) && Object.keys(s.labels).length === Object.keys(labels).length) return s.value;
+      if (
+        s.name === name &&
+        Object.keys(labels).every((k) => s.labels[k] === labels[k]) &&
+        Object.keys(s.labels).length === Object.keys(labels).length
+      )
+        return s.value;
     }
   }
   return undefined;

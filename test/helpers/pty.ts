@@ -34,7 +34,10 @@ export interface PtyResult {
   readonly output: string;
 }
 
-export async function runInPty(command: readonly string[], options: { env?: Record<string, string>; columns?: number; timeoutMs?: number } = {}): Promise<PtyResult> {
+export async function runInPty(
+  command: readonly string[],
+  options: { env?: Record<string, string>; columns?: number; timeoutMs?: number } = {},
+): Promise<PtyResult> {
   const r = await execa('/usr/bin/python3', ['-c', SPAWN, String(options.columns ?? 200), ...command], {
     reject: false,
     stdin: 'ignore',

@@ -32,13 +32,26 @@ export interface LeftoverOptions {
  */
 export async function leftovers(p: TestPool, options: LeftoverOptions = {}): Promise<string[]> {
   const list = async (dir: string): Promise<string[]> => readdir(join(p.stateDir, dir)).catch(() => [] as string[]);
-  const [helpers, journal, allLocks, manifests] = await Promise.all([helperEntries(p.mount), list('jobs'), list('locks'), list('manifests')]);
+  const [helpers, journal, allLocks, manifests] = await Promise.all([
+    helperEntries(p.mount),
+    list('jobs'),
+    list('locks'),
+    list('manifests'),
+  ]);
   const ours = (name: string): boolean => name !== p.pool && !(options.testDatasets?.(name) ?? false);
   // Not a job's: zfs-fuse's mount turn (plugins/zfs/zfs.ts), which a process killed in its turn
   // leaves; the next mount takes it over and removes it.
   const locks = allLocks.filter((l) => l !== ZFS_FUSE_MOUNT_LOCK);
-  const unfinished = (await datasets(p.pool)).filter((d) => ours(d.name) && d.state !== 'live').map((d) => `dataset ${d.name} (${d.state})`);
-  return [...helpers, ...journal.map((j) => `jobs/${j}`), ...locks.map((l) => `locks/${l}`), ...manifests.map((m) => `manifests/${m}`), ...unfinished];
+  const unfinished = (await datasets(p.pool))
+    .filter((d) => ours(d.name) && d.state !== 'live')
+    .map((d) => `dataset ${d.name} (${d.state})`);
+  return [
+    ...helpers,
+    ...journal.map((j) => `jobs/${j}`),
+    ...locks.map((l) => `locks/${l}`),
+    ...manifests.map((m) => `manifests/${m}`),
+    ...unfinished,
+  ];
 }
 
 /** The staging mountpoint or the moved-aside original of the job for `name`. */

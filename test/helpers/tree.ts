@@ -30,10 +30,17 @@ export async function describeTree(root: string, options: { mtimes?: boolean } =
   const walk = async (rel: string): Promise<void> => {
     const p = join(root, rel);
     const s = await lstat(p);
-    const e: Entry = { type: s.isDirectory() ? 'dir' : s.isSymbolicLink() ? 'link' : s.isFile() ? 'file' : 'other', mode: s.mode & 0o7777, uid: s.uid, gid: s.gid };
+    const e: Entry = {
+      type: s.isDirectory() ? 'dir' : s.isSymbolicLink() ? 'link' : s.isFile() ? 'file' : 'other',
+      mode: s.mode & 0o7777,
+      uid: s.uid,
+      gid: s.gid,
+    };
     if (s.isFile()) {
       e.size = s.size;
-      e.sha = createHash('sha256').update(await readFile(p)).digest('hex');
+      e.sha = createHash('sha256')
+        .update(await readFile(p))
+        .digest('hex');
       if (options.mtimes) e.mtime = Math.floor(s.mtimeMs);
     }
     if (s.isSymbolicLink()) e.target = await readlink(p);

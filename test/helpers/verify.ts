@@ -70,7 +70,8 @@ export async function verifyTree(original: string, copy: string, options: Verify
       diff(`is a ${kind(a)} in the original, a ${kind(b)} in the copy`);
       return false;
     }
-    if ((a.mode & 0o7777) !== (b.mode & 0o7777) && !a.isSymbolicLink()) diff(`mode ${(a.mode & 0o7777).toString(8)} vs ${(b.mode & 0o7777).toString(8)}`);
+    if ((a.mode & 0o7777) !== (b.mode & 0o7777) && !a.isSymbolicLink())
+      diff(`mode ${(a.mode & 0o7777).toString(8)} vs ${(b.mode & 0o7777).toString(8)}`);
     if (a.uid !== b.uid || a.gid !== b.gid) diff(`owner ${a.uid}:${a.gid} vs ${b.uid}:${b.gid}`);
     if (a.isFile()) {
       bytes += a.size;
@@ -107,4 +108,3 @@ export async function verifyTree(original: string, copy: string, options: Verify
   await walk('');
   return { entries, bytes, differences };
 }
-

@@ -26,7 +26,9 @@ export async function assertZfsAvailable(): Promise<void> {
   // A zfs-fuse that stopped answering is restarted by createThrowawayPool (test/helpers/pool.ts).
   if (r.timedOut) return;
   if ((r as { code?: string }).code === 'ENOENT' || r.exitCode !== 0) {
-    throw new Error(`ZFS is not available (zpool list: ${r.stderr || 'not found'}); run scripts/setup.sh as root (it installs and starts zfs-fuse)`);
+    throw new Error(
+      `ZFS is not available (zpool list: ${r.stderr || 'not found'}); run scripts/setup.sh as root (it installs and starts zfs-fuse)`,
+    );
   }
 }
 
@@ -69,7 +71,10 @@ export function cliEnv(stateDir: string, extra: Record<string, string> = {}): Re
 }
 
 /** Runs the built CLI (what the bin and incron run). */
-export async function cli(args: readonly string[], options: { stateDir: string; env?: Record<string, string>; cwd?: string; timeoutMs?: number }): Promise<CliResult> {
+export async function cli(
+  args: readonly string[],
+  options: { stateDir: string; env?: Record<string, string>; cwd?: string; timeoutMs?: number },
+): Promise<CliResult> {
   const r = await execa(process.execPath, [CLI, ...args], {
     reject: false,
     env: cliEnv(options.stateDir, options.env),
@@ -108,7 +113,9 @@ export function cliLogged(args: readonly string[], options: { stateDir: string }
 }
 
 /** Plugin lists that keep tests fast: short quiet and grace periods, no syslog. */
-export function fastPlugins(extra: { quiet?: Record<string, unknown>; rsync?: Record<string, unknown>; zfs?: Record<string, unknown>; more?: unknown[] } = {}): unknown[] {
+export function fastPlugins(
+  extra: { quiet?: Record<string, unknown>; rsync?: Record<string, unknown>; zfs?: Record<string, unknown>; more?: unknown[] } = {},
+): unknown[] {
   return [
     'name-filter',
     ['quiet-wait', { quietSeconds: 0.3, maxWaitSeconds: scaled(30_000) / 1000, ...extra.quiet }],
@@ -120,7 +127,12 @@ export function fastPlugins(extra: { quiet?: Record<string, unknown>; rsync?: Re
 
 /** Writes a JSON config for one root and returns its path. */
 /** Writes a config for the pool's root (to `name` in the pool's work directory, so that several can coexist) and returns its path. */
-export async function writeConfig(p: TestPool, plugins: unknown[], more: Record<string, unknown> = {}, name = 'config.json'): Promise<string> {
+export async function writeConfig(
+  p: TestPool,
+  plugins: unknown[],
+  more: Record<string, unknown> = {},
+  name = 'config.json',
+): Promise<string> {
   const file = join(p.work, name);
   await writeFile(file, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins }], ...more }, null, 1));
   return file;
@@ -157,7 +169,8 @@ export async function waitLive(p: Pick<TestPool, 'pool'>, names: readonly string
     const now = await datasetStates(p);
     const missing = names.filter((n) => now.get(n) !== 'live');
     if (missing.length === 0) return;
-    if (Date.now() > deadline) throw new Error(`not converted after ${timeoutMs} ms: ${missing.slice(0, 10).join(', ')} (${missing.length} in all)`);
+    if (Date.now() > deadline)
+      throw new Error(`not converted after ${timeoutMs} ms: ${missing.slice(0, 10).join(', ')} (${missing.length} in all)`);
     await sleep(500);
   }
 }

@@ -39,7 +39,14 @@ async function makeBurst(prefix: string, count: number): Promise<string[]> {
 /** Mounted at their path past the commit: in their grace period (swapped) or finished (live). */
 async function live(): Promise<Set<string>> {
   return new Set(
-    (await datasets(p.pool)).filter((d) => (d.state === 'live' || d.state === 'swapped') && d.mounted === 'yes' && d.mountpoint === join(p.mount, d.name.slice(p.pool.length + 1))).map((d) => d.name.slice(p.pool.length + 1)),
+    (await datasets(p.pool))
+      .filter(
+        (d) =>
+          (d.state === 'live' || d.state === 'swapped') &&
+          d.mounted === 'yes' &&
+          d.mountpoint === join(p.mount, d.name.slice(p.pool.length + 1)),
+      )
+      .map((d) => d.name.slice(p.pool.length + 1)),
   );
 }
 
@@ -53,7 +60,9 @@ describe('a burst of 40 directories with the default settings', () => {
     // While they wait for quiet, status sees every one of them, none holding a work slot.
     let seen: { active: { name: string; working: boolean; waiting?: string }[] } | undefined;
     for (let i = 0; i < 100; i++) {
-      const s = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as { daemon: typeof seen | null };
+      const s = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as {
+        daemon: typeof seen | null;
+      };
       if (s.daemon && s.daemon.active.length === names.length) {
         seen = s.daemon;
         break;
@@ -70,7 +79,11 @@ describe('a burst of 40 directories with the default settings', () => {
     while (!names.every((n) => out().includes(`[${n}] converted into`)) && Date.now() < deadline) await sleep(500);
     for (const n of names) expect(out()).toContain(`[${n}] converted into`);
     expect((await datasets(p.pool)).filter((d) => d.name !== p.pool && d.state !== 'live')).toEqual([]);
-    expect(out().split('\n').filter((l) => /ERROR|WARN|Warning/.test(l))).toEqual([]);
+    expect(
+      out()
+        .split('\n')
+        .filter((l) => /ERROR|WARN|Warning/.test(l)),
+    ).toEqual([]);
     expect(await leftovers(p)).toEqual([]);
     expect(await daemon.stop()).toBe(0);
     // The daemon's status file goes with it.

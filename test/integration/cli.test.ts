@@ -12,7 +12,10 @@ let config: string;
 
 beforeAll(async () => {
   p = await createPool('cli');
-  config = await writeConfig(p, [...fastPlugins(), [join(import.meta.dirname, '..', 'fixtures', 'plugins', 'site-note.mjs'), { to: 'ops' }]]);
+  config = await writeConfig(p, [
+    ...fastPlugins(),
+    [join(import.meta.dirname, '..', 'fixtures', 'plugins', 'site-note.mjs'), { to: 'ops' }],
+  ]);
 });
 afterAll(async () => {
   await p?.destroy();
@@ -22,7 +25,10 @@ describe('list-plugins', () => {
   it('shows every plugin of every root with its source, version and hooks in lifecycle order', async () => {
     const r = await cli(['--config', config, 'list-plugins', '--json'], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(0);
-    const out = JSON.parse(r.stdout) as { config: string; roots: { rootdir: string; plugins: { name: string; source: string; version: string; hooks: string[] }[] }[] };
+    const out = JSON.parse(r.stdout) as {
+      config: string;
+      roots: { rootdir: string; plugins: { name: string; source: string; version: string; hooks: string[] }[] }[];
+    };
     expect(out.config).toBe(config);
     expect(out.roots[0]!.rootdir).toBe(p.mount);
     const byName = Object.fromEntries(out.roots[0]!.plugins.map((x) => [x.name, x]));
@@ -75,7 +81,10 @@ describe('status and errors', () => {
 
   it('gives a one-line error naming the file and key for a bad config', async () => {
     const bad = join(p.work, 'bad.json');
-    await writeFile(bad, JSON.stringify({ roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [['rsync', { graceSeconds: -1 }], 'zfs'] }] }));
+    await writeFile(
+      bad,
+      JSON.stringify({ roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [['rsync', { graceSeconds: -1 }], 'zfs'] }] }),
+    );
     const r = await cli(['--config', bad, 'handle', join(p.mount, 'x')], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -107,14 +116,20 @@ describe('the compile cache', () => {
     onTestFinished(() => rm(work, { recursive: true, force: true }));
     const dir = join(work, 'compile');
     // check-config and dry runs change nothing, not even the cache.
-    const checked = await cli(['--config', config, 'check-config'], { stateDir: p.stateDir, env: { ZFS_DYNAMIC_CREATOR_COMPILE_CACHE: dir } });
+    const checked = await cli(['--config', config, 'check-config'], {
+      stateDir: p.stateDir,
+      env: { ZFS_DYNAMIC_CREATOR_COMPILE_CACHE: dir },
+    });
     expect(checked.exitCode, checked.stderr).toBe(0);
     await expect(stat(dir)).rejects.toThrow(/ENOENT/);
     // A name the filter leaves alone: the incron path, whose start-up the cache is for.
     const hidden = join(p.mount, '.hidden-cc');
     await mkdir(hidden);
     onTestFinished(() => rm(hidden, { recursive: true, force: true }));
-    const r = await cli(['--config', config, p.pool, p.mount, '.hidden-cc', 'IN_CREATE,IN_ISDIR'], { stateDir: p.stateDir, env: { ZFS_DYNAMIC_CREATOR_COMPILE_CACHE: dir } });
+    const r = await cli(['--config', config, p.pool, p.mount, '.hidden-cc', 'IN_CREATE,IN_ISDIR'], {
+      stateDir: p.stateDir,
+      env: { ZFS_DYNAMIC_CREATOR_COMPILE_CACHE: dir },
+    });
     expect(r.exitCode, r.stderr).toBe(0);
     if (typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache === 'function') {
       expect((await stat(dir)).mode & 0o7777).toBe(0o700);

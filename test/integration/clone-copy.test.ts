@@ -59,7 +59,11 @@ describe('which copy is used', () => {
     const before = await describeTree(dir, { mtimes: true });
     const r = await convert('auto', {});
     expect(r).toMatchObject({ exitCode: 0, log: expect.stringContaining('converted into') });
-    expect(copyLines(r.log)).toEqual([expect.stringMatching(/INFO: .*copy: rsync \(block cloning not available: this ZFS does not know block cloning \(zfs-fuse, or OpenZFS before 2\.2\)\)$/)]);
+    expect(copyLines(r.log)).toEqual([
+      expect.stringMatching(
+        /INFO: .*copy: rsync \(block cloning not available: this ZFS does not know block cloning \(zfs-fuse, or OpenZFS before 2\.2\)\)$/,
+      ),
+    ]);
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
     expect(await leftovers(p)).toEqual([]);
   });
@@ -98,7 +102,10 @@ describe('which copy is used', () => {
     // time is within ~120 ns of a millisecond's end is left to rsync (about one in 8,000).
     const lines = copyLines(r.log);
     expect(lines).toHaveLength(1);
-    const m = /copy: block cloning, not probed \(blockCloning: always; (\d+) files copied by copy_file_range, [\d.]+ MiB(?:; (\d+) entr(?:y|ies) left to rsync)?\), then rsync for the rest$/.exec(lines[0]!);
+    const m =
+      /copy: block cloning, not probed \(blockCloning: always; (\d+) files copied by copy_file_range, [\d.]+ MiB(?:; (\d+) entr(?:y|ies) left to rsync)?\), then rsync for the rest$/.exec(
+        lines[0]!,
+      );
     expect(m, lines[0]).not.toBeNull();
     expect(Number(m![1]) + Number(m![2] ?? 0)).toBe(42);
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
@@ -207,7 +214,13 @@ async function userFilesKept(dir: string, files: ReadonlyMap<string, string>): P
   const bad: string[] = [];
   for (const [rel, content] of files) {
     const parts = rel.split('/');
-    const candidates = [rel, `${rel}.hidden`, ...parts.slice(0, -1).map((_, i) => [...parts.slice(0, i + 1).map((x, j) => (j === i ? `${x}.hidden` : x)), ...parts.slice(i + 1)].join('/'))];
+    const candidates = [
+      rel,
+      `${rel}.hidden`,
+      ...parts
+        .slice(0, -1)
+        .map((_, i) => [...parts.slice(0, i + 1).map((x, j) => (j === i ? `${x}.hidden` : x)), ...parts.slice(i + 1)].join('/')),
+    ];
     let ok = false;
     for (const c of candidates) {
       const s = await lstat(join(dir, c)).catch(() => undefined);
@@ -220,7 +233,14 @@ async function userFilesKept(dir: string, files: ReadonlyMap<string, string>): P
 
 describe('the clone walk cannot be redirected', () => {
   const cases = [
-    { kind: 'files', label: 'files swapped for symlinks to root-only files of the same names and sizes', layout: { '': 3, sub: 1500 }, base: 'sub', watch: 'sub', after: 100 },
+    {
+      kind: 'files',
+      label: 'files swapped for symlinks to root-only files of the same names and sizes',
+      layout: { '': 3, sub: 1500 },
+      base: 'sub',
+      watch: 'sub',
+      after: 100,
+    },
     {
       kind: 'dirs',
       label: 'directories swapped for symlinks to /root and to a root-only directory',
@@ -235,7 +255,10 @@ describe('the clone walk cannot be redirected', () => {
       const name = `victim-${c.kind}`;
       const dir = join(p.mount, name);
       const files = await makeUserDir(dir, c.layout, 4096);
-      const s = await makeSecret(Array.from({ length: 1500 }, (_, i) => fileName(i)), 4096);
+      const s = await makeSecret(
+        Array.from({ length: 1500 }, (_, i) => fileName(i)),
+        4096,
+      );
       secrets.push(s);
       const secretBefore = await s.snapshot();
       const report = join(p.work, `sweep-${c.kind}.json`);
@@ -246,7 +269,12 @@ describe('the clone walk cannot be redirected', () => {
         fastPlugins({
           quiet: { quietSeconds: 0 },
           rsync: { graceSeconds: 0.5, blockCloning: 'always' },
-          more: [[plugin, { name, base: c.base, watch: c.watch, after: c.after, kind: c.kind, target: s.dir, token: s.token, report, python: PYTHON }]],
+          more: [
+            [
+              plugin,
+              { name, base: c.base, watch: c.watch, after: c.after, kind: c.kind, target: s.dir, token: s.token, report, python: PYTHON },
+            ],
+          ],
         }),
         {},
         `${name}.json`,
@@ -257,11 +285,18 @@ describe('the clone walk cannot be redirected', () => {
       });
       const r = await child;
       const log = String(r.stderr);
-      const seen = JSON.parse(await readFile(report, 'utf8')) as { stagedAtSweep: number; swept: number; leakedAfterCopy: number; leakedAfterSeal: number };
+      const seen = JSON.parse(await readFile(report, 'utf8')) as {
+        stagedAtSweep: number;
+        swept: number;
+        leakedAfterCopy: number;
+        leakedAfterSeal: number;
+      };
       const lines = copyLines(log);
       const cloned = /(\d+) files copied by copy_file_range/.exec(lines.join('\n'));
       const total = files.size;
-      console.log(`clone-walk attack (${c.kind}): swept ${seen.swept} entries once ${seen.stagedAtSweep} were staged; ${cloned?.[1] ?? '?'} of ${total} files cloned; exit ${r.exitCode}; secret files in the staging copy after the copy step: ${seen.leakedAfterCopy}, after the seal: ${seen.leakedAfterSeal}`);
+      console.log(
+        `clone-walk attack (${c.kind}): swept ${seen.swept} entries once ${seen.stagedAtSweep} were staged; ${cloned?.[1] ?? '?'} of ${total} files cloned; exit ${r.exitCode}; secret files in the staging copy after the copy step: ${seen.leakedAfterCopy}, after the seal: ${seen.leakedAfterSeal}`,
+      );
       // The sweep landed during the clone walk: it began once the walk had staged `after` entries,
       // and the walk then found fewer of the user's files than there are.
       expect(seen.stagedAtSweep).toBeGreaterThanOrEqual(c.after);
@@ -279,7 +314,12 @@ describe('the clone walk cannot be redirected', () => {
         expect(seen.leakedAfterSeal).toBe(0);
         expect(await datasets(p.pool)).toContainEqual({ name: `${p.pool}/${name}`, mountpoint: dir, mounted: 'yes', state: 'live' });
       } else {
-        console.log(log.split('\n').filter((l) => l.includes('ERROR')).join('\n'));
+        console.log(
+          log
+            .split('\n')
+            .filter((l) => l.includes('ERROR'))
+            .join('\n'),
+        );
         // A copy that failed before the commit: rolled back, the original untouched.
         expect(log).toMatch(/migrate failed: .*rolled back, the original directory is untouched/);
         expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/${name}`);

@@ -42,7 +42,8 @@ describe('handle <dir>', () => {
     await chmod(dir, 0o2750);
     await chown(dir, 1001, 1002);
     // zfs-fuse has no xattrs or ACLs; OpenZFS has both. Check whatever the pool supports.
-    const xattrs = (await execa('setfattr', ['-n', 'user.origin', '-v', 'hiseq', join(dir, 'd1', 'f1.dat')], { reject: false })).exitCode === 0;
+    const xattrs =
+      (await execa('setfattr', ['-n', 'user.origin', '-v', 'hiseq', join(dir, 'd1', 'f1.dat')], { reject: false })).exitCode === 0;
     const acls = (await execa('setfacl', ['-m', 'u:4242:r', join(dir, 'd2', 'f2.dat')], { reject: false })).exitCode === 0;
     const before = await describeTree(dir, { mtimes: true });
 
@@ -194,7 +195,16 @@ describe('the original command line (incron)', () => {
     expect(ignored.exitCode).toBe(0);
     expect(ignored.stderr).toBe('');
     const r = await cli(
-      ['--config', config, '--delay=0', '--only-dirs-matching=^\\d\\d\\d\\d\\d\\d_\\w\\d\\d\\d\\d\\d_\\d\\d\\d\\d_\\w\\w\\w\\w\\w\\w\\w\\w\\w\\w$', p.pool, p.mount, '140613_D00123_0001_AC123DEFXX', 'IN_CREATE,IN_ISDIR'],
+      [
+        '--config',
+        config,
+        '--delay=0',
+        '--only-dirs-matching=^\\d\\d\\d\\d\\d\\d_\\w\\d\\d\\d\\d\\d_\\d\\d\\d\\d_\\w\\w\\w\\w\\w\\w\\w\\w\\w\\w$',
+        p.pool,
+        p.mount,
+        '140613_D00123_0001_AC123DEFXX',
+        'IN_CREATE,IN_ISDIR',
+      ],
       { stateDir: p.stateDir },
     );
     expect(r.exitCode).toBe(0);
@@ -204,7 +214,10 @@ describe('the original command line (incron)', () => {
   it('skips names the Python regex does not match, with a log line', async () => {
     const dir = join(p.mount, 'not-a-run');
     await makeTree(dir, 2);
-    const r = await cli(['--config', config, '--only-dirs-matching=^(?P<date>\\d{6})_', p.pool, p.mount, 'not-a-run', 'IN_CREATE,IN_ISDIR'], { stateDir: p.stateDir });
+    const r = await cli(
+      ['--config', config, '--only-dirs-matching=^(?P<date>\\d{6})_', p.pool, p.mount, 'not-a-run', 'IN_CREATE,IN_ISDIR'],
+      { stateDir: p.stateDir },
+    );
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toContain('skipped: name does not match');
     expect((await lstat(dir)).isDirectory()).toBe(true);

@@ -66,7 +66,10 @@ export default definePlugin({
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'zdc-deb-'));
   await chmod(work, 0o755);
-  const built = await execa(process.execPath, [join(PROJECT, 'scripts', 'package-deb.mjs'), '--out', join(work, 'build')], { reject: false, cwd: work });
+  const built = await execa(process.execPath, [join(PROJECT, 'scripts', 'package-deb.mjs'), '--out', join(work, 'build')], {
+    reject: false,
+    cwd: work,
+  });
   if (built.exitCode !== 0) throw new Error(`package-deb failed: ${built.stderr}`);
   deb = built.stdout.trim();
   lintian = execa('lintian', ['--fail-on', 'error', deb], { reject: false, env: { LANG: 'C.UTF-8' } });
@@ -90,7 +93,9 @@ describe('the package', () => {
     expect(await field('Depends')).toMatch(/(^|, )rsync, util-linux \(>= [\d.]+\), zfsutils-linux \| zfs-fuse$/);
     expect(await field('Depends')).toMatch(/libc6 \(>= /);
     expect(await field('Recommends')).toBe('nfs-kernel-server');
-    const paths = (await execa('dpkg-deb', ['--contents', deb])).stdout.split('\n').map((l) => l.replace(/^.* \.\//, '/').replace(/ -> .*$/, ''));
+    const paths = (await execa('dpkg-deb', ['--contents', deb])).stdout
+      .split('\n')
+      .map((l) => l.replace(/^.* \.\//, '/').replace(/ -> .*$/, ''));
     for (const path of [
       `/usr/bin/${NAME}`,
       `/usr/share/man/man1/${NAME}.1.gz`,
@@ -113,15 +118,23 @@ describe('the package', () => {
     await execa('dpkg-deb', ['--control', deb, control]);
     for (const script of ['postinst', 'postrm']) {
       const text = await readFile(join(control, script), 'utf8');
-      const commands = text.split('\n').filter((l) => /^\s*[^#\s]/.test(l) && /\b(systemctl|deb-systemd-\S+|invoke-rc\.d|service|rm)\b/.test(l));
-      expect(commands.map((l) => l.trim()), script).toEqual(['systemctl --system daemon-reload >/dev/null || true']);
+      const commands = text
+        .split('\n')
+        .filter((l) => /^\s*[^#\s]/.test(l) && /\b(systemctl|deb-systemd-\S+|invoke-rc\.d|service|rm)\b/.test(l));
+      expect(
+        commands.map((l) => l.trim()),
+        script,
+      ).toEqual(['systemctl --system daemon-reload >/dev/null || true']);
       await execa('sh', ['-n', join(control, script)]);
     }
     await expect(readFile(join(control, 'prerm'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('the building script says in one line that the Node binary is missing', async () => {
-    const r = await execa(process.execPath, [join(PROJECT, 'scripts', 'sea.mjs'), '--out', join(work, 'no-node')], { reject: false, env: { ZDC_SEA_NODE: join(work, 'no-such-node') } });
+    const r = await execa(process.execPath, [join(PROJECT, 'scripts', 'sea.mjs'), '--out', join(work, 'no-node')], {
+      reject: false,
+      env: { ZDC_SEA_NODE: join(work, 'no-such-node') },
+    });
     expect(r.exitCode).toBe(1);
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^sea: no Node binary at .*no-such-node \(/)]);
   });
@@ -133,13 +146,15 @@ describe('the installed program', () => {
     expect(r).toMatchObject({ exitCode: 0, stdout: `${manifest.version} (self-contained, Node.js ${process.version})` });
   });
 
-  it('converts a directory, with a site plugin that imports the program\'s own API; promtool accepts the textfile after a conversion, a failure, a kill and a deferral', async () => {
+  it("converts a directory, with a site plugin that imports the program's own API; promtool accepts the textfile after a conversion, a failure, a kill and a deferral", async () => {
     const plugin = join(p.work, 'site-stage.mjs');
     await writeFile(plugin, SITE_PLUGIN, { mode: 0o644 });
     const config = await writeConfig(p, [...fastPlugins(), plugin], { metrics: { textfile } });
     const list = await installedCli(['--config', config, 'list-plugins', '--json']);
     expect(list.exitCode, list.stderr).toBe(0);
-    const plugins = (JSON.parse(list.stdout) as { roots: { plugins: { name: string; source: string; version: string; location: string }[] }[] }).roots[0]!.plugins;
+    const plugins = (
+      JSON.parse(list.stdout) as { roots: { plugins: { name: string; source: string; version: string; location: string }[] }[] }
+    ).roots[0]!.plugins;
     expect(plugins.map((x) => [x.name, x.source, x.version])).toEqual([
       ['name-filter', 'builtin', manifest.version],
       ['quiet-wait', 'builtin', manifest.version],
@@ -156,20 +171,43 @@ describe('the installed program', () => {
     expect(await zfs('get', '-H', '-o', 'value', 'org.zfs-dynamic-creator:version', `${p.pool}/run1`)).toBe(manifest.version);
     expect(await checkMetrics()).toBe('0');
 
-    const failing = await writeConfig(p, fastPlugins({ more: [['fault-injection', { killAt: 'migrate', when: 'after', action: 'fail' }]] }), { metrics: { textfile } }, 'fail.json');
+    const failing = await writeConfig(
+      p,
+      fastPlugins({ more: [['fault-injection', { killAt: 'migrate', when: 'after', action: 'fail' }]] }),
+      { metrics: { textfile } },
+      'fail.json',
+    );
     await mkdir(join(p.mount, 'run2'));
     await writeFile(join(p.mount, 'run2', 'b'), 'b');
     expect((await installedCli(['--config', failing, 'handle', join(p.mount, 'run2')])).exitCode).toBe(1);
     expect(await checkMetrics()).toBe('0');
 
-    const impatient = await writeConfig(p, [['quiet-wait', { quietSeconds: 30, maxWaitSeconds: 0.5 }], 'zfs', 'rsync'], { metrics: { textfile } }, 'impatient.json');
+    const impatient = await writeConfig(
+      p,
+      [['quiet-wait', { quietSeconds: 30, maxWaitSeconds: 0.5 }], 'zfs', 'rsync'],
+      { metrics: { textfile } },
+      'impatient.json',
+    );
     await mkdir(join(p.mount, 'run3'));
     // Killed mid-job (SIGKILL), in a second root (the next run for a root finishes its interrupted
     // jobs first): the next process that writes the textfile shows it.
     await zfs('create', `${p.pool}/other`);
     const other = join(p.mount, 'other');
     const killing = join(p.work, 'kill.json');
-    await writeFile(killing, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: `${p.pool}/other`, rootdir: other, plugins: fastPlugins({ more: [['fault-injection', { killAt: 'migrate', when: 'after' }]] }) }], metrics: { textfile } }));
+    await writeFile(
+      killing,
+      JSON.stringify({
+        stateDir: p.stateDir,
+        roots: [
+          {
+            rootfs: `${p.pool}/other`,
+            rootdir: other,
+            plugins: fastPlugins({ more: [['fault-injection', { killAt: 'migrate', when: 'after' }]] }),
+          },
+        ],
+        metrics: { textfile },
+      }),
+    );
     await mkdir(join(other, 'run4'));
     await writeFile(join(other, 'run4', 'd'), 'd');
     expect((await installedCli(['--config', killing, 'handle', join(other, 'run4')])).exitCode).toBe(-1);
@@ -177,7 +215,8 @@ describe('the installed program', () => {
     expect((await installedCli(['--config', impatient, 'handle', join(p.mount, 'run3')])).exitCode).toBe(75);
     expect(await checkMetrics()).toBe('0');
     const families = parseExposition(await readFile(textfile, 'utf8'));
-    for (const outcome of ['converted', 'failed', 'deferred']) expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { root: p.mount, outcome }), outcome).toBe(1);
+    for (const outcome of ['converted', 'failed', 'deferred'])
+      expect(sampleValue(families, 'zfs_dynamic_creator_conversions_total', { root: p.mount, outcome }), outcome).toBe(1);
     expect(sampleValue(families, 'zfs_dynamic_creator_interrupted_jobs', { root: p.mount })).toBe(0);
     expect(sampleValue(families, 'zfs_dynamic_creator_interrupted_jobs', { root: other })).toBe(1);
     expect(sampleValue(families, 'zfs_dynamic_creator_oldest_interrupted_job_timestamp_seconds', { root: other })).toBeGreaterThan(0);
@@ -198,10 +237,14 @@ describe('the installed program', () => {
       };
       expect(shape(mine.stdout), command).toEqual(shape(npm.stdout));
     }
-    const history = JSON.parse((await installedCli(['--config', config, 'history', '--json'])).stdout) as { roots: { conversions: { dataset: string; version: string | null }[] }[] };
+    const history = JSON.parse((await installedCli(['--config', config, 'history', '--json'])).stdout) as {
+      roots: { conversions: { dataset: string; version: string | null }[] }[];
+    };
     expect(history.roots[0]!.conversions).toContainEqual(expect.objectContaining({ dataset: `${p.pool}/run1`, version: manifest.version }));
     // The second root's interrupted job, known from the journal.
-    const status = JSON.parse((await installedCli(['--config', config, 'status', '--json'])).stdout) as { roots: { jobs: { name: string; status: string }[] }[] };
+    const status = JSON.parse((await installedCli(['--config', config, 'status', '--json'])).stdout) as {
+      roots: { jobs: { name: string; status: string }[] }[];
+    };
     expect(status.roots.flatMap((r) => r.jobs)).toContainEqual(expect.objectContaining({ name: 'run4', status: 'interrupted' }));
   });
 
@@ -224,7 +267,9 @@ describe('contrib', () => {
     const check = await execa('promtool', ['check', 'rules', rules], { reject: false });
     expect(check.exitCode, `${check.stdout}${check.stderr}`).toBe(0);
     expect(written.size).toBeGreaterThan(0);
-    const dashboard = JSON.parse(await readFile(join(PROJECT, 'contrib', 'grafana', `${NAME}.json`), 'utf8')) as { panels: { targets: { expr: string }[] }[] };
+    const dashboard = JSON.parse(await readFile(join(PROJECT, 'contrib', 'grafana', `${NAME}.json`), 'utf8')) as {
+      panels: { targets: { expr: string }[] }[];
+    };
     const queries = dashboard.panels.flatMap((panel) => panel.targets.map((t) => t.expr));
     expect(queries.length).toBeGreaterThan(0);
     for (const query of queries) expect(named(query).length, query).toBeGreaterThan(0);
@@ -232,11 +277,18 @@ describe('contrib', () => {
     expect(used.filter((name) => !isWritten(name))).toEqual([]);
   });
 
-  it('bash completes the commands, each command\'s options, and the configured roots for --root and handle', async () => {
+  it("bash completes the commands, each command's options, and the configured roots for --root and handle", async () => {
     const config = join(p.work, 'config.json');
     const complete = async (...words: string[]): Promise<string[]> => {
       const script = `source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _zfs_dynamic_creator; printf '%s\\n' "\${COMPREPLY[@]}"`;
-      const r = await execa('bash', ['-c', script, 'bash', join(installed, 'usr', 'share', 'bash-completion', 'completions', NAME), bin, ...words]);
+      const r = await execa('bash', [
+        '-c',
+        script,
+        'bash',
+        join(installed, 'usr', 'share', 'bash-completion', 'completions', NAME),
+        bin,
+        ...words,
+      ]);
       return r.stdout.split('\n').filter(Boolean).sort();
     };
     const help = (await installedCli(['--help'])).stdout;
@@ -244,7 +296,9 @@ describe('contrib', () => {
     expect(await complete('')).toEqual([...commands].sort());
     for (const command of commands.filter((c) => c !== 'help')) {
       const text = (await installedCli(['help', command])).stdout;
-      const options = [...text.slice(text.indexOf('\nOptions:\n')).matchAll(/^ {2}(?:(-[a-zA-Z]), )?(--[a-z-]+)/gm)].flatMap((m) => (m[1] ? [m[1], m[2]!] : [m[2]!]));
+      const options = [...text.slice(text.indexOf('\nOptions:\n')).matchAll(/^ {2}(?:(-[a-zA-Z]), )?(--[a-z-]+)/gm)].flatMap((m) =>
+        m[1] ? [m[1], m[2]!] : [m[2]!],
+      );
       expect(await complete(command, '-'), command).toEqual([...new Set(options)].sort());
     }
     expect(await complete('--config', config, 'reconcile', '--root', '')).toEqual([p.mount]);
@@ -257,7 +311,10 @@ describe('contrib', () => {
 describe('lintian', () => {
   it('lintian reports no error', async () => {
     const r = await lintian;
-    expect(r.stdout.split('\n').filter((l) => l.startsWith('E: ')), r.stdout).toEqual([]);
+    expect(
+      r.stdout.split('\n').filter((l) => l.startsWith('E: ')),
+      r.stdout,
+    ).toEqual([]);
     expect(r.exitCode, `${r.stdout}${r.stderr}`).toBe(0);
   }, 600_000);
 });

@@ -173,7 +173,12 @@ describe('names ZFS cannot hold: refused with one line, left as they are', () =>
 
 describe('a directory swapped for a symlink to /etc while the job waits', () => {
   it('is refused; /etc and the original data are untouched; no dataset', async () => {
-    const cfg = await writeConfig(p, fastPlugins({ quiet: { quietSeconds: 2 }, more: [['nfs-exports', { clients: '127.0.0.1(ro,no_subtree_check)' }]] }), {}, 'slow-quiet.json');
+    const cfg = await writeConfig(
+      p,
+      fastPlugins({ quiet: { quietSeconds: 2 }, more: [['nfs-exports', { clients: '127.0.0.1(ro,no_subtree_check)' }]] }),
+      {},
+      'slow-quiet.json',
+    );
     const name = 'swapped';
     const dir = join(p.mount, name);
     const moved = join(p.mount, 'swapped.moved');
@@ -182,7 +187,16 @@ describe('a directory swapped for a symlink to /etc while the job waits', () => 
     const child = cliSpawn(['--config', cfg, 'handle', dir], { stateDir: p.stateDir });
     // Once the job holds its lock it is filtering or waiting; the wait lasts at least 2 s.
     const lock = lockPath(p.stateDir, jobId(p.mount, name));
-    for (let i = 0; i < 100 && !(await lstat(lock).then(() => true, () => false)); i++) await sleep(50);
+    for (
+      let i = 0;
+      i < 100 &&
+      !(await lstat(lock).then(
+        () => true,
+        () => false,
+      ));
+      i++
+    )
+      await sleep(50);
     await sleep(500);
     await rename(dir, moved);
     await symlink('/etc', dir);

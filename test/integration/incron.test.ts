@@ -41,7 +41,9 @@ beforeAll(async () => {
   const line = example.split('\n').find((l) => l.startsWith('/'));
   if (!line) throw new Error('contrib/incron.d/zfs-dynamic-creator has no table line');
   if (line.includes('$')) throw new Error(`the contrib incron line passes something through the shell: ${line}`);
-  const ours = line.replaceAll('/tank/runs', p.mount).replace('/usr/bin/zfs-dynamic-creator', `${process.execPath} ${CLI} --config ${config}`);
+  const ours = line
+    .replaceAll('/tank/runs', p.mount)
+    .replace('/usr/bin/zfs-dynamic-creator', `${process.execPath} ${CLI} --config ${config}`);
   await writeFile(table, `${ours}\n`);
   if (!(await incrondRunning())) {
     incrond = execa('incrond', ['-n'], { reject: false, stdin: 'ignore', env: { ...process.env } });
@@ -140,7 +142,9 @@ describe('incron with the contrib/incron.d line', () => {
     for (const n of hostile) {
       const job = summary!.jobs.find((j) => j.name === n);
       expect(job?.outcome, n).toBe('refused');
-      expect(job?.message).toMatch(/cannot become a ZFS dataset: it holds "[$`;]", and a ZFS dataset name allows only letters, digits, space and - _ \. :; left as it is($|; tried again when the directory or the config changes)/);
+      expect(job?.message).toMatch(
+        /cannot become a ZFS dataset: it holds "[$`;]", and a ZFS dataset name allows only letters, digits, space and - _ \. :; left as it is($|; tried again when the directory or the config changes)/,
+      );
     }
     for (const m of markers) expect(existsSync(m)).toBe(false);
     for (const n of hostile) await rm(join(p.mount, n), { recursive: true });

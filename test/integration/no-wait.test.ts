@@ -33,7 +33,10 @@ describe('handle --no-wait', () => {
     expect(await readdir(helperPath(p, 'quick', 'orig'))).toEqual(['a.txt']);
     const jobs = await readdir(join(p.stateDir, 'jobs'));
     expect(jobs).toHaveLength(1);
-    expect(JSON.parse(await readFile(join(p.stateDir, 'jobs', jobs[0]!), 'utf8'))).toMatchObject({ status: 'cleanup-pending', committed: true });
+    expect(JSON.parse(await readFile(join(p.stateDir, 'jobs', jobs[0]!), 'utf8'))).toMatchObject({
+      status: 'cleanup-pending',
+      committed: true,
+    });
 
     // A second --no-wait run for another directory does not wait out the first one's grace period.
     const other = join(p.mount, 'other');

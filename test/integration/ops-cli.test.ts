@@ -42,7 +42,8 @@ const COMMANDS = buildProgram(() => undefined).commands.map((c) => c.name());
 async function syslogFromNow(): Promise<(until?: RegExp) => Promise<string[]>> {
   const offset = (await readFile(received).catch(() => Buffer.alloc(0))).length;
   return async (until) => {
-    const read = async (): Promise<string[]> => (await readFile(received).catch(() => Buffer.alloc(0))).subarray(offset).toString('utf8').split('\n').filter(Boolean);
+    const read = async (): Promise<string[]> =>
+      (await readFile(received).catch(() => Buffer.alloc(0))).subarray(offset).toString('utf8').split('\n').filter(Boolean);
     for (let i = 0; i < 50 && until !== undefined; i++) {
       if ((await read()).some((l) => until.test(l))) break;
       await sleep(100);
@@ -59,7 +60,11 @@ async function state(name: string): Promise<string | undefined> {
  * Runs the CLI with stderr going to a file that JOURNAL_STREAM names (by device and inode), as
  * systemd does with StandardError=journal. The child is returned for signals; `done` is its exit.
  */
-function asUnderSystemd(args: readonly string[], file: string, extraEnv: Record<string, string> = {}): { child: ChildProcess; done: Promise<{ exitCode: number | null }> } {
+function asUnderSystemd(
+  args: readonly string[],
+  file: string,
+  extraEnv: Record<string, string> = {},
+): { child: ChildProcess; done: Promise<{ exitCode: number | null }> } {
   const fd = openSync(file, 'w');
   const s = fstatSync(fd);
   const child = spawn(process.execPath, [CLI, ...args], {
@@ -80,7 +85,10 @@ function asUnderSystemd(args: readonly string[], file: string, extraEnv: Record<
  * Runs the CLI with stderr (and stdout) pipes whose reading end is closed at once, as when the
  * reader goes away (`| head -1`, a dropped ssh session): every write after that fails with EPIPE.
  */
-async function withClosedOutput(args: readonly string[], close: { stdout: boolean }): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+async function withClosedOutput(
+  args: readonly string[],
+  close: { stdout: boolean },
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(p.stateDir), cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
   child.stderr.destroy();
   if (close.stdout) child.stdout.destroy();
@@ -89,40 +97,67 @@ async function withClosedOutput(args: readonly string[], close: { stdout: boolea
 }
 
 describe('subcommands never fall into the original form', () => {
-  it('help <command> shows that command\'s help, the same as <command> --help, with examples and exit codes', async () => {
+  it("help <command> shows that command's help, the same as <command> --help, with examples and exit codes", async () => {
     const viaHelp = await cli(['help', 'handle'], { stateDir: p.stateDir });
     const viaFlag = await cli(['handle', '--help'], { stateDir: p.stateDir });
     expect(viaHelp).toMatchObject({ exitCode: 0, stderr: '' });
     expect(viaHelp.stdout).toBe(viaFlag.stdout);
     expect(viaHelp.stdout).toMatch(/^Usage: zfs-dynamic-creator handle \[options\] <dir>/);
     expect(viaHelp.stdout).toContain('Examples:\n  $ zfs-dynamic-creator handle /tank/runs/run42\n');
-    expect(viaHelp.stdout).toMatch(/Exit status:\n {2}0 {3}converted.*\n {2}75 {2}deferred.*\n {2}2 {3}usage or configuration error.*\n {2}1 {3}failed/);
+    expect(viaHelp.stdout).toMatch(
+      /Exit status:\n {2}0 {3}converted.*\n {2}75 {2}deferred.*\n {2}2 {3}usage or configuration error.*\n {2}1 {3}failed/,
+    );
   });
 
-  it('every command\'s --help has examples and its exit codes', async () => {
-    expect(COMMANDS).toEqual(expect.arrayContaining(['handle', 'recover', 'reconcile', 'watch', 'status', 'list-plugins', 'check-config', 'help']));
+  it("every command's --help has examples and its exit codes", async () => {
+    expect(COMMANDS).toEqual(
+      expect.arrayContaining(['handle', 'recover', 'reconcile', 'watch', 'status', 'list-plugins', 'check-config', 'help']),
+    );
     for (const name of [...COMMANDS, undefined]) {
       const r = await cli(name === undefined ? ['--help'] : [name, '--help'], { stateDir: p.stateDir });
-      expect({ name, exitCode: r.exitCode, examples: /\nExamples:\n {2}\$ zfs-dynamic-creator /.test(r.stdout), exits: /\nExit status:\n {2}0 /.test(r.stdout) }).toEqual({ name, exitCode: 0, examples: true, exits: true });
+      expect({
+        name,
+        exitCode: r.exitCode,
+        examples: /\nExamples:\n {2}\$ zfs-dynamic-creator /.test(r.stdout),
+        exits: /\nExit status:\n {2}0 /.test(r.stdout),
+      }).toEqual({ name, exitCode: 0, examples: true, exits: true });
     }
   });
 
   it('a misspelt command gets "did you mean", exit 2, and nothing runs', async () => {
     const stateDir = join(p.work, 'never-made');
-    for (const args of [['reconsile'], ['reconsile', '--json'], ['--config', config, 'reconsile', '--root', p.mount], ['handel', join(p.mount, 'x')], ['stauts'], ['help', 'reconsile']]) {
+    for (const args of [
+      ['reconsile'],
+      ['reconsile', '--json'],
+      ['--config', config, 'reconsile', '--root', p.mount],
+      ['handel', join(p.mount, 'x')],
+      ['stauts'],
+      ['help', 'reconsile'],
+    ]) {
       const r = await cli(args, { stateDir });
       expect({ args, exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr }).toEqual({
         args,
         exitCode: 2,
         stdout: '',
-        stderr: expect.stringMatching(/^zfs-dynamic-creator: unknown command "(reconsile|handel|stauts)" \(did you mean (reconcile|handle|status)\?\)/),
+        stderr: expect.stringMatching(
+          /^zfs-dynamic-creator: unknown command "(reconsile|handel|stauts)" \(did you mean (reconcile|handle|status)\?\)/,
+        ),
       });
     }
     await expect(stat(stateDir)).rejects.toThrow(/ENOENT/);
   });
 
   it('usage errors exit 2: a bare word, a rootfs without an absolute rootdir, a missing or unknown argument or option', async () => {
-    const cases: string[][] = [['bogus'], [`${p.pool}/x`], [`${p.pool}/x`, 'relative'], ['handle'], ['handle', '--nope', 'x'], ['status', 'extra'], ['help', 'nothing-like-it'], []];
+    const cases: string[][] = [
+      ['bogus'],
+      [`${p.pool}/x`],
+      [`${p.pool}/x`, 'relative'],
+      ['handle'],
+      ['handle', '--nope', 'x'],
+      ['status', 'extra'],
+      ['help', 'nothing-like-it'],
+      [],
+    ];
     for (const args of cases) {
       const r = await cli(args, { stateDir: p.stateDir });
       expect({ args, exitCode: r.exitCode, oneReason: r.stderr.trim().length > 0 }).toEqual({ args, exitCode: 2, oneReason: true });
@@ -134,7 +169,10 @@ describe('subcommands never fall into the original form', () => {
     await makeTree(dir, 3);
     const before = await describeTree(dir);
     const r = await cli(['--config', config, p.pool, p.mount, 'orig4', 'IN_CREATE,IN_ISDIR'], { stateDir: p.stateDir });
-    expect({ exitCode: r.exitCode, stderr: r.stderr }).toEqual({ exitCode: 0, stderr: expect.stringContaining(`converted into ${p.pool}/orig4`) });
+    expect({ exitCode: r.exitCode, stderr: r.stderr }).toEqual({
+      exitCode: 0,
+      stderr: expect.stringContaining(`converted into ${p.pool}/orig4`),
+    });
     expect(await state('orig4')).toBe('live');
     expect(await describeTree(dir)).toEqual(before);
   });
@@ -145,7 +183,8 @@ describe('the man page', () => {
     const file = join(PROJECT, 'man', 'zfs-dynamic-creator.1');
     const text = await readFile(file, 'utf8');
     expect(text).toBe(manPage());
-    for (const name of COMMANDS) expect({ name, inPage: text.includes(`.SS "zfs\\-dynamic\\-creator ${name.replace(/-/g, '\\-')} `) }).toEqual({ name, inPage: true });
+    for (const name of COMMANDS)
+      expect({ name, inPage: text.includes(`.SS "zfs\\-dynamic\\-creator ${name.replace(/-/g, '\\-')} `) }).toEqual({ name, inPage: true });
     expect(text).toContain('.SH EXIT STATUS');
     expect(text).toContain('zfs\\-dynamic\\-creator handle /tank/runs/run42');
     const pkg = JSON.parse(await readFile(join(PROJECT, 'package.json'), 'utf8')) as { files: string[]; man: string[] };
@@ -169,13 +208,18 @@ describe('check-config', () => {
     await writeFile(good, JSON.stringify({ stateDir, roots: [{ rootfs, rootdir, plugins: fastPlugins() }] }));
     const r = await cli(['--config', good, 'check-config'], { stateDir });
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stdout).toContain(`config ${good}: valid; stateDir ${stateDir}; 1 root(s)\n  ${rootdir} (${rootfs}): name-filter, quiet-wait, zfs, rsync`);
+    expect(r.stdout).toContain(
+      `config ${good}: valid; stateDir ${stateDir}; 1 root(s)\n  ${rootdir} (${rootfs}): name-filter, quiet-wait, zfs, rsync`,
+    );
     await expect(stat(stateDir)).rejects.toThrow(/ENOENT/);
   });
 
   it('names the file and the key of a bad one, exit 2', async () => {
     const bad = join(p.work, 'check-bad.json');
-    await writeFile(bad, JSON.stringify({ roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [['quiet-wait', { quietSeconds: 'ten' }]] }] }));
+    await writeFile(
+      bad,
+      JSON.stringify({ roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [['quiet-wait', { quietSeconds: 'ten' }]] }] }),
+    );
     const r = await cli(['--config', bad, 'check-config'], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toContain(`config ${bad}: roots[0].plugins[0][1]: quietSeconds:`);
@@ -184,7 +228,7 @@ describe('check-config', () => {
 });
 
 describe('the 2-argument mode and dry runs say what they did', () => {
-  it('prints a summary line like reconcile\'s: the interrupted job it undid, and the exports', async () => {
+  it("prints a summary line like reconcile's: the interrupted job it undid, and the exports", async () => {
     const name = 'interrupted';
     await makeTree(join(p.mount, name), 3);
     const before = await describeTree(join(p.mount, name));
@@ -199,7 +243,9 @@ describe('the 2-argument mode and dry runs say what they did', () => {
     );
     expect(await describeTree(join(p.mount, name))).toEqual(before);
     const again = await cli(['--config', config, p.pool, p.mount], { stateDir: p.stateDir });
-    expect(again.stdout).toBe(`${p.mount} (${p.pool}): no interrupted job; exports not managed (no nfs-exports plugin, --add-export or --add-remove-all-exports)`);
+    expect(again.stdout).toBe(
+      `${p.mount} (${p.pool}): no interrupted job; exports not managed (no nfs-exports plugin, --add-export or --add-remove-all-exports)`,
+    );
     // -q: nothing on stdout (cron mails whatever a job prints).
     const quiet = await cli(['-q', '--config', config, p.pool, p.mount], { stateDir: p.stateDir });
     expect(quiet).toMatchObject({ exitCode: 0, stdout: '', stderr: '' });
@@ -229,7 +275,11 @@ describe('logging', () => {
     expect(times[0]!).toBeGreaterThanOrEqual(started - 1000);
     expect(times.at(-1)!).toBeLessThanOrEqual(Date.now() + 1000);
     // The end of the job sums it up: files, bytes, time and rate.
-    expect(lines.at(-1)).toMatch(new RegExp(`^${TIME} zfs-dynamic-creator: NOTICE: \\[stamped\\] converted into ${p.pool}/stamped: [1-9][\\d,]* files?, \\d+\\.\\d MiB in \\d+\\.\\d s \\(copy \\d+\\.\\d s, \\d+\\.\\d MiB/s\\)$`));
+    expect(lines.at(-1)).toMatch(
+      new RegExp(
+        `^${TIME} zfs-dynamic-creator: NOTICE: \\[stamped\\] converted into ${p.pool}/stamped: [1-9][\\d,]* files?, \\d+\\.\\d MiB in \\d+\\.\\d s \\(copy \\d+\\.\\d s, \\d+\\.\\d MiB/s\\)$`,
+      ),
+    );
   });
 
   it('under systemd: <N> priorities, no time, and the syslog plugin sends nothing twice (journal: skip)', async () => {
@@ -267,7 +317,10 @@ describe('logging', () => {
     const skipCfg = await writeConfig(p, fastPlugins({ more: [['syslog', { socket, tag: 'zdc-plain' }]] }));
     const more = await syslogFromNow();
     // JOURNAL_STREAM set, but stderr is not that stream (a redirected child): not the journal.
-    const plain = await cli(['--config', skipCfg, 'handle', join(p.mount, 'plain')], { stateDir: p.stateDir, env: { JOURNAL_STREAM: '1:1' } });
+    const plain = await cli(['--config', skipCfg, 'handle', join(p.mount, 'plain')], {
+      stateDir: p.stateDir,
+      env: { JOURNAL_STREAM: '1:1' },
+    });
     expect(plain.exitCode).toBe(0);
     expect(plain.stderr).toMatch(new RegExp(`^${LINE_START}`));
     const sent = (await more(/converted into/)).filter((l) => l.includes('zdc-plain'));
@@ -283,14 +336,22 @@ describe('logging', () => {
     expect(await state('epipe 1')).toBe('live');
     expect(await state('epipe 2')).toBe('live');
     const got = (await lines(/epipe 2.*converted into/)).filter((l) => l.includes('zdc-epipe'));
-    for (const n of ['epipe 1', 'epipe 2']) expect(got.filter((l) => l.includes(`(${p.pool}/${n}) outcome: converted into`))).toHaveLength(1);
+    for (const n of ['epipe 1', 'epipe 2'])
+      expect(got.filter((l) => l.includes(`(${p.pool}/${n}) outcome: converted into`))).toHaveLength(1);
 
     // handle too, with only stderr closed.
     await makeTree(join(p.mount, 'epipe 3'), 40);
     const more = await syslogFromNow();
-    expect(await withClosedOutput(['-v', '--config', cfg, 'handle', join(p.mount, 'epipe 3')], { stdout: false })).toEqual({ code: 0, signal: null });
+    expect(await withClosedOutput(['-v', '--config', cfg, 'handle', join(p.mount, 'epipe 3')], { stdout: false })).toEqual({
+      code: 0,
+      signal: null,
+    });
     expect(await state('epipe 3')).toBe('live');
-    expect((await more(/epipe 3.*converted into/)).some((l) => l.includes('zdc-epipe') && l.includes(`outcome: converted into ${p.pool}/epipe 3`))).toBe(true);
+    expect(
+      (await more(/epipe 3.*converted into/)).some(
+        (l) => l.includes('zdc-epipe') && l.includes(`outcome: converted into ${p.pool}/epipe 3`),
+      ),
+    ).toBe(true);
   });
 });
 
@@ -318,7 +379,13 @@ describe('SIGTERM during a copy', () => {
     expect(r.exitCode).toBe(75);
     const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
     expect(lines).toContain('<5>NOTICE: SIGTERM: stopping safely');
-    expect(lines.some((l) => /^<5>NOTICE: \[slow copy\] stopped during migrate: .*; rolled back, the original directory is untouched; it will be tried again$/.test(l))).toBe(true);
+    expect(
+      lines.some((l) =>
+        /^<5>NOTICE: \[slow copy\] stopped during migrate: .*; rolled back, the original directory is untouched; it will be tried again$/.test(
+          l,
+        ),
+      ),
+    ).toBe(true);
     expect(lines.filter((l) => l.startsWith('<3>'))).toEqual([]);
     expect(await state(name)).toBeUndefined();
     expect(await describeTree(dir)).toEqual(before);

@@ -35,7 +35,10 @@ const doctor = async (config: string, json = true, env?: Record<string, string>)
 
 describe('doctor', () => {
   it('passes a good config: every check ok (or info), properties tried on a throwaway child that is gone after', async () => {
-    const config = await writeConfig(p, fastPlugins({ zfs: { properties: { compression: 'on', quota: '100M', 'org.example:owner': 'lab' } } }));
+    const config = await writeConfig(
+      p,
+      fastPlugins({ zfs: { properties: { compression: 'on', quota: '100M', 'org.example:owner': 'lab' } } }),
+    );
     const r = await doctor(config);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(r.report).toMatchObject({ version: 1, command: 'doctor', config, ok: true });
@@ -60,7 +63,7 @@ describe('doctor', () => {
     expect(text.stdout).toMatch(/^all checks passed: \d+ ok, 0 warning\(s\), 0 failed$/m);
   });
 
-  it('checks the metrics textfile\'s directory: ok when writable, a failure naming metrics.textfile when missing', async () => {
+  it("checks the metrics textfile's directory: ok when writable, a failure naming metrics.textfile when missing", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'zdc-prom-'));
     try {
       const good = await writeConfig(p, fastPlugins(), { metrics: { textfile: join(dir, 'zdc.prom') } }, 'metrics-good.json');
@@ -71,7 +74,11 @@ describe('doctor', () => {
       const bad = await writeConfig(p, fastPlugins(), { metrics: { textfile: missing } }, 'metrics-bad.json');
       const b = await doctor(bad);
       expect(b.exitCode).toBe(1);
-      expect(b.report!.checks.find((c) => c.check === 'metrics')).toEqual({ check: 'metrics', status: 'fail', detail: `config ${bad}: metrics.textfile: ${join(dir, 'no such dir')}: ENOENT (node_exporter's textfile directory must exist and be writable)` });
+      expect(b.report!.checks.find((c) => c.check === 'metrics')).toEqual({
+        check: 'metrics',
+        status: 'fail',
+        detail: `config ${bad}: metrics.textfile: ${join(dir, 'no such dir')}: ENOENT (node_exporter's textfile directory must exist and be writable)`,
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -81,8 +88,15 @@ describe('doctor', () => {
     const config = await writeConfig(p, fastPlugins({ zfs: { properties: { compresion: 'on', quota: 'lots' } } }));
     const r = await doctor(config, false);
     expect(r.exitCode, r.stdout).toBe(1);
-    expect(r.stdout).toContain(`FAIL  roots[0].properties  config ${config}: roots[0].plugins[2][1].properties.compresion: ${p.pool}'s pool has no property "compresion" (did you mean "compression"?)`);
-    expect(r.stdout).toMatch(new RegExp(`^FAIL +roots\\[0\\]\\.properties +config ${config.replace(/[.]/g, '\\.')}: roots\\[0\\]\\.plugins\\[2\\]\\[1\\]\\.properties\\.quota: "lots" is refused by ${p.pool}'s pool: .*lots`, 'm'));
+    expect(r.stdout).toContain(
+      `FAIL  roots[0].properties  config ${config}: roots[0].plugins[2][1].properties.compresion: ${p.pool}'s pool has no property "compresion" (did you mean "compression"?)`,
+    );
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^FAIL +roots\\[0\\]\\.properties +config ${config.replace(/[.]/g, '\\.')}: roots\\[0\\]\\.plugins\\[2\\]\\[1\\]\\.properties\\.quota: "lots" is refused by ${p.pool}'s pool: .*lots`,
+        'm',
+      ),
+    );
     expect(r.stdout).toMatch(/^some checks FAILED: .* 2 failed$/m);
     expect((await datasets(p.pool)).map((d) => d.name)).toEqual([p.pool]);
   });
@@ -99,7 +113,9 @@ describe('doctor', () => {
     });
     const status = await cli(['--config', file, 'status'], { stateDir: p.stateDir });
     expect(status.exitCode).toBe(2);
-    expect(status.stderr.trim()).toBe(`zfs-dynamic-creator: config ${file}: YAML syntax error at line 4, column 13: bad indentation of a mapping entry`);
+    expect(status.stderr.trim()).toBe(
+      `zfs-dynamic-creator: config ${file}: YAML syntax error at line 4, column 13: bad indentation of a mapping entry`,
+    );
   });
 
   it('fails when rsync is not on the PATH', async () => {
@@ -113,18 +129,25 @@ describe('doctor', () => {
       const r = await doctor(config, true, { PATH: bin });
       expect(r.exitCode).toBe(1);
       const rsync = r.report!.checks.find((c) => c.check === 'binary rsync');
-      expect(rsync).toEqual({ check: 'binary rsync', status: 'fail', detail: `rsync: not found in PATH (${bin}); the rsync plugin (roots[0].plugins[3]) copies with it` });
+      expect(rsync).toEqual({
+        check: 'binary rsync',
+        status: 'fail',
+        detail: `rsync: not found in PATH (${bin}); the rsync plugin (roots[0].plugins[3]) copies with it`,
+      });
       expect(r.report!.checks.filter((c) => c.status === 'fail').map((c) => c.check)).toEqual(['binary rsync']);
     } finally {
       await rm(bin, { recursive: true, force: true });
     }
   });
 
-  it('fails a root whose directory is not its dataset\'s mountpoint', async () => {
+  it("fails a root whose directory is not its dataset's mountpoint", async () => {
     const elsewhere = join(p.work, 'not-the-mount');
     await mkdir(elsewhere);
     const file = join(p.work, 'wrong-dir.json');
-    await writeFile(file, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: elsewhere, plugins: fastPlugins() }] }));
+    await writeFile(
+      file,
+      JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: elsewhere, plugins: fastPlugins() }] }),
+    );
     const r = await doctor(file);
     expect(r.exitCode).toBe(1);
     expect(r.report!.checks.find((c) => c.check === 'roots[0].mount')).toEqual({

@@ -22,7 +22,18 @@ afterAll(async () => {
 });
 
 interface HistoryJson {
-  roots: { rootfs: string; conversions: { dataset: string; mountpoint: string; converted: string | null; version: string | null; seconds: number | null; files: number | null; bytes: number | null }[] }[];
+  roots: {
+    rootfs: string;
+    conversions: {
+      dataset: string;
+      mountpoint: string;
+      converted: string | null;
+      version: string | null;
+      seconds: number | null;
+      files: number | null;
+      bytes: number | null;
+    }[];
+  }[];
 }
 
 describe('history', () => {
@@ -66,12 +77,23 @@ describe('history', () => {
     expect(h.exitCode, h.stderr).toBe(0);
     const out = JSON.parse(h.stdout) as HistoryJson;
     expect(out.roots[0]!.conversions).toEqual([
-      { rootdir: p.mount, dataset: `${p.pool}/run 1`, mountpoint: dir, converted: props['org.zfs-dynamic-creator:converted'], version: ownVersion(), seconds, files: 3, bytes: 3345 },
+      {
+        rootdir: p.mount,
+        dataset: `${p.pool}/run 1`,
+        mountpoint: dir,
+        converted: props['org.zfs-dynamic-creator:converted'],
+        version: ownVersion(),
+        seconds,
+        files: 3,
+        bytes: 3345,
+      },
     ]);
     const text = await cli(['--config', config, 'history'], { stateDir: p.stateDir });
     expect(text.exitCode, text.stderr).toBe(0);
     expect(text.stdout).toContain(`${p.mount} (${p.pool}): 1 conversion(s)`);
-    expect(text.stdout).toContain(`${humanTime(props['org.zfs-dynamic-creator:converted']!)} ${p.pool}/run 1: 3 file(s), 3.3 KiB, ${seconds} s, by zfs-dynamic-creator ${ownVersion()}`);
+    expect(text.stdout).toContain(
+      `${humanTime(props['org.zfs-dynamic-creator:converted']!)} ${p.pool}/run 1: 3 file(s), 3.3 KiB, ${seconds} s, by zfs-dynamic-creator ${ownVersion()}`,
+    );
     expect(text.stdout).not.toContain('by-hand');
   });
 });

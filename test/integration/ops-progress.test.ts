@@ -36,7 +36,14 @@ const plugins = (quietSeconds: number): unknown[] => [
 
 async function writeConfigFile(name: string, quietSeconds: number): Promise<string> {
   const file = join(p.work, name);
-  await writeFile(file, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: plugins(quietSeconds) }], metrics: { textfile } }));
+  await writeFile(
+    file,
+    JSON.stringify({
+      stateDir: p.stateDir,
+      roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: plugins(quietSeconds) }],
+      metrics: { textfile },
+    }),
+  );
   return file;
 }
 
@@ -57,7 +64,8 @@ async function metrics(): Promise<Map<string, Family>> {
   return parseExposition(await readFile(textfile, 'utf8'));
 }
 
-const converted = (m: Map<string, Family>): number | undefined => sampleValue(m, 'zfs_dynamic_creator_conversions_total', { root: p.mount, outcome: 'converted' });
+const converted = (m: Map<string, Family>): number | undefined =>
+  sampleValue(m, 'zfs_dynamic_creator_conversions_total', { root: p.mount, outcome: 'converted' });
 
 beforeAll(async () => {
   p = await createPool('progress', 512);
@@ -75,9 +83,14 @@ describe('progress on a terminal', () => {
     expect(r.exitCode, r.output).toBe(0);
     const lines = shownLines(r.output);
     // The wait: what for, since when (a clock time), how long so far, where it stands.
-    expect(lines.some((l) => /^p1: waiting for a quiet period since \d\d:\d\d:\d\d \(0:0\d\); quiet for \d of 1\.5 s/.test(l)), r.output).toBe(true);
+    expect(
+      lines.some((l) => /^p1: waiting for a quiet period since \d\d:\d\d:\d\d \(0:0\d\); quiet for \d of 1\.5 s/.test(l)),
+      r.output,
+    ).toBe(true);
     // The copy: files and bytes of the totals the wait saw, and a rate.
-    const copy = lines.filter((l) => /^p1: migrate\/copy \(\d:\d\d\): \d+ of 300 files, [\d.]+ (?:KiB|MiB)? ?of 85\.8 MiB \(\d+%\), (?:[\d.]+ [KM]iB|\?)\/s/.test(l));
+    const copy = lines.filter((l) =>
+      /^p1: migrate\/copy \(\d:\d\d\): \d+ of 300 files, [\d.]+ (?:KiB|MiB)? ?of 85\.8 MiB \(\d+%\), (?:[\d.]+ [KM]iB|\?)\/s/.test(l),
+    );
     expect(copy.length, r.output).toBeGreaterThan(0);
     // Other phases and steps show too.
     expect(lines).toContain('p1: provision');
@@ -97,7 +110,9 @@ describe('progress on a terminal', () => {
     expect(sampleValue(m, 'zfs_dynamic_creator_converted_bytes_total', { root: p.mount })).toBe(FILES * SIZE);
     expect(sampleValue(m, 'zfs_dynamic_creator_conversion_duration_seconds_count', { root: p.mount })).toBe(1);
     expect(sampleValue(m, 'zfs_dynamic_creator_conversion_duration_seconds_sum', { root: p.mount })).toBeGreaterThan(1.5);
-    expect(sampleValue(m, 'zfs_dynamic_creator_last_success_timestamp_seconds', { root: p.mount })).toBeGreaterThan(Date.now() / 1000 - 120);
+    expect(sampleValue(m, 'zfs_dynamic_creator_last_success_timestamp_seconds', { root: p.mount })).toBeGreaterThan(
+      Date.now() / 1000 - 120,
+    );
   });
 
   it('several jobs at once (reconcile): one line each', async () => {
@@ -136,7 +151,14 @@ describe('the metrics textfile', () => {
     for (const r of results) expect(r.exitCode, r.stderr).toBe(0);
     // A directory that never gets quiet in time: deferred (exit 75).
     const impatient = join(p.work, 'impatient.json');
-    await writeFile(impatient, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [['quiet-wait', { quietSeconds: 30, maxWaitSeconds: 0.5 }], 'zfs', 'rsync'] }], metrics: { textfile } }));
+    await writeFile(
+      impatient,
+      JSON.stringify({
+        stateDir: p.stateDir,
+        roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [['quiet-wait', { quietSeconds: 30, maxWaitSeconds: 0.5 }], 'zfs', 'rsync'] }],
+        metrics: { textfile },
+      }),
+    );
     const busy = await makeRun('d1', 1, 10);
     expect((await cli(['--config', impatient, 'handle', busy], { stateDir: p.stateDir })).exitCode).toBe(75);
     // A hidden name: skipped by the name filter, without a lock or a write, so not counted.
@@ -159,7 +181,11 @@ describe('the metrics textfile', () => {
   it("shows the daemon's jobs while it runs, and none once it stopped", async () => {
     // Only the directory made below waits: the one deferred above goes.
     await rm(join(p.mount, 'd1'), { recursive: true, force: true });
-    const deferredBefore = sampleValue((await metrics().catch(() => new Map<string, Family>())), 'zfs_dynamic_creator_conversions_total', { root: p.mount, outcome: 'deferred' }) ?? 0;
+    const deferredBefore =
+      sampleValue(await metrics().catch(() => new Map<string, Family>()), 'zfs_dynamic_creator_conversions_total', {
+        root: p.mount,
+        outcome: 'deferred',
+      }) ?? 0;
     const daemonConfig = await writeConfigFile('daemon.json', 30);
     const daemon = cliSpawn(['--config', daemonConfig, 'watch'], { stateDir: p.stateDir });
     try {
@@ -171,7 +197,10 @@ describe('the metrics textfile', () => {
       while (Date.now() < deadline) {
         const m = await metrics().catch(() => undefined);
         const beat = m && sampleValue(m, 'zfs_dynamic_creator_daemon_heartbeat_timestamp_seconds');
-        gauges = { up: beat !== undefined && beat > 0 ? 1 : 0, waiting: m && sampleValue(m, 'zfs_dynamic_creator_jobs', { state: 'waiting' }) };
+        gauges = {
+          up: beat !== undefined && beat > 0 ? 1 : 0,
+          waiting: m && sampleValue(m, 'zfs_dynamic_creator_jobs', { state: 'waiting' }),
+        };
         if (gauges.up === 1 && gauges.waiting === 1) break;
         await sleep(250);
       }

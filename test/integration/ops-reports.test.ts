@@ -60,9 +60,14 @@ describe('plugins report through doctor and history', () => {
 
     const d = await cli(['--config', config, 'doctor', '--json'], { stateDir: p.stateDir });
     const checks = (JSON.parse(d.stdout) as { checks: Check[] }).checks;
-    expect(checks.filter((c) => c.status === 'fail'), d.stdout).toEqual([]);
+    expect(
+      checks.filter((c) => c.status === 'fail'),
+      d.stdout,
+    ).toEqual([]);
     expect(d.exitCode, d.stdout).toBe(0);
-    expect(checks.filter((c) => c.check === 'ticket desk')).toEqual([{ check: 'ticket desk', status: 'ok', detail: 'answers (roots[0].plugins[4])' }]);
+    expect(checks.filter((c) => c.check === 'ticket desk')).toEqual([
+      { check: 'ticket desk', status: 'ok', detail: 'answers (roots[0].plugins[4])' },
+    ]);
     expect(checks.find((c) => c.check === 'roots[0].ticket')).toEqual({
       check: 'roots[0].ticket',
       status: 'warn',
@@ -93,8 +98,12 @@ describe('plugins report through doctor and history', () => {
     const config = await writeConfig(p, fastPlugins({ zfs: { command: wrapper } }), {}, 'wrapped.json');
     const h = await cli(['--config', config, 'history', '--json'], { stateDir: p.stateDir });
     expect(h.exitCode, h.stderr).toBe(0);
-    expect((JSON.parse(h.stdout) as { roots: { conversions: { dataset: string }[] }[] }).roots[0]!.conversions.map((c) => c.dataset)).toEqual([`${p.pool}/run 1`]);
+    expect(
+      (JSON.parse(h.stdout) as { roots: { conversions: { dataset: string }[] }[] }).roots[0]!.conversions.map((c) => c.dataset),
+    ).toEqual([`${p.pool}/run 1`]);
     const calls = (await readFile(log, 'utf8')).split('\n').filter(Boolean);
-    expect(calls).toContainEqual(expect.stringMatching(new RegExp(`^list -H -r -d 1 -t filesystem -o name,mountpoint,org\\.zfs-dynamic-creator:state,.* ${p.pool}$`)));
+    expect(calls).toContainEqual(
+      expect.stringMatching(new RegExp(`^list -H -r -d 1 -t filesystem -o name,mountpoint,org\\.zfs-dynamic-creator:state,.* ${p.pool}$`)),
+    );
   });
 });

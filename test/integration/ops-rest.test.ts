@@ -32,7 +32,10 @@ describe('--dry-run changes nothing, or is not offered', () => {
     expect((await datasets(p.pool)).map((d) => d.name)).toEqual([p.pool]);
 
     for (const command of ['status', 'history', 'list-plugins', 'check-config']) {
-      for (const args of [[command, '--dry-run'], ['--dry-run', command]]) {
+      for (const args of [
+        [command, '--dry-run'],
+        ['--dry-run', command],
+      ]) {
         const r = await cli(['--config', config, ...args], { stateDir: p.stateDir });
         expect(r.exitCode, `${args.join(' ')}: ${r.stderr}`).toBe(2);
         expect(r.stderr).toContain(`${command} changes nothing: --dry-run is not offered there`);
@@ -58,9 +61,13 @@ describe('one time zone', () => {
     const doctor = await cli(['--config', config, 'doctor'], { stateDir: p.stateDir, env });
     expect(doctor.stdout).toMatch(new RegExp(`"[^"]*bad name@tz" needs attention: .*\\(refused at ${local};`));
     const again = await cli(['--config', config, 'reconcile', '--json'], { stateDir: p.stateDir, env });
-    const job = (JSON.parse(again.stdout) as { roots: { jobs: { name: string; message: string }[] }[] }).roots[0]!.jobs.find((j) => j.name === 'bad name@tz');
+    const job = (JSON.parse(again.stdout) as { roots: { jobs: { name: string; message: string }[] }[] }).roots[0]!.jobs.find(
+      (j) => j.name === 'bad name@tz',
+    );
     expect(job?.message).toMatch(new RegExp(`^refused \\(remembered since ${local}\\)`));
-    const json = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir, env })).stdout) as { roots: { refused: { name: string; since?: string }[] }[] };
+    const json = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir, env })).stdout) as {
+      roots: { refused: { name: string; since?: string }[] }[];
+    };
     expect(json.roots[0]!.refused.find((x) => x.name === 'bad name@tz')?.since).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     await rm(bad, { recursive: true });
   });

@@ -66,7 +66,11 @@ describe('status', () => {
     const name = 'run-1';
     await makeTree(join(p.mount, name), 20, 2000);
     // Paused after the original was moved aside, then killed: the lock is held while it pauses.
-    const config = await writeNamedConfig(p, 'kill.json', plugins([['fault-injection', { killAt: 'swap/move-aside', when: 'after', pauseSeconds: 4, names: [name] }]]));
+    const config = await writeNamedConfig(
+      p,
+      'kill.json',
+      plugins([['fault-injection', { killAt: 'swap/move-aside', when: 'after', pauseSeconds: 4, names: [name] }]]),
+    );
     const child = cliSpawn(['--config', config, 'handle', join(p.mount, name)], { stateDir: p.stateDir });
     let running: StatusJson['roots'][0]['jobs'][0] | undefined;
     for (let i = 0; i < 200 && running?.phase !== 'swap'; i++) {
@@ -89,7 +93,9 @@ describe('status', () => {
     expect(root.waiting).toEqual([]);
 
     const text = await cli(['--config', config, 'status'], { stateDir: p.stateDir });
-    expect(text.stdout).toContain(`  interrupted  "run-1" phase swap, its process (pid ${pid}) is gone; the original is kept at ${JSON.stringify(aside)}; finish it with: ${command}`);
+    expect(text.stdout).toContain(
+      `  interrupted  "run-1" phase swap, its process (pid ${pid}) is gone; the original is kept at ${JSON.stringify(aside)}; finish it with: ${command}`,
+    );
     expect(text.stdout).not.toMatch(/running/);
 
     // The command it gives does finish the job (the state dir as the test runs it).
@@ -106,11 +112,17 @@ describe('status', () => {
     await makeTree(join(p.mount, name), 5, 100);
     const r = await cli(['--config', config, 'handle', '--no-wait', join(p.mount, name)], { stateDir: p.stateDir });
     expect(r.exitCode, r.stderr).toBe(0);
-    const root = (JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as StatusJson).roots[0]!;
+    const root = (JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as StatusJson)
+      .roots[0]!;
     const aside = stagingPath(p, name, 'orig');
     expect(root.jobs).toMatchObject([{ name, status: 'cleanup-pending', recorded: 'cleanup-pending', aside }]);
     const text = await cli(['--config', config, 'status'], { stateDir: p.stateDir });
-    expect(text.stdout).toMatch(new RegExp(`^  cleanup-pending "run-2" phase \\w+, committed, live and published, its cleanup left to the next run for the root; the original is kept at ${JSON.stringify(aside).replace(/[.]/g, '\\.')}; finish it with: `, 'm'));
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `^  cleanup-pending "run-2" phase \\w+, committed, live and published, its cleanup left to the next run for the root; the original is kept at ${JSON.stringify(aside).replace(/[.]/g, '\\.')}; finish it with: `,
+        'm',
+      ),
+    );
     expect((await run(['recover', '--config', config], p.stateDir)).exitCode).toBe(0);
     expect(await leftovers(p)).toEqual([]);
   });
@@ -122,7 +134,9 @@ describe('status', () => {
       for (const tool of ['zfs', 'zpool', 'flock']) await symlink((await execa('which', [tool])).stdout.trim(), join(bin, tool));
       const r = await cli(['--config', config, 'status'], { stateDir: p.stateDir, env: { PATH: bin } });
       expect(r.exitCode, r.stderr).toBe(0);
-      expect(r.stdout).toContain(`${p.mount} (${p.pool}): cannot be surveyed: rsync not found: install it or put it on PATH; 0 job(s) in the journal`);
+      expect(r.stdout).toContain(
+        `${p.mount} (${p.pool}): cannot be surveyed: rsync not found: install it or put it on PATH; 0 job(s) in the journal`,
+      );
     } finally {
       await rm(bin, { recursive: true, force: true });
     }

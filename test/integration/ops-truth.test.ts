@@ -66,7 +66,9 @@ describe('refusals are remembered, not repeated', () => {
     expect(status.stdout).toMatch(/^ {2}refused +"bad name@x" needs attention: .*cannot become a ZFS dataset.*refused at /m);
     expect(status.stdout).toContain('0 directory(ies) waiting, 1 refused (need attention)');
     const doctor = await cli(['--config', config, 'doctor', '--json'], { stateDir: p.stateDir });
-    const checks = (JSON.parse(doctor.stdout) as { checks: { check: string; status: string; detail: string }[] }).checks.filter((c) => c.check === 'refusals');
+    const checks = (JSON.parse(doctor.stdout) as { checks: { check: string; status: string; detail: string }[] }).checks.filter(
+      (c) => c.check === 'refusals',
+    );
     expect(checks.map((c) => c.status)).toEqual(['warn']);
     expect(checks[0]!.detail).toMatch(/bad name@x.*needs attention: .*cannot become a ZFS dataset/);
 
@@ -117,7 +119,7 @@ describe('refusals are remembered, not repeated', () => {
   });
 });
 
-describe('the daemon\'s liveness is a fact', () => {
+describe("the daemon's liveness is a fact", () => {
   it('after SIGKILL the heartbeat ages and status says the daemon is not running', async () => {
     const config = await writeConfig(p, fastPlugins(), { metrics: { textfile }, watch: { sweepIntervalSeconds: 600 } }, 'daemon.json');
     const daemon = await startDaemon(p, config);
@@ -142,7 +144,10 @@ describe('the daemon\'s liveness is a fact', () => {
     expect(await metric('daemon_up').catch(() => 0)).toBe(0);
     const status = await cli(['--config', config, 'status'], { stateDir: p.stateDir });
     expect(status.stdout).toMatch(/^daemon not running \(pid \d+, last seen \S+/m);
-    const json = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as { daemon: unknown; lastDaemon: { pid: number; updatedAt: string } | null };
+    const json = JSON.parse((await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir })).stdout) as {
+      daemon: unknown;
+      lastDaemon: { pid: number; updatedAt: string } | null;
+    };
     expect(json.daemon).toBeNull();
     expect(json.lastDaemon?.pid).toBeGreaterThan(0);
   });
@@ -151,16 +156,35 @@ describe('the daemon\'s liveness is a fact', () => {
 describe('one config checker', () => {
   it('check-config reports every mistake at once, each with its suggestion, in one wording, also as JSON', async () => {
     const three = join(p.work, 'three-mistakes.json');
-    await writeFile(three, JSON.stringify({ statedir: p.stateDir, watch: { sweepIntervalSecs: 5 }, metrics: { textFile: textfile }, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: fastPlugins() }] }));
+    await writeFile(
+      three,
+      JSON.stringify({
+        statedir: p.stateDir,
+        watch: { sweepIntervalSecs: 5 },
+        metrics: { textFile: textfile },
+        roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: fastPlugins() }],
+      }),
+    );
     const r = await cli(['--config', three, 'check-config'], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain(`config ${three}: statedir: unknown key "statedir" (did you mean "stateDir"?)`);
-    expect(r.stderr).toContain(`config ${three}: watch.sweepIntervalSecs: unknown key "sweepIntervalSecs" (did you mean "sweepIntervalSeconds"?)`);
+    expect(r.stderr).toContain(
+      `config ${three}: watch.sweepIntervalSecs: unknown key "sweepIntervalSecs" (did you mean "sweepIntervalSeconds"?)`,
+    );
     expect(r.stderr).toContain(`config ${three}: metrics.textFile: unknown key "textFile" (did you mean "textfile"?)`);
-    const json = JSON.parse((await cli(['--config', three, 'check-config', '--json'], { stateDir: p.stateDir })).stdout) as { ok: boolean; problems: string[] };
+    const json = JSON.parse((await cli(['--config', three, 'check-config', '--json'], { stateDir: p.stateDir })).stdout) as {
+      ok: boolean;
+      problems: string[];
+    };
     expect(json.ok).toBe(false);
-    expect(json.problems).toEqual(expect.arrayContaining([expect.stringContaining('did you mean "stateDir"'), expect.stringContaining('did you mean "sweepIntervalSeconds"'), expect.stringContaining('did you mean "textfile"')]));
+    expect(json.problems).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining('did you mean "stateDir"'),
+        expect.stringContaining('did you mean "sweepIntervalSeconds"'),
+        expect.stringContaining('did you mean "textfile"'),
+      ]),
+    );
 
     // What only doctor found before: a rootdir that is not the dataset's mountpoint, a ZFS property
     // name the pool does not know; and plugin options worded as config keys are.
@@ -172,7 +196,13 @@ describe('one config checker', () => {
     expect(w.stderr).toContain(`is not where ${p.pool} is mounted`);
     expect(w.stderr).toMatch(/compresion: .*has no property "compresion" \(did you mean "compression"\?\)/);
     const options = join(p.work, 'options.json');
-    await writeFile(options, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [['quiet-wait', { quietSecond: 1, maxWaitSecond: 2 }], 'zfs', 'rsync'] }] }));
+    await writeFile(
+      options,
+      JSON.stringify({
+        stateDir: p.stateDir,
+        roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [['quiet-wait', { quietSecond: 1, maxWaitSecond: 2 }], 'zfs', 'rsync'] }],
+      }),
+    );
     const o = await cli(['--config', options, 'check-config'], { stateDir: p.stateDir });
     expect(o.exitCode).toBe(2);
     expect(o.stderr).toMatch(/quietSecond: unknown key "quietSecond" \(did you mean "quietSeconds"\?\)/);
@@ -181,14 +211,22 @@ describe('one config checker', () => {
 });
 
 describe('status from the same facts as the log', () => {
-  it('during a copy: its step and progress, moving; during the grace period: the wait\'s own since', async () => {
+  it("during a copy: its step and progress, moving; during the grace period: the wait's own since", async () => {
     const rsync = { flags: ['-aHAX', '--numeric-ids', '--bwlimit=2000'], graceSeconds: 4 };
     const config = await writeConfig(p, fastPlugins({ rsync }), { watch: { sweepIntervalSeconds: 600 } }, 'status.json');
     await startDaemon(p, config);
     const dir = join(p.mount, 'slow-run');
     await mkdir(dir);
     for (let i = 0; i < 20; i++) await writeFile(join(dir, `f${i}`), randomBytes(1_000_000));
-    type Active = { name: string; phase: string; waiting?: string; since: string; jobSince: string; step?: string; progress?: { bytes?: number; totalBytes?: number; bytesPerSecond?: number } };
+    type Active = {
+      name: string;
+      phase: string;
+      waiting?: string;
+      since: string;
+      jobSince: string;
+      step?: string;
+      progress?: { bytes?: number; totalBytes?: number; bytesPerSecond?: number };
+    };
     const active = async (): Promise<Active | undefined> => {
       const r = await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir });
       return (JSON.parse(r.stdout) as { daemon: { active: Active[] } | null }).daemon?.active.find((a) => a.name === 'slow-run');

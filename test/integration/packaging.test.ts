@@ -40,7 +40,10 @@ const manifest = JSON.parse(await readFile(join(PROJECT, 'package.json'), 'utf8'
 };
 
 /** Runs the installed bin as an administrator would: from /, with PATH holding the prefix's bin and node, and no other state. */
-async function installedCli(args: readonly string[], env: Record<string, string> = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+async function installedCli(
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   const r = await execa(bin, args, {
     reject: false,
     cwd: '/',
@@ -57,7 +60,10 @@ beforeAll(async () => {
     throw new Error('dist/ is not built: run npm run build first');
   });
   work = await mkdtemp(join(tmpdir(), 'zdc-pack-'));
-  const packed = await execa('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: PROJECT, env: { npm_config_cache: join(work, 'pack-cache') } });
+  const packed = await execa('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], {
+    cwd: PROJECT,
+    env: { npm_config_cache: join(work, 'pack-cache') },
+  });
   pkg = (JSON.parse(packed.stdout) as PackResult[])[0]!;
   extracted = join(work, 'package');
   await execa('tar', ['-xzf', join(work, pkg.filename), '-C', work]);
@@ -65,7 +71,11 @@ beforeAll(async () => {
   // The tarball itself, installed as an administrator installs it. Its dependencies come from
   // npm's cache where `npm ci` left them (--prefer-offline) and from the registry otherwise.
   prefix = join(work, 'prefix');
-  const npm = await execa('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', join(work, pkg.filename)], { reject: false, cwd: work });
+  const npm = await execa(
+    'npm',
+    ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', join(work, pkg.filename)],
+    { reject: false, cwd: work },
+  );
   if (npm.exitCode !== 0) throw new Error(`npm install -g failed: ${npm.stderr}`);
   bin = join(prefix, 'bin', 'zfs-dynamic-creator');
   installed = join(prefix, 'lib', 'node_modules', 'zfs-dynamic-creator');
@@ -78,10 +88,27 @@ describe('the tarball', () => {
   const paths = (): string[] => pkg.files.map((f) => f.path);
 
   it('holds the license, the README, the docs, the man page, the units and the built program, and nothing of the tests', () => {
-    for (const file of ['LICENSE', 'README.md', 'docs/guarantees.md', 'docs/operating.md', 'docs/architecture.md', 'man/zfs-dynamic-creator.1', 'package.json', 'dist/src/cli.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/plugins/zfs/index.js', 'contrib/systemd/zfs-dynamic-creator.service', 'contrib/systemd/zfs-dynamic-creator-reconcile.timer', 'contrib/incron.d/zfs-dynamic-creator']) {
+    for (const file of [
+      'LICENSE',
+      'README.md',
+      'docs/guarantees.md',
+      'docs/operating.md',
+      'docs/architecture.md',
+      'man/zfs-dynamic-creator.1',
+      'package.json',
+      'dist/src/cli.js',
+      'dist/src/index.js',
+      'dist/src/index.d.ts',
+      'dist/plugins/zfs/index.js',
+      'contrib/systemd/zfs-dynamic-creator.service',
+      'contrib/systemd/zfs-dynamic-creator-reconcile.timer',
+      'contrib/incron.d/zfs-dynamic-creator',
+    ]) {
       expect(paths(), file).toContain(file);
     }
-    expect(paths().filter((p) => /^(test|bench|scripts|dist\/bench|dist\/test|node_modules)\//.test(p) || p === 'package-lock.json')).toEqual([]);
+    expect(
+      paths().filter((p) => /^(test|bench|scripts|dist\/bench|dist\/test|node_modules)\//.test(p) || p === 'package-lock.json'),
+    ).toEqual([]);
   });
 
   it('declares its license and ships its text', async () => {
@@ -91,13 +118,16 @@ describe('the tarball', () => {
     expect(text).toContain('Version 3, 29 June 2007');
   });
 
-  it('has no source map that points at a file it does not ship (a bundled dependency\'s source is embedded in the map)', async () => {
+  it("has no source map that points at a file it does not ship (a bundled dependency's source is embedded in the map)", async () => {
     const shipped = new Set(paths());
     const maps = paths().filter((p) => p.endsWith('.map'));
     expect(maps.length).toBeGreaterThan(0);
     const dangling: string[] = [];
     for (const map of maps) {
-      const { sources, sourcesContent } = JSON.parse(await readFile(join(extracted, map), 'utf8')) as { sources: string[]; sourcesContent?: (string | null)[] };
+      const { sources, sourcesContent } = JSON.parse(await readFile(join(extracted, map), 'utf8')) as {
+        sources: string[];
+        sourcesContent?: (string | null)[];
+      };
       for (const [i, source] of sources.entries()) {
         const target = relative(extracted, resolve(extracted, dirname(map), source));
         if (!shipped.has(target) && typeof sourcesContent?.[i] !== 'string') dangling.push(`${map} → ${source}`);
@@ -125,7 +155,8 @@ describe('installed with npm install -g', () => {
     expect(await readlink(bin)).toBe('../lib/node_modules/zfs-dynamic-creator/dist/src/cli.js');
     expect((await stat(bin)).mode & 0o111).not.toBe(0);
     await access(join(prefix, 'share', 'man', 'man1', 'zfs-dynamic-creator.1'), constants.R_OK);
-    for (const file of ['LICENSE', 'README.md', 'docs/guarantees.md', 'docs/operating.md']) await access(join(installed, file), constants.R_OK);
+    for (const file of ['LICENSE', 'README.md', 'docs/guarantees.md', 'docs/operating.md'])
+      await access(join(installed, file), constants.R_OK);
     // The units' Documentation= file:///usr/lib/node_modules/… is this README under the prefix /usr.
     const unit = await readFile(join(installed, 'contrib', 'systemd', 'zfs-dynamic-creator.service'), 'utf8');
     for (const [, path] of unit.matchAll(/^Documentation=file:\/\/\/usr\/(\S+)$/gm)) await access(join(prefix, path!), constants.R_OK);
@@ -137,7 +168,20 @@ describe('installed with npm install -g', () => {
     const help = await installedCli(['--help']);
     expect(help.exitCode, help.stderr).toBe(0);
     const commands = [...help.stdout.slice(help.stdout.indexOf('\nCommands:\n')).matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]!);
-    expect(commands).toEqual(expect.arrayContaining(['handle', 'recover', 'reconcile', 'watch', 'status', 'list-plugins', 'history', 'doctor', 'check-config', 'help']));
+    expect(commands).toEqual(
+      expect.arrayContaining([
+        'handle',
+        'recover',
+        'reconcile',
+        'watch',
+        'status',
+        'list-plugins',
+        'history',
+        'doctor',
+        'check-config',
+        'help',
+      ]),
+    );
     for (const command of commands) {
       const r = await installedCli(['help', command]);
       expect(r.exitCode, `help ${command}: ${r.stderr}`).toBe(0);
@@ -155,10 +199,18 @@ describe('installed with npm install -g', () => {
     const rootdir = join(work, 'root');
     await mkdir(rootdir);
     const config = join(etc, 'config.yaml');
-    await writeFile(config, `stateDir: ${join(work, 'state')}\nplugins:\n  - name-filter\n  - quiet-wait\n  - zfs\n  - rsync\nroots:\n  - rootfs: tank/runs\n    rootdir: ${rootdir}\n    plugins:\n      zfs: { snapshot: converted }\n`, { mode: 0o644 });
+    await writeFile(
+      config,
+      `stateDir: ${join(work, 'state')}\nplugins:\n  - name-filter\n  - quiet-wait\n  - zfs\n  - rsync\nroots:\n  - rootfs: tank/runs\n    rootdir: ${rootdir}\n    plugins:\n      zfs: { snapshot: converted }\n`,
+      { mode: 0o644 },
+    );
     const list = await installedCli(['--config', config, 'list-plugins', '--json']);
     expect(list.exitCode, list.stderr).toBe(0);
-    const roots = (JSON.parse(list.stdout) as { roots: { plugins: { name: string; location: string; version: string; options: Record<string, unknown> }[] }[] }).roots;
+    const roots = (
+      JSON.parse(list.stdout) as {
+        roots: { plugins: { name: string; location: string; version: string; options: Record<string, unknown> }[] }[];
+      }
+    ).roots;
     expect(roots[0]!.plugins.map((p) => p.name)).toEqual(['name-filter', 'quiet-wait', 'zfs', 'rsync']);
     const real = await realpath(installed);
     for (const p of roots[0]!.plugins) {
@@ -184,6 +236,7 @@ describe('installed with npm install -g', () => {
     expect(r.stderr).not.toMatch(/warning/i);
     const text = String(r.stdout);
     expect(text).toMatch(/NAME\s+zfs-dynamic-creator/);
-    for (const command of ['handle', 'recover', 'reconcile', 'watch', 'status', 'list-plugins', 'history', 'doctor', 'check-config']) expect(text, command).toContain(command);
+    for (const command of ['handle', 'recover', 'reconcile', 'watch', 'status', 'list-plugins', 'history', 'doctor', 'check-config'])
+      expect(text, command).toContain(command);
   });
 });

@@ -14,7 +14,6 @@ import { describeTree, makeTree } from '../helpers/tree.js';
 import { escapePath } from '../../plugins/nfs-exports/exports.js';
 import { DROP_IN, EXPORTS, exported, saveExportState } from '../helpers/exports.js';
 
-
 let p: TestPool;
 let restoreExports: () => Promise<void> = async () => undefined;
 let unrelated: string;
@@ -35,7 +34,9 @@ async function exportsBlockWritten(): Promise<void> {
   if ((await datasets(p.pool)).some((d) => d.name === `${p.pool}/${ADDED}`)) return;
   const config = await writeConfig(p, fastPlugins(), {}, 'exports-file.json');
   await makeTree(join(p.mount, ADDED), 3);
-  const r = await cli(['--config', config, '--delay=0', '--add-export', p.pool, p.mount, ADDED, 'IN_CREATE,IN_ISDIR'], { stateDir: p.stateDir });
+  const r = await cli(['--config', config, '--delay=0', '--add-export', p.pool, p.mount, ADDED, 'IN_CREATE,IN_ISDIR'], {
+    stateDir: p.stateDir,
+  });
   expect({ exitCode: r.exitCode, stderr: r.stderr }).toMatchObject({ exitCode: 0 });
 }
 
@@ -105,7 +106,12 @@ describe('drop-in mode (the default)', () => {
   it('refuses, before changing anything, when the root has no line and no clients are configured', async () => {
     const empty = join(p.work, 'empty-exports');
     await writeFile(empty, '# nothing here\n');
-    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { exportsFile: empty, dropInFile: join(p.work, 'x.exports') }]] }), {}, 'no-clients.json');
+    const cfg = await writeConfig(
+      p,
+      fastPlugins({ more: [['nfs-exports', { exportsFile: empty, dropInFile: join(p.work, 'x.exports') }]] }),
+      {},
+      'no-clients.json',
+    );
     const dir = join(p.mount, 'noclients');
     await makeTree(dir, 2);
     const r = await handle(cfg, dir);
@@ -118,7 +124,12 @@ describe('drop-in mode (the default)', () => {
   });
 
   it('says "exportfs not found" when exportfs is missing, and converts nothing', async () => {
-    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { exportfsCommand: '/nonexistent/exportfs' }]] }), {}, 'no-exportfs.json');
+    const cfg = await writeConfig(
+      p,
+      fastPlugins({ more: [['nfs-exports', { exportfsCommand: '/nonexistent/exportfs' }]] }),
+      {},
+      'no-exportfs.json',
+    );
     const dir = join(p.mount, 'noexportfs');
     await makeTree(dir, 2);
     const r = await handle(cfg, dir);
@@ -131,7 +142,12 @@ describe('drop-in mode (the default)', () => {
   it('puts the previous file back when exportfs -r rejects the new one, and recover finishes later', async () => {
     // A previous version of the drop-in file to put back.
     await withSpaceExported();
-    const cfg = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { clients: '127.0.0.1(rw,no_subtree_check,bogus_option)' }]] }), {}, 'rejected.json');
+    const cfg = await writeConfig(
+      p,
+      fastPlugins({ more: [['nfs-exports', { clients: '127.0.0.1(rw,no_subtree_check,bogus_option)' }]] }),
+      {},
+      'rejected.json',
+    );
     const previous = await readFile(DROP_IN, 'utf8');
     const exportsBefore = await exported();
     const dir = join(p.mount, 'rejected');
@@ -164,7 +180,9 @@ describe('the original --add-export flags (exports-file mode)', () => {
     const name = ADDED;
     const dir = join(p.mount, name);
     await makeTree(dir, 3);
-    const r = await cli(['--config', config, '--delay=0', '--add-export', p.pool, p.mount, name, 'IN_CREATE,IN_ISDIR'], { stateDir: p.stateDir });
+    const r = await cli(['--config', config, '--delay=0', '--add-export', p.pool, p.mount, name, 'IN_CREATE,IN_ISDIR'], {
+      stateDir: p.stateDir,
+    });
     expect(r.exitCode).toBe(0);
     const text = await readFile(EXPORTS, 'utf8');
     expect(text.startsWith(baseExports)).toBe(true);
@@ -187,7 +205,10 @@ describe('the original --add-export flags (exports-file mode)', () => {
     await zfs('create', `${p.pool}/made by hand`);
     const stale = `${p.mount}/gone`;
     const text = await readFile(EXPORTS, 'utf8');
-    await writeFile(EXPORTS, text.replace(`# END zfs-dynamic-creator ${p.mount}`, `${stale} 127.0.0.1(ro)\n# END zfs-dynamic-creator ${p.mount}`));
+    await writeFile(
+      EXPORTS,
+      text.replace(`# END zfs-dynamic-creator ${p.mount}`, `${stale} 127.0.0.1(ro)\n# END zfs-dynamic-creator ${p.mount}`),
+    );
     const r = await cli(['--config', config, '--add-remove-all-exports', p.pool, p.mount], { stateDir: p.stateDir });
     expect(r.stderr).toContain('remove the stale export');
     expect(r.exitCode).toBe(0);
@@ -204,7 +225,7 @@ describe('the original --add-export flags (exports-file mode)', () => {
   });
 });
 
-describe('exports-file mode: edits by others, and the original script\'s lines', () => {
+describe("exports-file mode: edits by others, and the original script's lines", () => {
   /**
    * An exportfs that, on its first `-r`, appends `line` to /etc/exports (an administrator
    * editing it while exportfs runs), then runs the real exportfs.
@@ -239,7 +260,18 @@ describe('exports-file mode: edits by others, and the original script\'s lines',
     // Our change is rejected (a bad option), and the administrator's line arrives in between.
     const bad = await writeConfig(
       p,
-      fastPlugins({ more: [['nfs-exports', { mode: 'exports-file', clients: '127.0.0.1(rw,no_subtree_check,bogus_option)', exportfsCommand: await editingExportfs('reject', adminLine) }]] }),
+      fastPlugins({
+        more: [
+          [
+            'nfs-exports',
+            {
+              mode: 'exports-file',
+              clients: '127.0.0.1(rw,no_subtree_check,bogus_option)',
+              exportfsCommand: await editingExportfs('reject', adminLine),
+            },
+          ],
+        ],
+      }),
       {},
       'edit-rejected.json',
     );
@@ -247,11 +279,18 @@ describe('exports-file mode: edits by others, and the original script\'s lines',
     await makeTree(dir, 2);
     const r = await handle(bad, dir);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/exportfs -r rejected the new \/etc\/exports .*bogus_option.*; our change was taken out again, keeping the edit someone else made meanwhile/);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(
+      /exportfs -r rejected the new \/etc\/exports .*bogus_option.*; our change was taken out again, keeping the edit someone else made meanwhile/,
+    );
     expect(await readFile(EXPORTS, 'utf8')).toBe(`${before}${adminLine}\n`);
     expect(await exported()).toEqual([...exportsBefore, adminDir].sort());
     // Fixed config: recover publishes it; this time exportfs accepts, and another edit made during it stays too.
-    const good = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { mode: 'exports-file', exportfsCommand: await editingExportfs('accept', adminLine2) }]] }), {}, 'edit-accepted.json');
+    const good = await writeConfig(
+      p,
+      fastPlugins({ more: [['nfs-exports', { mode: 'exports-file', exportfsCommand: await editingExportfs('accept', adminLine2) }]] }),
+      {},
+      'edit-accepted.json',
+    );
     const rec = await cli(['--config', good, 'recover'], { stateDir: p.stateDir });
     expect(rec.exitCode).toBe(0);
     const end = `# END zfs-dynamic-creator ${p.mount}\n`;
@@ -261,7 +300,7 @@ describe('exports-file mode: edits by others, and the original script\'s lines',
     expect(await exported()).toEqual([...exportsBefore, adminDir, adminDir2, dir].sort());
   });
 
-  it('2-argument --add-remove-all-exports without a config: the original script\'s stale child line goes, its line for a dataset is updated in place, a new dataset is added, every other line stays byte for byte', async () => {
+  it("2-argument --add-remove-all-exports without a config: the original script's stale child line goes, its line for a dataset is updated in place, a new dataset is added, every other line stays byte for byte", async () => {
     await exportsBlockWritten();
     await zfs('create', `${p.pool}/seeded`);
     await zfs('create', `${p.pool}/brand new`);
@@ -296,7 +335,12 @@ describe('exports-file mode: edits by others, and the original script\'s lines',
 
 describe('sharenfs mode', () => {
   it('sets the sharenfs property on the new dataset', async () => {
-    const config = await writeConfig(p, fastPlugins({ more: [['nfs-exports', { mode: 'sharenfs', sharenfs: 'rw=@127.0.0.1' }]] }), {}, 'sharenfs.json');
+    const config = await writeConfig(
+      p,
+      fastPlugins({ more: [['nfs-exports', { mode: 'sharenfs', sharenfs: 'rw=@127.0.0.1' }]] }),
+      {},
+      'sharenfs.json',
+    );
     const before = await readFile(EXPORTS, 'utf8');
     const dir = join(p.mount, 'shared');
     await makeTree(dir, 2);

@@ -22,7 +22,12 @@ afterAll(async () => {
   await p?.destroy();
 });
 
-const plugins = (quiet: Record<string, unknown>): unknown[] => ['name-filter', ['quiet-wait', quiet], 'zfs', ['rsync', { graceSeconds: 0.3 }]];
+const plugins = (quiet: Record<string, unknown>): unknown[] => [
+  'name-filter',
+  ['quiet-wait', quiet],
+  'zfs',
+  ['rsync', { graceSeconds: 0.3 }],
+];
 
 /** Creates a new small file in `dir` every `ms` until the test ends; returns the names made. */
 function keepWriting(dir: string, ms: number): string[] {
@@ -30,7 +35,10 @@ function keepWriting(dir: string, ms: number): string[] {
   const made: string[] = [];
   const loop = (async () => {
     for (let i = 0; !stop; i++) {
-      await writeFile(join(dir, `new${i}`), `content ${i}\n`).then(() => made.push(`new${i}`), () => undefined);
+      await writeFile(join(dir, `new${i}`), `content ${i}\n`).then(
+        () => made.push(`new${i}`),
+        () => undefined,
+      );
       await sleep(ms);
     }
   })();

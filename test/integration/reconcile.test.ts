@@ -29,7 +29,10 @@ afterAll(async () => {
 /** Runs reconcile with the counting zfs first on PATH; returns the result and the zfs calls it made. */
 async function countedReconcile(cfg = config): Promise<{ exitCode: number; stdout: string; stderr: string; calls: string[] }> {
   await writeFile(callLog, '');
-  const r = await cli(['--config', cfg, 'reconcile', '--json'], { stateDir: p.stateDir, env: { PATH: `${wrapperDir}:${process.env.PATH ?? ''}` } });
+  const r = await cli(['--config', cfg, 'reconcile', '--json'], {
+    stateDir: p.stateDir,
+    env: { PATH: `${wrapperDir}:${process.env.PATH ?? ''}` },
+  });
   const calls = (await readFile(callLog, 'utf8')).split('\n').filter(Boolean);
   return { ...r, calls };
 }

@@ -68,7 +68,11 @@ describe('SIGKILL at every step, then recover', () => {
       await makeTree(dir, 12, 3000 + index);
       before.set(name, await describeTree(dir, { mtimes: true }));
       // Aimed at this job only: every run first recovers the root's earlier jobs, which must not die.
-      const config = await writeNamedConfig(p, `kill-${index}.json`, fastPlugins({ more: [['fault-injection', { killAt, when, names: [name] }]] }));
+      const config = await writeNamedConfig(
+        p,
+        `kill-${index}.json`,
+        fastPlugins({ more: [['fault-injection', { killAt, when, names: [name] }]] }),
+      );
       const r = await run(['--config', config, 'handle', dir], p.stateDir);
       results.push({ name, signal: r.signal, stderr: r.stderr });
     }
@@ -86,7 +90,7 @@ describe('SIGKILL at every step, then recover', () => {
     const child = cliSpawn(['--config', rsyncOnly, 'handle', dir], { stateDir: p.stateDir });
     const staging = stagingPath(p, name);
     let rsyncs: number[] = [];
-    for (const deadline = Date.now() + scaled(10_000); rsyncs.length === 0 && Date.now() < deadline; ) {
+    for (const deadline = Date.now() + scaled(10_000); rsyncs.length === 0 && Date.now() < deadline;) {
       rsyncs = await processesMatching('rsync', `${staging}/`);
       if (rsyncs.length === 0) await sleep(25);
     }
@@ -95,7 +99,8 @@ describe('SIGKILL at every step, then recover', () => {
     for (const pid of await processesMatching('rsync', `${staging}/`)) process.kill(pid, 'SIGKILL');
     const r = await child;
     // Really in the middle: the staging dataset holds some but not all of the files.
-    const copied = (await Promise.all(['d0', 'd1', 'd2', 'd3'].map((d) => readdir(join(staging, d)).catch(() => [] as string[])))).flat().length;
+    const copied = (await Promise.all(['d0', 'd1', 'd2', 'd3'].map((d) => readdir(join(staging, d)).catch(() => [] as string[])))).flat()
+      .length;
     return { rsyncs: rsyncs.length, signal: r.signal, copied };
   });
 
@@ -104,7 +109,11 @@ describe('SIGKILL at every step, then recover', () => {
     const dir = join(p.mount, name);
     await makeTree(dir, 800, 40_000);
     before.set(name, await describeTree(dir, { mtimes: true }));
-    const config = await writeNamedConfig(p, 'during.json', fastPlugins({ more: [['fault-injection', { killAt: 'migrate/copy', when: 'during', duringMs: 200, names: [name] }]] }));
+    const config = await writeNamedConfig(
+      p,
+      'during.json',
+      fastPlugins({ more: [['fault-injection', { killAt: 'migrate/copy', when: 'during', duringMs: 200, names: [name] }]] }),
+    );
     return run(['--config', config, 'handle', dir], p.stateDir);
   });
 
@@ -117,9 +126,13 @@ describe('SIGKILL at every step, then recover', () => {
     // Killed once the removal has visibly begun: part of the original is gone, part is left.
     const child = cliSpawn(['--config', plain, 'handle', dir], { stateDir: p.stateDir });
     const aside = stagingPath(p, name, 'orig');
-    const count = async (): Promise<number> => (await Promise.all(['d0', 'd1', 'd2', 'd3'].map((d) => readdir(join(aside, d)).catch(() => [] as string[])))).flat().length;
+    const count = async (): Promise<number> =>
+      (await Promise.all(['d0', 'd1', 'd2', 'd3'].map((d) => readdir(join(aside, d)).catch(() => [] as string[])))).flat().length;
     let exited = false;
-    void child.then(() => (exited = true), () => (exited = true));
+    void child.then(
+      () => (exited = true),
+      () => (exited = true),
+    );
     // Polled until the removal is seen under way (or the job ended: the test then fails below).
     for (const deadline = Date.now() + scaled(60_000); !exited && Date.now() < deadline; await sleep(5)) {
       const left = await count();

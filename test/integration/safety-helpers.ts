@@ -24,7 +24,13 @@ export interface RunResult {
 
 /** Runs the CLI and reports how it ended, a death by signal included. */
 export async function run(args: readonly string[], stateDir: string, timeoutMs = 170_000): Promise<RunResult> {
-  const r = await execa(process.execPath, [CLI, ...args], { reject: false, env: cliEnv(stateDir), cwd: '/', stdin: 'ignore', timeout: timeoutMs });
+  const r = await execa(process.execPath, [CLI, ...args], {
+    reject: false,
+    env: cliEnv(stateDir),
+    cwd: '/',
+    stdin: 'ignore',
+    timeout: timeoutMs,
+  });
   return { exitCode: r.exitCode, signal: r.signal, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 

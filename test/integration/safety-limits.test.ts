@@ -30,7 +30,9 @@ describe('no space', () => {
     expect(r.exitCode).toBe(1);
     const last = r.stderr.trim().split('\n').at(-1)!;
     // The quota is set at the commit; a copy that would not fit it is refused before it starts.
-    expect(last).toMatch(/provision failed: "over-quota" does not fit: its files take \d+\.\d MiB on disk and the new dataset's quota is 1M/);
+    expect(last).toMatch(
+      /provision failed: "over-quota" does not fit: its files take \d+\.\d MiB on disk and the new dataset's quota is 1M/,
+    );
     expect(last).toContain('rolled back');
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
     expect(await names()).not.toContain(`${p.pool}/over-quota`);
@@ -51,7 +53,9 @@ describe('no space', () => {
     expect(r.exitCode).toBe(1);
     const last = r.stderr.trim().split('\n').at(-1)!;
     // Refused before the copy when ZFS already counts the filler (it counts writes seconds late), or by the copy.
-    expect(last).toMatch(/migrate failed: copy failed: no space left: .*No space left on device|provision failed: "too big" does not fit: .* available; nothing was copied/);
+    expect(last).toMatch(
+      /migrate failed: copy failed: no space left: .*No space left on device|provision failed: "too big" does not fit: .* available; nothing was copied/,
+    );
     expect(last).toContain('rolled back');
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
     expect(await names()).not.toContain(`${p.pool}/too big`);
@@ -65,11 +69,16 @@ describe('two invocations for the same directory at once', () => {
     await makeTree(dir, 30, 5000);
     const before = await describeTree(dir, { mtimes: true });
     const config = await writeNamedConfig(p, 'twice.json', fastPlugins());
-    const [a, b] = await Promise.all([run(['--config', config, 'handle', dir], p.stateDir), run(['--config', config, 'handle', dir], p.stateDir)]);
+    const [a, b] = await Promise.all([
+      run(['--config', config, 'handle', dir], p.stateDir),
+      run(['--config', config, 'handle', dir], p.stateDir),
+    ]);
     expect([a.exitCode, b.exitCode]).toEqual([0, 0]);
     const said = [a.stderr, b.stderr];
     expect(said.filter((s) => s.includes('converted into'))).toHaveLength(1);
-    expect(said.filter((s) => /another zfs-dynamic-creator process is handling this directory|already a filesystem/.test(s))).toHaveLength(1);
+    expect(said.filter((s) => /another zfs-dynamic-creator process is handling this directory|already a filesystem/.test(s))).toHaveLength(
+      1,
+    );
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
     expect(await datasets(p.pool)).toContainEqual({ name: `${p.pool}/twice`, mountpoint: dir, mounted: 'yes', state: 'live' });
     expect(await leftovers(p)).toEqual([]);
@@ -109,7 +118,11 @@ describe('a dataset that is busy', () => {
     const dir = join(p.mount, name);
     await makeTree(dir, 5);
     const before = await describeTree(dir, { mtimes: true });
-    const config = await writeNamedConfig(p, 'busy1.json', fastPlugins({ more: [['fault-injection', { killAt: 'migrate', when: 'after', action: 'fail', pauseSeconds: 2 }]] }));
+    const config = await writeNamedConfig(
+      p,
+      'busy1.json',
+      fastPlugins({ more: [['fault-injection', { killAt: 'migrate', when: 'after', action: 'fail', pauseSeconds: 2 }]] }),
+    );
     const job = cliSpawn(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     await waitForMount(name);
     const holder = holdCwd(stagingPath(p, name));
@@ -138,14 +151,19 @@ describe('a dataset that is busy', () => {
     const config = await writeNamedConfig(
       p,
       'busy2.json',
-      fastPlugins({ zfs: { busyAttempts: 3, busyFirstDelayMs: 100 }, more: [['fault-injection', { killAt: 'migrate', when: 'after', action: 'fail', pauseSeconds: 2 }]] }),
+      fastPlugins({
+        zfs: { busyAttempts: 3, busyFirstDelayMs: 100 },
+        more: [['fault-injection', { killAt: 'migrate', when: 'after', action: 'fail', pauseSeconds: 2 }]],
+      }),
     );
     const job = cliSpawn(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     await waitForMount(name);
     const holder = holdCwd(stagingPath(p, name));
     const r = await job;
     expect(r.exitCode).toBe(1);
-    expect(String(r.stderr).trim().split('\n').at(-1)).toMatch(/rollback failed: .*busy.*the next run for this root, or 'zfs-dynamic-creator recover', tries again/);
+    expect(String(r.stderr).trim().split('\n').at(-1)).toMatch(
+      /rollback failed: .*busy.*the next run for this root, or 'zfs-dynamic-creator recover', tries again/,
+    );
     // Nothing lost meanwhile: the original never moved.
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
     holder.kill('SIGKILL');

@@ -38,7 +38,10 @@ async function waitLiveAtPath(name: string, job?: ResultPromise, timeoutMs = 60_
   for (;;) {
     const d = await dataset(name);
     if (d?.mounted === 'yes' && d.mountpoint === join(p.mount, name)) return;
-    if (ended) throw new Error(`${name}: the job ended (exit ${ended.exitCode}, signal ${ended.signal}) before it went live:\n${String(ended.stderr)}${String(ended.stdout)}`);
+    if (ended)
+      throw new Error(
+        `${name}: the job ended (exit ${ended.exitCode}, signal ${ended.signal}) before it went live:\n${String(ended.stderr)}${String(ended.stdout)}`,
+      );
     if (Date.now() > deadline) throw new Error(`${name} never went live at its path (state: ${JSON.stringify(d)})`);
     await sleep(50);
   }
@@ -68,7 +71,11 @@ describe('recovery after the commit point never destroys or reverts the dataset'
       const dir = join(p.mount, name);
       await makeTree(dir, 12, 2000 + index);
       const before = await describeTree(dir, { mtimes: true });
-      const config = await writeNamedConfig(p, `live-kill-${index}.json`, fastPlugins({ more: [['fault-injection', { killAt, when, names: [name] }]] }));
+      const config = await writeNamedConfig(
+        p,
+        `live-kill-${index}.json`,
+        fastPlugins({ more: [['fault-injection', { killAt, when, names: [name] }]] }),
+      );
       const r = await run(['--config', config, 'handle', dir], p.stateDir);
       expect({ name, signal: r.signal }).toEqual({ name, signal: 'SIGKILL' });
       const ds = await dataset(name);
@@ -107,7 +114,19 @@ describe('recovery after the commit point never destroys or reverts the dataset'
     await makeTree(dir, 8);
     const before = await describeTree(dir, { mtimes: true });
     const kill = join(p.work, 'linked-kill.json');
-    await writeFile(kill, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: link, plugins: fastPlugins({ more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'before', names: [name] }]] }) }] }));
+    await writeFile(
+      kill,
+      JSON.stringify({
+        stateDir: p.stateDir,
+        roots: [
+          {
+            rootfs: p.pool,
+            rootdir: link,
+            plugins: fastPlugins({ more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'before', names: [name] }]] }),
+          },
+        ],
+      }),
+    );
     const r = await run(['--config', kill, 'handle', join(link, name)], p.stateDir);
     expect(r.signal).toBe('SIGKILL');
     await writeFile(join(dir, 'user-file'), 'mine\n');
@@ -121,7 +140,7 @@ describe('recovery after the commit point never destroys or reverts the dataset'
   });
 });
 
-describe('the catch-up carries only the original\'s own changes', () => {
+describe("the catch-up carries only the original's own changes", () => {
   it('five edits users make in the live dataset during the grace period are all kept', async () => {
     const name = 'edited';
     const dir = join(p.mount, name);
@@ -165,17 +184,29 @@ describe('the catch-up carries only the original\'s own changes', () => {
     await writeFile(join(dir, 'shared.txt'), 'first line\n');
     await writeFile(join(dir, 'other.txt'), 'untouched\n');
     // A writer keeps shared.txt open in the original across the swap (old NFS handle, open descriptor).
-    const writer = execa(process.execPath, ['-e', `
+    const writer = execa(
+      process.execPath,
+      [
+        '-e',
+        `
       const fs = require('fs');
       const fd = fs.openSync(process.argv[1], 'a');
       process.stdout.write('ready\\n');
       process.stdin.once('data', () => { fs.writeSync(fd, 'written in the original after the swap\\n'); fs.closeSync(fd); process.exit(0); });
-    `, join(dir, 'shared.txt')], { cwd: '/', stdin: 'pipe', reject: false });
+    `,
+        join(dir, 'shared.txt'),
+      ],
+      { cwd: '/', stdin: 'pipe', reject: false },
+    );
     onTestFinished(() => {
       writer.kill('SIGKILL');
     });
     await new Promise<void>((resolve) => writer.stdout!.once('data', () => resolve()));
-    const config = await writeNamedConfig(p, 'both.json', fastPlugins({ quiet: { checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: 60 } }));
+    const config = await writeNamedConfig(
+      p,
+      'both.json',
+      fastPlugins({ quiet: { checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: 60 } }),
+    );
     const job = cliSpawn(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     onTestFinished(() => {
       job.kill('SIGKILL');
@@ -187,7 +218,9 @@ describe('the catch-up carries only the original\'s own changes', () => {
     const r = await job;
     expect(r.exitCode).toBe(1);
     const last = String(r.stderr).trim().split('\n').at(-1)!;
-    expect(last).toMatch(/changed both in the original and in the dataset \(shared\.txt: .*\); neither was overwritten, and the original is kept at /);
+    expect(last).toMatch(
+      /changed both in the original and in the dataset \(shared\.txt: .*\); neither was overwritten, and the original is kept at /,
+    );
     // Both versions exist: the user's in the dataset, the original's in the kept original.
     expect(await readFile(join(dir, 'shared.txt'), 'utf8')).toBe('rewritten by a user in the dataset\n');
     const aside = helperPath(p, name, 'orig');
@@ -242,14 +275,22 @@ describe('limits', () => {
     const dir = join(p.mount, name);
     await makeTree(dir, 8, 100_000);
     const file = join(dir, 'growing.log');
-    const writer = execa(process.execPath, ['-e', `
+    const writer = execa(
+      process.execPath,
+      [
+        '-e',
+        `
       const fs = require('fs');
       const fd = fs.openSync(process.argv[1], 'a');
       let n = 0;
       const timer = setInterval(() => { fs.writeSync(fd, 'x'.repeat(4095) + '\\n'); n++; }, 20);
       process.on('SIGTERM', () => { clearInterval(timer); fs.closeSync(fd); process.stdout.write(String(n)); process.exit(0); });
       process.stdout.write('ready\\n');
-    `, file], { cwd: '/', reject: false });
+    `,
+        file,
+      ],
+      { cwd: '/', reject: false },
+    );
     onTestFinished(() => {
       writer.kill('SIGKILL');
     });
@@ -282,13 +323,18 @@ describe('limits', () => {
 });
 
 describe('legacy runs recover their root', () => {
-  const legacy = (config: string, name: string): Promise<Awaited<ReturnType<typeof run>>> => run(['--config', config, p.pool, p.mount, name, 'IN_CREATE,IN_ISDIR'], p.stateDir);
+  const legacy = (config: string, name: string): Promise<Awaited<ReturnType<typeof run>>> =>
+    run(['--config', config, p.pool, p.mount, name, 'IN_CREATE,IN_ISDIR'], p.stateDir);
 
   it('a 4-argument run killed in its grace period is finished by the next run for another directory, and by recover without a config', async () => {
     for (const n of ['legacy-a', 'legacy-b', 'legacy-c']) await makeTree(join(p.mount, n), 6);
     const treeA = await describeTree(join(p.mount, 'legacy-a'), { mtimes: true });
     const treeC = await describeTree(join(p.mount, 'legacy-c'), { mtimes: true });
-    const killA = await writeNamedConfig(p, 'legacy-kill-a.json', fastPlugins({ more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'before', names: ['legacy-a'] }]] }));
+    const killA = await writeNamedConfig(
+      p,
+      'legacy-kill-a.json',
+      fastPlugins({ more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'before', names: ['legacy-a'] }]] }),
+    );
     expect((await legacy(killA, 'legacy-a')).signal).toBe('SIGKILL');
     const next = await legacy(plain, 'legacy-b');
     expect(next.exitCode).toBe(0);
@@ -296,7 +342,11 @@ describe('legacy runs recover their root', () => {
     expect(await dataset('legacy-a')).toMatchObject({ state: 'live', mounted: 'yes' });
     expect(withoutKey(await describeTree(join(p.mount, 'legacy-a'), { mtimes: true }), '.')).toEqual(withoutKey(treeA, '.'));
 
-    const killC = await writeNamedConfig(p, 'legacy-kill-c.json', fastPlugins({ more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'before', names: ['legacy-c'] }]] }));
+    const killC = await writeNamedConfig(
+      p,
+      'legacy-kill-c.json',
+      fastPlugins({ more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'before', names: ['legacy-c'] }]] }),
+    );
     expect((await legacy(killC, 'legacy-c')).signal).toBe('SIGKILL');
     // No config at all (a site that only has the original incron line): the journal says what to finish.
     const rec = await run(['recover'], p.stateDir);
@@ -320,7 +370,11 @@ describe('names inside a directory are bytes, not text', () => {
     // Kept open across the swap and written after it: the catch-up copies it by its raw name.
     const held = await open(latin1, 'a');
     onTestFinished(() => held.close().catch(() => undefined));
-    const config = await writeNamedConfig(p, 'bytes.json', fastPlugins({ quiet: { checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: 60 } }));
+    const config = await writeNamedConfig(
+      p,
+      'bytes.json',
+      fastPlugins({ quiet: { checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: 60 } }),
+    );
     const job = cliSpawn(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     onTestFinished(() => {
       job.kill('SIGKILL');
@@ -332,7 +386,9 @@ describe('names inside a directory are bytes, not text', () => {
     expect({ exitCode: r.exitCode, last: String(r.stderr).trim().split('\n').at(-1) }).toMatchObject({ exitCode: 0 });
     expect(await readFile(latin1, 'utf8')).toBe('first line\nsecond line, after the swap\n');
     expect((await readFile(Buffer.concat([Buffer.from(`${dir}/sub/`), Buffer.from([0xff, 0xfe])]))).toString()).toBe('x');
-    expect(await readlink(Buffer.concat([Buffer.from(`${dir}/link`), Buffer.from([0xe9])]), { encoding: 'buffer' })).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9]));
+    expect(await readlink(Buffer.concat([Buffer.from(`${dir}/link`), Buffer.from([0xe9])]), { encoding: 'buffer' })).toEqual(
+      Buffer.from([0x63, 0x61, 0x66, 0xe9]),
+    );
     expect(await dataset(name)).toMatchObject({ mounted: 'yes', state: 'live' });
     expect(await leftovers(p)).toEqual([]);
   });

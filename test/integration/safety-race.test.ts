@@ -31,7 +31,9 @@ describe('the path is made again just before the mount', () => {
     const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).toBe(1);
     const last = r.stderr.trim().split('\n').at(-1)!;
-    expect(last).toMatch(/swap failed: .*was made again and is not empty; keeping both: .*stays unmounted.*move .* out of the way .*then run 'zfs-dynamic-creator recover'/);
+    expect(last).toMatch(
+      /swap failed: .*was made again and is not empty; keeping both: .*stays unmounted.*move .* out of the way .*then run 'zfs-dynamic-creator recover'/,
+    );
 
     // The late file is where its writer put it, not under a mount.
     expect(await readFile(join(dir, 'late-file'), 'utf8')).toBe('written in the instant before the mount');
@@ -44,7 +46,9 @@ describe('the path is made again just before the mount', () => {
     const aside = helperPath(p, 'contested', 'orig');
     expect(await describeTree(aside)).toEqual(before);
     const status = await cli(['--config', config, 'status', '--json'], { stateDir: p.stateDir });
-    const jobs = (JSON.parse(status.stdout) as { roots: { jobs: { name: string; status: string; committed: boolean; error?: string }[] }[] }).roots[0]!.jobs;
+    const jobs = (
+      JSON.parse(status.stdout) as { roots: { jobs: { name: string; status: string; committed: boolean; error?: string }[] }[] }
+    ).roots[0]!.jobs;
     expect(jobs).toMatchObject([{ name: 'contested', status: 'incomplete', committed: true }]);
     expect(jobs[0]!.error).toMatch(/keeping both/);
 

@@ -45,7 +45,10 @@ describe('writers during the conversion', () => {
     const config = await writeNamedConfig(
       p,
       'appending.json',
-      fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: scaled(60_000) / 1000 } }),
+      fastPlugins({
+        quiet: { quietSeconds: 0, checkOpenFiles: false },
+        rsync: { graceSeconds: 2, maxGraceSeconds: scaled(60_000) / 1000 },
+      }),
     );
     const job = cliSpawn(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     onTestFinished(() => {
@@ -55,8 +58,11 @@ describe('writers during the conversion', () => {
     // Let the conversion run into its cleanup while the writer writes to the original, moved aside.
     const aside = stagingPath(p, 'appending', 'orig');
     let sawAside = false;
-    for (const deadline = Date.now() + scaled(30_000); !sawAside && Date.now() < deadline; ) {
-      sawAside = await lstat(aside).then(() => true, () => false);
+    for (const deadline = Date.now() + scaled(30_000); !sawAside && Date.now() < deadline;) {
+      sawAside = await lstat(aside).then(
+        () => true,
+        () => false,
+      );
       if (!sawAside) await sleep(20);
     }
     expect(sawAside).toBe(true);
@@ -65,12 +71,21 @@ describe('writers during the conversion', () => {
     job.stderr!.on('data', (chunk: Buffer) => {
       log += chunk.toString();
     });
-    for (const deadline = Date.now() + scaled(60_000); !/still hold files in the original/.test(log) && job.exitCode === null && Date.now() < deadline; ) await sleep(100);
+    for (
+      const deadline = Date.now() + scaled(60_000);
+      !/still hold files in the original/.test(log) && job.exitCode === null && Date.now() < deadline;
+    )
+      await sleep(100);
     await sleep(3000);
     // The writer still holds the original: the cleanup must still be waiting.
     expect(job.exitCode).toBeNull();
     expect(log).toMatch(/waiting: .* still hold files in the original/);
-    expect(await lstat(aside).then(() => true, () => false)).toBe(true);
+    expect(
+      await lstat(aside).then(
+        () => true,
+        () => false,
+      ),
+    ).toBe(true);
     writer.kill('SIGTERM');
     const written = Number((await writer).stdout.replace('ready\n', ''));
     expect(written).toBeGreaterThan(100);
@@ -119,7 +134,11 @@ describe('writers during the conversion', () => {
     // As the directory's owner, as an instrument writes (see test/helpers/writers.ts).
     const creator = await unprivilegedCreator(dir, 10, scaled(6000));
     await sleep(200);
-    const config = await writeNamedConfig(p, 'creating.json', fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: 1 } }));
+    const config = await writeNamedConfig(
+      p,
+      'creating.json',
+      fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: 1 } }),
+    );
     const job = run(['--config', config, 'handle', dir], p.stateDir);
     const made = await creator.made;
     const r = await job;

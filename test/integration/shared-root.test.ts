@@ -18,7 +18,18 @@ import { cliLogged, createPool, datasets, fastPlugins, type TestPool } from '../
 import { describeTree } from '../helpers/tree.js';
 import { leftovers, helperPath } from '../helpers/state.js';
 import { jobId } from '../../src/core/journal.js';
-import { asNobody, exists, fileName, findLeaks, makeSecret, makeUserDir, missingFiles, PYTHON, startAgent, type Secret } from '../helpers/attacker.js';
+import {
+  asNobody,
+  exists,
+  fileName,
+  findLeaks,
+  makeSecret,
+  makeUserDir,
+  missingFiles,
+  PYTHON,
+  startAgent,
+  type Secret,
+} from '../helpers/attacker.js';
 import { run, writeNamedConfig } from './safety-helpers.js';
 
 const pools: TestPool[] = [];
@@ -156,7 +167,10 @@ describe('reading cannot be redirected', () => {
       const dir = join(p.mount, name);
       const files = await makeUserDir(dir, { '': 3, sub: 200 }, 300);
       // Same names and sizes as the user's files: a copy that followed the symlink would look right.
-      const s = await secret(Array.from({ length: 200 }, (_, i) => fileName(i)), 300);
+      const s = await secret(
+        Array.from({ length: 200 }, (_, i) => fileName(i)),
+        300,
+      );
       const secretBefore = await s.snapshot();
       const agent = await startAgent(dir);
       onTestFinished(() => agent.stop());
@@ -164,7 +178,10 @@ describe('reading cannot be redirected', () => {
       const config = await writeNamedConfig(
         p,
         'grace.json',
-        fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: scaled(3000) / 1000, maxGraceSeconds: scaled(40_000) / 1000 } }),
+        fastPlugins({
+          quiet: { quietSeconds: 0, checkOpenFiles: false },
+          rsync: { graceSeconds: scaled(3000) / 1000, maxGraceSeconds: scaled(40_000) / 1000 },
+        }),
       );
       const job = spawnHandle(config, dir, p.stateDir);
       // The swap's catch-up is over (the dataset is at the path, the original in the holding
@@ -207,7 +224,10 @@ describe('reading cannot be redirected', () => {
       const name = 'victim';
       const dir = join(p.mount, name);
       const files = await makeUserDir(dir, { '': 3, sub: SUB }, 4096);
-      const s = await secret(Array.from({ length: SUB }, (_, i) => fileName(i)), 4096);
+      const s = await secret(
+        Array.from({ length: SUB }, (_, i) => fileName(i)),
+        4096,
+      );
       const secretBefore = await s.snapshot();
       const report = join(p.work, 'swap-report.json');
       const plugin = join(p.work, 'swap-during-copy.mjs');
@@ -230,7 +250,9 @@ describe('reading cannot be redirected', () => {
       expect(seen.swappedAt).toBeLessThan(SUB);
       // A copy that stopped left the user's swap in place: the user puts sub back.
       if ((await lstat(join(dir, 'sub'))).isSymbolicLink()) {
-        await execa(...asNobody(PYTHON, ['-c', 'import os,sys\np=sys.argv[1]\nos.unlink(p)\nos.rename(p + ".hidden", p)', join(dir, 'sub')]));
+        await execa(
+          ...asNobody(PYTHON, ['-c', 'import os,sys\np=sys.argv[1]\nos.unlink(p)\nos.rename(p + ".hidden", p)', join(dir, 'sub')]),
+        );
       }
       expect(await findLeaks(dir, s.token)).toEqual([]);
       expect(await s.snapshot()).toEqual(secretBefore);
@@ -243,13 +265,17 @@ describe('reading cannot be redirected', () => {
       } else {
         // rsync (3.4 and later) refuses to open a file through a symlinked directory: the copy
         // stops, the job is rolled back, and the message says why.
-        expect(job.out.log).toMatch(/migrate failed: copy failed: rsync: .*Too many levels of symbolic links.*rolled back, the original directory is untouched/);
+        expect(job.out.log).toMatch(
+          /migrate failed: copy failed: rsync: .*Too many levels of symbolic links.*rolled back, the original directory is untouched/,
+        );
         expect((await datasets(p.pool)).map((d) => d.name)).toEqual([p.pool]);
         expect((await lstat(dir)).dev).toBe((await lstat(p.mount)).dev);
       }
       expect(await missingFiles(dir, files)).toEqual([]);
       expect(await leftovers(p)).toEqual([]);
-      console.log(`copy attack: swapped after ${seen.swappedAt} files; exit ${r.exitCode}; secret files in the staging copy after rsync: ${seen.leakedAfterCopy}, after the seal: ${seen.leakedAfterSeal} (-1: not reached)`);
+      console.log(
+        `copy attack: swapped after ${seen.swappedAt} files; exit ${r.exitCode}; secret files in the staging copy after rsync: ${seen.leakedAfterCopy}, after the seal: ${seen.leakedAfterSeal} (-1: not reached)`,
+      );
     });
   }
 });
@@ -262,7 +288,11 @@ describe('a tampered journal record', () => {
     const files = await makeUserDir(dir, { '': 5, d: 20 }, 100);
     const s = await secret(['f0000', 'f0001', 'secret.txt']);
     const secretBefore = await s.snapshot();
-    const killing = await writeNamedConfig(p, 'kill.json', fastPlugins({ more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'before', names: [name] }]] }));
+    const killing = await writeNamedConfig(
+      p,
+      'kill.json',
+      fastPlugins({ more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'before', names: [name] }]] }),
+    );
     const plain = await writeNamedConfig(p, 'plain.json', fastPlugins());
     const killed = await run(['--config', killing, 'handle', dir], p.stateDir);
     expect(killed.signal).toBe('SIGKILL');
@@ -285,20 +315,34 @@ describe('a tampered journal record', () => {
       for (const args of [['--config', plain, 'recover'], ['recover']]) {
         await writeFile(recordFile, JSON.stringify({ ...record, ...change }));
         const r = await run(args, p.stateDir);
-        const errors = r.stderr.split('\n').filter((l) => new RegExp(`^(?:${LINE_START}|zfs-dynamic-creator: )(ERROR: )?(?!WARNING|INFO)`).test(l) && !/fault injection is armed/.test(l));
+        const errors = r.stderr
+          .split('\n')
+          .filter(
+            (l) =>
+              new RegExp(`^(?:${LINE_START}|zfs-dynamic-creator: )(ERROR: )?(?!WARNING|INFO)`).test(l) &&
+              !/fault injection is armed/.test(l),
+          );
         const about = { what, args: args.join(' '), exitCode: r.exitCode, stdout: r.stdout, errors };
         expect(about).toMatchObject({ exitCode: 1 });
         if (what === 'rootdir' && args.length === 1) {
           // Without a config, the roots come from the journal: a record whose rootdir is not the
           // one its id was made from defines no root; it is named, with its file, and left alone.
           expect(about.errors).toEqual([
-            expect.stringMatching(new RegExp(`^${LINE_START}ERROR: journal record ${id} is not trusted \\(its id does not belong to its rootdir "/root" and name .*\\); nothing was read from it or changed; inspect `)),
+            expect.stringMatching(
+              new RegExp(
+                `^${LINE_START}ERROR: journal record ${id} is not trusted \\(its id does not belong to its rootdir "/root" and name .*\\); nothing was read from it or changed; inspect `,
+              ),
+            ),
           ]);
           expect(r.stderr).toContain(recordFile);
         } else {
           // Said on one line (in the log, and in the summary), naming the record and its file.
           const lines = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.includes(id));
-          expect({ ...about, summary: lines.some((l) => /^failed /.test(l)), log: lines.some((l) => new RegExp(`^${LINE_START}ERROR: `).test(l)) }).toMatchObject({ summary: true, log: true });
+          expect({
+            ...about,
+            summary: lines.some((l) => /^failed /.test(l)),
+            log: lines.some((l) => new RegExp(`^${LINE_START}ERROR: `).test(l)),
+          }).toMatchObject({ summary: true, log: true });
           for (const line of lines) {
             expect(line).toMatch(/journal record \S+ is not trusted \(.*\); nothing was read from it or changed; inspect /);
             expect(line).toMatch(why);
@@ -348,7 +392,11 @@ describe('a writer in another mount namespace', () => {
       process.on('SIGTERM', () => { clearInterval(timer); fs.fsyncSync(fd); fs.closeSync(fd); process.stdout.write(String(n)); process.exit(0); });
       process.stdout.write('ready\\n');
     `;
-    const writer = execa('unshare', ['-m', '--propagation', 'private', '--', process.execPath, '-e', script, p.mount, view, `${name}/log.txt`], { cwd: '/', reject: false });
+    const writer = execa(
+      'unshare',
+      ['-m', '--propagation', 'private', '--', process.execPath, '-e', script, p.mount, view, `${name}/log.txt`],
+      { cwd: '/', reject: false },
+    );
     onTestFinished(() => {
       writer.kill('SIGKILL');
     });
@@ -356,7 +404,14 @@ describe('a writer in another mount namespace', () => {
       writer.stdout!.once('data', () => resolve());
       void writer.then((r) => reject(new Error(`writer exited: ${String(r.stderr)}`)));
     });
-    const config = await writeNamedConfig(p, 'ns.json', fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, rsync: { graceSeconds: 2, maxGraceSeconds: scaled(60_000) / 1000 } }));
+    const config = await writeNamedConfig(
+      p,
+      'ns.json',
+      fastPlugins({
+        quiet: { quietSeconds: 0, checkOpenFiles: false },
+        rsync: { graceSeconds: 2, maxGraceSeconds: scaled(60_000) / 1000 },
+      }),
+    );
     const job = spawnHandle(config, dir, p.stateDir);
     await job.waitFor(/waiting: .* still hold files in the original/);
     await sleep(3000);

@@ -59,7 +59,8 @@ async function userDir(dir: string, files: Record<string, number>): Promise<Map<
 async function settled(p: TestPool, _dir: string, bytes: number): Promise<void> {
   const referenced = async (): Promise<number> => Number((await zfs('get', '-H', '-p', '-o', 'value', 'referenced', p.pool)).trim());
   for (const t = Date.now(); (await referenced()) < bytes; await sleep(500)) {
-    if (Date.now() - t > scaled(120_000)) throw new Error(`${p.pool} never counted the ${bytes} bytes written (referenced ${await referenced()})`);
+    if (Date.now() - t > scaled(120_000))
+      throw new Error(`${p.pool} never counted the ${bytes} bytes written (referenced ${await referenced()})`);
     await execa('sync');
   }
 }
@@ -69,7 +70,7 @@ async function poolUsed(p: TestPool): Promise<number> {
 }
 
 describe('a file swapped for a FIFO cannot wedge the copy', () => {
-  it('two directories whose owner swaps a listed file for a FIFO as rsync reaches it: both jobs stopped, rolled back and reported; the slots freed for another user\'s directory', async () => {
+  it("two directories whose owner swaps a listed file for a FIFO as rsync reaches it: both jobs stopped, rolled back and reported; the slots freed for another user's directory", async () => {
     const p = await pool('fifo');
     const big = 3 << 20;
     for (const name of ['a1', 'a2']) await userDir(join(p.mount, name), { big, z: 1000 });
@@ -103,7 +104,10 @@ describe('a file swapped for a FIFO cannot wedge the copy', () => {
       sweep.kill('SIGKILL');
     }
     // Each stuck job stopped after the stall time, with its reason in one line, and rolled back.
-    expect(log.match(/the copy made no progress for 3 s: rsync was stopped and the job rolled back \(a file swapped for a FIFO/g)?.length, log).toBe(2);
+    expect(
+      log.match(/the copy made no progress for 3 s: rsync was stopped and the job rolled back \(a file swapped for a FIFO/g)?.length,
+      log,
+    ).toBe(2);
     const states = await datasetStates(p);
     expect(states.get('c'), log).toBe('live');
     expect(states.has('a1') || states.has('a2')).toBe(false);
@@ -119,7 +123,7 @@ describe('a file swapped for a FIFO cannot wedge the copy', () => {
 });
 
 describe('sparse files stay sparse', () => {
-  it('an 8 GiB sparse file (nothing on disk) is converted with the pool\'s allocation barely moving', async () => {
+  it("an 8 GiB sparse file (nothing on disk) is converted with the pool's allocation barely moving", async () => {
     const p = await pool('sparse');
     const dir = join(p.mount, 's');
     const files = await userDir(dir, { note: 3000 });
@@ -150,7 +154,9 @@ describe('a copy that would not fit is refused before it starts', () => {
     const config = await writeConfig(p, fastPlugins({ zfs: { properties: { quota: '8M' } } }));
     const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).not.toBe(0);
-    expect(r.stderr).toMatch(/provision failed: "q" does not fit: its files take \d+\.\d MiB on disk and the new dataset's quota is 8M \(the zfs plugin's properties\); nothing was copied/);
+    expect(r.stderr).toMatch(
+      /provision failed: "q" does not fit: its files take \d+\.\d MiB on disk and the new dataset's quota is 8M \(the zfs plugin's properties\); nothing was copied/,
+    );
     expect(r.stderr).not.toMatch(/\bcreate\b.*staging/);
     expect((await datasetStates(p)).has('q')).toBe(false);
     for (const [name, data] of files) expect(await readFile(join(dir, name))).toEqual(data);

@@ -55,7 +55,8 @@ async function holdAsNobody(files: readonly string[]): Promise<Holder> {
   const answers: string[] = [];
   const waiting: ((l: string) => void)[] = [];
   lines.on('line', (l) => (waiting.shift() ?? ((x: string) => answers.push(x)))(l));
-  const next = (): Promise<string> => (answers.length > 0 ? Promise.resolve(answers.shift()!) : new Promise((resolve) => waiting.push(resolve)));
+  const next = (): Promise<string> =>
+    answers.length > 0 ? Promise.resolve(answers.shift()!) : new Promise((resolve) => waiting.push(resolve));
   const ready = await next();
   if (ready !== 'ready') throw new Error(`holder did not start: ${ready}`);
   const holder = {
@@ -102,7 +103,12 @@ describe('one user cannot take every lane', () => {
     const holder = await holdAsNobody(held.map((d) => join(d, 'data.txt')));
     const other = 'zz-other';
     await userDir(other, 4242);
-    const config = await writeConfig(p, fastPlugins({ quiet: { maxWaitSeconds: 600 } }), { watch: { concurrency: 2, maxJobs: 6, sweepIntervalSeconds: 300 } }, 'lanes.json');
+    const config = await writeConfig(
+      p,
+      fastPlugins({ quiet: { maxWaitSeconds: 600 } }),
+      { watch: { concurrency: 2, maxJobs: 6, sweepIntervalSeconds: 300 } },
+      'lanes.json',
+    );
     const sweep = cliSpawn(['--config', config, 'reconcile'], { stateDir: p.stateDir });
     onTestFinished(() => {
       sweep.kill('SIGKILL');
@@ -134,7 +140,12 @@ describe('a held committed job waits beside the new conversions', () => {
 
     const fresh = 'new-dir';
     await userDir(fresh, 4242);
-    const config = await writeConfig(p, fastPlugins({ rsync: { maxGraceSeconds: 600 } }), { watch: { concurrency: 2, maxJobs: 8, sweepIntervalSeconds: 300 } }, 'beside.json');
+    const config = await writeConfig(
+      p,
+      fastPlugins({ rsync: { maxGraceSeconds: 600 } }),
+      { watch: { concurrency: 2, maxJobs: 8, sweepIntervalSeconds: 300 } },
+      'beside.json',
+    );
     const sweep = cliSpawn(['--config', config, 'reconcile'], { stateDir: p.stateDir });
     onTestFinished(() => {
       sweep.kill('SIGKILL');
@@ -155,7 +166,11 @@ describe('limits at the commit', () => {
     const name = 'quota-held';
     const dir = await userDir(name, NOBODY);
     const holder = await holdAsNobody([join(dir, 'data.txt')]);
-    const plugins = ['name-filter', ['zfs', { properties: { compression: 'off', quota: '8M' } }], ['rsync', { graceSeconds: 0.3, maxGraceSeconds: 5 }]];
+    const plugins = [
+      'name-filter',
+      ['zfs', { properties: { compression: 'off', quota: '8M' } }],
+      ['rsync', { graceSeconds: 0.3, maxGraceSeconds: 5 }],
+    ];
     const config = await writeConfig(p, plugins, {}, 'quota.json');
     const r1 = await cli(['--config', config, 'handle', '--no-wait', dir], { stateDir: p.stateDir });
     expect({ exitCode: r1.exitCode, stderr: r1.stderr.slice(-2000) }).toMatchObject({ exitCode: 0 });

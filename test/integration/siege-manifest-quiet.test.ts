@@ -20,7 +20,9 @@ const env = { ZFS_DYNAMIC_CREATOR_WARNINGS: 'error' };
 beforeAll(async () => {
   p = await createPool('siegequiet', 512);
   // The shipped list (src/app.ts DEFAULT_PLUGINS), its waits set to 0.
-  config = await writeConfig(p, ['name-filter', ['quiet-wait', { quietSeconds: 0 }], 'zfs', ['rsync', { graceSeconds: 0 }], 'syslog'], { watch: { sweepIntervalSeconds: 5 } });
+  config = await writeConfig(p, ['name-filter', ['quiet-wait', { quietSeconds: 0 }], 'zfs', ['rsync', { graceSeconds: 0 }], 'syslog'], {
+    watch: { sweepIntervalSeconds: 5 },
+  });
 });
 afterAll(async () => {
   await p?.destroy();
@@ -31,7 +33,11 @@ async function smallTree(dir: string, files: number): Promise<void> {
   const dirs = Math.ceil(files / 1000);
   for (let d = 0; d < dirs; d++) await mkdir(join(dir, `d${d}`), { recursive: true });
   for (let i = 0; i < files; i += 64) {
-    await Promise.all(Array.from({ length: Math.min(64, files - i) }, (_, k) => writeFile(join(dir, `d${Math.floor((i + k) / 1000)}`, `f${i + k}`), `${i + k}\n`)));
+    await Promise.all(
+      Array.from({ length: Math.min(64, files - i) }, (_, k) =>
+        writeFile(join(dir, `d${Math.floor((i + k) / 1000)}`, `f${i + k}`), `${i + k}\n`),
+      ),
+    );
   }
 }
 
@@ -40,7 +46,11 @@ describe('quiet at a real size', () => {
     const t0 = Date.now();
     await smallTree(join(p.mount, 'big'), 20_000);
     const made = Date.now() - t0;
-    const r = await cli(['--config', config, '-q', 'handle', join(p.mount, 'big')], { stateDir: p.stateDir, env, timeoutMs: scaled(600_000) });
+    const r = await cli(['--config', config, '-q', 'handle', join(p.mount, 'big')], {
+      stateDir: p.stateDir,
+      env,
+      timeoutMs: scaled(600_000),
+    });
     console.log(`20,000 files: tree made in ${made} ms, handle -q in ${Date.now() - t0 - made} ms`);
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);

@@ -23,9 +23,11 @@ afterAll(async () => {
 });
 
 const manifestOf = (name: string): string => join(p.stateDir, 'manifests', `${jobId(p.mount, name)}.jsonl`);
-const recordOf = async (name: string): Promise<JobRecord> => JSON.parse(await readFile(join(p.stateDir, 'jobs', `${jobId(p.mount, name)}.json`), 'utf8')) as JobRecord;
+const recordOf = async (name: string): Promise<JobRecord> =>
+  JSON.parse(await readFile(join(p.stateDir, 'jobs', `${jobId(p.mount, name)}.json`), 'utf8')) as JobRecord;
 /** A config that kills every job (SIGKILL) before `killAt`, once per directory. */
-const killing = (killAt: string, file: string): Promise<string> => writeConfig(p, fastPlugins({ more: [['fault-injection', { killAt, when: 'before' }]] }), {}, file);
+const killing = (killAt: string, file: string): Promise<string> =>
+  writeConfig(p, fastPlugins({ more: [['fault-injection', { killAt, when: 'before' }]] }), {}, file);
 
 describe('a torn last line in the copy manifest', () => {
   it('a kill past the commit, a late change, the last change line cut in its middle: recover finishes with every file in place', async () => {
@@ -35,12 +37,17 @@ describe('a torn last line in the copy manifest', () => {
     const before = await describeTree(join(p.mount, name));
 
     // Killed in the grace period, past the commit: the original is kept aside.
-    expect((await cli(['--config', await killing('cleanup', 'kill-cleanup.json'), 'handle', join(p.mount, name)], { stateDir: p.stateDir })).exitCode).not.toBe(0);
+    expect(
+      (await cli(['--config', await killing('cleanup', 'kill-cleanup.json'), 'handle', join(p.mount, name)], { stateDir: p.stateDir }))
+        .exitCode,
+    ).not.toBe(0);
     const aside = (await recordOf(name)).aside!;
     // A late write to the original; recover catches it up (a change line appended to the
     // manifest) and is killed before the removal.
     await appendFile(join(aside, 'd1/f1.dat'), 'late line 1\n');
-    expect((await cli(['--config', await killing('cleanup/remove-original', 'kill-remove.json'), 'recover'], { stateDir: p.stateDir })).exitCode).not.toBe(0);
+    expect(
+      (await cli(['--config', await killing('cleanup/remove-original', 'kill-remove.json'), 'recover'], { stateDir: p.stateDir })).exitCode,
+    ).not.toBe(0);
     const manifest = manifestOf(name);
     const text = await readFile(manifest, 'utf8');
     expect(text.trimEnd().split('\n').at(-1)).toMatch(/^\{"c":/);
@@ -50,7 +57,10 @@ describe('a torn last line in the copy manifest', () => {
     await truncate(manifest, (await stat(manifest)).size - 9);
     await appendFile(join(aside, 'd2/f2.dat'), 'late line 2\n');
     await rm(join(p.stateDir, 'fault-injection'), { recursive: true }); // armed again
-    expect((await cli(['--config', await killing('cleanup/remove-original', 'kill-remove-2.json'), 'recover'], { stateDir: p.stateDir })).exitCode).not.toBe(0);
+    expect(
+      (await cli(['--config', await killing('cleanup/remove-original', 'kill-remove-2.json'), 'recover'], { stateDir: p.stateDir }))
+        .exitCode,
+    ).not.toBe(0);
     expect((await readFile(manifest, 'utf8')).endsWith('\n')).toBe(true);
 
     const done = await cli(['--config', plain, 'recover'], { stateDir: p.stateDir });
@@ -58,7 +68,8 @@ describe('a torn last line in the copy manifest', () => {
     expect(done.exitCode, done.stderr).toBe(0);
     expect((await datasetStates(p)).get(name)).toBe('live');
     const after = await describeTree(join(p.mount, name));
-    for (const [rel, entry] of before) if (!['d1/f1.dat', 'd2/f2.dat', '.', 'd1', 'd2'].includes(rel)) expect(after.get(rel), rel).toEqual(entry);
+    for (const [rel, entry] of before)
+      if (!['d1/f1.dat', 'd2/f2.dat', '.', 'd1', 'd2'].includes(rel)) expect(after.get(rel), rel).toEqual(entry);
     expect(await readFile(join(p.mount, name, 'd1/f1.dat'), 'utf8')).toMatch(/late line 1\n$/);
     expect(await readFile(join(p.mount, name, 'd2/f2.dat'), 'utf8')).toMatch(/late line 2\n$/);
     expect(await leftovers(p)).toEqual([]);
@@ -86,7 +97,9 @@ describe('a copy manifest damaged in the middle', () => {
     const said = first.stderr.split('\n').filter((l) => l.includes(manifest));
     expect(said.length, first.stderr).toBeGreaterThan(0);
     expect(said[0]).toContain(aside);
-    expect(said[0]).toMatch(/is damaged \(line 3 does not read .* and more follow it\): moved to .*\.damaged"; the original is kept at .*; the next 'zfs-dynamic-creator recover' verifies without it/);
+    expect(said[0]).toMatch(
+      /is damaged \(line 3 does not read .* and more follow it\): moved to .*\.damaged"; the original is kept at .*; the next 'zfs-dynamic-creator recover' verifies without it/,
+    );
     // The original is kept; the other job finished.
     expect(await describeTree(aside)).toEqual(before);
     expect((await datasetStates(p)).get('sound')).toBe('live');

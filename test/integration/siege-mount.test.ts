@@ -79,7 +79,8 @@ async function plant(path: string, to: string): Promise<string> {
 async function tidy(): Promise<void> {
   for (const entry of await readdir(p.mount)) {
     const path = join(p.mount, entry);
-    if (entry.startsWith('.zfs-dynamic-creator.') || (entry === '.zfs-dynamic-creator' && (await lstat(path)).isSymbolicLink())) await rm(path, { recursive: true, force: true });
+    if (entry.startsWith('.zfs-dynamic-creator.') || (entry === '.zfs-dynamic-creator' && (await lstat(path)).isSymbolicLink()))
+      await rm(path, { recursive: true, force: true });
   }
 }
 
@@ -233,7 +234,11 @@ describe('a symbolic link planted at the original path (item 1, 1777 root)', () 
     const name = 'killed at the mountpoint';
     const dir = join(p.mount, name);
     const files = await makeUserDir(dir, { '': 4 });
-    const config = await writeNamedConfig(p, 'killed.json', fastPlugins({ more: [['fault-injection', { killAt: 'swap/make-mountpoint', when: 'after', names: [name] }]] }));
+    const config = await writeNamedConfig(
+      p,
+      'killed.json',
+      fastPlugins({ more: [['fault-injection', { killAt: 'swap/make-mountpoint', when: 'after', names: [name] }]] }),
+    );
     const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     expect(r.exitCode).not.toBe(0);
     const made = await lstat(dir);

@@ -24,7 +24,24 @@ afterAll(async () => {
 /** One open-write-close append as nobody, in the mount namespace of process `pid` (through its bind mount). */
 const APPEND = 'import sys\nwith open(sys.argv[1], "a") as f: f.write(sys.argv[2])';
 function appendArgs(pid: number, path: string, text: string): string[] {
-  return [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--', 'nsenter', '-t', String(pid), '-U', '-m', '--preserve-credentials', '--', PYTHON, '-c', APPEND, path, text];
+  return [
+    `--reuid=${NOBODY}`,
+    `--regid=${NOBODY}`,
+    '--clear-groups',
+    '--',
+    'nsenter',
+    '-t',
+    String(pid),
+    '-U',
+    '-m',
+    '--preserve-credentials',
+    '--',
+    PYTHON,
+    '-c',
+    APPEND,
+    path,
+    text,
+  ];
 }
 
 /**
@@ -134,10 +151,16 @@ describe('a directory mounted into another mount namespace before the conversion
     const files = await makeUserDir(dir, { '': 5 }, 100);
     const agent = await startAgent(dir);
     onTestFinished(() => agent.stop().catch(() => undefined));
-    const config = await writeNamedConfig(p, 'nq.json', fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: true, maxWaitSeconds: 3 } }));
+    const config = await writeNamedConfig(
+      p,
+      'nq.json',
+      fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: true, maxWaitSeconds: 3 } }),
+    );
     const r = await run(['--config', config, 'handle', dir], p.stateDir);
     expect(r.exitCode, r.stderr).toBe(75);
-    expect(r.stderr).toContain(`deferred: not quiet after 3 s (in use by python3[${agent.process.pid}] (a mount of it at ${agent.view} in its mount namespace))`);
+    expect(r.stderr).toContain(
+      `deferred: not quiet after 3 s (in use by python3[${agent.process.pid}] (a mount of it at ${agent.view} in its mount namespace))`,
+    );
     expect((await datasets(p.pool)).map((d) => d.name)).toEqual([p.pool]);
     await agent.stop();
     const again = await run(['--config', config, 'handle', dir], p.stateDir);

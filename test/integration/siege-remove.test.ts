@@ -81,7 +81,14 @@ interface Parker {
 
 async function startParker(park: string, from: string, as: string): Promise<Parker> {
   for (const d of [park, from, dirname(from)]) await chmod(d, 0o777);
-  const child = execa('setpriv', [`--reuid=${SECOND}`, `--regid=${SECOND}`, '--clear-groups', '--', PYTHON, '-c', PARKER, park, from, as], { cwd: '/', reject: false, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: false });
+  const child = execa('setpriv', [`--reuid=${SECOND}`, `--regid=${SECOND}`, '--clear-groups', '--', PYTHON, '-c', PARKER, park, from, as], {
+    cwd: '/',
+    reject: false,
+    stdin: 'pipe',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    buffer: false,
+  });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async (): Promise<string> => String((await lines.next()).value ?? '');
   expect(await next()).toBe('parked');
@@ -108,7 +115,7 @@ async function othersData(p: TestPool): Promise<{ stash: string; precious: strin
   const stash = join(home, 'stash');
   await mkdir(join(stash, 'theirs'), { recursive: true });
   await chown(home, NOBODY, NOBODY);
-  const precious = 'another user\'s files, never the attacker\'s to delete\n';
+  const precious = "another user's files, never the attacker's to delete\n";
   await writeFile(join(stash, 'theirs', 'precious'), precious);
   await chown(join(stash, 'theirs', 'precious'), OTHER, OTHER);
   await chown(join(stash, 'theirs'), OTHER, OTHER);
@@ -117,13 +124,17 @@ async function othersData(p: TestPool): Promise<{ stash: string; precious: strin
 }
 
 describe('removal only of what was verified (item 4)', () => {
-  it('a directory holding another user\'s files, renamed into the original through a descriptor parked in a socket once its removal is about to begin: left where it is, named, the original kept', async () => {
+  it("a directory holding another user's files, renamed into the original through a descriptor parked in a socket once its removal is about to begin: left where it is, named, the original kept", async () => {
     const p = await pool('sgrm');
     const dir = join(p.mount, 'victim');
     const files = await makeUserDir(dir, { '': 3, park: 2 }, 50);
     const { stash, precious } = await othersData(p);
     const parker = await startParker(join(dir, 'park'), stash, 'stash');
-    const config = await writeNamedConfig(p, 'rm.json', fastPlugins({ quiet: { quietSeconds: 0 }, more: [pauseBefore('cleanup/remove-original', 'victim')] }));
+    const config = await writeNamedConfig(
+      p,
+      'rm.json',
+      fastPlugins({ quiet: { quietSeconds: 0 }, more: [pauseBefore('cleanup/remove-original', 'victim')] }),
+    );
     const job = spawnCli(['--config', config, 'handle', dir], p.stateDir);
     await job.waitFor(/fault injection: pausing/);
     expect(await parker.go()).toBe('moved');
@@ -133,7 +144,9 @@ describe('removal only of what was verified (item 4)', () => {
     const aside = helperPath(p, 'victim', 'orig');
     expect(await readFile(join(aside, 'park', 'stash', 'theirs', 'precious'), 'utf8')).toBe(precious);
     expect(r.exitCode).toBe(1);
-    expect(job.out.log).toMatch(/1 entry appeared in the original during its removal that the verification never saw \(.*park\/stash.*\): left where it is/);
+    expect(job.out.log).toMatch(
+      /1 entry appeared in the original during its removal that the verification never saw \(.*park\/stash.*\): left where it is/,
+    );
     // The user's data is whole in the dataset.
     expect(await missingFiles(dir, files)).toEqual([]);
     expect((await datasets(p.pool)).find((d) => d.name === `${p.pool}/victim`)).toMatchObject({ mountpoint: dir, mounted: 'yes' });
@@ -146,11 +159,19 @@ describe('removal only of what was verified (item 4)', () => {
     const { stash, precious } = await othersData(p);
     const parker = await startParker(join(dir, 'park'), stash, 'stash');
     // A crash as the removal begins (journalled as started, nothing removed).
-    const crash = await writeNamedConfig(p, 'crash.json', fastPlugins({ quiet: { quietSeconds: 0 }, more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'before' }]] }));
+    const crash = await writeNamedConfig(
+      p,
+      'crash.json',
+      fastPlugins({ quiet: { quietSeconds: 0 }, more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'before' }]] }),
+    );
     const first = await cli(['--config', crash, 'handle', dir], { stateDir: p.stateDir });
     expect(first.exitCode).not.toBe(0);
     await rm(join(p.stateDir, 'fault-injection'), { recursive: true, force: true });
-    const config = await writeNamedConfig(p, 'resume.json', fastPlugins({ quiet: { quietSeconds: 0 }, more: [pauseBefore('cleanup/remove-original', 'victim')] }));
+    const config = await writeNamedConfig(
+      p,
+      'resume.json',
+      fastPlugins({ quiet: { quietSeconds: 0 }, more: [pauseBefore('cleanup/remove-original', 'victim')] }),
+    );
     const rec = spawnCli(['--config', config, 'recover'], p.stateDir);
     await rec.waitFor(/fault injection: pausing/);
     expect(await parker.go()).toBe('moved');
@@ -166,11 +187,18 @@ describe('removal only of what was verified (item 4)', () => {
 });
 
 describe('a verified removal interrupted', () => {
-  it('killed in the middle: recover takes the directories it had locked (root\'s, 0700) for what they were, finishes, and the dataset keeps its owners and modes', async () => {
+  it("killed in the middle: recover takes the directories it had locked (root's, 0700) for what they were, finishes, and the dataset keeps its owners and modes", async () => {
     const p = await pool('sgrk');
     const dir = join(p.mount, 'victim');
     const files = await makeUserDir(dir, { '': 3, a: 1500, b: 1500 }, 20);
-    const crash = await writeNamedConfig(p, 'crash.json', fastPlugins({ quiet: { quietSeconds: 0 }, more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'during', duringMs: 30 }]] }));
+    const crash = await writeNamedConfig(
+      p,
+      'crash.json',
+      fastPlugins({
+        quiet: { quietSeconds: 0 },
+        more: [['fault-injection', { killAt: 'cleanup/remove-original', when: 'during', duringMs: 30 }]],
+      }),
+    );
     const first = await cli(['--config', crash, 'handle', dir], { stateDir: p.stateDir });
     console.log(`removal killed in the middle: ${first.exitCode !== 0}`);
     const plain = await writeNamedConfig(p, 'plain.json', fastPlugins({ quiet: { quietSeconds: 0 } }));
@@ -203,7 +231,9 @@ describe('verification that sees every change (item 5)', () => {
     const aside = helperPath(p, 'victim', 'orig');
     expect(await readFile(join(aside, 'docs', 'f0000'), 'utf8')).toBe(`${files.get('docs/f0000')!}the late line\n`);
     expect(r.exitCode).toBe(1);
-    expect(job.out.log).toMatch(/docs\/f0000: changed in the original \(size .*\), below a directory renamed, deleted or replaced in the dataset/);
+    expect(job.out.log).toMatch(
+      /docs\/f0000: changed in the original \(size .*\), below a directory renamed, deleted or replaced in the dataset/,
+    );
     // The dataset keeps the user's rename; the unchanged entries went with it and are no conflict.
     expect(await readFile(join(dir, 'docs-renamed', 'f0001'), 'utf8')).toBe(files.get('docs/f0001'));
     expect(job.out.log).not.toMatch(/docs\/f0001:/);
@@ -211,11 +241,15 @@ describe('verification that sees every change (item 5)', () => {
 });
 
 describe('compare-and-copy', () => {
-  it('a user\'s edit in the dataset made after a catch-up copy was decided and before it was made: never overwritten, a conflict', async () => {
+  it("a user's edit in the dataset made after a catch-up copy was decided and before it was made: never overwritten, a conflict", async () => {
     const p = await pool('sgcc');
     const dir = join(p.mount, 'victim');
     const files = await makeUserDir(dir, { '': 3 }, 50);
-    const config = await writeNamedConfig(p, 'cc.json', fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, more: [pauseBefore('cleanup/catch-up-copy', 'victim')] }));
+    const config = await writeNamedConfig(
+      p,
+      'cc.json',
+      fastPlugins({ quiet: { quietSeconds: 0, checkOpenFiles: false }, more: [pauseBefore('cleanup/catch-up-copy', 'victim')] }),
+    );
     const late = await open(join(dir, 'f0001'), 'a');
     const job = spawnCli(['--config', config, 'handle', dir], p.stateDir);
     try {
@@ -226,10 +260,10 @@ describe('compare-and-copy', () => {
       await late.close();
     }
     await job.waitFor(/fault injection: pausing/);
-    await writeFile(join(dir, 'f0001'), 'the user\'s edit in the dataset\n');
+    await writeFile(join(dir, 'f0001'), "the user's edit in the dataset\n");
     const r = await job.child;
 
-    expect(await readFile(join(dir, 'f0001'), 'utf8')).toBe('the user\'s edit in the dataset\n');
+    expect(await readFile(join(dir, 'f0001'), 'utf8')).toBe("the user's edit in the dataset\n");
     const aside = helperPath(p, 'victim', 'orig');
     expect(await readFile(join(aside, 'f0001'), 'utf8')).toBe(`${files.get('f0001')!}late in the original\n`);
     expect(r.exitCode).toBe(1);

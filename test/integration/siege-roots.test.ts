@@ -34,7 +34,10 @@ describe('a root that is gone (item 12)', () => {
     state = join(await mkdtemp(join(tmpdir(), 'zdc-roots-')), 'state');
     // One job of each root killed past its commit, its original kept for the cleanup.
     const kill = ['fault-injection', { killAt: 'cleanup/remove-original', when: 'before' }];
-    both = await writeJson(join(other.work, 'both.json'), { stateDir: state, roots: [root(gone, fastPlugins({ more: [kill] })), root(other, fastPlugins({ more: [kill] }))] });
+    both = await writeJson(join(other.work, 'both.json'), {
+      stateDir: state,
+      roots: [root(gone, fastPlugins({ more: [kill] })), root(other, fastPlugins({ more: [kill] }))],
+    });
     onlyOther = await writeJson(join(other.work, 'other.json'), { stateDir: state, roots: [root(other, fastPlugins())] });
     for (const p of [gone, other]) {
       await makeTree(join(p.mount, 'job'), 6, 7);
@@ -89,7 +92,9 @@ describe('a root that is gone (item 12)', () => {
       expect(status.exitCode, status.stderr).toBe(0);
       const lines = status.stdout.split('\n').filter((l) => l.includes(gone.mount));
       expect(lines, status.stdout).toHaveLength(1);
-      expect(lines[0]).toMatch(new RegExp(`^root "${gone.mount}" is gone \\(.*\\); its 1 interrupted job\\(s\\) wait in the journal, untouched, until it is back`));
+      expect(lines[0]).toMatch(
+        new RegExp(`^root "${gone.mount}" is gone \\(.*\\); its 1 interrupted job\\(s\\) wait in the journal, untouched, until it is back`),
+      );
       const doctor = await cli(['--config', config, 'doctor'], { stateDir: state });
       const gones = doctor.stdout.split('\n').filter((l) => l.includes('root gone'));
       expect(gones, doctor.stdout).toHaveLength(1);
@@ -99,14 +104,23 @@ describe('a root that is gone (item 12)', () => {
   });
 
   it('the daemon says so once and goes on with the other root', async () => {
-    const config = await writeJson(join(other.work, 'daemon.json'), { stateDir: state, watch: { sweepIntervalSeconds: 1 }, roots: [root(gone, fastPlugins()), root(other, fastPlugins())] });
+    const config = await writeJson(join(other.work, 'daemon.json'), {
+      stateDir: state,
+      watch: { sweepIntervalSeconds: 1 },
+      roots: [root(gone, fastPlugins()), root(other, fastPlugins())],
+    });
     const daemon = await startDaemon({ stateDir: state }, config);
     await makeTree(join(other.mount, 'new'), 3, 9);
     await waitLive(other, ['new'], scaled(60_000));
     await daemon.waitFor(`root ${JSON.stringify(gone.mount)} is gone`);
     // A few sweeps later (one a second), still said once.
     await sleep(scaled(3000));
-    expect(daemon.output().split('\n').filter((l) => l.includes(`root ${JSON.stringify(gone.mount)} is gone`))).toHaveLength(1);
+    expect(
+      daemon
+        .output()
+        .split('\n')
+        .filter((l) => l.includes(`root ${JSON.stringify(gone.mount)} is gone`)),
+    ).toHaveLength(1);
     expect(daemon.output()).not.toMatch(/ENOENT|sweep failed/);
     expect(await daemon.stop()).toBe(0);
     expect(await readFile(record.file, 'utf8')).toBe(record.text);

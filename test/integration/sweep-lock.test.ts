@@ -54,7 +54,10 @@ describe('sweeps of one root', () => {
     const [sb] = (JSON.parse(String(b.stdout)) as { roots: Summary[] }).roots;
     expect(sa!.jobs).toEqual([{ name: 'slow', outcome: 'converted', message: expect.any(String) }]);
     expect(sb!.jobs).toEqual([{ name: 'late', outcome: 'converted', message: expect.any(String) }]);
-    const live = (await datasets(p.pool)).filter((d) => d.state === 'live').map((d) => d.name).sort();
+    const live = (await datasets(p.pool))
+      .filter((d) => d.state === 'live')
+      .map((d) => d.name)
+      .sort();
     expect(live).toEqual([`${p.pool}/late`, `${p.pool}/slow`]);
   });
 });

@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, createPool, fastPlugins, writeConfig, type TestPool } from '../helpers/zfs.js';
 import { makeTree } from '../helpers/tree.js';
 
-
 let p: TestPool;
 let receiver: { stop(): Promise<void> } | undefined;
 let socket: string;
@@ -36,7 +35,8 @@ async function mark(): Promise<void> {
 
 /** Lines received since mark(), waiting until `until` matches one (or a few seconds pass). */
 async function lines(until: RegExp): Promise<string[]> {
-  const read = async () => (await readFile(received).catch(() => Buffer.alloc(0))).subarray(offset).toString('utf8').split('\n').filter(Boolean);
+  const read = async () =>
+    (await readFile(received).catch(() => Buffer.alloc(0))).subarray(offset).toString('utf8').split('\n').filter(Boolean);
   for (let i = 0; i < 50; i++) {
     const all = await read();
     if (all.some((l) => until.test(l))) return all;
@@ -48,7 +48,10 @@ async function lines(until: RegExp): Promise<string[]> {
 describe('syslog', () => {
   it('sends one line per event, naming directory, dataset and step, with the tag and <PRI>', async () => {
     await mark();
-    const config = await writeConfig(p, fastPlugins({ more: [['syslog', { socket, facility: 'local3', tag: 'zdc-test', level: 'info' }]] }));
+    const config = await writeConfig(
+      p,
+      fastPlugins({ more: [['syslog', { socket, facility: 'local3', tag: 'zdc-test', level: 'info' }]] }),
+    );
     const dir = join(p.mount, 'logged run');
     await makeTree(dir, 3);
     const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir });
@@ -79,7 +82,10 @@ describe('syslog', () => {
 
   it('keeps a hostile name on one line', async () => {
     await mark();
-    const config = await writeConfig(p, fastPlugins({ more: [['syslog', { socket, facility: 'daemon', severities: { warning: 'crit' } }]] }));
+    const config = await writeConfig(
+      p,
+      fastPlugins({ more: [['syslog', { socket, facility: 'daemon', severities: { warning: 'crit' } }]] }),
+    );
     await mkdir(join(p.mount, 'two\nlines'));
     const r = await cli(['--config', config, 'handle', join(p.mount, 'two\nlines')], { stateDir: p.stateDir });
     expect(r.exitCode, r.stderr).toBe(1);

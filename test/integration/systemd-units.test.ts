@@ -58,7 +58,10 @@ describe('the systemd units', () => {
     const manDir = join(work, 'man');
     await mkdir(join(manDir, 'man1'), { recursive: true });
     await copyFile(join(PROJECT, 'man', 'zfs-dynamic-creator.1'), join(manDir, 'man1', 'zfs-dynamic-creator.1'));
-    const r = await execa(analyze, ['verify', ...files.map((f) => join(copies, f))], { reject: false, env: { ...process.env, MANPATH: manDir } });
+    const r = await execa(analyze, ['verify', ...files.map((f) => join(copies, f))], {
+      reject: false,
+      env: { ...process.env, MANPATH: manDir },
+    });
     expect({ exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr }).toEqual({ exitCode: 0, stdout: '', stderr: '' });
   });
 
@@ -66,7 +69,20 @@ describe('the systemd units', () => {
     for (const unit of ['zfs-dynamic-creator.service', 'zfs-dynamic-creator-reconcile.service']) {
       const d = await directives(join(UNITS, unit));
       const one = (key: string): string | undefined => d.get(key)?.at(-1);
-      expect({ unit, hardening: Object.fromEntries(['NoNewPrivileges', 'LockPersonality', 'RestrictRealtime', 'RestrictNamespaces', 'SystemCallArchitectures', 'RestrictAddressFamilies', 'UMask'].map((k) => [k, one(k)])) }).toEqual({
+      expect({
+        unit,
+        hardening: Object.fromEntries(
+          [
+            'NoNewPrivileges',
+            'LockPersonality',
+            'RestrictRealtime',
+            'RestrictNamespaces',
+            'SystemCallArchitectures',
+            'RestrictAddressFamilies',
+            'UMask',
+          ].map((k) => [k, one(k)]),
+        ),
+      }).toEqual({
         unit,
         hardening: {
           NoNewPrivileges: 'yes',
@@ -79,18 +95,57 @@ describe('the systemd units', () => {
         },
       });
       const caps = (one('CapabilityBoundingSet') ?? '').split(/\s+/).sort();
-      expect({ unit, caps }).toEqual({ unit, caps: ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_MKNOD', 'CAP_SETFCAP', 'CAP_SYS_ADMIN', 'CAP_SYS_PTRACE'] });
+      expect({ unit, caps }).toEqual({
+        unit,
+        caps: [
+          'CAP_CHOWN',
+          'CAP_DAC_OVERRIDE',
+          'CAP_DAC_READ_SEARCH',
+          'CAP_FOWNER',
+          'CAP_FSETID',
+          'CAP_MKNOD',
+          'CAP_SETFCAP',
+          'CAP_SYS_ADMIN',
+          'CAP_SYS_PTRACE',
+        ],
+      });
       expect(one('SystemCallFilter')).toMatch(/^~.*@module.*@reboot/);
       // Each of these gives the service a mount namespace of its own (kernel ZFS would mount
       // datasets nobody else sees), shuts out /dev/zfs, or stops rsync copying setuid files.
-      for (const key of ['ProtectSystem', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectKernelLogs', 'ProtectControlGroups', 'ProtectProc', 'ProtectHostname', 'ProtectClock', 'ReadOnlyPaths', 'InaccessiblePaths', 'RestrictSUIDSGID', 'MemoryDenyWriteExecute', 'PrivateNetwork', 'DevicePolicy', 'DeviceAllow', 'MountFlags']) {
+      for (const key of [
+        'ProtectSystem',
+        'ProtectHome',
+        'PrivateTmp',
+        'PrivateDevices',
+        'ProtectKernelTunables',
+        'ProtectKernelModules',
+        'ProtectKernelLogs',
+        'ProtectControlGroups',
+        'ProtectProc',
+        'ProtectHostname',
+        'ProtectClock',
+        'ReadOnlyPaths',
+        'InaccessiblePaths',
+        'RestrictSUIDSGID',
+        'MemoryDenyWriteExecute',
+        'PrivateNetwork',
+        'DevicePolicy',
+        'DeviceAllow',
+        'MountFlags',
+      ]) {
         expect({ unit, key, set: d.has(key) }).toEqual({ unit, key, set: false });
       }
       // Ordered after the pools and NFS; pulls in the pools only.
       const after = (d.get('After') ?? []).join(' ').split(/\s+/);
       const wants = (d.get('Wants') ?? []).join(' ').split(/\s+/);
-      expect({ unit, after: ['zfs.target', 'zfs-mount.service', 'nfs-server.service'].every((u) => after.includes(u)) }).toEqual({ unit, after: true });
-      expect({ unit, wants: wants.includes('zfs.target') && wants.includes('zfs-mount.service') && !wants.includes('nfs-server.service') }).toEqual({ unit, wants: true });
+      expect({ unit, after: ['zfs.target', 'zfs-mount.service', 'nfs-server.service'].every((u) => after.includes(u)) }).toEqual({
+        unit,
+        after: true,
+      });
+      expect({
+        unit,
+        wants: wants.includes('zfs.target') && wants.includes('zfs-mount.service') && !wants.includes('nfs-server.service'),
+      }).toEqual({ unit, wants: true });
       expect({ unit, nice: one('Nice'), io: one('IOSchedulingClass') }).toEqual({ unit, nice: '5', io: 'best-effort' });
       expect(d.get('Documentation')).toEqual(['man:zfs-dynamic-creator(1)', 'file:///usr/lib/node_modules/zfs-dynamic-creator/README.md']);
       expect(d.get('ExecStartPre')).toEqual([`${BIN} check-config`]);
@@ -124,7 +179,10 @@ describe('the systemd units', () => {
     // Valid, but its dataset is not there (no pool here): 1, which the units restart on (the
     // pool may be imported later), unlike 2 (RestartPreventExitStatus).
     const ok = await execa(process.execPath, [CLI, '--config', good, 'check-config'], { reject: false });
-    expect({ exitCode: ok.exitCode, stderr: ok.stderr }).toEqual({ exitCode: EXIT.failed, stderr: expect.stringContaining(`config ${good}: roots[0].rootfs: cannot open 'tank/runs'`) });
+    expect({ exitCode: ok.exitCode, stderr: ok.stderr }).toEqual({
+      exitCode: EXIT.failed,
+      stderr: expect.stringContaining(`config ${good}: roots[0].rootfs: cannot open 'tank/runs'`),
+    });
     const bad = join(work, 'bad.yaml');
     await writeFile(bad, 'roots:\n  - rootfs: tank/runs\n    rootdir: [unclosed\n');
     const no = await execa(process.execPath, [CLI, '--config', bad, 'check-config'], { reject: false });
@@ -133,7 +191,9 @@ describe('the systemd units', () => {
 
   it('systemd-analyze security rates the daemon MEDIUM at worst (9.6 UNSAFE without the hardening)', async () => {
     const analyze = await systemdAnalyze();
-    const r = await execa(analyze, ['security', '--offline=true', '--no-pager', join(UNITS, 'zfs-dynamic-creator.service')], { reject: false });
+    const r = await execa(analyze, ['security', '--offline=true', '--no-pager', join(UNITS, 'zfs-dynamic-creator.service')], {
+      reject: false,
+    });
     const m = /Overall exposure level for zfs-dynamic-creator\.service: (\d+\.\d)/.exec(r.stdout);
     expect(m).not.toBeNull();
     expect(Number(m![1])).toBeLessThanOrEqual(6);

@@ -28,7 +28,11 @@ afterAll(async () => {
 });
 
 /** A config: the shared list (`plugins`), root 0 = the pool's root with `overrides`, root 1 = the second root without. */
-async function config(file: string, overrides: unknown, plugins: unknown[] = fastPlugins({ zfs: { properties: { compression: 'on' } } })): Promise<string> {
+async function config(
+  file: string,
+  overrides: unknown,
+  plugins: unknown[] = fastPlugins({ zfs: { properties: { compression: 'on' } } }),
+): Promise<string> {
   const path = join(p.work, file);
   const roots = [
     { rootfs: p.pool, rootdir: p.mount, plugins: overrides },
@@ -54,7 +58,8 @@ async function refusesWrites(dir: string): Promise<boolean> {
   return false;
 }
 
-const prop = async (property: string, dataset: string): Promise<string> => (await zfs('get', '-H', '-o', 'value', property, dataset)).trim();
+const prop = async (property: string, dataset: string): Promise<string> =>
+  (await zfs('get', '-H', '-o', 'value', property, dataset)).trim();
 const snapshots = async (dataset: string): Promise<string[]> =>
   (await zfs('list', '-H', '-t', 'snapshot', '-o', 'name', '-r', dataset)).split('\n').filter(Boolean);
 
@@ -64,14 +69,30 @@ describe('a root that overrides some of the shared plugins', () => {
     const c = await cli(['--config', file, 'check-config', '--options'], { stateDir: p.stateDir });
     expect(c.exitCode, c.stderr).toBe(0);
     expect(c.stdout).toContain(`  ${p.mount} (${p.pool}): name-filter, quiet-wait, zfs, rsync\n`);
-    expect(c.stdout).toContain(`    zfs: {"properties":{"compression":"on","quota":"100M"},"command":"zfs","busyAttempts":8,"busyFirstDelayMs":250,"snapshot":"converted","readonly":true}  (plugins[2] with roots[0].plugins.zfs merged in)\n`);
-    expect(c.stdout).toContain(`    zfs: {"properties":{"compression":"on"},"command":"zfs","busyAttempts":8,"busyFirstDelayMs":250,"readonly":false}\n`);
+    expect(c.stdout).toContain(
+      `    zfs: {"properties":{"compression":"on","quota":"100M"},"command":"zfs","busyAttempts":8,"busyFirstDelayMs":250,"snapshot":"converted","readonly":true}  (plugins[2] with roots[0].plugins.zfs merged in)\n`,
+    );
+    expect(c.stdout).toContain(
+      `    zfs: {"properties":{"compression":"on"},"command":"zfs","busyAttempts":8,"busyFirstDelayMs":250,"readonly":false}\n`,
+    );
 
     const l = await cli(['--config', file, 'list-plugins', '--json'], { stateDir: p.stateDir });
     expect(l.exitCode, l.stderr).toBe(0);
-    const roots = (JSON.parse(l.stdout) as { roots: { rootdir: string; plugins: { name: string; options: Record<string, unknown>; configuredAt?: string; overriddenAt?: string }[] }[] }).roots;
-    const zfsOf = (i: number): { options: Record<string, unknown>; configuredAt?: string; overriddenAt?: string } => roots[i]!.plugins.find((x) => x.name === 'zfs')!;
-    expect(zfsOf(0)).toMatchObject({ options: { snapshot: 'converted', readonly: true, properties: { compression: 'on', quota: '100M' } }, configuredAt: 'plugins[2]', overriddenAt: 'roots[0].plugins.zfs' });
+    const roots = (
+      JSON.parse(l.stdout) as {
+        roots: {
+          rootdir: string;
+          plugins: { name: string; options: Record<string, unknown>; configuredAt?: string; overriddenAt?: string }[];
+        }[];
+      }
+    ).roots;
+    const zfsOf = (i: number): { options: Record<string, unknown>; configuredAt?: string; overriddenAt?: string } =>
+      roots[i]!.plugins.find((x) => x.name === 'zfs')!;
+    expect(zfsOf(0)).toMatchObject({
+      options: { snapshot: 'converted', readonly: true, properties: { compression: 'on', quota: '100M' } },
+      configuredAt: 'plugins[2]',
+      overriddenAt: 'roots[0].plugins.zfs',
+    });
     expect(zfsOf(1)).toMatchObject({ options: { readonly: false, properties: { compression: 'on' } }, configuredAt: 'plugins[2]' });
     expect(zfsOf(1)).not.toHaveProperty('overriddenAt');
 
@@ -81,7 +102,10 @@ describe('a root that overrides some of the shared plugins', () => {
 
   it('refuses, up front and naming the file and key, a misspelt override, a plugin left out that a phase needs, and a bad snapshot name', async () => {
     const cases: [unknown, string][] = [
-      [{ zsf: { readonly: true } }, 'roots[0].plugins.zsf: no plugin "zsf" in the plugin list (plugins: name-filter, quiet-wait, zfs, rsync) (did you mean "zfs"?)'],
+      [
+        { zsf: { readonly: true } },
+        'roots[0].plugins.zsf: no plugin "zsf" in the plugin list (plugins: name-filter, quiet-wait, zfs, rsync) (did you mean "zfs"?)',
+      ],
       [{ rsync: false }, 'roots[0].plugins: no plugin taps the required "migrate" phase'],
       [{ zfs: { snapshot: 'con verted' } }, 'roots[0].plugins.zfs: snapshot: "con verted" is not a ZFS snapshot name'],
       [{ zfs: { snapshot: 'a@b' } }, 'roots[0].plugins.zfs: snapshot: "a@b" is not a ZFS snapshot name: it holds "@"'],
@@ -98,13 +122,25 @@ describe('a root that overrides some of the shared plugins', () => {
     }
     const d = await cli(['--config', await config('bad-doctor.json', { zfs: { snapshot: 'a/b' } }), 'doctor'], { stateDir: p.stateDir });
     expect(d.exitCode).toBe(1);
-    expect(d.stdout).toMatch(/^FAIL +roots\[0\]\.plugins +config .*bad-doctor\.json: roots\[0\]\.plugins\.zfs: snapshot: "a\/b" is not a ZFS snapshot name/m);
+    expect(d.stdout).toMatch(
+      /^FAIL +roots\[0\]\.plugins +config .*bad-doctor\.json: roots\[0\]\.plugins\.zfs: snapshot: "a\/b" is not a ZFS snapshot name/m,
+    );
     // doctor names where a property is written: the override, or the shared list's entry
-    const misspelt = await config('doctor-override.json', { zfs: { properties: { compresion: 'on' } } }, fastPlugins({ zfs: { properties: { atime: 'of' } } }));
+    const misspelt = await config(
+      'doctor-override.json',
+      { zfs: { properties: { compresion: 'on' } } },
+      fastPlugins({ zfs: { properties: { atime: 'of' } } }),
+    );
     const m = await cli(['--config', misspelt, 'doctor'], { stateDir: p.stateDir });
     expect(m.exitCode).toBe(1);
-    expect(m.stdout).toContain(`config ${misspelt}: roots[0].plugins.zfs.properties.compresion: ${p.pool}'s pool has no property "compresion" (did you mean "compression"?)`);
-    expect(m.stdout).toMatch(new RegExp(`config ${misspelt.replace(/[.]/g, '\\.')}: plugins\\[2\\]\\[1\\]\\.properties\\.atime: "of" is refused by ${second.rootfs}'s pool`));
+    expect(m.stdout).toContain(
+      `config ${misspelt}: roots[0].plugins.zfs.properties.compresion: ${p.pool}'s pool has no property "compresion" (did you mean "compression"?)`,
+    );
+    expect(m.stdout).toMatch(
+      new RegExp(
+        `config ${misspelt.replace(/[.]/g, '\\.')}: plugins\\[2\\]\\[1\\]\\.properties\\.atime: "of" is refused by ${second.rootfs}'s pool`,
+      ),
+    );
     expect((await datasetStates(p)).has('never')).toBe(false);
   });
 
@@ -189,7 +225,10 @@ describe('SIGKILL between the finishing steps, then recover', () => {
     await mkdir(dir);
     await makeTree(join(dir, 'data'), 5);
     const before = await describeTree(dir);
-    const plugins = fastPlugins({ zfs: { properties: { compression: 'on' } }, more: [['fault-injection', { killAt, when, names: [name] }]] });
+    const plugins = fastPlugins({
+      zfs: { properties: { compression: 'on' } },
+      more: [['fault-injection', { killAt, when, names: [name] }]],
+    });
     const file = await config(`kill-${name}.json`, { zfs: { snapshot: 'converted', readonly: true } }, plugins);
     const killed = await run(['--config', file, 'handle', dir], p.stateDir);
     expect(killed.signal, killed.stderr).toBe('SIGKILL');
@@ -202,7 +241,8 @@ describe('SIGKILL between the finishing steps, then recover', () => {
     const r = await run(args, p.stateDir);
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stderr).not.toMatch(/already exists|ERROR/);
-    if (killAt === 'cleanup/snapshot' && when === 'after') expect(r.stderr).toContain(`${ds}@converted is already there (made by an earlier run of this job); kept`);
+    if (killAt === 'cleanup/snapshot' && when === 'after')
+      expect(r.stderr).toContain(`${ds}@converted is already there (made by an earlier run of this job); kept`);
     expect(await prop('org.zfs-dynamic-creator:state', ds)).toBe('live');
     expect(await refusesWrites(dir)).toBe(true);
     expect(await snapshots(ds)).toEqual([`${ds}@converted`]);

@@ -25,11 +25,33 @@ interface Planted {
 }
 
 const PLANTS: readonly Planted[] = [
-  { label: 'rc-js', code: true, files: (m, raw) => ({ '.zfs-dynamic-creatorrc.js': `require('node:fs').writeFileSync(${JSON.stringify(m)}, 'ran');\nmodule.exports = ${raw};\n` }) },
-  { label: 'rc-cjs', code: true, files: (m, raw) => ({ '.zfs-dynamic-creatorrc.cjs': `require('node:fs').writeFileSync(${JSON.stringify(m)}, 'ran');\nmodule.exports = ${raw};\n` }) },
-  { label: 'config-cjs', code: true, files: (m, raw) => ({ 'zfs-dynamic-creator.config.cjs': `require('node:fs').writeFileSync(${JSON.stringify(m)}, 'ran');\nmodule.exports = ${raw};\n` }) },
+  {
+    label: 'rc-js',
+    code: true,
+    files: (m, raw) => ({
+      '.zfs-dynamic-creatorrc.js': `require('node:fs').writeFileSync(${JSON.stringify(m)}, 'ran');\nmodule.exports = ${raw};\n`,
+    }),
+  },
+  {
+    label: 'rc-cjs',
+    code: true,
+    files: (m, raw) => ({
+      '.zfs-dynamic-creatorrc.cjs': `require('node:fs').writeFileSync(${JSON.stringify(m)}, 'ran');\nmodule.exports = ${raw};\n`,
+    }),
+  },
+  {
+    label: 'config-cjs',
+    code: true,
+    files: (m, raw) => ({
+      'zfs-dynamic-creator.config.cjs': `require('node:fs').writeFileSync(${JSON.stringify(m)}, 'ran');\nmodule.exports = ${raw};\n`,
+    }),
+  },
   // cosmiconfig's "meta config": loaded by merely constructing an explorer, --config or not.
-  { label: 'meta-cjs', code: true, files: (m) => ({ '.config/config.cjs': `require('node:fs').writeFileSync(${JSON.stringify(m)}, 'ran');\nmodule.exports = {};\n` }) },
+  {
+    label: 'meta-cjs',
+    code: true,
+    files: (m) => ({ '.config/config.cjs': `require('node:fs').writeFileSync(${JSON.stringify(m)}, 'ran');\nmodule.exports = {};\n` }),
+  },
   { label: 'rc-yaml', code: false, files: (_m, raw) => ({ '.zfs-dynamic-creatorrc.yaml': `${raw}\n` }) },
   { label: 'rc-json', code: false, files: (_m, raw) => ({ '.zfs-dynamic-creatorrc.json': raw }) },
   { label: 'package-json', code: false, files: (_m, raw) => ({ 'package.json': `{"name":"run","zfs-dynamic-creator":${raw}}` }) },
@@ -37,7 +59,10 @@ const PLANTS: readonly Planted[] = [
 
 /** The planted config: valid, for this pool, with its own stateDir, so that using it would work and show. */
 function plantedConfig(label: string): string {
-  return JSON.stringify({ stateDir: join(markers, `state-${label}`), roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: fastPlugins() }] });
+  return JSON.stringify({
+    stateDir: join(markers, `state-${label}`),
+    roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: fastPlugins() }],
+  });
 }
 
 /** A run directory owned by nobody, with the files of `plant` written by its owner. */
@@ -104,20 +129,42 @@ describe('a config another user could change is refused', () => {
     await mkdir(etc, { mode: 0o755 });
     const marker = join(markers, 'ran-etc');
     const file = join(etc, 'config.cjs');
-    await writeFile(file, `require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'ran');\nmodule.exports = ${plantedConfig('etc')};\n`);
+    await writeFile(
+      file,
+      `require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'ran');\nmodule.exports = ${plantedConfig('etc')};\n`,
+    );
     await chmod(file, 0o646);
     const cases: [() => Promise<void>, string][] = [
       [async () => undefined, `config ${file}: refused: "${file}" is writable by others (mode 0646)`],
-      [async () => { await chmod(file, 0o664); }, `config ${file}: refused: "${file}" is writable by group (mode 0664)`],
-      [async () => { await chmod(file, 0o644); await chmod(etc, 0o777); }, `config ${file}: refused: its directory "${etc}" is writable by group and others (mode 0777)`],
-      [async () => { await chmod(etc, 0o755); await chown(file, NOBODY, NOBODY); }, `config ${file}: refused: "${file}" is owned by uid ${NOBODY}, not root`],
+      [
+        async () => {
+          await chmod(file, 0o664);
+        },
+        `config ${file}: refused: "${file}" is writable by group (mode 0664)`,
+      ],
+      [
+        async () => {
+          await chmod(file, 0o644);
+          await chmod(etc, 0o777);
+        },
+        `config ${file}: refused: its directory "${etc}" is writable by group and others (mode 0777)`,
+      ],
+      [
+        async () => {
+          await chmod(etc, 0o755);
+          await chown(file, NOBODY, NOBODY);
+        },
+        `config ${file}: refused: "${file}" is owned by uid ${NOBODY}, not root`,
+      ],
     ];
     for (const [arrange, message] of cases) {
       await arrange();
       for (const args of [['status'], ['list-plugins'], ['handle', join(p.mount, 'whatever')]]) {
         const r = await cli(['--config', file, ...args], { stateDir: p.stateDir });
         expect(r.exitCode, r.stderr).toBe(2);
-        expect(r.stderr).toBe(`zfs-dynamic-creator: ${message}; it and every directory above it must be owned by root and not writable by group or others (a sticky directory such as /tmp excepted)`);
+        expect(r.stderr).toBe(
+          `zfs-dynamic-creator: ${message}; it and every directory above it must be owned by root and not writable by group or others (a sticky directory such as /tmp excepted)`,
+        );
       }
     }
     expect(existsSync(marker)).toBe(false);
@@ -135,14 +182,22 @@ describe('a plugin another user could change is refused', () => {
     await mkdir(dir, { mode: 0o755 });
     const marker = join(markers, 'ran-plugin');
     const plugin = join(dir, 'site.mjs');
-    await writeFile(plugin, `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, 'ran');\nexport default { name: 'site', apply() {} };\n`);
+    await writeFile(
+      plugin,
+      `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, 'ran');\nexport default { name: 'site', apply() {} };\n`,
+    );
     await chown(plugin, NOBODY, NOBODY);
     const file = join(p.work, 'with-plugin.json');
-    await writeFile(file, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [...fastPlugins(), plugin] }] }));
+    await writeFile(
+      file,
+      JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount, plugins: [...fastPlugins(), plugin] }] }),
+    );
     for (const args of [['list-plugins'], ['status'], ['reconcile']]) {
       const r = await cli(['--config', file, ...args], { stateDir: p.stateDir });
       expect(r.exitCode, r.stderr).toBe(2);
-      expect(r.stderr).toContain(`zfs-dynamic-creator: config ${file}: roots[0].plugins[4]: plugin "${plugin}": refused: "${plugin}" is owned by uid ${NOBODY}, not root;`);
+      expect(r.stderr).toContain(
+        `zfs-dynamic-creator: config ${file}: roots[0].plugins[4]: plugin "${plugin}": refused: "${plugin}" is owned by uid ${NOBODY}, not root;`,
+      );
       expect(r.stderr.split('\n')).toHaveLength(1);
     }
     expect(existsSync(marker)).toBe(false);
@@ -161,7 +216,11 @@ describe('the stateDir', () => {
     const below = join(open, 'state');
     let r = await cli(['--config', config, 'status'], { stateDir: below });
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toMatch(new RegExp(`^zfs-dynamic-creator: stateDir "${below}": refused: its directory "${open}" is writable by group and others \\(mode 0777\\); [^\\n]*$`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^zfs-dynamic-creator: stateDir "${below}": refused: its directory "${open}" is writable by group and others \\(mode 0777\\); [^\\n]*$`,
+      ),
+    );
     expect(existsSync(below)).toBe(false);
     const state = join(p.work, 'state-757');
     await mkdir(state, { mode: 0o700 });

@@ -43,7 +43,12 @@ describe('watch', () => {
     const seconds = (Date.now() - started) / 1000;
     for (const n of names) expect(await readFile(join(p.mount, n, 'sample.txt'), 'utf8')).toBe(`${n}\n`);
     // Nothing was left to the sweep: every directory came through inotify.
-    expect(daemon.output().split('\n').filter((l) => /ERROR|WARN/.test(l))).toEqual([]);
+    expect(
+      daemon
+        .output()
+        .split('\n')
+        .filter((l) => /ERROR|WARN/.test(l)),
+    ).toEqual([]);
     expect(await daemon.stop()).toBe(0);
     expect(await leftovers(p)).toEqual([]);
     console.log(`watch: 100 directories converted in ${seconds.toFixed(1)} s (concurrency ${WATCH.concurrency})`);

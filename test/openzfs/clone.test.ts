@@ -133,16 +133,27 @@ export default {
       { mode: 0o644 },
     );
     const savedBefore = await poolNumber('bclonesaved');
-    const config = await writeConfig(p, fastPlugins({ quiet: { quietSeconds: 0 }, more: [[plugin, { pool: p.pool, report }]] }), {}, 'clone-cli.json');
+    const config = await writeConfig(
+      p,
+      fastPlugins({ quiet: { quietSeconds: 0 }, more: [[plugin, { pool: p.pool, report }]] }),
+      {},
+      'clone-cli.json',
+    );
     const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir, timeoutMs: scaled(120_000) });
     expect({ exitCode: r.exitCode, log: r.stderr }).toMatchObject({ exitCode: 0, log: expect.stringContaining('converted into') });
     const copy = r.stderr.split('\n').filter((l) => /copy: (rsync|block cloning)/.test(l));
-    expect(copy).toEqual([expect.stringMatching(/INFO: .*copy: block cloning \(\d+ files cloned, [\d.]+ MiB shared(; \d+ entr(y|ies) left to rsync)?\), then rsync for the rest$/)]);
+    expect(copy).toEqual([
+      expect.stringMatching(
+        /INFO: .*copy: block cloning \(\d+ files cloned, [\d.]+ MiB shared(; \d+ entr(y|ies) left to rsync)?\), then rsync for the rest$/,
+      ),
+    ]);
     const files = Number(/\((\d+) files cloned/.exec(copy[0]!)![1]);
     // 56 regular files (big0's second name is a hard link); one may be left to rsync for its time
     expect(files).toBeGreaterThanOrEqual(55);
     const atSeal = JSON.parse(await readFile(report, 'utf8')) as { bclonesaved: number };
-    console.log(`conversion by cloning: ${files} files cloned, bclonesaved +${atSeal.bclonesaved - savedBefore} bytes at the seal for ${bytes} bytes of big files`);
+    console.log(
+      `conversion by cloning: ${files} files cloned, bclonesaved +${atSeal.bclonesaved - savedBefore} bytes at the seal for ${bytes} bytes of big files`,
+    );
     expect(atSeal.bclonesaved - savedBefore).toBeGreaterThanOrEqual(bytes);
 
     expect(await datasets(p.pool)).toContainEqual({ name: `${p.pool}/${name}`, mountpoint: dir, mounted: 'yes', state: 'live' });

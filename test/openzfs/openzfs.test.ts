@@ -33,7 +33,13 @@ afterAll(async () => {
 async function metadata(dir: string): Promise<{ xattrs: string; acls: string }> {
   const xattrs = (await execa('getfattr', ['-R', '-h', '-d', '-m', '-', '-e', 'hex', '.'], { cwd: dir })).stdout;
   const acls = (await execa('getfacl', ['-R', '-P', '-n', '.'], { cwd: dir })).stdout;
-  const sortBlocks = (text: string): string => text.split('\n\n').map((b) => b.trim()).filter(Boolean).sort().join('\n\n');
+  const sortBlocks = (text: string): string =>
+    text
+      .split('\n\n')
+      .map((b) => b.trim())
+      .filter(Boolean)
+      .sort()
+      .join('\n\n');
   return { xattrs: sortBlocks(xattrs), acls: sortBlocks(acls) };
 }
 
@@ -170,7 +176,9 @@ describe('snapdir=visible, inherited by the new dataset', () => {
       expect(r.exitCode, r.stderr).toBe(0);
       expect(r.stderr).toContain('converted into');
       expect(await datasets(p.pool)).toContainEqual({ name: `${p.pool}/visible`, mountpoint: dir, mounted: 'yes', state: 'live' });
-      expect((await zfs('get', '-H', '-o', 'value,source', 'snapdir', `${p.pool}/visible`)).trim()).toBe(`visible\tinherited from ${p.pool}`);
+      expect((await zfs('get', '-H', '-o', 'value,source', 'snapdir', `${p.pool}/visible`)).trim()).toBe(
+        `visible\tinherited from ${p.pool}`,
+      );
       // The dataset's control directory is there (visible), and everything else is as it was.
       expect((await lstat(join(dir, '.zfs'))).ino).toBe(0xffffffffffff);
       const after = [...(await describeTree(dir, { mtimes: true }))].filter(([rel]) => rel !== '.zfs' && !rel.startsWith('.zfs/'));
@@ -191,7 +199,10 @@ describe('snapdir=visible, inherited by the new dataset', () => {
     await mkdir(join(dir, '.zfs'), { recursive: true });
     await writeFile(join(dir, '.zfs', 'mine'), 'x');
     const before = await describeTree(dir, { mtimes: true });
-    const r = await cli(['--config', await writeConfig(p, fastPlugins()), 'handle', dir], { stateDir: p.stateDir, timeoutMs: scaled(60_000) });
+    const r = await cli(['--config', await writeConfig(p, fastPlugins()), 'handle', dir], {
+      stateDir: p.stateDir,
+      timeoutMs: scaled(60_000),
+    });
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toContain(`"own dot zfs" holds an entry named .zfs at its top, the name ZFS keeps for a dataset's snapshot directory`);
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);

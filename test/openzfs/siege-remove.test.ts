@@ -35,7 +35,10 @@ describe('the catch-up on OpenZFS', () => {
   it('a file and a directory made in the original during the grace period arrive with their xattrs and POSIX ACLs', async () => {
     const dir = join(p.mount, 'late acls');
     await makeTree(dir, 6);
-    const config = await writeConfig(p, fastPlugins({ quiet: { quietSeconds: 0 }, rsync: { graceSeconds: scaled(3000) / 1000, maxGraceSeconds: scaled(60_000) / 1000 } }));
+    const config = await writeConfig(
+      p,
+      fastPlugins({ quiet: { quietSeconds: 0 }, rsync: { graceSeconds: scaled(3000) / 1000, maxGraceSeconds: scaled(60_000) / 1000 } }),
+    );
     const child = cliSpawn(['--config', config, 'handle', dir], { stateDir: p.stateDir });
     let log = '';
     child.stderr!.on('data', (c: Buffer) => (log += c.toString()));

@@ -15,7 +15,15 @@ import { describe, expect, it } from 'vitest';
 const PROJECT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Modules of the program that a plugin never needs (relative to the project). */
-const NOT_FOR_PLUGINS = ['src/core/engine.ts', 'src/core/loader.ts', 'src/core/config.ts', 'src/core/journal.ts', 'src/core/job.ts', 'src/app.ts', 'src/program.ts'];
+const NOT_FOR_PLUGINS = [
+  'src/core/engine.ts',
+  'src/core/loader.ts',
+  'src/core/config.ts',
+  'src/core/journal.ts',
+  'src/core/job.ts',
+  'src/app.ts',
+  'src/program.ts',
+];
 /** Packages the command line needs and a plugin does not. */
 const NOT_FOR_PLUGINS_PACKAGES = ['cosmiconfig', 'commander', 'zod', 'chokidar'];
 
@@ -27,11 +35,18 @@ function runtimeImports(file: string): string[] {
     if (ts.isImportDeclaration(statement)) {
       const clause = statement.importClause;
       const bindings = clause?.namedBindings;
-      const onlyTypes = clause !== undefined && (clause.isTypeOnly || (clause.name === undefined && bindings !== undefined && ts.isNamedImports(bindings) && bindings.elements.every((e) => e.isTypeOnly)));
+      const onlyTypes =
+        clause !== undefined &&
+        (clause.isTypeOnly ||
+          (clause.name === undefined &&
+            bindings !== undefined &&
+            ts.isNamedImports(bindings) &&
+            bindings.elements.every((e) => e.isTypeOnly)));
       if (!onlyTypes) specifiers.push((statement.moduleSpecifier as ts.StringLiteral).text);
     } else if (ts.isExportDeclaration(statement) && statement.moduleSpecifier !== undefined) {
       const clause = statement.exportClause;
-      const onlyTypes = statement.isTypeOnly || (clause !== undefined && ts.isNamedExports(clause) && clause.elements.every((e) => e.isTypeOnly));
+      const onlyTypes =
+        statement.isTypeOnly || (clause !== undefined && ts.isNamedExports(clause) && clause.elements.every((e) => e.isTypeOnly));
       if (!onlyTypes) specifiers.push((statement.moduleSpecifier as ts.StringLiteral).text);
     }
   }

@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cloneIntoStaging, cloneTree, describeCopyPath, PROBE_PREFIX, probeBlockCloning, removeStaleProbes } from '../../plugins/rsync/clone.js';
+import {
+  cloneIntoStaging,
+  cloneTree,
+  describeCopyPath,
+  PROBE_PREFIX,
+  probeBlockCloning,
+  removeStaleProbes,
+} from '../../plugins/rsync/clone.js';
 import { openDir, walkDirs, type Job } from '../../src/index.js';
 import { verifyTree } from '../helpers/verify.js';
 
@@ -108,7 +115,9 @@ describe('cloneTree', () => {
     await writeFile(Buffer.concat([odd(src, 0x64, 0xe9), Buffer.from('/'), Buffer.from([0x66, 0xff, 0xfe])]), 'latin junk\n');
     const r = await cloneTree(src, dst, new AbortController().signal);
     expect(r).toMatchObject({ files: 1, directories: 1, skipped: 0 });
-    expect(await readFile(Buffer.concat([odd(dst, 0x64, 0xe9), Buffer.from('/'), Buffer.from([0x66, 0xff, 0xfe])]), 'utf8')).toBe('latin junk\n');
+    expect(await readFile(Buffer.concat([odd(dst, 0x64, 0xe9), Buffer.from('/'), Buffer.from([0x66, 0xff, 0xfe])]), 'utf8')).toBe(
+      'latin junk\n',
+    );
     expect((await rsync()).filter((l) => l.startsWith('>f'))).toEqual([]);
   });
 
@@ -123,7 +132,7 @@ describe('cloneTree', () => {
 
   it("reads by descriptor: the original's path replaced by a symlink to another tree changes nothing it copies", async () => {
     await mkdir(join(src, 'sub'), { recursive: true });
-    await writeFile(join(src, 'sub', 'mine'), 'the user\'s own\n');
+    await writeFile(join(src, 'sub', 'mine'), "the user's own\n");
     const secret = join(work, 'secret');
     await mkdir(join(secret, 'sub'), { recursive: true });
     await writeFile(join(secret, 'sub', 'mine'), 'SECRET\n');
@@ -138,7 +147,7 @@ describe('cloneTree', () => {
     } finally {
       await pinned.close();
     }
-    expect(await readFile(join(dst, 'sub', 'mine'), 'utf8')).toBe('the user\'s own\n');
+    expect(await readFile(join(dst, 'sub', 'mine'), 'utf8')).toBe("the user's own\n");
     await expect(lstat(join(dst, 'other'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
@@ -165,7 +174,7 @@ describe('probeBlockCloning', () => {
   it('says no, with the reason, where zpool does not know block cloning', async () => {
     // a zpool that answers like zfs-fuse's does
     const fake = join(work, 'zpool');
-    await writeFile(fake, "#!/bin/sh\necho \"bad property list: invalid property '-Hp'\" >&2\nexit 2\n", { mode: 0o755 });
+    await writeFile(fake, '#!/bin/sh\necho "bad property list: invalid property \'-Hp\'" >&2\nexit 2\n', { mode: 0o755 });
     await mkdir(src);
     const r = await probeBlockCloning({ pool: 'tank', sourceDir: src, targetDir: dst, zpool: fake });
     expect(r).toEqual({ clones: false, reason: expect.stringContaining('does not know block cloning') });
@@ -181,7 +190,11 @@ describe('probeBlockCloning', () => {
 
   it('says no when a probe copy saves nothing, and cleans up its probe files', async () => {
     const fake = join(work, 'zpool');
-    await writeFile(fake, '#!/bin/sh\n[ "$1" = sync ] && exit 0\nprintf "feature@block_cloning\\tenabled\\nbcloneused\\t0\\nbclonesaved\\t0\\n"\n', { mode: 0o755 });
+    await writeFile(
+      fake,
+      '#!/bin/sh\n[ "$1" = sync ] && exit 0\nprintf "feature@block_cloning\\tenabled\\nbcloneused\\t0\\nbclonesaved\\t0\\n"\n',
+      { mode: 0o755 },
+    );
     await mkdir(src);
     const r = await probeBlockCloning({ pool: 'tank', sourceDir: src, targetDir: dst, zpool: fake });
     expect(r).toMatchObject({ clones: false, feature: 'enabled', savedBefore: 0, savedAfter: 0 });
@@ -191,12 +204,18 @@ describe('probeBlockCloning', () => {
 });
 
 describe('removeStaleProbes', () => {
-  it('removes the probe files of processes that are gone, and leaves a live process\'s probe and every other name alone', async () => {
+  it("removes the probe files of processes that are gone, and leaves a live process's probe and every other name alone", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'zdc-probes-'));
     try {
       const dead = await execa(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
       const deadPid = Number(dead.stdout);
-      const names = [`${PROBE_PREFIX}${deadPid}-0a1b2c3d4e5f`, `${PROBE_PREFIX}${process.pid}-0a1b2c3d4e5f`, `${PROBE_PREFIX}notapid`, '0123456789abcdef.orig', 'other'];
+      const names = [
+        `${PROBE_PREFIX}${deadPid}-0a1b2c3d4e5f`,
+        `${PROBE_PREFIX}${process.pid}-0a1b2c3d4e5f`,
+        `${PROBE_PREFIX}notapid`,
+        '0123456789abcdef.orig',
+        'other',
+      ];
       for (const name of names) await writeFile(join(dir, name), 'x');
       expect(await removeStaleProbes(dir)).toEqual([names[0]]);
       expect((await readdir(dir)).sort()).toEqual(names.slice(1).sort());
@@ -245,7 +264,7 @@ describe('walkDirs', () => {
   });
 });
 
-describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of copy)', () => {
+describe("cloneIntoStaging and describeCopyPath (the rsync plugin's choice of copy)", () => {
   interface Line {
     level: string;
     message: string;
@@ -262,7 +281,15 @@ describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of c
       error: (message: string) => void lines.push({ level: 'error', message }),
       child: () => log,
     };
-    return { name, path: join(rootdir, name), root: { rootdir }, record: { filesystem: `tank/${name}` }, signal: new AbortController().signal, log, progress: (r: unknown) => void progress.push(r) } as unknown as Job;
+    return {
+      name,
+      path: join(rootdir, name),
+      root: { rootdir },
+      record: { filesystem: `tank/${name}` },
+      signal: new AbortController().signal,
+      log,
+      progress: (r: unknown) => void progress.push(r),
+    } as unknown as Job;
   }
   /** A zpool that counts its calls in `calls` and answers with `script`. */
   async function fakeZpool(script: string): Promise<{ zpool: string; calls: () => Promise<number> }> {
@@ -282,14 +309,18 @@ describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of c
         const lines: Line[] = [];
         const r = await cloneIntoStaging(fakeJob(root, name, lines), original, dst, { setting: 'auto', zpool });
         expect(r).toBeUndefined();
-        expect(lines).toEqual([{ level: 'info', message: 'copy: rsync (block cloning not available: feature@block_cloning is disabled on pool tank)' }]);
+        expect(lines).toEqual([
+          { level: 'info', message: 'copy: rsync (block cloning not available: feature@block_cloning is disabled on pool tank)' },
+        ]);
       }
     } finally {
       await original.close();
     }
     expect(await calls()).toBe(1);
     // the dry run of a later job says what the probe found, without asking again
-    expect(await describeCopyPath(fakeJob(root, 'three', []), { setting: 'auto', zpool })).toBe('rsync (block cloning not available: feature@block_cloning is disabled on pool tank)');
+    expect(await describeCopyPath(fakeJob(root, 'three', []), { setting: 'auto', zpool })).toBe(
+      'rsync (block cloning not available: feature@block_cloning is disabled on pool tank)',
+    );
     expect(await calls()).toBe(1);
   });
 
@@ -302,7 +333,12 @@ describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of c
       for (const name of ['one', 'two']) {
         const lines: Line[] = [];
         expect(await cloneIntoStaging(fakeJob(root, name, lines), original, dst, { setting: 'auto', zpool })).toBeUndefined();
-        expect(lines).toEqual([{ level: 'info', message: expect.stringMatching(/^copy: rsync \(block cloning not available: the probe failed: .*permission denied/) }]);
+        expect(lines).toEqual([
+          {
+            level: 'info',
+            message: expect.stringMatching(/^copy: rsync \(block cloning not available: the probe failed: .*permission denied/),
+          },
+        ]);
       }
       expect(await calls()).toBe(2);
       const lines: Line[] = [];
@@ -316,7 +352,7 @@ describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of c
     expect(await describeCopyPath(fakeJob(root, 'four', []), { setting: 'always', zpool })).toMatch(/^block cloning, not probed/);
   });
 
-  it('auto: a dry run reads the pool\'s feature and writes nothing', async () => {
+  it("auto: a dry run reads the pool's feature and writes nothing", async () => {
     const { zpool } = await fakeZpool('printf "feature@block_cloning\\tactive\\nbcloneused\\t0\\nbclonesaved\\t0\\n"');
     const root = join(work, 'root-c');
     expect(await describeCopyPath(fakeJob(root, 'one', []), { setting: 'auto', zpool })).toBe(
@@ -341,7 +377,12 @@ describe('cloneIntoStaging and describeCopyPath (the rsync plugin\'s choice of c
     expect(progress.at(-1)).toMatchObject({ files: 44 });
     expect(progress.length).toBeGreaterThanOrEqual(44);
     expect(lines).toEqual([
-      { level: 'info', message: expect.stringMatching(/^copy: block cloning, not probed \(blockCloning: always; 44 files copied by copy_file_range, [\d.]+ MiB; 1 entry left to rsync\), then rsync for the rest$/) },
+      {
+        level: 'info',
+        message: expect.stringMatching(
+          /^copy: block cloning, not probed \(blockCloning: always; 44 files copied by copy_file_range, [\d.]+ MiB; 1 entry left to rsync\), then rsync for the rest$/,
+        ),
+      },
     ]);
   });
 });

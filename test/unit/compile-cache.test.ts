@@ -67,7 +67,10 @@ describe('the compile cache', () => {
     await mkdir(open, { mode: 0o777 });
     await chmod(open, 0o777);
     const writable = recorder();
-    expect(startCompileCache(join(open, 'compile'), writable.api)).toEqual({ used: false, why: expect.stringMatching(/refused: its directory ".*open" is writable by group and others/) });
+    expect(startCompileCache(join(open, 'compile'), writable.api)).toEqual({
+      used: false,
+      why: expect.stringMatching(/refused: its directory ".*open" is writable by group and others/),
+    });
     expect(writable.calls).toEqual([]);
     // Refused before anything is made there.
     await expect(stat(join(open, 'compile'))).rejects.toThrow(/ENOENT/);
@@ -95,7 +98,10 @@ describe('the compile cache', () => {
     await symlink(join(base, 'made-through-link'), lure);
     await lchown(lure, NOBODY, NOBODY);
     const lured = recorder();
-    expect(startCompileCache(lure, lured.api)).toEqual({ used: false, why: expect.stringContaining(`refused: the symbolic link "${lure}" is owned by uid ${NOBODY}, not root`) });
+    expect(startCompileCache(lure, lured.api)).toEqual({
+      used: false,
+      why: expect.stringContaining(`refused: the symbolic link "${lure}" is owned by uid ${NOBODY}, not root`),
+    });
     expect(lured.calls).toEqual([]);
     await expect(stat(join(base, 'made-through-link'))).rejects.toThrow(/ENOENT/);
   });

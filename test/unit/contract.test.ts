@@ -27,7 +27,9 @@ describe('the contract table', () => {
     for (const name of HOOK_ORDER) {
       // tapable's hook "classes" are factories that set the made hook's constructor to themselves.
       const hook = hooks[name] as unknown as { _args: string[]; constructor: unknown };
-      const kinds = Object.entries(CLASSES).filter(([, cls]) => hook.constructor === cls).map(([kind]) => kind);
+      const kinds = Object.entries(CLASSES)
+        .filter(([, cls]) => hook.constructor === cls)
+        .map(([kind]) => kind);
       expect({ name, kinds }).toEqual({ name, kinds: [CONTRACT[name].kind] });
       expect({ name, args: hook._args }).toEqual({ name, args: [...CONTRACT[name].args] });
     }
@@ -55,7 +57,8 @@ describe('the contract table', () => {
   it("is where fault-injection's phases come from: every journalled phase, nothing else", () => {
     const parse = (killAt: string) => faultInjection.options!.parse({ killAt });
     for (const phase of JOURNALLED_PHASES) expect(() => parse(phase)).not.toThrow();
-    for (const phase of PHASE_ORDER.filter((p) => !JOURNALLED_PHASES.includes(p as never))) expect(() => parse(phase)).toThrow(/a phase \(provision, migrate, swap, publish, cleanup\)/);
+    for (const phase of PHASE_ORDER.filter((p) => !JOURNALLED_PHASES.includes(p as never)))
+      expect(() => parse(phase)).toThrow(/a phase \(provision, migrate, swap, publish, cleanup\)/);
     expect(() => parse('rollback')).toThrow();
   });
 
@@ -69,7 +72,10 @@ describe('the contract table', () => {
 
   it('is what the Hooks interface lists, in the order they run; the hooks object is frozen', () => {
     const source = readFileSync(new URL('../../src/core/hooks.ts', import.meta.url), 'utf8');
-    const body = source.slice(source.indexOf('export interface Hooks {'), source.indexOf('\n}\n', source.indexOf('export interface Hooks {')));
+    const body = source.slice(
+      source.indexOf('export interface Hooks {'),
+      source.indexOf('\n}\n', source.indexOf('export interface Hooks {')),
+    );
     expect([...body.matchAll(/^ {2}readonly (\w+):/gm)].map((m) => m[1])).toEqual([...HOOK_ORDER]);
     const hooks = createHooks();
     expect(Object.isFrozen(hooks)).toBe(true);
@@ -83,7 +89,9 @@ describe('what taps return is checked against the contract', () => {
   it('a filter tap returning the wrong shape is an error naming it, whatever kind of tap it is', async () => {
     const sync = createHooks();
     sync.filter.tap('bad-sync', () => ({ skipp: 'typo' }) as never);
-    await expect(sync.filter.promise(job)).rejects.toThrow(/^plugin "bad-sync": its filter tap returned \{"skipp":"typo"\}; expected undefined or \{ skip: a non-empty string \}/);
+    await expect(sync.filter.promise(job)).rejects.toThrow(
+      /^plugin "bad-sync": its filter tap returned \{"skipp":"typo"\}; expected undefined or \{ skip: a non-empty string \}/,
+    );
 
     const promised = createHooks();
     promised.filter.tapPromise('bad-promise', async () => 'no' as never);

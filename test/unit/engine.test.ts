@@ -122,9 +122,15 @@ describe('a job through the lifecycle', () => {
     expect(outcome).toMatchObject({ kind: 'converted', message: 'converted into tank/root/d' });
     expect(calls).toEqual(['filter', 'wait', 'provision', 'migrate', 'swap', 'publish', 'cleanup', 'outcome:converted']);
     expect(steps).toEqual([
-      'provision/create:before', 'provision/create:end', 'provision/create:after',
-      'migrate/copy:before', 'migrate/copy:end', 'migrate/copy:after',
-      'swap/mount-in-place:before', 'swap/mount-in-place:end', 'swap/mount-in-place:after',
+      'provision/create:before',
+      'provision/create:end',
+      'provision/create:after',
+      'migrate/copy:before',
+      'migrate/copy:end',
+      'migrate/copy:after',
+      'swap/mount-in-place:before',
+      'swap/mount-in-place:end',
+      'swap/mount-in-place:after',
     ]);
     expect(await e.journal.read(id())).toBeUndefined();
     expect(await readdir(join(stateDir, 'locks'))).toEqual([]);
@@ -149,10 +155,17 @@ describe('a job through the lifecycle', () => {
       const { calls } = fakePlugin(e.hooks, { failAt: phase });
       const outcome = await e.handle('d');
       expect(outcome.kind).toBe('failed');
-      expect(outcome.message).toMatch(/the job is past its commit point, so nothing is undone; the next run for this root, or 'zfs-dynamic-creator recover', finishes it$/);
+      expect(outcome.message).toMatch(
+        /the job is past its commit point, so nothing is undone; the next run for this root, or 'zfs-dynamic-creator recover', finishes it$/,
+      );
       expect(calls.some((c) => c.startsWith('rollback'))).toBe(false);
       const record = await e.journal.read(id());
-      expect(record).toMatchObject({ committed: true, status: 'incomplete', phase: phase === 'swap-after-commit' ? 'swap' : phase, filesystem: 'tank/root/d' });
+      expect(record).toMatchObject({
+        committed: true,
+        status: 'incomplete',
+        phase: phase === 'swap-after-commit' ? 'swap' : phase,
+        filesystem: 'tank/root/d',
+      });
     });
   }
 
@@ -160,7 +173,9 @@ describe('a job through the lifecycle', () => {
     const { engine: e } = engine();
     fakePlugin(e.hooks, { failAt: 'migrate', rollbackFails: true });
     const outcome = await e.handle('d');
-    expect(outcome.message).toBe("migrate failed: migrate broke on purpose; rollback failed: rollback broke on purpose; the next run for this root, or 'zfs-dynamic-creator recover', tries again");
+    expect(outcome.message).toBe(
+      "migrate failed: migrate broke on purpose; rollback failed: rollback broke on purpose; the next run for this root, or 'zfs-dynamic-creator recover', tries again",
+    );
     expect(await e.journal.read(id())).toMatchObject({ committed: false, status: 'incomplete' });
   });
 
@@ -199,7 +214,9 @@ describe('a job through the lifecycle', () => {
     const advice = "the original is kept aside: settle it, then run 'zfs-dynamic-creator recover'";
     const advised = engine();
     failingAfterAside(advised.engine.hooks, { remove: false, error: new AdvisedError(advice) });
-    expect((await advised.engine.handle('d')).message).toBe(`cleanup failed: ${advice} (the job is past its commit point: nothing is undone)`);
+    expect((await advised.engine.handle('d')).message).toBe(
+      `cleanup failed: ${advice} (the job is past its commit point: nothing is undone)`,
+    );
     await rm(jobPaths(rootdir, 'd').holding, { recursive: true });
     await rm(join(stateDir, 'jobs'), { recursive: true });
     const plain = engine();
@@ -231,8 +248,14 @@ describe('a job through the lifecycle', () => {
     expect(d.calls).toEqual(['filter', 'wait', 'outcome:deferred']);
     const refused = engine();
     const r = fakePlugin(refused.engine.hooks);
-    expect(await refused.engine.handle('no-such-dir')).toMatchObject({ kind: 'failed', message: expect.stringContaining('vanished before its turn') });
-    expect(await refused.engine.handle('a/b')).toMatchObject({ kind: 'failed', message: expect.stringContaining('is not a directory name') });
+    expect(await refused.engine.handle('no-such-dir')).toMatchObject({
+      kind: 'failed',
+      message: expect.stringContaining('vanished before its turn'),
+    });
+    expect(await refused.engine.handle('a/b')).toMatchObject({
+      kind: 'failed',
+      message: expect.stringContaining('is not a directory name'),
+    });
     expect(r.calls).toEqual(['outcome:failed', 'outcome:failed']);
     expect(await refused.engine.journal.list()).toEqual([]);
   });
@@ -242,7 +265,10 @@ describe('a job through the lifecycle', () => {
     e.hooks.filter.tap('sloppy', () => ({ skipped: true }) as never);
     fakePlugin(e.hooks);
     const outcome = await e.handle('d');
-    expect(outcome).toMatchObject({ kind: 'failed', message: expect.stringMatching(/^plugin "sloppy": its filter tap returned \{"skipped":true\}/) });
+    expect(outcome).toMatchObject({
+      kind: 'failed',
+      message: expect.stringMatching(/^plugin "sloppy": its filter tap returned \{"skipped":true\}/),
+    });
   });
 });
 
@@ -255,7 +281,9 @@ describe('dry run', () => {
     // wait does not run in a dry run (the contract says so); the step hook neither.
     expect(calls).toEqual(['filter', 'provision', 'migrate', 'swap', 'publish', 'cleanup', 'outcome:converted']);
     expect(steps).toEqual([]);
-    expect(records.map((r) => r.message)).toEqual(expect.arrayContaining(['would wait until the directory is quiet', 'would create the new filesystem', 'would copy']));
+    expect(records.map((r) => r.message)).toEqual(
+      expect.arrayContaining(['would wait until the directory is quiet', 'would create the new filesystem', 'would copy']),
+    );
     expect(await readdir(stateDir)).toEqual([]);
     expect(await readdir(rootdir)).toEqual(['d']);
   });
@@ -290,7 +318,10 @@ describe('recovery', () => {
     const record = await leave({ committed: false });
     const { engine: e } = engine();
     const { calls } = fakePlugin(e.hooks, { assess: { committed: false, nothingLeft: true } });
-    expect(await e.recover(record)).toMatchObject({ kind: 'rolled-back', message: expect.stringContaining('nothing of the interrupted job was left') });
+    expect(await e.recover(record)).toMatchObject({
+      kind: 'rolled-back',
+      message: expect.stringContaining('nothing of the interrupted job was left'),
+    });
     expect(calls).toEqual(['assess']);
   });
 
@@ -390,7 +421,7 @@ describe('locks', () => {
     return child;
   }
 
-  it('a job whose lock another process holds is left alone: busy, no phase runs after the filters\' decision', async () => {
+  it("a job whose lock another process holds is left alone: busy, no phase runs after the filters' decision", async () => {
     const child = await holdLock(lockPath(stateDir, id()));
     const { engine: e } = engine();
     const { calls } = fakePlugin(e.hooks);
@@ -452,7 +483,9 @@ describe('waiting is not work', () => {
     const [od, oe] = await Promise.all([d, eJob]);
     expect([od.kind, oe.kind]).toEqual(['converted', 'converted']);
     expect(events).toContain('e:copy busy=1');
-    expect(events.find((x) => x.startsWith('d:grace'))).toMatch(/^d:grace active=\{"name":"d","phase":"cleanup","working":false,"waiting":"grace period"/);
+    expect(events.find((x) => x.startsWith('d:grace'))).toMatch(
+      /^d:grace active=\{"name":"d","phase":"cleanup","working":false,"waiting":"grace period"/,
+    );
     expect(events).toContain('d:remove busy=1');
     expect(slots.busy).toBe(0);
     expect(e.active()).toEqual([]);
@@ -472,7 +505,10 @@ describe('waiting is not work', () => {
     for (let i = 0; i < 200 && e.active()[0]?.waiting !== 'a work slot'; i++) await sleep(20);
     expect(e.active()).toMatchObject([{ name: 'd', working: false, waiting: 'a work slot' }]);
     stop.abort();
-    expect(await outcome).toMatchObject({ kind: 'deferred', message: 'deferred: stopped before its turn to work; the directory is as it was' });
+    expect(await outcome).toMatchObject({
+      kind: 'deferred',
+      message: 'deferred: stopped before its turn to work; the directory is as it was',
+    });
     expect(calls).toEqual([]);
     expect(await readdir(join(stateDir))).not.toContain('jobs');
   });
@@ -565,7 +601,10 @@ describe('a stop (SIGTERM) is a clean stop, not a failure', () => {
     const controller = new AbortController();
     const calls = stoppingCopy(e.hooks, controller);
     const outcome = await e.handle('d', { signal: controller.signal });
-    expect(outcome).toMatchObject({ kind: 'deferred', message: 'stopped during migrate: rsync was cancelled; rolled back, the original directory is untouched; it will be tried again' });
+    expect(outcome).toMatchObject({
+      kind: 'deferred',
+      message: 'stopped during migrate: rsync was cancelled; rolled back, the original directory is untouched; it will be tried again',
+    });
     expect(calls).toEqual(['migrate', 'rollback']);
     const last = records.filter((r) => r.step === 'outcome');
     expect(last.map((r) => [r.level, r.message])).toEqual([['notice', outcome.message]]);
@@ -579,7 +618,9 @@ describe('a stop (SIGTERM) is a clean stop, not a failure', () => {
     const calls = stoppingCopy(e.hooks, controller, true);
     const outcome = await e.handle('d', { signal: controller.signal });
     expect(outcome.kind).toBe('deferred');
-    expect(outcome.message).toMatch(/^stopped during cleanup: rsync was cancelled; the job is past its commit point, so nothing is undone.*'zfs-dynamic-creator recover', finishes it$/);
+    expect(outcome.message).toMatch(
+      /^stopped during cleanup: rsync was cancelled; the job is past its commit point, so nothing is undone.*'zfs-dynamic-creator recover', finishes it$/,
+    );
     expect(calls).toEqual(['migrate', 'swap', 'cleanup']);
     expect(records.filter((r) => r.level === 'error')).toEqual([]);
     expect((await e.journal.read(id()))?.committed).toBe(true);
@@ -602,7 +643,10 @@ describe('a stop (SIGTERM) is a clean stop, not a failure', () => {
     const { engine: e, records } = engine();
     const { calls } = fakePlugin(e.hooks, { failAt: 'migrate' });
     const outcome = await e.handle('d');
-    expect(outcome).toMatchObject({ kind: 'failed', message: 'migrate failed: migrate broke on purpose; rolled back, the original directory is untouched' });
+    expect(outcome).toMatchObject({
+      kind: 'failed',
+      message: 'migrate failed: migrate broke on purpose; rolled back, the original directory is untouched',
+    });
     expect(calls).toContain('rollback(committed=false)');
     expect(records.filter((r) => r.step === 'outcome').map((r) => r.level)).toEqual(['error']);
   });

@@ -125,7 +125,11 @@ describe('the watch budget', () => {
   });
 
   it('is a share of what the system limit leaves the other processes', async () => {
-    const budget = new WatchBudget(0.5, () => 1000, async () => 400);
+    const budget = new WatchBudget(
+      0.5,
+      () => 1000,
+      async () => 400,
+    );
     expect(budget.size).toBe(500); // before the others are counted
     await budget.recount();
     expect(budget.size).toBe(300);
@@ -141,7 +145,11 @@ describe('the watch budget', () => {
     const base = await mkdtemp(join(tmpdir(), 'zdc-budget-'));
     dirs.push(base);
     for (const d of ['a', 'b', 'c', 'd']) await mkdir(join(base, d));
-    const budget = new WatchBudget(1, () => 3, async () => 0);
+    const budget = new WatchBudget(
+      1,
+      () => 3,
+      async () => 0,
+    );
     await budget.recount();
     const one = new DirectoryWatches(base, () => undefined, 4096, budget);
     one.update(['', 'a']);
@@ -166,8 +174,17 @@ describe('config', () => {
   it('per-owner limits default to a share of the totals, each at most its total', () => {
     const c = validateConfig({ roots: [{ rootfs: 'tank/r', rootdir: '/tank/r' }] }, 'test', []);
     expect(c.watch).toMatchObject({ concurrency: 2, concurrencyPerOwner: 2, maxJobs: 64, maxJobsPerOwner: 48, inotifyShare: 0.5 });
-    const d = validateConfig({ watch: { concurrency: 4, concurrencyPerOwner: 9, maxJobs: 3, maxJobsPerOwner: 2 }, roots: [{ rootfs: 'tank/r', rootdir: '/tank/r' }] }, 'test', []);
+    const d = validateConfig(
+      {
+        watch: { concurrency: 4, concurrencyPerOwner: 9, maxJobs: 3, maxJobsPerOwner: 2 },
+        roots: [{ rootfs: 'tank/r', rootdir: '/tank/r' }],
+      },
+      'test',
+      [],
+    );
     expect(d.watch).toMatchObject({ concurrencyPerOwner: 4, maxJobsPerOwner: 2 });
-    expect(validateConfig({ watch: { maxJobs: 1 }, roots: [{ rootfs: 'tank/r', rootdir: '/tank/r' }] }, 'test', []).watch.maxJobsPerOwner).toBe(1);
+    expect(
+      validateConfig({ watch: { maxJobs: 1 }, roots: [{ rootfs: 'tank/r', rootdir: '/tank/r' }] }, 'test', []).watch.maxJobsPerOwner,
+    ).toBe(1);
   });
 });

@@ -61,7 +61,9 @@ describe("fault-injection 'during'", () => {
     const { step, records } = await drill('swap/move-aside', 50);
     await step('move-aside', 300);
     expect(struck).toEqual(['swap/move-aside']);
-    expect(records.find((r) => r.message.startsWith('fault injection: sending SIGUSR2 to this process during swap/move-aside'))).toMatchObject({ plugin: 'fault-injection', dir: 'd' });
+    expect(
+      records.find((r) => r.message.startsWith('fault injection: sending SIGUSR2 to this process during swap/move-aside')),
+    ).toMatchObject({ plugin: 'fault-injection', dir: 'd' });
   });
 
   it('never strikes later, in another step, when its step ended first', async () => {

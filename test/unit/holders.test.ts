@@ -95,7 +95,13 @@ describe('InodeIndex', () => {
 
 describe('device numbers', () => {
   it('convert the Linux way (checked against this process own maps and mountinfo)', () => {
-    for (const [ma, mi] of [[8, 1], [0, 58], [259, 1048575], [4095, 255], [253, 256]] as const) {
+    for (const [ma, mi] of [
+      [8, 1],
+      [0, 58],
+      [259, 1048575],
+      [4095, 255],
+      [253, 256],
+    ] as const) {
       expect(devMajorMinor(makeDev(ma, mi))).toEqual({ major: ma, minor: mi });
     }
     expect(makeDev(8, 1)).toBe(0x801);
@@ -109,7 +115,9 @@ describe('device numbers', () => {
     const mapped = parseMaps(readFileSync('/proc/self/maps', 'utf8')).find((m) => m.path === exe);
     expect(mapped).toBeDefined();
     expect([mapped!.dev, mapped!.ino]).toEqual([st.dev, st.ino]);
-    const root = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === '/')!;
+    const root = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.split(' ')[4] === '/')!;
     const [ma, mi] = root.split(' ')[2]!.split(':').map(Number);
     expect(devMajorMinor(statSync('/').dev)).toEqual({ major: ma, minor: mi });
   });
@@ -173,14 +181,25 @@ describe('holdersOf on a fake /proc', () => {
       await writeFile(join(d, 'maps'), maps);
       for (const [name, target] of Object.entries(links)) await symlink(target, join(d, name));
     };
-    await proc(111, 'writer', { cwd: join(tree, 'sub'), root: '/', 'fd/0': '/dev/null', 'fd/3': join(tree, 'file'), 'fd/4': join(outside, 'other') });
+    await proc(111, 'writer', {
+      cwd: join(tree, 'sub'),
+      root: '/',
+      'fd/0': '/dev/null',
+      'fd/3': join(tree, 'file'),
+      'fd/4': join(outside, 'other'),
+    });
     // 555 has fdinfo and mountinfo (the real kernel's way): the fd's link points elsewhere, but
     // fdinfo names a held inode on the tree's mount, and that is what counts. The link is never stat-ed.
     await proc(555, 'fdinfo', { cwd: '/', root: '/', 'fd/7': '/nonexistent/never-stat-ed' });
     await writeFile(join(fake, '555/mountinfo'), readFileSync('/proc/self/mountinfo'));
     await mkdir(join(fake, '555/fdinfo'));
     await writeFile(join(fake, '555/fdinfo/7'), `pos:\t0\nflags:\t02\nmnt_id:\t${mountIdOf(tree)}\nino:\t${st(join(tree, 'file')).ino}\n`);
-    await proc(222, 'mapper', { cwd: '/', root: '/' }, `7f00-7f01 r--s 00000000 ${mm(join(tree, 'mapped'))}   /elsewhere/mapped\n7f01-7f02 r--p 00000000 ${mm(join(outside, 'other'))}   /x\n`);
+    await proc(
+      222,
+      'mapper',
+      { cwd: '/', root: '/' },
+      `7f00-7f01 r--s 00000000 ${mm(join(tree, 'mapped'))}   /elsewhere/mapped\n7f01-7f02 r--p 00000000 ${mm(join(outside, 'other'))}   /x\n`,
+    );
     await proc(333, 'idle', { cwd: outside, root: '/', 'fd/1': join(outside, 'other') });
     await proc(444, 'chrooted', { cwd: '/', root: tree });
     await proc(process.pid, 'self', { cwd: tree, root: '/', 'fd/9': join(tree, 'file') });
@@ -192,7 +211,10 @@ describe('holdersOf on a fake /proc', () => {
       `- 0x00000001aabbccddeeff001122334455: { type: open, access: rw, deny: --, superblock: "${hex(major)}:${hex(minor)}:${st(join(tree, 'nfs')).ino}", filename: "tree/nfs", owner: "o" }\n`,
     );
     await writeFile(join(fake, 'fs/nfsd/clients/7/info'), 'clientid: 0x1\naddress: "192.0.2.5:876"\n');
-    await writeFile(join(fake, 'fs/nfsd/clients/8/states'), `- 0x1: { type: open, access: r-, deny: --, superblock: "${hex(major)}:${hex(minor)}:${st(join(outside, 'other')).ino}", filename: "o", owner: "o" }\n`);
+    await writeFile(
+      join(fake, 'fs/nfsd/clients/8/states'),
+      `- 0x1: { type: open, access: r-, deny: --, superblock: "${hex(major)}:${hex(minor)}:${st(join(outside, 'other')).ino}", filename: "o", owner: "o" }\n`,
+    );
 
     const found = await holdersOf(index, { procRoot: fake });
     const simple = found.map((h) => [h.pid, h.command, h.how, h.isDirectory]).sort((a, b) => String(a).localeCompare(String(b)));
@@ -250,10 +272,23 @@ describe('holdersOf on real processes', () => {
     await mkdir(elsewhere, { recursive: true });
     await writeFile(join(tree, 'log'), '');
     const index = await indexOf(tree);
-    const script = 'import sys,time\nf=open(sys.argv[1],"a")\nf.write("line\\n"); f.flush()\nprint("ready", flush=True)\nsys.stdin.read()\n';
+    const script =
+      'import sys,time\nf=open(sys.argv[1],"a")\nf.write("line\\n"); f.flush()\nprint("ready", flush=True)\nsys.stdin.read()\n';
     const child = execa(
       'unshare',
-      ['-m', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$1" "$2" && cd "$2/sub" && exec /usr/bin/python3 -c "$3" "$2/log"', 'sh', tree, elsewhere, script],
+      [
+        '-m',
+        '--propagation',
+        'private',
+        '--',
+        'sh',
+        '-c',
+        'mount --bind "$1" "$2" && cd "$2/sub" && exec /usr/bin/python3 -c "$3" "$2/log"',
+        'sh',
+        tree,
+        elsewhere,
+        script,
+      ],
       { stdin: 'pipe', reject: false },
     );
     try {
@@ -320,15 +355,25 @@ describe('holdersOf on real processes', () => {
 
 describe('mounts of a tree', () => {
   const dev = makeDev(0, 52);
-  const line = (id: number, root: string, point: string, opts = 'rw,relatime'): string => `${id} 20 0:52 ${root} ${point} ${opts} shared:1 - zfs tank/home rw`;
+  const line = (id: number, root: string, point: string, opts = 'rw,relatime'): string =>
+    `${id} 20 0:52 ${root} ${point} ${opts} shared:1 - zfs tank/home rw`;
 
   it('parse mountinfo: root and mount point unescaped (space, tab, newline, backslash), read-only per mount', () => {
-    const text = [line(30, '/', '/tank/home'), line(31, '/.zfs-dynamic-creator/a\\040b.orig/x\\011y\\012z\\134', '/mnt/v\\040w', 'ro,nosuid'), ''].join('\n');
+    const text = [
+      line(30, '/', '/tank/home'),
+      line(31, '/.zfs-dynamic-creator/a\\040b.orig/x\\011y\\012z\\134', '/mnt/v\\040w', 'ro,nosuid'),
+      '',
+    ].join('\n');
     expect(parseMounts(text)).toEqual([
       { id: 30, dev, root: '/', mountpoint: '/tank/home', readOnly: false },
       { id: 31, dev, root: '/.zfs-dynamic-creator/a b.orig/x\ty\nz\\', mountpoint: '/mnt/v w', readOnly: true },
     ]);
-    expect(parseMountinfo(text)).toEqual(new Map([[30, dev], [31, dev]]));
+    expect(parseMountinfo(text)).toEqual(
+      new Map([
+        [30, dev],
+        [31, dev],
+      ]),
+    );
     expect(parseFdinfo('pos:\t0\nflags:\t02\nmnt_id:\t10\nino:\t52024\nscm_fds: 2\n')).toEqual({ mntId: 10, ino: 52024, scmFds: 2 });
   });
 
@@ -390,11 +435,28 @@ describe('holders without a descriptor, on real processes', () => {
 
   /** nobody, in a user+mount namespace of their own, runs `script` (sh) and then waits for stdin to close. */
   function asNobodyInNamespace(script: string, ...args: string[]): ResultPromise {
-    return execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'unshare', '-Urm', '--', 'sh', '-c', `${script} && echo ready && exec cat`, 'sh', ...args], {
-      cwd: '/',
-      stdin: 'pipe',
-      reject: false,
-    });
+    return execa(
+      'setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        '--',
+        'unshare',
+        '-Urm',
+        '--',
+        'sh',
+        '-c',
+        `${script} && echo ready && exec cat`,
+        'sh',
+        ...args,
+      ],
+      {
+        cwd: '/',
+        stdin: 'pipe',
+        reject: false,
+      },
+    );
   }
 
   async function started(child: ResultPromise): Promise<void> {
@@ -426,10 +488,31 @@ describe('holders without a descriptor, on real processes', () => {
         await rename(alice, join(top, 'hold', 'x.orig'));
         const moved = join(top, 'hold', 'x.orig');
         expect(await heldBy(moved, child.pid)).toEqual([`mount ${view}`]);
-        const line = describeHolders((await holdersOf(await indexOf(moved), { trees: [(await treeOfPath(moved))!] })).filter((h) => h.pid === child.pid));
+        const line = describeHolders(
+          (await holdersOf(await indexOf(moved), { trees: [(await treeOfPath(moved))!] })).filter((h) => h.pid === child.pid),
+        );
         expect(line).toBe(`cat[${child.pid}] (a mount of it at ${view} in its mount namespace)`);
         // The bind of the whole tmpfs (/mnt in its namespace) reaches it only through the root-only directory.
-        const write = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'nsenter', '-t', String(child.pid), '-U', '-m', '--preserve-credentials', '--', 'sh', '-c', 'echo late > /mnt/hold/x.orig/late'], { reject: false });
+        const write = await execa(
+          'setpriv',
+          [
+            '--reuid=65534',
+            '--regid=65534',
+            '--clear-groups',
+            '--',
+            'nsenter',
+            '-t',
+            String(child.pid),
+            '-U',
+            '-m',
+            '--preserve-credentials',
+            '--',
+            'sh',
+            '-c',
+            'echo late > /mnt/hold/x.orig/late',
+          ],
+          { reject: false },
+        );
         expect(write.exitCode).not.toBe(0);
         expect(write.stderr).toMatch(/Permission denied/);
       } finally {
@@ -445,7 +528,22 @@ describe('holders without a descriptor, on real processes', () => {
     const { alice, view, done } = await layout('robind');
     try {
       const user = asNobodyInNamespace('mount --bind "$1" "$2" && mount -o remount,bind,ro "$2"', alice, view);
-      const ours = execa('unshare', ['-m', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind -o ro "$1" "$2" && mount -o remount,bind,ro "$2" && echo ready && exec cat', 'sh', alice, view], { stdin: 'pipe', reject: false });
+      const ours = execa(
+        'unshare',
+        [
+          '-m',
+          '--propagation',
+          'private',
+          '--',
+          'sh',
+          '-c',
+          'mount --bind -o ro "$1" "$2" && mount -o remount,bind,ro "$2" && echo ready && exec cat',
+          'sh',
+          alice,
+          view,
+        ],
+        { stdin: 'pipe', reject: false },
+      );
       try {
         await Promise.all([started(user), started(ours)]);
         expect(await heldBy(alice, user.pid)).toEqual([`mount ${view}`]);
@@ -481,7 +579,21 @@ describe('holders without a descriptor, on real processes', () => {
     try {
       const inside = asNobodyInNamespace('mount --bind "$1" "$2"', alice, view);
       await started(inside);
-      const keeper = execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'sh', '-c', 'exec 8<"/proc/$1/ns/mnt" && echo ready && exec cat', 'sh', String(inside.pid)], { cwd: '/', stdin: 'pipe', reject: false });
+      const keeper = execa(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          '--',
+          'sh',
+          '-c',
+          'exec 8<"/proc/$1/ns/mnt" && echo ready && exec cat',
+          'sh',
+          String(inside.pid),
+        ],
+        { cwd: '/', stdin: 'pipe', reject: false },
+      );
       try {
         await started(keeper);
         // While a process is in it, its mountinfo is read: the mount itself is the holder.
@@ -517,8 +629,16 @@ describe('holders without a descriptor, on real processes', () => {
       'sys.stdin.read()',
     ].join('\n');
     try {
-      const owner = execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', '/usr/bin/python3', '-c', script, alice], { cwd: '/', stdin: 'pipe', reject: false });
-      const other = execa('setpriv', ['--reuid=65533', '--regid=65533', '--clear-groups', '--', '/usr/bin/python3', '-c', script, '/'], { cwd: '/', stdin: 'pipe', reject: false });
+      const owner = execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', '/usr/bin/python3', '-c', script, alice], {
+        cwd: '/',
+        stdin: 'pipe',
+        reject: false,
+      });
+      const other = execa('setpriv', ['--reuid=65533', '--regid=65533', '--clear-groups', '--', '/usr/bin/python3', '-c', script, '/'], {
+        cwd: '/',
+        stdin: 'pipe',
+        reject: false,
+      });
       try {
         await Promise.all([started(owner), started(other)]);
         expect(await heldBy(alice, owner.pid)).toEqual(['inflight a socket']);

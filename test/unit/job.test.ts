@@ -68,7 +68,12 @@ describe('job.set: each job field only in the phase the contract says sets it', 
       seen = await readRecord();
     });
     expect(await e.handle('d')).toMatchObject({ kind: 'converted', message: 'converted into tank/root/d' });
-    expect(seen).toMatchObject({ filesystem: 'tank/root/d', staging: jobPaths(rootdir, 'd').staging, aside: jobPaths(rootdir, 'd').aside, committed: true });
+    expect(seen).toMatchObject({
+      filesystem: 'tank/root/d',
+      staging: jobPaths(rootdir, 'd').staging,
+      aside: jobPaths(rootdir, 'd').aside,
+      committed: true,
+    });
   });
 
   for (const [phase, fields, setBy] of [
@@ -110,7 +115,9 @@ describe('job.set: each job field only in the phase the contract says sets it', 
     });
     const outcome = await e.handle('d');
     expect(outcome.error).toBeInstanceOf(ContractError);
-    expect(outcome.message).toMatch(/^provision failed: plugin "rogue": job\.set\(\) in the provision phase of "rounds", which is not a job field \(identity, filesystem, staging, aside, copied\); a plugin's own data goes in job\.data\(\); rolled back/);
+    expect(outcome.message).toMatch(
+      /^provision failed: plugin "rogue": job\.set\(\) in the provision phase of "rounds", which is not a job field \(identity, filesystem, staging, aside, copied\); a plugin's own data goes in job\.data\(\); rolled back/,
+    );
   });
 
   it('a rollback tap sets no field; an assessment found in recovery is recorded by the engine', async () => {
@@ -233,7 +240,9 @@ describe("job.data: each plugin's own namespace in the job record", () => {
     await writeFile(recordFile(), JSON.stringify({ ...newRecord(e.context, id(), 'd'), data: ['copy'] }));
     const outcome = await e.recover((await e.journal.read(id()))!, { fromJournal: true });
     expect(outcome.kind).toBe('failed');
-    expect(outcome.message).toMatch(/^journal record \w+ is not trusted \(its plugins' data is not an object\); nothing was read from it or changed/);
+    expect(outcome.message).toMatch(
+      /^journal record \w+ is not trusted \(its plugins' data is not an object\); nothing was read from it or changed/,
+    );
   });
 });
 
@@ -270,7 +279,9 @@ describe('a journal record written by the previous version (no namespace)', () =
       const e = engine();
       const seen: unknown[] = [];
       e.hooks.assess.tapPromise('fs', async (job) => {
-        seen.push(`assess ${job.record.filesystem} ${job.record.staging} ${job.record.aside ?? '-'} ${JSON.stringify(job.record.identity)} data=${JSON.stringify(job.data('fs').get())}`);
+        seen.push(
+          `assess ${job.record.filesystem} ${job.record.staging} ${job.record.aside ?? '-'} ${JSON.stringify(job.record.identity)} data=${JSON.stringify(job.data('fs').get())}`,
+        );
         return { committed };
       });
       e.hooks.swap.tapPromise('fs', async (job) => {
@@ -284,7 +295,10 @@ describe('a journal record written by the previous version (no namespace)', () =
       expect(result).toMatchObject({ name: 'd', outcome: { kind: committed ? 'recovered' : 'rolled-back' } });
       expect(seen).toEqual(
         committed
-          ? [`assess tank/root/d ${staging} ${aside} {"dev":2049,"ino":1234} data=undefined`, `swap ${aside} steps=provision/create:done,migrate/copy:done,swap/move-aside:done`]
+          ? [
+              `assess tank/root/d ${staging} ${aside} {"dev":2049,"ino":1234} data=undefined`,
+              `swap ${aside} steps=provision/create:done,migrate/copy:done,swap/move-aside:done`,
+            ]
           : [`assess tank/root/d ${staging} - {"dev":2049,"ino":1234} data=undefined`, 'rollback tank/root/d copy'],
       );
       expect(await e.journal.list()).toEqual([]);
@@ -306,7 +320,10 @@ describe('job.step', () => {
       const counted: { copied: number } = await job.step('catch-up', 'catch up', act, { dryRun: { copied: 0 } });
       seen.push(counted, await job.step('catch-up', 'catch up', act));
     });
-    expect(await e.handle('d')).toMatchObject({ kind: 'converted', message: 'dry run: would convert into tank/root/d; nothing was changed' });
+    expect(await e.handle('d')).toMatchObject({
+      kind: 'converted',
+      message: 'dry run: would convert into tank/root/d; nothing was changed',
+    });
     expect(ran).toBe(false);
     expect(seen).toEqual([{ copied: 0 }, undefined]);
   });

@@ -52,7 +52,15 @@ describe('Limiter', () => {
       seen.push([item, index]);
       running--;
     });
-    expect(seen.sort()).toEqual([['a', 0], ['b', 1], ['c', 2], ['d', 3], ['e', 4], ['f', 5], ['g', 6]]);
+    expect(seen.sort()).toEqual([
+      ['a', 0],
+      ['b', 1],
+      ['c', 2],
+      ['d', 3],
+      ['e', 4],
+      ['f', 5],
+      ['g', 6],
+    ]);
     expect(most).toBe(3);
   });
 
@@ -75,7 +83,11 @@ describe('Limiter', () => {
   it('forEach: takes no more items once stopped() says so', async () => {
     const limiter = new Limiter(4);
     const done: number[] = [];
-    await limiter.forEach(Array.from({ length: 50 }, (_, i) => i), async (i) => void done.push(i), () => done.length >= 5);
+    await limiter.forEach(
+      Array.from({ length: 50 }, (_, i) => i),
+      async (i) => void done.push(i),
+      () => done.length >= 5,
+    );
     expect(done.length).toBeGreaterThanOrEqual(5);
     expect(done.length).toBeLessThan(9);
   });

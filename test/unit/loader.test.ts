@@ -32,22 +32,32 @@ describe('plugin loading', () => {
     await expect(loadPlugins(['zfs', ['rsync', { graceSeconds: 'soon' }]], { ...base, hooks: createHooks() })).rejects.toThrow(
       /config t\.yaml: roots\[0\]\.plugins\[1\]\[1\]: graceSeconds: /,
     );
-    await expect(loadPlugins([['./plugins/site-note.mjs', {}], 'zfs', 'rsync'], { ...base, hooks: createHooks() })).rejects.toThrow('to: expected a string');
-    await expect(loadPlugins([['name-filter', { regex: '(' }], 'zfs', 'rsync'], { ...base, hooks: createHooks() })).rejects.toThrow(/regex: not a valid regular expression/);
+    await expect(loadPlugins([['./plugins/site-note.mjs', {}], 'zfs', 'rsync'], { ...base, hooks: createHooks() })).rejects.toThrow(
+      'to: expected a string',
+    );
+    await expect(loadPlugins([['name-filter', { regex: '(' }], 'zfs', 'rsync'], { ...base, hooks: createHooks() })).rejects.toThrow(
+      /regex: not a valid regular expression/,
+    );
   });
 
   it('refuses an unknown plugin and a missing required phase', async () => {
-    await expect(loadPlugins(['no-such-plugin'], { ...base, hooks: createHooks() })).rejects.toThrow(/plugin "no-such-plugin" is neither a builtin/);
-    await expect(loadPlugins(['name-filter'], { ...base, hooks: createHooks() })).rejects.toThrow(/no plugin taps the required "provision" phase/);
+    await expect(loadPlugins(['no-such-plugin'], { ...base, hooks: createHooks() })).rejects.toThrow(
+      /plugin "no-such-plugin" is neither a builtin/,
+    );
+    await expect(loadPlugins(['name-filter'], { ...base, hooks: createHooks() })).rejects.toThrow(
+      /no plugin taps the required "provision" phase/,
+    );
   });
 
-  it('imports the plugins together but reports the first bad spec in the config\'s order, and applies them in that order', async () => {
+  it("imports the plugins together but reports the first bad spec in the config's order, and applies them in that order", async () => {
     // The unknown plugin (index 2) fails to resolve at once, while the bad options of index 1 are
     // only seen once its module is imported: the error is still index 1's.
-    await expect(loadPlugins(['zfs', ['rsync', { graceSeconds: 'soon' }], 'no-such-plugin'], { ...base, hooks: createHooks() })).rejects.toThrow(
-      /roots\[0\]\.plugins\[1\]\[1\]: graceSeconds: /,
+    await expect(
+      loadPlugins(['zfs', ['rsync', { graceSeconds: 'soon' }], 'no-such-plugin'], { ...base, hooks: createHooks() }),
+    ).rejects.toThrow(/roots\[0\]\.plugins\[1\]\[1\]: graceSeconds: /);
+    await expect(loadPlugins(['no-such-plugin', ['rsync', { graceSeconds: 'soon' }]], { ...base, hooks: createHooks() })).rejects.toThrow(
+      /plugins\[0\]: cannot load plugin "no-such-plugin"/,
     );
-    await expect(loadPlugins(['no-such-plugin', ['rsync', { graceSeconds: 'soon' }]], { ...base, hooks: createHooks() })).rejects.toThrow(/plugins\[0\]: cannot load plugin "no-such-plugin"/);
     // Taps land in the config's order, whatever order the modules finished loading in.
     const hooks = createHooks();
     await loadPlugins([['./plugins/site-note.mjs', { to: 'ops' }], 'zfs', 'rsync', 'name-filter'], { ...base, hooks });

@@ -48,13 +48,21 @@ describe('stderr lines', () => {
     const offset = -time.getTimezoneOffset();
     const zone = `${offset >= 0 ? '+' : '-'}${String(Math.trunc(Math.abs(offset) / 60)).padStart(2, '0')}:${String(Math.abs(offset) % 60).padStart(2, '0')}`;
     expect(localTimestamp(time)).toBe(`2026-11-27T09:01:02.034${zone}`);
-    expect(stderrLine('notice', '[d] converted into tank/d', { journal: false, time })).toBe(`2026-11-27T09:01:02.034${zone} zfs-dynamic-creator: NOTICE: [d] converted into tank/d`);
+    expect(stderrLine('notice', '[d] converted into tank/d', { journal: false, time })).toBe(
+      `2026-11-27T09:01:02.034${zone} zfs-dynamic-creator: NOTICE: [d] converted into tank/d`,
+    );
     // The same instant, parsed back: the text is a real timestamp.
     expect(new Date(localTimestamp(time)).getTime()).toBe(time.getTime());
   });
 
   it('to the journal: the sd-daemon priority prefix, no time, no program name', () => {
-    const cases = [['debug', 7], ['info', 6], ['notice', 5], ['warning', 4], ['error', 3]] as const;
+    const cases = [
+      ['debug', 7],
+      ['info', 6],
+      ['notice', 5],
+      ['warning', 4],
+      ['error', 3],
+    ] as const;
     for (const [level, n] of cases) expect(stderrLine(level, 'x', { journal: true })).toBe(`<${n}>${level.toUpperCase()}: x`);
   });
 

@@ -5,8 +5,26 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Manifest, ManifestWriter, hash53, manifestPath, removeManifest } from '../../plugins/rsync/manifest.js';
 import type { Meta } from '../../plugins/rsync/threeway.js';
 
-const file = (size: number, over: Partial<Meta> = {}): Meta => ({ type: 'file', mode: 0o644, uid: 1000, gid: 1000, size, mtimeMs: 1_700_000_000_123, rdev: 0, ...over });
-const dir = (over: Partial<Meta> = {}): Meta => ({ type: 'dir', mode: 0o755, uid: 1000, gid: 1000, size: 0, mtimeMs: 1_700_000_000_000, rdev: 0, ...over });
+const file = (size: number, over: Partial<Meta> = {}): Meta => ({
+  type: 'file',
+  mode: 0o644,
+  uid: 1000,
+  gid: 1000,
+  size,
+  mtimeMs: 1_700_000_000_123,
+  rdev: 0,
+  ...over,
+});
+const dir = (over: Partial<Meta> = {}): Meta => ({
+  type: 'dir',
+  mode: 0o755,
+  uid: 1000,
+  gid: 1000,
+  size: 0,
+  mtimeMs: 1_700_000_000_000,
+  rdev: 0,
+  ...over,
+});
 
 /** Names as raw bytes in latin1 strings: newline, quote, backslash, non-UTF-8, a name like a header. */
 const odd = ['a\nb', 'q"\\', Buffer.from([0xff, 0xfe, 0x41]).toString('latin1'), '{"d":null}', '[x]', 'D'];

@@ -10,7 +10,17 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/core/config.js';
-import { DURATION_BUCKETS, MetricsTextfile, OUTCOMES, emptyState, labelValue, metricsStateFile, parseState, recordOutcome, renderMetrics } from '../../src/metrics/textfile.js';
+import {
+  DURATION_BUCKETS,
+  MetricsTextfile,
+  OUTCOMES,
+  emptyState,
+  labelValue,
+  metricsStateFile,
+  parseState,
+  recordOutcome,
+  renderMetrics,
+} from '../../src/metrics/textfile.js';
 import { parseExposition, sampleValue } from '../helpers/prom.js';
 import { PROJECT } from '../helpers/zfs.js';
 
@@ -49,7 +59,8 @@ describe('the textfile', () => {
     expect(sampleValue(families, 'zfs_dynamic_creator_converted_files_total', root)).toBe(6);
     expect(sampleValue(families, 'zfs_dynamic_creator_converted_bytes_total', root)).toBe(3357);
     // The histogram: cumulative buckets, +Inf = count, sum in seconds (conversions only).
-    const bucket = (le: string): number | undefined => sampleValue(families, 'zfs_dynamic_creator_conversion_duration_seconds_bucket', { ...root, le });
+    const bucket = (le: string): number | undefined =>
+      sampleValue(families, 'zfs_dynamic_creator_conversion_duration_seconds_bucket', { ...root, le });
     expect(bucket('1')).toBe(1);
     expect(bucket('5')).toBe(1);
     expect(bucket('15')).toBe(2);
@@ -85,7 +96,9 @@ describe('the textfile', () => {
     expect(families.get('zfs_dynamic_creator_interrupted_jobs')?.type).toBe('gauge');
     expect(sampleValue(families, 'zfs_dynamic_creator_interrupted_jobs', { root: '/tank/runs' })).toBe(0);
     expect(sampleValue(families, 'zfs_dynamic_creator_interrupted_jobs', { root: '/tank/other' })).toBe(2);
-    expect(sampleValue(families, 'zfs_dynamic_creator_oldest_interrupted_job_timestamp_seconds', { root: '/tank/other' })).toBe(1_700_000_000);
+    expect(sampleValue(families, 'zfs_dynamic_creator_oldest_interrupted_job_timestamp_seconds', { root: '/tank/other' })).toBe(
+      1_700_000_000,
+    );
     expect(sampleValue(families, 'zfs_dynamic_creator_oldest_interrupted_job_timestamp_seconds', { root: '/tank/runs' })).toBeUndefined();
   });
 
@@ -95,9 +108,25 @@ describe('the textfile', () => {
     recordOutcome(state, '/r', outcome('converted'), { files: 1, bytes: 2 });
     expect(parseState(JSON.stringify(state))).toEqual(state);
     expect(parseState('not json')).toEqual(emptyState());
-    expect(parseState(JSON.stringify({ version: 1, roots: { '/r': { outcomes: { converted: -3, failed: 'x', busy: 2 }, files: 'many', durationBuckets: [1] } } }))).toEqual({
+    expect(
+      parseState(
+        JSON.stringify({
+          version: 1,
+          roots: { '/r': { outcomes: { converted: -3, failed: 'x', busy: 2 }, files: 'many', durationBuckets: [1] } },
+        }),
+      ),
+    ).toEqual({
       version: 1,
-      roots: { '/r': { outcomes: { busy: 2 }, files: 0, bytes: 0, durationBuckets: DURATION_BUCKETS.map(() => 0), durationSum: 0, durationCount: 0 } },
+      roots: {
+        '/r': {
+          outcomes: { busy: 2 },
+          files: 0,
+          bytes: 0,
+          durationBuckets: DURATION_BUCKETS.map(() => 0),
+          durationSum: 0,
+          durationCount: 0,
+        },
+      },
     });
   });
 
@@ -116,7 +145,9 @@ describe('the textfile', () => {
   it('names the file and the key when the textfile cannot be written, and keeps counting', async () => {
     const textfile = join(dir, 'missing', 'm.prom');
     const metrics = new MetricsTextfile(textfile, dir);
-    await expect(metrics.update((s) => recordOutcome(s, '/r', outcome('failed'), undefined))).rejects.toThrow(`metrics textfile ${textfile} (config metrics.textfile) not written: ENOENT`);
+    await expect(metrics.update((s) => recordOutcome(s, '/r', outcome('failed'), undefined))).rejects.toThrow(
+      `metrics textfile ${textfile} (config metrics.textfile) not written: ENOENT`,
+    );
     expect(parseState(await readFile(metricsStateFile(dir), 'utf8')).roots['/r']?.outcomes).toEqual({ failed: 1 });
   });
 
@@ -139,12 +170,18 @@ for (let i = 0; i < 5; i++) await m.update((s) => recordOutcome(s, '/r', { kind:
 
   it('the config accepts metrics.textfile, an absolute *.prom path, and names the key otherwise', () => {
     const base = { roots: [{ rootfs: 'tank/runs', rootdir: '/tank/runs' }] };
-    expect(validateConfig({ ...base, metrics: { textfile: '/var/lib/node_exporter/textfile_collector/zdc.prom' } }, 'c.yaml', []).metrics).toEqual({
+    expect(
+      validateConfig({ ...base, metrics: { textfile: '/var/lib/node_exporter/textfile_collector/zdc.prom' } }, 'c.yaml', []).metrics,
+    ).toEqual({
       textfile: '/var/lib/node_exporter/textfile_collector/zdc.prom',
     });
     expect(validateConfig(base, 'c.yaml', []).metrics).toBeUndefined();
-    expect(() => validateConfig({ ...base, metrics: { textfile: 'rel.prom' } }, 'c.yaml', [])).toThrow(/metrics\.textfile: must be an absolute path/);
-    expect(() => validateConfig({ ...base, metrics: { textfile: '/x/zdc.txt' } }, 'c.yaml', [])).toThrow(/metrics\.textfile: must end in \.prom/);
+    expect(() => validateConfig({ ...base, metrics: { textfile: 'rel.prom' } }, 'c.yaml', [])).toThrow(
+      /metrics\.textfile: must be an absolute path/,
+    );
+    expect(() => validateConfig({ ...base, metrics: { textfile: '/x/zdc.txt' } }, 'c.yaml', [])).toThrow(
+      /metrics\.textfile: must end in \.prom/,
+    );
     expect(() => validateConfig({ ...base, metrics: { textfile: '/x/a.prom', extra: 1 } }, 'c.yaml', [])).toThrow(/metrics/);
   });
 });

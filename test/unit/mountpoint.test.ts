@@ -33,7 +33,8 @@ async function root(mode: number, uid = 0): Promise<string> {
 
 describe('rootModeProblem: the root modes the tool accepts', () => {
   it('accepts a root nobody else can rename in: 0755, 1777, 3775, 1770', () => {
-    for (const mode of [0o755, 0o700, 0o1777, 0o3775, 0o1770, 0o1755]) expect(rootModeProblem('/r', { uid: 0, mode: 0o40000 | mode }, 0)).toBeUndefined();
+    for (const mode of [0o755, 0o700, 0o1777, 0o3775, 0o1770, 0o1755])
+      expect(rootModeProblem('/r', { uid: 0, mode: 0o40000 | mode }, 0)).toBeUndefined();
   });
 
   it('refuses one writable by group or others without the sticky bit, naming chmod +t', () => {

@@ -134,13 +134,24 @@ describe('our block', () => {
 
   it('does not let a trailing continuation swallow the block', () => {
     const out = withBlock('/srv/x 1.1.1.1(ro) \\', '/r', new Map([['/r/a', ['*(ro)']]]));
-    expect(parseExports(out).filter((e) => e.path).map((e) => e.path)).toEqual(['/srv/x', '/r/a']);
+    expect(
+      parseExports(out)
+        .filter((e) => e.path)
+        .map((e) => e.path),
+    ).toEqual(['/srv/x', '/r/a']);
   });
 
   it('keeps blocks of other roots apart', () => {
     let text = withBlock('', '/r1', new Map([['/r1/a', ['*(ro)']]]));
     text = withBlock(text, '/r2', new Map([['/r2/b', ['*(ro)']]]));
-    text = withBlock(text, '/r1', new Map([['/r1/a', ['*(ro)']], ['/r1/c', ['*(ro)']]]));
+    text = withBlock(
+      text,
+      '/r1',
+      new Map([
+        ['/r1/a', ['*(ro)']],
+        ['/r1/c', ['*(ro)']],
+      ]),
+    );
     expect([...ownedBlock(text, '/r1').lines.keys()]).toEqual(['/r1/a', '/r1/c']);
     expect([...ownedBlock(text, '/r2').lines.keys()]).toEqual(['/r2/b']);
   });
@@ -162,13 +173,33 @@ describe('planExports', () => {
   });
 
   it('does not add what another line already exports', () => {
-    const plan = planExports({ target: '/r/a 1.1.1.1(ro)\n', others: ['/r/b *(ro)\n'], rootdir: '/r', add: ['/r/a', '/r/b', '/r/c'], clients });
+    const plan = planExports({
+      target: '/r/a 1.1.1.1(ro)\n',
+      others: ['/r/b *(ro)\n'],
+      rootdir: '/r',
+      add: ['/r/a', '/r/b', '/r/c'],
+      clients,
+    });
     expect(plan.added).toEqual(['/r/c']);
   });
 
   it('removes only our stale lines', () => {
-    const start = withBlock('/r/legacy 1.1.1.1(ro)\n', '/r', new Map([['/r/gone', ['*(ro)']], ['/r/here', ['*(ro)']]]));
-    const plan = planExports({ target: start, others: [], rootdir: '/r', add: ['/r/here', '/r/new'], keepOnly: new Set(['/r/here', '/r/new']), clients });
+    const start = withBlock(
+      '/r/legacy 1.1.1.1(ro)\n',
+      '/r',
+      new Map([
+        ['/r/gone', ['*(ro)']],
+        ['/r/here', ['*(ro)']],
+      ]),
+    );
+    const plan = planExports({
+      target: start,
+      others: [],
+      rootdir: '/r',
+      add: ['/r/here', '/r/new'],
+      keepOnly: new Set(['/r/here', '/r/new']),
+      clients,
+    });
     expect(plan.removed).toEqual(['/r/gone']);
     expect(plan.added).toEqual(['/r/new']);
     expect(plan.text).toContain('/r/legacy 1.1.1.1(ro)\n');
@@ -214,7 +245,15 @@ describe('planExports, seed-compatible mode (exports-file): lines under rootdir 
 
   it('removes a stale child line outside our block (continuation included), updates the others in place, keeps every other line byte for byte', () => {
     const live = new Set(['/r/here', '/r/new']);
-    const plan = planExports({ target: text, others: [], rootdir: '/r', add: [...live], keepOnly: live, clients, seedLines: { datasets: new Set(['/r/converting']) } });
+    const plan = planExports({
+      target: text,
+      others: [],
+      rootdir: '/r',
+      add: [...live],
+      keepOnly: live,
+      clients,
+      seedLines: { datasets: new Set(['/r/converting']) },
+    });
     expect(plan.removed.sort()).toEqual(['/r/gone', '/r/other name']);
     expect(plan.updated).toEqual(['/r/here']);
     expect(plan.added).toEqual(['/r/new']);
@@ -234,13 +273,29 @@ describe('planExports, seed-compatible mode (exports-file): lines under rootdir 
     ].join('\n');
     expect(plan.text).toBe(expected);
     // Again: nothing to do.
-    const again = planExports({ target: plan.text, others: [], rootdir: '/r', add: [...live], keepOnly: live, clients, seedLines: { datasets: new Set(['/r/converting']) } });
+    const again = planExports({
+      target: plan.text,
+      others: [],
+      rootdir: '/r',
+      add: [...live],
+      keepOnly: live,
+      clients,
+      seedLines: { datasets: new Set(['/r/converting']) },
+    });
     expect(again).toEqual({ text: plan.text, added: [], removed: [], updated: [] });
   });
 
   it('removes a stale child line inside our block and outside it alike', () => {
     const start = withBlock('/r/a *(ro)\n', '/r', new Map([['/r/b', ['*(ro)']]]));
-    const plan = planExports({ target: start, others: [], rootdir: '/r', add: [], keepOnly: new Set(), clients, seedLines: { datasets: new Set() } });
+    const plan = planExports({
+      target: start,
+      others: [],
+      rootdir: '/r',
+      add: [],
+      keepOnly: new Set(),
+      clients,
+      seedLines: { datasets: new Set() },
+    });
     expect(plan.removed.sort()).toEqual(['/r/a', '/r/b']);
     expect(plan.text).toBe('');
   });
@@ -248,30 +303,89 @@ describe('planExports, seed-compatible mode (exports-file): lines under rootdir 
   it('publishing a path the original script already exported updates that line in place instead of adding a second one', () => {
     const target = '# x\n/r 10.0.0.0/8(rw,no_subtree_check)\n  /r/run1   old(ro) \n/r/run2 1.1.1.1(ro)\n';
     const plan = planExports({ target, others: [], rootdir: '/r', add: ['/r/run1'], clients, seedLines: { datasets: new Set() } });
-    expect(plan).toEqual({ text: '# x\n/r 10.0.0.0/8(rw,no_subtree_check)\n  /r/run1 10.0.0.0/8(rw,no_subtree_check)\n/r/run2 1.1.1.1(ro)\n', added: [], removed: [], updated: ['/r/run1'] });
+    expect(plan).toEqual({
+      text: '# x\n/r 10.0.0.0/8(rw,no_subtree_check)\n  /r/run1 10.0.0.0/8(rw,no_subtree_check)\n/r/run2 1.1.1.1(ro)\n',
+      added: [],
+      removed: [],
+      updated: ['/r/run1'],
+    });
     // Already right: the text is returned as it is.
-    expect(planExports({ target: plan.text, others: [], rootdir: '/r', add: ['/r/run1'], clients, seedLines: { datasets: new Set() } }).text).toBe(plan.text);
+    expect(
+      planExports({ target: plan.text, others: [], rootdir: '/r', add: ['/r/run1'], clients, seedLines: { datasets: new Set() } }).text,
+    ).toBe(plan.text);
     // Without the seed rule (drop-in mode) such a line is somebody else's: left alone, nothing added.
-    expect(planExports({ target, others: [], rootdir: '/r', add: ['/r/run1'], keepOnly: new Set(), clients })).toEqual({ text: target, added: [], removed: [], updated: [] });
+    expect(planExports({ target, others: [], rootdir: '/r', add: ['/r/run1'], keepOnly: new Set(), clients })).toEqual({
+      text: target,
+      added: [],
+      removed: [],
+      updated: [],
+    });
   });
 
-  it('leaves lines in another root\'s marked block to that root', () => {
-    const target = withBlock('/r 1.1.1.1(rw)\n', '/r/nested', new Map([['/r/nested', ['1.1.1.1(ro)']], ['/r/gone', ['2.2.2.2(ro)']]]));
-    const plan = planExports({ target, others: [], rootdir: '/r', add: ['/r/gone'], keepOnly: new Set(['/r/gone']), clients, seedLines: { datasets: new Set() } });
+  it("leaves lines in another root's marked block to that root", () => {
+    const target = withBlock(
+      '/r 1.1.1.1(rw)\n',
+      '/r/nested',
+      new Map([
+        ['/r/nested', ['1.1.1.1(ro)']],
+        ['/r/gone', ['2.2.2.2(ro)']],
+      ]),
+    );
+    const plan = planExports({
+      target,
+      others: [],
+      rootdir: '/r',
+      add: ['/r/gone'],
+      keepOnly: new Set(['/r/gone']),
+      clients,
+      seedLines: { datasets: new Set() },
+    });
     expect(plan).toEqual({ text: target, added: [], removed: [], updated: [] });
-    const mine = planExports({ target, others: [], rootdir: '/r', add: [], keepOnly: new Set(), clients, seedLines: { datasets: new Set() } });
+    const mine = planExports({
+      target,
+      others: [],
+      rootdir: '/r',
+      add: [],
+      keepOnly: new Set(),
+      clients,
+      seedLines: { datasets: new Set() },
+    });
     expect(mine.text).toBe(target);
   });
 
-  it('never touches a line in another file, nor rootdir\'s own line, nor a child of another root', () => {
+  it("never touches a line in another file, nor rootdir's own line, nor a child of another root", () => {
     const target = '/r 1.1.1.1(rw)\n/r2/x 1.1.1.1(rw)\n/rx 1.1.1.1(rw)\n';
-    const plan = planExports({ target, others: ['/r/y 2.2.2.2(ro)\n'], rootdir: '/r', add: ['/r/y'], keepOnly: new Set(['/r/y']), clients, seedLines: { datasets: new Set() } });
+    const plan = planExports({
+      target,
+      others: ['/r/y 2.2.2.2(ro)\n'],
+      rootdir: '/r',
+      add: ['/r/y'],
+      keepOnly: new Set(['/r/y']),
+      clients,
+      seedLines: { datasets: new Set() },
+    });
     expect(plan).toEqual({ text: target, added: [], removed: [], updated: [] });
   });
 
   it('keeps lines byte for byte whatever their encoding (texts are latin1 binary strings)', () => {
-    const raw = Buffer.concat([Buffer.from('/srv/caf'), Buffer.from([0xe9, 0x20]), Buffer.from('1.1.1.1(ro) # '), Buffer.from('é', 'utf8'), Buffer.from('\n/r/st'), Buffer.from([0xff]), Buffer.from('le *(ro)\n')]);
-    const plan = planExports({ target: raw.toString('latin1'), others: [], rootdir: '/r', add: ['/r/é'], keepOnly: new Set(['/r/é']), clients, seedLines: { datasets: new Set() } });
+    const raw = Buffer.concat([
+      Buffer.from('/srv/caf'),
+      Buffer.from([0xe9, 0x20]),
+      Buffer.from('1.1.1.1(ro) # '),
+      Buffer.from('é', 'utf8'),
+      Buffer.from('\n/r/st'),
+      Buffer.from([0xff]),
+      Buffer.from('le *(ro)\n'),
+    ]);
+    const plan = planExports({
+      target: raw.toString('latin1'),
+      others: [],
+      rootdir: '/r',
+      add: ['/r/é'],
+      keepOnly: new Set(['/r/é']),
+      clients,
+      seedLines: { datasets: new Set() },
+    });
     const out = Buffer.from(plan.text, 'latin1');
     const firstLine = raw.subarray(0, raw.indexOf(0x0a) + 1);
     expect(out.subarray(0, firstLine.length)).toEqual(firstLine);
@@ -282,7 +396,7 @@ describe('planExports, seed-compatible mode (exports-file): lines under rootdir 
   });
 });
 
-describe('undoOnTop: our change taken out over someone else\'s later edit', () => {
+describe("undoOnTop: our change taken out over someone else's later edit", () => {
   const before = '# admin\n/r 1.1.1.1(rw)\n';
   const ours = withBlock(before, '/r', new Map([['/r/new', ['1.1.1.1(rw)']]]));
 
@@ -436,14 +550,21 @@ describe('the plugin writing an exports file other people edit', () => {
     const text = await readFile(exportsFile, 'utf8');
     expect(text.startsWith(`${base}/srv/admin 2.2.2.2(ro)\n# BEGIN zfs-dynamic-creator /r\n`)).toBe(true);
     expect(text).toContain('\n/r/new 127.0.0.0/8(rw,no_subtree_check) 127.0.0.2(ro)\n');
-    expect(logs.map((l) => l.message)).toContain(`${exportsFile} was changed by someone else while we were writing it; planning again on top of their version`);
+    expect(logs.map((l) => l.message)).toContain(
+      `${exportsFile} was changed by someone else while we were writing it; planning again on top of their version`,
+    );
     // The backup is the version the write was finally made on.
     expect(await readFile(`${exportsFile}.zfs-dynamic-creator.bak`, 'utf8')).toBe(`${base}/srv/admin 2.2.2.2(ro)\n`);
   });
 
   it('an edit made while exportfs -r runs is not overwritten when exportfs rejects our change', async () => {
-    const { sync } = await apply({ exportfsCommand: await fakeExportfs('/srv/admin 2.2.2.2(ro)\n'), clients: '127.0.0.1(rw,bogus_option)' });
-    await expect(sync(['new'])).rejects.toThrow(/exportfs -r rejected the new .*bogus_option.*; our change was taken out again, keeping the edit someone else made meanwhile/);
+    const { sync } = await apply({
+      exportfsCommand: await fakeExportfs('/srv/admin 2.2.2.2(ro)\n'),
+      clients: '127.0.0.1(rw,bogus_option)',
+    });
+    await expect(sync(['new'])).rejects.toThrow(
+      /exportfs -r rejected the new .*bogus_option.*; our change was taken out again, keeping the edit someone else made meanwhile/,
+    );
     expect(await readFile(exportsFile, 'utf8')).toBe(`${base}/srv/admin 2.2.2.2(ro)\n`);
     expect(await readFile(`${exportsFile}.zfs-dynamic-creator.bak`, 'utf8')).toBe(base);
   });
@@ -457,16 +578,21 @@ describe('the plugin writing an exports file other people edit', () => {
   it('a rejected change outside our block, then an edit: the file is left as it is, with a message naming the backup', async () => {
     await appendFile(exportsFile, '/r/seeded 9.9.9.9(ro)\n');
     const before = await readFile(exportsFile, 'utf8');
-    const { sync } = await apply({ exportfsCommand: await fakeExportfs('/srv/admin 2.2.2.2(ro)\n'), clients: '127.0.0.1(rw,bogus_option)' });
+    const { sync } = await apply({
+      exportfsCommand: await fakeExportfs('/srv/admin 2.2.2.2(ro)\n'),
+      clients: '127.0.0.1(rw,bogus_option)',
+    });
     await expect(sync(['seeded'])).rejects.toThrow(
-      new RegExp(`was changed by someone else after our write, so it was left as it is, not restored \\(the version before our change is in ${exportsFile}\\.zfs-dynamic-creator\\.bak\\): check it and run exportfs -r$`),
+      new RegExp(
+        `was changed by someone else after our write, so it was left as it is, not restored \\(the version before our change is in ${exportsFile}\\.zfs-dynamic-creator\\.bak\\): check it and run exportfs -r$`,
+      ),
     );
     const after = await readFile(exportsFile, 'utf8');
     expect(after).toBe(`${base}/r/seeded 127.0.0.1(rw,bogus_option)\n/srv/admin 2.2.2.2(ro)\n`);
     expect(await readFile(`${exportsFile}.zfs-dynamic-creator.bak`, 'utf8')).toBe(before);
   });
 
-  it('removeStale drops the original script\'s line for a child without a dataset, keeps one for a dataset that is not mounted', async () => {
+  it("removeStale drops the original script's line for a child without a dataset, keeps one for a dataset that is not mounted", async () => {
     await appendFile(exportsFile, '/r/gone 127.0.0.0/8(rw)\n/r/unmounted 127.0.0.0/8(rw)\n');
     const { sync } = await apply({ exportfsCommand: await fakeExportfs(), removeStale: true });
     await sync(['new'], ['unmounted']);

@@ -32,7 +32,13 @@ async function fakeZfs(): Promise<string> {
   const script = join(dir, 'zfs');
   await writeFile(
     script,
-    ['#!/bin/sh', `printf '%s\\n' "$*" >> '${zfsLog}'`, `if [ "$1" = list ]; then printf 'tank/root\\toff\\ntank/root/a\\toff\\n'; fi`, 'exit 0', ''].join('\n'),
+    [
+      '#!/bin/sh',
+      `printf '%s\\n' "$*" >> '${zfsLog}'`,
+      `if [ "$1" = list ]; then printf 'tank/root\\toff\\ntank/root/a\\toff\\n'; fi`,
+      'exit 0',
+      '',
+    ].join('\n'),
   );
   await chmod(script, 0o755);
   return script;
@@ -66,7 +72,9 @@ describe('nfs-exports, sharenfs mode: dataset names', () => {
 
   it('publish refuses a job with no recorded filesystem, naming the phase that records it', async () => {
     const { hooks, calls, job } = await setup();
-    await expect(hooks.publish.promise(job())).rejects.toThrow('no filesystem was recorded for this job (the provision phase records it), so there is no dataset to set sharenfs on');
+    await expect(hooks.publish.promise(job())).rejects.toThrow(
+      'no filesystem was recorded for this job (the provision phase records it), so there is no dataset to set sharenfs on',
+    );
     expect(await calls()).toEqual([]);
   });
 

@@ -31,9 +31,23 @@ describe('notify', () => {
     const job = await root.job('run-1', { fields: { filesystem: 'tank/test/run-1' }, committed: true });
     await root.outcome(job, 'converted', 'converted into tank/test/run-1');
     const [json, ...env] = (await readFile(file, 'utf8')).trimEnd().split('\n');
-    expect(JSON.parse(json!)).toMatchObject({ outcome: 'converted', message: 'converted into tank/test/run-1', dir: job.path, name: 'run-1', rootdir: root.rootdir, dataset: 'tank/test/run-1' });
+    expect(JSON.parse(json!)).toMatchObject({
+      outcome: 'converted',
+      message: 'converted into tank/test/run-1',
+      dir: job.path,
+      name: 'run-1',
+      rootdir: root.rootdir,
+      dataset: 'tank/test/run-1',
+    });
     // (the test run's own ZDC_ variables are inherited beside them)
-    expect(env).toEqual(expect.arrayContaining(['ZDC_DATASET=tank/test/run-1', `ZDC_DIR=${job.path}`, 'ZDC_MESSAGE=converted into tank/test/run-1', 'ZDC_OUTCOME=converted']));
+    expect(env).toEqual(
+      expect.arrayContaining([
+        'ZDC_DATASET=tank/test/run-1',
+        `ZDC_DIR=${job.path}`,
+        'ZDC_MESSAGE=converted into tank/test/run-1',
+        'ZDC_OUTCOME=converted',
+      ]),
+    );
   });
 
   it('POSTs the same JSON to its url, only for the outcomes it is on', async () => {
@@ -53,7 +67,13 @@ describe('notify', () => {
     const job = await root.job('run-1');
     await root.outcome(job, 'converted');
     await root.outcome(job, 'failed', 'migrate failed');
-    expect(bodies).toEqual([{ method: 'POST', type: 'application/json', body: expect.objectContaining({ outcome: 'failed', message: 'migrate failed', dataset: null }) }]);
+    expect(bodies).toEqual([
+      {
+        method: 'POST',
+        type: 'application/json',
+        body: expect.objectContaining({ outcome: 'failed', message: 'migrate failed', dataset: null }),
+      },
+    ]);
   });
 
   it('tells nobody in a dry run', async () => {
@@ -68,7 +88,14 @@ describe('notify', () => {
     root = await testRoot({ dirs: ['run-1'] });
     await root.use(notify, { command: ['/bin/sh', '-c', 'exit 3'] });
     await root.outcome(await root.job('run-1'), 'failed');
-    expect(root.logs).toContainEqual(expect.objectContaining({ level: 'warning', plugin: 'notify', step: 'outcome/notify', message: expect.stringMatching(/^notification failed: /) }));
+    expect(root.logs).toContainEqual(
+      expect.objectContaining({
+        level: 'warning',
+        plugin: 'notify',
+        step: 'outcome/notify',
+        message: expect.stringMatching(/^notification failed: /),
+      }),
+    );
   });
 
   it('wants a command or a url', async () => {

@@ -46,6 +46,11 @@ describe('did you mean', () => {
 
 describe('options as written', () => {
   it('shows a regular expression as its source, flags inline', () => {
-    expect(asWritten({ exclude: /^tmp/, regex: /^run/i, hidden: false, list: [/a/] })).toEqual({ exclude: '^tmp', regex: '(?i)^run', hidden: false, list: ['a'] });
+    expect(asWritten({ exclude: /^tmp/, regex: /^run/i, hidden: false, list: [/a/] })).toEqual({
+      exclude: '^tmp',
+      regex: '(?i)^run',
+      hidden: false,
+      list: ['a'],
+    });
   });
 });

@@ -24,14 +24,21 @@ beforeAll(async () => {
     } };\n`,
   );
   config = join(work, 'config.json');
-  await writeFile(config, JSON.stringify({ stateDir: join(work, 'state'), roots: [{ rootfs: 'tank/x', rootdir: work, plugins: ['zfs', 'rsync', plugin] }] }));
+  await writeFile(
+    config,
+    JSON.stringify({ stateDir: join(work, 'state'), roots: [{ rootfs: 'tank/x', rootdir: work, plugins: ['zfs', 'rsync', plugin] }] }),
+  );
 });
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
 const run = async (args: string[], env: Record<string, string> = {}) =>
-  execa(process.execPath, [CLI, '--config', config, ...args, 'list-plugins'], { reject: false, env: { ...process.env, ...env }, stdin: 'ignore' });
+  execa(process.execPath, [CLI, '--config', config, ...args, 'list-plugins'], {
+    reject: false,
+    env: { ...process.env, ...env },
+    stdin: 'ignore',
+  });
 
 describe('runtime warnings', () => {
   it('never reach stderr as Node prints them; with -v, one debug line per kind', async () => {
@@ -41,7 +48,9 @@ describe('runtime warnings', () => {
     const verbose = await run(['-v']);
     const lines = verbose.stderr.split('\n').filter((l) => l.includes('runtime warning'));
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(/DEBUG: runtime warning \(MaxListenersExceededWarning\): eleven listeners; later ones of this kind are counted/);
+    expect(lines[0]).toMatch(
+      /DEBUG: runtime warning \(MaxListenersExceededWarning\): eleven listeners; later ones of this kind are counted/,
+    );
     expect(lines[1]).toMatch(/DEBUG: runtime warning \(DeprecationWarning DEP0999\): an old way/);
     expect(verbose.stderr).not.toMatch(/\(node:\d+\)/);
   });

@@ -12,7 +12,18 @@ import { Journal, jobId } from '../../src/core/journal.js';
 import { createLogger } from '../../src/core/logger.js';
 import { newProgress, type JobProgress } from '../../src/core/progress.js';
 import type { LogRecord, RootContext } from '../../src/core/types.js';
-import { activityText, clockTime, countsText, eta, fitLine, formatBytes, formatDuration, formatRate, jobLine, RateMeter } from '../../src/progress/format.js';
+import {
+  activityText,
+  clockTime,
+  countsText,
+  eta,
+  fitLine,
+  formatBytes,
+  formatDuration,
+  formatRate,
+  jobLine,
+  RateMeter,
+} from '../../src/progress/format.js';
 import { LiveLines, MAX_LINES, SHOW_AFTER_MS, eraseLines } from '../../src/progress/live.js';
 import { FIRST_MS, Heartbeat, MAX_EVERY_MS } from '../../src/progress/heartbeat.js';
 import { copiedItem } from '../../plugins/rsync/copy.js';
@@ -84,12 +95,23 @@ describe('formatting', () => {
     expect(countsText({ ...job, bytes: 512 * 1024 }, undefined)).toBe('1,234 of 3,000 files, 512 KiB of 288 MiB (0%), ?/s');
     // No totals, or a tree that grew past them: no "of", no ETA.
     expect(countsText({ files: 1, bytes: 10, totalFiles: undefined, totalBytes: undefined }, 5)).toBe('1 file, 10 B, 5 B/s');
-    expect(countsText({ files: 4000, bytes: 300 * 2 ** 20, totalFiles: 3000, totalBytes: 288 * 2 ** 20 }, 2 ** 20)).toBe('4,000 files, 300 MiB, 1.00 MiB/s');
+    expect(countsText({ files: 4000, bytes: 300 * 2 ** 20, totalFiles: 3000, totalBytes: 288 * 2 ** 20 }, 2 ** 20)).toBe(
+      '4,000 files, 300 MiB, 1.00 MiB/s',
+    );
   });
 
   it('one line per job: the copy, a wait (what for, since when), a step', () => {
-    const copy = progress({ step: 'migrate/copy', stepSince: T0, files: 24, bytes: 6.87 * 2 ** 20, totalFiles: 300, totalBytes: 85.8 * 2 ** 20 });
-    expect(jobLine(copy, T0 + 3000, 10 * 2 ** 20)).toBe('run42: migrate/copy (0:03): 24 of 300 files, 6.87 of 85.8 MiB (8%), 10.0 MiB/s, ETA 0:08');
+    const copy = progress({
+      step: 'migrate/copy',
+      stepSince: T0,
+      files: 24,
+      bytes: 6.87 * 2 ** 20,
+      totalFiles: 300,
+      totalBytes: 85.8 * 2 ** 20,
+    });
+    expect(jobLine(copy, T0 + 3000, 10 * 2 ** 20)).toBe(
+      'run42: migrate/copy (0:03): 24 of 300 files, 6.87 of 85.8 MiB (8%), 10.0 MiB/s, ETA 0:08',
+    );
     const wait = progress({ phase: 'wait', waiting: { reason: 'a quiet period', since: T0 }, note: 'quiet for 4 of 10 s' });
     expect(activityText(wait, T0 + 72_000, undefined)).toBe('waiting for a quiet period since 10:41:02 (1:12); quiet for 4 of 10 s');
     expect(activityText(progress({ phase: 'provision' }), T0, undefined)).toBe('provision');
@@ -115,7 +137,9 @@ describe('live lines', () => {
   it('one line per job once it has run a moment, at most MAX_LINES, each cut to the width', () => {
     let now = T0;
     const live = new LiveLines({ columns: () => 60, now: () => now });
-    const jobs = Array.from({ length: MAX_LINES + 2 }, (_, i) => progress({ name: `run${i}`, phase: 'wait', waiting: i % 2 ? { reason: 'a work slot', since: T0 } : undefined }));
+    const jobs = Array.from({ length: MAX_LINES + 2 }, (_, i) =>
+      progress({ name: `run${i}`, phase: 'wait', waiting: i % 2 ? { reason: 'a work slot', since: T0 } : undefined }),
+    );
     for (const job of jobs) live.update(job);
     expect(live.lines(now)).toEqual([]); // not yet: a skip ends before it would show
     now += SHOW_AFTER_MS;
@@ -161,7 +185,10 @@ describe('where there is no terminal', () => {
     let now = T0;
     const records: LogRecord[] = [];
     const beat = new Heartbeat(() => now);
-    const job = progress({ phase: 'wait', waiting: { reason: 'a quiet period', since: T0 }, note: 'quiet for 0 of 10 s' }, createLogger([(r) => records.push(r)], { dir: 'run42' }));
+    const job = progress(
+      { phase: 'wait', waiting: { reason: 'a quiet period', since: T0 }, note: 'quiet for 0 of 10 s' },
+      createLogger([(r) => records.push(r)], { dir: 'run42' }),
+    );
     beat.update(job);
     const at = (ms: number): void => {
       now = T0 + ms;
@@ -170,7 +197,9 @@ describe('where there is no terminal', () => {
     at(FIRST_MS - 1);
     expect(records).toHaveLength(0);
     at(FIRST_MS);
-    expect(records.map((r) => [r.level, r.message])).toEqual([['info', 'still waiting for a quiet period since 10:41:02 (1:00); quiet for 0 of 10 s']]);
+    expect(records.map((r) => [r.level, r.message])).toEqual([
+      ['info', 'still waiting for a quiet period since 10:41:02 (1:00); quiet for 0 of 10 s'],
+    ]);
     at(FIRST_MS + 2 * FIRST_MS - 1);
     expect(records).toHaveLength(1);
     at(3 * FIRST_MS);
@@ -181,7 +210,16 @@ describe('where there is no terminal', () => {
     at(7 * FIRST_MS + 2 * MAX_EVERY_MS);
     expect(records).toHaveLength(5);
     // The copy now: a new activity, the first line after a minute again.
-    Object.assign(job, { waiting: undefined, phase: 'migrate', step: 'migrate/copy', stepSince: now, files: 10, bytes: 2 ** 20, totalFiles: 20, totalBytes: 2 ** 21 });
+    Object.assign(job, {
+      waiting: undefined,
+      phase: 'migrate',
+      step: 'migrate/copy',
+      stepSince: now,
+      files: 10,
+      bytes: 2 ** 20,
+      totalFiles: 20,
+      totalBytes: 2 ** 21,
+    });
     beat.update(job);
     const copyStart = now - T0;
     at(copyStart + FIRST_MS);
@@ -204,8 +242,17 @@ describe("the job's live state", () => {
     const root: RootContext = { rootfs: 'tank/runs', rootdir: '/tank/runs', log: createLogger([]), dryRun: false, stateDir };
     const job = new JobImpl(root, newRecord(root, jobId(root.rootdir, 'd'), 'd'), new Journal(stateDir), new AbortController().signal);
     const seen: string[] = [];
-    const update = vi.fn((p: JobProgress) => seen.push(`${p.phase}|${p.step ?? ''}|${p.waiting?.reason ?? ''}|${p.files ?? ''}|${p.totalFiles ?? ''}`));
-    job.observers = [{ update }, { update: () => { throw new Error('a broken observer'); } }];
+    const update = vi.fn((p: JobProgress) =>
+      seen.push(`${p.phase}|${p.step ?? ''}|${p.waiting?.reason ?? ''}|${p.files ?? ''}|${p.totalFiles ?? ''}`),
+    );
+    job.observers = [
+      { update },
+      {
+        update: () => {
+          throw new Error('a broken observer');
+        },
+      },
+    ];
     await job.waiting('a quiet period', async () => {
       job.progress({ totalFiles: 3, totalBytes: 30 });
     });

@@ -49,7 +49,12 @@ function writer(dir: string): { stop: () => Promise<void> } {
   };
 }
 
-const options = (over: Partial<QuietOptions> = {}): QuietOptions => ({ quietMs: 300, deadline: Date.now() + 30_000, signal: new AbortController().signal, ...over });
+const options = (over: Partial<QuietOptions> = {}): QuietOptions => ({
+  quietMs: 300,
+  deadline: Date.now() + 30_000,
+  signal: new AbortController().signal,
+  ...over,
+});
 
 describe('waitQuiet', () => {
   it('finds a quiet tree quiet, and tells what its walks saw', async () => {
@@ -117,7 +122,10 @@ describe('waitQuiet', () => {
     onTestFinished(() => void sleeper.kill('SIGKILL'));
     await sleep(200);
     const seen: string[] = [];
-    const r = await waitQuiet(dir, options({ quietMs: 200, deadline: Date.now() + 2000, onHolders: (h, changed) => !changed && seen.push(...h.map((x) => x.command)) }));
+    const r = await waitQuiet(
+      dir,
+      options({ quietMs: 200, deadline: Date.now() + 2000, onHolders: (h, changed) => !changed && seen.push(...h.map((x) => x.command)) }),
+    );
     expect(r).toMatchObject({ quiet: false, stopped: false });
     expect(r.quiet === false && r.busy).toMatch(new RegExp(`sleep\\[${sleeper.pid}\\]`));
     expect(seen).toContain('sleep');

@@ -4,7 +4,12 @@ import { joinRel, nameOf, parentOf, splitRel } from '../../src/index.js';
 
 describe('relative paths', () => {
   it('take apart what joinRel puts together, at the top and below', () => {
-    for (const [parent, name] of [['', 'a'], ['a', 'b'], ['a/b', 'c d'], ['x', '\xff\xfe']] as const) {
+    for (const [parent, name] of [
+      ['', 'a'],
+      ['a', 'b'],
+      ['a/b', 'c d'],
+      ['x', '\xff\xfe'],
+    ] as const) {
       const rel = joinRel(parent, name);
       expect([parentOf(rel), nameOf(rel)]).toEqual([parent, name]);
       expect(splitRel(rel)).toEqual([...splitRel(parent), name]);

@@ -11,7 +11,12 @@ import type { RootContext } from '../../src/core/types.js';
 
 const root = { rootfs: 'tank/runs', rootdir: '/tank/runs' } as unknown as RootContext;
 const doctor = { ...root, label: 'roots[0]' } as unknown as DoctorContext;
-const entry: HistoryEntry = { filesystem: 'tank/runs/a', mountpoint: '/tank/runs/a', converted: '2026-01-01T00:00:00.000Z', fields: [{ key: 'files', value: 3, text: '3 file(s)' }] };
+const entry: HistoryEntry = {
+  filesystem: 'tank/runs/a',
+  mountpoint: '/tank/runs/a',
+  converted: '2026-01-01T00:00:00.000Z',
+  fields: [{ key: 'files', value: 3, text: '3 file(s)' }],
+};
 
 describe('the report hooks', () => {
   it('are in the contract as report hooks, run in a dry run, required by nobody', () => {
@@ -29,7 +34,9 @@ describe('the report hooks', () => {
     ]);
     const bad = createHooks();
     bad.doctor.tap('typo', (checks) => [...checks, { name: 'x', status: 'broken', message: '' }] as never);
-    await expect(bad.doctor.promise([], doctor)).rejects.toThrow(/^plugin "typo": its doctor tap returned .*expected an array of \{ name, status: ok\|warn\|info\|fail/);
+    await expect(bad.doctor.promise([], doctor)).rejects.toThrow(
+      /^plugin "typo": its doctor tap returned .*expected an array of \{ name, status: ok\|warn\|info\|fail/,
+    );
     const fix = createHooks();
     fix.doctor.tap('fix', (checks) => [...checks, { name: 'x', status: 'ok', message: '', fix: 'run me' }] as never);
     await expect(fix.doctor.promise([], doctor)).rejects.toThrow(/plugin "fix": its doctor tap/);
@@ -39,7 +46,9 @@ describe('the report hooks', () => {
     const hooks = createHooks();
     hooks.history.tapPromise('fs', async (entries) => [...entries, entry]);
     hooks.history.tap('site', (entries) => entries.map((e) => ({ ...e, fields: [...e.fields, { key: 'ticket', value: null }] })));
-    await expect(hooks.history.promise([], root)).resolves.toEqual([{ ...entry, fields: [...entry.fields, { key: 'ticket', value: null }] }]);
+    await expect(hooks.history.promise([], root)).resolves.toEqual([
+      { ...entry, fields: [...entry.fields, { key: 'ticket', value: null }] },
+    ]);
     for (const key of ['dataset', 'files']) {
       const bad = createHooks();
       bad.history.tap('fs', (entries) => [...entries, entry]);

@@ -75,7 +75,7 @@ async function userTree(parent: string): Promise<string> {
 async function othersData(parent: string): Promise<string> {
   const stash = join(parent, 'stash');
   await mkdir(join(stash, 'theirs'), { recursive: true });
-  await writeFile(join(stash, 'theirs', 'precious'), 'another user\'s data');
+  await writeFile(join(stash, 'theirs', 'precious'), "another user's data");
   await chown(join(stash, 'theirs', 'precious'), OTHER, OTHER);
   await chown(join(stash, 'theirs'), OTHER, OTHER);
   await chown(stash, NOBODY, NOBODY);
@@ -92,16 +92,19 @@ describe('removeTree with a verified set', () => {
     await execa('mv', [stash, join(victim, 'park', 'stash')]);
     await writeFile(join(victim, 'a', 'late'), 'late');
     const id = statSync(victim);
-    const error = await removeTree(await dir(parent), 'victim', { dev: id.dev, ino: id.ino }, { verified, concurrency: 4 }).catch((e: unknown) => e);
+    const error = await removeTree(await dir(parent), 'victim', { dev: id.dev, ino: id.ino }, { verified, concurrency: 4 }).catch(
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(UnverifiedEntriesError);
     expect([...(error as UnverifiedEntriesError).rels].sort()).toEqual(['victim/a/late', 'victim/park/stash']);
     expect((error as UnverifiedEntriesError).count).toBe(2);
-    expect(readFileSync(join(victim, 'park/stash/theirs/precious'), 'utf8')).toBe('another user\'s data');
+    expect(readFileSync(join(victim, 'park/stash/theirs/precious'), 'utf8')).toBe("another user's data");
     expect(readFileSync(join(victim, 'a/late'), 'utf8')).toBe('late');
     // Everything verified is gone; the directories holding what was left are as they were.
     expect(existsSync(join(victim, 'a/b'))).toBe(false);
     expect(existsSync(join(victim, 'top'))).toBe(false);
-    for (const d of [victim, join(victim, 'a'), join(victim, 'park')]) expect(statSync(d)).toMatchObject({ uid: NOBODY, gid: NOBODY, mode: 0o40755 });
+    for (const d of [victim, join(victim, 'a'), join(victim, 'park')])
+      expect(statSync(d)).toMatchObject({ uid: NOBODY, gid: NOBODY, mode: 0o40755 });
   });
 
   it('removes the whole tree when it holds only what was verified', async () => {
@@ -120,7 +123,9 @@ describe('removeTree with a verified set', () => {
     const set = new VerifiedSet(root.dev);
     await walk(root, (e) => set.add(e.type === 'dir' && e.rel === 'park' ? { ...e, type: 'file' } : e));
     const id = statSync(victim);
-    await expect(removeTree(await dir(parent), 'victim', { dev: id.dev, ino: id.ino }, { verified: set })).rejects.toMatchObject({ rels: ['victim/park'] });
+    await expect(removeTree(await dir(parent), 'victim', { dev: id.dev, ino: id.ino }, { verified: set })).rejects.toMatchObject({
+      rels: ['victim/park'],
+    });
     expect(existsSync(join(victim, 'park'))).toBe(true);
   });
 
@@ -131,18 +136,27 @@ describe('removeTree with a verified set', () => {
     const stash = await othersData(parent);
     const id = statSync(victim);
     let attempt = '';
-    await removeTree(await dir(parent), 'victim', { dev: id.dev, ino: id.ino }, {
-      verified,
-      onProgress: async ({ rel, phase }) => {
-        if (rel !== 'victim/park' || phase !== 'listed') return;
-        // nobody owns park and stash: without the lock this rename would succeed.
-        const r = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'mv', '-T', stash, join(victim, 'park', 'stash')], { reject: false });
-        attempt = r.stderr;
+    await removeTree(
+      await dir(parent),
+      'victim',
+      { dev: id.dev, ino: id.ino },
+      {
+        verified,
+        onProgress: async ({ rel, phase }) => {
+          if (rel !== 'victim/park' || phase !== 'listed') return;
+          // nobody owns park and stash: without the lock this rename would succeed.
+          const r = await execa(
+            'setpriv',
+            ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'mv', '-T', stash, join(victim, 'park', 'stash')],
+            { reject: false },
+          );
+          attempt = r.stderr;
+        },
       },
-    });
+    );
     expect(attempt).toMatch(/Permission denied/);
     expect(existsSync(victim)).toBe(false);
-    expect(readFileSync(join(stash, 'theirs/precious'), 'utf8')).toBe('another user\'s data');
+    expect(readFileSync(join(stash, 'theirs/precious'), 'utf8')).toBe("another user's data");
   });
 });
 
@@ -156,7 +170,9 @@ describe('walkPair with alone', () => {
     await writeFile(join(a, 'typed/g'), 'y');
     await writeFile(join(b, 'typed'), 'a file now');
     const seen: string[] = [];
-    await walkPair(await dir(a), await dir(b), (rel, _x, y, alone) => void seen.push(`${rel}${alone ? ' alone' : ''}${y ? ' y' : ''}`), { alone: true });
+    await walkPair(await dir(a), await dir(b), (rel, _x, y, alone) => void seen.push(`${rel}${alone ? ' alone' : ''}${y ? ' y' : ''}`), {
+      alone: true,
+    });
     expect(seen.sort()).toEqual([' y', 'gone', 'gone/deep alone', 'gone/deep/f alone', 'typed y', 'typed/g alone'].sort());
     const plain: string[] = [];
     await walkPair(await dir(a), await dir(b), (rel) => void plain.push(rel));
@@ -168,17 +184,19 @@ describe('copyEntry: compare-and-copy', () => {
   it('replaces the destination only if it is still what was judged', async () => {
     const s = await fresh();
     const d = await fresh();
-    await writeFile(join(s, 'f'), 'the original\'s late change');
+    await writeFile(join(s, 'f'), "the original's late change");
     await writeFile(join(d, 'f'), 'as judged');
     const [src, dst] = await Promise.all([dir(s), dir(d)]);
     const judged = await statAt(dst, 'f');
     // A user's edit between the judgement and the copy.
-    await writeFile(join(d, 'f'), 'the user\'s edit, meanwhile');
-    await expect(copyEntry(src, 'f', dst, 'f', await statAt(src, 'f'), { replaces: judged })).rejects.toBeInstanceOf(DestinationChangedError);
-    expect(readFileSync(join(d, 'f'), 'utf8')).toBe('the user\'s edit, meanwhile');
+    await writeFile(join(d, 'f'), "the user's edit, meanwhile");
+    await expect(copyEntry(src, 'f', dst, 'f', await statAt(src, 'f'), { replaces: judged })).rejects.toBeInstanceOf(
+      DestinationChangedError,
+    );
+    expect(readFileSync(join(d, 'f'), 'utf8')).toBe("the user's edit, meanwhile");
     // Judged again: copied.
     await copyEntry(src, 'f', dst, 'f', await statAt(src, 'f'), { replaces: await statAt(dst, 'f') });
-    expect(readFileSync(join(d, 'f'), 'utf8')).toBe('the original\'s late change');
+    expect(readFileSync(join(d, 'f'), 'utf8')).toBe("the original's late change");
     // Judged absent, made meanwhile: a file and a directory.
     await writeFile(join(s, 'g'), 'g');
     await mkdir(join(s, 'h'));
@@ -194,11 +212,15 @@ describe('copyEntry: compare-and-copy', () => {
 
 async function xattrsOf(path: string): Promise<string> {
   const r = await execa('getfattr', ['--absolute-names', '-d', '-m', '-', '-e', 'hex', path]);
-  return r.stdout.split('\n').filter((l) => l !== '' && !l.startsWith('#')).sort().join('\n');
+  return r.stdout
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .sort()
+    .join('\n');
 }
 
 describe('copyEntry: extended attributes and POSIX ACLs', () => {
-  it('copies a file\'s and a directory\'s xattrs and ACLs (default ACLs too), and drops an ACL the destination inherited', async () => {
+  it("copies a file's and a directory's xattrs and ACLs (default ACLs too), and drops an ACL the destination inherited", async () => {
     const s = await fresh();
     const d = await fresh();
     await writeFile(join(s, 'f'), 'data');

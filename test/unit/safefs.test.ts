@@ -3,7 +3,18 @@
  * the attacker runs as nobody through setpriv). No ZFS needed: tmpfs mounts stand for "another
  * filesystem inside the tree".
  */
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,10 +130,14 @@ describe('walk', () => {
     for (let i = 0; i < 300; i++) await writeFile(join(root, 'a/b', `f${i}`), String(i));
 
     const seen = new Map<string, EntryInfo>();
-    const r = await walk(await dir(root), (e) => {
-      expect(seen.has(e.rel)).toBe(false);
-      seen.set(e.rel, e);
-    }, { concurrency: 4, syncStat });
+    const r = await walk(
+      await dir(root),
+      (e) => {
+        expect(seen.has(e.rel)).toBe(false);
+        seen.set(e.rel, e);
+      },
+      { concurrency: 4, syncStat },
+    );
     const ref = reference(root);
     expect(new Set(seen.keys())).toEqual(new Set(ref.keys()));
     for (const [rel, type] of ref) expect(seen.get(rel)!.type).toBe(type);
@@ -158,19 +173,26 @@ describe('walk', () => {
     await expect(walk(await dir(root), () => undefined)).rejects.toBeInstanceOf(CrossDeviceError);
   });
 
-  it.each([false, true])('throws TreeChangedError when a directory is swapped between listing and descent (syncStat %s)', async (syncStat) => {
-    const root = await fresh();
-    await mkdir(join(root, 'a'));
-    await writeFile(join(root, 'a/f'), 'x');
-    const err = await walk(await dir(root), async (e) => {
-      if (e.rel === 'a') {
-        await rename(join(root, 'a'), join(root, 'a.away'));
-        await mkdir(join(root, 'a'));
-      }
-    }, { syncStat }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(TreeChangedError);
-    expect(err).toBeInstanceOf(IdentityError);
-  });
+  it.each([false, true])(
+    'throws TreeChangedError when a directory is swapped between listing and descent (syncStat %s)',
+    async (syncStat) => {
+      const root = await fresh();
+      await mkdir(join(root, 'a'));
+      await writeFile(join(root, 'a/f'), 'x');
+      const err = await walk(
+        await dir(root),
+        async (e) => {
+          if (e.rel === 'a') {
+            await rename(join(root, 'a'), join(root, 'a.away'));
+            await mkdir(join(root, 'a'));
+          }
+        },
+        { syncStat },
+      ).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TreeChangedError);
+      expect(err).toBeInstanceOf(IdentityError);
+    },
+  );
 
   it('throws TreeChangedError when a directory is swapped for a symlink between listing and descent', async () => {
     const root = await fresh();
@@ -250,10 +272,15 @@ describe('walkPair', () => {
     await symlink(a, join(b, 'dir-vs-link'));
     writeFileSync(Buffer.concat([Buffer.from(`${b}/both/`), RAW]), '');
     const got = new Map<string, [string | undefined, string | undefined]>();
-    await walkPair(await dir(a), await dir(b), (rel, x, y) => {
-      expect(got.has(rel)).toBe(false);
-      got.set(rel, [x?.type, y?.type]);
-    }, { concurrency: 3 });
+    await walkPair(
+      await dir(a),
+      await dir(b),
+      (rel, x, y) => {
+        expect(got.has(rel)).toBe(false);
+        got.set(rel, [x?.type, y?.type]);
+      },
+      { concurrency: 3 },
+    );
     expect(Object.fromEntries(got)).toEqual({
       '': ['dir', 'dir'],
       both: ['dir', 'dir'],
@@ -326,10 +353,13 @@ describe('treeDigest', () => {
       ['content, same size', () => writeFile(join(root, 'a/b/f'), 'HELLO')],
       ['new deep file', () => writeFile(join(root, 'a/b/new'), '')],
       ['rename', () => rename(join(root, 'a/b/new'), join(root, 'a/b/new2'))],
-      ['type', async () => {
-        await rm(join(root, 'a/b/new2'));
-        await mkdir(join(root, 'a/b/new2'));
-      }],
+      [
+        'type',
+        async () => {
+          await rm(join(root, 'a/b/new2'));
+          await mkdir(join(root, 'a/b/new2'));
+        },
+      ],
     ];
     let previous = first.digest;
     for (const [what, change] of changes) {
@@ -461,18 +491,23 @@ describe('removeTree', () => {
       await expect(asNobody('import os,sys; os.listdir(sys.argv[1])', secret)).rejects.toThrow(/PermissionError/);
       const id = statSync(join(parent, 'victim'));
       let attacked = false;
-      const r = await removeTree(await dir(parent), 'victim', { dev: id.dev, ino: id.ino }, {
-        onProgress: async ({ rel, phase }) => {
-          if (rel !== 'victim/d' || phase !== 'enter' || attacked) return;
-          attacked = true;
-          await asNobody(
-            'import os,sys; v=sys.argv[1]; os.rename(v+"/d", v+"/d.away"); os.symlink(sys.argv[2], v+"/d"); print(os.readlink(v+"/d"))',
-            join(parent, 'victim'),
-            secret,
-          );
-          expect(lstatSync(join(parent, 'victim/d')).isSymbolicLink()).toBe(true);
+      const r = await removeTree(
+        await dir(parent),
+        'victim',
+        { dev: id.dev, ino: id.ino },
+        {
+          onProgress: async ({ rel, phase }) => {
+            if (rel !== 'victim/d' || phase !== 'enter' || attacked) return;
+            attacked = true;
+            await asNobody(
+              'import os,sys; v=sys.argv[1]; os.rename(v+"/d", v+"/d.away"); os.symlink(sys.argv[2], v+"/d"); print(os.readlink(v+"/d"))',
+              join(parent, 'victim'),
+              secret,
+            );
+            expect(lstatSync(join(parent, 'victim/d')).isSymbolicLink()).toBe(true);
+          },
         },
-      });
+      );
       expect(attacked).toBe(true);
       secretIntact(secret);
       expect(existsSync(join(parent, 'victim'))).toBe(false);
@@ -483,13 +518,22 @@ describe('removeTree', () => {
       const { parent, secret } = await setup();
       const id = statSync(join(parent, 'victim'));
       let attacked = false;
-      await removeTree(await dir(parent), 'victim', { dev: id.dev, ino: id.ino }, {
-        onProgress: async ({ rel, phase }) => {
-          if (rel !== 'victim' || phase !== 'listed' || attacked) return;
-          attacked = true;
-          await asNobody('import os,sys; v=sys.argv[1]; os.rename(v+"/d", v+"/d.away"); os.symlink(sys.argv[2], v+"/d")', join(parent, 'victim'), secret);
+      await removeTree(
+        await dir(parent),
+        'victim',
+        { dev: id.dev, ino: id.ino },
+        {
+          onProgress: async ({ rel, phase }) => {
+            if (rel !== 'victim' || phase !== 'listed' || attacked) return;
+            attacked = true;
+            await asNobody(
+              'import os,sys; v=sys.argv[1]; os.rename(v+"/d", v+"/d.away"); os.symlink(sys.argv[2], v+"/d")',
+              join(parent, 'victim'),
+              secret,
+            );
+          },
         },
-      });
+      );
       expect(attacked).toBe(true);
       secretIntact(secret);
       expect(existsSync(join(parent, 'victim'))).toBe(false);
@@ -502,7 +546,16 @@ describe('removeTree', () => {
       const stop = join(base, `stop-${n}`);
       const id = statSync(join(parent, 'victim'));
       // Swap every directory (or what is in its place) for a symlink to the secret, over and over.
-      const attacker = execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', '/usr/bin/python3', '-c', `
+      const attacker = execa(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          '--',
+          '/usr/bin/python3',
+          '-c',
+          `
 import os, sys, time
 v, secret, n, stop = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 swaps = 0
@@ -518,7 +571,14 @@ while not os.path.exists(stop) and time.time() < end:
         except OSError:
             pass
 print(swaps, flush=True)
-`, join(parent, 'victim'), secret, String(dirs), stop], { reject: false });
+`,
+          join(parent, 'victim'),
+          secret,
+          String(dirs),
+          stop,
+        ],
+        { reject: false },
+      );
       await new Promise<void>((resolve) => attacker.stdout!.once('data', () => resolve()));
       let gaveUp = false;
       try {
@@ -571,7 +631,15 @@ describe('copyEntry', () => {
   it('gives the copy the whole millisecond its source shows, for times on or just below a millisecond boundary (OpenZFS keeps nanoseconds)', async () => {
     const { s, d, src, dst } = await pair();
     // Times the kernel's coarse clock makes (whole milliseconds), and the hardest fractions.
-    const times = ['1795781580.024000000', '1795781580.024999999', '1795781580.024999880', '1795781580.024000001', '1700000000.000000000', '1795781580.123456789', '1000000000.999999999'];
+    const times = [
+      '1795781580.024000000',
+      '1795781580.024999999',
+      '1795781580.024999880',
+      '1795781580.024000001',
+      '1700000000.000000000',
+      '1795781580.123456789',
+      '1000000000.999999999',
+    ];
     for (const [i, t] of times.entries()) {
       const name = `f${i}`;
       await writeFile(join(s, name), t);

@@ -24,14 +24,21 @@ afterAll(async () => {
   await rm(base, { recursive: true, force: true });
 });
 
-const quiet: Logger = { debug: () => undefined, info: () => undefined, notice: () => undefined, warn: () => undefined, error: () => undefined } as unknown as Logger;
+const quiet: Logger = {
+  debug: () => undefined,
+  info: () => undefined,
+  notice: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+} as unknown as Logger;
 
 /** A fake zfs: tank, tank/a (a filesystem in its grace period), tank/vol (a volume); logs every call. */
 async function fakeZfs(): Promise<{ command: string; calls: () => Promise<string[]> }> {
   const dir = await mkdtemp(join(base, 'zfs-'));
   const log = join(dir, 'calls');
   const command = join(dir, 'zfs');
-  const row = (name: string, mountpoint: string, state: string, type: string): string => `${name}\\t${mountpoint}\\tyes\\t${state}\\t-\\t-\\t${type}`;
+  const row = (name: string, mountpoint: string, state: string, type: string): string =>
+    `${name}\\t${mountpoint}\\tyes\\t${state}\\t-\\t-\\t${type}`;
   await writeFile(
     command,
     [
@@ -96,11 +103,13 @@ describe('Zfs.child', () => {
 
 describe('holdersOf, asked for by many at once', () => {
   it('gives each caller the holders of its own tree only', async () => {
-    const dirs = await Promise.all(['one', 'two', 'three'].map(async (n) => {
-      const d = join(base, n);
-      await mkdir(d);
-      return d;
-    }));
+    const dirs = await Promise.all(
+      ['one', 'two', 'three'].map(async (n) => {
+        const d = join(base, n);
+        await mkdir(d);
+        return d;
+      }),
+    );
     const holders: ResultPromise[] = [
       execa('sleep', ['30'], { cwd: dirs[0], reject: false }),
       execa('sleep', ['30'], { cwd: dirs[1], reject: false }),

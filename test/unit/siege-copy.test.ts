@@ -23,7 +23,10 @@ async function tmp(): Promise<string> {
   dirs.push(d);
   return d;
 }
-const sha = async (path: string): Promise<string> => createHash('sha256').update(await readFile(path)).digest('hex');
+const sha = async (path: string): Promise<string> =>
+  createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 
 describe('the descriptor copy keeps holes', () => {
   it('a 64 MiB file with 3 small extents of data is copied with its holes: same content, about as few blocks as the original', async () => {
@@ -143,7 +146,7 @@ describe('the rsync the copy requires', () => {
     expect(atLeast([4, 0, 0], [3, 5, 0])).toBe(true);
   });
 
-  it('accepts this machine\'s rsync by its version', async () => {
+  it("accepts this machine's rsync by its version", async () => {
     const r = await checkRsync('rsync');
     expect(r.ok).toBe(true);
     expect(r.detail).toMatch(/3\.5\.0 or later/);
@@ -155,7 +158,10 @@ describe('the rsync the copy requires', () => {
     // (backported) the legacy behaviour that rsync 3.5.0 keeps behind --insecure-links.
     const fake = async (name: string, extra: string): Promise<string> => {
       const path = join(d, name);
-      await writeFile(path, `#!/bin/sh\nif [ "$1" = --version ]; then echo 'rsync  version 3.2.7  protocol version 31'; exit 0; fi\nexec rsync ${extra} "$@"\n`);
+      await writeFile(
+        path,
+        `#!/bin/sh\nif [ "$1" = --version ]; then echo 'rsync  version 3.2.7  protocol version 31'; exit 0; fi\nexec rsync ${extra} "$@"\n`,
+      );
       await chmod(path, 0o755);
       return path;
     };

@@ -33,7 +33,10 @@ async function written(): Promise<void> {
   const w = await ManifestWriter.create(path);
   await w.block(null, [['', dir()]]);
   await w.block('', [['a', dir()]]);
-  await w.block('a', Array.from({ length: 10 }, (_, i) => [`f${i}`, file(i)] as const));
+  await w.block(
+    'a',
+    Array.from({ length: 10 }, (_, i) => [`f${i}`, file(i)] as const),
+  );
   await w.commit();
   const m = (await Manifest.open(path))!;
   await m.record([['a/f1', file(100)]]);
@@ -84,10 +87,13 @@ describe('a torn manifest', () => {
   });
 });
 
-describe('an older version\'s manifest (version 1)', () => {
+describe("an older version's manifest (version 1)", () => {
   it('takes change lines appended by this version, and reads them back', async () => {
     await mkdir(join(work, 'state', 'manifests'), { recursive: true });
-    await writeFile(path, `${JSON.stringify(['', 'dir', 0o755, 0, 0, 0, 1, 0, null])}\n${JSON.stringify(['a', 'file', 0o644, 1, 1, 5, 2, 0, null])}\n`);
+    await writeFile(
+      path,
+      `${JSON.stringify(['', 'dir', 0o755, 0, 0, 0, 1, 0, null])}\n${JSON.stringify(['a', 'file', 0o644, 1, 1, 5, 2, 0, null])}\n`,
+    );
     await (await Manifest.open(path))!.record([['a', file(9)]]);
     await (await Manifest.open(path))!.record([['b', file(10)]]);
     const m = (await Manifest.open(path))!;
@@ -131,9 +137,11 @@ describe('a damaged manifest', () => {
     const all = await Promise.allSettled([m.get('a/f3'), m.get('a/f4')].map(async (p) => await p));
     expect(all.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     expect(String((all[0] as PromiseRejectedResult).reason)).toMatch(/said once: an entry line does not read/);
-    await expect((async () => {
-      for await (const _ of m.entries()) void _;
-    })()).rejects.toThrow(/said once/);
+    await expect(
+      (async () => {
+        for await (const _ of m.entries()) void _;
+      })(),
+    ).rejects.toThrow(/said once/);
     expect(asked).toEqual([path]);
   });
 

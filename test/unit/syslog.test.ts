@@ -34,7 +34,11 @@ describe('syslog', () => {
     const file = join(root.dir, 'received.log');
     receiver = await startSyslogReceiver(socket, file);
     // journal: send, so that a test run under systemd sends them too
-    expect(await root.use(syslog, { socket, facility: 'local3', tag: 'zdc-kit', level: 'notice', journal: 'send' })).toEqual(['doctor', 'log', 'close']);
+    expect(await root.use(syslog, { socket, facility: 'local3', tag: 'zdc-kit', level: 'notice', journal: 'send' })).toEqual([
+      'doctor',
+      'log',
+      'close',
+    ]);
     const job = await root.job('run 1', { fields: { filesystem: 'tank/test/run 1' } });
     job.log.info('below the level');
     job.log.notice('copied', { step: 'migrate/copy' });
@@ -54,6 +58,8 @@ describe('syslog', () => {
   });
 
   it('names the plugin whose tap logged, as the other sinks do', () => {
-    expect(syslogLine({ level: 'info', message: 'published', time: new Date(), rootdir: '/r', dir: 'd', plugin: 'nfs-exports' })).toBe('/r/d: [nfs-exports] published');
+    expect(syslogLine({ level: 'info', message: 'published', time: new Date(), rootdir: '/r', dir: 'd', plugin: 'nfs-exports' })).toBe(
+      '/r/d: [nfs-exports] published',
+    );
   });
 });

@@ -9,7 +9,13 @@ import { DEFAULT_PLUGINS } from '../../src/app.js';
 import zfsPlugin from '../../plugins/zfs/index.js';
 import { snapshotNameProblem } from '../../plugins/zfs/zfs.js';
 
-const shared: unknown[] = ['name-filter', ['quiet-wait', { quietSeconds: 5 }], ['zfs', { properties: { compression: 'lz4', quota: '1T' } }], 'rsync', 'syslog'];
+const shared: unknown[] = [
+  'name-filter',
+  ['quiet-wait', { quietSeconds: 5 }],
+  ['zfs', { properties: { compression: 'lz4', quota: '1T' } }],
+  'rsync',
+  'syslog',
+];
 const root = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({ rootfs: 'tank/runs', rootdir: '/tank/runs', ...extra });
 
 describe('deepMerge', () => {
@@ -26,11 +32,22 @@ describe('deepMerge', () => {
 describe('a root that overrides some plugins of the shared list', () => {
   it('merges its options into the shared entry, keeps the order, and records where each came from', () => {
     const c = validateConfig(
-      { plugins: shared, roots: [root({ plugins: { zfs: { properties: { quota: '2T' }, snapshot: 'converted' }, syslog: false } }), root({ rootdir: '/tank/other', rootfs: 'tank/other' })] },
+      {
+        plugins: shared,
+        roots: [
+          root({ plugins: { zfs: { properties: { quota: '2T' }, snapshot: 'converted' }, syslog: false } }),
+          root({ rootdir: '/tank/other', rootfs: 'tank/other' }),
+        ],
+      },
       'x.yaml',
       DEFAULT_PLUGINS,
     );
-    expect(c.roots[0]!.plugins).toEqual(['name-filter', ['quiet-wait', { quietSeconds: 5 }], ['zfs', { properties: { compression: 'lz4', quota: '2T' }, snapshot: 'converted' }], 'rsync']);
+    expect(c.roots[0]!.plugins).toEqual([
+      'name-filter',
+      ['quiet-wait', { quietSeconds: 5 }],
+      ['zfs', { properties: { compression: 'lz4', quota: '2T' }, snapshot: 'converted' }],
+      'rsync',
+    ]);
     expect(c.roots[0]!.origins?.map((o) => [o.spec, o.override?.at])).toEqual([
       ['plugins[0]', undefined],
       ['plugins[1]', undefined],
@@ -48,19 +65,36 @@ describe('a root that overrides some plugins of the shared list', () => {
   });
 
   it('an empty map changes nothing; a list of its own still replaces the shared one', () => {
-    expect(validateConfig({ plugins: shared, roots: [root({ plugins: {} })] }, 'x.yaml', DEFAULT_PLUGINS).roots[0]!.plugins).toEqual(shared);
+    expect(validateConfig({ plugins: shared, roots: [root({ plugins: {} })] }, 'x.yaml', DEFAULT_PLUGINS).roots[0]!.plugins).toEqual(
+      shared,
+    );
     const own = validateConfig({ plugins: shared, roots: [root({ plugins: ['zfs', 'rsync'] })] }, 'x.yaml', DEFAULT_PLUGINS).roots[0]!;
     expect(own.plugins).toEqual(['zfs', 'rsync']);
     expect(own.origins?.map((o) => o.spec)).toEqual(['roots[0].plugins[0]', 'roots[0].plugins[1]']);
   });
 
   it.each([
-    [{ plugins: shared, roots: [root({ plugins: { zsf: { properties: {} } } })] }, 'config x.yaml: roots[0].plugins.zsf: no plugin "zsf" in the plugin list (plugins: name-filter, quiet-wait, zfs, rsync, syslog) (did you mean "zfs"?); an override changes the options of a plugin in that list'],
-    [{ roots: [root({ plugins: { 'nfs-exports': {} } })] }, 'config x.yaml: roots[0].plugins.nfs-exports: no plugin "nfs-exports" in the default plugin list (name-filter, quiet-wait, zfs, rsync, syslog;'],
-    [{ plugins: ['zfs', 'zfs', 'rsync'], roots: [root({ plugins: { zfs: {} } })] }, 'config x.yaml: roots[0].plugins.zfs: plugin "zfs" is in the plugin list (plugins: zfs, zfs, rsync) 2 times'],
-    [{ plugins: shared, roots: [root({ plugins: { zfs: true } })] }, "config x.yaml: roots[0].plugins.zfs: must be the options to merge into the plugin's own (a mapping), or false"],
+    [
+      { plugins: shared, roots: [root({ plugins: { zsf: { properties: {} } } })] },
+      'config x.yaml: roots[0].plugins.zsf: no plugin "zsf" in the plugin list (plugins: name-filter, quiet-wait, zfs, rsync, syslog) (did you mean "zfs"?); an override changes the options of a plugin in that list',
+    ],
+    [
+      { roots: [root({ plugins: { 'nfs-exports': {} } })] },
+      'config x.yaml: roots[0].plugins.nfs-exports: no plugin "nfs-exports" in the default plugin list (name-filter, quiet-wait, zfs, rsync, syslog;',
+    ],
+    [
+      { plugins: ['zfs', 'zfs', 'rsync'], roots: [root({ plugins: { zfs: {} } })] },
+      'config x.yaml: roots[0].plugins.zfs: plugin "zfs" is in the plugin list (plugins: zfs, zfs, rsync) 2 times',
+    ],
+    [
+      { plugins: shared, roots: [root({ plugins: { zfs: true } })] },
+      "config x.yaml: roots[0].plugins.zfs: must be the options to merge into the plugin's own (a mapping), or false",
+    ],
     [{ plugins: shared, roots: [root({ plugins: { zfs: ['x'] } })] }, 'config x.yaml: roots[0].plugins.zfs: must be the options'],
-    [{ plugins: shared, roots: [root({ plugins: 'zfs' })] }, 'config x.yaml: roots[0].plugins: must be a list of plugins (replacing the shared list) or a map'],
+    [
+      { plugins: shared, roots: [root({ plugins: 'zfs' })] },
+      'config x.yaml: roots[0].plugins: must be a list of plugins (replacing the shared list) or a map',
+    ],
     [{ plugins: shared, roots: [root({ plugins: [['zfs', 'x']] })] }, 'config x.yaml: roots[0].plugins[0]'],
     [{ plugins: shared, roots: [root({ plugins: ['zfs', ''] })] }, 'config x.yaml: roots[0].plugins[1]: a plugin name, path or package'],
   ])('names the file and the key: %j', (raw, message) => {
@@ -68,7 +102,11 @@ describe('a root that overrides some plugins of the shared list', () => {
   });
 
   it('tells where an option is written: in the override when it sets it (or replaces a value above it), else in the list', () => {
-    const merged = mergePlugins(shared as never, { zfs: { properties: { quota: '2T' }, snapshot: 'x' }, 'quiet-wait': { names: ['a'] } }, { root: 1, sharedAt: 'plugins' });
+    const merged = mergePlugins(
+      shared as never,
+      { zfs: { properties: { quota: '2T' }, snapshot: 'x' }, 'quiet-wait': { names: ['a'] } },
+      { root: 1, sharedAt: 'plugins' },
+    );
     if (typeof merged === 'string') throw new Error(merged);
     const zfs = merged.origins[2]!;
     expect(optionsLocation(zfs, ['properties', 'quota'])).toBe('roots[1].plugins.zfs.properties.quota');
@@ -91,7 +129,11 @@ describe('loading a merged list names the override or the list entry in errors',
   };
   const load = async (over: Record<string, Record<string, unknown> | false>): Promise<unknown> => {
     const c = validateConfig({ plugins: shared, roots: [root({ plugins: over })] }, 't.yaml', DEFAULT_PLUGINS);
-    return loadPlugins(c.roots[0]!.plugins, { ...base, hooks: createHooks(), origins: { file: 'config t.yaml', of: c.roots[0]!.origins! } });
+    return loadPlugins(c.roots[0]!.plugins, {
+      ...base,
+      hooks: createHooks(),
+      origins: { file: 'config t.yaml', of: c.roots[0]!.origins! },
+    });
   };
 
   it('a bad value set by the override', async () => {
@@ -99,17 +141,23 @@ describe('loading a merged list names the override or the list entry in errors',
       'config t.yaml: roots[0].plugins.zfs: snapshot: "bad name" is not a ZFS snapshot name: it holds " ", and a snapshot name allows only letters, digits and - _ . :',
     );
     await expect(load({ zfs: { readonly: 'yes' } })).rejects.toThrow(/^config t\.yaml: roots\[0\]\.plugins\.zfs: readonly: /);
-    await expect(load({ zfs: { snapshott: 'converted' } })).rejects.toThrow('config t.yaml: roots[0].plugins.zfs: snapshott: unknown key "snapshott" (did you mean "snapshot"?)');
+    await expect(load({ zfs: { snapshott: 'converted' } })).rejects.toThrow(
+      'config t.yaml: roots[0].plugins.zfs: snapshott: unknown key "snapshott" (did you mean "snapshot"?)',
+    );
   });
 
   it('a bad value of the shared list, and a required phase left out', async () => {
     await expect(load({ 'quiet-wait': { maxWaitSeconds: 60 }, zfs: { properties: { quota: '2T' } } })).resolves.toHaveLength(5);
     const bad = [...shared];
     bad[1] = ['quiet-wait', { quietSeconds: 'ten' }];
-    const c = validateConfig({ plugins: bad, roots: [root({ plugins: { 'quiet-wait': { maxWaitSeconds: 60 } } })] }, 't.yaml', DEFAULT_PLUGINS);
-    await expect(loadPlugins(c.roots[0]!.plugins, { ...base, hooks: createHooks(), origins: { file: 'config t.yaml', of: c.roots[0]!.origins! } })).rejects.toThrow(
-      /^config t\.yaml: plugins\[1\]\[1\]: quietSeconds: /,
+    const c = validateConfig(
+      { plugins: bad, roots: [root({ plugins: { 'quiet-wait': { maxWaitSeconds: 60 } } })] },
+      't.yaml',
+      DEFAULT_PLUGINS,
     );
+    await expect(
+      loadPlugins(c.roots[0]!.plugins, { ...base, hooks: createHooks(), origins: { file: 'config t.yaml', of: c.roots[0]!.origins! } }),
+    ).rejects.toThrow(/^config t\.yaml: plugins\[1\]\[1\]: quietSeconds: /);
     await expect(load({ rsync: false })).rejects.toThrow('config t.yaml: roots[0].plugins: no plugin taps the required "migrate" phase');
   });
 });

@@ -47,7 +47,9 @@ describe('the test kit runs a plugin as the engine would', () => {
     await root.phase(job, 'publish');
     expect(await readFile(join(root.rootdir, 'run-1', '.converted'), 'utf8')).toBe('tank/test/run-1\n');
     expect(await root.journalled(job)).toMatchObject({ phase: 'publish', steps: [{ step: 'stamp', phase: 'publish', state: 'done' }] });
-    expect(root.logs).toContainEqual(expect.objectContaining({ plugin: 'site-stamp', dir: 'run-1', step: 'publish/stamp', message: `stamp ${job.path}` }));
+    expect(root.logs).toContainEqual(
+      expect.objectContaining({ plugin: 'site-stamp', dir: 'run-1', step: 'publish/stamp', message: `stamp ${job.path}` }),
+    );
     expect(root.messages('site-stamp')).toEqual([`stamp ${job.path}`]);
   });
 
@@ -101,7 +103,14 @@ describe('the test kit runs a plugin as the engine would', () => {
     await root.outcome(job, 'converted');
     await root.rollback(job, new Error('broke'));
     await root.close();
-    expect(heard).toEqual(['publish/stamp:before', 'publish/stamp:end', 'publish/stamp:after', 'outcome:converted', 'rollback:recover:broke', 'close']);
+    expect(heard).toEqual([
+      'publish/stamp:before',
+      'publish/stamp:end',
+      'publish/stamp:after',
+      'outcome:converted',
+      'rollback:recover:broke',
+      'close',
+    ]);
     expect(records.map((r) => r.message)).toEqual(root.messages());
   });
 
@@ -133,6 +142,9 @@ describe('the test kit runs a plugin as the engine would', () => {
       await root.dispose();
       console.log(JSON.stringify({ contract: error instanceof ContractError, message: error.message }));`;
     const { stdout } = await execa(process.execPath, ['--input-type=module', '-e', script], { cwd: PROJECT });
-    expect(JSON.parse(stdout)).toEqual({ contract: true, message: expect.stringMatching(/^plugin "fs": job\.set\(\) of the job field "filesystem" in the migrate phase/) });
+    expect(JSON.parse(stdout)).toEqual({
+      contract: true,
+      message: expect.stringMatching(/^plugin "fs": job\.set\(\) of the job field "filesystem" in the migrate phase/),
+    });
   });
 });

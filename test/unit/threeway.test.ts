@@ -1,11 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { decide, decideBelowGone, difference, represented, same, type Meta } from '../../plugins/rsync/threeway.js';
 
-const file = (over: Partial<Meta> = {}): Meta => ({ type: 'file', mode: 0o644, uid: 1000, gid: 1000, size: 10, mtimeMs: 1_700_000_000_000, ...over });
+const file = (over: Partial<Meta> = {}): Meta => ({
+  type: 'file',
+  mode: 0o644,
+  uid: 1000,
+  gid: 1000,
+  size: 10,
+  mtimeMs: 1_700_000_000_000,
+  ...over,
+});
 const dir = (over: Partial<Meta> = {}): Meta => ({ type: 'dir', mode: 0o755, uid: 1000, gid: 1000, size: 0, mtimeMs: 1, ...over });
 const link = (target: string): Meta => ({ type: 'symlink', mode: 0o777, uid: 1000, gid: 1000, size: target.length, mtimeMs: 1, target });
 
-describe('the three-way rule: only the original\'s own changes are carried over', () => {
+describe("the three-way rule: only the original's own changes are carried over", () => {
   const base = file();
   it('keeps every change users made in the dataset while the original stayed as it was', () => {
     expect(decide(base, base, file({ mode: 0o600 }))).toBe('keep'); // chmod 600 on a file

@@ -67,7 +67,9 @@ describe('the secure-path rule', () => {
     const f = await file(await fresh(), 'f.yaml', mode);
     const reason = `"${f}" is writable by ${who} (mode 0${mode.toString(8)})`;
     expect(await untrustedReason(f, 'file')).toBe(reason);
-    await expect(assertTrusted(f, 'file', `config ${f}`)).rejects.toThrow(`config ${f}: refused: ${reason}; it and every directory above it must be owned by root`);
+    await expect(assertTrusted(f, 'file', `config ${f}`)).rejects.toThrow(
+      `config ${f}: refused: ${reason}; it and every directory above it must be owned by root`,
+    );
   });
 
   it('refuses a file owned by nobody, even read-only', async () => {
@@ -141,15 +143,21 @@ describe('the secure-path rule', () => {
     const planted = join(sticky, 'config.yaml');
     await symlink(target, planted);
     await lchown(planted, NOBODY, NOBODY);
-    await expect(assertTrusted(planted, 'file', 'config p')).rejects.toThrow(`config p: refused: the symbolic link "${planted}" is owned by uid ${NOBODY}, not root`);
+    await expect(assertTrusted(planted, 'file', 'config p')).rejects.toThrow(
+      `config p: refused: the symbolic link "${planted}" is owned by uid ${NOBODY}, not root`,
+    );
     // Met as a directory on the way, or inside another link's target: the same.
     const dirLink = join(sticky, 'dir');
     await symlink(trusted, dirLink);
     await lchown(dirLink, NOBODY, NOBODY);
-    await expect(assertTrusted(join(dirLink, 'real.yaml'), 'file', 'config d')).rejects.toThrow(`the symbolic link "${dirLink}" is owned by uid ${NOBODY}, not root`);
+    await expect(assertTrusted(join(dirLink, 'real.yaml'), 'file', 'config d')).rejects.toThrow(
+      `the symbolic link "${dirLink}" is owned by uid ${NOBODY}, not root`,
+    );
     const chained = join(trusted, 'chained');
     await symlink(join(dirLink, 'real.yaml'), chained);
-    await expect(assertTrusted(chained, 'file', 'config c')).rejects.toThrow(`the symbolic link "${dirLink}" is owned by uid ${NOBODY}, not root`);
+    await expect(assertTrusted(chained, 'file', 'config c')).rejects.toThrow(
+      `the symbolic link "${dirLink}" is owned by uid ${NOBODY}, not root`,
+    );
     // The same link owned by root passes (what it leads to is checked, and returned).
     await lchown(planted, 0, 0);
     expect(await assertTrusted(planted, 'file', 'config r')).toBe(target);
@@ -169,7 +177,9 @@ describe('the secure-path rule', () => {
   });
 
   it('names a path that does not exist', async () => {
-    await expect(assertTrusted(join(base, 'missing.yaml'), 'file', 'config m')).rejects.toThrow(/^config m: cannot resolve .*missing\.yaml": ENOENT$/);
+    await expect(assertTrusted(join(base, 'missing.yaml'), 'file', 'config m')).rejects.toThrow(
+      /^config m: cannot resolve .*missing\.yaml": ENOENT$/,
+    );
   });
 });
 
@@ -190,7 +200,9 @@ describe('the stateDir', () => {
     expect(await prepareStateDir(state, { create: false })).toBe(state);
     expect(existsSync(state)).toBe(false);
     await chmod(dir, 0o777);
-    await expect(prepareStateDir(state, { create: false })).rejects.toThrow(`stateDir "${state}": refused: its directory "${dir}" is writable by group and others (mode 0777)`);
+    await expect(prepareStateDir(state, { create: false })).rejects.toThrow(
+      `stateDir "${state}": refused: its directory "${dir}" is writable by group and others (mode 0777)`,
+    );
   });
 
   it('refuses a stateDir writable by others, or owned by nobody, or under a directory writable by others', async () => {
@@ -226,9 +238,14 @@ describe('config files and plugins are refused unread when untrusted', () => {
     const dir = await fresh();
     const marker = join(dir, 'ran');
     const f = join(dir, 'config.cjs');
-    await writeFile(f, `require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'x');\nmodule.exports = { roots: [{ rootfs: 'tank/runs', rootdir: '/tank/runs' }] };\n`);
+    await writeFile(
+      f,
+      `require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'x');\nmodule.exports = { roots: [{ rootfs: 'tank/runs', rootdir: '/tank/runs' }] };\n`,
+    );
     await chmod(f, 0o666);
-    await expect(loadConfig(f, DEFAULT_PLUGINS)).rejects.toThrow(`config ${f}: refused: "${f}" is writable by group and others (mode 0666)`);
+    await expect(loadConfig(f, DEFAULT_PLUGINS)).rejects.toThrow(
+      `config ${f}: refused: "${f}" is writable by group and others (mode 0666)`,
+    );
     expect(existsSync(marker)).toBe(false);
     // The same file, made root's alone, is run and used.
     await chmod(f, 0o644);
@@ -248,7 +265,10 @@ describe('config files and plugins are refused unread when untrusted', () => {
     const dir = await fresh();
     const marker = join(dir, 'ran');
     const plugin = join(dir, 'evil.mjs');
-    await writeFile(plugin, `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, 'x');\nexport default { name: 'evil', apply() {} };\n`);
+    await writeFile(
+      plugin,
+      `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(marker)}, 'x');\nexport default { name: 'evil', apply() {} };\n`,
+    );
     await chown(plugin, NOBODY, NOBODY);
     const ctx = {
       hooks: createHooks(),

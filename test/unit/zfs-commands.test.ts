@@ -85,7 +85,10 @@ async function recordingZfs(flavour: 'openzfs' | 'zfs-fuse'): Promise<{ command:
     flavour === 'openzfs'
       ? 'printf "zfs-2.3.2-2~bpo12+2\\nzfs-kmod-2.3.2-2~bpo12+2\\n"; exit 0'
       : 'echo "unrecognized command \'version\'" >&2; exit 2';
-  await writeFile(command, ['#!/bin/bash', `printf '%s\\0' "$@" >> ${log}; echo >> ${log}`, `if [ "$1" = version ]; then ${version}; fi`].join('\n'));
+  await writeFile(
+    command,
+    ['#!/bin/bash', `printf '%s\\0' "$@" >> ${log}; echo >> ${log}`, `if [ "$1" = version ]; then ${version}; fi`].join('\n'),
+  );
   await chmod(command, 0o755);
   return {
     command,
@@ -153,7 +156,9 @@ describe('mounts', () => {
  * A zfs whose every command but `version` takes 0.3 s and records whether another one was in
  * flight meanwhile (mkdir is atomic: it fails while the other holds the directory).
  */
-async function overlapZfs(flavour: 'openzfs' | 'zfs-fuse'): Promise<{ command: string; overlaps: () => Promise<number>; runs: () => Promise<number> }> {
+async function overlapZfs(
+  flavour: 'openzfs' | 'zfs-fuse',
+): Promise<{ command: string; overlaps: () => Promise<number>; runs: () => Promise<number> }> {
   const dir = await mkdtemp(join(base, 'zfs-'));
   const command = join(dir, 'zfs');
   const version =
@@ -183,7 +188,8 @@ const otherProcess = `
 `;
 
 describe('zfs-fuse: one mount at a time', () => {
-  const six = (zfs: Zfs, act: (zfs: Zfs, name: string) => Promise<unknown>) => Promise.all(Array.from({ length: 6 }, (_, i) => act(zfs, `tank/run ${i}`)));
+  const six = (zfs: Zfs, act: (zfs: Zfs, name: string) => Promise<unknown>) =>
+    Promise.all(Array.from({ length: 6 }, (_, i) => act(zfs, `tank/run ${i}`)));
 
   it('creates, mounts and mountpoint changes on zfs-fuse take turns, in a process and across processes of one state directory', async () => {
     const fake = await overlapZfs('zfs-fuse');

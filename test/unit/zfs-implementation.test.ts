@@ -21,7 +21,10 @@ async function fake(name: string, script: string): Promise<string> {
 
 describe('detectZfs', () => {
   it('parses what OpenZFS 2.3 prints (measured in the OpenZFS guest)', () => {
-    expect(parseZfsVersion('zfs-2.3.2-2~bpo12+2\nzfs-kmod-2.3.2-2~bpo12+2\n')).toEqual({ userland: '2.3.2-2~bpo12+2', kernelModule: '2.3.2-2~bpo12+2' });
+    expect(parseZfsVersion('zfs-2.3.2-2~bpo12+2\nzfs-kmod-2.3.2-2~bpo12+2\n')).toEqual({
+      userland: '2.3.2-2~bpo12+2',
+      kernelModule: '2.3.2-2~bpo12+2',
+    });
   });
 
   it('tells OpenZFS, with and without its kernel module', async () => {

@@ -75,7 +75,11 @@ export function contextOf(opts: WalkOptions | undefined): WalkContext {
 }
 
 /** Runs fn over items, at most the context's concurrency at once, stopping at the first error (recorded in the context). */
-export async function forEachLimited<T>(ctx: WalkContext, items: readonly T[], fn: (item: T, index: number) => Promise<void>): Promise<void> {
+export async function forEachLimited<T>(
+  ctx: WalkContext,
+  items: readonly T[],
+  fn: (item: T, index: number) => Promise<void>,
+): Promise<void> {
   const recorded = async (item: T, index: number): Promise<void> => {
     try {
       await fn(item, index);

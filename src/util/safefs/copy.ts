@@ -34,7 +34,14 @@ export interface CopyOptions {
  *
  * Files and directories get the source's extended attributes and POSIX ACLs too (util/xattr.ts).
  */
-export async function copyEntry(src: DirRef, srcName: string, dst: DirRef, dstName: string, info: EntryInfo, opts?: CopyOptions): Promise<{ bytes: number }> {
+export async function copyEntry(
+  src: DirRef,
+  srcName: string,
+  dst: DirRef,
+  dstName: string,
+  info: EntryInfo,
+  opts?: CopyOptions,
+): Promise<{ bytes: number }> {
   checkName(dstName);
   switch (info.type) {
     case 'file':
@@ -69,16 +76,19 @@ async function copyDirEntry(dst: DirRef, dstName: string, info: EntryInfo, repla
     await mkdir(at(dst, dstName), 0o700);
   } catch (error) {
     if (errnoCode(error) !== 'EEXIST') throw error;
-    if (replaces === null) throw new DestinationChangedError(info.rel, `${dst.path}/${displayPath(dstName)} was made by someone else meanwhile; left as it is`);
+    if (replaces === null)
+      throw new DestinationChangedError(info.rel, `${dst.path}/${displayPath(dstName)} was made by someone else meanwhile; left as it is`);
     made = false;
   }
   const handle = await openPath(dst, dstName);
   try {
     const st = await handle.stat();
-    if (!st.isDirectory()) throw new TreeChangedError(info.rel, `${dst.path}/${displayPath(dstName)} exists and is a ${typeOf(st)}, not a directory`);
+    if (!st.isDirectory())
+      throw new TreeChangedError(info.rel, `${dst.path}/${displayPath(dstName)} exists and is a ${typeOf(st)}, not a directory`);
     const ours = st.uid === (process.geteuid?.() ?? 0) && (st.mode & 0o7777) === 0o700;
     const judged = replaces ? st.dev === replaces.dev && st.ino === replaces.ino : replaces === undefined;
-    if (made ? !ours : !judged) throw new DestinationChangedError(info.rel, `${dst.path}/${displayPath(dstName)} was replaced meanwhile; left as it is`);
+    if (made ? !ours : !judged)
+      throw new DestinationChangedError(info.rel, `${dst.path}/${displayPath(dstName)} was replaced meanwhile; left as it is`);
     await applyMetadata(handle, 'dir', info);
     return handle;
   } catch (error) {
@@ -101,7 +111,14 @@ async function copyDirXattrs(src: DirRef, srcName: string, to: FileHandle, info:
   }
 }
 
-async function copySymlinkEntry(src: DirRef, srcName: string, dst: DirRef, dstName: string, info: EntryInfo, replaces?: EntryInfo | null): Promise<void> {
+async function copySymlinkEntry(
+  src: DirRef,
+  srcName: string,
+  dst: DirRef,
+  dstName: string,
+  info: EntryInfo,
+  replaces?: EntryInfo | null,
+): Promise<void> {
   let target: Buffer;
   try {
     const st = await lstat(at(src, srcName));

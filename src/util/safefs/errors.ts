@@ -22,7 +22,10 @@ export class IdentityError extends TreeChangedError {
     readonly expected: Identity,
     readonly actual: Identity,
   ) {
-    super(rel, `${path} is not the directory expected (dev ${actual.dev} inode ${actual.ino}, expected dev ${expected.dev} inode ${expected.ino})`);
+    super(
+      rel,
+      `${path} is not the directory expected (dev ${actual.dev} inode ${actual.ino}, expected dev ${expected.dev} inode ${expected.ino})`,
+    );
   }
 }
 
@@ -33,7 +36,11 @@ export class NotADirectoryError extends Error {
     readonly path: string,
     readonly actualType: EntryType | undefined,
   ) {
-    super(actualType === 'symlink' ? `${path} is a symbolic link, not a directory` : `${path} is not a directory${actualType ? ` (a ${actualType})` : ''}`);
+    super(
+      actualType === 'symlink'
+        ? `${path} is a symbolic link, not a directory`
+        : `${path} is not a directory${actualType ? ` (a ${actualType})` : ''}`,
+    );
   }
 }
 
@@ -72,7 +79,9 @@ export class UnverifiedEntriesError extends Error {
     readonly rels: readonly string[],
     readonly count: number,
   ) {
-    super(`${count} entr${count === 1 ? 'y' : 'ies'} the verification never saw (${rels.slice(0, 3).map(displayPath).join(', ')}${count > 3 ? ', …' : ''}) left where ${count === 1 ? 'it is' : 'they are'}, not removed`);
+    super(
+      `${count} entr${count === 1 ? 'y' : 'ies'} the verification never saw (${rels.slice(0, 3).map(displayPath).join(', ')}${count > 3 ? ', …' : ''}) left where ${count === 1 ? 'it is' : 'they are'}, not removed`,
+    );
   }
 }
 

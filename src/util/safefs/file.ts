@@ -37,7 +37,14 @@ export function stampSeconds(ns: bigint): number {
   return Number(msec) + Number(ms - msec * 1000n) / 1e3 + 0.0005;
 }
 
-export async function copyFileEntry(src: DirRef, srcName: string, dst: DirRef, dstName: string, info: EntryInfo, opts?: CopyOptions): Promise<{ bytes: number }> {
+export async function copyFileEntry(
+  src: DirRef,
+  srcName: string,
+  dst: DirRef,
+  dstName: string,
+  info: EntryInfo,
+  opts?: CopyOptions,
+): Promise<{ bytes: number }> {
   let input: FileHandle;
   try {
     // O_NONBLOCK: a fifo swapped in does not block the open (and is refused just below).

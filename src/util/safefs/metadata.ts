@@ -55,6 +55,13 @@ export async function checkReplaced(dir: DirRef, name: string, expected: EntryIn
   const unchanged =
     expected === null
       ? now === undefined
-      : now !== undefined && now.dev === expected.dev && now.ino === expected.ino && typeOf(now) === expected.type && now.ctimeMs === expected.ctimeExactMs && now.mtimeMs === expected.mtimeExactMs && now.size === expected.size;
-  if (!unchanged) throw new DestinationChangedError(rel, `${dir.path}/${displayPath(name)} changed after the copy was decided; not replaced`);
+      : now !== undefined &&
+        now.dev === expected.dev &&
+        now.ino === expected.ino &&
+        typeOf(now) === expected.type &&
+        now.ctimeMs === expected.ctimeExactMs &&
+        now.mtimeMs === expected.mtimeExactMs &&
+        now.size === expected.size;
+  if (!unchanged)
+    throw new DestinationChangedError(rel, `${dir.path}/${displayPath(name)} changed after the copy was decided; not replaced`);
 }

@@ -108,12 +108,7 @@ export interface WalkPairOptions extends WalkOptions {
  * is, with `alone`).
  * `entries` counts rels (each once); `bytes` counts side a's files (side b's where a lacks the rel).
  */
-export async function walkPair(
-  a: DirRef,
-  b: DirRef,
-  visit: PairVisit,
-  opts?: WalkPairOptions,
-): Promise<WalkResult> {
+export async function walkPair(a: DirRef, b: DirRef, visit: PairVisit, opts?: WalkPairOptions): Promise<WalkResult> {
   const ctx = contextOf(opts);
   try {
     const [x, y] = await Promise.all([a.info(), b.info()]);

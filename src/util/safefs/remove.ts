@@ -132,7 +132,8 @@ async function sortListing(
     try {
       const st = ctx.syncStat ? lstatSync(atListed(dir, name)) : await lstat(atListed(dir, name));
       const info = infoFrom(st, joinRel(rel, name), name);
-      if (info.type === 'dir' && info.dev !== dir.dev) subdirs.push(info); // refused just below
+      if (info.type === 'dir' && info.dev !== dir.dev)
+        subdirs.push(info); // refused just below
       else if (verified && !verified.has(info)) {
         kept.add(name);
         leave(state, info.rel);
@@ -166,7 +167,10 @@ async function emptyDir(
       if (ctx.stopped) return false;
       let listing: { name: Buffer; dir: boolean }[];
       try {
-        listing = (await readdir(dir.self, { encoding: 'buffer', withFileTypes: true })).map((d) => ({ name: d.name, dir: d.isDirectory() }));
+        listing = (await readdir(dir.self, { encoding: 'buffer', withFileTypes: true })).map((d) => ({
+          name: d.name,
+          dir: d.isDirectory(),
+        }));
       } catch (error) {
         if (errnoCode(error) === 'ENOENT') return true;
         throw error;
@@ -176,7 +180,8 @@ async function emptyDir(
       // Held until its entries are handled (any error ends the whole removal).
       const held = listing.length;
       ctx.held += held;
-      if (round >= maxRounds) throw new TreeChangedError(rel, `${dir.path} keeps changing while being removed; gave up after ${maxRounds} rounds`);
+      if (round >= maxRounds)
+        throw new TreeChangedError(rel, `${dir.path} keeps changing while being removed; gave up after ${maxRounds} rounds`);
       const { subdirs, others } = await sortListing(ctx, dir, rel, listing, state, kept);
       if (onProgress) await onProgress({ removed: state.removed, rel, phase: 'listed' });
       const crossing = subdirs.find((i) => i.dev !== root.dev);
