@@ -14,7 +14,7 @@
  * rsync copies it again.
  *
  * The tree read belongs to a user who may change it while it is read, and the tool runs as
- * root: the walk goes by descriptor only (src/util/safefs.ts walkDirs: every directory opened
+ * root: the walk goes by descriptor only (src/util/safefs/dirs.ts walkDirs: every directory opened
  * through its parent's descriptor with O_DIRECTORY|O_NOFOLLOW and checked to be the inode its
  * listing showed), every file is opened through its directory's descriptor with
  * O_NOFOLLOW|O_NOCTTY|O_NONBLOCK and checked (fstat) to be the regular file listed, and the data
