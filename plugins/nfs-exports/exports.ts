@@ -225,24 +225,6 @@ export function exportedPaths(text: string): Set<string> {
   return new Set(parseExports(text).flatMap((e) => (e.path === undefined ? [] : [normalizePath(e.path)])));
 }
 
-/**
- * Parses `exportfs -v` output into (path, client) pairs. exportfs prints a path
- * of more than 14 bytes followed by "\n\t\t", a shorter one padded to 14 then "\t",
- * and the path itself unescaped (so it may hold spaces and even newlines).
- */
-export function parseExportfsVerbose(output: string): { path: string; client: string }[] {
-  const out: { path: string; client: string }[] = [];
-  const re = /([^]*?)(?:\n\t\t| *\t)([^\s(]*)\(([^)\n]*)\)\n/gy;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(output)) !== null) {
-    let path = m[1]!;
-    // A short path is padded to 14 columns; a longer one is never padded.
-    if (Buffer.byteLength(path) <= 14) path = path.replace(/ +$/, '');
-    out.push({ path, client: m[2]! });
-  }
-  return out;
-}
-
 /** Physical line ranges of every block this tool marked, for any root. */
 export function markedRanges(text: string): { begin: number; end: number }[] {
   const lines = splitLines(text);

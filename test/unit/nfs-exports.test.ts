@@ -17,7 +17,6 @@ import {
   inheritableClients,
   ownedBlock,
   parseClients,
-  parseExportfsVerbose,
   parseExports,
   planExports,
   tokenize,
@@ -26,6 +25,7 @@ import {
   unescapePath,
   withBlock,
 } from '../../plugins/nfs-exports/exports.js';
+import { parseExportfsVerbose } from '../helpers/exports.js';
 
 describe('escapePath / unescapePath', () => {
   it('escapes space, tab, newline, backslash, # and " as exportfs octal', () => {
