@@ -131,8 +131,9 @@ describe('writers during the conversion', () => {
   it('a process creating files all through the conversion: every file it made is in the dataset', async () => {
     const dir = join(p.mount, 'creating');
     await makeTree(dir, 200, 20_000);
-    // As the directory's owner, as an instrument writes (see test/helpers/writers.ts).
-    const creator = await unprivilegedCreator(dir, 10, scaled(6000));
+    // As the directory's owner, as an instrument writes (see test/helpers/writers.ts). The pace scales
+    // with the time (the guest lane): as many files as on a real machine, over as much of the run.
+    const creator = await unprivilegedCreator(dir, scaled(10), scaled(6000));
     await sleep(200);
     const config = await writeNamedConfig(
       p,
