@@ -67,6 +67,17 @@ export {
   type HistoryField,
 } from './core/reports.js';
 export { didYouMean } from './core/errors.js';
+export {
+  RUN_STATES,
+  RUN_EVENTS,
+  FINAL_RUN_STATES,
+  type RunState,
+  type RunEventName,
+  type RunEvent,
+  type RunFact,
+  type RunRecord,
+  type Runs,
+} from './core/runs.js';
 
 // ---- errors, names in messages, logging -------------------------------------------------------------
 /** RefusedError: leave this directory alone (exit 2); TransientError: try again later; BusyError: someone else is on it. */

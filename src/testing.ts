@@ -25,6 +25,7 @@ import { createHooks, type Hooks } from './core/hooks.js';
 import { JobImpl, newRecord } from './core/job.js';
 import { Journal, jobId } from './core/journal.js';
 import { createLogger } from './core/logger.js';
+import { runBook } from './core/runs.js';
 import type {
   Assessment,
   Defer,
@@ -75,7 +76,8 @@ export class TestRoot {
     const stateDir = join(dir, 'state');
     // As the engine's: records reach the `log` hook's taps (syslog's, say) too.
     const log = createLogger([(record) => this.logs.push(record), (record) => this.hooks.log.call(record)], { rootdir });
-    this.context = { rootfs, rootdir, stateDir, dryRun, log };
+    const base = { rootfs, rootdir, stateDir, dryRun, log };
+    this.context = { ...base, runs: runBook(base, this.hooks) };
     this.journal = new Journal(stateDir);
   }
 

@@ -27,6 +27,7 @@ export function exitCodeFor(outcome: Outcome): number {
       // Said and remembered by an earlier run: not a failure of this one.
       return outcome.remembered ? EXIT.ok : EXIT.failed;
     case 'deferred':
+    case 'waiting':
       return EXIT.deferred;
     default:
       return EXIT.ok;

@@ -109,6 +109,16 @@ function checkAssessment(value: unknown): string | undefined {
   return undefined;
 }
 
+function checkDefer(value: unknown): string | undefined {
+  const plain = reason('defer')(value);
+  if (plain !== undefined || value === undefined) return plain;
+  const v = value as Record<string, unknown>;
+  if (v.waiting !== undefined && v.waiting !== true) return 'expected waiting: true or no waiting';
+  if (v.recheckSeconds !== undefined && !(typeof v.recheckSeconds === 'number' && v.recheckSeconds > 0))
+    return 'expected recheckSeconds: a positive number';
+  return undefined;
+}
+
 const isText = (value: unknown): value is string => typeof value === 'string' && value !== '';
 const optionalString = (value: unknown): boolean => value === undefined || typeof value === 'string';
 const optionalWords = (value: unknown): boolean =>
@@ -185,10 +195,10 @@ const table = {
     args: ['job'],
     required: false,
     dryRun: false,
-    returns: '{ defer: reason } to try later',
+    returns: '{ defer: reason, waiting?: true, recheckSeconds? } to try later (waiting: the run is not complete yet, not a deferral)',
     description: 'wait until the directory is quiet',
     phase: { journalled: false, afterCommit: false },
-    check: reason('defer'),
+    check: checkDefer,
   },
   provision: {
     kind: 'series',
@@ -283,7 +293,17 @@ const table = {
     required: false,
     dryRun: true,
     returns: 'nothing',
-    description: 'make root-wide published state match the survey',
+    description: 'make root-wide published state match the survey (and look at the runs still expected to change)',
+  },
+  // A run's events (src/core/runs.ts), each told once, after it is recorded; a failing tap is
+  // logged and never fails a job (a receiver that must not miss one keeps its own retries).
+  run: {
+    kind: 'series',
+    args: ['event', 'root'],
+    required: false,
+    dryRun: false,
+    returns: 'nothing; a failure is logged, never fails the job',
+    description: "hear a run's events: detected, complete, aborted, stalled, converted",
   },
 
   // ---- reports: doctor and history (not the lifecycle: run by those commands alone) ----------------
@@ -363,8 +383,9 @@ export function phasesSetting(field: JobField): PhaseName[] {
  * How a job ends: the one outcome vocabulary (logs, reconcile, recover, status, metrics, notify's
  * `on`; docs/operating.md "Outcomes"). refused: for a reason only a change to the directory or the
  * config can lift (a permanent RefusedError); remembered, not retried until then (src/core/refusals.ts).
+ * waiting: the run is not complete yet (a wait tap's { waiting: true }): looked at again, not a deferral.
  */
-export const OUTCOME_KINDS = ['converted', 'skipped', 'deferred', 'failed', 'refused', 'busy', 'recovered', 'rolled-back'] as const;
+export const OUTCOME_KINDS = ['converted', 'skipped', 'waiting', 'deferred', 'failed', 'refused', 'busy', 'recovered', 'rolled-back'] as const;
 
 export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
 

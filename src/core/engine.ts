@@ -22,6 +22,7 @@ import {
   quoteName,
 } from './errors.js';
 import { RefusalMemory, configHash } from './refusals.js';
+import { runBook } from './runs.js';
 import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
 import { Journal, jobId } from './journal.js';
@@ -126,7 +127,7 @@ export interface RecoveryResult {
 }
 
 /** The log level of an outcome: failures are errors, deferrals warnings, results notices. */
-function levelOf(kind: OutcomeKind): 'info' | 'notice' | 'warn' | 'error' {
+function levelOf(kind: OutcomeKind): 'debug' | 'info' | 'notice' | 'warn' | 'error' {
   return kind === 'failed'
     ? 'error'
     : kind === 'deferred' || kind === 'refused'
@@ -151,6 +152,8 @@ interface HandleRun {
   readonly options: HandleOptions;
   lock?: Lock;
   recovering?: Promise<void>;
+  /** What the wait tap said about looking again (for the outcome). */
+  recheckSeconds?: number;
 }
 
 export class RootEngine {
@@ -168,13 +171,8 @@ export class RootEngine {
 
   constructor(private readonly options: EngineOptions) {
     const log = createLogger([...options.sinks, (record) => this.hooks.log.call(record)], { rootdir: options.rootdir });
-    this.context = {
-      rootfs: options.rootfs,
-      rootdir: options.rootdir,
-      log,
-      dryRun: options.dryRun,
-      stateDir: options.stateDir,
-    };
+    const base = { rootfs: options.rootfs, rootdir: options.rootdir, log, dryRun: options.dryRun, stateDir: options.stateDir };
+    this.context = { ...base, runs: runBook(base, this.hooks) };
     this.journal = new Journal(options.stateDir);
     this.refusals = new RefusalMemory(options.stateDir, options.rootdir, configHash(options.rootfs, options.plugins));
   }
@@ -331,9 +329,15 @@ export class RootEngine {
   private async waitTurn(run: HandleRun): Promise<Outcome | undefined> {
     const { job, signal } = run;
     job.phase = 'wait';
+    await this.context.runs.note(job.name, { kind: 'detected' });
     if (this.runs('wait', job.log)) {
       const defer = await this.hooks.wait.promise(job);
-      if (defer) return await this.finish(run, 'deferred', `deferred: ${defer.defer}`);
+      if (defer) {
+        if (defer.recheckSeconds !== undefined) run.recheckSeconds = defer.recheckSeconds;
+        return defer.waiting
+          ? await this.finish(run, 'waiting', `waiting: ${defer.defer}`, undefined, 'debug')
+          : await this.finish(run, 'deferred', `deferred: ${defer.defer}`);
+      }
     }
     try {
       job.waitingFor = 'a work slot';
@@ -349,6 +353,7 @@ export class RootEngine {
   /** The journalled phases, in order; a failure rolls back (or, past the commit, is left for recovery). */
   private async runPhases(run: HandleRun): Promise<Outcome> {
     const { job, signal, options, started } = run;
+    await this.context.runs.note(job.name, { kind: 'converting' });
     for (const phase of JOURNALLED_PHASES) {
       if (options.deferCleanup && CONTRACT[phase].phase?.deferrable && job.record.committed && !this.context.dryRun) {
         await job.markStatus('cleanup-pending');
@@ -404,13 +409,19 @@ export class RootEngine {
     given: OutcomeKind,
     message: string,
     error?: Error,
-    chosen?: 'info' | 'notice' | 'warn' | 'error',
+    chosen?: 'debug' | 'info' | 'notice' | 'warn' | 'error',
     settled = true,
   ): Promise<Outcome> {
     const { job, name, started } = run;
     const kind: OutcomeKind = given === 'failed' && settled && isPermanentRefusal(error) ? 'refused' : given;
     const level = kind === given ? (chosen ?? levelOf(kind)) : levelOf(kind);
-    const outcome: Outcome = { kind, message, durationMs: Date.now() - started, ...(error ? { error } : {}) };
+    const outcome: Outcome = {
+      kind,
+      message,
+      durationMs: Date.now() - started,
+      ...(error ? { error } : {}),
+      ...(run.recheckSeconds !== undefined ? { recheckSeconds: run.recheckSeconds } : {}),
+    };
     // A root that is gone says nothing about the directory: what is remembered of it stays.
     const remember = !this.context.dryRun && kind !== 'busy' && !(error instanceof RootGoneError);
     if (remember)
@@ -686,8 +697,9 @@ export class RootEngine {
     else await this.refusals.forget(name);
   }
 
-  /** Tells the observers that a job ended; a failing observer is logged, never fatal. */
+  /** Tells the run and the observers that a job ended; a failing observer is logged, never fatal. */
   private async ended(job: JobImpl, outcome: Outcome): Promise<void> {
+    await this.noteRun(job, outcome).catch((e: unknown) => job.log.warn(`the run's state could not be recorded: ${oneLine(e)}`));
     for (const observer of job.observers) {
       try {
         await observer.end?.(job.live, outcome, job.record);
@@ -695,6 +707,17 @@ export class RootEngine {
         job.log.warn(`could not record the job's end (${oneLine(error)})`);
       }
     }
+  }
+
+  /** The run's state after a job: converted, or waiting again when a conversion it started ended otherwise. */
+  private async noteRun(job: JobImpl, outcome: Outcome): Promise<void> {
+    const runs = this.context.runs;
+    if (outcome.kind === 'converted' || outcome.kind === 'recovered') {
+      if (job.record.committed || this.context.dryRun)
+        await runs.note(job.name, { kind: 'converted', ...(job.record.filesystem ? { dataset: job.record.filesystem } : {}) });
+      return;
+    }
+    if ((await runs.get(job.name))?.state === 'converting') await runs.note(job.name, { kind: 'unconverted', note: outcome.message });
   }
 
   /**

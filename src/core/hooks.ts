@@ -9,6 +9,7 @@ import { CONTRACT, HOOK_ORDER, type ContractTable, type HookContract, type HookN
 import { ContractError } from './errors.js';
 import type { Assessment, Defer, Job, LogRecord, Outcome, RootContext, Skip, StepWhen, Survey } from './types.js';
 import type { DoctorCheck, DoctorContext, HistoryEntry } from './reports.js';
+import type { RunEvent } from './runs.js';
 
 export interface Hooks {
   // ---- once per root, before any job ----------------------------------------
@@ -51,6 +52,8 @@ export interface Hooks {
   readonly outcome: AsyncSeriesHook<[Job, Outcome]>;
   /** Make root-wide published state match the survey (for example: exports of every filesystem). */
   readonly sync: AsyncSeriesHook<[RootContext, Survey]>;
+  /** A run's event (detected, complete, aborted, stalled, converted), once, after it is recorded. */
+  readonly run: AsyncSeriesHook<[RunEvent, RootContext]>;
 
   // ---- reports: run by doctor (and check-config) and history alone -----------
   /** A plugin's checks of the machine and the root (src/core/reports.ts), appended to the list. */

@@ -41,6 +41,20 @@ export { ownVersion } from './version.js';
 export { loadPlugins, builtinNames, type LoadedPlugin, type PluginSource } from './loader.js';
 export { DEFAULT_STATE_DIR, loadConfig, validateConfig, type Config, type RootConfig } from './config.js';
 export { Journal, jobId } from './journal.js';
+export {
+  RunBook,
+  runBook,
+  advance,
+  RUN_STATES,
+  RUN_EVENTS,
+  FINAL_RUN_STATES,
+  type RunState,
+  type RunEventName,
+  type RunEvent,
+  type RunFact,
+  type RunRecord,
+  type Runs,
+} from './runs.js';
 export { setStderrOverlay, type StderrOverlay } from './logger.js';
 export { routeProcessWarnings, setWarningLog, processWarningCounts } from './logger.js';
 export {

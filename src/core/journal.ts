@@ -3,16 +3,13 @@
  * rewritten atomically and fsynced before every step that changes anything.
  * A job that ends well removes its file; whatever is left is work for recovery.
  */
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DamagedStateError, oneLine } from './errors.js';
 import { fsyncDir, isErrno, writeFileAtomic } from './fsutil.js';
 import type { JobRecord } from './types.js';
 
-export function jobId(rootdir: string, name: string): string {
-  return createHash('sha256').update(rootdir).update('\0').update(name).digest('hex').slice(0, 20);
-}
+export { jobId } from './job-id.js';
 
 export class Journal {
   readonly dir: string;

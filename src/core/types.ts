@@ -5,6 +5,7 @@
 import type { Hooks } from './hooks.js';
 import type { JobField, OutcomeKind, PhaseName } from './contract.js';
 import type { ProgressReport } from './progress.js';
+import type { Runs } from './runs.js';
 
 export type { JobField, OutcomeKind, PhaseName, ProgressReport };
 
@@ -53,6 +54,8 @@ export interface RootContext extends RootInfo {
   readonly dryRun: boolean;
   /** Where durable state (journal, locks) lives. */
   readonly stateDir: string;
+  /** The root's runs: their states and events (src/core/runs.ts). */
+  readonly runs: Runs;
 }
 
 /** Identity of the original directory, recorded when the job starts, checked before every move. */
@@ -224,6 +227,10 @@ export interface Skip {
 /** Returned by a wait tap to try again later (the directory stays as it is). */
 export interface Defer {
   readonly defer: string;
+  /** The run is not complete yet: the outcome is `waiting`, not `deferred` (no warning, no notification). */
+  readonly waiting?: true;
+  /** Look again after this long (the daemon queues it again then; default: the next sweep). */
+  readonly recheckSeconds?: number;
 }
 
 /** Returned by an `assess` tap during recovery: what is on disk for an interrupted job. */
@@ -251,6 +258,8 @@ export interface Outcome {
   readonly durationMs: number;
   /** A refusal recorded by an earlier run, answered from memory (nothing was tried or reported again). */
   readonly remembered?: boolean;
+  /** waiting (or deferred): when to look again, in seconds, as the wait tap said. */
+  readonly recheckSeconds?: number;
 }
 
 /** What a sweep of one root learns, in a constant number of external calls. */

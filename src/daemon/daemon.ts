@@ -36,6 +36,7 @@ export class Daemon {
   private readonly stop = new AbortController();
   private slots: Slots;
   private readonly retries = new Map<string, { attempts: number; timer?: NodeJS.Timeout }>();
+  private readonly rechecks = new Map<string, NodeJS.Timeout>();
   private readonly queue: JobQueue;
   private readonly watcher: RootWatcher;
   private readonly sweeper: Sweeper;
@@ -157,6 +158,7 @@ export class Daemon {
     this.sweeper.stop();
     this.status.halt();
     for (const r of this.retries.values()) clearTimeout(r.timer);
+    for (const timer of this.rechecks.values()) clearTimeout(timer);
     this.queue.clear();
     await this.watcher.close();
     await this.reloading;
@@ -193,7 +195,9 @@ export class Daemon {
       }
       const { outcome, after } = await runItem(engine, item, { signal: this.stop.signal, slots: this.slots });
       this.retryLater(item, outcome.kind === 'failed');
-      if (outcome.kind === 'deferred' && !this.stop.signal.aborted) {
+      if (outcome.recheckSeconds !== undefined && (outcome.kind === 'waiting' || outcome.kind === 'deferred'))
+        this.recheck(item, outcome.recheckSeconds);
+      else if (outcome.kind === 'deferred' && !this.stop.signal.aborted) {
         engine.log.info(`will be tried again at the next sweep (in at most ${this.app.config.watch.sweepIntervalSeconds} s)`, {
           dir: name,
         });
@@ -202,6 +206,22 @@ export class Daemon {
     } catch (error) {
       engine.log.error(`job failed unexpectedly: ${oneLine(error)}`, { dir: name });
     }
+  }
+
+  /**
+   * A run that waits (for its completion, say) is looked at again when its wait tap asked: a
+   * timer, no process and no lane meanwhile (the sweeps queue it too).
+   */
+  private recheck(item: QueueItem, seconds: number): void {
+    if (this.stop.signal.aborted) return;
+    const key = `${item.rootdir}\0${item.name}`;
+    clearTimeout(this.rechecks.get(key));
+    const timer = setTimeout(() => {
+      this.rechecks.delete(key);
+      this.queue.add(item.rootdir, item.name, item);
+    }, seconds * 1000);
+    timer.unref();
+    this.rechecks.set(key, timer);
   }
 
   /**

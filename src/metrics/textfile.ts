@@ -36,9 +36,10 @@ export const PREFIX = 'zfs_dynamic_creator';
  * The outcomes counted. Not 'skipped': incron starts a process for every directory made in a
  * root, and a name the filters leave alone is answered without a lock or a write (start-up time
  * of that path matters more than a count of names nobody asked to convert). Not 'refused': the
- * refusals standing are a gauge of their own.
+ * refusals standing are a gauge of their own. Not 'waiting': a run waiting for its completion is
+ * looked at every minute for days; the runs' states are a gauge of their own.
  */
-export const OUTCOMES: readonly OutcomeKind[] = OUTCOME_KINDS.filter((kind) => kind !== 'skipped' && kind !== 'refused');
+export const OUTCOMES: readonly OutcomeKind[] = OUTCOME_KINDS.filter((kind) => kind !== 'skipped' && kind !== 'refused' && kind !== 'waiting');
 /** Conversion durations (seconds): from the job's start (waits included) to its end. */
 export const DURATION_BUCKETS: readonly number[] = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
 const LOCK_ID = 'metrics';

@@ -49,8 +49,8 @@ describe('the contract table', () => {
     expect(core.AFTER_COMMIT).toBe(AFTER_COMMIT);
   });
 
-  it('says which hooks run in a dry run, as the engine does: not wait, step or rollback', () => {
-    expect(HOOK_ORDER.filter((h) => !CONTRACT[h].dryRun)).toEqual(['wait', 'step', 'rollback']);
+  it('says which hooks run in a dry run, as the engine does: not wait, step, rollback or run', () => {
+    expect(HOOK_ORDER.filter((h) => !CONTRACT[h].dryRun)).toEqual(['wait', 'step', 'rollback', 'run']);
     expect(HOOK_ORDER.filter((h) => CONTRACT[h].required)).toEqual(['provision', 'migrate', 'swap']);
   });
 

@@ -14,6 +14,7 @@ import { JobImpl, newRecord } from '../../src/core/job.js';
 import { Journal, jobId } from '../../src/core/journal.js';
 import { createLogger } from '../../src/core/logger.js';
 import type { LogRecord, RootContext } from '../../src/core/types.js';
+import { withRuns } from '../helpers/runs.js';
 
 let stateDir: string;
 /** Which step was running each time the drill's signal arrived. */
@@ -38,7 +39,7 @@ async function drill(killAt: string, duringMs: number) {
   const hooks = createHooks();
   const records: LogRecord[] = [];
   const log = createLogger([(r) => records.push(r)]);
-  const root: RootContext = { rootfs: 'tank/r', rootdir: '/tank/r', log, dryRun: false, stateDir };
+  const root: RootContext = withRuns({ rootfs: 'tank/r', rootdir: '/tank/r', log, dryRun: false, stateDir }, hooks);
   const options = faultInjection.options!.parse({ killAt, when: 'during', duringMs, signal: 'SIGUSR2' });
   await faultInjection.apply(hooks, { options, root, log, dryRun: false, stateDir });
   const job = new JobImpl(root, newRecord(root, jobId(root.rootdir, 'd'), 'd'), new Journal(stateDir), new AbortController().signal, hooks);

@@ -14,6 +14,8 @@ import { JobImpl, newRecord } from '../../src/core/job.js';
 import { Journal, jobId } from '../../src/core/journal.js';
 import { createLogger } from '../../src/core/logger.js';
 import { JOB_FIELDS, phasesSetting, type JobRecord, type RootContext } from '../../src/core/index.js';
+import { createHooks } from '../../src/core/hooks.js';
+import { withRuns } from '../helpers/runs.js';
 
 let tmp: string;
 let rootdir: string;
@@ -204,7 +206,7 @@ describe("job.data: each plugin's own namespace in the job record", () => {
 
   it('outside a tap it needs the plugin name', async () => {
     const log = createLogger([]);
-    const root: RootContext = { rootfs: 'tank/root', rootdir, log, dryRun: false, stateDir };
+    const root: RootContext = withRuns({ rootfs: 'tank/root', rootdir, log, dryRun: false, stateDir }, createHooks());
     const job = new JobImpl(root, newRecord(root, id(), 'd'), new Journal(stateDir), new AbortController().signal);
     job.phase = 'migrate';
     expect(() => job.data()).toThrow(new ContractError('job.data() outside a tap needs the name of the plugin whose data it is'));

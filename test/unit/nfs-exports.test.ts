@@ -26,6 +26,7 @@ import {
   withBlock,
 } from '../../plugins/nfs-exports/exports.js';
 import { parseExportfsVerbose } from '../helpers/exports.js';
+import { withRuns } from '../helpers/runs.js';
 
 describe('escapePath / unescapePath', () => {
   it('escapes space, tab, newline, backslash, # and " as exportfs octal', () => {
@@ -519,7 +520,7 @@ describe('the plugin writing an exports file other people edit', () => {
     const log = createLogger([(r) => logs.push(r)]);
     const opts = plugin.options!.parse({ mode: 'exports-file', exportsFile, dropInFile: join(dir, 'exports.d', 'z.exports'), ...options });
     await plugin.apply(hooks, { options: opts, root: { rootfs: 'p', rootdir: ROOT }, log, dryRun: false, stateDir: join(dir, 'state') });
-    const root: RootContext = { rootfs: 'p', rootdir: ROOT, log, dryRun: false, stateDir: join(dir, 'state') };
+    const root: RootContext = withRuns({ rootfs: 'p', rootdir: ROOT, log, dryRun: false, stateDir: join(dir, 'state') }, hooks);
     const survey = (live: string[], other: string[] = []): Survey => ({
       directories: new Set(),
       filesystems: new Map<string, { mountpoint: string; mounted: boolean }>([

@@ -14,6 +14,7 @@ import { createLogger } from '../../src/core/logger.js';
 import type { RootContext, Survey } from '../../src/core/index.js';
 import plugin from '../../plugins/nfs-exports/index.js';
 import zfsPlugin from '../../plugins/zfs/index.js';
+import { withRuns } from '../helpers/runs.js';
 
 let dir: string;
 let zfsLog: string;
@@ -47,7 +48,10 @@ async function fakeZfs(): Promise<string> {
 async function setup() {
   const hooks = createHooks();
   const log = createLogger([]);
-  const root: RootContext = { rootfs: 'tank/root', rootdir: '/srv/root', log, dryRun: false, stateDir: join(dir, 'state') };
+  const root: RootContext = withRuns(
+    { rootfs: 'tank/root', rootdir: '/srv/root', log, dryRun: false, stateDir: join(dir, 'state') },
+    hooks,
+  );
   // zfs runs with the zfs plugin's command, the one zfs of the root.
   const zfsOptions = zfsPlugin.options!.parse({ command: await fakeZfs() });
   await zfsPlugin.apply(hooks, { options: zfsOptions, root, log, dryRun: false, stateDir: root.stateDir });

@@ -27,6 +27,8 @@ import {
 import { LiveLines, MAX_LINES, SHOW_AFTER_MS, eraseLines } from '../../src/progress/live.js';
 import { FIRST_MS, Heartbeat, MAX_EVERY_MS } from '../../src/progress/heartbeat.js';
 import { copiedItem } from '../../plugins/rsync/copy.js';
+import { createHooks } from '../../src/core/hooks.js';
+import { withRuns } from '../helpers/runs.js';
 
 const T0 = new Date(2026, 10, 27, 10, 41, 2).getTime();
 
@@ -239,7 +241,10 @@ describe("the job's live state", () => {
 
   it('follows phase, step, waits and counts, and tells its observers', async () => {
     stateDir = await mkdtemp(join(tmpdir(), 'zdc-progress-'));
-    const root: RootContext = { rootfs: 'tank/runs', rootdir: '/tank/runs', log: createLogger([]), dryRun: false, stateDir };
+    const root: RootContext = withRuns(
+      { rootfs: 'tank/runs', rootdir: '/tank/runs', log: createLogger([]), dryRun: false, stateDir },
+      createHooks(),
+    );
     const job = new JobImpl(root, newRecord(root, jobId(root.rootdir, 'd'), 'd'), new Journal(stateDir), new AbortController().signal);
     const seen: string[] = [];
     const update = vi.fn((p: JobProgress) =>
