@@ -385,7 +385,17 @@ export function phasesSetting(field: JobField): PhaseName[] {
  * config can lift (a permanent RefusedError); remembered, not retried until then (src/core/refusals.ts).
  * waiting: the run is not complete yet (a wait tap's { waiting: true }): looked at again, not a deferral.
  */
-export const OUTCOME_KINDS = ['converted', 'skipped', 'waiting', 'deferred', 'failed', 'refused', 'busy', 'recovered', 'rolled-back'] as const;
+export const OUTCOME_KINDS = [
+  'converted',
+  'skipped',
+  'waiting',
+  'deferred',
+  'failed',
+  'refused',
+  'busy',
+  'recovered',
+  'rolled-back',
+] as const;
 
 export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
 

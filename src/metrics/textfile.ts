@@ -39,7 +39,9 @@ export const PREFIX = 'zfs_dynamic_creator';
  * refusals standing are a gauge of their own. Not 'waiting': a run waiting for its completion is
  * looked at every minute for days; the runs' states are a gauge of their own.
  */
-export const OUTCOMES: readonly OutcomeKind[] = OUTCOME_KINDS.filter((kind) => kind !== 'skipped' && kind !== 'refused' && kind !== 'waiting');
+export const OUTCOMES: readonly OutcomeKind[] = OUTCOME_KINDS.filter(
+  (kind) => kind !== 'skipped' && kind !== 'refused' && kind !== 'waiting',
+);
 /** Conversion durations (seconds): from the job's start (waits included) to its end. */
 export const DURATION_BUCKETS: readonly number[] = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600];
 const LOCK_ID = 'metrics';
