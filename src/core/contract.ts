@@ -410,11 +410,14 @@ export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
  *                         only then removes the original;
  *          STAGE.finish   then the filesystem plugin finishes the new filesystem (limits such as
  *                         quota, which could make a catch-up fail, and its state).
+ * wait     STAGE.completion  the completion plugin asks whether the run is complete before
+ *                         quiet-wait's quiet window (a run not complete waits without one).
  * any      STAGE.first    before every other tap of the hook, STAGE.last after all of them
  *                         (fault-injection's drills before or after a whole phase).
  */
 export const STAGE = {
   first: -100,
+  completion: -10,
   commit: 0,
   catchUp: 10,
   retire: 0,
