@@ -96,7 +96,7 @@ async function statusOf(dir: DirRef, file: string): Promise<Status> {
   const read = await readSmall(dir, file);
   if (read === undefined) return undefined;
   if ('odd' in read) return { problem: read.odd };
-  const status = xmlElement(read.text, ['CompletionStatus', 'RunStatus']);
+  const status = xmlElement(read.text, ['CompletionStatus']);
   if (status === undefined) return { problem: `${file} does not parse (no CompletionStatus)` };
   return status === 'CompletedAsPlanned' ? { at: read.mtimeMs } : { ended: status, at: read.mtimeMs };
 }
