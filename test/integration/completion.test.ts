@@ -49,7 +49,9 @@ function cycles(dir: string, ms: number): { stop: () => Promise<number> } {
     running = false;
     return done;
   };
-  onTestFinished(stop);
+  onTestFinished(async () => {
+    await stop();
+  });
   return { stop };
 }
 
