@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { IdentityError, type DoctorContext, type RunEventName } from '../../src/index.js';
 import { testRoot, type TestRoot } from '../../src/testing.js';
 import completion from '../../plugins/completion/index.js';
+import quietWait from '../../plugins/quiet-wait/index.js';
 import { completionDoctor } from '../../plugins/completion/doctor.js';
 import { options } from '../../plugins/completion/options.js';
 import { presetRules } from '../../plugins/completion/presets.js';
@@ -141,6 +142,13 @@ describe('completion: the quiet policy and the sync tap', () => {
     await marker(run, 'final_summary_PAO12345_abcdef01.txt', 300);
     expect(await root.wait(await root.job(name))).toBeUndefined();
     expect(await root.context.runs.get(name)).toMatchObject({ state: 'complete', policy: 'quiet (nanopore)' });
+  });
+
+  it("its wait tap runs before quiet-wait's, wherever it is in the list (STAGE.completion)", async () => {
+    root = await testRoot();
+    await root.use(quietWait);
+    await root.use(completion, { preset: 'marker' });
+    expect(root.hooks.wait.taps.map((t) => t.name)).toEqual(['completion', 'quiet-wait']);
   });
 
   it('quiet without rules taps nothing but doctor', async () => {
