@@ -34,6 +34,14 @@ async function runRecord(name: string): Promise<RunRecord> {
   return JSON.parse(await readFile(join(p.stateDir, 'runs', `${jobId(p.mount, name)}.json`), 'utf8')) as RunRecord;
 }
 
+/** The run's record once its job has ended (the dataset is live before the job notes it converted). */
+async function settledRun(name: string): Promise<RunRecord> {
+  for (let deadline = Date.now() + scaled(30_000); ; await sleep(100)) {
+    const run = await runRecord(name);
+    if (run.state !== 'converting' || Date.now() > deadline) return run;
+  }
+}
+
 /** Writes a cycle file into `dir` every `ms` until stopped (as an instrument does, faster). */
 function cycles(dir: string, ms: number): { stop: () => Promise<number> } {
   let running = true;
@@ -72,9 +80,9 @@ describe('completion under watch', () => {
     await writeFile(join(dir, 'CopyComplete.txt'), '');
     await waitLive(p, [name], scaled(60_000));
     for (let i = 0; i < written; i++) expect(await readFile(join(dir, `C${i}.1.cbcl`), 'utf8')).toBe(`cycle ${i}\n`);
-    expect(await runRecord(name)).toMatchObject({ state: 'complete', completion: 'complete', dataset: `${p.pool}/${name}` });
+    expect(await settledRun(name)).toMatchObject({ state: 'complete', completion: 'complete', dataset: `${p.pool}/${name}` });
     expect(daemon.output()).toContain('complete: CopyComplete.txt present (NovaSeq X (instrument LH00123))');
-    expect(daemon.output().match(/waiting for CopyComplete.txt/g)).toHaveLength(1); // repeated looks are silent
+    expect(daemon.output().match(/waiting for CopyComplete.txt \(NovaSeq X/g)).toHaveLength(1); // repeated looks are silent
     expect(await daemon.stop()).toBe(0);
   });
 
@@ -88,7 +96,7 @@ describe('completion under watch', () => {
     const xml = '<?xml version="1.0"?>\n<RunCompletionStatus><CompletionStatus>UserEndedEarly</CompletionStatus></RunCompletionStatus>\n';
     await writeFile(join(dir, 'RunCompletionStatus.xml'), xml);
     await waitLive(p, [name], scaled(60_000));
-    expect(await runRecord(name)).toMatchObject({
+    expect(await settledRun(name)).toMatchObject({
       state: 'aborted',
       completion: 'aborted',
       note: expect.stringContaining('UserEndedEarly'),
