@@ -44,6 +44,8 @@ export { Journal, jobId } from './journal.js';
 export {
   RunBook,
   runBook,
+  readRuns,
+  runFile,
   advance,
   RUN_STATES,
   RUN_EVENTS,
