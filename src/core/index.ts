@@ -46,6 +46,7 @@ export {
   runBook,
   readRuns,
   runFile,
+  runsDir,
   advance,
   RUN_STATES,
   RUN_EVENTS,

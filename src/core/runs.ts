@@ -180,7 +180,8 @@ function parse(text: string, rootdir?: string): RunRecord | undefined {
   }
 }
 
-const runsDir = (stateDir: string): string => join(stateDir, 'runs');
+/** Where the runs are kept. */
+export const runsDir = (stateDir: string): string => join(stateDir, 'runs');
 
 /** How many run files are read at once (a root may know 10,000 runs: never as many descriptors). */
 const READ_BATCH = 64;

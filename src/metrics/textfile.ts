@@ -27,6 +27,7 @@ import {
   isLocked,
   readRuns,
   runFile,
+  runsDir,
   writeFileAtomic,
   type JobObserver,
   type JobProgress,
@@ -392,6 +393,8 @@ export const metricsStateFile = (stateDir: string): string => join(stateDir, 'me
 export class MetricsTextfile {
   private lastGauges = '';
   private lastBeat = 0;
+  /** The runs' gauges as last read, and the runs directory's time then (the daemon writes every second). */
+  private runsRead: { mtimeMs: number; readAt: number; gauges: Map<string, RunGauges> } | undefined;
 
   constructor(
     readonly textfile: string,
@@ -412,7 +415,7 @@ export class MetricsTextfile {
       // The counters are kept even when the textfile cannot be written: the next write shows them.
       const refused = new Map<string, number>();
       for (const r of await listRefusals(join(this.stateDir, 'refusals'))) refused.set(r.rootdir, (refused.get(r.rootdir) ?? 0) + 1);
-      const runs = runGauges(await readRuns(this.stateDir));
+      const runs = await this.runs();
       await writeFileAtomic(
         this.textfile,
         renderMetrics(state, pidAlive, refused, await interruptedJobs(this.stateDir), runs),
@@ -464,6 +467,21 @@ export class MetricsTextfile {
         await this.update((state) => recordOutcome(state, job.rootdir, outcome, record.copied));
       },
     };
+  }
+
+  /**
+   * The runs' gauges, read again only when the runs directory changed (every record is written by
+   * a rename into it, every forget unlinks): a root may know 10,000 runs. A change within a second
+   * of the last read is not trusted to the clock's granularity: read again.
+   */
+  private async runs(): Promise<Map<string, RunGauges>> {
+    const readAt = Date.now();
+    const mtimeMs = (await stat(runsDir(this.stateDir)).catch(() => undefined))?.mtimeMs ?? 0;
+    const seen = this.runsRead;
+    if (seen !== undefined && seen.mtimeMs === mtimeMs && seen.readAt - mtimeMs > 1000) return seen.gauges;
+    const gauges = runGauges(await readRuns(this.stateDir));
+    this.runsRead = { mtimeMs, readAt, gauges };
+    return gauges;
   }
 
   /** Whether the job's run was written after the textfile's last write (metrics.json's time). */
