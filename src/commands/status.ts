@@ -75,9 +75,10 @@ const RECENT_MS = 86_400_000;
  * a root that knows 10,000 runs gives a bounded answer. `omitted`: the settled ones not listed.
  */
 export function selectRuns(
-  all: readonly RunRecord[],
+  known: readonly RunRecord[],
   now: number = Date.now(),
 ): { runs: StatusRun[]; runCounts: Record<RunState, number>; runsOmitted: number } {
+  const all = known.filter((r) => RUN_STATES.includes(r.state));
   const runCounts = Object.fromEntries(RUN_STATES.map((s) => [s, 0])) as Record<RunState, number>;
   for (const run of all) runCounts[run.state] += 1;
   const open = OPEN_RUN_STATES.flatMap((state) => all.filter((r) => r.state === state));

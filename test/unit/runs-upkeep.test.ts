@@ -64,6 +64,7 @@ describe('status', () => {
       run('s1', 'stalled', ago(DAY), { stalledSince: ago(2 * DAY), note: 'not written to for 24 h' }),
       run('c1', 'converting', ago(60_000)),
       run('old', 'complete', ago(2 * DAY)),
+      run('odd', 'lost' as RunRecord['state'], ago(DAY)), // a file edited by hand: left out
       ...Array.from({ length: 10_000 }, (_, i) => run(`r${i}`, 'converted', ago(i * 1000), { dataset: `tank/runs/r${i}` })),
     ];
     const { runs, runCounts, runsOmitted } = selectRuns(all, now);
