@@ -30,7 +30,7 @@ import {
 import { acquireLock, type Lock } from '../core/lock.js';
 import { stopOnSignals } from '../core/stop.js';
 import { JobQueue } from '../daemon/queue.js';
-import { runItem, sweepItems } from '../daemon/sweeper.js';
+import { pruneRuns, runItem, sweepItems } from '../daemon/sweeper.js';
 import { jsonText } from './envelope.js';
 
 export interface SweepSummary {
@@ -89,9 +89,13 @@ export async function sweepRoot(engine: RootEngine, limits: SweepLimits, signal?
   };
   const base = { rootdir: engine.context.rootdir, rootfs: engine.context.rootfs };
   try {
+    const surveyed = Date.now();
     const survey: Survey = await engine.survey();
-    // Refusals of directories that are gone (removed, renamed, converted) are forgotten.
-    if (!engine.context.dryRun) await engine.refusals.prune(survey.directories);
+    // Refusals of directories that are gone (removed, renamed, converted) are forgotten, and runs gone or long over.
+    if (!engine.context.dryRun) {
+      await engine.refusals.prune(survey.directories);
+      await pruneRuns(engine.context.runs, survey, surveyed);
+    }
     const queue = new JobQueue({
       maxJobs: () => limits.maxJobs,
       maxJobsPerOwner: () => limits.maxJobsPerOwner ?? limits.maxJobs,

@@ -8,7 +8,20 @@
  * hook's contract); the others are listed as ignored, with the filter's reason.
  */
 import type { App } from '../app.js';
-import { Journal, RootEngine, RootGoneError, humanTime, isLocked, jobId, oneLine, type ActiveJob, type JobRecord } from '../core/index.js';
+import {
+  Journal,
+  RUN_STATES,
+  RootEngine,
+  RootGoneError,
+  humanTime,
+  isLocked,
+  jobId,
+  oneLine,
+  type ActiveJob,
+  type JobRecord,
+  type RunRecord,
+  type RunState,
+} from '../core/index.js';
 import { goneLine, goneRoots } from '../core/roots.js';
 import { etcConfigFile } from '../core/config.js';
 import { previewFilter } from '../core/preview.js';
@@ -47,6 +60,37 @@ export interface StatusIgnored {
   readonly refused: boolean;
 }
 
+/** A run (src/core/runs.ts) as status shows it: its record without what was told of it. */
+export type StatusRun = Omit<RunRecord, 'version' | 'rootdir' | 'told'>;
+
+/** The states status lists every run of; the others (settled) only the recent ones. */
+const OPEN_RUN_STATES: readonly RunState[] = ['stalled', 'waiting', 'converting'];
+/** Settled runs (converted, complete, aborted) listed: those of the last day, at most this many, newest first. */
+export const RECENT_RUNS = 50;
+const RECENT_MS = 86_400_000;
+
+/**
+ * The runs to show and their counts: every open one (stalled first, then waiting and converting,
+ * by name), then the settled ones of the last day, newest first, at most RECENT_RUNS; so that
+ * a root that knows 10,000 runs gives a bounded answer. `omitted`: the settled ones not listed.
+ */
+export function selectRuns(
+  known: readonly RunRecord[],
+  now: number = Date.now(),
+): { runs: StatusRun[]; runCounts: Record<RunState, number>; runsOmitted: number } {
+  const all = known.filter((r) => RUN_STATES.includes(r.state));
+  const runCounts = Object.fromEntries(RUN_STATES.map((s) => [s, 0])) as Record<RunState, number>;
+  for (const run of all) runCounts[run.state] += 1;
+  const open = OPEN_RUN_STATES.flatMap((state) => all.filter((r) => r.state === state));
+  const settled = all.filter((r) => !OPEN_RUN_STATES.includes(r.state));
+  const recent = settled
+    .filter((r) => now - Date.parse(r.since) <= RECENT_MS)
+    .sort((a, b) => Date.parse(b.since) - Date.parse(a.since))
+    .slice(0, RECENT_RUNS);
+  const shown = [...open, ...recent].map(({ version: _v, rootdir: _r, told: _t, ...rest }) => rest);
+  return { runs: shown, runCounts, runsOmitted: settled.length - recent.length };
+}
+
 export interface StatusRoot {
   readonly rootfs: string;
   readonly rootdir: string;
@@ -63,6 +107,10 @@ export interface StatusRoot {
   /** Names with work left by an interrupted job (journal or dataset state). */
   readonly leftovers: string[];
   readonly jobs: StatusJob[];
+  /** The runs (selectRuns): every open one, the settled ones of the last day; counts of all. */
+  readonly runs: StatusRun[];
+  readonly runCounts: Record<RunState, number>;
+  readonly runsOmitted: number;
   /** Why the root could not be surveyed (its jobs are still listed). */
   readonly error?: string;
   /** The root is gone (filesystem or directory missing): why; its jobs wait until it is back. */
@@ -129,6 +177,7 @@ async function journalOnlyRoots(app: App): Promise<StatusRoot[]> {
       refused: [],
       leftovers: records.map((r) => r.name),
       jobs: await statusJobs(app, records),
+      ...selectRuns([]),
       unconfigured: true,
     };
     roots.push(note ? { ...base, gone: note.reason } : base);
@@ -142,12 +191,14 @@ export async function collectStatus(app: App): Promise<StatusRoot[]> {
     const records = await engine.journal.list(engine.context.rootdir);
     const jobs = await statusJobs(app, records);
     const base = { rootfs: engine.context.rootfs, rootdir: engine.context.rootdir };
+    const runs = selectRuns(await engine.context.runs.list());
     let survey;
     try {
       survey = await engine.survey();
     } catch (error) {
       const why = error instanceof RootGoneError ? { gone: error.message } : { error: oneLine(error) };
-      roots.push({ ...base, filesystems: 0, waiting: [], ignored: [], refused: [], leftovers: records.map((r) => r.name), jobs, ...why });
+      const leftovers = records.map((r) => r.name);
+      roots.push({ ...base, filesystems: 0, waiting: [], ignored: [], refused: [], leftovers, jobs, ...runs, ...why });
       continue;
     }
     const waiting: string[] = [];
@@ -164,7 +215,8 @@ export async function collectStatus(app: App): Promise<StatusRoot[]> {
       else if (verdict.refused === true) refused.push({ name, reason: verdict.reason });
       else ignored.push({ name, reason: verdict.reason, refused: false });
     }
-    roots.push({ ...base, filesystems: survey.filesystems.size, waiting, ignored, refused, leftovers: [...survey.leftovers].sort(), jobs });
+    const leftovers = [...survey.leftovers].sort();
+    roots.push({ ...base, filesystems: survey.filesystems.size, waiting, ignored, refused, leftovers, jobs, ...runs });
   }
   return [...roots, ...(await journalOnlyRoots(app))];
 }
@@ -179,6 +231,25 @@ export function progressText(p: ActiveJob['progress']): string {
   if (p.bytesPerSecond !== undefined) parts.push(`${mib(p.bytesPerSecond)} MiB/s`);
   if (p.etaSeconds !== undefined) parts.push(`about ${p.etaSeconds} s left`);
   return parts.length > 0 ? `: ${parts.join(', ')}` : '';
+}
+
+/** A root's runs: their counts, then one line each (a stalled one needs attention). */
+export function runLines(root: Pick<StatusRoot, 'runs' | 'runCounts' | 'runsOmitted'>): string[] {
+  const q = JSON.stringify;
+  const counts = RUN_STATES.filter((s) => root.runCounts[s] > 0).map((s) => `${root.runCounts[s]} ${s}`);
+  if (counts.length === 0) return [];
+  const lines = [`  runs: ${counts.join(', ')}`];
+  for (const r of root.runs) {
+    const policy = r.policy !== undefined ? `policy ${r.policy}` : undefined;
+    const note = r.note !== undefined ? `: ${r.note}` : '';
+    const dataset = r.dataset !== undefined ? ` in ${r.dataset}` : '';
+    const stalled = `stalled since ${humanTime(r.since)}, last written to ${humanTime(r.stalledSince ?? r.since)}`;
+    if (r.state === 'stalled')
+      lines.push(`  ${'stalled'.padEnd(12)} ${q(r.name)} needs attention${note} (${[stalled, policy].filter(Boolean).join('; ')})`);
+    else lines.push(`  ${r.state.padEnd(12)} ${q(r.name)} since ${humanTime(r.since)}${dataset}${note}${policy ? ` (${policy})` : ''}`);
+  }
+  if (root.runsOmitted > 0) lines.push(`  (${root.runsOmitted} converted, complete or aborted run(s) before the last day not listed)`);
+  return lines;
 }
 
 /** The daemon's lines: gone without stopping, or running with its jobs. */
@@ -239,11 +310,15 @@ export async function status(app: App, options: { json: boolean }): Promise<numb
     } else {
       const ignored = root.ignored.length > 0 ? `, ${root.ignored.length} skipped by the filters` : '';
       const refused = root.refused.length > 0 ? `, ${root.refused.length} refused (need attention)` : '';
+      const stalled = root.runCounts.stalled > 0 ? `, ${root.runCounts.stalled} run(s) stalled (need attention)` : '';
       lines.push(
-        `${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting${refused}${ignored}, ${root.jobs.length} job(s) in the journal`,
+        `${root.rootdir} (${root.rootfs}): ${root.filesystems} filesystem(s), ${root.waiting.length} directory(ies) waiting${refused}${stalled}${ignored}, ${root.jobs.length} job(s) in the journal`,
       );
     }
-    for (const name of root.waiting) lines.push(`  ${'waiting'.padEnd(12)} ${q(name)}`);
+    // A directory whose run is listed is said there, with its state and since when.
+    const listed = new Set(root.runs.filter((r) => OPEN_RUN_STATES.includes(r.state)).map((r) => r.name));
+    for (const name of root.waiting.filter((n) => !listed.has(n))) lines.push(`  ${'waiting'.padEnd(12)} ${q(name)}`);
+    lines.push(...runLines(root));
     for (const r of root.refused) {
       const when =
         r.since !== undefined

@@ -44,6 +44,9 @@ export { Journal, jobId } from './journal.js';
 export {
   RunBook,
   runBook,
+  readRuns,
+  runFile,
+  runsDir,
   advance,
   RUN_STATES,
   RUN_EVENTS,

@@ -164,10 +164,15 @@ export function advance(
   return { run: JSON.parse(JSON.stringify(run)) as RunRecord, events };
 }
 
-function parse(text: string, rootdir: string): RunRecord | undefined {
+/** A record read back (undefined: damaged, or of another root when `rootdir` is given). */
+function parse(text: string, rootdir?: string): RunRecord | undefined {
   try {
     const value = JSON.parse(text) as RunRecord;
-    return value.version === 1 && value.rootdir === rootdir && typeof value.name === 'string' && Array.isArray(value.told)
+    return value.version === 1 &&
+      typeof value.rootdir === 'string' &&
+      (rootdir === undefined || value.rootdir === rootdir) &&
+      typeof value.name === 'string' &&
+      Array.isArray(value.told)
       ? value
       : undefined;
   } catch {
@@ -175,20 +180,42 @@ function parse(text: string, rootdir: string): RunRecord | undefined {
   }
 }
 
+/** Where the runs are kept. */
+export const runsDir = (stateDir: string): string => join(stateDir, 'runs');
+
+/** How many run files are read at once (a root may know 10,000 runs: never as many descriptors). */
+const READ_BATCH = 64;
+
+/** Every run in <stateDir>/runs (of every root, or of `rootdir`), by name; damaged files left out. */
+export async function readRuns(stateDir: string, rootdir?: string): Promise<RunRecord[]> {
+  const dir = runsDir(stateDir);
+  const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.json'));
+  const runs: RunRecord[] = [];
+  for (let i = 0; i < files.length; i += READ_BATCH) {
+    const batch = files.slice(i, i + READ_BATCH);
+    for (const run of await Promise.all(batch.map(async (f) => parse(await readFile(join(dir, f), 'utf8').catch(() => ''), rootdir))))
+      if (run !== undefined) runs.push(run);
+  }
+  return runs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The file of a run (whether it exists or not). */
+export const runFile = (stateDir: string, rootdir: string, name: string): string => join(runsDir(stateDir), `${jobId(rootdir, name)}.json`);
+
 /** The runs of one root, in the stateDir (see the top of this file). */
 export class RunBook implements Runs {
   readonly dir: string;
 
   constructor(
-    stateDir: string,
+    private readonly stateDir: string,
     private readonly rootdir: string,
     private readonly options: { readonly dryRun: boolean; readonly tell: (event: RunEvent) => Promise<void> },
   ) {
-    this.dir = join(stateDir, 'runs');
+    this.dir = runsDir(stateDir);
   }
 
   private file(name: string): string {
-    return join(this.dir, `${jobId(this.rootdir, name)}.json`);
+    return runFile(this.stateDir, this.rootdir, name);
   }
 
   async get(name: string): Promise<RunRecord | undefined> {
@@ -197,13 +224,7 @@ export class RunBook implements Runs {
   }
 
   async list(): Promise<RunRecord[]> {
-    const files = await readdir(this.dir).catch(() => [] as string[]);
-    const runs = await Promise.all(
-      files
-        .filter((f) => f.endsWith('.json'))
-        .map(async (f) => parse(await readFile(join(this.dir, f), 'utf8').catch(() => ''), this.rootdir)),
-    );
-    return runs.filter((r): r is RunRecord => r !== undefined).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return readRuns(this.stateDir, this.rootdir);
   }
 
   async note(name: string, fact: RunFact): Promise<{ run: RunRecord; changed: boolean }> {

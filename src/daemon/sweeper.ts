@@ -8,8 +8,44 @@
  * queue like any other (its lane, its owner's turn), so an original held for its whole grace
  * period keeps one lane of its owner's for that long, never the sweep nor anyone else's turn.
  */
-import { OwnerRing, RootEngine, RootGoneError, oneLine, ownerOf, type Outcome, type Slots, type Survey } from '../core/index.js';
+import {
+  FINAL_RUN_STATES,
+  OwnerRing,
+  RootEngine,
+  RootGoneError,
+  oneLine,
+  ownerOf,
+  type Outcome,
+  type RunRecord,
+  type Runs,
+  type Slots,
+  type Survey,
+} from '../core/index.js';
 import type { QueueItem } from './queue.js';
+
+/** Complete and aborted runs are forgotten this many days after they became so (once converted or gone). */
+export const FINAL_RUNS_KEPT_DAYS = 30;
+
+/**
+ * Whether a sweep forgets a run: its directory and its filesystem are both gone (for a run below
+ * the root's first level, the first level's), or it is complete or aborted for longer than
+ * FINAL_RUNS_KEPT_DAYS and converted (one still a plain directory keeps its run: forgotten, it
+ * would be detected and told again). A run converting, with work left by an interrupted job,
+ * or changed since the survey began (`surveyed`, epoch ms), is kept.
+ */
+export function forgettable(run: RunRecord, survey: Survey, surveyed: number): boolean {
+  const since = Date.parse(run.since);
+  if (run.state === 'converting' || !(since < surveyed)) return false;
+  const top = run.name.split('/')[0]!;
+  if (!survey.directories.has(top) && !survey.filesystems.has(top) && !survey.leftovers.has(top)) return true;
+  if (top !== run.name || survey.leftovers.has(run.name) || !survey.filesystems.has(run.name)) return false;
+  return FINAL_RUN_STATES.includes(run.state) && surveyed - since > FINAL_RUNS_KEPT_DAYS * 86_400_000;
+}
+
+/** The sweep's upkeep of the runs (not in a dry run): forgets those `forgettable` says. */
+export async function pruneRuns(runs: Runs, survey: Survey, surveyed: number): Promise<void> {
+  for (const run of await runs.list()) if (forgettable(run, survey, surveyed)) await runs.forget(run.name);
+}
 
 export interface SweeperOptions {
   /** The engines of the config in force now. */
@@ -98,8 +134,12 @@ export class Sweeper {
     for (const engine of this.options.engines()) {
       if (signal.aborted) break;
       try {
+        const surveyed = Date.now();
         const survey = await engine.survey();
-        if (!engine.context.dryRun) await engine.refusals.prune(survey.directories);
+        if (!engine.context.dryRun) {
+          await engine.refusals.prune(survey.directories);
+          await pruneRuns(engine.context.runs, survey, surveyed);
+        }
         for (const item of await sweepItems(engine, survey)) this.options.enqueue(item);
         if (!signal.aborted) await engine.sync(survey);
         this.options.onSwept?.(engine.context.rootdir);

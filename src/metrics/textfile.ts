@@ -15,20 +15,27 @@
  * as 0 once that process is gone; its heartbeat (a timestamp written every HEARTBEAT_SECONDS)
  * is what tells that it runs: a file cannot say that its writer died, a timestamp ages.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listRefusals } from '../core/refusals.js';
 import { Journal } from '../core/journal.js';
+import { FINAL_RUNS_KEPT_DAYS } from '../daemon/sweeper.js';
 import {
   OUTCOME_KINDS,
+  RUN_STATES,
   acquireLock,
   isLocked,
+  readRuns,
+  runFile,
+  runsDir,
   writeFileAtomic,
   type JobObserver,
   type JobProgress,
   type JobRecord,
   type Outcome,
   type OutcomeKind,
+  type RunRecord,
+  type RunState,
 } from '../core/index.js';
 
 export const PREFIX = 'zfs_dynamic_creator';
@@ -185,16 +192,49 @@ export async function interruptedJobs(stateDir: string): Promise<Map<string, Int
   return out;
 }
 
+/** A root's runs (src/core/runs.ts), as the textfile shows them. */
+export interface RunGauges {
+  readonly states: Record<RunState, number>;
+  /** Epoch seconds: when the run waiting longest entered the waiting state. */
+  readonly oldestWaiting?: number;
+  /** Epoch seconds: when the run stalled longest ago was last written to. */
+  readonly oldestStalled?: number;
+}
+
+const epoch = (iso: string | undefined): number | undefined => {
+  const ms = iso === undefined ? NaN : Date.parse(iso);
+  return Number.isFinite(ms) ? Math.floor(ms / 1000) : undefined;
+};
+const oldest = (a: number | undefined, b: number | undefined): number | undefined =>
+  a === undefined ? b : b === undefined ? a : Math.min(a, b);
+
+/** The runs per root: how many in each state, the oldest waiting and the oldest stall. */
+export function runGauges(runs: readonly RunRecord[]): Map<string, RunGauges> {
+  const out = new Map<string, { states: Record<RunState, number>; oldestWaiting?: number; oldestStalled?: number }>();
+  for (const run of runs) {
+    if (!RUN_STATES.includes(run.state)) continue;
+    let g = out.get(run.rootdir);
+    if (g === undefined)
+      out.set(run.rootdir, (g = { states: Object.fromEntries(RUN_STATES.map((s) => [s, 0])) as Record<RunState, number> }));
+    g.states[run.state] += 1;
+    const at = (run.state === 'stalled' ? epoch(run.stalledSince) : undefined) ?? epoch(run.since);
+    if (run.state === 'waiting') g.oldestWaiting = oldest(g.oldestWaiting, at);
+    if (run.state === 'stalled') g.oldestStalled = oldest(g.oldestStalled, at);
+  }
+  return out;
+}
+
 /**
  * The .prom text (Prometheus text exposition format 0.0.4). `alive`: whether the daemon's pid
  * still runs; `refused`: remembered refusals per root (src/core/refusals.ts); `interrupted`: the
- * journal's jobs no process works on.
+ * journal's jobs no process works on; `runs`: the runs' gauges per root.
  */
 export function renderMetrics(
   state: MetricsState,
   alive: (pid: number) => boolean = pidAlive,
   refused: ReadonlyMap<string, number> = new Map(),
   interrupted: ReadonlyMap<string, Interrupted> = new Map(),
+  runs: ReadonlyMap<string, RunGauges> = new Map(),
 ): string {
   const out: string[] = [];
   const roots = Object.keys(state.roots).sort();
@@ -241,6 +281,7 @@ export function renderMetrics(
   );
   for (const r of roots) out.push(`${PREFIX}_last_success_timestamp_seconds{${root(r)}} ${number(state.roots[r]!.lastSuccess ?? 0)}`);
   attentionFamilies(out, roots, refused, interrupted);
+  runFamilies(out, roots, runs);
   family(
     out,
     'last_sweep_timestamp_seconds',
@@ -286,6 +327,35 @@ function attentionFamilies(
     out.push(`${PREFIX}_oldest_interrupted_job_timestamp_seconds{${root(r)}} ${number(interrupted.get(r)!.oldest)}`);
 }
 
+/** The runs by state, and since when the oldest waits or is stalled, per root. */
+function runFamilies(out: string[], roots: readonly string[], runs: ReadonlyMap<string, RunGauges>): void {
+  const root = (r: string): string => `root="${labelValue(r)}"`;
+  family(
+    out,
+    'runs',
+    'gauge',
+    `Runs (each directory followed from its detection to its completion) by state: ${RUN_STATES.join(', ')}; complete and aborted ones are kept ${FINAL_RUNS_KEPT_DAYS} days. 'status' lists them.`,
+  );
+  for (const r of [...new Set([...roots, ...runs.keys()])].sort())
+    for (const s of RUN_STATES) out.push(`${PREFIX}_runs{${root(r)},state="${s}"} ${number(runs.get(r)?.states[s] ?? 0)}`);
+  family(
+    out,
+    'oldest_waiting_run_timestamp_seconds',
+    'gauge',
+    'When the run waiting longest (for its quiet period or its completion) began to wait, in seconds since the epoch; only for a root that has one.',
+  );
+  for (const [r, g] of [...runs].sort(([a], [b]) => (a < b ? -1 : 1)))
+    if (g.oldestWaiting !== undefined) out.push(`${PREFIX}_oldest_waiting_run_timestamp_seconds{${root(r)}} ${number(g.oldestWaiting)}`);
+  family(
+    out,
+    'oldest_stalled_run_timestamp_seconds',
+    'gauge',
+    'When the run stalled longest ago was last written to, in seconds since the epoch; only for a root that has a stalled run.',
+  );
+  for (const [r, g] of [...runs].sort(([a], [b]) => (a < b ? -1 : 1)))
+    if (g.oldestStalled !== undefined) out.push(`${PREFIX}_oldest_stalled_run_timestamp_seconds{${root(r)}} ${number(g.oldestStalled)}`);
+}
+
 function family(out: string[], name: string, type: 'counter' | 'gauge' | 'histogram', help: string): void {
   out.push(`# HELP ${PREFIX}_${name} ${help}`, `# TYPE ${PREFIX}_${name} ${type}`);
 }
@@ -323,6 +393,8 @@ export const metricsStateFile = (stateDir: string): string => join(stateDir, 'me
 export class MetricsTextfile {
   private lastGauges = '';
   private lastBeat = 0;
+  /** The runs' gauges as last read, and the runs directory's time then (the daemon writes every second). */
+  private runsRead: { mtimeMs: number; readAt: number; gauges: Map<string, RunGauges> } | undefined;
 
   constructor(
     readonly textfile: string,
@@ -343,13 +415,16 @@ export class MetricsTextfile {
       // The counters are kept even when the textfile cannot be written: the next write shows them.
       const refused = new Map<string, number>();
       for (const r of await listRefusals(join(this.stateDir, 'refusals'))) refused.set(r.rootdir, (refused.get(r.rootdir) ?? 0) + 1);
-      await writeFileAtomic(this.textfile, renderMetrics(state, pidAlive, refused, await interruptedJobs(this.stateDir)), 0o644).catch(
-        (error: unknown) => {
-          throw new Error(
-            `metrics textfile ${this.textfile} (config metrics.textfile) not written: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-          );
-        },
-      );
+      const runs = await this.runs();
+      await writeFileAtomic(
+        this.textfile,
+        renderMetrics(state, pidAlive, refused, await interruptedJobs(this.stateDir), runs),
+        0o644,
+      ).catch((error: unknown) => {
+        throw new Error(
+          `metrics textfile ${this.textfile} (config metrics.textfile) not written: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        );
+      });
     } finally {
       await lock.release();
     }
@@ -385,10 +460,34 @@ export class MetricsTextfile {
     return {
       update: () => undefined,
       end: async (job: JobProgress, outcome: Outcome, record: Readonly<JobRecord>) => {
-        // A refusal is not counted: the textfile is written again for its gauge.
-        if (job.dryRun || (!OUTCOMES.includes(outcome.kind) && outcome.kind !== 'refused')) return;
+        // A refusal is not counted: the textfile is written again for its gauge; a run that waits,
+        // only when its run changed (it stalled, say), not at each of its looks.
+        if (job.dryRun || outcome.kind === 'skipped') return;
+        if (!OUTCOMES.includes(outcome.kind) && outcome.kind !== 'refused' && !(await this.runChanged(job))) return;
         await this.update((state) => recordOutcome(state, job.rootdir, outcome, record.copied));
       },
     };
+  }
+
+  /**
+   * The runs' gauges, read again only when the runs directory changed (every record is written by
+   * a rename into it, every forget unlinks): a root may know 10,000 runs. A change within a second
+   * of the last read is not trusted to the clock's granularity: read again.
+   */
+  private async runs(): Promise<Map<string, RunGauges>> {
+    const readAt = Date.now();
+    const mtimeMs = (await stat(runsDir(this.stateDir)).catch(() => undefined))?.mtimeMs ?? 0;
+    const seen = this.runsRead;
+    if (seen !== undefined && seen.mtimeMs === mtimeMs && seen.readAt - mtimeMs > 1000) return seen.gauges;
+    const gauges = runGauges(await readRuns(this.stateDir));
+    this.runsRead = { mtimeMs, readAt, gauges };
+    return gauges;
+  }
+
+  /** Whether the job's run was written after the textfile's last write (metrics.json's time). */
+  private async runChanged(job: JobProgress): Promise<boolean> {
+    const run = await stat(runFile(this.stateDir, job.rootdir, job.name)).catch(() => undefined);
+    const last = await stat(metricsStateFile(this.stateDir)).catch(() => undefined);
+    return run !== undefined && (last === undefined || run.mtimeMs >= last.mtimeMs);
   }
 }

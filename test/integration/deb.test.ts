@@ -7,7 +7,7 @@
  * packaging.test.ts for the npm tarball. The metrics textfile it writes after a conversion, a
  * failure and a deferral passes `promtool check metrics`; the Grafana dashboard and the alert
  * rules name only metrics that textfile holds; the bash completion is run as bash runs it.
- * (A "stalled" run has no state nor metric of its own yet: a stalled copy ends as a failure.)
+ * (The textfile after a stalled run passes promtool in ops-status.test.ts, with the npm program.)
  */
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

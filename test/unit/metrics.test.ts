@@ -20,7 +20,10 @@ import {
   parseState,
   recordOutcome,
   renderMetrics,
+  runGauges,
 } from '../../src/metrics/textfile.js';
+import { RUN_STATES, RunBook, type RunRecord } from '../../src/core/runs.js';
+import type { JobProgress } from '../../src/core/progress.js';
 import { parseExposition, sampleValue } from '../helpers/prom.js';
 import { PROJECT } from '../helpers/zfs.js';
 
@@ -100,6 +103,71 @@ describe('the textfile', () => {
       1_700_000_000,
     );
     expect(sampleValue(families, 'zfs_dynamic_creator_oldest_interrupted_job_timestamp_seconds', { root: '/tank/runs' })).toBeUndefined();
+  });
+
+  it('shows the runs of each root by state (every state, 0 included), the oldest waiting run and the oldest stall', () => {
+    const run = (rootdir: string, name: string, state: RunRecord['state'], since: string, stalledSince?: string): RunRecord => ({
+      version: 1,
+      rootdir,
+      name,
+      state,
+      since,
+      detectedAt: since,
+      ...(stalledSince !== undefined ? { stalledSince } : {}),
+      told: [],
+    });
+    const gauges = runGauges([
+      run('/tank/runs', 'a', 'waiting', '2026-01-01T00:00:10.000Z'),
+      run('/tank/runs', 'b', 'waiting', '2026-01-01T00:00:05.000Z'),
+      run('/tank/runs', 'c', 'stalled', '2026-01-02T00:00:00.000Z', '2026-01-01T00:00:00.000Z'),
+      run('/tank/runs', 'd', 'complete', '2026-01-01T00:00:00.000Z'),
+      run('/tank/other', 'e', 'converted', '2026-01-01T00:00:00.000Z'),
+    ]);
+    const state = emptyState();
+    recordOutcome(state, '/tank/none', outcome('converted'), { files: 1, bytes: 1 });
+    const families = parseExposition(renderMetrics(state, () => false, new Map(), new Map(), gauges));
+    expect(families.get('zfs_dynamic_creator_runs')?.type).toBe('gauge');
+    const runs = (root: string, state: string): number | undefined => sampleValue(families, 'zfs_dynamic_creator_runs', { root, state });
+    expect(RUN_STATES.map((s) => runs('/tank/runs', s))).toEqual([2, 1, 0, 0, 1, 0]);
+    expect(RUN_STATES.map((s) => runs('/tank/other', s))).toEqual([0, 0, 0, 1, 0, 0]);
+    expect(RUN_STATES.map((s) => runs('/tank/none', s))).toEqual([0, 0, 0, 0, 0, 0]);
+    const ts = (name: string, root: string): number | undefined => sampleValue(families, `zfs_dynamic_creator_${name}`, { root });
+    expect(ts('oldest_waiting_run_timestamp_seconds', '/tank/runs')).toBe(Date.UTC(2026, 0, 1, 0, 0, 5) / 1000);
+    expect(ts('oldest_stalled_run_timestamp_seconds', '/tank/runs')).toBe(Date.UTC(2026, 0, 1) / 1000);
+    expect(ts('oldest_waiting_run_timestamp_seconds', '/tank/other')).toBeUndefined();
+    expect(ts('oldest_stalled_run_timestamp_seconds', '/tank/other')).toBeUndefined();
+    // One series per root and state, whatever the number of runs.
+    expect(families.get('zfs_dynamic_creator_runs')?.samples).toHaveLength(3 * RUN_STATES.length);
+  });
+
+  it("is written again at a waiting job's end only when its run changed (it stalled), not at each look", async () => {
+    const textfile = join(dir, 'm.prom');
+    const metrics = new MetricsTextfile(textfile, dir);
+    const end = metrics.observer().end!;
+    const job = { rootdir: '/r', name: 'run1', dryRun: false } as JobProgress;
+    const waiting = { kind: 'waiting' as const, message: 'waiting', durationMs: 1 };
+    const book = new RunBook(dir, '/r', { dryRun: false, tell: async () => undefined });
+    const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+    await book.note('run1', { kind: 'waiting', note: 'for RTAComplete.txt' });
+    await tick(); // the clock's granularity: the file times differ
+    await end(job, waiting, {} as never);
+    const first = await stat(textfile);
+    expect(
+      sampleValue(parseExposition(await readFile(textfile, 'utf8')), 'zfs_dynamic_creator_runs', { root: '/r', state: 'waiting' }),
+    ).toBe(1);
+    await tick();
+    await end(job, waiting, {} as never);
+    expect((await stat(textfile)).mtimeMs).toBe(first.mtimeMs);
+    await book.note('run1', { kind: 'stalled', since: '2026-01-01T00:00:00.000Z', note: 'no marker, not written to for 24 h' });
+    await end(job, waiting, {} as never);
+    const families = parseExposition(await readFile(textfile, 'utf8'));
+    expect(sampleValue(families, 'zfs_dynamic_creator_runs', { root: '/r', state: 'stalled' })).toBe(1);
+    expect(sampleValue(families, 'zfs_dynamic_creator_runs', { root: '/r', state: 'waiting' })).toBe(0);
+    expect(sampleValue(families, 'zfs_dynamic_creator_oldest_stalled_run_timestamp_seconds', { root: '/r' })).toBe(
+      Date.UTC(2026, 0, 1) / 1000,
+    );
+    // Not counted as an outcome.
+    expect(parseState(await readFile(metricsStateFile(dir), 'utf8')).roots['/r']?.outcomes ?? {}).toEqual({});
   });
 
   it('escapes label values, and reads back its state dropping what is malformed', () => {

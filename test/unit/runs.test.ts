@@ -1,8 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RunBook, advance, type RunEvent, type RunFact, type RunRecord } from '../../src/core/runs.js';
+import { RunBook, advance, readRuns, runFile, type RunEvent, type RunFact, type RunRecord } from '../../src/core/runs.js';
 
 const where = { rootdir: '/tank/runs', name: '250101_A01_0001_AH' };
 const at = (s: number): Date => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
@@ -89,5 +89,17 @@ describe('RunBook', () => {
     expect(await book().list()).toHaveLength(1);
     await book().forget('r1');
     expect(await book().get('r1')).toBeUndefined();
+  });
+
+  it("readRuns: every root's runs, or one root's; more files than a batch of descriptors; a damaged file left out", async () => {
+    const book = (rootdir: string): RunBook => new RunBook(dir, rootdir, { dryRun: false, tell: async () => undefined });
+    for (let i = 0; i < 150; i++) await book('/tank/runs').note(`r${String(i).padStart(3, '0')}`, { kind: 'detected' });
+    await book('/tank/other').note('x', { kind: 'detected' });
+    await writeFile(runFile(dir, '/tank/runs', 'damaged'), '{"version":1,');
+    expect(await readRuns(dir)).toHaveLength(151);
+    expect((await readRuns(dir, '/tank/other')).map((r) => r.name)).toEqual(['x']);
+    const runs = await book('/tank/runs').list();
+    expect(runs).toHaveLength(150);
+    expect(runs[0]!.name).toBe('r000');
   });
 });
