@@ -16,7 +16,7 @@
  *
  * The dataset is always the run's (the run record's dataset, or the job's filesystem).
  */
-import { FINAL_RUN_STATES, oneLine, run, type Job, type Logger, type RootContext, type RunEvent, type RunRecord } from '../../src/index.js';
+import { FINAL_RUN_STATES, oneLine, type Job, type Logger, type RootContext, type RunEvent, type RunRecord } from '../../src/index.js';
 import type { Options } from './options.js';
 import { PROP_COMPLETION, PROP_STATE, type Zfs } from './zfs.js';
 
@@ -49,7 +49,7 @@ const judgesCompletion = (r: RunRecord): boolean => r.policy !== undefined && r.
 
 export class Completion {
   constructor(
-    private readonly opts: Pick<Options, 'snapshotOnComplete' | 'readonlyAfterSeconds' | 'command'>,
+    private readonly opts: Pick<Options, 'snapshotOnComplete' | 'readonlyAfterSeconds'>,
     private readonly zfs: Zfs,
     private readonly log: Logger,
   ) {}
@@ -62,7 +62,10 @@ export class Completion {
   private async snapshot(dataset: string, r: Completed): Promise<string> {
     const name = completionSnapshotName(this.opts.snapshotOnComplete ?? COMPLETION_TEMPLATE, r.completion, r.completedAt);
     const full = `${dataset}@${name}`;
-    if (!(await this.zfs.snapshotExists(full))) await this.zfs.snapshot(full);
+    if (await this.zfs.snapshotExists(full)) {
+      const recorded = (await this.zfs.exec(['get', '-H', '-o', 'value', PROP_COMPLETION.completed, dataset])).trim();
+      if (recorded === r.completedAt) return full;
+    } else await this.zfs.snapshot(full);
     await this.zfs.setAll(dataset, { [PROP_COMPLETION.completed]: r.completedAt, [PROP_COMPLETION.completedSnapshot]: name });
     return full;
   }
@@ -84,7 +87,12 @@ export class Completion {
     await job.step(
       'snapshot-complete',
       `snapshot ${filesystem}@${name} (the run ${r.completion} at ${r.completedAt}, before its conversion)`,
-      () => this.snapshot(filesystem, r),
+      // Not worth failing the conversion's finish over: a sweep takes a snapshot missed.
+      () =>
+        this.snapshot(filesystem, r).then(
+          () => undefined,
+          (error: unknown) => job.log.warn(`snapshot ${filesystem}@${name} failed: ${oneLine(error)}; a sweep takes it later`),
+        ),
     );
   }
 
@@ -144,8 +152,7 @@ export class Completion {
   /** The filesystems under `rootfs` (any depth) and their properties of ours that are set, in one `zfs list`. */
   private async properties(rootfs: string): Promise<Map<string, Map<string, string>>> {
     const columns = [PROP_STATE, PROP_COMPLETION.completed, PROP_COMPLETION.readonlySince];
-    const out = (await run(this.opts.command, ['list', '-H', '-r', '-t', 'filesystem', '-o', ['name', ...columns].join(','), rootfs]))
-      .stdout;
+    const out = await this.zfs.exec(['list', '-H', '-r', '-t', 'filesystem', '-o', ['name', ...columns].join(','), rootfs]);
     const found = new Map<string, Map<string, string>>();
     for (const line of out.split('\n')) {
       if (line === '') continue;
