@@ -9,7 +9,7 @@
  *           dataset), still named after completedAt. Recorded in PROP_COMPLETION; one already
  *           there is kept.
  * readonly  readonly=on once readonlyAfterSeconds have passed since the completion (for a run no
- *           policy judges complete, its policy quiet or none: since the conversion), set by the
+ *           policy judges complete, its policy none or a bare quiet: since the conversion), set by the
  *           sweeps (sync), once, on a dataset whose conversion is finished (state live); recorded
  *           in PROP_COMPLETION.readonlySince, and never set again (a site that sets readonly=off
  *           by hand keeps it off).
@@ -44,8 +44,17 @@ type Completed = RunRecord & { readonly completion: 'complete' | 'aborted'; read
 const completed = (r: RunRecord | undefined): r is Completed =>
   r !== undefined && r.completion !== undefined && r.completedAt !== undefined && FINAL_RUN_STATES.includes(r.completion);
 
-/** Policies that never say a run is complete: readonly then counts from the conversion. */
+/**
+ * Whether some policy will say the run is complete: not without one (no completion plugin), nor
+ * with `quiet` alone (no preset or rules: "quiet (nanopore)" tracks completion). Without, readonly
+ * counts from the conversion.
+ */
 const judgesCompletion = (r: RunRecord): boolean => r.policy !== undefined && r.policy !== 'quiet';
+
+/** When readonlyAfterSeconds starts to count for `r`: its completion, or its conversion when no policy judges it; undefined: not yet. */
+export function readonlyFrom(r: RunRecord): string | undefined {
+  return completed(r) ? r.completedAt : judgesCompletion(r) ? undefined : r.convertedAt;
+}
 
 export class Completion {
   constructor(
@@ -128,7 +137,7 @@ export class Completion {
   /** Whether readonly's time has come for `r` (already set or not). */
   private due(r: RunRecord, now: number): boolean {
     if (this.opts.readonlyAfterSeconds === undefined) return false;
-    const from = completed(r) ? r.completedAt : judgesCompletion(r) ? undefined : r.convertedAt;
+    const from = readonlyFrom(r);
     return from !== undefined && now - Date.parse(from) >= this.opts.readonlyAfterSeconds * 1000;
   }
 

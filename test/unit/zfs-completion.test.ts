@@ -1,6 +1,7 @@
 /** The zfs plugin's completion snapshot: its name from the moment the run completed, and the options that ask for it. */
 import { describe, expect, it } from 'vitest';
-import { COMPLETION_TEMPLATE, compactTime, completionSnapshotName } from '../../plugins/zfs/completion.js';
+import { COMPLETION_TEMPLATE, compactTime, completionSnapshotName, readonlyFrom } from '../../plugins/zfs/completion.js';
+import { advance, type RunFact, type RunRecord } from '../../src/core/runs.js';
 import { options } from '../../plugins/zfs/options.js';
 
 describe('the completion snapshot', () => {
@@ -26,5 +27,33 @@ describe('the completion snapshot', () => {
       readonlyAfterSeconds: 3600,
     });
     expect(() => options.parse({ readonlyAfterSeconds: -1 })).toThrow();
+  });
+});
+
+/** The run after `facts`, as the runs module records it. */
+function runAfter(...facts: RunFact[]): RunRecord {
+  let run: RunRecord | undefined;
+  for (const [i, fact] of facts.entries())
+    run = advance(run, fact, { rootdir: '/r', name: 'x' }, new Date(Date.UTC(2026, 11, 7, 10, i))).run;
+  return run!;
+}
+
+describe('readonly after a delay', () => {
+  const converted: RunFact[] = [{ kind: 'converting' }, { kind: 'converted', dataset: 'tank/x' }];
+  const complete: RunFact = { kind: 'complete', at: '2026-12-07T09:00:00.000Z', note: 'DONE', policy: 'complete (illumina)' };
+
+  it('counts from the completion, whether it came before or after the conversion, aborted too', () => {
+    expect(readonlyFrom(runAfter({ kind: 'detected' }, complete, ...converted))).toBe('2026-12-07T09:00:00.000Z');
+    expect(readonlyFrom(runAfter({ kind: 'detected' }, ...converted, complete))).toBe('2026-12-07T09:00:00.000Z');
+    expect(readonlyFrom(runAfter(...converted, { ...complete, kind: 'aborted' }))).toBe('2026-12-07T09:00:00.000Z');
+  });
+
+  it('a converted run a policy still judges: not yet; one no policy judges (none, a bare quiet): from its conversion', () => {
+    const waiting = (policy: string): RunFact => ({ kind: 'waiting', note: 'for its markers', policy });
+    expect(readonlyFrom(runAfter(waiting('complete (illumina)'), ...converted))).toBeUndefined();
+    expect(readonlyFrom(runAfter(waiting('quiet (nanopore)'), ...converted))).toBeUndefined();
+    expect(readonlyFrom(runAfter(waiting('quiet'), ...converted))).toBe('2026-12-07T10:02:00.000Z');
+    expect(readonlyFrom(runAfter({ kind: 'detected' }, ...converted))).toBe('2026-12-07T10:02:00.000Z');
+    expect(readonlyFrom(runAfter({ kind: 'detected' }))).toBeUndefined();
   });
 });
