@@ -84,6 +84,7 @@ export class Notifier {
   async sweep(root: Root, log: Logger): Promise<void> {
     if (root.dryRun) return;
     const outbox = new Outbox(root.stateDir, root.rootdir);
+    if (await outbox.isEmpty()) return;
     let lock: Lock;
     try {
       lock = await acquireLock(root.stateDir, outbox.lockId);

@@ -69,6 +69,11 @@ export class Outbox {
     });
   }
 
+  /** Whether nothing is kept (one readdir: what a sweep costs when every receiver answers). */
+  async isEmpty(): Promise<boolean> {
+    return !(await readdir(this.dir).catch(() => [] as string[])).some((n) => n.endsWith('.json'));
+  }
+
   /** The entries kept, oldest first; a file that does not parse is named to `bad` and removed. */
   async list(bad: (file: string) => void): Promise<{ file: string; entry: OutboxEntry }[]> {
     const names = (await readdir(this.dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json')).sort();

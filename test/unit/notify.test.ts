@@ -208,6 +208,21 @@ describe('notify: retries and the outbox', () => {
     expect(warnings(root)).toEqual([]);
   });
 
+  it('a receiver that does not answer is given up within timeoutSeconds, each try', async () => {
+    root = await testRoot({ dirs: ['run-1'] });
+    const count = join(root.dir, 'count');
+    await root.use(notify, {
+      command: ['/bin/sh', '-c', 'echo try >> "$1"; exec sleep 60', 'sh', count],
+      attempts: 2,
+      ...fast,
+      timeoutSeconds: 0.3,
+    });
+    await root.outcome(await root.job('run-1'), 'failed');
+    expect(await readFile(count, 'utf8')).toBe('try\ntry\n');
+    expect(warnings(root)).toEqual([expect.stringMatching(/^notification failed: failed to \/bin\/sh: .*timed out; kept in /)]);
+    expect(await kept(root)).toHaveLength(1);
+  });
+
   it('gives up a notification kept longer than outboxMaxAgeHours, with a warning', async () => {
     const http = await receiver(1000);
     root = await testRoot({ dirs: ['run-1'] });
