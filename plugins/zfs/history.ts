@@ -4,7 +4,7 @@
  * datasets themselves in one `zfs list`, so they survive the journal, the stateDir and reinstalls.
  */
 import { run, type HistoryEntry, type HistoryField, type RootContext } from '../../src/index.js';
-import { PROP_HISTORY, PROP_STATE } from './zfs.js';
+import { PROP_COMPLETION, PROP_HISTORY, PROP_STATE } from './zfs.js';
 
 const COLUMNS = [
   'name',
@@ -15,6 +15,9 @@ const COLUMNS = [
   PROP_HISTORY.seconds,
   PROP_HISTORY.files,
   PROP_HISTORY.bytes,
+  PROP_COMPLETION.completed,
+  PROP_COMPLETION.completedSnapshot,
+  PROP_COMPLETION.readonlySince,
 ];
 
 const text = (value: string | undefined): string | null => (value === undefined || value === '-' || value === '' ? null : value);
@@ -46,20 +49,33 @@ function fieldsOf(version: string | null, seconds: number | null, files: number 
   ];
 }
 
+/** What followed the conversion (completion.ts), each field only when recorded: completed, snapshot, readonly-since. */
+function afterFields(completed: string | null, snapshot: string | null, readonlySince: string | null): HistoryField[] {
+  return [
+    ...(completed !== null ? [{ key: 'completed', value: completed, text: `run completed ${completed}` }] : []),
+    ...(snapshot !== null ? [{ key: 'snapshot', value: snapshot, text: `snapshot @${snapshot}` }] : []),
+    ...(readonlySince !== null ? [{ key: 'readonly-since', value: readonlySince, text: `readonly since ${readonlySince}` }] : []),
+  ];
+}
+
 /** The history tap: the root's finished conversions appended; throws when zfs cannot list them. */
 export async function zfsHistory(entries: HistoryEntry[], root: RootContext, zfs: string): Promise<HistoryEntry[]> {
   const out = (await run(zfs, ['list', '-H', '-r', '-d', '1', '-t', 'filesystem', '-o', COLUMNS.join(','), root.rootfs])).stdout;
   const found: HistoryEntry[] = [];
   for (const line of out.split('\n')) {
     if (line === '') continue;
-    const [dataset = '', mountpoint = '', state, converted, version, seconds, files, bytes] = line.split('\t');
+    const [dataset = '', mountpoint = '', state, converted, version, seconds, files, bytes, completed, snapshot, readonlySince] =
+      line.split('\t');
     // Only the root's children that a conversion finished (state=live); in-flight ones are status's.
     if (dataset === root.rootfs || state !== 'live') continue;
     found.push({
       filesystem: dataset,
       mountpoint,
       converted: text(converted),
-      fields: fieldsOf(text(version), number(seconds), number(files), number(bytes)),
+      fields: [
+        ...fieldsOf(text(version), number(seconds), number(files), number(bytes)),
+        ...afterFields(text(completed), text(snapshot), text(readonlySince)),
+      ],
     });
   }
   return [...entries, ...found];

@@ -11,7 +11,10 @@
  *            mounted dataset.
  * cleanup    (STAGE.finish) once the original is gone: remove the empty staging directory,
  *            readonly=on (option readonly), snapshot <dataset>@<snapshot>
- *            (option snapshot), mark the dataset live
+ *            (option snapshot), snapshot a run complete before its conversion (option
+ *            snapshotOnComplete), mark the dataset live
+ * run        snapshotOnComplete: a run complete and converted is snapshotted (completion.ts)
+ * sync       each sweep: a completion snapshot missed, readonly=on after readonlyAfterSeconds
  * rollback   only before the commit point: move the original back (identity-checked), and
  *            destroy the dataset only when it provably holds nothing but a copy
  * assess     recovery: the dataset's own record of the commit (its state property)
@@ -49,5 +52,7 @@ export default definePlugin<Options>({
     hooks.cleanup.tapPromise({ name: NAME, stage: STAGE.finish }, (job) => zfs.cleanup(job));
     hooks.rollback.tapPromise(NAME, (job) => zfs.rollback(job));
     hooks.assess.tapPromise(NAME, (job) => zfs.assess(job));
+    if (opts.snapshotOnComplete !== undefined) hooks.run.tapPromise(NAME, (event) => zfs.completion.onRun(event));
+    if (zfs.completion.wanted) hooks.sync.tapPromise(NAME, (root) => zfs.completion.sweep(root));
   },
 });

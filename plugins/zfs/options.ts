@@ -1,5 +1,6 @@
 /** The zfs plugin's options (a new ZFS property of every dataset needs none: `properties` takes any). */
 import * as z from 'zod';
+import { COMPLETION_TEMPLATE, completionSnapshotName } from './completion.js';
 import { snapshotNameProblem } from './zfs.js';
 
 /** Properties that can make a write into the dataset fail: set at the commit (quota and refquota also bound the staging copy). */
@@ -29,6 +30,24 @@ export const options = z
       .optional(),
     /** Set readonly=on at the very end of cleanup (finished runs): users can no longer write. */
     readonly: z.boolean().default(false),
+    /**
+     * Snapshot <dataset>@<name> when the run completes (or aborts), named after that moment:
+     * true for "{state}-{time}" (complete-20261207T101500Z), or a template of {state} and {time}.
+     * A run complete before its conversion gets it at the end of the conversion.
+     */
+    snapshotOnComplete: z
+      .union([z.literal(true), z.string()])
+      .transform((v) => (v === true ? COMPLETION_TEMPLATE : v))
+      .superRefine((v, ctx) => {
+        const problem = snapshotNameProblem(completionSnapshotName(v, 'complete', '2026-12-07T10:15:00.000Z'));
+        if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `with {state} and {time} filled in, ${problem}` });
+      })
+      .optional(),
+    /**
+     * readonly=on this long after the run completed or aborted (a run no policy judges complete:
+     * after its conversion), set by the sweeps.
+     */
+    readonlyAfterSeconds: z.number().min(0).optional(),
   })
   .strict()
   .refine((o) => !Object.hasOwn(o.properties, 'readonly'), {

@@ -19,6 +19,7 @@ import {
   type RootContext,
   type Survey,
 } from '../../src/index.js';
+import { Completion } from './completion.js';
 import { emptyOrAbsent, exists, holdsReservedZfsName, identityOf, mountedAt, removeEmptyDir, sameIdentity } from './files.js';
 import { checkMountpoint, makeMountpoint, removeOwnMountpoint, type MountpointProblem } from './mountpoint.js';
 import { LIMITS, type Options } from './options.js';
@@ -53,6 +54,8 @@ function isCommitted(ds: DatasetInfo | undefined): boolean {
 
 export class ZfsPlugin {
   readonly zfs: Zfs;
+  /** What follows a run's completion: its snapshot, readonly after a delay (completion.ts). */
+  readonly completion: Completion;
   /** Properties set at creation: all but the limits. */
   private readonly createProperties: Record<string, string>;
   /** quota, refquota, reservation, refreservation as configured: set at the commit. */
@@ -70,6 +73,7 @@ export class ZfsPlugin {
     stateDir: string,
   ) {
     this.zfs = new Zfs(opts.command, log, opts.busyAttempts, opts.busyFirstDelayMs, stateDir);
+    this.completion = new Completion(opts, this.zfs, log);
     this.createProperties = Object.fromEntries(Object.entries(opts.properties).filter(([k]) => !LIMITS.has(k)));
     this.limits = Object.entries(opts.properties).filter(([k]) => LIMITS.has(k));
     this.bounds = Object.fromEntries(this.limits.filter(([k]) => k === 'quota' || k === 'refquota'));
@@ -386,6 +390,8 @@ export class ZfsPlugin {
         else await this.zfs.snapshot(snapshot);
       });
     }
+    // A run that completed before its conversion: its snapshot now, named after its completion.
+    await this.completion.atFinish(job, job.record.filesystem ?? filesystem);
     await job.step('mark', `mark ${filesystem} live`, async () => {
       // Its history first (PROP_HISTORY says what each means), then the state that says it is done.
       await this.zfs.setAll(filesystem, { ...historyOf(job), [PROP_STATE]: 'live' });

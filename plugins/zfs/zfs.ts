@@ -33,6 +33,18 @@ export const PROP_HISTORY = {
   bytes: 'org.zfs-dynamic-creator:bytes',
 } as const;
 
+/**
+ * What became of a converted run after its conversion (plugins/zfs/completion.ts; `history` shows them):
+ *   completed          when the run said it was complete or aborted (the run's completedAt)
+ *   completedSnapshot  the snapshot taken at completion (the part after "@")
+ *   readonlySince      when readonly=on was set, readonlyAfterSeconds after the completion
+ */
+export const PROP_COMPLETION = {
+  completed: 'org.zfs-dynamic-creator:completed',
+  completedSnapshot: 'org.zfs-dynamic-creator:completed-snapshot',
+  readonlySince: 'org.zfs-dynamic-creator:readonly-since',
+} as const;
+
 export type DatasetState = 'staging' | 'swapping' | 'swapped' | 'live';
 
 export interface DatasetInfo {
