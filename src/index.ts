@@ -71,6 +71,7 @@ export {
   RUN_STATES,
   RUN_EVENTS,
   FINAL_RUN_STATES,
+  FINAL_RUNS_KEPT_DAYS,
   type RunState,
   type RunEventName,
   type RunEvent,

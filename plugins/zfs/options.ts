@@ -1,5 +1,6 @@
 /** The zfs plugin's options (a new ZFS property of every dataset needs none: `properties` takes any). */
 import * as z from 'zod';
+import { FINAL_RUNS_KEPT_DAYS } from '../../src/index.js';
 import { COMPLETION_TEMPLATE, completionSnapshotName } from './completion.js';
 import { snapshotNameProblem } from './zfs.js';
 
@@ -47,7 +48,11 @@ export const options = z
      * readonly=on this long after the run completed or aborted (a run no policy judges complete:
      * after its conversion), set by the sweeps.
      */
-    readonlyAfterSeconds: z.number().min(0).optional(),
+    readonlyAfterSeconds: z
+      .number()
+      .min(0)
+      .max(FINAL_RUNS_KEPT_DAYS * 86_400, `at most ${FINAL_RUNS_KEPT_DAYS} days: a run's record is kept that long after it completed`)
+      .optional(),
   })
   .strict()
   .refine((o) => !Object.hasOwn(o.properties, 'readonly'), {

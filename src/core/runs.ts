@@ -27,6 +27,9 @@ export type RunEventName = (typeof RUN_EVENTS)[number];
 /** The states in which nothing more is expected of a run. */
 export const FINAL_RUN_STATES: readonly RunState[] = ['complete', 'aborted'];
 
+/** A complete or aborted run's record is kept this long after its last change (then the sweeps forget it). */
+export const FINAL_RUNS_KEPT_DAYS = 30;
+
 export interface RunRecord {
   readonly version: 1;
   readonly rootdir: string;

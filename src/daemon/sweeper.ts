@@ -10,6 +10,7 @@
  */
 import {
   FINAL_RUN_STATES,
+  FINAL_RUNS_KEPT_DAYS,
   OwnerRing,
   RootEngine,
   RootGoneError,
@@ -22,9 +23,6 @@ import {
   type Survey,
 } from '../core/index.js';
 import type { QueueItem } from './queue.js';
-
-/** Complete and aborted runs are forgotten this many days after they became so (once converted or gone). */
-export const FINAL_RUNS_KEPT_DAYS = 30;
 
 /**
  * Whether a sweep forgets a run: its directory and its filesystem are both gone (for a run below

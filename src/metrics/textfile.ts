@@ -19,9 +19,9 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listRefusals } from '../core/refusals.js';
 import { Journal } from '../core/journal.js';
-import { FINAL_RUNS_KEPT_DAYS } from '../daemon/sweeper.js';
 import {
   OUTCOME_KINDS,
+  FINAL_RUNS_KEPT_DAYS,
   RUN_STATES,
   acquireLock,
   isLocked,

@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { RECENT_RUNS, runLines, selectRuns } from '../../src/commands/status.js';
 import type { RunRecord, Survey } from '../../src/core/index.js';
-import { FINAL_RUNS_KEPT_DAYS, forgettable } from '../../src/daemon/sweeper.js';
+import { forgettable } from '../../src/daemon/sweeper.js';
+import { FINAL_RUNS_KEPT_DAYS } from '../../src/core/runs.js';
 
 const DAY = 86_400_000;
 const now = Date.UTC(2026, 5, 1);
