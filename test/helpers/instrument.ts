@@ -4,7 +4,8 @@
  * makes a run folder as an Illumina instrument does, at a compressed time scale:
  *
  * - RunInfo.xml and RunParameters.xml first, by absolute path; then it moves its working
- *   directory into the run folder and writes on through relative paths;
+ *   directory into the run folder and writes on through relative paths (some by absolute path
+ *   too, unless `byPath: false`);
  * - cycles: a new subdirectory Data/Intensities/BaseCalls/L001/C<n>.1 with its tile files
  *   (relative paths), a new Thumbnail_Images/L001/C<n>.1 (absolute paths), InterOp/*.bin rewritten
  *   in place (same inode, from offset 0, one through each kind of path), Logs/Run.log appended by
