@@ -19,9 +19,11 @@
  *
  * Each records what it wrote (path -> final SHA-256 and size, and the directories it made) and
  * exits non-zero at the first write that fails, so that "every write succeeded" is checked by
- * the writer itself. Layout after the Illumina run folder documentation (RunInfo.xml,
- * RunParameters.xml, InterOp/, Data/Intensities/BaseCalls/L00n/C<n>.1/, RTAComplete.txt,
- * CopyComplete.txt); file sizes are tiny.
+ * the writer itself. The layout follows Illumina's lists of run folder contents (NextSeq 1000/2000:
+ * knowledge.illumina.com article 000002443, Data/Intensities/BaseCalls/L001/Cx.1/L001_1.cbcl and
+ * Analysis/<n>/Data/Reports/ (bcl2fastq writes IndexMetricsOut.bin into InterOp/, as here); NextSeq 500/550 output folders: Logs/,
+ * InterOp/, Thumbnail_Images/, RunInfo.xml, RunParameters.xml); the file contents are random and
+ * tiny.
  */
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
@@ -33,7 +35,7 @@ export interface InstrumentPlan {
   /** The run folder, made by the instrument (its parent must let nobody make it). */
   readonly dir: string;
   readonly cycles: number;
-  /** Tile files per cycle. */
+  /** Base call files per cycle (L001_1.cbcl, …). */
   readonly tiles: number;
   /** Between two writes of a cycle (shorter than the quiet period). */
   readonly writeGapMs: number;
@@ -178,7 +180,8 @@ async function late() {
     write('Analysis/1/Data/fastq/S' + i + '_L001_R1_001.fastq.gz', data(700 + i), 'path');
     await sleep(plan.writeGapMs);
   }
-  write('Analysis/1/Data/Demultiplex_Stats.csv', Buffer.from('Lane,SampleID,# Reads\n1,S1,1000\n'), 'path');
+  mkdirp('Analysis/1/Data/Reports', 'path');
+  write('Analysis/1/Data/Reports/Demultiplex_Stats.csv', Buffer.from('Lane,SampleID,# Reads\n1,S1,1000\n'), 'path');
   finish();
 }
 (role === 'instrument' ? instrument() : late()).catch((e) => fail('unexpected', '-', e));
