@@ -21,7 +21,8 @@
  * exits non-zero at the first write that fails, so that "every write succeeded" is checked by
  * the writer itself. The layout follows Illumina's lists of run folder contents (NextSeq 1000/2000:
  * knowledge.illumina.com article 000002443, Data/Intensities/BaseCalls/L001/Cx.1/L001_1.cbcl and
- * Analysis/<n>/Data/Reports/ (bcl2fastq writes IndexMetricsOut.bin into InterOp/, as here); NextSeq 500/550 output folders: Logs/,
+ * Analysis/<n>/Data/Reports/; the InterOp library's docs read InterOp/IndexMetricsOut.bin,
+ * illumina.github.io/interop/index_v2.html; NextSeq 500/550 output folders: Logs/,
  * InterOp/, Thumbnail_Images/, RunInfo.xml, RunParameters.xml); the file contents are random and
  * tiny.
  */
