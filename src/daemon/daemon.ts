@@ -232,6 +232,9 @@ export class Daemon {
     const { rootdir, name } = item;
     const key = `${rootdir}\0${name}`;
     const entry = this.retries.get(key) ?? { attempts: 0 };
+    // A sweep or an event may have run it before its timer: the timer goes, or it would keep a
+    // stopped daemon from exiting (up to 120 s).
+    clearTimeout(entry.timer);
     if (!failed || this.stop.signal.aborted || entry.attempts >= RETRIES) {
       if (!failed) this.retries.delete(key);
       return;

@@ -12,6 +12,8 @@ export interface Daemon {
   signal(name: NodeJS.Signals): void;
   /** SIGTERM (SIGKILL after 60 s); resolves to its exit code. */
   stop(): Promise<number>;
+  /** Resolves to its exit code once it has exited by itself (no signal sent). */
+  readonly exited: Promise<number>;
 }
 
 /**
@@ -26,6 +28,7 @@ export async function startDaemon(p: Pick<TestPool, 'stateDir'>, config: string)
   const result = child.then((r) => (exited = r.exitCode ?? -1));
   const daemon: Daemon = {
     output: () => out,
+    exited: result,
     async waitFor(pattern, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       const hit = (): boolean => (typeof pattern === 'string' ? out.includes(pattern) : pattern.test(out));
