@@ -73,6 +73,15 @@ const POLICIES: Policy[] = [
     plugins: fastPlugins({ quiet: { quietSeconds: QUIET_SECONDS, checkOpenFiles: false }, rsync: RSYNC }),
     midRun: true,
   },
+  {
+    // Converted once the run says it is complete (Illumina's markers for its instrument), then quiet.
+    name: 'complete',
+    plugins: [
+      ['completion', { policy: 'complete', preset: 'illumina', markerAgeSeconds: 0, recheckSeconds: 1 }],
+      ...fastPlugins({ quiet: { quietSeconds: QUIET_SECONDS, checkOpenFiles: false }, rsync: RSYNC }),
+    ],
+    midRun: false,
+  },
 ];
 
 /** A run of `cycles` cycles whose first silent gap follows cycle `firstSilent` (busy before, silent after). */
@@ -155,13 +164,15 @@ describe.each(POLICIES)('a run written by an instrument, the $name policy', (pol
     const config = await writeConfig(p, [...policy.plugins, stopInCopy], { watch: WATCH }, `${policy.name}-restarts.json`);
     const waiting = await startDaemon(p, config);
     const instrument = startInstrument(plan(policy, dir, 6, 3));
-    // Stopped in the middle of the wait: the job holds the run's lock; the run is left as it is.
-    const lock = lockPath(p.stateDir, jobId(p.mount, name));
+    // Stopped in the middle of the wait (quiet: the job holds the run's lock; complete: the run
+    // waits for its markers, recorded, holding nothing); the run is left as it is.
+    const lock = policy.midRun ? lockPath(p.stateDir, jobId(p.mount, name)) : join(p.stateDir, 'runs', `${jobId(p.mount, name)}.json`);
     for (const deadline = Date.now() + scaled(30_000); !existsSync(lock) && Date.now() < deadline;) await sleep(50);
     expect(existsSync(lock)).toBe(true);
     await instrument.reached('cycle 1');
     expect(await waiting.stop()).toBe(0);
-    expect(waiting.output()).toContain(`[${name}] deferred: stopped while waiting`);
+    if (policy.midRun) expect(waiting.output()).toContain(`[${name}] deferred: stopped while waiting`);
+    else expect((await stat(dir)).dev).toBe((await stat(p.mount)).dev);
     // Stopped in the middle of the copy: rolled back, the run still at its path and written to.
     const copying = await startDaemon(p, config);
     await copying.waitFor(new RegExp(`\\[${name}\\] stopped during migrate.*rolled back`), scaled(60_000));
@@ -183,7 +194,10 @@ describe.each(POLICIES)('a run written by an instrument, the $name policy', (pol
     await expectWhole(last, name, written);
     expect(await last.stop()).toBe(0);
   });
+});
 
+// What only a policy that converts mid-run meets.
+describe.each(POLICIES.filter((policy) => policy.midRun))('a run converted mid-run, the $name policy', (policy) => {
   it('converted in the middle of a cycle: the cycles go on through the copy, the seal, the swap and the catch-up', async () => {
     const name = `251207_NB501234_0044_AHFOO${policy.name.toUpperCase()}`;
     const dir = join(p.mount, name);
