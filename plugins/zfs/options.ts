@@ -29,6 +29,12 @@ export const options = z
       .optional(),
     /** Set readonly=on at the very end of cleanup (finished runs): users can no longer write. */
     readonly: z.boolean().default(false),
+    /**
+     * A directory whose name ZFS forbids (names.ts) becomes a dataset of a mapped name, mounted
+     * at the directory's path, its own name recorded in the property PROP_NAME; without it, such
+     * a directory is refused (once) and left as it is.
+     */
+    mapNames: z.boolean().default(false),
   })
   .strict()
   .refine((o) => !Object.hasOwn(o.properties, 'readonly'), {

@@ -22,18 +22,9 @@ import {
 import { emptyOrAbsent, exists, holdsReservedZfsName, identityOf, mountedAt, removeEmptyDir, sameIdentity } from './files.js';
 import { checkMountpoint, makeMountpoint, removeOwnMountpoint, type MountpointProblem } from './mountpoint.js';
 import { LIMITS, type Options } from './options.js';
+import { datasetFor, directoryOf, encodeName } from './names.js';
 import { checkRoom } from './space.js';
-import {
-  MAX_DATASET_NAME,
-  PROP_ASIDE,
-  PROP_HISTORY,
-  PROP_ORIGIN,
-  PROP_STATE,
-  Zfs,
-  datasetNameProblem,
-  parseSize,
-  type DatasetInfo,
-} from './zfs.js';
+import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_NAME, PROP_ORIGIN, PROP_STATE, Zfs, parseSize, type DatasetInfo } from './zfs.js';
 
 /** The history properties of a conversion ending now (see PROP_HISTORY). */
 function historyOf(job: Job): Record<string, string> {
@@ -86,15 +77,41 @@ export class ZfsPlugin {
       .then((known): Record<string, string> => (known ? { overlay: 'off' } : {})));
   }
 
-  /** The dataset's name, derived; a record that names another dataset is not followed. */
-  private datasetOf(job: Job): string {
-    const derived = `${job.root.rootfs}/${job.name}`;
-    if (job.record.filesystem !== undefined && job.record.filesystem !== derived) {
+  /**
+   * The job's dataset: `<rootfs>/<name>`; for a name ZFS forbids, the child of rootfs recorded
+   * with that name (PROP_NAME) when there is one, else the mapped name (names.ts), whatever the
+   * option mapNames says now (it decides only which directories start a conversion). A record
+   * that names another dataset is not followed.
+   */
+  private async datasetOf(job: Job): Promise<string> {
+    const { rootfs } = job.root;
+    const target = datasetFor(rootfs, job.name, true);
+    if ('problem' in target) throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${target.problem}; left alone`);
+    const recorded = job.record.filesystem;
+    let dataset = target.dataset;
+    if (target.mapped && recorded !== dataset) {
+      const { children } = await this.zfs.children(rootfs);
+      dataset = children.find((ds) => ds.named !== undefined && directoryOf(rootfs, ds) === job.name)?.name ?? dataset;
+    }
+    if (recorded !== undefined && recorded !== dataset) {
+      throw new RefusedError(`the job's record names the dataset ${quoteName(recorded)}, not ${quoteName(dataset)}; left alone`);
+    }
+    return dataset;
+  }
+
+  private isMapped(job: Job, filesystem: string): boolean {
+    return filesystem !== `${job.root.rootfs}/${job.name}`;
+  }
+
+  /** Refuses a dataset that another directory's name was mapped to (names.ts), or that has that directory's name. */
+  private assertOwnDataset(job: Job, ds: DatasetInfo): void {
+    const owner = directoryOf(job.root.rootfs, ds);
+    if (owner !== job.name) {
       throw new RefusedError(
-        `the job's record names the dataset ${quoteName(job.record.filesystem)}, not ${quoteName(derived)}; left alone`,
+        `${quoteName(job.name)} cannot become ${ds.name}: that dataset belongs to the directory ${quoteName(owner)}; left as it is`,
+        { permanent: true },
       );
     }
-    return derived;
   }
 
   /**
@@ -137,7 +154,8 @@ export class ZfsPlugin {
     const { children } = await this.zfs.children(root.rootfs);
     const prefix = `${root.rootdir}/`;
     for (const ds of children) {
-      const name = ds.name.slice(root.rootfs.length + 1);
+      // A mapped dataset by its recorded name, never by a name derived again (names.ts).
+      const name = directoryOf(root.rootfs, ds);
       survey.filesystems.set(name, { mountpoint: ds.mountpoint, mounted: ds.mounted, filesystem: ds.name });
       if (ds.state !== undefined && ds.state !== 'live') survey.leftovers.add(name);
       // A directory that is some dataset's mountpoint is not a plain directory.
@@ -151,10 +169,15 @@ export class ZfsPlugin {
 
   async filter(job: Job): Promise<Skip | undefined> {
     if (isHelperName(job.name)) return { skip: 'a helper directory of zfs-dynamic-creator itself' };
-    const problem = datasetNameProblem(job.root.rootfs, job.name);
-    if (problem)
-      throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${problem}; left as it is`, { permanent: true });
-    const snapshot = this.opts.snapshot !== undefined ? `${job.root.rootfs}/${job.name}@${this.opts.snapshot}` : undefined;
+    const target = datasetFor(job.root.rootfs, job.name, this.opts.mapNames);
+    if ('problem' in target) {
+      const hint = target.mappable ? "; the zfs plugin's option mapNames: true would map it to a name ZFS allows" : '';
+      throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${target.problem}${hint}; left as it is`, {
+        permanent: true,
+      });
+    }
+    const filesystem = await this.datasetOf(job); // refuses a record that names another dataset
+    const snapshot = this.opts.snapshot !== undefined ? `${filesystem}@${this.opts.snapshot}` : undefined;
     if (snapshot !== undefined && Buffer.byteLength(snapshot) > MAX_DATASET_NAME) {
       throw new RefusedError(
         `${quoteName(job.name)} cannot become a ZFS dataset with the snapshot the zfs plugin's option snapshot asks for: ${quoteName(snapshot)} would be ${Buffer.byteLength(snapshot)} bytes long, and ZFS allows ${MAX_DATASET_NAME}; left as it is`,
@@ -162,10 +185,10 @@ export class ZfsPlugin {
       );
     }
     const [dir, parent] = await Promise.all([lstat(job.path), lstat(job.root.rootdir)]);
-    this.datasetOf(job); // refuses a record that names another dataset
     // The dataset, looked up together with those of the other directories of a burst.
-    const existing = await this.zfs.child(job.root.rootfs, job.name);
+    const existing = await this.zfs.child(job.root.rootfs, filesystem.slice(job.root.rootfs.length + 1));
     if (existing) {
+      this.assertOwnDataset(job, existing);
       if (existing.state !== undefined && existing.state !== 'live') {
         throw new RefusedError(`${existing.name} is left over from an interrupted conversion; run 'zfs-dynamic-creator recover'`);
       }
@@ -182,10 +205,11 @@ export class ZfsPlugin {
 
   /** zfs create <rootfs>/<name> at the staging mountpoint, without the limits that can make a write fail. */
   async provision(job: Job): Promise<void> {
-    const filesystem = this.datasetOf(job);
+    const filesystem = await this.datasetOf(job);
     const { staging } = jobPaths(job.root.rootdir, job.name);
     await job.setJournalled({ filesystem, staging });
     const existing = await this.zfs.get(filesystem);
+    if (existing) this.assertOwnDataset(job, existing);
     if (existing && existing.state !== 'staging') {
       throw new RefusedError(`${filesystem} already exists and was not made by this job`);
     }
@@ -199,6 +223,7 @@ export class ZfsPlugin {
       if (await exists(staging)) await removeEmptyDir(staging);
       const identity = job.record.identity;
       const origin: Record<string, string> = identity ? { [PROP_ORIGIN]: `${identity.dev}:${identity.ino}` } : {};
+      if (this.isMapped(job, filesystem)) origin[PROP_NAME] = encodeName(job.name);
       await job.step('create', `create ${filesystem} at the staging mountpoint ${quoteName(staging)}`, () =>
         this.overlayOff(job.root.rootfs).then((overlay) =>
           this.zfs.create(filesystem, {
@@ -238,7 +263,7 @@ export class ZfsPlugin {
    * original path.
    */
   async swap(job: Job): Promise<void> {
-    const filesystem = this.datasetOf(job);
+    const filesystem = await this.datasetOf(job);
     if (job.dryRun) {
       const { aside } = jobPaths(job.root.rootdir, job.name);
       await job.step('move-aside', `move the original into the holding directory (${quoteName(aside)})`, async () => undefined);
@@ -341,7 +366,9 @@ export class ZfsPlugin {
       try {
         const problem = await checkMountpoint(job.root.rootdir, job.path, place.identity);
         if (problem !== undefined) throw inTheWay(problem);
-        if (ds.mountpoint !== job.path) await this.zfs.inherit(filesystem, 'mountpoint');
+        // A mapped name's dataset is mounted at the directory's own path, not at its name's.
+        if (ds.mountpoint !== job.path && this.isMapped(job, filesystem)) await this.zfs.set(filesystem, 'mountpoint', job.path);
+        else if (ds.mountpoint !== job.path) await this.zfs.inherit(filesystem, 'mountpoint');
         let now = await this.zfs.get(filesystem);
         if (now && !now.mounted) {
           await this.zfs.mount(filesystem);
@@ -359,7 +386,7 @@ export class ZfsPlugin {
 
   /** (STAGE.finish) Once the original is gone: the staging directory removed, readonly, snapshot, marked live. */
   async cleanup(job: Job): Promise<void> {
-    const filesystem = this.datasetOf(job);
+    const filesystem = await this.datasetOf(job);
     for (const staging of this.stagingDirs(job)) {
       if (job.dryRun || (await exists(staging))) {
         await job.step('remove-staging-dir', `remove the empty staging mountpoint ${quoteName(staging)}`, () => removeEmptyDir(staging));
@@ -395,7 +422,7 @@ export class ZfsPlugin {
 
   /** Only before the commit point: the original moved back, the dataset destroyed when it provably holds nothing but a copy. */
   async rollback(job: Job): Promise<void> {
-    const filesystem = this.datasetOf(job);
+    const filesystem = await this.datasetOf(job);
     const ds = await this.zfs.get(filesystem);
     if (job.record.committed || isCommitted(ds) || (ds?.mounted && ds.mountpoint === job.path)) {
       throw new Error(`${filesystem} passed its commit point; it is finished by 'zfs-dynamic-creator recover', never undone`);
@@ -432,7 +459,7 @@ export class ZfsPlugin {
 
   /** Recovery: the dataset's own record of the commit (its state property). */
   async assess(job: Job): Promise<Assessment> {
-    const filesystem = this.datasetOf(job);
+    const filesystem = await this.datasetOf(job);
     const ds = await this.zfs.get(filesystem);
     const aside = await this.asideOf(job);
     const staging = jobPaths(job.root.rootdir, job.name).staging;
