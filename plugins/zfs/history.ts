@@ -55,7 +55,9 @@ function nameField(name: string | undefined): HistoryField[] {
 
 /** The history tap: the root's finished conversions appended; throws when zfs cannot list them. */
 export async function zfsHistory(entries: HistoryEntry[], root: RootContext, zfs: string): Promise<HistoryEntry[]> {
-  const out = (await run(zfs, ['list', '-H', '-r', '-d', '1', '-t', 'filesystem', '-o', COLUMNS.join(','), root.rootfs])).stdout;
+  const out = (
+    await run(zfs, ['list', '-H', '-r', '-d', String(root.layout?.depth ?? 1), '-t', 'filesystem', '-o', COLUMNS.join(','), root.rootfs])
+  ).stdout;
   const found: HistoryEntry[] = [];
   for (const line of out.split('\n')) {
     if (line === '') continue;

@@ -41,19 +41,29 @@ export function mapName(rootfs: string, name: string): string | undefined {
 
 /**
  * The dataset of directory `name` under `rootfs`: `${rootfs}/${name}` when ZFS allows the name,
- * else the mapped one (`mapped: true`) when mapping is on, else why not.
+ * else the mapped one (`mapped: true`) when mapping is on, else why not. A run below the root
+ * (`exp/sample/run`, a root's layout) keeps its levels' names, which ZFS must allow; only the
+ * run's own name is mapped.
  */
 export function datasetFor(
   rootfs: string,
   name: string,
   mapNames: boolean,
 ): { dataset: string; mapped: boolean } | { problem: string; mappable: boolean } {
-  const problem = datasetNameProblem(rootfs, name);
-  if (problem === undefined) return { dataset: `${rootfs}/${name}`, mapped: false };
-  const why = unmappable(name) ?? `the name of ${rootfs} leaves no room for a mapped name`;
-  const component = unmappable(name) === undefined ? mapName(rootfs, name) : undefined;
+  const cut = name.lastIndexOf('/');
+  for (const level of cut < 0 ? [] : name.slice(0, cut).split('/')) {
+    const problem = datasetNameProblem(rootfs, level);
+    if (problem !== undefined)
+      return { problem: `its level ${JSON.stringify(level)} cannot be a dataset name: ${problem}`, mappable: false };
+  }
+  const parent = cut < 0 ? rootfs : `${rootfs}/${name.slice(0, cut)}`;
+  const run = name.slice(cut + 1);
+  const problem = datasetNameProblem(parent, run);
+  if (problem === undefined) return { dataset: `${parent}/${run}`, mapped: false };
+  const why = unmappable(run) ?? `the name of ${parent} leaves no room for a mapped name`;
+  const component = unmappable(run) === undefined ? mapName(parent, run) : undefined;
   if (component === undefined) return { problem: mapNames ? `${problem}; it cannot be mapped: ${why}` : problem, mappable: false };
-  return mapNames ? { dataset: `${rootfs}/${component}`, mapped: true } : { problem, mappable: true };
+  return mapNames ? { dataset: `${parent}/${component}`, mapped: true } : { problem, mappable: true };
 }
 
 /**
@@ -81,11 +91,17 @@ export function decodeName(value: string | undefined): string | undefined {
 }
 
 /**
- * The directory a child dataset of `rootfs` is named after: its recorded name (PROP_NAME) when
- * its name was mapped, else its own last component.
+ * The directory (relative to the root) a dataset below `rootfs` is named after: its name below
+ * rootfs, the last component its recorded name (PROP_NAME) when that was mapped.
  */
 export function directoryOf(rootfs: string, ds: DatasetInfo): string {
   const named = decodeName(ds.named);
   const oneComponent = named !== undefined && named !== '.' && named !== '..' && !/[/\0]/.test(named);
-  return oneComponent ? named : ds.name.slice(rootfs.length + 1);
+  const own = ds.name.slice(rootfs.length + 1);
+  return oneComponent ? `${own.slice(0, own.lastIndexOf('/') + 1)}${named}` : own;
+}
+
+/** The dataset that holds `dataset`'s name (its parent). */
+export function parentOf(dataset: string): string {
+  return dataset.slice(0, dataset.lastIndexOf('/'));
 }

@@ -5,6 +5,7 @@ import {
   AdvisedError,
   RefusedError,
   RootGoneError,
+  assertLevels,
   assertSameDirectory,
   ensureHoldingDir,
   isHelperName,
@@ -22,7 +23,7 @@ import {
 import { emptyOrAbsent, exists, holdsReservedZfsName, identityOf, mountedAt, removeEmptyDir, sameIdentity } from './files.js';
 import { checkMountpoint, makeMountpoint, removeOwnMountpoint, type MountpointProblem } from './mountpoint.js';
 import { LIMITS, type Options } from './options.js';
-import { datasetFor, directoryOf, encodeName } from './names.js';
+import { datasetFor, directoryOf, encodeName, parentOf } from './names.js';
 import { checkRoom } from './space.js';
 import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_NAME, PROP_ORIGIN, PROP_STATE, Zfs, parseSize, type DatasetInfo } from './zfs.js';
 
@@ -90,7 +91,9 @@ export class ZfsPlugin {
     const recorded = job.record.filesystem;
     let dataset = target.dataset;
     if (target.mapped && recorded !== dataset) {
-      const { children } = await this.zfs.children(rootfs);
+      const parent = parentOf(dataset);
+      // Below a root's layout, the parent is made with the first run under it.
+      const children = parent === rootfs || (await this.zfs.get(parent)) ? (await this.zfs.children(parent)).children : [];
       dataset = children.find((ds) => ds.named !== undefined && directoryOf(rootfs, ds) === job.name)?.name ?? dataset;
     }
     if (recorded !== undefined && recorded !== dataset) {
@@ -101,6 +104,56 @@ export class ZfsPlugin {
 
   private isMapped(job: Job, filesystem: string): boolean {
     return filesystem !== `${job.root.rootfs}/${job.name}`;
+  }
+
+  /**
+   * A run below the root (a root's layout): every directory between the root and it checked
+   * (src/core/levels.ts) right before a move or a mount through them; nothing for a direct child.
+   */
+  private async levels(job: Job): Promise<void> {
+    const layout = job.root.layout;
+    if (layout !== undefined && layout.depth > 1)
+      await assertLevels(job.root.rootdir, job.name, layout.depth, new Set(layout.trustedOwners));
+  }
+
+  /**
+   * The datasets of a run's levels (rootfs/exp, rootfs/exp/sample), made with canmount=off when
+   * missing: they hold no data and mount nothing (their directories stay plain directories of
+   * the root), and give the run's dataset its mountpoint by inheritance. One that is mounted
+   * would put the run on another filesystem than the root's: refused.
+   */
+  private async levelDatasets(job: Job, filesystem: string): Promise<void> {
+    const { rootfs } = job.root;
+    const levels: string[] = [];
+    for (let p = parentOf(filesystem); p !== rootfs && p.startsWith(`${rootfs}/`); p = parentOf(p)) levels.unshift(p);
+    for (const level of levels) {
+      let ds = await this.zfs.get(level);
+      if (!ds) {
+        await job.step('create-level', `create ${level} (canmount=off: a plain directory stays at its path)`, () =>
+          this.zfs.create(level, { canmount: 'off' }).catch(async (error: unknown) => {
+            if (!(await this.zfs.get(level))) throw error; // made meanwhile by a run beside this one
+          }),
+        );
+        ds = await this.zfs.get(level);
+      }
+      const at = `${job.root.rootdir}/${level.slice(rootfs.length + 1)}`;
+      if (ds !== undefined && ds.mountpoint !== at) {
+        throw new RefusedError(
+          `${level} has the mountpoint ${quoteName(ds.mountpoint)}, not ${quoteName(at)}: the run's dataset would not mount at its path; left as it is`,
+          {
+            permanent: true,
+          },
+        );
+      }
+      if (ds?.mounted) {
+        throw new RefusedError(
+          `${level} is a mounted dataset: the runs below ${quoteName(ds.mountpoint)} would not be on the root's filesystem; left as it is`,
+          {
+            permanent: true,
+          },
+        );
+      }
+    }
   }
 
   /** Refuses a dataset that another directory's name was mapped to (names.ts), or that has that directory's name. */
@@ -151,7 +204,8 @@ export class ZfsPlugin {
 
   /** rootfs and its children in one `zfs list`. */
   async survey(survey: Survey, root: RootContext): Promise<Survey> {
-    const { children } = await this.zfs.children(root.rootfs);
+    const depth = root.layout?.depth ?? 1;
+    const { children } = await this.zfs.children(root.rootfs, depth);
     const prefix = `${root.rootdir}/`;
     for (const ds of children) {
       // A mapped dataset by its recorded name, never by a name derived again (names.ts).
@@ -161,7 +215,7 @@ export class ZfsPlugin {
       // A directory that is some dataset's mountpoint is not a plain directory.
       if (ds.mounted && ds.mountpoint.startsWith(prefix)) {
         const at = ds.mountpoint.slice(prefix.length);
-        if (!at.includes('/') && at !== name) survey.ignored.add(at);
+        if (at.split('/').length === depth && at !== name) survey.ignored.add(at);
       }
     }
     return survey;
@@ -186,7 +240,7 @@ export class ZfsPlugin {
     }
     const [dir, parent] = await Promise.all([lstat(job.path), lstat(job.root.rootdir)]);
     // The dataset, looked up together with those of the other directories of a burst.
-    const existing = await this.zfs.child(job.root.rootfs, filesystem.slice(job.root.rootfs.length + 1));
+    const existing = await this.zfs.child(parentOf(filesystem), filesystem.slice(parentOf(filesystem).length + 1));
     if (existing) {
       this.assertOwnDataset(job, existing);
       if (existing.state !== undefined && existing.state !== 'live') {
@@ -195,6 +249,9 @@ export class ZfsPlugin {
       return { skip: `already a filesystem (${existing.name})` };
     }
     if (dir.dev !== parent.dev) return { skip: 'already a mountpoint of another filesystem' };
+    await this.levels(job).catch((error: unknown) => {
+      throw new RefusedError((error as Error).message, { permanent: true });
+    });
     if (await holdsReservedZfsName(job)) {
       throw new RefusedError(
         `${quoteName(job.name)} holds an entry named .zfs at its top, the name ZFS keeps for a dataset's snapshot directory: it could not be copied into the dataset; rename it, and the next run converts the directory; left as it is`,
@@ -216,6 +273,7 @@ export class ZfsPlugin {
     if (!existing) {
       // A copy that would not fit the pool or the quota is refused before anything is made.
       await checkRoom(this.zfs, job, this.opts.properties);
+      if (!job.dryRun) await this.levelDatasets(job, filesystem);
       // The holding directory checked again (root's, 0700, in a root nobody else can rename
       // in) right before zfs mounts the staging dataset inside it.
       await ensureHoldingDir(job.root.rootdir, !job.dryRun);
@@ -299,6 +357,7 @@ export class ZfsPlugin {
     if (!identity) throw new Error('the original directory was never identified');
     if (!(await exists(aside))) {
       await job.step('move-aside', `move the original into the holding directory (${quoteName(aside)})`, async () => {
+        await this.levels(job);
         await assertSameDirectory(job.path, identity);
         await rename(job.path, aside);
         if (!sameIdentity(await identityOf(aside), identity)) {
@@ -312,6 +371,7 @@ export class ZfsPlugin {
     // The mountpoint, made by root at once: in the instant the path was free, anything a user
     // made there (a symbolic link included) stops the job before its commit point.
     await job.step('make-mountpoint', `make the mountpoint ${quoteName(job.path)} (root's, empty)`, async () => {
+      await this.levels(job);
       const place = await makeMountpoint(job.root.rootdir, job.path);
       if ('problem' in place) {
         throw new AdvisedError(
@@ -360,10 +420,12 @@ export class ZfsPlugin {
         `${quoteName(job.path)} ${problem === undefined || problem.kind === 'not-empty' ? 'was made again and is not empty' : `is in the way (${problem.why})`}; keeping both: ${filesystem} (the converted data) stays unmounted at that path` +
           `${aside ? ` and the original at ${quoteName(aside)}` : ''}; move ${quoteName(job.path)} out of the way (mv -- ${quoteName(job.path)} ${quoteName(`${job.path}.moved`)}), then run 'zfs-dynamic-creator recover'`,
       );
+    await this.levels(job);
     const place = await makeMountpoint(job.root.rootdir, job.path);
     if ('problem' in place) throw inTheWay(place.problem);
     await job.step('mount-in-place', `mount ${filesystem} at ${quoteName(job.path)}`, async () => {
       try {
+        await this.levels(job);
         const problem = await checkMountpoint(job.root.rootdir, job.path, place.identity);
         if (problem !== undefined) throw inTheWay(problem);
         // A mapped name's dataset is mounted at the directory's own path, not at its name's.
@@ -430,6 +492,7 @@ export class ZfsPlugin {
     const identity = job.record.identity ?? ds?.origin;
     const aside = await this.asideOf(job);
     if (aside !== undefined) {
+      await this.levels(job);
       // The tool's own empty mountpoint (made after the move aside) goes first.
       if (!(await removeOwnMountpoint(job.path))) {
         throw new AdvisedError(
@@ -439,7 +502,10 @@ export class ZfsPlugin {
       if (!sameIdentity(await identityOf(aside), identity)) {
         throw new Error(`${quoteName(aside)} is not the recorded original directory; left alone`);
       }
-      await job.step('move-back', `move the original back from ${quoteName(aside)}`, () => rename(aside, job.path));
+      await job.step('move-back', `move the original back from ${quoteName(aside)}`, async () => {
+        await this.levels(job);
+        await rename(aside, job.path);
+      });
     }
     if (ds && (ds.state === 'staging' || ds.state === 'swapping')) {
       // Destroyed only when it provably holds nothing but a copy: never mounted at the

@@ -320,11 +320,11 @@ export class Zfs {
     }
   }
 
-  /** rootfs and its direct children, in one call. */
-  async children(rootfs: string): Promise<{ root: DatasetInfo; children: DatasetInfo[] }> {
+  /** rootfs and its children (down to `depth` levels: a root's layout), in one call. */
+  async children(rootfs: string, depth = 1): Promise<{ root: DatasetInfo; children: DatasetInfo[] }> {
     let out: string;
     try {
-      out = await this.exec(['list', '-H', '-r', '-d', '1', '-t', 'filesystem', '-o', Zfs.COLUMNS, rootfs]);
+      out = await this.exec(['list', '-H', '-r', '-d', String(depth), '-t', 'filesystem', '-o', Zfs.COLUMNS, rootfs]);
     } catch (error) {
       if (error instanceof CommandError && /does not exist/.test(error.stderr)) {
         throw new RefusedError(`ZFS filesystem ${rootfs} does not exist`);

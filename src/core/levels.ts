@@ -1,5 +1,5 @@
 /**
- * Layout levels (issue 20; NOT WIRED: no root uses a depth above 1 yet). With runs at a depth N
+ * Layout levels (issue 20). With runs at a depth N
  * below the root (Nanopore: experiment/sample/run), a run's name is the relative path `a/b/run`
  * and the directories above it stay plain directories of the root's filesystem. mount(2) and
  * every path-based call follow links in the levels, and the mountpoint checks (mountpoint.ts)
@@ -9,11 +9,13 @@
  * not writable by group or others unless it is sticky and root's. Checked by descriptors
  * (openat with O_NOFOLLOW from the root), right before anything is mounted, as assertRootMode.
  */
-import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { lstat, open, readdir, type FileHandle } from 'node:fs/promises';
+import { isZfsControlDir } from '../util/safefs/index.js';
 import { RefusedError, quoteName } from './errors.js';
 import { isErrno } from './fsutil.js';
-import type { OwnerMode } from './places.js';
+import { isHelperName, type OwnerMode } from './places.js';
+import type { Layout } from './types.js';
 
 /** A level directory as fstat gives it. */
 export interface LevelStat extends OwnerMode {
@@ -78,4 +80,70 @@ export async function assertLevels(rootdir: string, name: string, depth: number,
   } finally {
     for (const handle of opened) await handle.close();
   }
+}
+
+/**
+ * Why `name` is not a run of the layout, or undefined: `depth` components (runComponents), each
+ * matching its level's pattern.
+ */
+export function layoutProblem(name: string, layout: Layout): string | undefined {
+  const parts = runComponents(name, layout.depth);
+  if (parts === undefined) return `it is not a path of ${layout.depth} directory names (the root's layout.depth)`;
+  const bad = layout.levels?.findIndex((source, i) => !new RegExp(source, 'u').test(parts[i]!)) ?? -1;
+  return bad >= 0 ? `${quoteName(parts[bad]!)} does not match layout.levels[${bad}] (${layout.levels![bad]})` : undefined;
+}
+
+/** What a walk of a root's levels found: the runs (relative paths), what does not fit the layout, names that are not UTF-8. */
+export interface LevelWalk {
+  readonly runs: string[];
+  readonly ignored: string[];
+  /** Directories that do not match their level's pattern, or levels that are not plain directories of the root. */
+  readonly unfit: string[];
+  readonly unreadable: string[];
+}
+
+async function lstatOrNone(path: string): Promise<Stats | undefined> {
+  return lstat(path).catch((error: unknown) => {
+    if (isErrno(error, 'ENOENT') || isErrno(error, 'ENOTDIR')) return undefined;
+    throw error;
+  });
+}
+
+/**
+ * The directories at the layout's depth, level by level (names only, then one lstat each): a
+ * level that is not a real directory of the root's filesystem is passed over, a name that does
+ * not match its level's pattern is listed as ignored, the root's helpers and .zfs too.
+ */
+export async function walkLevels(rootdir: string, layout: Layout): Promise<LevelWalk> {
+  const patterns = layout.levels?.map((source) => new RegExp(source, 'u'));
+  const found: LevelWalk = { runs: [], ignored: [], unfit: [], unreadable: [] };
+  const rootDev = (await lstat(rootdir)).dev;
+  let level = [''];
+  for (let depth = 0; depth < layout.depth; depth++) {
+    const next: string[] = [];
+    for (const rel of level) {
+      const dir = rel === '' ? rootdir : `${rootdir}/${rel}`;
+      const names = await readdir(dir, { encoding: 'buffer' }).catch((error: unknown) => {
+        if (isErrno(error, 'ENOENT') || isErrno(error, 'ENOTDIR')) return [] as Buffer[];
+        throw error;
+      });
+      for (const raw of names) {
+        const name = raw.toString('utf8');
+        const path = rel === '' ? name : `${rel}/${name}`;
+        if (!Buffer.from(name, 'utf8').equals(raw)) {
+          found.unreadable.push(path);
+          continue;
+        }
+        const stats = await lstatOrNone(`${rootdir}/${path}`);
+        if (!stats?.isDirectory()) continue;
+        const last = depth === layout.depth - 1;
+        const helper = depth === 0 && (isHelperName(name) || isZfsControlDir({ name, type: 'dir', ino: stats.ino }));
+        if (helper) found.ignored.push(path);
+        else if ((!last && stats.dev !== rootDev) || patterns?.[depth]?.test(name) === false) found.unfit.push(path);
+        else (last ? found.runs : next).push(path);
+      }
+    }
+    level = next;
+  }
+  return found;
 }

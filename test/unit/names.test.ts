@@ -101,6 +101,26 @@ describe('datasetFor', () => {
   });
 });
 
+describe('datasetFor a run below the root (a layout)', () => {
+  it('keeps the levels, which ZFS must allow, and maps only the run within the whole 255 bytes', () => {
+    expect(datasetFor(ROOTFS, 'exp 1/sample:A/run1', false)).toEqual({ dataset: `${ROOTFS}/exp 1/sample:A/run1`, mapped: false });
+    const mapped = datasetFor(ROOTFS, 'exp/sample/run#1', true);
+    expect(mapped).toEqual({ dataset: `${ROOTFS}/exp/sample/${mapName(`${ROOTFS}/exp/sample`, 'run#1')!}`, mapped: true });
+    const long = datasetFor(ROOTFS, `exp/sample/${'r'.repeat(250)}`, true);
+    expect('dataset' in long && Buffer.byteLength(long.dataset)).toBe(MAX_DATASET_NAME);
+    expect(datasetFor(ROOTFS, 'exp#1/sample/run', true)).toMatchObject({
+      mappable: false,
+      problem: expect.stringMatching(/^its level "exp#1"/),
+    });
+  });
+
+  it('names the directory of a nested dataset by its path, the last component its recorded name', () => {
+    expect(directoryOf(ROOTFS, dataset(`${ROOTFS}/exp/sample/run1`))).toBe('exp/sample/run1');
+    const nested = dataset(`${ROOTFS}/exp/sample/${mapName(`${ROOTFS}/exp/sample`, 'run#1')!}`, encodeName('run#1'));
+    expect(directoryOf(ROOTFS, nested)).toBe('exp/sample/run#1');
+  });
+});
+
 describe('the recorded name (PROP_NAME)', () => {
   it('round-trips any name, as one line of printable ASCII', () => {
     for (const name of ['run#1 @lab', '50%', 'Lauf über Nacht', '実験', 'a\tb', '%41']) {
