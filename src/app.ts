@@ -3,7 +3,7 @@
  * turned into one engine per root, each with its plugins loaded and applied.
  */
 import { realpathSync } from 'node:fs';
-import { dirname, basename, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import {
   ConfigError,
   Journal,
@@ -59,6 +59,7 @@ export class App {
         // Canonical: a rootdir given through a symlink is the same root, and paths derived from
         // it (and compared with what is mounted) are the real ones.
         rootdir: canonicalDir(root.rootdir),
+        ...(root.layout ? { layout: root.layout } : {}),
         stateDir: config.stateDir,
         dryRun: options.dryRun ?? false,
         sinks,
@@ -68,7 +69,7 @@ export class App {
       });
       engine.plugins = await loadPlugins(root.plugins, {
         hooks: engine.hooks,
-        root: { rootfs: root.rootfs, rootdir: engine.context.rootdir },
+        root: { rootfs: root.rootfs, rootdir: engine.context.rootdir, ...(root.layout ? { layout: root.layout } : {}) },
         log: engine.log,
         dryRun: options.dryRun ?? false,
         stateDir: config.stateDir,
@@ -124,11 +125,12 @@ export class App {
       );
   }
 
-  /** The engine whose rootdir is `dir`'s parent, and the name of `dir` in it. */
+  /**
+   * The engine whose rootdir is `dir`'s parent (with a layout: its ancestor at the layout's depth),
+   * and the name of `dir` in it (with a layout: its relative path, `exp/sample/run`).
+   */
   locate(dir: string): { engine: RootEngine; name: string } {
     const absolute = resolve(dir).replace(/\/+$/, '');
-    const parent = dirname(absolute);
-    const name = basename(absolute);
     const canonical = (p: string): string => {
       try {
         return realpathSync(p);
@@ -136,13 +138,21 @@ export class App {
         return p;
       }
     };
-    const engine =
-      this.engines.find((e) => e.context.rootdir === parent) ?? this.engines.find((e) => e.context.rootdir === canonical(parent));
-    if (!engine) {
-      const roots = this.engines.map((e) => e.context.rootdir).join(', ');
-      throw new ConfigError(`${JSON.stringify(absolute)} is not a direct child of a configured root (${roots})`);
+    const at = (depth: number): { parent: string; name: string } => {
+      let parent = absolute;
+      for (let i = 0; i < depth; i++) parent = dirname(parent);
+      return { parent, name: absolute.slice(parent.length + 1) };
+    };
+    for (const exact of [true, false]) {
+      for (const engine of this.engines) {
+        const { parent, name } = at(engine.context.layout?.depth ?? 1);
+        if (name !== '' && engine.context.rootdir === (exact ? parent : canonical(parent))) return { engine, name };
+      }
     }
-    return { engine, name };
+    const roots = this.engines.map((e) => e.context.rootdir).join(', ');
+    throw new ConfigError(
+      `${JSON.stringify(absolute)} is not a direct child of a configured root (${roots}), nor a run at its layout's depth`,
+    );
   }
 
   /** Flushes and closes what plugins opened (syslog). */

@@ -50,6 +50,7 @@ export type {
   ProgressReport,
   RootContext,
   RootInfo,
+  Layout,
   Skip,
   StepOptions,
   StepRecord,
@@ -118,6 +119,8 @@ export {
   type JobPaths,
 } from './core/places.js';
 export { originalPlace, type OriginalPlace, type OriginalOf } from './core/original.js';
+/** Runs below the root (a root's layout): the levels above a run checked right before a move or a mount. */
+export { assertLevels, levelProblem, runComponents } from './core/levels.js';
 /** Throws unless a path is still the directory with a recorded identity (checked before every move). */
 export { assertSameDirectory } from './core/identity.js';
 

@@ -3,8 +3,9 @@
  * conversion's properties (PROP_HISTORY, set when the dataset is marked live), read from the
  * datasets themselves in one `zfs list`, so they survive the journal, the stateDir and reinstalls.
  */
-import { run, type HistoryEntry, type HistoryField, type RootContext } from '../../src/index.js';
-import { PROP_COMPLETION, PROP_HISTORY, PROP_STATE } from './zfs.js';
+import { quoteName, run, type HistoryEntry, type HistoryField, type RootContext } from '../../src/index.js';
+import { decodeName } from './names.js';
+import { PROP_COMPLETION, PROP_HISTORY, PROP_NAME, PROP_STATE } from './zfs.js';
 
 const COLUMNS = [
   'name',
@@ -18,6 +19,7 @@ const COLUMNS = [
   PROP_COMPLETION.completed,
   PROP_COMPLETION.completedSnapshot,
   PROP_COMPLETION.readonlySince,
+  PROP_NAME,
 ];
 
 const text = (value: string | undefined): string | null => (value === undefined || value === '-' || value === '' ? null : value);
@@ -58,13 +60,20 @@ function afterFields(completed: string | null, snapshot: string | null, readonly
   ];
 }
 
+/** The directory's own name, for a dataset whose name was mapped from it (names.ts); none for the others. */
+function nameField(name: string | undefined): HistoryField[] {
+  return name === undefined ? [] : [{ key: 'originalName', value: name, text: `named ${quoteName(name)}` }];
+}
+
 /** The history tap: the root's finished conversions appended; throws when zfs cannot list them. */
 export async function zfsHistory(entries: HistoryEntry[], root: RootContext, zfs: string): Promise<HistoryEntry[]> {
-  const out = (await run(zfs, ['list', '-H', '-r', '-d', '1', '-t', 'filesystem', '-o', COLUMNS.join(','), root.rootfs])).stdout;
+  const out = (
+    await run(zfs, ['list', '-H', '-r', '-d', String(root.layout?.depth ?? 1), '-t', 'filesystem', '-o', COLUMNS.join(','), root.rootfs])
+  ).stdout;
   const found: HistoryEntry[] = [];
   for (const line of out.split('\n')) {
     if (line === '') continue;
-    const [dataset = '', mountpoint = '', state, converted, version, seconds, files, bytes, completed, snapshot, readonlySince] =
+    const [dataset = '', mountpoint = '', state, converted, version, seconds, files, bytes, completed, snapshot, readonlySince, named] =
       line.split('\t');
     // Only the root's children that a conversion finished (state=live); in-flight ones are status's.
     if (dataset === root.rootfs || state !== 'live') continue;
@@ -75,6 +84,7 @@ export async function zfsHistory(entries: HistoryEntry[], root: RootContext, zfs
       fields: [
         ...fieldsOf(text(version), number(seconds), number(files), number(bytes)),
         ...afterFields(text(completed), text(snapshot), text(readonlySince)),
+        ...nameField(decodeName(named)),
       ],
     });
   }

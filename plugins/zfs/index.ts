@@ -7,7 +7,7 @@
  * swap       (STAGE.commit) check the copy fits the configured quota; move the original into
  *            the holding directory (one rename, identity-checked); record the commit point
  *            (journal, then state=swapped on the dataset), set the limits, and only then
- *            `zfs inherit mountpoint` puts the dataset at the original path. No `zfs rename`, which zfs-fuse cannot do on a
+ *            `zfs inherit mountpoint` (a mapped name: `zfs set mountpoint=<path>`) puts the dataset at the original path. No `zfs rename`, which zfs-fuse cannot do on a
  *            mounted dataset.
  * cleanup    (STAGE.finish) once the original is gone: remove the empty staging directory,
  *            readonly=on (option readonly), snapshot <dataset>@<snapshot>
@@ -20,8 +20,9 @@
  * assess     recovery: the dataset's own record of the commit (its state property)
  * survey     rootfs and its children in one `zfs list`
  *
- * Every dataset name and helper path is derived from the root and the directory's name; a journal
- * record that says otherwise is refused, never followed.
+ * Every dataset name and helper path is derived from the root and the directory's name (a name ZFS
+ * forbids: names.ts, option mapNames; its dataset is found by its recorded name); a journal record
+ * that says otherwise is refused, never followed.
  *
  * The steps are ZfsPlugin's methods (plugin.ts), the options options.ts, the zfs commands zfs.ts;
  * nfs-exports' mode sharenfs uses this plugin's zfs (sharenfs.ts).

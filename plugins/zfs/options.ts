@@ -53,6 +53,12 @@ export const options = z
       .min(0)
       .max(FINAL_RUNS_KEPT_DAYS * 86_400, `at most ${FINAL_RUNS_KEPT_DAYS} days: a run's record is kept that long after it completed`)
       .optional(),
+    /**
+     * A directory whose name ZFS forbids (names.ts) becomes a dataset of a mapped name, mounted
+     * at the directory's path, its own name recorded in the property PROP_NAME; without it, such
+     * a directory is refused (once) and left as it is.
+     */
+    mapNames: z.boolean().default(false),
   })
   .strict()
   .refine((o) => !Object.hasOwn(o.properties, 'readonly'), {

@@ -5,6 +5,7 @@ import {
   AdvisedError,
   RefusedError,
   RootGoneError,
+  assertLevels,
   assertSameDirectory,
   ensureHoldingDir,
   isHelperName,
@@ -23,18 +24,9 @@ import { Completion } from './completion.js';
 import { emptyOrAbsent, exists, holdsReservedZfsName, identityOf, mountedAt, removeEmptyDir, sameIdentity } from './files.js';
 import { checkMountpoint, makeMountpoint, removeOwnMountpoint, type MountpointProblem } from './mountpoint.js';
 import { LIMITS, type Options } from './options.js';
+import { datasetFor, directoryOf, encodeName, parentOf } from './names.js';
 import { checkRoom } from './space.js';
-import {
-  MAX_DATASET_NAME,
-  PROP_ASIDE,
-  PROP_HISTORY,
-  PROP_ORIGIN,
-  PROP_STATE,
-  Zfs,
-  datasetNameProblem,
-  parseSize,
-  type DatasetInfo,
-} from './zfs.js';
+import { MAX_DATASET_NAME, PROP_ASIDE, PROP_HISTORY, PROP_NAME, PROP_ORIGIN, PROP_STATE, Zfs, parseSize, type DatasetInfo } from './zfs.js';
 
 /** The history properties of a conversion ending now (see PROP_HISTORY). */
 function historyOf(job: Job): Record<string, string> {
@@ -90,15 +82,93 @@ export class ZfsPlugin {
       .then((known): Record<string, string> => (known ? { overlay: 'off' } : {})));
   }
 
-  /** The dataset's name, derived; a record that names another dataset is not followed. */
-  private datasetOf(job: Job): string {
-    const derived = `${job.root.rootfs}/${job.name}`;
-    if (job.record.filesystem !== undefined && job.record.filesystem !== derived) {
+  /**
+   * The job's dataset: `<rootfs>/<name>`; for a name ZFS forbids, the child of rootfs recorded
+   * with that name (PROP_NAME) when there is one, else the mapped name (names.ts), whatever the
+   * option mapNames says now (it decides only which directories start a conversion). A record
+   * that names another dataset is not followed.
+   */
+  private async datasetOf(job: Job): Promise<string> {
+    const { rootfs } = job.root;
+    const target = datasetFor(rootfs, job.name, true);
+    if ('problem' in target) throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${target.problem}; left alone`);
+    const recorded = job.record.filesystem;
+    let dataset = target.dataset;
+    if (target.mapped && recorded !== dataset) {
+      const parent = parentOf(dataset);
+      // Below a root's layout, the parent is made with the first run under it.
+      const children = parent === rootfs || (await this.zfs.get(parent)) ? (await this.zfs.children(parent)).children : [];
+      dataset = children.find((ds) => ds.named !== undefined && directoryOf(rootfs, ds) === job.name)?.name ?? dataset;
+    }
+    if (recorded !== undefined && recorded !== dataset) {
+      throw new RefusedError(`the job's record names the dataset ${quoteName(recorded)}, not ${quoteName(dataset)}; left alone`);
+    }
+    return dataset;
+  }
+
+  private isMapped(job: Job, filesystem: string): boolean {
+    return filesystem !== `${job.root.rootfs}/${job.name}`;
+  }
+
+  /**
+   * A run below the root (a root's layout): every directory between the root and it checked
+   * (src/core/levels.ts) right before a move or a mount through them; nothing for a direct child.
+   */
+  private async levels(job: Job): Promise<void> {
+    const layout = job.root.layout;
+    if (layout !== undefined && layout.depth > 1)
+      await assertLevels(job.root.rootdir, job.name, layout.depth, new Set(layout.trustedOwners));
+  }
+
+  /**
+   * The datasets of a run's levels (rootfs/exp, rootfs/exp/sample), made with canmount=off when
+   * missing: they hold no data and mount nothing (their directories stay plain directories of
+   * the root), and give the run's dataset its mountpoint by inheritance. One that is mounted
+   * would put the run on another filesystem than the root's: refused.
+   */
+  private async levelDatasets(job: Job, filesystem: string): Promise<void> {
+    const { rootfs } = job.root;
+    const levels: string[] = [];
+    for (let p = parentOf(filesystem); p !== rootfs && p.startsWith(`${rootfs}/`); p = parentOf(p)) levels.unshift(p);
+    for (const level of levels) {
+      let ds = await this.zfs.get(level);
+      if (!ds) {
+        await job.step('create-level', `create ${level} (canmount=off: a plain directory stays at its path)`, () =>
+          this.zfs.create(level, { canmount: 'off' }).catch(async (error: unknown) => {
+            if (!(await this.zfs.get(level))) throw error; // made meanwhile by a run beside this one
+          }),
+        );
+        ds = await this.zfs.get(level);
+      }
+      const at = `${job.root.rootdir}/${level.slice(rootfs.length + 1)}`;
+      if (ds !== undefined && ds.mountpoint !== at) {
+        throw new RefusedError(
+          `${level} has the mountpoint ${quoteName(ds.mountpoint)}, not ${quoteName(at)}: the run's dataset would not mount at its path; left as it is`,
+          {
+            permanent: true,
+          },
+        );
+      }
+      if (ds?.mounted) {
+        throw new RefusedError(
+          `${level} is a mounted dataset: the runs below ${quoteName(ds.mountpoint)} would not be on the root's filesystem; left as it is`,
+          {
+            permanent: true,
+          },
+        );
+      }
+    }
+  }
+
+  /** Refuses a dataset that another directory's name was mapped to (names.ts), or that has that directory's name. */
+  private assertOwnDataset(job: Job, ds: DatasetInfo): void {
+    const owner = directoryOf(job.root.rootfs, ds);
+    if (owner !== job.name) {
       throw new RefusedError(
-        `the job's record names the dataset ${quoteName(job.record.filesystem)}, not ${quoteName(derived)}; left alone`,
+        `${quoteName(job.name)} cannot become ${ds.name}: that dataset belongs to the directory ${quoteName(owner)}; left as it is`,
+        { permanent: true },
       );
     }
-    return derived;
   }
 
   /**
@@ -138,16 +208,18 @@ export class ZfsPlugin {
 
   /** rootfs and its children in one `zfs list`. */
   async survey(survey: Survey, root: RootContext): Promise<Survey> {
-    const { children } = await this.zfs.children(root.rootfs);
+    const depth = root.layout?.depth ?? 1;
+    const { children } = await this.zfs.children(root.rootfs, depth);
     const prefix = `${root.rootdir}/`;
     for (const ds of children) {
-      const name = ds.name.slice(root.rootfs.length + 1);
+      // A mapped dataset by its recorded name, never by a name derived again (names.ts).
+      const name = directoryOf(root.rootfs, ds);
       survey.filesystems.set(name, { mountpoint: ds.mountpoint, mounted: ds.mounted, filesystem: ds.name });
       if (ds.state !== undefined && ds.state !== 'live') survey.leftovers.add(name);
       // A directory that is some dataset's mountpoint is not a plain directory.
       if (ds.mounted && ds.mountpoint.startsWith(prefix)) {
         const at = ds.mountpoint.slice(prefix.length);
-        if (!at.includes('/') && at !== name) survey.ignored.add(at);
+        if (at.split('/').length === depth && at !== name) survey.ignored.add(at);
       }
     }
     return survey;
@@ -155,10 +227,15 @@ export class ZfsPlugin {
 
   async filter(job: Job): Promise<Skip | undefined> {
     if (isHelperName(job.name)) return { skip: 'a helper directory of zfs-dynamic-creator itself' };
-    const problem = datasetNameProblem(job.root.rootfs, job.name);
-    if (problem)
-      throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${problem}; left as it is`, { permanent: true });
-    const snapshot = this.opts.snapshot !== undefined ? `${job.root.rootfs}/${job.name}@${this.opts.snapshot}` : undefined;
+    const target = datasetFor(job.root.rootfs, job.name, this.opts.mapNames);
+    if ('problem' in target) {
+      const hint = target.mappable ? "; the zfs plugin's option mapNames: true would map it to a name ZFS allows" : '';
+      throw new RefusedError(`${quoteName(job.name)} cannot become a ZFS dataset: ${target.problem}${hint}; left as it is`, {
+        permanent: true,
+      });
+    }
+    const filesystem = await this.datasetOf(job); // refuses a record that names another dataset
+    const snapshot = this.opts.snapshot !== undefined ? `${filesystem}@${this.opts.snapshot}` : undefined;
     if (snapshot !== undefined && Buffer.byteLength(snapshot) > MAX_DATASET_NAME) {
       throw new RefusedError(
         `${quoteName(job.name)} cannot become a ZFS dataset with the snapshot the zfs plugin's option snapshot asks for: ${quoteName(snapshot)} would be ${Buffer.byteLength(snapshot)} bytes long, and ZFS allows ${MAX_DATASET_NAME}; left as it is`,
@@ -166,16 +243,19 @@ export class ZfsPlugin {
       );
     }
     const [dir, parent] = await Promise.all([lstat(job.path), lstat(job.root.rootdir)]);
-    this.datasetOf(job); // refuses a record that names another dataset
     // The dataset, looked up together with those of the other directories of a burst.
-    const existing = await this.zfs.child(job.root.rootfs, job.name);
+    const existing = await this.zfs.child(parentOf(filesystem), filesystem.slice(parentOf(filesystem).length + 1));
     if (existing) {
+      this.assertOwnDataset(job, existing);
       if (existing.state !== undefined && existing.state !== 'live') {
         throw new RefusedError(`${existing.name} is left over from an interrupted conversion; run 'zfs-dynamic-creator recover'`);
       }
       return { skip: `already a filesystem (${existing.name})` };
     }
     if (dir.dev !== parent.dev) return { skip: 'already a mountpoint of another filesystem' };
+    await this.levels(job).catch((error: unknown) => {
+      throw new RefusedError((error as Error).message, { permanent: true });
+    });
     if (await holdsReservedZfsName(job)) {
       throw new RefusedError(
         `${quoteName(job.name)} holds an entry named .zfs at its top, the name ZFS keeps for a dataset's snapshot directory: it could not be copied into the dataset; rename it, and the next run converts the directory; left as it is`,
@@ -186,16 +266,18 @@ export class ZfsPlugin {
 
   /** zfs create <rootfs>/<name> at the staging mountpoint, without the limits that can make a write fail. */
   async provision(job: Job): Promise<void> {
-    const filesystem = this.datasetOf(job);
+    const filesystem = await this.datasetOf(job);
     const { staging } = jobPaths(job.root.rootdir, job.name);
     await job.setJournalled({ filesystem, staging });
     const existing = await this.zfs.get(filesystem);
+    if (existing) this.assertOwnDataset(job, existing);
     if (existing && existing.state !== 'staging') {
       throw new RefusedError(`${filesystem} already exists and was not made by this job`);
     }
     if (!existing) {
       // A copy that would not fit the pool or the quota is refused before anything is made.
       await checkRoom(this.zfs, job, this.opts.properties);
+      if (!job.dryRun) await this.levelDatasets(job, filesystem);
       // The holding directory checked again (root's, 0700, in a root nobody else can rename
       // in) right before zfs mounts the staging dataset inside it.
       await ensureHoldingDir(job.root.rootdir, !job.dryRun);
@@ -203,6 +285,7 @@ export class ZfsPlugin {
       if (await exists(staging)) await removeEmptyDir(staging);
       const identity = job.record.identity;
       const origin: Record<string, string> = identity ? { [PROP_ORIGIN]: `${identity.dev}:${identity.ino}` } : {};
+      if (this.isMapped(job, filesystem)) origin[PROP_NAME] = encodeName(job.name);
       await job.step('create', `create ${filesystem} at the staging mountpoint ${quoteName(staging)}`, () =>
         this.overlayOff(job.root.rootfs).then((overlay) =>
           this.zfs.create(filesystem, {
@@ -242,7 +325,7 @@ export class ZfsPlugin {
    * original path.
    */
   async swap(job: Job): Promise<void> {
-    const filesystem = this.datasetOf(job);
+    const filesystem = await this.datasetOf(job);
     if (job.dryRun) {
       const { aside } = jobPaths(job.root.rootdir, job.name);
       await job.step('move-aside', `move the original into the holding directory (${quoteName(aside)})`, async () => undefined);
@@ -278,6 +361,7 @@ export class ZfsPlugin {
     if (!identity) throw new Error('the original directory was never identified');
     if (!(await exists(aside))) {
       await job.step('move-aside', `move the original into the holding directory (${quoteName(aside)})`, async () => {
+        await this.levels(job);
         await assertSameDirectory(job.path, identity);
         await rename(job.path, aside);
         if (!sameIdentity(await identityOf(aside), identity)) {
@@ -291,6 +375,7 @@ export class ZfsPlugin {
     // The mountpoint, made by root at once: in the instant the path was free, anything a user
     // made there (a symbolic link included) stops the job before its commit point.
     await job.step('make-mountpoint', `make the mountpoint ${quoteName(job.path)} (root's, empty)`, async () => {
+      await this.levels(job);
       const place = await makeMountpoint(job.root.rootdir, job.path);
       if ('problem' in place) {
         throw new AdvisedError(
@@ -339,13 +424,17 @@ export class ZfsPlugin {
         `${quoteName(job.path)} ${problem === undefined || problem.kind === 'not-empty' ? 'was made again and is not empty' : `is in the way (${problem.why})`}; keeping both: ${filesystem} (the converted data) stays unmounted at that path` +
           `${aside ? ` and the original at ${quoteName(aside)}` : ''}; move ${quoteName(job.path)} out of the way (mv -- ${quoteName(job.path)} ${quoteName(`${job.path}.moved`)}), then run 'zfs-dynamic-creator recover'`,
       );
+    await this.levels(job);
     const place = await makeMountpoint(job.root.rootdir, job.path);
     if ('problem' in place) throw inTheWay(place.problem);
     await job.step('mount-in-place', `mount ${filesystem} at ${quoteName(job.path)}`, async () => {
       try {
+        await this.levels(job);
         const problem = await checkMountpoint(job.root.rootdir, job.path, place.identity);
         if (problem !== undefined) throw inTheWay(problem);
-        if (ds.mountpoint !== job.path) await this.zfs.inherit(filesystem, 'mountpoint');
+        // A mapped name's dataset is mounted at the directory's own path, not at its name's.
+        if (ds.mountpoint !== job.path && this.isMapped(job, filesystem)) await this.zfs.set(filesystem, 'mountpoint', job.path);
+        else if (ds.mountpoint !== job.path) await this.zfs.inherit(filesystem, 'mountpoint');
         let now = await this.zfs.get(filesystem);
         if (now && !now.mounted) {
           await this.zfs.mount(filesystem);
@@ -363,7 +452,7 @@ export class ZfsPlugin {
 
   /** (STAGE.finish) Once the original is gone: the staging directory removed, readonly, snapshot, marked live. */
   async cleanup(job: Job): Promise<void> {
-    const filesystem = this.datasetOf(job);
+    const filesystem = await this.datasetOf(job);
     for (const staging of this.stagingDirs(job)) {
       if (job.dryRun || (await exists(staging))) {
         await job.step('remove-staging-dir', `remove the empty staging mountpoint ${quoteName(staging)}`, () => removeEmptyDir(staging));
@@ -401,7 +490,7 @@ export class ZfsPlugin {
 
   /** Only before the commit point: the original moved back, the dataset destroyed when it provably holds nothing but a copy. */
   async rollback(job: Job): Promise<void> {
-    const filesystem = this.datasetOf(job);
+    const filesystem = await this.datasetOf(job);
     const ds = await this.zfs.get(filesystem);
     if (job.record.committed || isCommitted(ds) || (ds?.mounted && ds.mountpoint === job.path)) {
       throw new Error(`${filesystem} passed its commit point; it is finished by 'zfs-dynamic-creator recover', never undone`);
@@ -409,6 +498,7 @@ export class ZfsPlugin {
     const identity = job.record.identity ?? ds?.origin;
     const aside = await this.asideOf(job);
     if (aside !== undefined) {
+      await this.levels(job);
       // The tool's own empty mountpoint (made after the move aside) goes first.
       if (!(await removeOwnMountpoint(job.path))) {
         throw new AdvisedError(
@@ -418,7 +508,10 @@ export class ZfsPlugin {
       if (!sameIdentity(await identityOf(aside), identity)) {
         throw new Error(`${quoteName(aside)} is not the recorded original directory; left alone`);
       }
-      await job.step('move-back', `move the original back from ${quoteName(aside)}`, () => rename(aside, job.path));
+      await job.step('move-back', `move the original back from ${quoteName(aside)}`, async () => {
+        await this.levels(job);
+        await rename(aside, job.path);
+      });
     }
     if (ds && (ds.state === 'staging' || ds.state === 'swapping')) {
       // Destroyed only when it provably holds nothing but a copy: never mounted at the
@@ -438,7 +531,7 @@ export class ZfsPlugin {
 
   /** Recovery: the dataset's own record of the commit (its state property). */
   async assess(job: Job): Promise<Assessment> {
-    const filesystem = this.datasetOf(job);
+    const filesystem = await this.datasetOf(job);
     const ds = await this.zfs.get(filesystem);
     const aside = await this.asideOf(job);
     const staging = jobPaths(job.root.rootdir, job.name).staging;

@@ -11,6 +11,8 @@ export const PROP_STATE = 'org.zfs-dynamic-creator:state';
 export const PROP_ASIDE = 'org.zfs-dynamic-creator:aside';
 /** The original directory's identity (dev:ino), recorded when the dataset is made. */
 export const PROP_ORIGIN = 'org.zfs-dynamic-creator:origin';
+/** The directory's own name, on a dataset whose name was mapped from it (names.ts). */
+export const PROP_NAME = 'org.zfs-dynamic-creator:name';
 
 /**
  * The conversion's history, set on the dataset when it is marked live (so it outlives the journal
@@ -55,6 +57,8 @@ export interface DatasetInfo {
   readonly state: DatasetState | undefined;
   readonly aside: string | undefined;
   readonly origin: { dev: number; ino: number } | undefined;
+  /** PROP_NAME as set (encoded: names.ts decodeName), when set. */
+  readonly named: string | undefined;
 }
 
 const UNITS = 'KMGTPEZ';
@@ -214,7 +218,7 @@ export class Zfs {
   }
 
   private static parse(line: string): DatasetInfo {
-    const [name = '', mountpoint = '', mounted = '', state = '-', aside = '-', origin = '-'] = line.split('\t');
+    const [name = '', mountpoint = '', mounted = '', state = '-', aside = '-', origin = '-', named = '-'] = line.split('\t');
     const known = ['staging', 'swapping', 'swapped', 'live'];
     const id = /^(\d+):(\d+)$/.exec(origin);
     return {
@@ -224,10 +228,13 @@ export class Zfs {
       state: known.includes(state) ? (state as DatasetState) : undefined,
       aside: aside === '-' || aside === '' ? undefined : aside,
       origin: id ? { dev: Number(id[1]), ino: Number(id[2]) } : undefined,
+      named: named === '-' || named === '' ? undefined : named,
     };
   }
 
-  private static readonly COLUMNS = `name,mountpoint,mounted,${PROP_STATE},${PROP_ASIDE},${PROP_ORIGIN}`;
+  private static readonly COLUMNS = `name,mountpoint,mounted,${PROP_STATE},${PROP_ASIDE},${PROP_ORIGIN},${PROP_NAME}`;
+  /** The column after COLUMNS in a listing that adds one. */
+  private static readonly EXTRA = Zfs.COLUMNS.split(',').length;
 
   /** Bytes the dataset uses (`zfs get -Hp`, which zfs-fuse and OpenZFS both have). */
   async usedBytes(name: string): Promise<number> {
@@ -304,7 +311,7 @@ export class Zfs {
           out
             .split('\n')
             .filter((l) => l.length > 0)
-            .map((l) => [l.split('\t')[0] ?? '', { info: Zfs.parse(l), type: l.split('\t')[6] ?? '' }] as const),
+            .map((l) => [l.split('\t')[0] ?? '', { info: Zfs.parse(l), type: l.split('\t')[Zfs.EXTRA] ?? '' }] as const),
         );
       } catch {
         listed = undefined; // each is asked for on its own below: the same answer, or error, as before
@@ -325,11 +332,11 @@ export class Zfs {
     }
   }
 
-  /** rootfs and its direct children, in one call. */
-  async children(rootfs: string): Promise<{ root: DatasetInfo; children: DatasetInfo[] }> {
+  /** rootfs and its children (down to `depth` levels: a root's layout), in one call. */
+  async children(rootfs: string, depth = 1): Promise<{ root: DatasetInfo; children: DatasetInfo[] }> {
     let out: string;
     try {
-      out = await this.exec(['list', '-H', '-r', '-d', '1', '-t', 'filesystem', '-o', Zfs.COLUMNS, rootfs]);
+      out = await this.exec(['list', '-H', '-r', '-d', String(depth), '-t', 'filesystem', '-o', Zfs.COLUMNS, rootfs]);
     } catch (error) {
       if (error instanceof CommandError && /does not exist/.test(error.stderr)) {
         throw new RefusedError(`ZFS filesystem ${rootfs} does not exist`);

@@ -215,6 +215,7 @@ export async function collectStatus(app: App): Promise<StatusRoot[]> {
       else if (verdict.refused === true) refused.push({ name, reason: verdict.reason });
       else ignored.push({ name, reason: verdict.reason, refused: false });
     }
+    for (const name of survey.unfit ?? []) ignored.push({ name, reason: "does not fit the root's layout; left alone", refused: false });
     const leftovers = [...survey.leftovers].sort();
     roots.push({ ...base, filesystems: survey.filesystems.size, waiting, ignored, refused, leftovers, jobs, ...runs });
   }

@@ -18,7 +18,7 @@ import { defaultLoaders } from 'cosmiconfig';
 import * as z from 'zod';
 import { ConfigError, unknownKey } from './errors.js';
 import { assertTrusted } from './trust.js';
-import type { PluginSpec } from './types.js';
+import type { Layout, PluginSpec } from './types.js';
 
 // Schemas are parsed a few times per process (the config, each plugin's options, journal records):
 // zod's JIT would compile a parser with `new Function` for each object schema on its first parse,
@@ -35,6 +35,15 @@ const pluginSpec = z.union([
   z.tuple([z.string().min(1, 'a plugin name, path or package'), z.record(z.string(), z.unknown())]),
 ]);
 
+function isRegExp(source: string): boolean {
+  try {
+    new RegExp(source, 'u');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const absolutePath = z
   .string()
   .refine((p) => p.startsWith('/'), 'must be an absolute path')
@@ -47,6 +56,20 @@ const rootSchema = z
       .min(1)
       .refine((s) => !s.startsWith('-') && !s.startsWith('/') && !s.endsWith('/'), 'must be a filesystem name such as tank/runs'),
     rootdir: absolutePath,
+    /** Where its runs are (src/core/levels.ts): default, its direct children. */
+    layout: z
+      .object({
+        depth: z.number().int().min(1).max(8).default(1),
+        levels: z.array(z.string().refine(isRegExp, 'a regular expression')).optional(),
+        trustedOwners: z.array(z.number().int().min(0)).default([]),
+      })
+      .strict()
+      .refine((l) => l.levels === undefined || l.levels.length === l.depth, { message: 'levels: one pattern per level (depth of them)' })
+      .refine((l) => l.depth > 1 || (l.levels === undefined && l.trustedOwners.length === 0), {
+        message:
+          "levels and trustedOwners are for runs below the root (depth above 1); the root's direct children are chosen by the name-filter plugin",
+      })
+      .optional(),
     /** A list of its own (replacing the shared one), or overrides merged into the shared list (see mergePlugins). */
     plugins: z.unknown().transform(rootPlugins).optional(),
   })
@@ -112,6 +135,7 @@ export type RawConfig = z.input<typeof configSchema>;
 export interface RootConfig {
   readonly rootfs: string;
   readonly rootdir: string;
+  readonly layout?: Layout;
   /** The root's effective plugin list: its own, or the shared one with its overrides merged in. */
   readonly plugins: readonly PluginSpec[];
   /** Where each of `plugins` is written in the config (same order); see optionsLocation. */
@@ -188,7 +212,7 @@ export function validateConfig(raw: unknown, source: string, defaultPlugins: rea
     roots: value.roots.map((r, i) => {
       const merged = mergePlugins(shared, r.plugins, { root: i, sharedAt: value.plugins ? 'plugins' : undefined });
       if (typeof merged === 'string') throw new ConfigError(`config ${source}: ${merged}`);
-      return { rootfs: r.rootfs, rootdir: r.rootdir, ...merged };
+      return { rootfs: r.rootfs, rootdir: r.rootdir, ...(r.layout && r.layout.depth > 1 ? { layout: r.layout } : {}), ...merged };
     }),
     ...(value.metrics ? { metrics: value.metrics } : {}),
   };

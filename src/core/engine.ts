@@ -28,7 +28,20 @@ import { JobImpl, newRecord } from './job.js';
 import { Journal, jobId } from './journal.js';
 import { acquireLock, type Lock } from './lock.js';
 import { SlotHold, UNKNOWN_OWNER, type Slots } from './slots.js';
-import type { Identity, JobRecord, StepRecord, Logger, Outcome, OutcomeKind, PhaseName, PluginSpec, RootContext, Survey } from './types.js';
+import { layoutProblem, walkLevels } from './levels.js';
+import type {
+  Layout,
+  Identity,
+  JobRecord,
+  StepRecord,
+  Logger,
+  Outcome,
+  OutcomeKind,
+  PhaseName,
+  PluginSpec,
+  RootContext,
+  Survey,
+} from './types.js';
 import type { LoadedPlugin } from './loader.js';
 import { createLogger, humanTime, type LogSink } from './logger.js';
 import type { JobObserver } from './progress.js';
@@ -51,6 +64,8 @@ export interface EngineOptions {
   readonly baseDir?: string;
   /** Told of each job's progress and end (a live line on a terminal, metrics); see progress.ts. */
   readonly observers?: readonly JobObserver[];
+  /** Where the root's runs are (src/core/levels.ts); absent: its direct children. */
+  readonly layout?: Layout;
 }
 
 export interface HandleOptions {
@@ -171,10 +186,17 @@ export class RootEngine {
 
   constructor(private readonly options: EngineOptions) {
     const log = createLogger([...options.sinks, (record) => this.hooks.log.call(record)], { rootdir: options.rootdir });
-    const base = { rootfs: options.rootfs, rootdir: options.rootdir, log, dryRun: options.dryRun, stateDir: options.stateDir };
+    const base = {
+      rootfs: options.rootfs,
+      rootdir: options.rootdir,
+      ...(options.layout ? { layout: options.layout } : {}),
+      log,
+      dryRun: options.dryRun,
+      stateDir: options.stateDir,
+    };
     this.context = { ...base, runs: runBook(base, this.hooks) };
     this.journal = new Journal(options.stateDir);
-    this.refusals = new RefusalMemory(options.stateDir, options.rootdir, configHash(options.rootfs, options.plugins));
+    this.refusals = new RefusalMemory(options.stateDir, options.rootdir, configHash(options.rootfs, options.plugins, options.layout));
   }
 
   get log(): Logger {
@@ -258,7 +280,7 @@ export class RootEngine {
   private async convert(run: HandleRun): Promise<Outcome> {
     const { job, name, id, options, signal } = run;
     const { rootdir, stateDir, dryRun } = this.context;
-    checkName(name);
+    checkName(name, this.context.layout);
     const early = await this.beforeLock(run);
     if ('outcome' in early) return early.outcome;
     let decided = early.decided;
@@ -588,7 +610,7 @@ export class RootEngine {
     if (record.rootfs !== this.context.rootfs)
       return `its rootfs ${quoteName(String(record.rootfs))} is not ${quoteName(this.context.rootfs)}`;
     try {
-      checkName(record.name);
+      checkName(record.name, this.context.layout);
     } catch {
       return `its name ${quoteName(String(record.name))} is not a directory name`;
     }
@@ -747,6 +769,14 @@ export class RootEngine {
   private async surveyPrepared(): Promise<Survey> {
     const directories = new Set<string>();
     const ignored = new Set<string>();
+    const layout = this.context.layout;
+    if (layout !== undefined && layout.depth > 1) {
+      const walk = await walkLevels(this.context.rootdir, layout);
+      for (const name of walk.runs) directories.add(name);
+      for (const name of [...walk.ignored, ...walk.unfit]) ignored.add(name);
+      for (const name of walk.unreadable) this.unreadable(name);
+      return this.surveyed(directories, ignored, new Set(walk.unfit));
+    }
     // Names only, then one lstat each: an entry that vanishes meanwhile (a job's helper
     // directory, a directory removed by its owner) is passed over, not an error.
     for (const raw of await readdir(this.context.rootdir, { encoding: 'buffer' })) {
@@ -761,14 +791,23 @@ export class RootEngine {
         ignored.add(name);
       } else if (Buffer.from(name, 'utf8').equals(raw)) {
         directories.add(name);
-      } else if (!this.unreadableNames.has(name)) {
-        // A name that is not UTF-8 cannot be named to zfs (nor be a dataset name): leave it, say so once.
-        this.unreadableNames.add(name);
-        this.log.warn(`${quoteName(name)} is not valid UTF-8 and cannot become a ZFS dataset; left as it is`, { step: 'survey' });
+      } else {
+        this.unreadable(name);
       }
     }
+    return this.surveyed(directories, ignored);
+  }
+
+  /** A name that is not UTF-8 cannot be named to zfs (nor be a dataset name): left, said once. */
+  private unreadable(name: string): void {
+    if (this.unreadableNames.has(name)) return;
+    this.unreadableNames.add(name);
+    this.log.warn(`${quoteName(name)} is not valid UTF-8 and cannot become a ZFS dataset; left as it is`, { step: 'survey' });
+  }
+
+  private async surveyed(directories: Set<string>, ignored: Set<string>, unfit?: Set<string>): Promise<Survey> {
     const leftovers = new Set((await this.journal.list(this.context.rootdir)).map((r) => r.name));
-    const base: Survey = { directories, filesystems: new Map(), leftovers, ignored };
+    const base: Survey = { directories, filesystems: new Map(), leftovers, ignored, ...(unfit ? { unfit } : {}) };
     return this.hooks.survey.promise(base, this.context);
   }
 
@@ -807,8 +846,16 @@ export function copyMs(steps: readonly StepRecord[]): number | undefined {
   return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
 }
 
-/** A name must be one path component; everything else about it is the filter's business. */
-function checkName(name: string): void {
+/**
+ * A name must be one path component, or with a layout (levels.ts) the relative path of a run at
+ * its depth; everything else about it is the filter's business.
+ */
+function checkName(name: string, layout?: Layout): void {
+  if (typeof name === 'string' && layout !== undefined && layout.depth > 1) {
+    const problem = layoutProblem(name, layout);
+    if (problem !== undefined) throw new RefusedError(`${quoteName(name)} is not a run of this root's layout: ${problem}`);
+    return;
+  }
   if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
     throw new RefusedError(`${quoteName(String(name))} is not a directory name`);
   }

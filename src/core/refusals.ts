@@ -12,7 +12,7 @@ import { lstat, mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isErrno, writeFileAtomic } from './fsutil.js';
 import { jobId } from './journal.js';
-import type { PluginSpec } from './types.js';
+import type { Layout, PluginSpec } from './types.js';
 
 /** What identifies the directory as it was when refused: any change to its entries changes ctime. */
 export interface DirectoryStamp {
@@ -34,9 +34,9 @@ export interface Refusal {
 }
 
 /** A hash of what decides a root's refusals: its dataset and its plugins with their options. */
-export function configHash(rootfs: string, plugins: readonly PluginSpec[] | undefined): string {
+export function configHash(rootfs: string, plugins: readonly PluginSpec[] | undefined, layout?: Layout): string {
   return createHash('sha256')
-    .update(JSON.stringify({ rootfs, plugins: plugins ?? [] }))
+    .update(JSON.stringify({ rootfs, plugins: plugins ?? [], ...(layout ? { layout } : {}) }))
     .digest('hex')
     .slice(0, 20);
 }

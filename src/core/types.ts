@@ -46,6 +46,17 @@ export interface RootInfo {
   readonly rootfs: string;
   /** The directory that is watched: where rootfs is mounted. Absolute, no trailing slash. */
   readonly rootdir: string;
+  /** Where its runs are (src/core/levels.ts); absent: its direct children. */
+  readonly layout?: Layout;
+}
+
+/** Where a root's runs are: the directories at `depth` below it, their name the relative path (`exp/sample/run`). */
+export interface Layout {
+  readonly depth: number;
+  /** One regular expression per level, the run's last, each component must match; none: any name. */
+  readonly levels?: readonly string[];
+  /** uids besides root that may own the directories above the runs (an instrument's service account). */
+  readonly trustedOwners: readonly number[];
 }
 
 /** A root while a command runs: what plugins get in root-level hooks. */
@@ -276,6 +287,8 @@ export interface Survey {
   readonly leftovers: Set<string>;
   /** Names the plugins say must not be touched (for example: helper directories). */
   readonly ignored: Set<string>;
+  /** Directories that do not fit the root's layout (levels.ts), also in `ignored`: left alone, listed by status. */
+  readonly unfit?: Set<string>;
 }
 
 /** What a plugin gets when it is applied. */

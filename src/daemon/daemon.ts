@@ -173,6 +173,7 @@ export class Daemon {
     return this.watcher.watch(
       this.app.engines.map((engine) => ({
         rootdir: engine.context.rootdir,
+        depth: engine.context.layout?.depth ?? 1,
         onError: (error: unknown) => engine.log.error(`watching failed: ${oneLine(error)}; the periodic sweep still runs`),
       })),
     );

@@ -143,7 +143,7 @@ describe('incron with the contrib/incron.d line', () => {
       const job = summary!.jobs.find((j) => j.name === n);
       expect(job?.outcome, n).toBe('refused');
       expect(job?.message).toMatch(
-        /cannot become a ZFS dataset: it holds "[$`;]", and a ZFS dataset name allows only letters, digits, space and - _ \. :; left as it is($|; tried again when the directory or the config changes)/,
+        /cannot become a ZFS dataset: it holds "[$`;]", and a ZFS dataset name allows only letters, digits, space and - _ \. :; the zfs plugin's option mapNames: true would map it to a name ZFS allows; left as it is($|; tried again when the directory or the config changes)/,
       );
     }
     for (const m of markers) expect(existsSync(m)).toBe(false);

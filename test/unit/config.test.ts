@@ -23,6 +23,15 @@ describe('config validation', () => {
     ]);
   });
 
+  it('takes a layout below the root (depth, a pattern per level, trusted owners); depth 1 is no layout', () => {
+    const layout = { depth: 3, levels: ['.*', '.*', '^\\d{8}_'], trustedOwners: [4242] };
+    expect(validateConfig({ roots: [{ ...root, layout }] }, 'x.yaml', DEFAULT_PLUGINS).roots[0]!.layout).toEqual(layout);
+    expect(validateConfig({ roots: [{ ...root, layout: { depth: 1 } }] }, 'x.yaml', DEFAULT_PLUGINS).roots[0]!.layout).toBeUndefined();
+    for (const bad of [{ depth: 2, levels: ['.*'] }, { depth: 1, trustedOwners: [1] }, { depth: 2, levels: ['(', '.*'] }, { depth: 9 }]) {
+      expect(() => validateConfig({ roots: [{ ...root, layout: bad }] }, 'x.yaml', DEFAULT_PLUGINS)).toThrow(/roots\[0\]\.layout/);
+    }
+  });
+
   it('accepts "name" and ["name", {options}]', () => {
     const c = validateConfig({ roots: [{ ...root, plugins: ['zfs', ['rsync', { graceSeconds: 5 }]] }] }, 'x.yaml', DEFAULT_PLUGINS);
     expect(c.roots[0]!.plugins).toEqual(['zfs', ['rsync', { graceSeconds: 5 }]]);

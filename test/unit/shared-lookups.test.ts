@@ -38,7 +38,7 @@ async function fakeZfs(): Promise<{ command: string; calls: () => Promise<string
   const log = join(dir, 'calls');
   const command = join(dir, 'zfs');
   const row = (name: string, mountpoint: string, state: string, type: string): string =>
-    `${name}\\t${mountpoint}\\tyes\\t${state}\\t-\\t-\\t${type}`;
+    `${name}\\t${mountpoint}\\tyes\\t${state}\\t-\\t-\\t-\\t${type}`;
   await writeFile(
     command,
     [
@@ -51,7 +51,7 @@ async function fakeZfs(): Promise<{ command: string; calls: () => Promise<string
       '  exit 0',
       'fi',
       'case "$last" in',
-      `  tank/a) printf '%b\\n' '${row('tank/a', '/tank/a', 'swapped', 'filesystem')}' | cut -f1-6 ;;`,
+      `  tank/a) printf '%b\\n' '${row('tank/a', '/tank/a', 'swapped', 'filesystem')}' | cut -f1-7 ;;`,
       `  tank/vol) echo "cannot open '$last': operation not applicable to datasets of this type" >&2; exit 1 ;;`,
       `  *) echo "cannot open '$last': dataset does not exist" >&2; exit 1 ;;`,
       'esac',
