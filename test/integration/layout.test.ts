@@ -11,6 +11,8 @@ import { chmod, chown, mkdir, readFile, rm, stat, symlink, writeFile } from 'nod
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { existsSync } from 'node:fs';
+import { jobId } from '../../src/core/journal.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { parseExposition, sampleValue } from '../helpers/prom.js';
 import { scaled } from '../helpers/time.js';
@@ -125,6 +127,34 @@ describe('layout depth 3 (experiment/sample/run)', () => {
     await waitLive(p, runs, scaled(60_000));
     expect(await lastSweep()).toBe(swept);
     for (const rel of runs) await expectWhole(rel);
+    expect(daemon.output()).not.toMatch(/ERROR/);
+  });
+
+  it('with the completion policy (nanopore preset): a run at depth 3 waits for its final_summary, then converts; its run is recorded complete', async () => {
+    const file = await config('nanopore.json');
+    const raw = JSON.parse(await readFile(file, 'utf8')) as { roots: { plugins: unknown[] }[] };
+    raw.roots[0]!.plugins.unshift(['completion', { policy: 'complete', preset: 'nanopore', markerAgeSeconds: 0, recheckSeconds: 1 }]);
+    await writeFile(file, JSON.stringify(raw));
+    const daemon = await startDaemon(p, file);
+    const rel = `exp7/sampleG/${RUN.replace('0001', '0007')}`;
+    await makeRun(rel);
+    const summary = join(p.mount, rel, 'final_summary_FAQ00001.txt');
+    await rm(summary);
+    // Seen and waiting (its run recorded), never converted while the summary is missing.
+    const record = join(p.stateDir, 'runs', `${jobId(p.mount, rel)}.json`);
+    for (const deadline = Date.now() + scaled(30_000); !existsSync(record) && Date.now() < deadline;) await sleep(100);
+    await sleep(scaled(3000));
+    expect(await dev(rel)).toBe(await dev(''));
+    expect(JSON.parse(await readFile(record, 'utf8'))).toMatchObject({ name: rel, state: 'waiting', policy: 'complete (nanopore)' });
+    await writeFile(summary, 'done\n');
+    await waitLive(p, [rel], scaled(60_000));
+    await expectWhole(rel);
+    for (
+      const deadline = Date.now() + scaled(10_000);
+      JSON.parse(await readFile(record, 'utf8')).state !== 'complete' && Date.now() < deadline;
+    )
+      await sleep(100);
+    expect(JSON.parse(await readFile(record, 'utf8'))).toMatchObject({ state: 'complete', dataset: `${p.pool}/${rel}` });
     expect(daemon.output()).not.toMatch(/ERROR/);
   });
 
