@@ -81,6 +81,7 @@ export async function readSmall(dir: DirRef, name: string): Promise<{ text: stri
   } catch (error) {
     if (gone(error)) return undefined;
     if (isErrno(error, 'ELOOP')) return { odd: `${name} is a symlink, not a file` };
+    if (isErrno(error, 'ENXIO')) return { odd: `${name} is not a regular file` }; // a socket: open(2) says ENXIO
     throw error;
   }
   try {
