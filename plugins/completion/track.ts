@@ -71,11 +71,19 @@ async function noteUnfinished(t: Tracker, at: RunPlace, note: string, troubled: 
   return { kind: 'waiting', note };
 }
 
+/** The most of a verdict's note kept, and the problems named: a folder's owner can make hundreds of either. */
+const NOTE_CAP = 400;
+const PROBLEMS_NAMED = 3;
+const clip = (text: string): string => (text.length > NOTE_CAP ? `${text.slice(0, NOTE_CAP)}…` : text);
+
 /** One look at a run: its verdict noted (unfinished runs only when `unfinished`: the complete policy, or after the conversion). */
 export async function lookAtRun(t: Tracker, at: RunPlace, unfinished: boolean): Promise<Finding> {
   const now = Date.now();
-  const { verdict, problems } = await judge(at.dir, at.name, t.rules, t.opts.markerAgeSeconds * 1000, now);
-  const trouble = problems.length > 0 ? `; ${problems.join('; ')}` : '';
+  const judged = await judge(at.dir, at.name, t.rules, t.opts.markerAgeSeconds * 1000, now);
+  const { problems } = judged;
+  const verdict = { ...judged.verdict, note: clip(judged.verdict.note) };
+  const more = problems.length > PROBLEMS_NAMED ? ` (and ${problems.length - PROBLEMS_NAMED} more)` : '';
+  const trouble = problems.length > 0 ? `; ${problems.slice(0, PROBLEMS_NAMED).map(clip).join('; ')}${more}` : '';
   if (verdict.kind !== 'waiting') return noteFinal(t, at, verdict, trouble);
   if (!unfinished) return { kind: 'waiting', note: verdict.note };
   return noteUnfinished(t, at, verdict.note + trouble, problems.length > 0, now);

@@ -88,9 +88,20 @@ describe('completion: a hostile run folder', () => {
     const { root, run } = await setUp({ preset: 'nanopore' }, name);
     for (let i = 0; i < 300; i++) await mkdir(join(run, `final_summary_${String(i).padStart(4, '0')}.txt`));
     const defer = await root.wait(await root.job(name));
-    expect(defer).toMatchObject({ waiting: true, defer: expect.stringContaining('final_summary_0000.txt is a dir, not a file') });
+    expect(defer).toMatchObject({
+      waiting: true,
+      defer: expect.stringMatching(/final_summary_\d{4}\.txt is a dir, not a file \(and 297 more\)$/),
+    });
     const rec = await root.context.runs.get(name);
     expect(rec!.note!.length).toBeLessThan(1000);
+  });
+
+  it('hundreds of PacBio cells, none transferred: the note stays short', async () => {
+    const name = 'r84012_20240131_120000';
+    const { root, run } = await setUp({ preset: 'pacbio' }, name);
+    for (let i = 0; i < 300; i++) await mkdir(join(run, `${i % 10}_${String(i).padStart(3, '0')}`));
+    expect(await root.wait(await root.job(name))).toMatchObject({ waiting: true, defer: expect.stringContaining('0 of 300 cell(s)') });
+    expect((await root.context.runs.get(name))!.note!.length).toBeLessThan(1000);
   });
 
   it('a RunCompletionStatus.xml dated 300,000 years before 1970 (tmpfs keeps it): aborted at a time that is a time', async () => {
