@@ -6,7 +6,7 @@
  */
 import type { DirRef, Logger, Runs } from '../../src/index.js';
 import { lastWritten } from './look.js';
-import { judge, type Verdict } from './judge.js';
+import { isoTime, judge, type Verdict } from './judge.js';
 import type { Options, Rule } from './options.js';
 
 /** What a look found: the run is complete or aborted, waiting, or stalled. */
@@ -56,10 +56,10 @@ async function noteUnfinished(t: Tracker, at: RunPlace, note: string, troubled: 
   const stalledSince = (await at.runs.get(at.name))?.stalledSince;
   const written = await writtenAt(t, at, now, stalledSince !== undefined);
   if (stalledSince !== undefined && written > Date.parse(stalledSince)) {
-    const { changed } = await at.runs.note(at.name, { kind: 'active', note: `written to again at ${new Date(written).toISOString()}` });
-    if (changed) at.log.info(`active again: written to at ${new Date(written).toISOString()}`, fields);
+    const { changed } = await at.runs.note(at.name, { kind: 'active', note: `written to again at ${isoTime(written, now)}` });
+    if (changed) at.log.info(`active again: written to at ${isoTime(written, now)}`, fields);
   } else if (stalledSince !== undefined || now - written >= t.opts.staleAfterSeconds * 1000) {
-    const since = new Date(written).toISOString();
+    const since = isoTime(written, now);
     const text = `stalled: nothing written since ${since}, ${note}`;
     const { changed } = await at.runs.note(at.name, { kind: 'stalled', since, note: text, policy: t.policy });
     if (changed) at.log.warn(`${text}${t.opts.onStall === 'convert' ? '; converting it anyway (onStall: convert)' : ''}`, fields);
