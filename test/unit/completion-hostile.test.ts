@@ -5,7 +5,7 @@
  * names and contents with control characters that end up in `status`. Each gives a state and a
  * bounded note, never a failed job, never a stalled daemon.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -58,6 +58,41 @@ describe('completion: a hostile run folder', () => {
   });
 
   // The guard is against a quadratic scan (seconds per look, the daemon's event loop held): one pass takes milliseconds.
+  it("a write lease its owner holds on RunCompletionStatus.xml (as Samba's kernel oplocks do): read later, no failure", async () => {
+    const { root, run } = await setUp({ preset: 'illumina' });
+    await chmod(root.dir, 0o755);
+    await chown(run, 65534, 65534);
+    const hold = `import fcntl, os, signal, sys, time
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT, 0o644)
+fcntl.fcntl(fd, 1024, fcntl.F_WRLCK)  # F_SETLEASE
+print('held', flush=True)
+time.sleep(60)`;
+    const holder = execa('setpriv', [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      '--',
+      '/usr/bin/python3',
+      '-c',
+      hold,
+      join(run, 'RunCompletionStatus.xml'),
+    ]);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('held') && resolve());
+        holder.catch(reject);
+      });
+      expect(await root.wait(await root.job(NOVASEQ_X))).toMatchObject({
+        waiting: true,
+        defer: expect.stringContaining('RunCompletionStatus.xml cannot be read now'),
+      });
+    } finally {
+      holder.kill('SIGKILL');
+      await holder.catch(() => undefined);
+    }
+  });
+
   it('XML made to backtrack (256 KiB of unclosed openings, in every file read) is read in one pass', { timeout: 10_000 }, async () => {
     // A name that does not tell the instrument: RunInfo.xml and both RunParameters.xml are read.
     const { root, run } = await setUp({ preset: 'illumina' }, 'renamed run');
