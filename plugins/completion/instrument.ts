@@ -14,10 +14,17 @@ export function instrumentOfName(name: string): string | undefined {
   return RUN_NAME.exec(name)?.[1];
 }
 
-/** The text of the first of `elements` in `xml` (one line of text, no markup), or undefined. */
+/** The longest element value taken (an instrument id such as LH00123, a status such as UserEndedEarly). */
+export const VALUE_CAP = 64;
+
+/**
+ * The text of the first of `elements` in `xml` (one line of text, no markup), or undefined.
+ * Attributes stop at the next "<" (no XML holds one there): one pass over a file of unclosed openings.
+ * A value longer than VALUE_CAP is none (an id or a status is a word): it goes into notes, records, logs.
+ */
 export function xmlElement(xml: string, elements: readonly string[]): string | undefined {
   for (const element of elements) {
-    const m = new RegExp(`<${element}(?:\\s[^>]*)?>\\s*([^<\\s]+)\\s*</${element}>`).exec(xml);
+    const m = new RegExp(`<${element}(?:\\s[^<>]*)?>\\s*([^<\\s]{1,${VALUE_CAP}})\\s*</${element}>`).exec(xml);
     if (m) return m[1];
   }
   return undefined;

@@ -29,6 +29,9 @@ interface SetLook {
 
 const seconds = (ms: number): string => `${Math.round(ms / 1000)} s`;
 
+/** A time read in the run's folder (its owner sets any mtime) as ISO 8601, held between 1970 and `now`: never a RangeError. */
+export const isoTime = (ms: number, now: number): string => new Date(Math.min(Math.max(ms, 0), now)).toISOString();
+
 async function lookSet(dir: DirRef, patterns: readonly string[], ageMs: number, now: number, prefix: string): Promise<SetLook> {
   const look: SetLook = { met: true, at: 0, wanting: [], odd: [] };
   let at = 0;
@@ -112,7 +115,7 @@ export async function judge(dir: DirRef, name: string, rules: readonly Rule[], a
   else if (status?.ended !== undefined) {
     if (now - status.at >= ageMs)
       return {
-        verdict: { kind: 'aborted', at: new Date(status.at).toISOString(), note: `${rule.status} says ${status.ended} (${label})` },
+        verdict: { kind: 'aborted', at: isoTime(status.at, now), note: `${rule.status} says ${status.ended} (${label})` },
         problems,
       };
     return {
@@ -124,7 +127,6 @@ export async function judge(dir: DirRef, name: string, rules: readonly Rule[], a
     rule.each !== undefined ? await lookCells(dir, { ...rule, each: rule.each }, ageMs, now) : await lookRule(dir, rule, ageMs, now);
   problems.push(...look.odd);
   const markers = [...rule.all, ...rule.any.flat()].join(', ');
-  if (look.met)
-    return { verdict: { kind: 'complete', at: new Date(look.at).toISOString(), note: `${markers} present (${label})` }, problems };
+  if (look.met) return { verdict: { kind: 'complete', at: isoTime(look.at, now), note: `${markers} present (${label})` }, problems };
   return { verdict: { kind: 'waiting', note: `waiting for ${look.wanting.join(', ')} (${label})` }, problems };
 }

@@ -81,6 +81,10 @@ export async function readSmall(dir: DirRef, name: string): Promise<{ text: stri
   } catch (error) {
     if (gone(error)) return undefined;
     if (isErrno(error, 'ELOOP')) return { odd: `${name} is a symlink, not a file` };
+    if (isErrno(error, 'ENXIO')) return { odd: `${name} is not a regular file` }; // a socket: open(2) says ENXIO
+    // A write lease held on it (Samba's kernel oplocks, knfsd's delegations, or its owner's): read at a later look.
+    if (isErrno(error, 'EAGAIN') || isErrno(error, 'EWOULDBLOCK'))
+      return { odd: `${name} cannot be read now (a lease on it is being broken)` };
     throw error;
   }
   try {

@@ -6,7 +6,7 @@
  */
 import type { DirRef, Logger, Runs } from '../../src/index.js';
 import { lastWritten } from './look.js';
-import { judge, type Verdict } from './judge.js';
+import { isoTime, judge, type Verdict } from './judge.js';
 import type { Options, Rule } from './options.js';
 
 /** What a look found: the run is complete or aborted, waiting, or stalled. */
@@ -56,10 +56,10 @@ async function noteUnfinished(t: Tracker, at: RunPlace, note: string, troubled: 
   const stalledSince = (await at.runs.get(at.name))?.stalledSince;
   const written = await writtenAt(t, at, now, stalledSince !== undefined);
   if (stalledSince !== undefined && written > Date.parse(stalledSince)) {
-    const { changed } = await at.runs.note(at.name, { kind: 'active', note: `written to again at ${new Date(written).toISOString()}` });
-    if (changed) at.log.info(`active again: written to at ${new Date(written).toISOString()}`, fields);
+    const { changed } = await at.runs.note(at.name, { kind: 'active', note: `written to again at ${isoTime(written, now)}` });
+    if (changed) at.log.info(`active again: written to at ${isoTime(written, now)}`, fields);
   } else if (stalledSince !== undefined || now - written >= t.opts.staleAfterSeconds * 1000) {
-    const since = new Date(written).toISOString();
+    const since = isoTime(written, now);
     const text = `stalled: nothing written since ${since}, ${note}`;
     const { changed } = await at.runs.note(at.name, { kind: 'stalled', since, note: text, policy: t.policy });
     if (changed) at.log.warn(`${text}${t.opts.onStall === 'convert' ? '; converting it anyway (onStall: convert)' : ''}`, fields);
@@ -71,11 +71,19 @@ async function noteUnfinished(t: Tracker, at: RunPlace, note: string, troubled: 
   return { kind: 'waiting', note };
 }
 
+/** The most of a verdict's note kept, and the problems named: a folder's owner can make hundreds of either. */
+const NOTE_CAP = 400;
+const PROBLEMS_NAMED = 3;
+const clip = (text: string): string => (text.length > NOTE_CAP ? `${text.slice(0, NOTE_CAP)}…` : text);
+
 /** One look at a run: its verdict noted (unfinished runs only when `unfinished`: the complete policy, or after the conversion). */
 export async function lookAtRun(t: Tracker, at: RunPlace, unfinished: boolean): Promise<Finding> {
   const now = Date.now();
-  const { verdict, problems } = await judge(at.dir, at.name, t.rules, t.opts.markerAgeSeconds * 1000, now);
-  const trouble = problems.length > 0 ? `; ${problems.join('; ')}` : '';
+  const judged = await judge(at.dir, at.name, t.rules, t.opts.markerAgeSeconds * 1000, now);
+  const { problems } = judged;
+  const verdict = { ...judged.verdict, note: clip(judged.verdict.note) };
+  const more = problems.length > PROBLEMS_NAMED ? ` (and ${problems.length - PROBLEMS_NAMED} more)` : '';
+  const trouble = problems.length > 0 ? `; ${problems.slice(0, PROBLEMS_NAMED).map(clip).join('; ')}${more}` : '';
   if (verdict.kind !== 'waiting') return noteFinal(t, at, verdict, trouble);
   if (!unfinished) return { kind: 'waiting', note: verdict.note };
   return noteUnfinished(t, at, verdict.note + trouble, problems.length > 0, now);

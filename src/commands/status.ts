@@ -17,6 +17,7 @@ import {
   isLocked,
   jobId,
   oneLine,
+  oneLineText,
   type ActiveJob,
   type JobRecord,
   type RunRecord,
@@ -242,7 +243,8 @@ export function runLines(root: Pick<StatusRoot, 'runs' | 'runCounts' | 'runsOmit
   const lines = [`  runs: ${counts.join(', ')}`];
   for (const r of root.runs) {
     const policy = r.policy !== undefined ? `policy ${r.policy}` : undefined;
-    const note = r.note !== undefined ? `: ${r.note}` : '';
+    // The note may quote the run's folder (names, its files' words): one line, no control character.
+    const note = r.note !== undefined ? `: ${oneLineText(r.note)}` : '';
     const dataset = r.dataset !== undefined ? ` in ${r.dataset}` : '';
     const stalled = `stalled since ${humanTime(r.since)}, last written to ${humanTime(r.stalledSince ?? r.since)}`;
     if (r.state === 'stalled')

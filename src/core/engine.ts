@@ -351,7 +351,8 @@ export class RootEngine {
   private async waitTurn(run: HandleRun): Promise<Outcome | undefined> {
     const { job, signal } = run;
     job.phase = 'wait';
-    await this.context.runs.note(job.name, { kind: 'detected' });
+    const ino = job.record.identity?.ino;
+    await this.context.runs.note(job.name, { kind: 'detected', ...(ino !== undefined ? { ino } : {}) });
     if (this.runs('wait', job.log)) {
       const defer = await this.hooks.wait.promise(job);
       if (defer) {

@@ -38,6 +38,8 @@ export interface RunRecord {
   /** When it entered that state (ISO 8601, UTC). */
   readonly since: string;
   readonly detectedAt: string;
+  /** The directory's inode when detected (its dev is not stable across a remount): another directory of the name is another run. */
+  readonly ino?: number;
   /** The run said it is complete (complete) or was stopped or failed (aborted): when it said so. */
   readonly completion?: 'complete' | 'aborted';
   readonly completedAt?: string;
@@ -57,7 +59,7 @@ export interface RunRecord {
 /** A fact about a run, stated by the engine or a plugin. */
 export type RunFact =
   /** The engine met the directory as a job (created: run.detected). */
-  | { readonly kind: 'detected' }
+  | { readonly kind: 'detected'; readonly ino?: number }
   /** Waiting: for its quiet period, for the run to complete; `note` says for what. */
   | { readonly kind: 'waiting'; readonly note: string; readonly policy?: string }
   /** The run says it is complete (`at`: when it said so, e.g. the marker's time). */
@@ -112,12 +114,21 @@ function settled(run: Pick<RunRecord, 'completion' | 'convertedAt' | 'stalledSin
 
 /** The record after `fact` (pure): the new record and the events it gives rise to, in order. */
 export function advance(
-  old: RunRecord | undefined,
+  known: RunRecord | undefined,
   fact: RunFact,
   where: { rootdir: string; name: string },
   now: Date,
 ): { run: RunRecord; events: RunEventName[] } {
   const time = now.toISOString();
+  // Another directory of the name (the first removed or renamed away) before a conversion is another run.
+  const replaced =
+    fact.kind === 'detected' &&
+    fact.ino !== undefined &&
+    known?.ino !== undefined &&
+    known.ino !== fact.ino &&
+    known.convertedAt === undefined &&
+    known.state !== 'converting';
+  const old = replaced ? undefined : known;
   let run: RunRecord = old ?? { version: 1, ...where, state: 'waiting', since: time, detectedAt: time, told: [] };
   const events: RunEventName[] = old === undefined ? ['run.detected'] : [];
   const tell = (event: RunEventName): void => {
@@ -127,6 +138,7 @@ export function advance(
   let converting = run.state === 'converting';
   switch (fact.kind) {
     case 'detected':
+      if (fact.ino !== undefined) run = { ...run, ino: fact.ino };
       break;
     case 'waiting':
       run = { ...run, ...policy, note: fact.note };

@@ -29,6 +29,9 @@ import { StatusPublisher } from './status-publisher.js';
 const RETRIES = 4;
 const RETRY_BASE_MS = 15_000;
 
+/** A wait tap's recheck as a timer's delay: Node runs a timer of more than 2^31-1 ms at once (a warning, then a look every ms). */
+export const recheckDelayMs = (seconds: number): number => Math.min(seconds * 1000, 2 ** 31 - 1);
+
 const slotsOf = ({ concurrency, concurrencyPerOwner }: Config['watch']): Slots => new Slots(concurrency, concurrencyPerOwner);
 
 export class Daemon {
@@ -220,7 +223,7 @@ export class Daemon {
     const timer = setTimeout(() => {
       this.rechecks.delete(key);
       this.queue.add(item.rootdir, item.name, item);
-    }, seconds * 1000);
+    }, recheckDelayMs(seconds));
     timer.unref();
     this.rechecks.set(key, timer);
   }

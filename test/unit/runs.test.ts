@@ -59,6 +59,22 @@ describe('advance (a run state from facts)', () => {
     expect(run.stalledSince).toBeUndefined();
   });
 
+  it('another directory of the name before the conversion (another inode) is another run; after it, or converting, the same', () => {
+    const { run, events } = through([
+      { kind: 'detected', ino: 7 },
+      { kind: 'complete', at: '2026-01-02T00:00:00.000Z', note: 'DONE' },
+      { kind: 'detected', ino: 7 },
+      { kind: 'detected', ino: 9 },
+    ]);
+    expect(events).toEqual(['run.detected', 'run.complete', 'run.detected']);
+    expect(run).toMatchObject({ state: 'waiting', ino: 9, told: ['run.detected'] });
+    expect(run.completion).toBeUndefined();
+    const converted = through([{ kind: 'detected', ino: 7 }, { kind: 'converting' }, { kind: 'detected', ino: 8 }, { kind: 'converted' }]);
+    expect(converted.run).toMatchObject({ state: 'converted', ino: 8 });
+    expect(converted.events).toEqual(['run.detected', 'run.converted']);
+    expect(through([{ kind: 'detected' }, { kind: 'detected', ino: 3 }]).events).toEqual(['run.detected']);
+  });
+
   it('a conversion that did not happen leaves it waiting; since moves only with the state', () => {
     const a = advance(undefined, { kind: 'detected' }, where, at(0)).run;
     const b = advance(a, { kind: 'waiting', note: 'x' }, where, at(5)).run;
