@@ -45,6 +45,7 @@ export {
   RunBook,
   runBook,
   readRuns,
+  readRun,
   runFile,
   runsDir,
   advance,

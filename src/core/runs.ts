@@ -214,6 +214,11 @@ export async function readRuns(stateDir: string, rootdir?: string): Promise<RunR
   return runs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/** One run's record from its file (undefined when missing or not a record of `rootdir`). */
+export async function readRun(file: string, rootdir?: string): Promise<RunRecord | undefined> {
+  return parse(await readFile(file, 'utf8').catch(() => ''), rootdir);
+}
+
 /** The file of a run (whether it exists or not). */
 export const runFile = (stateDir: string, rootdir: string, name: string): string => join(runsDir(stateDir), `${jobId(rootdir, name)}.json`);
 

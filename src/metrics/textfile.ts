@@ -26,6 +26,7 @@ import {
   acquireLock,
   isLocked,
   readRuns,
+  readRun,
   runFile,
   runsDir,
   writeFileAtomic,
@@ -39,6 +40,8 @@ import {
 } from '../core/index.js';
 
 export const PREFIX = 'zfs_dynamic_creator';
+/** The runs' records are read again at most this often by one process (the daemon's heartbeat catches up). */
+const RUNS_REREAD_MS = 10_000;
 /**
  * The outcomes counted. Not 'skipped': incron starts a process for every directory made in a
  * root, and a name the filters leave alone is answered without a lock or a write (start-up time
@@ -394,7 +397,7 @@ export class MetricsTextfile {
   private lastGauges = '';
   private lastBeat = 0;
   /** The runs' gauges as last read, and the runs directory's time then (the daemon writes every second). */
-  private runsRead: { mtimeMs: number; readAt: number; gauges: Map<string, RunGauges> } | undefined;
+  private runsRead: { mtimeMs: number; readAt: number; records: Map<string, RunRecord> } | undefined;
 
   constructor(
     readonly textfile: string,
@@ -402,7 +405,7 @@ export class MetricsTextfile {
   ) {}
 
   /** Applies `change` to the state under the lock and writes both files. */
-  async update(change: (state: MetricsState) => void): Promise<void> {
+  async update(change: (state: MetricsState) => void, job?: JobProgress): Promise<void> {
     const lock = await acquireLock(this.stateDir, LOCK_ID, {
       waitMs: LOCK_WAIT_MS,
       busyMessage: 'another process held the metrics lock for 30 s',
@@ -415,7 +418,7 @@ export class MetricsTextfile {
       // The counters are kept even when the textfile cannot be written: the next write shows them.
       const refused = new Map<string, number>();
       for (const r of await listRefusals(join(this.stateDir, 'refusals'))) refused.set(r.rootdir, (refused.get(r.rootdir) ?? 0) + 1);
-      const runs = await this.runs();
+      const runs = await this.runs(job);
       await writeFileAtomic(
         this.textfile,
         renderMetrics(state, pidAlive, refused, await interruptedJobs(this.stateDir), runs),
@@ -464,7 +467,7 @@ export class MetricsTextfile {
         // only when its run changed (it stalled, say), not at each of its looks.
         if (job.dryRun || outcome.kind === 'skipped') return;
         if (!OUTCOMES.includes(outcome.kind) && outcome.kind !== 'refused' && !(await this.runChanged(job))) return;
-        await this.update((state) => recordOutcome(state, job.rootdir, outcome, record.copied));
+        await this.update((state) => recordOutcome(state, job.rootdir, outcome, record.copied), job);
       },
     };
   }
@@ -474,14 +477,25 @@ export class MetricsTextfile {
    * a rename into it, every forget unlinks): a root may know 10,000 runs. A change within a second
    * of the last read is not trusted to the clock's granularity: read again.
    */
-  private async runs(): Promise<Map<string, RunGauges>> {
+  private async runs(changed?: JobProgress): Promise<Map<string, RunGauges>> {
     const readAt = Date.now();
     const mtimeMs = (await stat(runsDir(this.stateDir)).catch(() => undefined))?.mtimeMs ?? 0;
     const seen = this.runsRead;
-    if (seen !== undefined && seen.mtimeMs === mtimeMs && seen.readAt - mtimeMs > 1000) return seen.gauges;
-    const gauges = runGauges(await readRuns(this.stateDir));
-    this.runsRead = { mtimeMs, readAt, gauges };
-    return gauges;
+    const settled = seen !== undefined && seen.mtimeMs === mtimeMs && seen.readAt - mtimeMs > 1000;
+    // Every record's write changes the directory's time: runs that change every minute must not
+    // make each job's end read them all; the job's own run is read, the rest at most every 10 s.
+    if (seen !== undefined && (settled || readAt - seen.readAt < RUNS_REREAD_MS)) {
+      if (changed !== undefined) {
+        const key = `${changed.rootdir}\0${changed.name}`;
+        const run = await readRun(runFile(this.stateDir, changed.rootdir, changed.name), changed.rootdir);
+        if (run === undefined) seen.records.delete(key);
+        else seen.records.set(key, run);
+      }
+      return runGauges([...seen.records.values()]);
+    }
+    const records = new Map((await readRuns(this.stateDir)).map((r) => [`${r.rootdir}\0${r.name}`, r] as const));
+    this.runsRead = { mtimeMs, readAt, records };
+    return runGauges([...records.values()]);
   }
 
   /** Whether the job's run was written after the textfile's last write (metrics.json's time). */
