@@ -70,10 +70,10 @@ describe('a root that overrides some of the shared plugins', () => {
     expect(c.exitCode, c.stderr).toBe(0);
     expect(c.stdout).toContain(`  ${p.mount} (${p.pool}): name-filter, quiet-wait, zfs, rsync\n`);
     expect(c.stdout).toContain(
-      `    zfs: {"properties":{"compression":"on","quota":"100M"},"command":"zfs","busyAttempts":8,"busyFirstDelayMs":250,"snapshot":"converted","readonly":true}  (plugins[2] with roots[0].plugins.zfs merged in)\n`,
+      `    zfs: {"properties":{"compression":"on","quota":"100M"},"command":"zfs","busyAttempts":8,"busyFirstDelayMs":250,"snapshot":"converted","readonly":true,"mapNames":false}  (plugins[2] with roots[0].plugins.zfs merged in)\n`,
     );
     expect(c.stdout).toContain(
-      `    zfs: {"properties":{"compression":"on"},"command":"zfs","busyAttempts":8,"busyFirstDelayMs":250,"readonly":false}\n`,
+      `    zfs: {"properties":{"compression":"on"},"command":"zfs","busyAttempts":8,"busyFirstDelayMs":250,"readonly":false,"mapNames":false}\n`,
     );
 
     const l = await cli(['--config', file, 'list-plugins', '--json'], { stateDir: p.stateDir });
