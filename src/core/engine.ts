@@ -22,7 +22,7 @@ import {
   quoteName,
 } from './errors.js';
 import { RefusalMemory, configHash } from './refusals.js';
-import { runBook } from './runs.js';
+import { runBook, type RunFact } from './runs.js';
 import { isErrno } from './fsutil.js';
 import { JobImpl, newRecord } from './job.js';
 import { Journal, jobId } from './journal.js';
@@ -352,7 +352,7 @@ export class RootEngine {
     const { job, signal } = run;
     job.phase = 'wait';
     const ino = job.record.identity?.ino;
-    await this.context.runs.note(job.name, { kind: 'detected', ...(ino !== undefined ? { ino } : {}) });
+    await this.recordRun(job, { kind: 'detected', ...(ino !== undefined ? { ino } : {}) });
     if (this.runs('wait', job.log)) {
       const defer = await this.hooks.wait.promise(job);
       if (defer) {
@@ -376,7 +376,7 @@ export class RootEngine {
   /** The journalled phases, in order; a failure rolls back (or, past the commit, is left for recovery). */
   private async runPhases(run: HandleRun): Promise<Outcome> {
     const { job, signal, options, started } = run;
-    await this.context.runs.note(job.name, { kind: 'converting' });
+    await this.recordRun(job, { kind: 'converting' });
     for (const phase of JOURNALLED_PHASES) {
       if (options.deferCleanup && CONTRACT[phase].phase?.deferrable && job.record.committed && !this.context.dryRun) {
         await job.markStatus('cleanup-pending');
@@ -730,6 +730,13 @@ export class RootEngine {
         job.log.warn(`could not record the job's end (${oneLine(error)})`);
       }
     }
+  }
+
+  /** Notes a fact of the job's run: bookkeeping for status and events, so a failure is a warning, never the job's. */
+  private async recordRun(job: JobImpl, fact: RunFact): Promise<void> {
+    await this.context.runs
+      .note(job.name, fact)
+      .catch((e: unknown) => job.log.warn(`the run's state could not be recorded: ${oneLine(e)}`));
   }
 
   /** The run's state after a job: converted, or waiting again when a conversion it started ended otherwise. */
