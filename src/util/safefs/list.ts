@@ -1,6 +1,7 @@
 /** One directory of a walk: listed and lstat-ed through its descriptor, its subdirectories opened checked. */
 import { lstatSync, readlinkSync } from 'node:fs';
-import { lstat, readlink } from 'node:fs/promises';
+import { readlink } from 'node:fs/promises';
+import { lstatEntry } from './calls.js';
 import { atListed, listNames, openChild, type DirRef } from './dir.js';
 import { infoFrom, type EntryInfo } from './entry.js';
 import { CrossDeviceError, errnoCode, NotADirectoryError, TreeChangedError } from './errors.js';
@@ -48,7 +49,7 @@ export async function listDir(ctx: WalkContext, dir: DirRef, rel: string, rootDe
     await forEachLimited(ctx, names, async (name, i) => {
       const path = atListed(dir, name);
       try {
-        const info = infoFrom(await lstat(path), joinRel(rel, name), name);
+        const info = infoFrom(await lstatEntry(path), joinRel(rel, name), name);
         if (ctx.readTargets && info.type === 'symlink') info.target = relFromBuffer(await readlink(path, { encoding: 'buffer' }));
         infos[i] = finish(info);
       } catch (error) {

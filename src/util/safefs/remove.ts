@@ -1,6 +1,7 @@
 /** removeTree(): a tree removed by descriptor, never across a symlink or a mount, only what was verified. */
 import { lstatSync, unlinkSync } from 'node:fs';
-import { lstat, readdir, rmdir, unlink } from 'node:fs/promises';
+import { lstat, readdir, rmdir } from 'node:fs/promises';
+import { lstatEntry, unlinkEntry } from './calls.js';
 import { at, atListed, openChild, type DirRef } from './dir.js';
 import { infoFrom, type EntryInfo, type Identity } from './entry.js';
 import { CrossDeviceError, errnoCode, TreeChangedError, UnverifiedEntriesError } from './errors.js';
@@ -130,7 +131,7 @@ async function sortListing(
   await forEachLimited(ctx, verified ? listing : listing.filter((e) => e.dir), async (e) => {
     const name = relFromBuffer(e.name);
     try {
-      const st = ctx.syncStat ? lstatSync(atListed(dir, name)) : await lstat(atListed(dir, name));
+      const st = ctx.syncStat ? lstatSync(atListed(dir, name)) : await lstatEntry(atListed(dir, name));
       const info = infoFrom(st, joinRel(rel, name), name);
       if (info.type === 'dir' && info.dev !== dir.dev)
         subdirs.push(info); // refused just below
@@ -258,7 +259,7 @@ async function unlinkAll(ctx: WalkContext, dir: DirRef, rel: string, names: read
   await forEachLimited(ctx, names, async (name) => {
     let failure: unknown;
     try {
-      await unlink(atListed(dir, name));
+      await unlinkEntry(atListed(dir, name));
     } catch (error) {
       failure = error;
     }
