@@ -1,7 +1,7 @@
 /**
- * lstat and unlink for the per-entry hot paths (walk listings, removal): Node's callback API
- * wrapped once costs the main thread about half of what fs/promises does per call (measured
- * 11 against 19 µs of CPU per lstat, Node 20, 32 in flight), and a walk makes one per entry.
+ * lstat and unlink for the per-entry hot paths (walk listings, removal), where a walk makes one
+ * call per entry: Node's callback API wrapped once costs about half of what fs/promises does
+ * (measured: 11 against 19 µs of process CPU per cached lstat, Node 20, ext4, 32 in flight).
  */
 import { lstat as lstatCallback, unlink as unlinkCallback, type PathLike, type Stats } from 'node:fs';
 
