@@ -1,10 +1,10 @@
 /**
- * Block cloning against rsync, both through the tool (`handle`, the shipped plugin list at its
- * defaults but quietSeconds 0 and graceSeconds 0): blockCloning auto ("clone") against
- * blockCloning off ("rsync") on the same pool, alternating runs, each side on a tree of its own
+ * Block cloning against the copy without it, both through the tool (`handle`, the shipped plugin list at its
+ * defaults but quietSeconds 0 and graceSeconds 0): blockCloning auto against blockCloning off
+ * (the tool's copy without cloning) on the same pool, sides "auto" and "off", alternating runs, each side on a tree of its own
  * after a cold cache. Kernel OpenZFS only (zfs-fuse cannot share blocks): in the guest,
  *
- *   npm run build
+ *   npm run build && mkdir -p bench/results
  *   scripts/openzfs-vm.sh -d 12 -t 10800 -w "$PWD/bench/results" -- node dist/bench/bench.js clone
  *
  * Rows: clone-1g (1 GiB in 4 files of 256 MiB), clone-20k (20,000 files of 0.5-16 KiB in 200
@@ -113,24 +113,24 @@ export const kernelZfs = (): boolean => existsSync('/sys/module/zfs');
 
 async function cloneRow(p: BenchPool, tree: Tree, o: { runs: number; log: Log }): Promise<SeriesResult> {
   const env = environment();
-  const clone = await toolConfig(p, toolOverrides('auto'));
-  const rsync = await toolConfig(p, toolOverrides('off'));
+  const auto = await toolConfig(p, toolOverrides('auto'));
+  const off = await toolConfig(p, toolOverrides('off'));
   const samples = await pairSeries({
     p,
     runs: o.runs,
-    sides: [toolSide('clone', p, clone.config), toolSide('rsync', p, rsync.config)],
+    sides: [toolSide('auto', p, auto.config), toolSide('off', p, off.config)],
     makeTree: (dir) => tree.make(dir),
     label: `${tree.id}: ${tree.label}`,
     log: o.log,
   });
-  const seal = { clone: await atSeal(p, tree, 'clone', clone.plugins), rsync: await atSeal(p, tree, 'rsync', rsync.plugins) };
+  const seal = { auto: await atSeal(p, tree, 'auto', auto.plugins), off: await atSeal(p, tree, 'off', off.plugins) };
   o.log(`  at the seal (untimed): ${JSON.stringify(seal)}`);
   const description =
-    `${tree.label} converted by \`handle\` with the shipped plugins (${clone.plugins.map((x) => x.name).join(', ')}) at their defaults ` +
-    `but quietSeconds 0, graceSeconds 0: blockCloning auto against blockCloning off (rsync) on the same pool; verifications: ${VERIFICATIONS}; ` +
+    `${tree.label} converted by \`handle\` with the shipped plugins (${auto.plugins.map((x) => x.name).join(', ')}) at their defaults ` +
+    `but quietSeconds 0, graceSeconds 0: blockCloning auto against blockCloning off (the tool's copy without cloning) on the same pool; verifications: ${VERIFICATIONS}; ` +
     'each side on a tree of its own after a cold cache (pool export/import, drop_caches); bclonesaved/allocated at the seal from one untimed run per side';
-  const parameters = { tree: tree.label, runs: o.runs, plugins: { clone: clone.plugins, rsync: rsync.plugins }, atSeal: seal };
-  return seriesResult({ scenario: tree.id, description, parameters, environment: env, samples }, [['clone', 'rsync']]);
+  const parameters = { tree: tree.label, runs: o.runs, plugins: { auto: auto.plugins, off: off.plugins }, atSeal: seal };
+  return seriesResult({ scenario: tree.id, description, parameters, environment: env, samples }, [['auto', 'off']]);
 }
 
 /** `clone-1g` and `clone-20k` (or those of `only`), on kernel OpenZFS. */
