@@ -9,7 +9,8 @@
  *   npm run bench -- --runs 5 --large-files 200000 --out DIR
  *   npm run bench -- convert --runs 2 --small-files 2000 --big-mib 16 --out /tmp/x   checking the code
  *
- * clone runs on kernel OpenZFS only (bench/clone.ts says how, in the guest). Targets: issue 22,
+ * clone runs on kernel OpenZFS only (bench/clone.ts says how, in the guest); --clone-rows clone-1g
+ * runs one of its rows. Targets: issue 22,
  * computed by bench/table.ts.
  */
 import { resolve } from 'node:path';
@@ -34,6 +35,8 @@ export interface Args {
   /** The convert row's files (20,000; smaller only to check the code). */
   readonly smallFiles: number;
   readonly bigMiB: number;
+  /** The clone rows to run (default both: clone-1g, clone-20k). */
+  readonly cloneRows: readonly string[];
   readonly out: string;
 }
 
@@ -45,18 +48,19 @@ const count = (flag: string, text: string | undefined, min: number): number => {
 
 export function parseArgs(argv: readonly string[]): Args {
   const only: Scenario[] = [];
-  const a = { runs: 5, largeFiles: 200_000, smallFiles: 20_000, bigMiB: 256, out: RESULTS_DIR };
+  const a = { runs: 5, largeFiles: 200_000, smallFiles: 20_000, bigMiB: 256, cloneRows: ['clone-1g', 'clone-20k'], out: RESULTS_DIR };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
     if (x === '--runs') a.runs = count(x, argv[++i], 1);
     else if (x === '--large-files') a.largeFiles = count(x, argv[++i], 1);
     else if (x === '--small-files') a.smallFiles = count(x, argv[++i], 1);
     else if (x === '--big-mib') a.bigMiB = count(x, argv[++i], 0);
+    else if (x === '--clone-rows') a.cloneRows = (argv[++i] ?? '').split(',');
     else if (x === '--out') a.out = resolve(argv[++i] ?? '');
     else if ((SCENARIOS as readonly string[]).includes(x)) only.push(x as Scenario);
     else
       throw new Error(
-        `unknown argument ${JSON.stringify(x)} (scenarios: ${SCENARIOS.join(', ')}; --runs N, --large-files N, --small-files N, --big-mib N, --out DIR)`,
+        `unknown argument ${JSON.stringify(x)} (scenarios: ${SCENARIOS.join(', ')}; --runs N, --large-files N, --small-files N, --big-mib N, --clone-rows ID,ID, --out DIR)`,
       );
   }
   return { ...a, only: only.length > 0 ? only : DEFAULT };
@@ -113,7 +117,7 @@ export function runners(a: Args): Record<Scenario, (log: Log) => Promise<SeriesR
   return {
     convert: (log) => runConvert({ runs: a.runs, files: a.smallFiles, bigMiB: a.bigMiB, log }),
     large: (log) => runConvert({ runs: a.runs, files: a.largeFiles, bigMiB: a.bigMiB, log }),
-    clone: (log) => runClone({ runs: a.runs, log }),
+    clone: (log) => runClone({ runs: a.runs, log, only: a.cloneRows }),
     burst: (log) => runBurstAdapter({ runs: a.runs, log }),
     startup: (log) => runStartupAdapter({ runs: a.runs, log }),
     sweep: (log) => runSweepAdapter({ runs: a.runs, log }),

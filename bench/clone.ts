@@ -135,6 +135,8 @@ async function cloneRow(p: BenchPool, tree: Tree, o: { runs: number; log: Log })
 
 /** `clone-1g` and `clone-20k` (or those of `only`), on kernel OpenZFS. */
 export async function runClone(o: { runs: number; log: Log; only?: readonly string[] }): Promise<SeriesResult[]> {
+  const unknown = (o.only ?? []).filter((id) => id !== bigTree.id && id !== manyTree.id);
+  if (unknown.length > 0) throw new Error(`no clone row ${unknown.join(', ')} (clone-1g, clone-20k)`);
   if (!kernelZfs())
     throw new Error(
       'clone needs kernel OpenZFS (block cloning); this is zfs-fuse, which cannot share blocks: run it in the OpenZFS guest (see bench/clone.ts)',

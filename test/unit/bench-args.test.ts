@@ -17,6 +17,7 @@ describe('npm run bench arguments', () => {
       largeFiles: 200_000,
       smallFiles: 20_000,
       bigMiB: 256,
+      cloneRows: ['clone-1g', 'clone-20k'],
       out: RESULTS_DIR,
     });
   });
