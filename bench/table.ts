@@ -119,33 +119,38 @@ export function provenance(r: SeriesResult): string {
     `\`${e.commit.slice(0, 10)}\`${e.dirty ? ' (uncommitted changes)' : ''}, ${e.at.slice(0, 10)}`,
     `${e.machine.cpus} × ${e.machine.model}, ${e.machine.memoryGiB} GiB`,
     `Node ${e.node}, ${e.zfs}`,
-    `${runs} runs`,
+    `${runs} run${runs === 1 ? '' : 's'}`,
     ...(loaded > 0 ? [`**loaded** (${loaded} of ${r.samples.length} samples)`] : []),
   ].join('; ');
 }
 
 export function verdict(r: SeriesResult | undefined, t: Target | undefined): string {
-  if (!t) return '(no target)';
+  if (!t) return '';
   if (!r) return '';
   return t.met(r) ? 'met' : '**not met**';
 }
 
 const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
-/** The Markdown table of the newest result of each row (ROWS first; "not measured yet" for a missing one). */
+/**
+ * The Markdown table of the newest result of each row (ROWS first; "not measured yet" for a missing
+ * one), then what each measured row is (its description).
+ */
 export function table(results: readonly SeriesResult[]): string {
   const newest = newestPerScenario(results);
   const ids = [...ROWS, ...[...newest.keys()].filter((id) => !ROWS.includes(id)).sort()];
   const lines = ['| row | figure (medians, min–max; ratio of medians) | target | verdict | measured |', '|---|---|---|---|---|'];
+  const described: string[] = [];
   for (const id of ids) {
     const r = newest.get(id);
     const t = targetOf(id);
     const row = r
-      ? [`\`${id}\`: ${r.description}`, figure(r), t?.text ?? untargeted(id), verdict(r, t), provenance(r)]
+      ? [`\`${id}\``, figure(r), t?.text ?? untargeted(id), verdict(r, t), provenance(r)]
       : [`\`${id}\``, 'not measured yet', t?.text ?? untargeted(id), '', ''];
     lines.push(`| ${row.map(cell).join(' | ')} |`);
+    if (r) described.push(`- \`${id}\`: ${r.description}`);
   }
-  return `${lines.join('\n')}\n`;
+  return `${[...lines, ...(described.length > 0 ? ['', ...described] : [])].join('\n')}\n`;
 }
 
 /** `text` with what stands between the markers replaced by `content`. */
