@@ -69,7 +69,8 @@ export async function runConvert(o: { runs: number; files: number; bigMiB: numbe
       log: o.log,
     });
     // Another size of big file is another row (checking runs), never a target's.
-    const scenario = `convert-${Math.round(o.files / 1000)}k${o.bigMiB === 256 ? '' : `-${o.bigMiB}m`}`;
+    const size = o.files % 1000 === 0 ? `${o.files / 1000}k` : String(o.files);
+    const scenario = `convert-${size}${o.bigMiB === 256 ? '' : `-${o.bigMiB}m`}`;
     const description =
       `one directory of ${o.files} files of 4 KiB + ${o.bigMiB} MiB converted by \`handle\` with the shipped plugins ` +
       `(${plugins.map((x) => x.name).join(', ')}) at their defaults but quietSeconds 0, graceSeconds 0, blockCloning off; ` +
