@@ -1,137 +1,154 @@
 /**
- * npm run bench: the benchmarks, on real ZFS (a throwaway pool each), printed as they finish,
- * then as a table and as JSON (bench-results.json, or --json FILE). Needs root and a running
- * ZFS (scripts/setup.sh). Not a test: nothing here fails on a slow figure.
+ * npm run bench: the benchmarks, on real ZFS (a throwaway pool each). Each row's raw result (every
+ * sample, the environment) goes to --out (default bench/results/<row>-<commit>-<time>.json); a
+ * table of them is printed, and `npm run bench:table` puts the newest of each row in the README.
+ * Needs root and a running ZFS (scripts/setup.sh). Not a test: nothing here fails on a slow figure.
  *
- *   npm run bench                          every scenario
- *   npm run bench -- convert burst         only these (convert, large, burst, startup, sweep)
- *   npm run bench -- --runs 3 --large-files 200000
+ *   npm run bench                          convert, large, burst, startup, sweep
+ *   npm run bench -- convert burst         only these (convert, large, clone, burst, startup, sweep)
+ *   npm run bench -- --runs 5 --large-files 200000 --out DIR
+ *   npm run bench -- convert --runs 2 --small-files 2000 --big-mib 16 --out /tmp/x   checking the code
  *
- * Scenarios (issue 10's targets in brackets):
- *   convert  20,000 files of 4 KiB + 256 MiB, tool vs the seed's raw sequence   [ratio <= 1.3]
- *   large    200,000 files of 4 KiB + 256 MiB, the same, and peak RSS           [< 200 MiB]
- *   burst    40 directories with the default waits, through watch and reconcile [live within
- *            quietSeconds + 30 s; done within quietSeconds + graceSeconds + 60 s]
- *   startup  a run that rejects a name, against node -e 0                       [<= 2 times]
- *   sweep    reconcile with nothing to do over 1,000 datasets
+ * clone runs on kernel OpenZFS only (bench/clone.ts says how, in the guest); --clone-rows clone-1g
+ * runs one of its rows. Targets: issue 22,
+ * computed by bench/table.ts.
  */
-import { writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
-import { benchBurst, type BurstResult } from './burst.js';
-import { benchConvert, type ConvertResult } from './convert.js';
-import { benchStartup, type StartupResult } from './startup.js';
-import { benchSweep, type SweepResult } from './sweep.js';
+import { cpus } from 'node:os';
+import { resolve } from 'node:path';
+import { benchBurst } from './burst.js';
+import { runClone } from './clone.js';
+import { runConvert } from './convert.js';
+import { benchStartup } from './startup.js';
+import { benchSweep } from './sweep.js';
+import { environment, load, RESULTS_DIR, seriesResult, writeResult, type SeriesResult, type Sample } from './series.js';
+import { figure, provenance, targetOf, verdict } from './table.js';
+import type { Log } from './common.js';
 
-const SCENARIOS = ['convert', 'large', 'burst', 'startup', 'sweep'] as const;
+export const SCENARIOS = ['convert', 'large', 'clone', 'burst', 'startup', 'sweep'] as const;
 type Scenario = (typeof SCENARIOS)[number];
+/** What `npm run bench` runs with no scenario named (clone needs the OpenZFS guest). */
+const DEFAULT: readonly Scenario[] = ['convert', 'large', 'burst', 'startup', 'sweep'];
 
-interface Results {
-  machine: { cpus: number; model: string; memoryGiB: number; node: string; zfs: string };
-  at: string;
-  convert?: ConvertResult;
-  large?: ConvertResult;
-  burst?: BurstResult[];
-  startup?: StartupResult;
-  sweep?: SweepResult;
+export interface Args {
+  readonly only: readonly Scenario[];
+  readonly runs: number;
+  readonly largeFiles: number;
+  /** The convert row's files (20,000; smaller only to check the code). */
+  readonly smallFiles: number;
+  readonly bigMiB: number;
+  /** The clone rows to run (default both: clone-1g, clone-20k). */
+  readonly cloneRows: readonly string[];
+  readonly out: string;
 }
 
-function parseArgs(argv: readonly string[]): { only: Set<Scenario>; runs: number; largeFiles: number; json: string } {
-  const only = new Set<Scenario>();
-  let runs = 3;
-  let largeFiles = 200_000;
-  let json = 'bench-results.json';
+const count = (flag: string, text: string | undefined, min: number): number => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${flag} needs a whole number of at least ${min}`);
+  return n;
+};
+
+export function parseArgs(argv: readonly string[]): Args {
+  const only: Scenario[] = [];
+  const a = { runs: 5, largeFiles: 200_000, smallFiles: 20_000, bigMiB: 256, cloneRows: ['clone-1g', 'clone-20k'], out: RESULTS_DIR };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--runs') runs = Number(argv[++i]);
-    else if (a === '--large-files') largeFiles = Number(argv[++i]);
-    else if (a === '--json') json = argv[++i]!;
-    else if ((SCENARIOS as readonly string[]).includes(a)) only.add(a as Scenario);
+    const x = argv[i]!;
+    if (x === '--runs') a.runs = count(x, argv[++i], 1);
+    else if (x === '--large-files') a.largeFiles = count(x, argv[++i], 1);
+    else if (x === '--small-files') a.smallFiles = count(x, argv[++i], 1);
+    else if (x === '--big-mib') a.bigMiB = count(x, argv[++i], 0);
+    else if (x === '--clone-rows') a.cloneRows = (argv[++i] ?? '').split(',');
+    else if (x === '--out') a.out = resolve(argv[++i] ?? '');
+    else if ((SCENARIOS as readonly string[]).includes(x)) only.push(x as Scenario);
     else
-      throw new Error(`unknown argument ${JSON.stringify(a)} (scenarios: ${SCENARIOS.join(', ')}; --runs N, --large-files N, --json FILE)`);
+      throw new Error(
+        `unknown argument ${JSON.stringify(x)} (scenarios: ${SCENARIOS.join(', ')}; --runs N, --large-files N, --small-files N, --big-mib N, --clone-rows ID,ID, --out DIR)`,
+      );
   }
-  if (!(runs >= 1)) throw new Error('--runs needs a number of at least 1');
-  return { only: only.size > 0 ? only : new Set(SCENARIOS), runs, largeFiles, json };
+  return { ...a, only: only.length > 0 ? only : DEFAULT };
+}
+
+/** A sample of a figure a scenario measured without series.ts (the adapters below), its load read now. */
+function adapted(side: string, run: number, seconds: number, values?: Record<string, number>): Sample {
+  const l = load();
+  return { side, run, order: 0, seconds, loadBefore: l, loadAfter: l, loaded: l[0] > cpus().length, ...(values ? { values } : {}) };
+}
+
+function adaptedResult(scenario: string, description: string, parameters: Record<string, unknown>, samples: Sample[]): SeriesResult {
+  const d = `${description} (today's scenario through an adapter; the load read once, after it)`;
+  return seriesResult({ scenario, description: d, parameters, environment: environment(), samples });
+}
+
+// Adapters from today's burst/startup/sweep results: replaced by their run<Name> at the merge.
+async function runBurstAdapter(o: { runs: number; log: Log }): Promise<SeriesResult[]> {
+  const results: SeriesResult[] = [];
+  for (const via of ['watch', 'reconcile'] as const) {
+    const samples: Sample[] = [];
+    for (let run = 0; run < Math.min(3, o.runs); run++) {
+      const r = await benchBurst({ via, directories: 40, log: o.log });
+      samples.push(adapted('live', run, r.liveSeconds), adapted('done', run, r.doneSeconds));
+    }
+    results.push(
+      adaptedResult(
+        `burst-${via}`,
+        `a burst of 40 directories through ${via}, shipped defaults`,
+        { directories: 40, quietSeconds: 10, graceSeconds: 30 },
+        samples,
+      ),
+    );
+  }
+  return results;
+}
+
+async function runStartupAdapter(o: { runs: number; log: Log }): Promise<SeriesResult[]> {
+  const r = await benchStartup({ runs: Math.max(10, o.runs), log: o.log });
+  const samples = [adapted('tool', 0, r.tool), adapted('node -e 0', 0, r.node)];
+  return [adaptedResult('startup', `a run that rejects a name against node -e 0: medians of ${r.runs} runs`, { runs: r.runs }, samples)];
+}
+
+async function runSweepAdapter(o: { runs: number; log: Log }): Promise<SeriesResult[]> {
+  const r = await benchSweep({ datasets: 1000, skipped: 100, runs: o.runs, log: o.log });
+  const samples = r.runs.map((s, run) => adapted('reconcile', run, s, { zfsCalls: r.zfsCalls }));
+  const id = `sweep-${r.datasets}-${r.mounted ? 'mounted' : 'unmounted'}`;
+  return [
+    adaptedResult(id, `reconcile with nothing to do over ${r.datasets} datasets`, { datasets: r.datasets, mounted: r.mounted }, samples),
+  ];
+}
+
+export function runners(a: Args): Record<Scenario, (log: Log) => Promise<SeriesResult[]>> {
+  return {
+    convert: (log) => runConvert({ runs: a.runs, files: a.smallFiles, bigMiB: a.bigMiB, log }),
+    large: (log) => runConvert({ runs: a.runs, files: a.largeFiles, bigMiB: a.bigMiB, log }),
+    clone: (log) => runClone({ runs: a.runs, log, only: a.cloneRows }),
+    burst: (log) => runBurstAdapter({ runs: a.runs, log }),
+    startup: (log) => runStartupAdapter({ runs: a.runs, log }),
+    sweep: (log) => runSweepAdapter({ runs: a.runs, log }),
+  };
+}
+
+/** One line a row, for the terminal. */
+export function summaryLine(r: SeriesResult): string {
+  const t = targetOf(r.scenario);
+  return `${r.scenario}: ${figure(r)}${t ? `; target ${t.text}: ${verdict(r, t)}` : ''}\n    ${provenance(r)}`;
 }
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
-  const log = (line: string): void => void process.stderr.write(`${line}\n`);
-  const { execa } = await import('execa');
-  const zfs = await execa('zfs', ['version'], { reject: false }).then((r) =>
-    r.exitCode === 0 ? r.stdout.split('\n')[0]! : 'zfs-fuse (no zfs version)',
-  );
-  const results: Results = {
-    machine: {
-      cpus: cpus().length,
-      model: cpus()[0]?.model ?? '?',
-      memoryGiB: Math.round(totalmem() / 2 ** 30),
-      node: process.version,
-      zfs,
-    },
-    at: new Date().toISOString(),
-  };
-  const rows: [string, string, string][] = [];
-  if (args.only.has('convert')) {
-    log("convert: 20,000 files of 4 KiB + 256 MiB, tool (waits at their minimum) vs the seed's sequence");
-    const r = (results.convert = await benchConvert({ files: 20_000, bigMiB: 256, runs: args.runs, log }));
-    rows.push([
-      'convert 20k files + 256 MiB',
-      `tool ${r.toolMedian.toFixed(1)} s, seed ${r.seedMedian.toFixed(1)} s: ${r.ratio.toFixed(2)}×, ${r.maxRssMiB.toFixed(0)} MiB`,
-      '≤ 1.3×',
-    ]);
-  }
-  if (args.only.has('large')) {
-    log(`large: ${args.largeFiles} files of 4 KiB + 256 MiB`);
-    const r = (results.large = await benchConvert({ files: args.largeFiles, bigMiB: 256, runs: args.runs, log }));
-    rows.push([
-      `convert ${args.largeFiles / 1000}k files + 256 MiB`,
-      `tool ${r.toolMedian.toFixed(1)} s, seed ${r.seedMedian.toFixed(1)} s: ${r.ratio.toFixed(2)}×, ${r.maxRssMiB.toFixed(0)} MiB`,
-      '< 200 MiB',
-    ]);
-  }
-  if (args.only.has('burst')) {
-    results.burst = [];
-    for (const via of ['watch', 'reconcile'] as const) {
-      log(`burst: 40 directories with the default waits, through ${via}`);
-      const r = await benchBurst({ via, directories: 40, log });
-      results.burst.push(r);
-      rows.push([
-        `burst of 40 via ${via}`,
-        `live ${r.liveSeconds.toFixed(1)} s, done ${r.doneSeconds.toFixed(1)} s`,
-        'live ≤ 40 s, done ≤ 100 s',
-      ]);
+  const log: Log = (line) => void process.stderr.write(`${line}\n`);
+  const run = runners(args);
+  const lines: string[] = [];
+  for (const scenario of args.only) {
+    log(`${scenario}: ${args.runs} runs`);
+    for (const result of await run[scenario](log)) {
+      const file = writeResult(result, args.out);
+      lines.push(summaryLine(result), `    raw: ${file}`);
     }
   }
-  if (args.only.has('startup')) {
-    log('startup: a run that rejects a name vs node -e 0');
-    const r = (results.startup = await benchStartup({ runs: Math.max(10, args.runs), log }));
-    rows.push([
-      'start-up, rejected name',
-      `${(r.tool * 1000).toFixed(0)} ms vs ${(r.node * 1000).toFixed(0)} ms: ${r.ratio.toFixed(2)}×`,
-      '≤ 2×',
-    ]);
-  }
-  if (args.only.has('sweep')) {
-    log('sweep: reconcile with nothing to do, 1000 datasets and 100 directories the filter skips');
-    const r = (results.sweep = await benchSweep({ datasets: 1000, skipped: 100, runs: 5, log }));
-    rows.push(['sweep, 1000 datasets, nothing to do', `${r.medianSeconds.toFixed(2)} s, ${r.zfsCalls} zfs calls`, '']);
-  }
-  await writeFile(args.json, `${JSON.stringify(results, null, 2)}\n`);
-  const m = results.machine;
-  const width = [Math.max(8, ...rows.map((r) => r[0].length)), Math.max(6, ...rows.map((r) => r[1].length))];
-  process.stdout.write(
-    [
-      `machine: ${m.cpus} × ${m.model}, ${m.memoryGiB} GiB, Node ${m.node}, ${m.zfs}`,
-      `${'scenario'.padEnd(width[0]!)}  ${'median'.padEnd(width[1]!)}  target`,
-      ...rows.map((r) => `${r[0].padEnd(width[0]!)}  ${r[1].padEnd(width[1]!)}  ${r[2]}`),
-      `(JSON in ${args.json})`,
-      '',
-    ].join('\n'),
-  );
+  process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }
 
-process.exitCode = await main().catch((error: unknown) => {
-  process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
-  return 1;
-});
+if (process.argv[1] && import.meta.filename === process.argv[1])
+  process.exitCode = await main().catch((error: unknown) => {
+    process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  });

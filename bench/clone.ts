@@ -1,98 +1,66 @@
 /**
- * Block cloning against rsync, through the tool itself, on kernel OpenZFS (run it in the guest,
- * with room on /var/tmp):
+ * Block cloning against the copy without it, both through the tool (`handle`, the shipped plugin list at its
+ * defaults but quietSeconds 0 and graceSeconds 0): blockCloning auto against blockCloning off
+ * (the tool's copy without cloning) on the same pool, sides "auto" and "off", alternating runs, each side on a tree of its own
+ * after a cold cache. Kernel OpenZFS only (zfs-fuse cannot share blocks): in the guest,
  *
- *   npm run build
- *   scripts/openzfs-vm.sh -d 12 -t 3600 -- node dist/bench/clone.js
- *   scripts/openzfs-vm.sh -d 12 -t 3600 -e BENCH_TREES=many -- node dist/bench/clone.js   # one tree only
+ *   npm run build && mkdir -p bench/results
+ *   scripts/openzfs-vm.sh -d 12 -t 10800 -w "$PWD/bench/results" -- node dist/bench/bench.js clone
  *
- * (Measured 2026-11-27 with a second guest running: 1 GiB tree ~13 min, 20,000-file tree over
- * 35 min, most of it making and checksumming the trees.)
- *
- * Two trees: 1 GiB in 16 files of 64 MiB, and 20,000 small files in 200 directories. Each is
- * converted by the CLI (`handle`, no quiet or grace period) twice, from identical fresh trees:
- * once with the rsync plugin's `blockCloning: off` (rsync -aHAX does the copy) and once with
- * `blockCloning: auto` (probe, clone by descriptor, then rsync -aHAX for the rest). The pool is
- * exported and imported before each conversion so that every run starts with a cold cache.
- * Reported: the whole conversion's wall time, the copy step's (from its log lines), and the
- * pool's bclonesaved and allocated growth when the copy is sealed (before the original is
- * removed), recorded by a small plugin. Prints a Markdown table.
+ * Rows: clone-1g (1 GiB in 4 files of 256 MiB), clone-20k (20,000 files of 0.5-16 KiB in 200
+ * directories). The pool's bclonesaved and allocated growth at the seal (which shows the sharing)
+ * needs a `zpool sync` inside the conversion, so it is read in one untimed conversion per side
+ * after the series (a small plugin at the seal), never in a timed one.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
-import { probeBlockCloning } from '../plugins/rsync/clone.js';
-import { describeTree } from '../test/helpers/tree.js';
-
-const POOL = 'zdcbench';
-const IMAGE_DIR = process.env.BENCH_IMAGE_DIR ?? '/var/tmp';
-const IMAGE = join(IMAGE_DIR, `${POOL}.img`);
-const MOUNT = `/mnt/${POOL}`;
-const CLI = resolve(import.meta.dirname, '..', 'src', 'cli.js');
-const log = (line: string): void => void process.stderr.write(`${line}\n`);
-
-async function zpool(...args: string[]): Promise<string> {
-  return (await execa('zpool', args)).stdout;
-}
-async function zfs(...args: string[]): Promise<string> {
-  return (await execa('zfs', args)).stdout;
-}
-async function poolNumber(property: string): Promise<number> {
-  await zpool('sync', POOL);
-  return Number((await zpool('get', '-Hp', '-o', 'value', property, POOL)).trim());
-}
-async function coldCache(): Promise<void> {
-  await zpool('export', POOL);
-  await zpool('import', '-d', IMAGE_DIR, POOL);
-}
+import { CLI, benchPool, destroyDataset, pairSeries, toolConfig, toolOverrides, toolSide, type BenchPool, type Log } from './common.js';
+import { environment, measured, seriesResult, type SeriesResult } from './series.js';
+import { VERIFICATIONS } from './convert.js';
 
 interface Tree {
+  readonly id: string;
   readonly label: string;
-  readonly files: number;
-  readonly bytes: number;
   make(dir: string): Promise<void>;
 }
 
 const bigTree: Tree = {
-  label: '1 GiB, 16 files of 64 MiB',
-  files: 16,
-  bytes: 16 * (64 << 20),
+  id: 'clone-1g',
+  label: '1 GiB in 4 files of 256 MiB',
   async make(dir) {
     await mkdir(dir, { recursive: true });
-    const block = randomBytes(64 << 20);
-    for (let i = 0; i < 16; i++) {
+    const block = randomBytes(256 << 20);
+    for (let i = 0; i < 4; i++) {
       // a different first word in every 128 KiB record: no two files alike
       for (let off = 0; off < block.length; off += 131_072) block.writeUInt32LE(i, off);
-      await writeFile(join(dir, `run${String(i).padStart(2, '0')}.bam`), block);
+      await writeFile(join(dir, `run${i}.bam`), block);
     }
   },
 };
 
-function manySize(d: number, f: number): number {
-  return 512 + (((d * 100 + f) * 7919) % 16_384);
-}
+const manySize = (i: number): number => 512 + ((i * 7919) % 16_384);
 
 const manyTree: Tree = {
+  id: 'clone-20k',
   label: '20,000 files of 0.5-16 KiB in 200 directories',
-  files: 20_000,
-  bytes: Array.from({ length: 20_000 }, (_, i) => manySize(Math.floor(i / 100), i % 100)).reduce((a, b) => a + b, 0),
   async make(dir) {
     const pool = randomBytes(1 << 20);
     for (let d = 0; d < 200; d++) {
       const sub = join(dir, `lane${String(d).padStart(3, '0')}`);
       await mkdir(sub, { recursive: true });
       for (let f = 0; f < 100; f++) {
-        const size = manySize(d, f);
-        const start = ((d * 100 + f) * 37) % (pool.length - size);
-        await writeFile(join(sub, `tile${String(f).padStart(3, '0')}.cbcl`), pool.subarray(start, start + size));
+        const i = d * 100 + f;
+        const start = (i * 37) % (pool.length - manySize(i));
+        await writeFile(join(sub, `tile${String(f).padStart(3, '0')}.cbcl`), pool.subarray(start, start + manySize(i)));
       }
     }
   },
 };
 
-/** Records the pool's bclonesaved and allocated when the copy is sealed. */
+/** Records the pool's bclonesaved and allocated when the copy is sealed (after a zpool sync). */
 const SEAL_REPORT = `import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 const get = (pool, prop) => Number(execFileSync('zpool', ['get', '-Hp', '-o', 'value', prop, pool], { encoding: 'utf8' }).trim());
@@ -109,119 +77,77 @@ export default {
 };
 `;
 
-interface Run {
-  /** The whole conversion (handle), seconds. */
-  seconds: number;
-  /** The copy step alone (from its log line to the next step's), seconds. */
-  copySeconds: number;
-  /** Growth of the pool's bclonesaved and allocated when the copy was sealed, bytes. */
-  saved: number;
-  allocated: number;
-  /** The copy step's "copy: ..." log line. */
-  path: string;
+async function poolNumber(pool: string, property: string): Promise<number> {
+  const r = await execa('zpool', ['get', '-Hp', '-o', 'value', property, pool]);
+  return measured(Number(r.stdout.trim()), `zpool ${property}`);
 }
 
-const stamp = (line: string): number => Date.parse(line.slice(0, 29));
-
-async function convert(work: string, tree: Tree, mode: 'off' | 'auto'): Promise<Run> {
-  const name = `${tree.files === 16 ? 'big' : 'many'}-${mode}`;
-  const dir = join(MOUNT, name);
-  log(`  making ${name}...`);
+/** One untimed conversion with the seal report: the growth of bclonesaved and allocated at the seal, MiB. */
+async function atSeal(
+  p: BenchPool,
+  tree: Tree,
+  side: string,
+  plugins: { name: string; options: unknown }[],
+): Promise<Record<string, number>> {
+  const dir = join(p.mount, `seal-${side}`);
   await tree.make(dir);
-  const before = await describeTree(dir, { mtimes: true });
-  await coldCache();
-  const saved0 = await poolNumber('bclonesaved');
-  const alloc0 = await poolNumber('allocated');
-  const report = join(work, `${name}.json`);
-  const plugin = join(work, 'seal-report.mjs');
+  const plugin = join(p.work, 'seal-report.mjs');
+  const report = join(p.work, `seal-${side}.json`);
   await writeFile(plugin, SEAL_REPORT, { mode: 0o644 });
-  const config = join(work, `${name}.config.json`);
-  const plugins = [
-    'name-filter',
-    ['quiet-wait', { quietSeconds: 0 }],
-    'zfs',
-    ['rsync', { graceSeconds: 0, blockCloning: mode }],
-    [plugin, { pool: POOL, report }],
-  ];
-  await writeFile(config, JSON.stringify({ stateDir: join(work, 'state'), roots: [{ rootfs: POOL, rootdir: MOUNT, plugins }] }));
-  const start = process.hrtime.bigint();
-  const r = await execa(process.execPath, [CLI, '--config', config, ...(process.env.BENCH_LOG_DIR ? ['-v'] : []), 'handle', dir], {
-    reject: false,
-    stdin: 'ignore',
-    cwd: '/',
-  });
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  // BENCH_LOG_DIR=<dir> keeps each conversion's log (with -w <dir> in the guest), to see where the time goes
-  if (process.env.BENCH_LOG_DIR) await writeFile(join(process.env.BENCH_LOG_DIR, `${name}.log`), String(r.stderr));
-  const lines = String(r.stderr).split('\n');
-  if (r.exitCode !== 0 || !lines.some((l) => l.includes('converted into')))
-    throw new Error(`${name}: the conversion failed:\n${String(r.stderr)}`);
-  const copyStart = lines.find((l) => /INFO: \[rsync\] \[[^\]]+\] copy "/.test(l));
-  const sealStart = lines.find((l) => /INFO: \[rsync\] \[[^\]]+\] check the copy against the original/.test(l));
-  const path = lines.find((l) => /copy: (rsync|block cloning)/.test(l)) ?? '(no copy line)';
+  const config = await p.config([...plugins.map((x) => [x.name, x.options]), [plugin, { pool: p.pool, report }]]);
+  await execa('zpool', ['sync', p.pool]);
+  const saved0 = await poolNumber(p.pool, 'bclonesaved');
+  const alloc0 = await poolNumber(p.pool, 'allocated');
+  const r = await execa(process.execPath, [CLI, '--config', config, 'handle', dir], { reject: false, stdin: 'ignore', cwd: '/' });
+  if (r.exitCode !== 0) throw new Error(`${tree.id} ${side} (seal report): exit ${r.exitCode}: ${String(r.stderr).slice(-800)}`);
   const seal = JSON.parse(await readFile(report, 'utf8')) as { bclonesaved: number; allocated: number };
-  const after = await describeTree(dir, { mtimes: true });
-  if (JSON.stringify([...after]) !== JSON.stringify([...before]))
-    throw new Error(`${name}: the dataset does not hold what the directory held`);
-  await zfs('destroy', `${POOL}/${name}`);
+  await destroyDataset(`${p.pool}/seal-${side}`);
   return {
-    seconds,
-    copySeconds: copyStart && sealStart ? (stamp(sealStart) - stamp(copyStart)) / 1000 : Number.NaN,
-    saved: seal.bclonesaved - saved0,
-    allocated: seal.allocated - alloc0,
-    path: path.replace(/^.*copy: /, 'copy: '),
+    bclonesavedMiB: measured(seal.bclonesaved - saved0, 'bclonesaved at the seal') / 2 ** 20,
+    allocatedMiB: measured(seal.allocated - alloc0, 'allocated at the seal') / 2 ** 20,
   };
 }
 
-const mib = (n: number): string => `${(n / 1048576).toFixed(0)} MiB`;
+/** Whether the ZFS here is kernel OpenZFS (zfs-fuse has no kernel module and cannot clone). */
+export const kernelZfs = (): boolean => existsSync('/sys/module/zfs');
 
-async function main(): Promise<number> {
-  await rm(IMAGE, { force: true });
-  await execa('truncate', ['-s', process.env.BENCH_POOL_SIZE ?? '6G', IMAGE]);
-  await zpool('create', '-f', '-O', 'compression=off', '-O', 'atime=off', '-m', MOUNT, POOL, IMAGE);
-  const work = await mkdtemp(join(tmpdir(), 'zdc-bench-clone-'));
-  try {
-    log(
-      `${(await zfs('version')).split('\n').join(', ')}; feature@block_cloning ${(await zpool('get', '-H', '-o', 'value', 'feature@block_cloning', POOL)).trim()}`,
-    );
-    await zfs('create', `${POOL}/probe`);
-    const probe = await probeBlockCloning({ pool: POOL, sourceDir: MOUNT, targetDir: join(MOUNT, 'probe') });
-    log(`probe: ${probe.clones ? 'clones' : 'does not clone'}: ${probe.reason}`);
-    await zfs('destroy', `${POOL}/probe`);
-    const rows: string[] = [];
-    // BENCH_TREES=big or =many runs one of the two (default: both)
-    const wanted = (process.env.BENCH_TREES ?? 'big,many').split(',');
-    for (const tree of [bigTree, manyTree].filter((t) => wanted.includes(t.files === 16 ? 'big' : 'many'))) {
-      log(`${tree.label}: ${mib(tree.bytes)}`);
-      const a = await convert(work, tree, 'off');
-      log(
-        `  blockCloning off: ${a.seconds.toFixed(1)} s (copy step ${a.copySeconds.toFixed(1)} s), bclonesaved +${mib(a.saved)}, allocated +${mib(a.allocated)} at the seal; ${a.path}`,
-      );
-      const b = await convert(work, tree, 'auto');
-      log(
-        `  blockCloning auto: ${b.seconds.toFixed(1)} s (copy step ${b.copySeconds.toFixed(1)} s), bclonesaved +${mib(b.saved)}, allocated +${mib(b.allocated)} at the seal; ${b.path}`,
-      );
-      rows.push(
-        `| ${tree.label} (${mib(tree.bytes)}) | ${a.seconds.toFixed(1)} s (copy ${a.copySeconds.toFixed(1)} s), +${mib(a.allocated)} allocated | ${b.seconds.toFixed(1)} s (copy ${b.copySeconds.toFixed(1)} s), +${mib(b.allocated)} allocated | ${(a.seconds / b.seconds).toFixed(1)}x (copy ${(a.copySeconds / b.copySeconds).toFixed(1)}x) | +${mib(b.saved)} |`,
-      );
-    }
-    process.stdout.write(
-      [
-        '| tree | conversion, rsync (`blockCloning: off`) | conversion, block cloning (`auto`) | speed-up | bclonesaved at the seal |',
-        '|---|---|---|---|---|',
-        ...rows,
-        '',
-      ].join('\n'),
-    );
-    return 0;
-  } finally {
-    await zpool('destroy', '-f', POOL).catch(() => undefined);
-    await rm(IMAGE, { force: true });
-    await rm(work, { recursive: true, force: true });
-  }
+async function cloneRow(p: BenchPool, tree: Tree, o: { runs: number; log: Log }): Promise<SeriesResult> {
+  const env = environment();
+  const auto = await toolConfig(p, toolOverrides('auto'));
+  const off = await toolConfig(p, toolOverrides('off'));
+  const samples = await pairSeries({
+    p,
+    runs: o.runs,
+    sides: [toolSide('auto', p, auto.config), toolSide('off', p, off.config)],
+    makeTree: (dir) => tree.make(dir),
+    label: `${tree.id}: ${tree.label}`,
+    log: o.log,
+  });
+  const seal = { auto: await atSeal(p, tree, 'auto', auto.plugins), off: await atSeal(p, tree, 'off', off.plugins) };
+  o.log(`  at the seal (untimed): ${JSON.stringify(seal)}`);
+  const description =
+    `${tree.label} converted by \`handle\` with the shipped plugins (${auto.plugins.map((x) => x.name).join(', ')}) at their defaults ` +
+    `but quietSeconds 0, graceSeconds 0: blockCloning auto against blockCloning off (the tool's copy without cloning) on the same pool; verifications: ${VERIFICATIONS}; ` +
+    'each side on a tree of its own after a cold cache (pool export/import, drop_caches); bclonesaved/allocated at the seal from one untimed run per side';
+  const parameters = { tree: tree.label, runs: o.runs, plugins: { auto: auto.plugins, off: off.plugins }, atSeal: seal };
+  return seriesResult({ scenario: tree.id, description, parameters, environment: env, samples }, [['auto', 'off']]);
 }
 
-process.exitCode = await main().catch((error: unknown) => {
-  process.stderr.write(`bench/clone: ${error instanceof Error ? error.message : String(error)}\n`);
-  return 1;
-});
+/** `clone-1g` and `clone-20k` (or those of `only`), on kernel OpenZFS. */
+export async function runClone(o: { runs: number; log: Log; only?: readonly string[] }): Promise<SeriesResult[]> {
+  const unknown = (o.only ?? []).filter((id) => id !== bigTree.id && id !== manyTree.id);
+  if (unknown.length > 0) throw new Error(`no clone row ${unknown.join(', ')} (clone-1g, clone-20k)`);
+  if (!kernelZfs())
+    throw new Error(
+      'clone needs kernel OpenZFS (block cloning); this is zfs-fuse, which cannot share blocks: run it in the OpenZFS guest (see bench/clone.ts)',
+    );
+  const trees = [bigTree, manyTree].filter((t) => !o.only || o.only.includes(t.id));
+  const p = await benchPool('clone', 6144);
+  try {
+    const results: SeriesResult[] = [];
+    for (const tree of trees) results.push(await cloneRow(p, tree, o));
+    return results;
+  } finally {
+    await p.destroy();
+  }
+}

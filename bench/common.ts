@@ -1,11 +1,19 @@
-/** Shared by the benchmarks: a throwaway pool, the CLI, medians, trees, peak RSS of a child. */
+/**
+ * Shared by the benchmarks: a throwaway pool with a cold cache on demand, the CLI, trees, the
+ * tool's config at its shipped plugin list, a child's wall time and peak RSS, and a series of
+ * sides that each convert a tree of their own (alternating, cold cache before each timed side).
+ */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { createThrowawayPool, destroyThrowawayPool, poolFiles } from '../test/helpers/pool.js';
+import { alternate, measured, sample, type Sample } from './series.js';
+
+export { median } from './series.js';
 
 export const CLI = resolve(import.meta.dirname, '..', 'src', 'cli.js');
 
@@ -16,8 +24,13 @@ export interface BenchPool {
   readonly mount: string;
   readonly work: string;
   readonly stateDir: string;
-  /** A config with the shipped defaults, or with the given plugins. */
-  config(plugins?: unknown[], more?: Record<string, unknown>): Promise<string>;
+  /**
+   * A config with the shipped plugin list (no plugins given), with a plugin list of its own (an
+   * array), or with the shipped list and overrides merged into it (an object: { rsync: {...} }).
+   */
+  config(plugins?: unknown, more?: Record<string, unknown>): Promise<string>;
+  /** Export and import the pool, then drop the kernel's caches: the next reads come from disk. */
+  coldCache(): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -41,6 +54,7 @@ export async function benchPool(label: string, sizeMiB: number): Promise<BenchPo
       );
       return file;
     },
+    coldCache: () => coldCache(pool, dirname(files.image), mount),
     async destroy() {
       await destroyThrowawayPool(files);
       await rm(work, { recursive: true, force: true });
@@ -48,11 +62,31 @@ export async function benchPool(label: string, sizeMiB: number): Promise<BenchPo
   };
 }
 
-export function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+/** Runs a command, retrying while it says busy (zfs-fuse, a mount just released); any other failure throws. */
+async function patiently(file: string, args: readonly string[]): Promise<void> {
+  for (let i = 1; ; i++) {
+    const r = await execa(file, args, { reject: false });
+    if (r.exitCode === 0) return;
+    if (i >= 30 || !/busy/i.test(String(r.stderr))) throw new Error(`${file} ${args.join(' ')}: ${String(r.stderr).trim()}`);
+    await sleep(1000);
+  }
 }
+
+/**
+ * A cold cache: the pool exported and imported from its image's directory (ZFS's own cache of it
+ * goes), then `sync` and drop_caches (the page cache, the image file's included).
+ */
+export async function coldCache(pool: string, imageDir: string, mount: string): Promise<void> {
+  await patiently('zpool', ['export', pool]);
+  await patiently('zpool', ['import', '-d', imageDir, pool]);
+  const ls = await execa('ls', ['-a', '--', mount], { reject: false, timeout: 60_000 });
+  if (ls.exitCode !== 0) throw new Error(`pool ${pool}: its mount ${mount} does not answer after the import`);
+  await execa('sync');
+  await writeFile('/proc/sys/vm/drop_caches', '3\n');
+}
+
+/** Destroys a dataset, retrying while zfs says it is busy (a mount just released). */
+export const destroyDataset = (name: string): Promise<void> => patiently('zfs', ['destroy', '-f', name]);
 
 /** `files` files of 4 KiB in directories of 1,000, plus one file of `bigMiB` MiB. */
 export function makeTree(dir: string, files: number, bigMiB: number): void {
@@ -71,36 +105,36 @@ export function makeTree(dir: string, files: number, bigMiB: number): void {
   }
 }
 
-/**
- * Runs `node args` and returns wall seconds and the Node process's own peak RSS in MiB (read by a
- * preloaded hook at exit: GNU time's figure would be the largest of the process and its children,
- * rsync included).
- */
-export async function timedNode(
-  args: readonly string[],
-): Promise<{ seconds: number; maxRssMiB: number; exitCode: number; stderr: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'zdc-bench-rss-'));
+/** The hook a timed Node child is started with: it writes its own peak RSS (KiB) to `out` at exit. */
+export async function rssHook(dir: string): Promise<{ hook: string; out: string }> {
   const hook = join(dir, 'rss.cjs');
   const out = join(dir, 'rss');
   await writeFile(
     hook,
     `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));\n`,
   );
-  const started = process.hrtime.bigint();
-  const r = await execa(process.execPath, ['--require', hook, ...args], { reject: false });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const kib = Number(await readFile(out, 'utf8').catch(() => '0'));
-  await rm(dir, { recursive: true, force: true });
-  return { seconds, maxRssMiB: kib / 1024, exitCode: r.exitCode ?? -1, stderr: String(r.stderr) };
+  return { hook, out };
 }
 
-/** Destroys a dataset, retrying while zfs says it is busy (a mount just released). */
-export async function destroyDataset(name: string): Promise<void> {
-  for (let i = 1; ; i++) {
-    const r = await execa('zfs', ['destroy', '-f', name], { reject: false });
-    if (r.exitCode === 0) return;
-    if (i >= 20 || !/busy/.test(String(r.stderr))) throw new Error(`zfs destroy ${name}: ${String(r.stderr).trim()}`);
-    await new Promise((ok) => setTimeout(ok, 1000));
+/**
+ * Runs `node args` and returns wall seconds and the Node process's own peak RSS in MiB (read by a
+ * preloaded hook at exit: GNU time's figure would be the largest of the process and its children,
+ * rsync included). A missing RSS reading is an error.
+ */
+export async function timedNode(
+  args: readonly string[],
+  opts: { cwd?: string } = {},
+): Promise<{ seconds: number; maxRssMiB: number; exitCode: number; stderr: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'zdc-bench-rss-'));
+  try {
+    const { hook, out } = await rssHook(dir);
+    const started = process.hrtime.bigint();
+    const r = await execa(process.execPath, ['--require', hook, ...args], { reject: false, stdin: 'ignore', cwd: opts.cwd ?? '/' });
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const kib = Number((await readFile(out, 'utf8').catch(() => '')) || Number.NaN);
+    return { seconds, maxRssMiB: measured(kib, 'the peak RSS of the tool') / 1024, exitCode: r.exitCode ?? -1, stderr: String(r.stderr) };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -117,7 +151,94 @@ export async function timed(
     ...(env ? { env: { ...process.env, ...env } } : {}),
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const kib = Number((await readFile(out, 'utf8').catch(() => '0')).trim().split('\n').pop());
+  const kib = Number((await readFile(out, 'utf8').catch(() => '')).trim().split('\n').pop() || Number.NaN);
   await rm(out, { force: true });
-  return { seconds, maxRssMiB: kib / 1024, exitCode: r.exitCode ?? -1, stderr: String(r.stderr) };
+  return { seconds, maxRssMiB: measured(kib, `the peak RSS of ${file}`) / 1024, exitCode: r.exitCode ?? -1, stderr: String(r.stderr) };
+}
+
+/** One side of a comparison: it converts the directory it is given (its own tree) and says what else it measured. */
+export interface Side {
+  readonly name: string;
+  /** The timed work; throws when it failed (an exit code, a missing dataset). */
+  convert(dir: string, run: number): Promise<Readonly<Record<string, number>> | void>;
+  /** After the timed work, untimed: what the next run needs gone (the dataset made). */
+  cleanup(dir: string, run: number): Promise<void>;
+}
+
+/** The order of making the trees (rotating every second run) and of running the sides (every run) in run `run`. */
+export function orders<T>(sides: readonly T[], run: number): { make: T[]; run: T[] } {
+  return { make: alternate(sides, Math.floor(run / 2)), run: alternate(sides, run) };
+}
+
+/**
+ * `runs` runs of every side on trees of their own: each run makes one tree per side (the order of
+ * making them alternates, every second run), then runs the sides in alternating order, each after
+ * a cold cache, timed with the load before and after (series.ts sample).
+ */
+export async function pairSeries(o: {
+  p: BenchPool;
+  runs: number;
+  sides: readonly Side[];
+  makeTree: (dir: string) => Promise<void> | void;
+  label: string;
+  log: Log;
+}): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  for (let run = 0; run < o.runs; run++) {
+    const { make: trees, run: order } = orders(o.sides, run);
+    o.log(`${o.label}: run ${run + 1}/${o.runs}, making the trees (${trees.map((s) => s.name).join(', then ')})`);
+    for (const s of trees) await o.makeTree(join(o.p.mount, `${s.name}${run}`));
+    await execa('sync');
+    for (const [i, side] of order.entries()) {
+      const dir = join(o.p.mount, `${side.name}${run}`);
+      await o.p.coldCache();
+      const s = await sample(side.name, run, i, () => side.convert(dir, run));
+      samples.push({ ...s, treeOrder: trees.indexOf(side) });
+      const extra = Object.entries(s.values ?? {}).map(([k, v]) => `, ${k} ${v.toFixed(1)}`);
+      o.log(`  ${side.name} ${s.seconds.toFixed(1)} s${extra.join('')}${s.loaded ? ' (loaded)' : ''}`);
+      await side.cleanup(dir, run);
+    }
+  }
+  return samples;
+}
+
+/** The tool's settings in a comparison: the shipped plugin list at its defaults, but for these. */
+export function toolOverrides(blockCloning: 'off' | 'auto'): Record<string, Record<string, unknown>> {
+  return { 'quiet-wait': { quietSeconds: 0 }, rsync: { graceSeconds: 0, blockCloning } };
+}
+
+/**
+ * A config with the shipped plugin list and `overrides` merged in, and the plugins with their
+ * effective options as `list-plugins --json` gives them (for the result's parameters).
+ */
+export async function toolConfig(
+  p: BenchPool,
+  overrides: Record<string, Record<string, unknown>>,
+): Promise<{ config: string; plugins: { name: string; options: unknown }[] }> {
+  const config = await p.config(overrides);
+  const r = await execa(process.execPath, [CLI, '--config', config, 'list-plugins', '--json'], { stdin: 'ignore' });
+  const listed = JSON.parse(r.stdout) as { roots: { plugins: { name: string; options: unknown }[] }[] };
+  return { config, plugins: listed.roots[0]!.plugins.map(({ name, options }) => ({ name, options })) };
+}
+
+/** Throws unless `dataset` exists and is mounted at `dir` (the work of a side was done). */
+export async function checkConverted(dataset: string, dir: string): Promise<void> {
+  const r = await execa('zfs', ['get', '-H', '-o', 'value', 'mounted,mountpoint', dataset], { reject: false });
+  const [mounted, mountpoint] = r.stdout.split('\n');
+  if (r.exitCode !== 0 || mounted !== 'yes' || mountpoint !== dir)
+    throw new Error(`${dataset} is not mounted at ${dir}: ${r.exitCode === 0 ? r.stdout.replace(/\n/g, ' ') : r.stderr}`);
+}
+
+/** The tool converting a directory with `handle`: its exit code checked, its peak RSS measured. */
+export function toolSide(name: string, p: BenchPool, config: string): Side {
+  return {
+    name,
+    async convert(dir) {
+      const r = await timedNode([CLI, '--config', config, 'handle', dir]);
+      if (r.exitCode !== 0) throw new Error(`the tool failed (exit ${r.exitCode}): ${r.stderr.slice(-800)}`);
+      await checkConverted(`${p.pool}/${dir.slice(p.mount.length + 1)}`, dir);
+      return { maxRssMiB: r.maxRssMiB };
+    },
+    cleanup: (dir) => destroyDataset(`${p.pool}/${dir.slice(p.mount.length + 1)}`),
+  };
 }

@@ -1,81 +1,84 @@
 /**
- * One directory converted, the tool (waits at their minimum, every verification on) against the
- * seed's raw command sequence on the same tree (zfs create at a staging mountpoint, rsync -aHAX,
- * mv aside, zfs inherit mountpoint, rm -rf), alternating, medians; the tool's peak RSS.
+ * One directory converted: the tool (`handle`) at its shipped plugin list and defaults but for
+ * the waits (quietSeconds 0, graceSeconds 0) and blockCloning pinned off (the baseline copies),
+ * against the seed's raw command sequence on a tree of its own (zfs create at a staging
+ * mountpoint, rsync -aHAX, mv aside, zfs inherit mountpoint, rm -rf): alternating runs, cold
+ * cache before each side, the tool's peak RSS in every sample.
  */
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { CLI, benchPool, destroyDataset, makeTree, median, timedNode, type Log } from './common.js';
+import {
+  benchPool,
+  checkConverted,
+  destroyDataset,
+  makeTree,
+  pairSeries,
+  toolConfig,
+  toolOverrides,
+  toolSide,
+  type Log,
+  type Side,
+} from './common.js';
+import { environment, seriesResult, type SeriesResult } from './series.js';
 
-export interface ConvertResult {
-  readonly files: number;
-  readonly bigMiB: number;
-  readonly tool: readonly number[];
-  readonly seed: readonly number[];
-  readonly toolMedian: number;
-  readonly seedMedian: number;
-  /** The median of each run's tool/seed ratio. */
-  readonly ratio: number;
-  readonly maxRssMiB: number;
+/** What the tool verifies at these settings (plugins/rsync: seal, passes; verifyContent off). */
+export const VERIFICATIONS =
+  'the seal (the copy checked entry by entry against the original: type, mode, owner, size, mtime; anything extra removed), ' +
+  'the catch-up pass after the commit and the verifying pass before the original is removed (the same metadata; ' +
+  'file contents not compared: verifyContent false)';
+
+/** The seed's sequence: zfs create at a staging mountpoint, rsync -aHAX, mv aside, zfs inherit mountpoint, rm -rf. */
+export function seedSide(pool: string, mount: string): Side {
+  const names = (dir: string): { base: string; staging: string; aside: string } => {
+    const base = dir.slice(mount.length + 1);
+    return { base, staging: join(mount, `.${base}.staging`), aside: join(mount, `.${base}.orig`) };
+  };
+  return {
+    name: 'seed',
+    async convert(dir) {
+      const { base, staging, aside } = names(dir);
+      await execa('zfs', ['create', '-o', `mountpoint=${staging}`, `${pool}/${base}`]);
+      await execa('rsync', ['-aHAX', `${dir}/`, `${staging}/`]);
+      await execa('mv', [dir, aside]);
+      await execa('zfs', ['inherit', 'mountpoint', `${pool}/${base}`]);
+      await execa('rm', ['-rf', aside]);
+    },
+    async cleanup(dir) {
+      const { base, staging } = names(dir);
+      await checkConverted(`${pool}/${base}`, dir);
+      await execa('rmdir', [staging], { reject: false });
+      await destroyDataset(`${pool}/${base}`);
+    },
+  };
 }
 
-export async function benchConvert(o: { files: number; bigMiB: number; runs: number; log: Log }): Promise<ConvertResult> {
-  // Original and copy of each tree, with room to spare (4 KiB files take more than 4 KiB).
-  const sizeMiB = Math.ceil(((o.files * 12) / 1024 + o.bigMiB) * 2.5) + 512;
-  const p = await benchPool('conv', sizeMiB);
-  const tool: number[] = [];
-  const seed: number[] = [];
-  let maxRssMiB = 0;
+/** `convert-<N>k`: N files of 4 KiB + `bigMiB` MiB, `runs` alternating runs. */
+export async function runConvert(o: { runs: number; files: number; bigMiB: number; log: Log }): Promise<SeriesResult[]> {
+  const env = environment();
+  // Two trees and one copy at a time, with room to spare (a 4 KiB file takes more than 4 KiB).
+  const p = await benchPool('conv', Math.ceil(((o.files * 12) / 1024 + o.bigMiB) * 3.5) + 512);
   try {
-    const config = await p.config(['name-filter', ['quiet-wait', { quietSeconds: 0 }], 'zfs', ['rsync', { graceSeconds: 0 }]]);
-    for (let run = 0; run < o.runs; run++) {
-      const t = `tool${run}`;
-      const s = `seed${run}`;
-      o.log(`convert ${o.files} files + ${o.bigMiB} MiB: run ${run + 1}/${o.runs}, making the trees`);
-      makeTree(join(p.mount, t), o.files, o.bigMiB);
-      makeTree(join(p.mount, s), o.files, o.bigMiB);
-      await execa('sync');
-      // Alternating which goes first.
-      const order = run % 2 === 0 ? ['tool', 'seed'] : ['seed', 'tool'];
-      for (const which of order) {
-        if (which === 'tool') {
-          const r = await timedNode([CLI, '--config', config, '-q', 'handle', join(p.mount, t)]);
-          if (r.exitCode !== 0) throw new Error(`the tool failed (${r.exitCode}): ${r.stderr.slice(-500)}`);
-          tool.push(r.seconds);
-          maxRssMiB = Math.max(maxRssMiB, r.maxRssMiB);
-          o.log(`  tool ${r.seconds.toFixed(1)} s, ${r.maxRssMiB.toFixed(0)} MiB peak RSS`);
-        } else {
-          const started = process.hrtime.bigint();
-          const staging = join(p.mount, `.${s}.staging`);
-          await execa('zfs', ['create', '-o', `mountpoint=${staging}`, `${p.pool}/${s}`]);
-          await execa('rsync', ['-aHAX', `${join(p.mount, s)}/`, `${staging}/`]);
-          await execa('mv', [join(p.mount, s), join(p.mount, `.${s}.orig`)]);
-          await execa('zfs', ['inherit', 'mountpoint', `${p.pool}/${s}`]);
-          await execa('rm', ['-rf', join(p.mount, `.${s}.orig`)]);
-          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-          await execa('rmdir', [staging]).catch(() => undefined);
-          seed.push(seconds);
-          o.log(`  seed ${seconds.toFixed(1)} s`);
-        }
-      }
-      // Room for the next run.
-      await destroyDataset(`${p.pool}/${t}`);
-      await destroyDataset(`${p.pool}/${s}`);
-    }
+    const { config, plugins } = await toolConfig(p, toolOverrides('off'));
+    const label = `convert ${o.files} files + ${o.bigMiB} MiB`;
+    const samples = await pairSeries({
+      p,
+      runs: o.runs,
+      sides: [toolSide('tool', p, config), seedSide(p.pool, p.mount)],
+      makeTree: (dir) => makeTree(dir, o.files, o.bigMiB),
+      label,
+      log: o.log,
+    });
+    // Another size of big file is another row (checking runs), never a target's.
+    const size = o.files % 1000 === 0 ? `${o.files / 1000}k` : String(o.files);
+    const scenario = `convert-${size}${o.bigMiB === 256 ? '' : `-${o.bigMiB}m`}`;
+    const description =
+      `one directory of ${o.files} files of 4 KiB + ${o.bigMiB} MiB converted by \`handle\` with the shipped plugins ` +
+      `(${plugins.map((x) => x.name).join(', ')}) at their defaults but quietSeconds 0, graceSeconds 0, blockCloning off; ` +
+      `verifications: ${VERIFICATIONS}; against the seed's raw sequence (zfs create, rsync -aHAX, mv, zfs inherit mountpoint, rm -rf); ` +
+      'each side on a tree of its own after a cold cache (pool export/import, drop_caches)';
+    const parameters = { files: o.files, fileKiB: 4, bigMiB: o.bigMiB, runs: o.runs, plugins };
+    return [seriesResult({ scenario, description, parameters, environment: env, samples }, [['tool', 'seed']])];
   } finally {
     await p.destroy();
   }
-  const toolMedian = median(tool);
-  const seedMedian = median(seed);
-  // Each run's pair ran back to back on the same machine state: the ratio is the median of theirs.
-  return {
-    files: o.files,
-    bigMiB: o.bigMiB,
-    tool,
-    seed,
-    toolMedian,
-    seedMedian,
-    ratio: median(tool.map((t, i) => t / seed[i]!)),
-    maxRssMiB,
-  };
 }

@@ -71,6 +71,8 @@ export interface Sample {
   readonly loadAfter: Load;
   /** Load average (1 min) above the core count before or after. */
   readonly loaded: boolean;
+  /** In a series of sides on trees of their own: the place of this side's tree in the run's making (0: made first). */
+  readonly treeOrder?: number;
   /** Further measurements of this sample (peak RSS in MiB, zfs calls, …): each present and finite. */
   readonly values?: Readonly<Record<string, number>>;
 }
@@ -169,7 +171,7 @@ export function seriesResult(
 /** Writes a result to bench/results/<scenario>-<commit>-<time>.json (or `dir`); returns the path. */
 export function writeResult(result: SeriesResult, dir = RESULTS_DIR): string {
   mkdirSync(dir, { recursive: true });
-  const stamp = result.environment.at.replace(/[:.]/g, '').slice(0, 15);
+  const stamp = result.environment.at.replace(/[:.]/g, '').slice(0, 17);
   const file = join(dir, `${result.scenario}-${result.environment.commit.slice(0, 10)}-${stamp}.json`);
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   return file;
