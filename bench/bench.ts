@@ -15,10 +15,10 @@
  */
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
-import { benchBurst } from './burst.js';
+import { runBurst } from './burst.js';
 import { runClone } from './clone.js';
 import { runConvert } from './convert.js';
-import { benchStartup } from './startup.js';
+import { runStartup } from './startup.js';
 import { benchSweep } from './sweep.js';
 import { environment, load, RESULTS_DIR, seriesResult, writeResult, type SeriesResult, type Sample } from './series.js';
 import { figure, provenance, targetOf, verdict } from './table.js';
@@ -79,32 +79,6 @@ function adaptedResult(scenario: string, description: string, parameters: Record
 }
 
 // Adapters from today's burst/startup/sweep results: replaced by their run<Name> at the merge.
-async function runBurstAdapter(o: { runs: number; log: Log }): Promise<SeriesResult[]> {
-  const results: SeriesResult[] = [];
-  for (const via of ['watch', 'reconcile'] as const) {
-    const samples: Sample[] = [];
-    for (let run = 0; run < Math.min(3, o.runs); run++) {
-      const r = await benchBurst({ via, directories: 40, log: o.log });
-      samples.push(adapted('live', run, r.liveSeconds), adapted('done', run, r.doneSeconds));
-    }
-    results.push(
-      adaptedResult(
-        `burst-${via}`,
-        `a burst of 40 directories through ${via}, shipped defaults`,
-        { directories: 40, quietSeconds: 10, graceSeconds: 30 },
-        samples,
-      ),
-    );
-  }
-  return results;
-}
-
-async function runStartupAdapter(o: { runs: number; log: Log }): Promise<SeriesResult[]> {
-  const r = await benchStartup({ runs: Math.max(10, o.runs), log: o.log });
-  const samples = [adapted('tool', 0, r.tool), adapted('node -e 0', 0, r.node)];
-  return [adaptedResult('startup', `a run that rejects a name against node -e 0: medians of ${r.runs} runs`, { runs: r.runs }, samples)];
-}
-
 async function runSweepAdapter(o: { runs: number; log: Log }): Promise<SeriesResult[]> {
   const r = await benchSweep({ datasets: 1000, skipped: 100, runs: o.runs, log: o.log });
   const samples = r.runs.map((s, run) => adapted('reconcile', run, s, { zfsCalls: r.zfsCalls }));
@@ -119,8 +93,8 @@ export function runners(a: Args): Record<Scenario, (log: Log) => Promise<SeriesR
     convert: (log) => runConvert({ runs: a.runs, files: a.smallFiles, bigMiB: a.bigMiB, log }),
     large: (log) => runConvert({ runs: a.runs, files: a.largeFiles, bigMiB: a.bigMiB, log }),
     clone: (log) => runClone({ runs: a.runs, log, only: a.cloneRows }),
-    burst: (log) => runBurstAdapter({ runs: a.runs, log }),
-    startup: (log) => runStartupAdapter({ runs: a.runs, log }),
+    burst: (log) => runBurst({ runs: a.runs, log }),
+    startup: (log) => runStartup({ runs: a.runs, log }),
     sweep: (log) => runSweepAdapter({ runs: a.runs, log }),
   };
 }

@@ -1,4 +1,8 @@
-/** reconcile on a real pool: a burst nobody saw is converted; the sweep's zfs calls do not grow with the root. */
+/**
+ * reconcile on a real pool: a burst nobody saw is converted; the sweep's zfs calls do not grow with
+ * the root. And the incron path (the original 4-argument form) runs no zfs command for a name the
+ * filter rejects.
+ */
 import { chmod, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -26,16 +30,18 @@ afterAll(async () => {
   await p?.destroy();
 });
 
-/** Runs reconcile with the counting zfs first on PATH; returns the result and the zfs calls it made. */
-async function countedReconcile(cfg = config): Promise<{ exitCode: number; stdout: string; stderr: string; calls: string[] }> {
+/** Runs the CLI with the counting zfs first on PATH; returns the result and the zfs calls it made. */
+async function counted(args: readonly string[]): Promise<{ exitCode: number; stdout: string; stderr: string; calls: string[] }> {
   await writeFile(callLog, '');
-  const r = await cli(['--config', cfg, 'reconcile', '--json'], {
+  const r = await cli(args, {
     stateDir: p.stateDir,
     env: { PATH: `${wrapperDir}:${process.env.PATH ?? ''}` },
   });
   const calls = (await readFile(callLog, 'utf8')).split('\n').filter(Boolean);
   return { ...r, calls };
 }
+
+const countedReconcile = (cfg = config): ReturnType<typeof counted> => counted(['--config', cfg, 'reconcile', '--json']);
 
 async function makeDatasets(prefix: string, count: number): Promise<void> {
   // One at a time: 16 concurrent `zfs create`s of mounted children of the pool's root dataset
@@ -124,5 +130,29 @@ describe('reconcile', () => {
     expect(done.exitCode).toBe(0);
     expect((await liveNames()).get('held')).toBe('live');
     expect(await readFile(join(dir, 'f'), 'utf8')).toBe('held\n');
+  });
+});
+
+describe('the incron path (the original 4-argument form)', () => {
+  it('runs no zfs command for a name the default plugin list rejects, nor for one --only-dirs-matching rejects', async () => {
+    // The config names only the root: the default plugin list.
+    const defaults = join(p.work, 'defaults.json');
+    await writeFile(defaults, JSON.stringify({ stateDir: p.stateDir, roots: [{ rootfs: p.pool, rootdir: p.mount }] }));
+    await mkdir(join(p.mount, '.hidden-incron'));
+    await mkdir(join(p.mount, 'not-a-run'));
+    const lines = [
+      ['--delay=30', p.pool, p.mount, '.hidden-incron', 'IN_CREATE,IN_ISDIR'],
+      ['--delay=30', '--only-dirs-matching=^\\d{6}_', p.pool, p.mount, 'not-a-run', 'IN_CREATE,IN_ISDIR'],
+    ];
+    for (const line of lines) {
+      const r = await counted(['--config', defaults, ...line]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.calls).toEqual([]);
+    }
+    // The same counting zfs sees the calls of a run that does look at the pool.
+    expect((await counted(['--config', defaults, '--dry-run', p.pool, p.mount, 'not-a-run', 'IN_CREATE,IN_ISDIR'])).calls).not.toEqual([]);
+    expect((await liveNames()).has('not-a-run')).toBe(false);
+    await rmdir(join(p.mount, '.hidden-incron'));
+    await rmdir(join(p.mount, 'not-a-run'));
   });
 });
