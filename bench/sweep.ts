@@ -7,6 +7,7 @@
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { jobId } from '../src/core/job-id.js';
 import { CLI, benchPool, type BenchPool, type Log } from './common.js';
 import { environment, sample, seriesResult, zfsVersion, type Sample, type SeriesResult } from './series.js';
 
@@ -26,6 +27,8 @@ export interface SweepOptions {
   readonly mounted?: boolean;
   /** Directories the name filter leaves alone: looked at every sweep, never converted (default 100). */
   readonly skipped?: number;
+  /** A run record per dataset in the stateDir, as the tool's conversions leave them (default true). */
+  readonly runRecords?: boolean;
 }
 
 /** A root made for sweeping: its pool, and one `reconcile` of it. */
@@ -42,13 +45,29 @@ export interface SweepFixture {
 }
 
 /** Datasets `<pool>/runNNNNN`, made one at a time (mounted, or canmount=noauto with a directory). */
+const datasetNames = (count: number): string[] =>
+  Array.from({ length: count }, (_, i) => `run${String(i).padStart(String(count - 1).length, '0')}`);
+
 async function makeDatasets(p: BenchPool, count: number, mounted: boolean, log: Log): Promise<void> {
-  const width = String(count - 1).length;
-  for (let i = 0; i < count; i++) {
-    const name = `run${String(i).padStart(width, '0')}`;
+  for (const [i, name] of datasetNames(count).entries()) {
     await execa('zfs', ['create', ...(mounted ? [] : ['-o', 'canmount=noauto']), `${p.pool}/${name}`]);
     if (!mounted) await mkdir(join(p.mount, name));
     if ((i + 1) % 1000 === 0) log(`  ${i + 1} datasets`);
+  }
+}
+
+/**
+ * What a conversion leaves in <stateDir>/runs for each dataset (src/core/runs.ts): a run in state
+ * converted, which the default plugins keep (no completion plugin judges it complete).
+ */
+async function writeRunRecords(p: BenchPool, count: number): Promise<void> {
+  const dir = join(p.stateDir, 'runs');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const at = new Date().toISOString();
+  for (const name of datasetNames(count)) {
+    const run = { version: 1, rootdir: p.mount, name, state: 'converted', since: at, detectedAt: at, convertedAt: at };
+    const record = { ...run, dataset: `${p.pool}/${name}`, told: ['run.detected', 'run.converted'] };
+    await writeFile(join(dir, `${jobId(p.mount, name)}.json`), `${JSON.stringify(record)}\n`, { mode: 0o600 });
   }
 }
 
@@ -63,7 +82,13 @@ async function zfsShim(work: string): Promise<{ bin: string; calls: string }> {
   return { bin, calls };
 }
 
-export async function sweepFixture(o: { datasets: number; mounted: boolean; skipped: number; log: Log }): Promise<SweepFixture> {
+export async function sweepFixture(o: {
+  datasets: number;
+  mounted: boolean;
+  skipped: number;
+  runRecords: boolean;
+  log: Log;
+}): Promise<SweepFixture> {
   if (o.mounted && o.datasets > ZFS_FUSE_MOUNTED_MAX && zfsVersion().startsWith('zfs-fuse')) {
     throw new Error(
       `zfs-fuse mounts at most 1,000 filesystems in all: ${o.datasets} mounted datasets need kernel OpenZFS (on zfs-fuse: at most ${ZFS_FUSE_MOUNTED_MAX} mounted, or unmounted)`,
@@ -75,6 +100,7 @@ export async function sweepFixture(o: { datasets: number; mounted: boolean; skip
     const started = process.hrtime.bigint();
     await makeDatasets(p, o.datasets, o.mounted, o.log);
     for (let i = 0; i < o.skipped; i++) await mkdir(join(p.mount, `scratch-${i}`));
+    if (o.runRecords) await writeRunRecords(p, o.datasets);
     const createSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     const { bin, calls } = await zfsShim(p.work);
     // The shipped plugin list, with a filter that skips the scratch directories.
@@ -118,7 +144,8 @@ export async function runSweep(o: SweepOptions): Promise<SeriesResult[]> {
   const datasets = o.datasets ?? 10_000;
   const mounted = o.mounted ?? true;
   const skipped = o.skipped ?? 100;
-  const f = await sweepFixture({ datasets, mounted, skipped, log: o.log });
+  const runRecords = o.runRecords ?? true;
+  const f = await sweepFixture({ datasets, mounted, skipped, runRecords, log: o.log });
   try {
     // The first sweep of a root makes its holding directory and state: not what is measured.
     const first = await f.reconcile();
@@ -136,8 +163,16 @@ export async function runSweep(o: SweepOptions): Promise<SeriesResult[]> {
     return [
       seriesResult({
         scenario: `sweep-${datasets}-${mode}`,
-        description: `reconcile with nothing to do (whole process, exit code and "nothing converted" checked, zfs calls counted) over ${datasets} ${mode} datasets made one at a time and ${skipped} directories the name filter skips; shipped plugin list; after one untimed first sweep`,
-        parameters: { datasets, mounted, skipped, runs: o.runs, createSeconds: f.createSeconds, firstSweepSeconds: first.seconds },
+        description: `reconcile with nothing to do (whole process, exit code and "nothing converted" checked, zfs calls counted) over ${datasets} ${mode} datasets made one at a time${runRecords ? ', a run record each (state converted)' : ''}, and ${skipped} directories the name filter skips; shipped plugin list; after one untimed first sweep`,
+        parameters: {
+          datasets,
+          mounted,
+          skipped,
+          runRecords,
+          runs: o.runs,
+          createSeconds: f.createSeconds,
+          firstSweepSeconds: first.seconds,
+        },
         environment: environment(),
         samples,
       }),
