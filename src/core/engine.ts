@@ -785,17 +785,14 @@ export class RootEngine {
       for (const name of walk.unreadable) this.unreadable(name);
       return this.surveyed(directories, ignored, new Set(walk.unfit));
     }
-    // Names only, then one lstat each: an entry that vanishes meanwhile (a job's helper
-    // directory, a directory removed by its owner) is passed over, not an error.
-    for (const raw of await readdir(this.context.rootdir, { encoding: 'buffer' })) {
+    // The entries' types from the listing itself (d_type; Node looks up an unknown one), not one
+    // lstat each: with thousands of mounted datasets each lstat would cross into a mount.
+    for (const entry of await readdir(this.context.rootdir, { encoding: 'buffer', withFileTypes: true })) {
+      if (!entry.isDirectory()) continue;
+      const raw = entry.name;
       const name = raw.toString('utf8');
-      const stats = await lstat(Buffer.concat([Buffer.from(`${this.context.rootdir}/`), raw])).catch((error: unknown) => {
-        if (isErrno(error, 'ENOENT')) return undefined;
-        throw error;
-      });
-      if (!stats?.isDirectory()) continue;
       // The root dataset's own .zfs (snapdir=visible) is ZFS's, never a directory to convert.
-      if (isHelperName(name) || isZfsControlDir({ name, type: 'dir', ino: stats.ino })) {
+      if (isHelperName(name) || (name === '.zfs' && (await this.isZfsControlDir(raw)))) {
         ignored.add(name);
       } else if (Buffer.from(name, 'utf8').equals(raw)) {
         directories.add(name);
@@ -804,6 +801,15 @@ export class RootEngine {
       }
     }
     return this.surveyed(directories, ignored);
+  }
+
+  /** Whether the root's entry `raw` is ZFS's control directory (by its inode); one that vanished is not. */
+  private async isZfsControlDir(raw: Buffer): Promise<boolean> {
+    const stats = await lstat(Buffer.concat([Buffer.from(`${this.context.rootdir}/`), raw])).catch((error: unknown) => {
+      if (isErrno(error, 'ENOENT')) return undefined;
+      throw error;
+    });
+    return stats?.isDirectory() === true && isZfsControlDir({ name: '.zfs', type: 'dir', ino: stats.ino });
   }
 
   /** A name that is not UTF-8 cannot be named to zfs (nor be a dataset name): left, said once. */

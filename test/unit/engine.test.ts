@@ -5,7 +5,7 @@
  * directory is the root. Runs in a few seconds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, realpath, rename, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -397,6 +397,21 @@ describe('recovery', () => {
     const results = await e.recoverRoot();
     expect(results.map((r) => [r.name, r.outcome.kind])).toEqual([['d', 'recovered']]);
     expect(calls).toEqual(['assess', 'swap', 'publish', 'cleanup']);
+  });
+});
+
+describe('the survey', () => {
+  it("finds the root's directories by the listing's own types: not files, not symbolic links, not helpers", async () => {
+    await mkdir(join(rootdir, 'with space\nand newline'));
+    await mkdir(join(rootdir, '.zfs')); // a plain directory of that name: not ZFS's control directory
+    await writeFile(join(rootdir, 'file'), '');
+    await symlink(join(rootdir, 'd'), join(rootdir, 'link'));
+    await mkdir(Buffer.concat([Buffer.from(`${rootdir}/`), Buffer.from([0x6e, 0xff])]));
+    const { engine: e, records } = engine();
+    const survey = await e.survey();
+    expect([...survey.directories].sort()).toEqual(['.zfs', 'd', 'with space\nand newline']);
+    expect([...survey.ignored]).toEqual(['.zfs-dynamic-creator']);
+    expect(records.filter((r) => r.level === 'warning').map((r) => r.message)).toEqual([expect.stringContaining('is not valid UTF-8')]);
   });
 });
 
