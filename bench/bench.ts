@@ -13,14 +13,13 @@
  * runs one of its rows. Targets: issue 22,
  * computed by bench/table.ts.
  */
-import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { runBurst } from './burst.js';
 import { runClone } from './clone.js';
 import { runConvert } from './convert.js';
 import { runStartup } from './startup.js';
-import { benchSweep } from './sweep.js';
-import { environment, load, RESULTS_DIR, seriesResult, writeResult, type SeriesResult, type Sample } from './series.js';
+import { runSweep, ZFS_FUSE_MOUNTED_MAX } from './sweep.js';
+import { RESULTS_DIR, writeResult, zfsVersion, type SeriesResult } from './series.js';
 import { figure, provenance, targetOf, verdict } from './table.js';
 import type { Log } from './common.js';
 
@@ -33,6 +32,8 @@ export interface Args {
   readonly only: readonly Scenario[];
   readonly runs: number;
   readonly largeFiles: number;
+  /** The sweep's datasets (10,000). */
+  readonly sweepDatasets: number;
   /** The convert row's files (20,000; smaller only to check the code). */
   readonly smallFiles: number;
   readonly bigMiB: number;
@@ -49,11 +50,20 @@ const count = (flag: string, text: string | undefined, min: number): number => {
 
 export function parseArgs(argv: readonly string[]): Args {
   const only: Scenario[] = [];
-  const a = { runs: 5, largeFiles: 200_000, smallFiles: 20_000, bigMiB: 256, cloneRows: ['clone-1g', 'clone-20k'], out: RESULTS_DIR };
+  const a = {
+    runs: 5,
+    largeFiles: 200_000,
+    sweepDatasets: 10_000,
+    smallFiles: 20_000,
+    bigMiB: 256,
+    cloneRows: ['clone-1g', 'clone-20k'],
+    out: RESULTS_DIR,
+  };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
     if (x === '--runs') a.runs = count(x, argv[++i], 1);
     else if (x === '--large-files') a.largeFiles = count(x, argv[++i], 1);
+    else if (x === '--sweep-datasets') a.sweepDatasets = count(x, argv[++i], 1);
     else if (x === '--small-files') a.smallFiles = count(x, argv[++i], 1);
     else if (x === '--big-mib') a.bigMiB = count(x, argv[++i], 0);
     else if (x === '--clone-rows') a.cloneRows = (argv[++i] ?? '').split(',');
@@ -61,30 +71,23 @@ export function parseArgs(argv: readonly string[]): Args {
     else if ((SCENARIOS as readonly string[]).includes(x)) only.push(x as Scenario);
     else
       throw new Error(
-        `unknown argument ${JSON.stringify(x)} (scenarios: ${SCENARIOS.join(', ')}; --runs N, --large-files N, --small-files N, --big-mib N, --clone-rows ID,ID, --out DIR)`,
+        `unknown argument ${JSON.stringify(x)} (scenarios: ${SCENARIOS.join(', ')}; --runs N, --large-files N, --sweep-datasets N, --small-files N, --big-mib N, --clone-rows ID,ID, --out DIR)`,
       );
   }
   return { ...a, only: only.length > 0 ? only : DEFAULT };
 }
 
-/** A sample of a figure a scenario measured without series.ts (the adapters below), its load read now. */
-function adapted(side: string, run: number, seconds: number, values?: Record<string, number>): Sample {
-  const l = load();
-  return { side, run, order: 0, seconds, loadBefore: l, loadAfter: l, loaded: l[0] > cpus().length, ...(values ? { values } : {}) };
-}
-
-function adaptedResult(scenario: string, description: string, parameters: Record<string, unknown>, samples: Sample[]): SeriesResult {
-  const d = `${description} (today's scenario through an adapter; the load read once, after it)`;
-  return seriesResult({ scenario, description: d, parameters, environment: environment(), samples });
-}
-
-// Adapters from today's burst/startup/sweep results: replaced by their run<Name> at the merge.
-async function runSweepAdapter(o: { runs: number; log: Log }): Promise<SeriesResult[]> {
-  const r = await benchSweep({ datasets: 1000, skipped: 100, runs: o.runs, log: o.log });
-  const samples = r.runs.map((s, run) => adapted('reconcile', run, s, { zfsCalls: r.zfsCalls }));
-  const id = `sweep-${r.datasets}-${r.mounted ? 'mounted' : 'unmounted'}`;
+/**
+ * The sweep rows: 10,000 mounted datasets where the ZFS can mount them; on zfs-fuse (at most 1,000
+ * filesystems in all) 10,000 unmounted and the most it can mount.
+ */
+async function sweepRows(a: Args, log: Log): Promise<SeriesResult[]> {
+  const datasets = a.sweepDatasets;
+  if (!zfsVersion().startsWith('zfs-fuse') || datasets <= ZFS_FUSE_MOUNTED_MAX)
+    return runSweep({ runs: a.runs, log, datasets, mounted: true });
   return [
-    adaptedResult(id, `reconcile with nothing to do over ${r.datasets} datasets`, { datasets: r.datasets, mounted: r.mounted }, samples),
+    ...(await runSweep({ runs: a.runs, log, datasets, mounted: false })),
+    ...(await runSweep({ runs: a.runs, log, datasets: ZFS_FUSE_MOUNTED_MAX, mounted: true })),
   ];
 }
 
@@ -95,7 +98,7 @@ export function runners(a: Args): Record<Scenario, (log: Log) => Promise<SeriesR
     clone: (log) => runClone({ runs: a.runs, log, only: a.cloneRows }),
     burst: (log) => runBurst({ runs: a.runs, log }),
     startup: (log) => runStartup({ runs: a.runs, log }),
-    sweep: (log) => runSweepAdapter({ runs: a.runs, log }),
+    sweep: (log) => sweepRows(a, log),
   };
 }
 

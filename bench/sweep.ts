@@ -182,15 +182,3 @@ export async function runSweep(o: SweepOptions): Promise<SeriesResult[]> {
     await f.destroy();
   }
 }
-
-/** bench.ts's former entry (until it wires runSweep), unmounted as it was: the figures of one series. */
-export interface SweepResult {
-  readonly medianSeconds: number;
-  readonly zfsCalls: number;
-}
-
-export async function benchSweep(o: SweepOptions): Promise<SweepResult> {
-  const [r] = await runSweep({ mounted: false, ...o });
-  const calls = r!.samples.map((s) => s.values?.zfsCalls ?? Number.NaN);
-  return { medianSeconds: r!.summary.reconcile!.median, zfsCalls: Math.max(...calls) };
-}
