@@ -76,7 +76,15 @@ restart() {
   done
   rm -f /var/run/zfs/zfs_socket
   mkdir -p /var/run/zfs /var/lock/zfs
-  zfs-fuse
+  # Without our descriptors beyond stderr: a daemon that inherited the descriptor of a caller's
+  # `flock /var/lock/zdc-itest.lock` would hold that lock for as long as it runs.
+  (
+    for fd in /proc/self/fd/*; do
+      n=${fd##*/}
+      [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null
+    done
+    exec zfs-fuse
+  )
   for _ in $(seq 1 100); do answers && break; sleep 0.2; done
   answers || { say "did not answer after a restart"; return 1; }
   clean || true
