@@ -367,6 +367,8 @@ async function writeClone(input: FileHandle, st: BigIntStats, out: DirRef, name:
       await copyFile(`/proc/self/fd/${input.fd}`, `/proc/self/fd/${output.fd}`);
     } else {
       await readWriteCopy(input, output, st.size);
+      // The mode as fs.copyFile gives it (after the owner): rsync then has no chmod to do.
+      await output.chmod(Number(st.mode) & 0o7777);
     }
     // The time seen before the data was read: a later change makes the original newer.
     await output.utimes(clonedTime(st.atimeNs < 0n ? 0n : st.atimeNs).seconds, clonedTime(st.mtimeNs).seconds);
