@@ -21,8 +21,8 @@
  * is copied from that descriptor (/proc/self/fd/N). Whatever is swapped in meanwhile (a symlink,
  * a FIFO, another file) is left to rsync and the seal pass, which deal with it as they always did.
  *
- * `cloneIntoStaging` is the rsync plugin's use of it: once per root it probes, then clones the
- * original into the staging dataset before the bulk rsync, and logs which path was used.
+ * parallel-copy.ts is the rsync plugin's use of it: the copy's first stage on every pool (cloned,
+ * copied in the kernel, or read and written with `blockCloning: off`), before the bulk rsync.
  *
  * `probeBlockCloning` says once per root whether cloning really happens there: zfs-fuse and
  * OpenZFS before 2.2 do not know the feature, it may be disabled (feature or module
@@ -38,7 +38,6 @@ import {
   NotADirectoryError,
   at,
   isErrno,
-  jobPaths,
   openChild,
   openDir,
   relToBuffer,
@@ -46,7 +45,6 @@ import {
   walkDirs,
   type DirRef,
   type EntryInfo,
-  type Job,
 } from '../../src/index.js';
 
 export interface BlockCloningProbe {
@@ -221,6 +219,37 @@ export interface CloneResult {
   readonly skipped: number;
 }
 
+/**
+ * How a file's data is copied: `kernel`, copy_file_range (fs.copyFile: shares blocks where the
+ * pool clones, else an in-kernel copy); `userspace`, read() and write() through a buffer of at
+ * most COPY_CHUNK bytes per file in flight (never shares a block).
+ */
+export type DataCopy = 'kernel' | 'userspace';
+
+export interface TreeCopyOptions {
+  /** Files copied at once (default 4). */
+  readonly concurrency?: number;
+  readonly data?: DataCopy;
+  /** Called after each file copied, with the counts so far. */
+  readonly onFile?: (sofar: { files: number; bytes: number }) => void;
+}
+
+/** The userspace copy's buffer per file: the memory it holds is concurrency × this at most. */
+const COPY_CHUNK = 1 << 20;
+
+/** Copies `input` to `output` (both open, output empty) by read and write, until input's end. */
+async function readWriteCopy(input: FileHandle, output: FileHandle, size: bigint): Promise<void> {
+  const buffer = Buffer.allocUnsafe(Number(size < BigInt(COPY_CHUNK) ? (size < 65536n ? 65536n : size) : BigInt(COPY_CHUNK)));
+  let position = 0;
+  for (;;) {
+    const { bytesRead } = await input.read(buffer, 0, buffer.length, position);
+    if (bytesRead === 0) return;
+    let written = 0;
+    while (written < bytesRead) written += (await output.write(buffer, written, bytesRead - written, position + written)).bytesWritten;
+    position += bytesRead;
+  }
+}
+
 function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error('clone stopped');
 }
@@ -274,8 +303,8 @@ const OUT_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | co
  * the real ones), and hard-links further names of a file that has several. By descriptor only
  * (see the top of this file): never follows a symlink, never reads a file that is not the one its
  * directory listed, never enters another filesystem or a mount, never overwrites anything already
- * in `dst`. Names are handled as bytes (any name, not only UTF-8). `concurrency` files are copied
- * at once.
+ * in `dst`. Names are handled as bytes (any name, not only UTF-8). `options.concurrency` files
+ * (default 4) are copied at once, each by `options.data` (default kernel: copy_file_range).
  *
  * `src` and `dst` are open directories (the caller's, left open) or paths (opened here with
  * O_DIRECTORY|O_NOFOLLOW on the last component; earlier components are the caller's, trusted).
@@ -286,16 +315,14 @@ export async function cloneTree(
   src: string | DirRef,
   dst: string | DirRef,
   signal: AbortSignal,
-  concurrency = 4,
-  /** Called after each file cloned, with the counts so far. */
-  onFile?: (sofar: { files: number; bytes: number }) => void,
+  options: TreeCopyOptions = {},
 ): Promise<CloneResult> {
   if (signal.aborted) throw abortError(signal);
   const from = typeof src === 'string' ? await openDir(src) : src;
   try {
     const to = typeof dst === 'string' ? await openDir(dst) : dst;
     try {
-      return await cloneOpenTree(from, to, signal, Math.max(1, Math.floor(concurrency)), onFile);
+      return await cloneOpenTree(from, to, signal, options);
     } finally {
       if (to !== dst) await to.close();
     }
@@ -322,7 +349,7 @@ function cloneable(st: BigIntStats, e: EntryInfo): boolean {
 }
 
 /** Clones the open file `input` (stat `st`) to a new `name` in `out`; false when the name is taken (left to rsync). */
-async function writeClone(input: FileHandle, st: BigIntStats, out: DirRef, name: string): Promise<boolean> {
+async function writeClone(input: FileHandle, st: BigIntStats, out: DirRef, name: string, data: DataCopy): Promise<boolean> {
   let output: FileHandle;
   try {
     output = await open(at(out, name), OUT_FLAGS, 0o600);
@@ -335,8 +362,14 @@ async function writeClone(input: FileHandle, st: BigIntStats, out: DirRef, name:
     // The owner first: fs.copyFile gives the copy the source's mode (setuid bits included),
     // which must never sit on a root-owned file.
     await output.chown(Number(st.uid), Number(st.gid));
-    // Through /proc/self/fd: exactly the two files opened above, whatever their names are now.
-    await copyFile(`/proc/self/fd/${input.fd}`, `/proc/self/fd/${output.fd}`);
+    if (data === 'kernel') {
+      // Through /proc/self/fd: exactly the two files opened above, whatever their names are now.
+      await copyFile(`/proc/self/fd/${input.fd}`, `/proc/self/fd/${output.fd}`);
+    } else {
+      await readWriteCopy(input, output, st.size);
+      // The mode as fs.copyFile gives it (after the owner): rsync then has no chmod to do.
+      await output.chmod(Number(st.mode) & 0o7777);
+    }
     // The time seen before the data was read: a later change makes the original newer.
     await output.utimes(clonedTime(st.atimeNs < 0n ? 0n : st.atimeNs).seconds, clonedTime(st.mtimeNs).seconds);
     done = true;
@@ -359,13 +392,17 @@ class TreeCloner {
   private readonly groups = new Map<string, Promise<string | undefined>>();
   private readonly dstPrefix: Buffer;
 
+  private readonly data: DataCopy;
+  private readonly onFile: ((sofar: { files: number; bytes: number }) => void) | undefined;
+
   constructor(
     dst: DirRef,
     private readonly signal: AbortSignal,
-    concurrency: number,
-    private readonly onFile: ((sofar: { files: number; bytes: number }) => void) | undefined,
+    options: TreeCopyOptions,
   ) {
-    this.limiter = new Limiter(concurrency);
+    this.limiter = new Limiter(Math.max(1, Math.floor(options.concurrency ?? 4)));
+    this.data = options.data ?? 'kernel';
+    this.onFile = options.onFile;
     this.dstPrefix = Buffer.from(`/proc/self/fd/${dst.fd}/`);
   }
 
@@ -383,7 +420,7 @@ class TreeCloner {
     if (input === undefined) return undefined;
     try {
       const st = await input.stat({ bigint: true });
-      if (!cloneable(st, e) || !(await writeClone(input, st, out, e.name))) return undefined;
+      if (!cloneable(st, e) || !(await writeClone(input, st, out, e.name, this.data))) return undefined;
       this.files++;
       this.bytes += Number(st.size);
       this.onFile?.({ files: this.files, bytes: this.bytes });
@@ -459,14 +496,8 @@ class TreeCloner {
   }
 }
 
-async function cloneOpenTree(
-  src: DirRef,
-  dst: DirRef,
-  signal: AbortSignal,
-  concurrency: number,
-  onFile: ((sofar: { files: number; bytes: number }) => void) | undefined,
-): Promise<CloneResult> {
-  const cloner = new TreeCloner(dst, signal, concurrency, onFile);
+async function cloneOpenTree(src: DirRef, dst: DirRef, signal: AbortSignal, options: TreeCopyOptions): Promise<CloneResult> {
+  const cloner = new TreeCloner(dst, signal, options);
   await walkDirs<DirRef>(
     src,
     dst,
@@ -479,132 +510,4 @@ async function cloneOpenTree(
     { signal, readTargets: false },
   );
   return cloner.result;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The rsync plugin's copy
-
-/** The rsync plugin's `blockCloning` option. */
-export type BlockCloningSetting = 'auto' | 'off' | 'always';
-
-/** Probe results by root and pool, for the life of the process (a daemon probes each root once). */
-const probes = new Map<string, Promise<BlockCloningProbe>>();
-
-function probeOnce(key: string, probe: () => Promise<BlockCloningProbe>): Promise<BlockCloningProbe> {
-  let known = probes.get(key);
-  if (known === undefined) {
-    known = probe();
-    probes.set(key, known);
-    // A probe that failed (zpool missing, a command refused) is tried again by the next job.
-    known.catch(() => probes.delete(key));
-  }
-  return known;
-}
-
-const mib = (bytes: number): string => (bytes / 1048576).toFixed(bytes > 0 && bytes < 10 * 1048576 ? 1 : 0);
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** The pool of the job's new filesystem (recorded by the zfs plugin in its provision). */
-function poolOf(job: Job): string | undefined {
-  const fs = job.record.filesystem;
-  return fs === undefined || fs === '' ? undefined : fs.split('/')[0];
-}
-
-export interface CloneStageOptions {
-  readonly setting: BlockCloningSetting;
-  /** The zpool command (default zpool). */
-  readonly zpool?: string;
-}
-
-/**
- * The copy's first stage, before the bulk rsync: decides once per root (and pool) whether
- * copies into the staging dataset share blocks (auto: a probe clone from the root-only holding
- * directory into the staging dataset), and if so clones the original (an open, identity-checked
- * directory) into `staging` by descriptor. Logs one line saying which path the copy takes. The
- * rsync that follows completes everything either way; a clone that fails half-way is logged
- * and left to it. Returns what was cloned (undefined when nothing was).
- */
-export async function cloneIntoStaging(
-  job: Job,
-  original: DirRef,
-  staging: string,
-  options: CloneStageOptions,
-): Promise<CloneResult | undefined> {
-  const fields = { step: 'migrate/copy' };
-  if (options.setting === 'off') {
-    job.log.info('copy: rsync (block cloning off)', fields);
-    return undefined;
-  }
-  let forced = false;
-  if (options.setting === 'always') {
-    forced = true;
-  } else {
-    const pool = poolOf(job);
-    if (pool === undefined) {
-      job.log.info('copy: rsync (block cloning not available: no dataset recorded for the job)', fields);
-      return undefined;
-    }
-    let probe: BlockCloningProbe;
-    try {
-      const { holding } = jobPaths(job.root.rootdir, job.name);
-      probe = await probeOnce(`${job.root.rootdir}\0${pool}`, () =>
-        probeBlockCloning({
-          pool,
-          sourceDir: holding,
-          targetDir: staging,
-          ...(options.zpool !== undefined ? { zpool: options.zpool } : {}),
-          signal: job.signal,
-        }),
-      );
-    } catch (error) {
-      if (job.signal.aborted) throw error;
-      job.log.info(`copy: rsync (block cloning not available: the probe failed: ${message(error)})`, fields);
-      return undefined;
-    }
-    if (!probe.clones) {
-      job.log.info(`copy: rsync (block cloning not available: ${probe.reason})`, fields);
-      return undefined;
-    }
-  }
-  let result: CloneResult;
-  try {
-    result = await cloneTree(original, staging, job.signal, 4, (sofar) => job.progress(sofar));
-  } catch (error) {
-    if (job.signal.aborted) throw error;
-    job.log.warn(`copy: block cloning stopped (${message(error)}); rsync copies the rest`, fields);
-    return undefined;
-  }
-  const left = result.skipped > 0 ? `; ${result.skipped} entr${result.skipped === 1 ? 'y' : 'ies'} left to rsync` : '';
-  job.log.info(
-    forced
-      ? `copy: block cloning, not probed (blockCloning: always; ${result.files} files copied by copy_file_range, ${mib(result.bytes)} MiB${left}), then rsync for the rest`
-      : `copy: block cloning (${result.files} files cloned, ${mib(result.bytes)} MiB shared${left}), then rsync for the rest`,
-    fields,
-  );
-  return result;
-}
-
-/** What a dry run says about the copy: the path it would take, learnt without writing anything. */
-export async function describeCopyPath(job: Job, options: CloneStageOptions): Promise<string> {
-  if (options.setting === 'off') return 'rsync (block cloning off)';
-  if (options.setting === 'always') return 'block cloning, not probed (blockCloning: always), then rsync';
-  const pool = poolOf(job);
-  if (pool === undefined) return 'rsync (block cloning not available: no dataset recorded for the job)';
-  const known = probes.get(`${job.root.rootdir}\0${pool}`);
-  if (known !== undefined) {
-    const probe = await known.catch(() => undefined);
-    if (probe !== undefined)
-      return probe.clones ? 'block cloning (probed earlier), then rsync' : `rsync (block cloning not available: ${probe.reason})`;
-  }
-  try {
-    const support = await blockCloningSupport(pool, options.zpool ?? 'zpool', job.signal);
-    return support.possible
-      ? `block cloning if a probe clone into the staging dataset shares blocks (feature@block_cloning is ${support.feature} on pool ${pool}), then rsync; rsync alone otherwise`
-      : `rsync (block cloning not available: ${support.reason})`;
-  } catch (error) {
-    return `rsync (block cloning not available: ${message(error)})`;
-  }
 }

@@ -1,11 +1,12 @@
 /**
- * The copy (migrate's first step): block cloning where it shares blocks (clone.ts), then rsync
+ * The copy (migrate's first step): the parallel copy of the regular files (parallel-copy.ts),
+ * cloned where the pool shares blocks, then rsync
  * -aHAX, the source pinned by descriptor (/proc/<pid>/fd/<n>: the identity-checked directory,
  * whatever its path becomes), stopped by the watchdog when it makes no progress.
  */
 import { CommandError, TransientError, retry, run, type DirRef, type Job } from '../../src/index.js';
-import { cloneIntoStaging } from './clone.js';
 import type { RsyncContext } from './options.js';
+import { copyFilesFirst, type CopyStageOptions } from './parallel-copy.js';
 import { CopyStalledError, watchProgress, type ProgressWatch } from './watchdog.js';
 
 /** rsync exit codes: 23 partial transfer (an error), 24 vanished source files (a race, retried). */
@@ -71,22 +72,22 @@ async function runWatched(ctx: RsyncContext, job: Job, args: string[], onLine: (
  * it is done (--out-format: its itemize code and length only, never a name), which counts
  * the files and bytes copied for job.progress().
  */
-async function bulkCopy(ctx: RsyncContext, job: Job, src: DirRef, dst: string, cloned?: { files: number; bytes: number }): Promise<void> {
+async function bulkCopy(ctx: RsyncContext, job: Job, src: DirRef, dst: string, first?: { files: number; bytes: number }): Promise<void> {
   const { flags } = ctx.options;
-  // --force: a directory the clone made that the original has since replaced by a symlink or
+  // --force: a directory the parallel copy made that the original has since replaced by a symlink or
   // a file is replaced too (in the root-only staging copy), as a fresh copy would.
   // --sparse whatever the flags say: the room check counts a sparse file by what it allocates.
   const args = [
     ...flags,
     ...(flags.includes('--sparse') ? [] : ['--sparse']),
-    ...(cloned ? ['--force'] : []),
+    ...(first ? ['--force'] : []),
     '--out-format=%i %l',
     '--',
     `/proc/${process.pid}/fd/${src.fd}/`,
     `${dst}/`,
   ];
-  // rsync sends nothing for what was cloned: its counts go on from the clone's.
-  const counted = { files: cloned?.files ?? 0, bytes: cloned?.bytes ?? 0 };
+  // rsync sends nothing for what the parallel copy copied: its counts go on from there.
+  const counted = { files: first?.files ?? 0, bytes: first?.bytes ?? 0 };
   const onLine = (line: string): void => {
     const item = copiedItem(line);
     if (item === undefined) return;
@@ -105,8 +106,14 @@ async function bulkCopy(ctx: RsyncContext, job: Job, src: DirRef, dst: string, c
 
 /** The copy of the original (open, identity-checked) into the staging dataset. */
 export async function copyIn(ctx: RsyncContext, job: Job, original: DirRef, staging: string): Promise<void> {
-  // Block cloning first where it works (by descriptor, like everything read from the
-  // original); the rsync then sends no data for what was cloned and does the rest.
-  const cloned = await cloneIntoStaging(job, original, staging, { setting: ctx.options.blockCloning });
-  await bulkCopy(ctx, job, original, staging, cloned);
+  // The parallel copy first (by descriptor, like everything read from the original); the rsync
+  // then sends no data for what it copied and does the rest.
+  const first = await copyFilesFirst(job, original, staging, stageOptions(ctx));
+  await bulkCopy(ctx, job, original, staging, first);
+}
+
+/** The parallel copy's settings, from the plugin's options. */
+export function stageOptions(ctx: RsyncContext): CopyStageOptions {
+  const { blockCloning, parallelCopy, copyConcurrency } = ctx.options;
+  return { setting: blockCloning, parallel: parallelCopy, concurrency: copyConcurrency };
 }

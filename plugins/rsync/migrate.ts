@@ -1,14 +1,14 @@
 /** The migrate phase: the copy (copy.ts), then its seal against the original (seal.ts). */
 import { jobPaths, openDir, quoteName, type Identity, type Job } from '../../src/index.js';
-import { describeCopyPath } from './clone.js';
-import { copyIn } from './copy.js';
+import { copyIn, stageOptions } from './copy.js';
 import type { RsyncContext } from './options.js';
+import { describeCopyPath } from './parallel-copy.js';
 import { seal } from './seal.js';
 
 export async function migrate(ctx: RsyncContext, job: Job): Promise<void> {
   const { staging } = jobPaths(job.root.rootdir, job.name);
   if (job.dryRun) {
-    const path = await describeCopyPath(job, { setting: ctx.options.blockCloning });
+    const path = await describeCopyPath(job, stageOptions(ctx));
     await job.step('copy', `copy ${quoteName(job.path)} into ${quoteName(staging)}: ${path}`, async () => undefined);
     return;
   }

@@ -1,6 +1,13 @@
 /** The rsync plugin's options, and the context its steps share. */
 import * as z from 'zod';
 
+/**
+ * The parallel copy's default concurrency. Node's file calls run on libuv's thread pool (4
+ * threads unless UV_THREADPOOL_SIZE is set before Node starts: an ES module entry cannot set it,
+ * the loader has started the pool by then); a few more files in flight than threads keep it busy.
+ */
+export const COPY_CONCURRENCY = 16;
+
 export const options = z
   .object({
     command: z.string().min(1).default('rsync'),
@@ -17,10 +24,18 @@ export const options = z
     /** Tries for a copy that fails in a way that may pass (rsync exit 24, vanished files). */
     copyAttempts: z.number().int().min(1).max(20).default(4),
     /**
-     * Copy regular files by block cloning (copy_file_range) before the rsync, which then sends no
-     * data for them: "auto" where a probe clone into the staging dataset shares blocks (once per
-     * root), "off" never; "always" without probing (for tests, or a filesystem whose sharing the
-     * probe cannot see; on one that cannot share blocks it is a kernel-side copy).
+     * Copy the regular files by descriptor, copyConcurrency at once, before the rsync (which then
+     * sends no data for them and does everything else); false: rsync alone.
+     */
+    parallelCopy: z.boolean().default(true),
+    /** Files the parallel copy copies at once. */
+    copyConcurrency: z.number().int().min(1).max(64).default(COPY_CONCURRENCY),
+    /**
+     * How the parallel copy moves data: "auto" by copy_file_range, which shares blocks where a
+     * probe clone into the staging dataset shows the pool clones (once per root) and copies in
+     * the kernel elsewhere; "off" never shares a block (read and write, no copy_file_range);
+     * "always" copy_file_range without probing (tests, or a filesystem whose sharing the probe
+     * cannot see).
      */
     blockCloning: z.enum(['auto', 'off', 'always']).default('auto'),
     /**

@@ -1,8 +1,9 @@
 /**
- * The copy by block cloning, through the CLI on zfs-fuse (which cannot share blocks): the probe
- * says no and the copy is rsync's, `blockCloning: off` never probes, and `blockCloning: always`
- * runs the clone stage for real (copy_file_range copies without sharing here) so that the
- * descriptor-only walk and everything after it are tested on this machine. The owner of the
+ * The parallel copy (the copy's first stage), through the CLI on zfs-fuse (which cannot share
+ * blocks): with `auto` the probe says no and the files are copied in the kernel, `blockCloning:
+ * off` never probes and reads and writes, `always` uses copy_file_range unprobed,
+ * `parallelCopy: false` leaves everything to rsync; each conversion is exact (contents, owners,
+ * modes, times, links). The descriptor-only walk and everything after it are tested here. The owner of the
  * directory (nobody) attacks the clone walk: files swapped for symlinks to root-only files,
  * directories swapped for symlinks to /root and to a root-only directory. Nothing outside their
  * directory is ever read (the root-only files' access times prove it) or reaches the dataset.
@@ -30,7 +31,17 @@ afterAll(async () => {
 
 /** The one "copy: ..." line of a job's log. */
 function copyLines(log: string): string[] {
-  return log.split('\n').filter((l) => /INFO: .*copy: (rsync|block cloning)/.test(l) || /WARNING: .*copy: block cloning stopped/.test(l));
+  return log
+    .split('\n')
+    .filter((l) => /INFO: .*copy: (rsync|parallel copy)/.test(l) || /WARNING: .*copy: the parallel copy stopped/.test(l));
+}
+
+/** The files the parallel copy copied plus those it left to rsync, from its log line; undefined if none. */
+function copiedOrLeft(line: string | undefined): number | undefined {
+  const m = /: (\d+) files(?: cloned)?, [\d.]+ MiB(?: shared)?(?:; (\d+) entr(?:y|ies) left to rsync)?; then rsync for the rest$/.exec(
+    line ?? '',
+  );
+  return m ? Number(m[1]) + Number(m[2] ?? 0) : undefined;
 }
 
 async function convert(name: string, rsync: Record<string, unknown>, extraArgs: string[] = []): Promise<{ exitCode: number; log: string }> {
@@ -53,46 +64,69 @@ async function richTree(dir: string): Promise<void> {
 }
 
 describe('which copy is used', () => {
-  it('blockCloning auto (the default) on zfs-fuse: the probe says no, rsync copies, and the log says why', async () => {
+  it('blockCloning auto (the default) on zfs-fuse: the probe says no, the parallel copy copies in the kernel, rsync does the rest, exact', async () => {
     const dir = join(p.mount, 'auto');
     await richTree(dir);
     const before = await describeTree(dir, { mtimes: true });
     const r = await convert('auto', {});
     expect(r).toMatchObject({ exitCode: 0, log: expect.stringContaining('converted into') });
-    expect(copyLines(r.log)).toEqual([
+    const lines = copyLines(r.log);
+    expect(lines).toEqual([
       expect.stringMatching(
-        /INFO: .*copy: rsync \(block cloning not available: this ZFS does not know block cloning \(zfs-fuse, or OpenZFS before 2\.2\)\)$/,
+        /INFO: .*copy: parallel copy, 16 files at once, copied in the kernel \(block cloning not available: this ZFS does not know block cloning \(zfs-fuse, or OpenZFS before 2\.2\)\): /,
       ),
     ]);
+    // 40 files, empty, the odd name (hard links are links to d0/f0.dat)
+    expect(copiedOrLeft(lines[0])).toBe(42);
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
     expect(await leftovers(p)).toEqual([]);
   });
 
-  it('blockCloning off: rsync only, said so; a dry run says which copy it would use and writes nothing', async () => {
+  it('blockCloning off: read and written, said so; parallelCopy false: rsync alone; a dry run says which copy it would use and writes nothing', async () => {
     const dir = join(p.mount, 'off');
     await makeTree(dir, 10);
     const dry = await convert('off', { blockCloning: 'off' }, ['--dry-run']);
     expect(dry.exitCode).toBe(0);
-    expect(dry.log).toMatch(/would copy .* into .*: rsync \(block cloning off\)/);
+    expect(dry.log).toMatch(
+      /would copy .* into .*: parallel copy, 16 files at once, read and written \(blockCloning: off, no block shared\), then rsync/,
+    );
     const dryAuto = await convert('off', {}, ['--dry-run']);
-    expect(dryAuto.log).toMatch(/would copy .* into .*: rsync \(block cloning not available: this ZFS does not know block cloning/);
+    expect(dryAuto.log).toMatch(
+      /would copy .* into .*: parallel copy, 16 files at once, copied in the kernel \(block cloning not available: this ZFS does not know block cloning/,
+    );
+    const dryAlone = await convert('off', { parallelCopy: false }, ['--dry-run']);
+    expect(dryAlone.log).toMatch(/would copy .* into .*: rsync alone \(parallelCopy: false\)/);
     expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/off`);
     const before = await describeTree(dir, { mtimes: true });
     const r = await convert('off', { blockCloning: 'off' });
     expect(r).toMatchObject({ exitCode: 0, log: expect.stringContaining('converted into') });
-    expect(copyLines(r.log)).toEqual([expect.stringMatching(/INFO: .*copy: rsync \(block cloning off\)$/)]);
+    const lines = copyLines(r.log);
+    expect(lines).toEqual([
+      expect.stringMatching(/INFO: .*copy: parallel copy, 16 files at once, read and written \(blockCloning: off, no block shared\): /),
+    ]);
+    expect(copiedOrLeft(lines[0])).toBe(10);
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
+    const alone = join(p.mount, 'alone');
+    await makeTree(alone, 10);
+    const beforeAlone = await describeTree(alone, { mtimes: true });
+    const ra = await convert('alone', { parallelCopy: false, copyConcurrency: 1 });
+    expect(ra).toMatchObject({ exitCode: 0, log: expect.stringContaining('converted into') });
+    expect(copyLines(ra.log)).toEqual([expect.stringMatching(/INFO: .*copy: rsync alone \(parallelCopy: false\)$/)]);
+    expect(await describeTree(alone, { mtimes: true })).toEqual(beforeAlone);
   });
 
-  it('an unknown blockCloning value is refused by the option schema', async () => {
+  it('an unknown blockCloning value, or a copyConcurrency out of range, is refused by the option schema', async () => {
     await makeTree(join(p.mount, 'bad-option'), 2);
     const r = await convert('bad-option', { blockCloning: 'yes' });
     expect(r.exitCode).not.toBe(0);
     expect(r.log).toMatch(/blockCloning/);
+    const c = await convert('bad-option', { copyConcurrency: 0 });
+    expect(c.exitCode).not.toBe(0);
+    expect(c.log).toMatch(/copyConcurrency/);
     expect((await datasets(p.pool)).map((d) => d.name)).not.toContain(`${p.pool}/bad-option`);
   });
 
-  it('blockCloning always: the clone stage copies every file by descriptor, rsync sends no data for them, and the conversion is exact', async () => {
+  it('blockCloning always: the parallel copy copies every file by copy_file_range, unprobed, rsync sends no data for them, and the conversion is exact', async () => {
     const dir = join(p.mount, 'always');
     await richTree(dir);
     const before = await describeTree(dir, { mtimes: true });
@@ -102,12 +136,8 @@ describe('which copy is used', () => {
     // time is within ~120 ns of a millisecond's end is left to rsync (about one in 8,000).
     const lines = copyLines(r.log);
     expect(lines).toHaveLength(1);
-    const m =
-      /copy: block cloning, not probed \(blockCloning: always; (\d+) files copied by copy_file_range, [\d.]+ MiB(?:; (\d+) entr(?:y|ies) left to rsync)?\), then rsync for the rest$/.exec(
-        lines[0]!,
-      );
-    expect(m, lines[0]).not.toBeNull();
-    expect(Number(m![1]) + Number(m![2] ?? 0)).toBe(42);
+    expect(lines[0]).toMatch(/copy: parallel copy, 16 files at once, copy_file_range, not probed \(blockCloning: always\): /);
+    expect(copiedOrLeft(lines[0])).toBe(42);
     expect(await describeTree(dir, { mtimes: true })).toEqual(before);
     const [a, b, c] = await Promise.all(['hard', 'd1/hard too', 'd0/f0.dat'].map((n) => lstat(join(dir, n))));
     expect(a!.ino).toBe(c!.ino);
@@ -292,7 +322,7 @@ describe('the clone walk cannot be redirected', () => {
         leakedAfterSeal: number;
       };
       const lines = copyLines(log);
-      const cloned = /(\d+) files copied by copy_file_range/.exec(lines.join('\n'));
+      const cloned = /copy_file_range, not probed \(blockCloning: always\): (\d+) files/.exec(lines.join('\n'));
       const total = files.size;
       console.log(
         `clone-walk attack (${c.kind}): swept ${seen.swept} entries once ${seen.stagedAtSweep} were staged; ${cloned?.[1] ?? '?'} of ${total} files cloned; exit ${r.exitCode}; secret files in the staging copy after the copy step: ${seen.leakedAfterCopy}, after the seal: ${seen.leakedAfterSeal}`,

@@ -363,8 +363,8 @@ describe('SIGTERM during a copy', () => {
     await writeFile(join(dir, 'big.bin'), Buffer.alloc(32 * 1024 * 1024, 7));
     await writeFile(join(dir, 'small.txt'), 'small\n');
     const before = await describeTree(dir);
-    // The copy is slowed down (8 MB/s) so that the signal lands in it.
-    const slow = await writeConfig(p, fastPlugins({ rsync: { flags: ['-aHAX', '--numeric-ids', '--bwlimit=8M'] } }));
+    // The copy is rsync alone, slowed down (8 MB/s) so that the signal lands in it.
+    const slow = await writeConfig(p, fastPlugins({ rsync: { parallelCopy: false, flags: ['-aHAX', '--numeric-ids', '--bwlimit=8M'] } }));
     const file = join(p.work, 'sigterm.log');
     const { child, done } = asUnderSystemd(['--config', slow, 'handle', dir], file);
     let log = '';

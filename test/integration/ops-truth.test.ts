@@ -212,7 +212,8 @@ describe('one config checker', () => {
 
 describe('status from the same facts as the log', () => {
   it("during a copy: its step and progress, moving; during the grace period: the wait's own since", async () => {
-    const rsync = { flags: ['-aHAX', '--numeric-ids', '--bwlimit=2000'], graceSeconds: 4 };
+    // rsync alone, slowed down, so that the copy's progress can be seen moving
+    const rsync = { parallelCopy: false, flags: ['-aHAX', '--numeric-ids', '--bwlimit=2000'], graceSeconds: 4 };
     const config = await writeConfig(p, fastPlugins({ rsync }), { watch: { sweepIntervalSeconds: 600 } }, 'status.json');
     await startDaemon(p, config);
     const dir = join(p.mount, 'slow-run');

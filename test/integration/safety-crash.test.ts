@@ -84,9 +84,9 @@ describe('SIGKILL at every step, then recover', () => {
     const dir = join(p.mount, name);
     await makeTree(dir, 1500, 40_000);
     before.set(name, await describeTree(dir, { mtimes: true }));
-    // Killed in the middle of rsync's copy: without block cloning, which (on OpenZFS) would have
-    // copied every file before rsync starts.
-    const rsyncOnly = await writeNamedConfig(p, 'rsync-only.json', fastPlugins({ rsync: { blockCloning: 'off' } }));
+    // Killed in the middle of rsync's copy: without the parallel copy, which would have copied
+    // every file before rsync starts.
+    const rsyncOnly = await writeNamedConfig(p, 'rsync-only.json', fastPlugins({ rsync: { parallelCopy: false } }));
     const child = cliSpawn(['--config', rsyncOnly, 'handle', dir], { stateDir: p.stateDir });
     const staging = stagingPath(p, name);
     let rsyncs: number[] = [];

@@ -75,11 +75,12 @@ describe('a file swapped for a FIFO cannot wedge the copy', () => {
     const big = 3 << 20;
     for (const name of ['a1', 'a2']) await userDir(join(p.mount, name), { big, z: 1000 });
     const other = await userDir(join(p.mount, 'c'), { data: 5000 });
-    // rsync slowed down (2 MB/s) so that it is still sending "big" when "z" is swapped: it then
-    // opens "z", a FIFO nobody writes to, and blocks there.
+    // rsync alone (the parallel copy would copy "big" and "z" before rsync starts), slowed down
+    // (2 MB/s) so that it is still sending "big" when "z" is swapped: it then opens "z", a FIFO
+    // nobody writes to, and blocks there.
     const config = await writeConfig(
       p,
-      fastPlugins({ rsync: { stallSeconds: 3, blockCloning: 'off', flags: ['-aHAX', '--numeric-ids', '--sparse', '--bwlimit=1000'] } }),
+      fastPlugins({ rsync: { stallSeconds: 3, parallelCopy: false, flags: ['-aHAX', '--numeric-ids', '--sparse', '--bwlimit=1000'] } }),
       { watch: { concurrency: 2, maxJobs: 64, sweepIntervalSeconds: 300 } },
     );
     const sweep = cliSpawn(['--config', config, 'reconcile'], { stateDir: p.stateDir });

@@ -100,8 +100,8 @@ describe('watch', () => {
     await writeFile(join(dir, 'big.bin'), big);
     await writeFile(join(dir, 'small.txt'), 'small\n');
     const want = sha(big);
-    // The copy is slowed down (8 MB/s) so that the signal lands in it.
-    const slow = fastPlugins({ rsync: { flags: ['-aHAX', '--numeric-ids', '--bwlimit=8M'] } });
+    // The copy is rsync alone, slowed down (8 MB/s) so that the signal lands in it.
+    const slow = fastPlugins({ rsync: { parallelCopy: false, flags: ['-aHAX', '--numeric-ids', '--bwlimit=8M'] } });
     const daemon = await startDaemon(await writeConfig(p, slow, { watch: WATCH }));
     await daemon.waitFor(/\[slow copy\] copy /, 60_000);
     await sleep(1000);

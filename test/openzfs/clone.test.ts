@@ -141,13 +141,13 @@ export default {
     );
     const r = await cli(['--config', config, 'handle', dir], { stateDir: p.stateDir, timeoutMs: scaled(120_000) });
     expect({ exitCode: r.exitCode, log: r.stderr }).toMatchObject({ exitCode: 0, log: expect.stringContaining('converted into') });
-    const copy = r.stderr.split('\n').filter((l) => /copy: (rsync|block cloning)/.test(l));
+    const copy = r.stderr.split('\n').filter((l) => /copy: (rsync|parallel copy)/.test(l));
     expect(copy).toEqual([
       expect.stringMatching(
-        /INFO: .*copy: block cloning \(\d+ files cloned, [\d.]+ MiB shared(; \d+ entr(y|ies) left to rsync)?\), then rsync for the rest$/,
+        /INFO: .*copy: parallel copy, \d+ files at once, block cloning: \d+ files cloned, [\d.]+ MiB shared(; \d+ entr(y|ies) left to rsync)?; then rsync for the rest$/,
       ),
     ]);
-    const files = Number(/\((\d+) files cloned/.exec(copy[0]!)![1]);
+    const files = Number(/block cloning: (\d+) files cloned/.exec(copy[0]!)![1]);
     // 56 regular files (big0's second name is a hard link); one may be left to rsync for its time
     expect(files).toBeGreaterThanOrEqual(55);
     const atSeal = JSON.parse(await readFile(report, 'utf8')) as { bclonesaved: number };

@@ -8,14 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  cloneIntoStaging,
-  cloneTree,
-  describeCopyPath,
-  PROBE_PREFIX,
-  probeBlockCloning,
-  removeStaleProbes,
-} from '../../plugins/rsync/clone.js';
+import { cloneTree, PROBE_PREFIX, probeBlockCloning, removeStaleProbes } from '../../plugins/rsync/clone.js';
+import { copyFilesFirst, describeCopyPath, type BlockCloningSetting, type CopyStageOptions } from '../../plugins/rsync/parallel-copy.js';
 import { openDir, walkDirs, type Job } from '../../src/index.js';
 import { verifyTree } from '../helpers/verify.js';
 
@@ -59,29 +53,32 @@ async function richTree(): Promise<void> {
 }
 
 describe('cloneTree', () => {
-  it('clones the files so that rsync -aHAX sends no data again, and the copy verifies', async () => {
-    await richTree();
-    const result = await cloneTree(src, dst, new AbortController().signal);
-    // 40 f*, deep, empty, group (its two other names are links), the odd name, setuid; but a/f0,
-    // whose time is 100 ns before a millisecond's end, is left to rsync (see timeSurvivesClone)
-    expect(result).toMatchObject({ files: 44, links: 2, directories: 3, skipped: 1 });
-    const lines = await rsync();
-    expect(lines.filter((l) => l.startsWith('>f')).map((l) => l.slice(12))).toEqual(['a/f0']);
-    expect(lines.filter((l) => /^(cL|cS|cD|hf)/.test(l)).length).toBeGreaterThanOrEqual(3);
-    const v = await verifyTree(src, dst, { content: true });
-    expect(v.differences).toEqual([]);
-    const [g1, g2, g3] = await Promise.all(['group', 'a/group 2', 'a/b/group 3'].map((n) => lstat(join(dst, n))));
-    expect(g2!.ino).toBe(g1!.ino);
-    expect(g3!.ino).toBe(g1!.ino);
-    expect(g1!.nlink).toBe(3);
-    expect((await lstat(join(dst, 'setuid'))).mode & 0o7777).toBe(0o4750);
-    // a clone's time is the original's to the microsecond
-    await execa('touch', ['-m', '-d', '@1700000000.123456789', join(src, 'a', 'f2')]);
-    await rm(join(dst, 'a', 'f2'));
-    await cloneTree(src, dst, new AbortController().signal);
-    // The same microsecond (Node 20's libuv sets whole microseconds; Node 22 and 24 pass the double on, to the nanosecond it rounds to).
-    expect((await lstat(join(dst, 'a', 'f2'), { bigint: true })).mtimeNs / 1000n).toBe(1_700_000_000_123_456n);
-  });
+  it.each(['kernel', 'userspace'] as const)(
+    'copies the files (%s) so that rsync -aHAX sends no data again, and the copy verifies',
+    async (data) => {
+      await richTree();
+      const result = await cloneTree(src, dst, new AbortController().signal, { data, concurrency: 16 });
+      // 40 f*, deep, empty, group (its two other names are links), the odd name, setuid; but a/f0,
+      // whose time is 100 ns before a millisecond's end, is left to rsync (see timeSurvivesClone)
+      expect(result).toMatchObject({ files: 44, links: 2, directories: 3, skipped: 1 });
+      const lines = await rsync();
+      expect(lines.filter((l) => l.startsWith('>f')).map((l) => l.slice(12))).toEqual(['a/f0']);
+      expect(lines.filter((l) => /^(cL|cS|cD|hf)/.test(l)).length).toBeGreaterThanOrEqual(3);
+      const v = await verifyTree(src, dst, { content: true });
+      expect(v.differences).toEqual([]);
+      const [g1, g2, g3] = await Promise.all(['group', 'a/group 2', 'a/b/group 3'].map((n) => lstat(join(dst, n))));
+      expect(g2!.ino).toBe(g1!.ino);
+      expect(g3!.ino).toBe(g1!.ino);
+      expect(g1!.nlink).toBe(3);
+      expect((await lstat(join(dst, 'setuid'))).mode & 0o7777).toBe(0o4750);
+      // a clone's time is the original's to the microsecond
+      await execa('touch', ['-m', '-d', '@1700000000.123456789', join(src, 'a', 'f2')]);
+      await rm(join(dst, 'a', 'f2'));
+      await cloneTree(src, dst, new AbortController().signal);
+      // The same microsecond (Node 20's libuv sets whole microseconds; Node 22 and 24 pass the double on, to the nanosecond it rounds to).
+      expect((await lstat(join(dst, 'a', 'f2'), { bigint: true })).mtimeNs / 1000n).toBe(1_700_000_000_123_456n);
+    },
+  );
 
   it('leaves what is already in the target alone, for rsync to fix', async () => {
     await richTree();
@@ -264,7 +261,13 @@ describe('walkDirs', () => {
   });
 });
 
-describe("cloneIntoStaging and describeCopyPath (the rsync plugin's choice of copy)", () => {
+describe("copyFilesFirst and describeCopyPath (the rsync plugin's choice of copy)", () => {
+  const stage = (setting: BlockCloningSetting, zpool: string, parallel = true): CopyStageOptions => ({
+    setting,
+    parallel,
+    concurrency: 16,
+    zpool,
+  });
   interface Line {
     level: string;
     message: string;
@@ -299,7 +302,7 @@ describe("cloneIntoStaging and describeCopyPath (the rsync plugin's choice of co
     return { zpool, calls: async () => (await readFile(calls, 'utf8').catch(() => '')).split('\n').filter(Boolean).length };
   }
 
-  it('auto: probes once per root and pool, falls back to rsync with the reason, one log line per job', async () => {
+  it('auto: probes once per root and pool, copies in the kernel where the pool cannot clone, with the reason, one log line per job', async () => {
     const { zpool, calls } = await fakeZpool('printf "feature@block_cloning\\tdisabled\\nbcloneused\\t0\\nbclonesaved\\t0\\n"');
     await mkdir(src);
     const root = join(work, 'root-a');
@@ -307,10 +310,14 @@ describe("cloneIntoStaging and describeCopyPath (the rsync plugin's choice of co
     try {
       for (const name of ['one', 'two']) {
         const lines: Line[] = [];
-        const r = await cloneIntoStaging(fakeJob(root, name, lines), original, dst, { setting: 'auto', zpool });
-        expect(r).toBeUndefined();
+        const r = await copyFilesFirst(fakeJob(root, name, lines), original, dst, stage('auto', zpool));
+        expect(r).toMatchObject({ files: 0 });
         expect(lines).toEqual([
-          { level: 'info', message: 'copy: rsync (block cloning not available: feature@block_cloning is disabled on pool tank)' },
+          {
+            level: 'info',
+            message:
+              'copy: parallel copy, 16 files at once, copied in the kernel (block cloning not available: feature@block_cloning is disabled on pool tank): 0 files, 0 MiB; then rsync for the rest',
+          },
         ]);
       }
     } finally {
@@ -318,13 +325,13 @@ describe("cloneIntoStaging and describeCopyPath (the rsync plugin's choice of co
     }
     expect(await calls()).toBe(1);
     // the dry run of a later job says what the probe found, without asking again
-    expect(await describeCopyPath(fakeJob(root, 'three', []), { setting: 'auto', zpool })).toBe(
-      'rsync (block cloning not available: feature@block_cloning is disabled on pool tank)',
+    expect(await describeCopyPath(fakeJob(root, 'three', []), stage('auto', zpool))).toBe(
+      'parallel copy, 16 files at once, copied in the kernel (block cloning not available: feature@block_cloning is disabled on pool tank), then rsync',
     );
     expect(await calls()).toBe(1);
   });
 
-  it('auto: a probe that fails is said and asked again by the next job; off never asks', async () => {
+  it('auto: a probe that fails is said and asked again by the next job; off never asks, nor does parallelCopy: false', async () => {
     const { zpool, calls } = await fakeZpool('echo "cannot open pool: permission denied" >&2; exit 1');
     await mkdir(src);
     const root = join(work, 'root-b');
@@ -332,31 +339,47 @@ describe("cloneIntoStaging and describeCopyPath (the rsync plugin's choice of co
     try {
       for (const name of ['one', 'two']) {
         const lines: Line[] = [];
-        expect(await cloneIntoStaging(fakeJob(root, name, lines), original, dst, { setting: 'auto', zpool })).toBeUndefined();
+        expect(await copyFilesFirst(fakeJob(root, name, lines), original, dst, stage('auto', zpool))).toMatchObject({ files: 0 });
         expect(lines).toEqual([
           {
             level: 'info',
-            message: expect.stringMatching(/^copy: rsync \(block cloning not available: the probe failed: .*permission denied/),
+            message: expect.stringMatching(
+              /^copy: parallel copy, 16 files at once, copied in the kernel \(block cloning not available: the probe failed: .*permission denied/,
+            ),
           },
         ]);
       }
       expect(await calls()).toBe(2);
       const lines: Line[] = [];
-      expect(await cloneIntoStaging(fakeJob(root, 'three', lines), original, dst, { setting: 'off', zpool })).toBeUndefined();
-      expect(lines).toEqual([{ level: 'info', message: 'copy: rsync (block cloning off)' }]);
+      expect(await copyFilesFirst(fakeJob(root, 'three', lines), original, dst, stage('off', zpool))).toMatchObject({ files: 0 });
+      expect(lines).toEqual([
+        {
+          level: 'info',
+          message:
+            'copy: parallel copy, 16 files at once, read and written (blockCloning: off, no block shared): 0 files, 0 MiB; then rsync for the rest',
+        },
+      ]);
+      lines.length = 0;
+      expect(await copyFilesFirst(fakeJob(root, 'three', lines), original, dst, stage('auto', zpool, false))).toBeUndefined();
+      expect(lines).toEqual([{ level: 'info', message: 'copy: rsync alone (parallelCopy: false)' }]);
       expect(await calls()).toBe(2);
     } finally {
       await original.close();
     }
-    expect(await describeCopyPath(fakeJob(root, 'four', []), { setting: 'off', zpool })).toBe('rsync (block cloning off)');
-    expect(await describeCopyPath(fakeJob(root, 'four', []), { setting: 'always', zpool })).toMatch(/^block cloning, not probed/);
+    expect(await describeCopyPath(fakeJob(root, 'four', []), stage('off', zpool))).toBe(
+      'parallel copy, 16 files at once, read and written (blockCloning: off, no block shared), then rsync',
+    );
+    expect(await describeCopyPath(fakeJob(root, 'four', []), stage('always', zpool))).toMatch(
+      /^parallel copy, 16 files at once, copy_file_range, not probed/,
+    );
+    expect(await describeCopyPath(fakeJob(root, 'four', []), stage('off', zpool, false))).toBe('rsync alone (parallelCopy: false)');
   });
 
   it("auto: a dry run reads the pool's feature and writes nothing", async () => {
     const { zpool } = await fakeZpool('printf "feature@block_cloning\\tactive\\nbcloneused\\t0\\nbclonesaved\\t0\\n"');
     const root = join(work, 'root-c');
-    expect(await describeCopyPath(fakeJob(root, 'one', []), { setting: 'auto', zpool })).toBe(
-      'block cloning if a probe clone into the staging dataset shares blocks (feature@block_cloning is active on pool tank), then rsync; rsync alone otherwise',
+    expect(await describeCopyPath(fakeJob(root, 'one', []), stage('auto', zpool))).toBe(
+      'parallel copy, 16 files at once, block cloning if a probe clone into the staging dataset shares blocks (feature@block_cloning is active on pool tank), copied in the kernel otherwise; then rsync',
     );
     expect(await readdir(dst)).toEqual([]);
   });
@@ -367,7 +390,7 @@ describe("cloneIntoStaging and describeCopyPath (the rsync plugin's choice of co
     const original = await openDir(src);
     const lines: Line[] = [];
     try {
-      const r = await cloneIntoStaging(fakeJob(join(work, 'root-d'), 'one', lines), original, dst, { setting: 'always', zpool });
+      const r = await copyFilesFirst(fakeJob(join(work, 'root-d'), 'one', lines), original, dst, stage('always', zpool));
       expect(r).toMatchObject({ files: 44, links: 2 });
     } finally {
       await original.close();
@@ -380,7 +403,7 @@ describe("cloneIntoStaging and describeCopyPath (the rsync plugin's choice of co
       {
         level: 'info',
         message: expect.stringMatching(
-          /^copy: block cloning, not probed \(blockCloning: always; 44 files copied by copy_file_range, [\d.]+ MiB; 1 entry left to rsync\), then rsync for the rest$/,
+          /^copy: parallel copy, 16 files at once, copy_file_range, not probed \(blockCloning: always\): 44 files, [\d.]+ MiB; 1 entry left to rsync; then rsync for the rest$/,
         ),
       },
     ]);
