@@ -1,7 +1,7 @@
 /**
- * Block cloning against the copy without it, both through the tool (`handle`, the shipped plugin list at its
- * defaults but quietSeconds 0 and graceSeconds 0): blockCloning auto against blockCloning off
- * (the tool's copy without cloning) on the same pool, sides "auto" and "off", alternating runs, each side on a tree of its own
+ * Block cloning against the rsync path, both through the tool (`handle`, the shipped plugin list at its
+ * defaults but quietSeconds 0 and graceSeconds 0): blockCloning auto against blockCloning off with
+ * parallelCopy false (rsync alone) on the same pool, sides "auto" and "rsync", alternating runs, each side on a tree of its own
  * after a cold cache. Kernel OpenZFS only (zfs-fuse cannot share blocks): in the guest,
  *
  *   npm run build && mkdir -p bench/results
@@ -114,23 +114,23 @@ export const kernelZfs = (): boolean => existsSync('/sys/module/zfs');
 async function cloneRow(p: BenchPool, tree: Tree, o: { runs: number; log: Log }): Promise<SeriesResult> {
   const env = environment();
   const auto = await toolConfig(p, toolOverrides('auto'));
-  const off = await toolConfig(p, toolOverrides('off'));
+  const off = await toolConfig(p, toolOverrides('off', { parallelCopy: false }));
   const samples = await pairSeries({
     p,
     runs: o.runs,
-    sides: [toolSide('auto', p, auto.config), toolSide('off', p, off.config)],
+    sides: [toolSide('auto', p, auto.config), toolSide('rsync', p, off.config)],
     makeTree: (dir) => tree.make(dir),
     label: `${tree.id}: ${tree.label}`,
     log: o.log,
   });
-  const seal = { auto: await atSeal(p, tree, 'auto', auto.plugins), off: await atSeal(p, tree, 'off', off.plugins) };
+  const seal = { auto: await atSeal(p, tree, 'auto', auto.plugins), rsync: await atSeal(p, tree, 'rsync', off.plugins) };
   o.log(`  at the seal (untimed): ${JSON.stringify(seal)}`);
   const description =
     `${tree.label} converted by \`handle\` with the shipped plugins (${auto.plugins.map((x) => x.name).join(', ')}) at their defaults ` +
-    `but quietSeconds 0, graceSeconds 0: blockCloning auto against blockCloning off (the tool's copy without cloning) on the same pool; verifications: ${VERIFICATIONS}; ` +
+    `but quietSeconds 0, graceSeconds 0: blockCloning auto against the rsync path (blockCloning off, parallelCopy false) on the same pool; verifications: ${VERIFICATIONS}; ` +
     'each side on a tree of its own after a cold cache (pool export/import, drop_caches); bclonesaved/allocated at the seal from one untimed run per side';
-  const parameters = { tree: tree.label, runs: o.runs, plugins: { auto: auto.plugins, off: off.plugins }, atSeal: seal };
-  return seriesResult({ scenario: tree.id, description, parameters, environment: env, samples }, [['auto', 'off']]);
+  const parameters = { tree: tree.label, runs: o.runs, plugins: { auto: auto.plugins, rsync: off.plugins }, atSeal: seal };
+  return seriesResult({ scenario: tree.id, description, parameters, environment: env, samples }, [['auto', 'rsync']]);
 }
 
 /** `clone-1g` and `clone-20k` (or those of `only`), on kernel OpenZFS. */

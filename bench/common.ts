@@ -203,8 +203,8 @@ export async function pairSeries(o: {
 }
 
 /** The tool's settings in a comparison: the shipped plugin list at its defaults, but for these. */
-export function toolOverrides(blockCloning: 'off' | 'auto'): Record<string, Record<string, unknown>> {
-  return { 'quiet-wait': { quietSeconds: 0 }, rsync: { graceSeconds: 0, blockCloning } };
+export function toolOverrides(blockCloning: 'off' | 'auto', rsync: Record<string, unknown> = {}): Record<string, Record<string, unknown>> {
+  return { 'quiet-wait': { quietSeconds: 0 }, rsync: { graceSeconds: 0, blockCloning, ...rsync } };
 }
 
 /**

@@ -237,12 +237,17 @@ export interface TreeCopyOptions {
 /** The userspace copy's buffer per file: the memory it holds is concurrency × this at most. */
 const COPY_CHUNK = 1 << 20;
 
-/** Copies `input` to `output` (both open, output empty) by read and write, until input's end. */
+/**
+ * Copies the first `size` bytes of `input` (the length its fstat gave) to `output` (both open,
+ * output empty) by read and write, as copy_file_range copies the length libuv read: what a writer
+ * appends meanwhile makes the original newer, and rsync copies it again.
+ */
 async function readWriteCopy(input: FileHandle, output: FileHandle, size: bigint): Promise<void> {
-  const buffer = Buffer.allocUnsafe(Number(size < BigInt(COPY_CHUNK) ? (size < 65536n ? 65536n : size) : BigInt(COPY_CHUNK)));
+  const end = Number(size);
+  const buffer = Buffer.allocUnsafe(Math.min(Math.max(end, 65536), COPY_CHUNK));
   let position = 0;
-  for (;;) {
-    const { bytesRead } = await input.read(buffer, 0, buffer.length, position);
+  while (position < end) {
+    const { bytesRead } = await input.read(buffer, 0, Math.min(buffer.length, end - position), position);
     if (bytesRead === 0) return;
     let written = 0;
     while (written < bytesRead) written += (await output.write(buffer, written, bytesRead - written, position + written)).bytesWritten;
