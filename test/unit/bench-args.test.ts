@@ -15,6 +15,7 @@ describe('npm run bench arguments', () => {
       only: ['convert', 'large', 'burst', 'startup', 'sweep'],
       runs: 5,
       largeFiles: 200_000,
+      sweepDatasets: 10_000,
       smallFiles: 20_000,
       bigMiB: 256,
       cloneRows: ['clone-1g', 'clone-20k'],
