@@ -7,7 +7,7 @@
  * makes the README's table from them.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -15,8 +15,9 @@ export const PROJECT = resolve(import.meta.dirname, '..', ...(/[/\\]dist[/\\]ben
 export const RESULTS_DIR = join(PROJECT, 'bench', 'results');
 
 export interface Environment {
+  /** The commit the code that ran was built from (dist/build.json), else the checkout's HEAD. */
   readonly commit: string;
-  /** Uncommitted changes to tracked files when the series ran. */
+  /** Uncommitted changes to tracked files in what was built (or in the checkout). */
   readonly dirty: boolean;
   readonly at: string;
   readonly machine: { readonly cpus: number; readonly model: string; readonly memoryGiB: number; readonly kernel: string };
@@ -43,11 +44,20 @@ export function zfsVersion(): string {
   }
 }
 
+/** The commit the running code was built from (dist/build.json, written by the build), when running from dist. */
+function builtFrom(): { commit: string; dirty: boolean } | undefined {
+  if (!/[/\\]dist[/\\]bench$/.test(import.meta.dirname)) return undefined;
+  const stamp = JSON.parse(readFileSync(join(PROJECT, 'dist', 'build.json'), 'utf8')) as { commit: string | null; dirty: boolean | null };
+  if (stamp.commit === null || stamp.dirty === null) throw new Error('dist/build.json names no commit: build from a git checkout');
+  return { commit: stamp.commit, dirty: stamp.dirty };
+}
+
 export function environment(): Environment {
   const cpu = cpus();
+  const built = builtFrom();
   return {
-    commit: git(['rev-parse', 'HEAD']),
-    dirty: git(['status', '--porcelain', '--untracked-files=no']) !== '',
+    commit: built?.commit ?? git(['rev-parse', 'HEAD']),
+    dirty: built?.dirty ?? git(['status', '--porcelain', '--untracked-files=no']) !== '',
     at: new Date().toISOString(),
     machine: { cpus: cpu.length, model: cpu[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30), kernel: release() },
     node: process.version,

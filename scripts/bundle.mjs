@@ -21,6 +21,7 @@
  * processes), but nothing the entry points load imports it: a run loads the bundle only. The
  * package's "exports" let site plugins import only dist/src/index.js (and the kit, dist/src/testing.js).
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { build } from 'esbuild';
@@ -77,3 +78,17 @@ for (const file of outputs) {
 for (const file of ['src/cli.js', 'src/index.js', 'src/testing.js']) {
   if (!outputs.has(join(dist, file))) throw new Error(`bundle: no ${file} in ${relative(project, dist)}`);
 }
+
+/** What this build was made from (the benchmarks record it as the commit their figures belong to). */
+const git = (args) => {
+  try {
+    return execFileSync('git', args, { cwd: project, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+};
+const commit = git(['rev-parse', 'HEAD']);
+writeFileSync(
+  join(dist, 'build.json'),
+  `${JSON.stringify({ commit: commit ?? null, dirty: commit === undefined ? null : git(['status', '--porcelain', '--untracked-files=no']) !== '' })}\n`,
+);
