@@ -110,7 +110,9 @@ export function figure(r: SeriesResult): string {
   return [sides.join(', '), ...ratios, ...values].join('; ');
 }
 
-/** Where and when: the commit, the machine, Node, ZFS, the number of runs, loaded samples. */
+const loadRange = (loads: readonly number[]): string => `${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}`;
+
+/** Where and when: the commit, the machine, Node, ZFS, the number of runs, loaded samples, the 1-minute load before and after. */
 export function provenance(r: SeriesResult): string {
   const e = r.environment;
   const runs = new Set(r.samples.map((s) => s.run)).size;
@@ -121,6 +123,7 @@ export function provenance(r: SeriesResult): string {
     `Node ${e.node}, ${e.zfs}`,
     `${runs} run${runs === 1 ? '' : 's'}`,
     ...(loaded > 0 ? [`**loaded** (${loaded} of ${r.samples.length} samples)`] : []),
+    `load before ${loadRange(r.samples.map((s) => s.loadBefore[0]))}, after ${loadRange(r.samples.map((s) => s.loadAfter[0]))}`,
   ].join('; ');
 }
 

@@ -87,9 +87,11 @@ describe('bench table', () => {
   it('shows medians, min–max, the ratio, values, and marks loaded samples', () => {
     const r = convert('convert-20k', [9, 12, 10], [10, 11, 10], undefined, [100, 120, 110]);
     expect(figure(r)).toBe('tool 10.0 s (9.00–12.0), seed 10.0 s (10.0–11.0); **tool/seed 1.00×**; maxRssMiB 100.0–120.0');
-    expect(provenance(r)).toBe('`abcdef1234`, 2026-12-08; 2 × Test CPU, 8 GiB; Node v20.19.0, zfs-fuse 0.7.2; 3 runs');
+    expect(provenance(r)).toBe(
+      '`abcdef1234`, 2026-12-08; 2 × Test CPU, 8 GiB; Node v20.19.0, zfs-fuse 0.7.2; 3 runs; load before 0.5–0.5, after 0.5–0.5',
+    );
     const loaded = { ...r, samples: r.samples.map((x, i) => (i === 0 ? { ...x, loaded: true } : x)) };
-    expect(provenance(loaded)).toMatch(/\*\*loaded\*\* \(1 of 6 samples\)$/);
+    expect(provenance(loaded)).toMatch(/\*\*loaded\*\* \(1 of 6 samples\); load before/);
   });
 
   it('says "not measured yet" for a row without a result, and keeps the rows in order', () => {
