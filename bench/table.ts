@@ -55,6 +55,8 @@ const SWEEP: Target = {
   met: (r) => Object.values(r.summary).every((s) => s.median <= 2),
 };
 
+const sweepDatasets = (id: string): number => Number(/^sweep-(\d+)-/.exec(id)?.[1] ?? 0);
+
 /** Issue 22's targets by row id. */
 export function targetOf(id: string): Target | undefined {
   if (id === 'convert-20k') return { text: 'tool/seed ≤ 1.0×', met: (r) => ratio(r, 'tool/seed') <= 1.0 };
@@ -67,12 +69,14 @@ export function targetOf(id: string): Target | undefined {
   if (id === 'clone-1g') return { text: 'auto/rsync ≤ 0.3×', met: (r) => ratio(r, 'auto/rsync') <= 0.3 };
   if (id === 'clone-20k') return { text: 'auto/rsync ≤ 1.0×', met: (r) => ratio(r, 'auto/rsync') <= 1.0 };
   if (id.startsWith('burst-')) return BURST;
-  if (id.startsWith('sweep-')) return SWEEP;
+  // The target is for 10,000 datasets; a smaller sweep (900 mounted: what zfs-fuse can mount) is a figure only.
+  if (id.startsWith('sweep-')) return sweepDatasets(id) >= 10_000 ? SWEEP : undefined;
   return undefined;
 }
 
 /** A row with no target: what it is for instead. */
-const untargeted = (id: string): string => (id === 'startup' ? "none (beside the seed's way)" : '(none)');
+const untargeted = (id: string): string =>
+  id === 'startup' ? "none (beside the seed's way)" : id.startsWith('sweep-') ? 'none (the target is for 10,000)' : '(none)';
 
 /** The rows the README always shows, measured or not, in this order; any other id follows. */
 export const ROWS = [
