@@ -230,6 +230,11 @@ export async function checkConverted(dataset: string, dir: string): Promise<void
 }
 
 /** The tool converting a directory with `handle`: its exit code checked, its peak RSS measured. */
+/** The copy step's seconds, from the tool's NOTICE line ("converted into …: … in T s (copy C s, …)"). */
+export function copySeconds(stderr: string): number {
+  return measured(Number(/ converted into .* \(copy (\d+(?:\.\d+)?) s\b/.exec(stderr)?.[1]), "the copy's seconds (the tool's NOTICE line)");
+}
+
 export function toolSide(name: string, p: BenchPool, config: string): Side {
   return {
     name,
@@ -237,7 +242,7 @@ export function toolSide(name: string, p: BenchPool, config: string): Side {
       const r = await timedNode([CLI, '--config', config, 'handle', dir]);
       if (r.exitCode !== 0) throw new Error(`the tool failed (exit ${r.exitCode}): ${r.stderr.slice(-800)}`);
       await checkConverted(`${p.pool}/${dir.slice(p.mount.length + 1)}`, dir);
-      return { maxRssMiB: r.maxRssMiB };
+      return { maxRssMiB: r.maxRssMiB, copySeconds: copySeconds(r.stderr) };
     },
     cleanup: (dir) => destroyDataset(`${p.pool}/${dir.slice(p.mount.length + 1)}`),
   };

@@ -3,6 +3,7 @@
  * files for large, bench/results), and the order of a pair series (each side first as often, and
  * each side's tree made first as often, in every combination over four runs).
  */
+import { copySeconds } from '../../bench/common.js';
 import { describe, expect, it } from 'vitest';
 import { parseArgs } from '../../bench/bench.js';
 import { orders } from '../../bench/common.js';
@@ -41,5 +42,14 @@ describe('pair series order', () => {
     // every combination of (goes first, its tree made first) once in four runs
     const combos = new Set(seen.map((o) => `${o.run[0]}:${o.make[0]}`));
     expect(combos.size).toBe(4);
+  });
+});
+
+describe("the copy's seconds of a tool sample", () => {
+  it("comes from the tool's NOTICE line, and is an error when the line is missing", () => {
+    const notice =
+      '2026-12-07T23:56:46.921+00:00 zfs-dynamic-creator: NOTICE: [run1] converted into p/run1: 20,001 files, 334.1 MiB in 41.1 s (copy 21.8 s, 15.3 MiB/s)\n';
+    expect(copySeconds(`INFO: something\n${notice}`)).toBe(21.8);
+    expect(() => copySeconds('INFO: copy 3 s\n')).toThrow(/missing measurement: the copy's seconds/);
   });
 });
