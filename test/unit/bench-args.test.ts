@@ -3,10 +3,9 @@
  * files for large, bench/results), and the order of a pair series (each side first as often, and
  * each side's tree made first as often, in every combination over four runs).
  */
-import { copySeconds } from '../../bench/common.js';
 import { describe, expect, it } from 'vitest';
 import { parseArgs } from '../../bench/bench.js';
-import { orders } from '../../bench/common.js';
+import { copySeconds, orders } from '../../bench/common.js';
 import { RESULTS_DIR } from '../../bench/series.js';
 
 describe('npm run bench arguments', () => {
