@@ -126,8 +126,14 @@ describe('SIGKILL at every step, then recover', () => {
     // Killed once the removal has visibly begun: part of the original is gone, part is left.
     const child = cliSpawn(['--config', plain, 'handle', dir], { stateDir: p.stateDir });
     const aside = stagingPath(p, name, 'orig');
-    const count = async (): Promise<number> =>
-      (await Promise.all(['d0', 'd1', 'd2', 'd3'].map((d) => readdir(join(aside, d)).catch(() => [] as string[])))).flat().length;
+    // Entries left in the aside original, or undefined before it is there. Read only once it is
+    // there: a count taken across the move aside (some directories read before it, some after)
+    // would pass for a removal under way. A directory gone once it is there was removed whole.
+    const count = async (): Promise<number | undefined> => {
+      if ((await lstat(aside).catch(() => undefined)) === undefined) return undefined;
+      const lists = await Promise.all(['d0', 'd1', 'd2', 'd3'].map((d) => readdir(join(aside, d)).catch(() => [] as string[])));
+      return lists.flat().length;
+    };
     let exited = false;
     void child.then(
       () => (exited = true),
@@ -136,11 +142,11 @@ describe('SIGKILL at every step, then recover', () => {
     // Polled until the removal is seen under way (or the job ended: the test then fails below).
     for (const deadline = Date.now() + scaled(60_000); !exited && Date.now() < deadline; await sleep(5)) {
       const left = await count();
-      if (left > 0 && left < 1900) break;
+      if (left !== undefined && left > 0 && left < 1900) break;
     }
     child.kill('SIGKILL');
     const r = await child;
-    return { signal: r.signal, left: await count() };
+    return { signal: r.signal, left: (await count()) ?? 0 };
   });
 
   /** Every kill above, then one recover of them all. */
