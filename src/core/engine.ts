@@ -9,6 +9,7 @@
  * whatever is mounted where when recovery runs.
  */
 import { lstat, readdir } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { createHooks, type Hooks } from './hooks.js';
 import { AFTER_COMMIT, CONTRACT, JOURNALLED_PHASES, type HookName } from './contract.js';
 import {
@@ -785,11 +786,7 @@ export class RootEngine {
       for (const name of walk.unreadable) this.unreadable(name);
       return this.surveyed(directories, ignored, new Set(walk.unfit));
     }
-    // The entries' types from the listing itself (d_type; Node looks up an unknown one), not one
-    // lstat each: with thousands of mounted datasets each lstat would cross into a mount.
-    for (const entry of await readdir(this.context.rootdir, { encoding: 'buffer', withFileTypes: true })) {
-      if (!entry.isDirectory()) continue;
-      const raw = entry.name;
+    for (const raw of await this.rootDirectories()) {
       const name = raw.toString('utf8');
       // The root dataset's own .zfs (snapdir=visible) is ZFS's, never a directory to convert.
       if (isHelperName(name) || (name === '.zfs' && (await this.isZfsControlDir(raw)))) {
@@ -803,12 +800,39 @@ export class RootEngine {
     return this.surveyed(directories, ignored);
   }
 
-  /** Whether the root's entry `raw` is ZFS's control directory (by its inode); one that vanished is not. */
-  private async isZfsControlDir(raw: Buffer): Promise<boolean> {
-    const stats = await lstat(Buffer.concat([Buffer.from(`${this.context.rootdir}/`), raw])).catch((error: unknown) => {
+  /**
+   * The names of the root's directories. Their types come from the listing itself (d_type), not
+   * from one lstat each: with thousands of mounted datasets each lstat would cross into a mount.
+   * Where the filesystem gives no type (zfs-fuse), Node lstats each entry and fails the whole
+   * listing when one vanished meanwhile; then each is looked at here, and one gone is passed over.
+   */
+  private async rootDirectories(): Promise<Buffer[]> {
+    const rootdir = this.context.rootdir;
+    try {
+      const entries = await readdir(rootdir, { encoding: 'buffer', withFileTypes: true });
+      return entries.filter((e) => e.isDirectory()).map((e) => e.name);
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT')) throw error;
+    }
+    const names: Buffer[] = [];
+    for (const raw of await readdir(rootdir, { encoding: 'buffer' })) {
+      const stats = await this.lstatRootEntry(raw);
+      if (stats?.isDirectory()) names.push(raw);
+    }
+    return names;
+  }
+
+  /** The root's entry `raw`, or undefined when it vanished. */
+  private lstatRootEntry(raw: Buffer): Promise<Stats | undefined> {
+    return lstat(Buffer.concat([Buffer.from(`${this.context.rootdir}/`), raw])).catch((error: unknown) => {
       if (isErrno(error, 'ENOENT')) return undefined;
       throw error;
     });
+  }
+
+  /** Whether the root's entry `raw` is ZFS's control directory (by its inode); one that vanished is not. */
+  private async isZfsControlDir(raw: Buffer): Promise<boolean> {
+    const stats = await this.lstatRootEntry(raw);
     return stats?.isDirectory() === true && isZfsControlDir({ name: '.zfs', type: 'dir', ino: stats.ino });
   }
 
